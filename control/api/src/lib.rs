@@ -1,0 +1,2 @@
+//! The wire contract between the control plane and the sidecar.
+#![forbid(unsafe_code)]

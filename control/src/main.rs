@@ -1,0 +1,4 @@
+//! `palisade`: the operator CLI.
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! `palisade-proxy`: the sidecar binary.
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}
