@@ -1,1 +1,4 @@
-//! The Palisade sidecar.
+//! The Palisade sidecar: a transparent inbound and outbound proxy that speaks
+//! mTLS with SPIFFE identities and enforces NetworkPolicy and authorization.
+
+pub mod capture;

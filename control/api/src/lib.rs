@@ -1,2 +1,5 @@
 //! The wire contract between the control plane and the sidecar.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub use config::*;

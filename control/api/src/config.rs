@@ -1,0 +1,318 @@
+//! `ProxyConfig`: the self-contained, per-workload configuration the control
+//! plane compiles and the sidecar enforces. Everything here is already
+//! resolved: no label selectors, no named ports, no policy precedence left.
+//! Lists are sorted by the compiler so the serialized form is deterministic.
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// One workload's whole configuration, as pushed to its sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Content hash of everything below (see `ProxyConfig::compute_version`).
+    #[serde(default)]
+    pub version: String,
+    pub mesh: MeshSettings,
+    pub workload: Workload,
+    pub inbound: Inbound,
+    pub outbound: Outbound,
+    /// Every workload this one may exchange traffic with: IP to identity and
+    /// per-port mTLS mode. Used outbound (whom to expect) and inbound (does a
+    /// presented identity own the source IP).
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    /// Services this workload may call, resolved to endpoints.
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Authorization policies that apply to this workload (inbound), in the
+    /// order they are reported; evaluation order is fixed by action.
+    #[serde(default)]
+    pub authorization: Vec<AuthorizationPolicy>,
+}
+
+/// Mesh-wide settings that the data plane needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeshSettings {
+    pub trust_domain: String,
+    #[serde(default)]
+    pub trust_domain_aliases: Vec<String>,
+    #[serde(default)]
+    pub path_normalization: PathNormalization,
+}
+
+/// Istio's HTTP path normalization modes. Palisade defaults to
+/// `MERGE_SLASHES`, stricter than Istio's default `BASE`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PathNormalization {
+    None,
+    Base,
+    #[default]
+    MergeSlashes,
+    DecodeAndMergeSlashes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Workload {
+    pub namespace: String,
+    pub name: String,
+    pub service_account: String,
+    /// `spiffe://<td>/ns/<ns>/sa/<sa>`
+    pub identity: String,
+    pub ips: Vec<IpAddr>,
+    #[serde(default)]
+    pub ports: Vec<ContainerPort>,
+    /// Ports on which inbound protocol detection is skipped (server-first).
+    #[serde(default)]
+    pub opaque_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerPort {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+/// Effective PeerAuthentication mode of a port (after UNSET inheritance).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum MtlsMode {
+    Strict,
+    #[default]
+    Permissive,
+    Disable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Inbound {
+    /// Mode for ports without a port-level override.
+    pub mtls: MtlsMode,
+    /// Port-level overrides (by container port number).
+    #[serde(default)]
+    pub port_mtls: BTreeMap<u16, MtlsMode>,
+    /// Resolved ingress NetworkPolicy of this workload.
+    pub ingress: DirectionPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Outbound {
+    /// Resolved egress NetworkPolicy of this workload.
+    pub egress: DirectionPolicy,
+}
+
+/// The resolved NetworkPolicy rules of one direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirectionPolicy {
+    /// True once any NetworkPolicy with this direction's type selects the
+    /// workload; then only traffic some rule allows passes.
+    pub isolated: bool,
+    /// The policies (`ns/name`) that isolate the workload in this direction.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// Allow rules, the union of every selecting policy's rules.
+    #[serde(default)]
+    pub rules: Vec<L4Rule>,
+}
+
+/// One `ingress[i]` / `egress[i]` rule, resolved. It matches when the remote
+/// IP matches one of `peers` (or `peers` is `None`: all peers) and the
+/// (protocol, port) matches one of `ports` (or `ports` is `None`: all ports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct L4Rule {
+    /// `ns/name` of the NetworkPolicy.
+    pub policy: String,
+    /// Index of the rule in the policy's `ingress` or `egress` list.
+    pub rule: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<L4Peer>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<PortRange>>,
+}
+
+/// A resolved `from`/`to` peer: a set of networks minus exceptions. Pod and
+/// namespace selectors are resolved to the selected pods' IPs (host prefixes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct L4Peer {
+    /// Human-readable origin, e.g. `ipBlock 10.0.0.0/8` or
+    /// `namespaceSelector{team=a} podSelector{app=web}`; used in explanations.
+    pub description: String,
+    pub nets: Vec<IpNet>,
+    #[serde(default)]
+    pub except: Vec<IpNet>,
+}
+
+/// `protocol` and `port..=end_port` (inclusive); named ports already resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortRange {
+    pub protocol: Protocol,
+    pub port: u16,
+    pub end_port: u16,
+}
+
+/// A workload this one may talk to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// `NS/POD`
+    pub workload: String,
+    /// Its SPIFFE ID.
+    pub identity: String,
+    /// Its inbound default mode and port overrides.
+    pub mtls: MtlsMode,
+    #[serde(default)]
+    pub port_mtls: BTreeMap<u16, MtlsMode>,
+    #[serde(default)]
+    pub opaque_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Service {
+    /// `ns/name`
+    pub name: String,
+    pub cluster_ips: Vec<IpAddr>,
+    pub ports: Vec<ServicePort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServicePort {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
+    /// Ready endpoints with their resolved target port.
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+    /// `NS/POD`
+    pub workload: String,
+}
+
+/// An Istio AuthorizationPolicy that applies to this workload, normalized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthorizationPolicy {
+    /// `ns/name`
+    pub name: String,
+    pub action: AuthzAction,
+    /// `istio.io/dry-run: "true"`: evaluated and logged, never enforced.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Empty: the policy matches nothing (`spec: {}` or `rules: []`).
+    #[serde(default)]
+    pub rules: Vec<AuthzRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AuthzAction {
+    Allow,
+    Deny,
+    Audit,
+}
+
+/// A rule matches when some `from` matches (or `from` is empty), some `to`
+/// matches (or `to` is empty), and every `when` condition matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthzRule {
+    #[serde(default)]
+    pub from: Vec<AuthzSource>,
+    #[serde(default)]
+    pub to: Vec<AuthzOperation>,
+    #[serde(default)]
+    pub when: Vec<AuthzCondition>,
+}
+
+/// Fields AND'ed, values within a field OR'ed; an empty list is "not set".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthzSource {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_service_accounts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_blocks: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ip_blocks: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_ip_blocks: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_remote_ip_blocks: Vec<IpNet>,
+}
+
+/// Fields AND'ed, values within a field OR'ed; an empty list is "not set".
+/// `methods`, `paths` (and their `not_` forms) are HTTP-only fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthzOperation {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ports: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_paths: Vec<String>,
+}
+
+/// A `when` condition; `key` is one of the supported Istio condition keys
+/// (validated by the compiler), e.g. `request.headers[x-token]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthzCondition {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_values: Vec<String>,
+}
