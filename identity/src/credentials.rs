@@ -1,0 +1,194 @@
+//! A workload's credentials (its SVID chain, private key and trust bundle) and
+//! the [`CredentialStore`] that swaps them atomically: every TLS handshake reads
+//! the current value, so a rotation applies to the next handshake with no
+//! restart, and established connections are not touched.
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+
+use crate::bundle::{BundleError, TrustBundle};
+use crate::ca::IssuedSvid;
+use crate::pem::{self, PemError};
+use crate::provider::default_provider;
+use crate::spiffe_id::SpiffeId;
+use crate::verify::{SvidError, check_leaf};
+
+/// File names of an SVID directory (written by `palisade cert issue`).
+pub const SVID_CERT_FILE: &str = "svid.pem";
+pub const SVID_KEY_FILE: &str = "svid.key";
+pub const SVID_BUNDLE_FILE: &str = "bundle.pem";
+
+/// Why credentials could not be loaded or built.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Pem { path: String, source: PemError },
+    #[error("trust bundle: {0}")]
+    Bundle(#[from] BundleError),
+    #[error("own SVID is not a valid X509-SVID: {0}")]
+    Svid(#[from] SvidError),
+    #[error("private key does not fit the SVID or is unsupported: {0}")]
+    Key(rustls::Error),
+    #[error("no private key given")]
+    NoKey,
+}
+
+/// One consistent set of credentials: SVID chain + key, and the trust bundle.
+#[derive(Debug)]
+pub struct Credentials {
+    id: SpiffeId,
+    certified_key: Arc<CertifiedKey>,
+    bundle: Arc<TrustBundle>,
+}
+
+impl Credentials {
+    /// Builds credentials, loading the key with the default crypto provider.
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        bundle: TrustBundle,
+    ) -> Result<Self, CredentialsError> {
+        Self::new_with_provider(chain, key, bundle, &default_provider())
+    }
+
+    /// Builds credentials, loading the key with `provider` (which then signs in
+    /// handshakes). Checks that the leaf is an X509-SVID and the key matches it.
+    pub fn new_with_provider(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        bundle: TrustBundle,
+        provider: &CryptoProvider,
+    ) -> Result<Self, CredentialsError> {
+        let leaf = chain.first().ok_or(SvidError::NoCertificate)?;
+        let id = check_leaf(leaf)?;
+        let certified_key =
+            CertifiedKey::from_der(chain, key, provider).map_err(CredentialsError::Key)?;
+        Ok(Self {
+            id,
+            certified_key: Arc::new(certified_key),
+            bundle: Arc::new(bundle),
+        })
+    }
+
+    /// Credentials from an SVID the CA just issued (with its generated key).
+    pub fn from_issued(svid: IssuedSvid, bundle: TrustBundle) -> Result<Self, CredentialsError> {
+        let key = svid.key.ok_or(CredentialsError::NoKey)?;
+        Self::new(svid.chain, key, bundle)
+    }
+
+    /// Reads `dir/svid.pem` (leaf then intermediates), `dir/svid.key` and
+    /// `dir/bundle.pem`. The bundle's trust domain is the one of the SVID's ID.
+    pub fn load_dir(dir: &Path) -> Result<Self, CredentialsError> {
+        let chain = read_pem(&dir.join(SVID_CERT_FILE), pem::certs)?;
+        let key = read_pem(&dir.join(SVID_KEY_FILE), pem::private_key)?;
+        let roots = read_pem(&dir.join(SVID_BUNDLE_FILE), pem::certs)?;
+        let leaf = chain.first().ok_or(SvidError::NoCertificate)?;
+        let td = check_leaf(leaf)?.trust_domain();
+        Self::new(chain, key, TrustBundle::new(td, roots)?)
+    }
+
+    /// The same SVID with another trust bundle.
+    pub fn with_bundle(&self, bundle: TrustBundle) -> Self {
+        Self {
+            id: self.id.clone(),
+            certified_key: self.certified_key.clone(),
+            bundle: Arc::new(bundle),
+        }
+    }
+
+    /// Our own SPIFFE ID.
+    pub fn id(&self) -> &SpiffeId {
+        &self.id
+    }
+
+    /// The chain and signing key rustls presents.
+    pub fn certified_key(&self) -> &Arc<CertifiedKey> {
+        &self.certified_key
+    }
+
+    /// The roots peers are verified against.
+    pub fn bundle(&self) -> &Arc<TrustBundle> {
+        &self.bundle
+    }
+}
+
+/// Writes the SVID directory layout: `svid.pem`, `svid.key` (0600, only if a key
+/// is given) and `bundle.pem`.
+pub fn write_svid_dir(
+    dir: &Path,
+    chain: &[CertificateDer<'_>],
+    key: Option<&PrivateKeyDer<'_>>,
+    bundle: &TrustBundle,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    pem::write_public(&dir.join(SVID_CERT_FILE), &pem::encode_certs(chain))?;
+    if let Some(key) = key {
+        let label = match key {
+            PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+            PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+            _ => "PRIVATE KEY",
+        };
+        pem::write_private(
+            &dir.join(SVID_KEY_FILE),
+            &pem::encode(label, key.secret_der()),
+        )?;
+    }
+    pem::write_public(&dir.join(SVID_BUNDLE_FILE), &bundle.to_pem())
+}
+
+fn read_pem<T>(
+    path: &Path,
+    parse: impl Fn(&str) -> Result<T, PemError>,
+) -> Result<T, CredentialsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text).map_err(|source| CredentialsError::Pem {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+// === impl CredentialStore ===
+
+/// The current credentials, swapped atomically. Share it as `Arc<CredentialStore>`.
+#[derive(Debug)]
+pub struct CredentialStore {
+    current: ArcSwap<Credentials>,
+}
+
+impl CredentialStore {
+    /// A store holding `creds`.
+    pub fn new(creds: Credentials) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(creds),
+        })
+    }
+
+    /// The credentials now in force (one consistent snapshot).
+    pub fn current(&self) -> Arc<Credentials> {
+        self.current.load_full()
+    }
+
+    /// Replaces SVID and bundle; the next handshake uses them.
+    pub fn update(&self, creds: Credentials) {
+        tracing::info!(id = %creds.id(), "identity credentials rotated");
+        self.current.store(Arc::new(creds));
+    }
+
+    /// Replaces only the trust bundle, keeping the SVID.
+    pub fn update_bundle(&self, bundle: TrustBundle) {
+        tracing::info!(roots = bundle.roots().len(), "trust bundle rotated");
+        self.current.rcu(|cur| cur.with_bundle(bundle.clone()));
+    }
+}

@@ -1,0 +1,196 @@
+//! rustls verifiers that check the peer's X509-SVID inside the handshake: path
+//! validation against the store's current bundle, the SVID leaf rules, the trust
+//! domain, and (client side) the expected SPIFFE ID.
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
+
+use crate::credentials::CredentialStore;
+use crate::spiffe_id::SpiffeId;
+use crate::verify::{PeerRole, SvidError, verify_svid};
+
+fn reject(err: SvidError, side: &str) -> rustls::Error {
+    tracing::warn!(peer = side, reason = %err, "peer SVID rejected");
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(err))))
+}
+
+// === impl SvidServerVerifier ===
+
+/// Client side: the server must present a valid SVID naming `expected`.
+#[derive(Debug)]
+pub struct SvidServerVerifier {
+    store: Arc<CredentialStore>,
+    expected: SpiffeId,
+    provider: Arc<CryptoProvider>,
+}
+
+impl SvidServerVerifier {
+    /// A verifier for servers that must be `expected`.
+    pub fn new(
+        store: Arc<CredentialStore>,
+        expected: SpiffeId,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        Self {
+            store,
+            expected,
+            provider,
+        }
+    }
+}
+
+impl ServerCertVerifier for SvidServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let creds = self.store.current();
+        let id = verify_svid(
+            creds.bundle(),
+            end_entity,
+            intermediates,
+            now,
+            PeerRole::Server,
+            &self.provider,
+        )
+        .map_err(|e| reject(e, "server"))?;
+        if id != self.expected {
+            return Err(reject(
+                SvidError::UnexpectedId {
+                    got: id.to_string(),
+                    expected: self.expected.to_string(),
+                },
+                "server",
+            ));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+// === impl SvidClientVerifier ===
+
+/// Server side: every client must present a valid SVID of our trust domain.
+/// Which identities may do what is the authorization layer's business.
+#[derive(Debug)]
+pub struct SvidClientVerifier {
+    store: Arc<CredentialStore>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl SvidClientVerifier {
+    /// A verifier reading the bundle from `store` at each handshake.
+    pub fn new(store: Arc<CredentialStore>, provider: Arc<CryptoProvider>) -> Self {
+        Self { store, provider }
+    }
+}
+
+impl ClientCertVerifier for SvidClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let creds = self.store.current();
+        verify_svid(
+            creds.bundle(),
+            end_entity,
+            intermediates,
+            now,
+            PeerRole::Client,
+            &self.provider,
+        )
+        .map_err(|e| reject(e, "client"))?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,270 @@
+//! X509-SVID verification: path validation to a root of the trust bundle
+//! (webpki, RFC 5280), then the SVID leaf rules of X509-SVID sections 4 and 5
+//! (x509-parser), then the trust domain check. Each rejection names its rule.
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::bundle::TrustBundle;
+use crate::spiffe_id::{SpiffeId, SpiffeIdError};
+
+/// Which side the peer plays: decides the extended key usage webpki demands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRole {
+    /// The peer is a TLS client (needs id-kp-clientAuth when EKU is present).
+    Client,
+    /// The peer is a TLS server (needs id-kp-serverAuth when EKU is present).
+    Server,
+}
+
+/// Why a certificate chain is not an acceptable X509-SVID. One variant per rule.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SvidError {
+    #[error("no certificate presented")]
+    NoCertificate,
+    #[error("certificate is not valid DER X.509: {0}")]
+    Malformed(String),
+    #[error("path validation: no path to a root of the trust bundle (unknown issuer)")]
+    UnknownIssuer,
+    #[error("path validation: a signature in the chain does not verify")]
+    BadSignature,
+    #[error("validity window: certificate expired at {not_after} (unix), now is {now}")]
+    Expired { not_after: u64, now: u64 },
+    #[error("validity window: certificate not valid before {not_before} (unix), now is {now}")]
+    NotYetValid { not_before: u64, now: u64 },
+    #[error("path validation failed: {0}")]
+    Path(String),
+    #[error("leaf SVID has no URI SAN: an X509-SVID carries exactly one")]
+    NoUriSan,
+    #[error(
+        "leaf SVID has {count} URI SANs: SVIDs containing more than one URI SAN MUST be rejected"
+    )]
+    MultipleUriSans { count: usize },
+    #[error("leaf SVID URI SAN {uri:?} does not use the spiffe scheme")]
+    NotSpiffeScheme { uri: String },
+    #[error("leaf SVID URI SAN {uri:?} is not a valid SPIFFE ID: {source}")]
+    InvalidSpiffeId { uri: String, source: SpiffeIdError },
+    #[error("leaf SVID SPIFFE ID {id} has no path: a leaf SPIFFE ID MUST have a non-root path")]
+    IdWithoutPath { id: String },
+    #[error("leaf SVID is a CA: basic constraints cA MUST be false on a leaf")]
+    LeafIsCa,
+    #[error("leaf SVID has no key usage extension: it MUST be set on all SVIDs")]
+    NoKeyUsage,
+    #[error("leaf SVID sets keyCertSign: leaf SVIDs MUST NOT set keyCertSign")]
+    LeafKeyCertSign,
+    #[error("leaf SVID sets cRLSign: leaf SVIDs MUST NOT set cRLSign")]
+    LeafCrlSign,
+    #[error("leaf SVID lacks digitalSignature: leaf SVIDs MUST set digitalSignature")]
+    NoDigitalSignature,
+    #[error(
+        "leaf SVID extended key usage lacks {purpose}: when present, serverAuth and clientAuth MUST be set"
+    )]
+    MissingEku { purpose: &'static str },
+    #[error("trust domain: peer {id} is not in the bundle's trust domain {expected}")]
+    TrustDomainMismatch { id: String, expected: String },
+    #[error("peer identity: got {got}, expected {expected}")]
+    UnexpectedId { got: String, expected: String },
+}
+
+/// Verifies `chain` (leaf first, then any intermediates the peer sent) against
+/// `bundle` at time `now`, and returns the peer's SPIFFE ID.
+pub fn verify_svid_chain(
+    bundle: &TrustBundle,
+    chain: &[CertificateDer<'_>],
+    now: UnixTime,
+    role: PeerRole,
+    provider: &CryptoProvider,
+) -> Result<SpiffeId, SvidError> {
+    let (leaf, intermediates) = chain.split_first().ok_or(SvidError::NoCertificate)?;
+    verify_svid(bundle, leaf, intermediates, now, role, provider)
+}
+
+/// [`verify_svid_chain`] with the leaf and intermediates apart (rustls' shape).
+pub fn verify_svid(
+    bundle: &TrustBundle,
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    role: PeerRole,
+    provider: &CryptoProvider,
+) -> Result<SpiffeId, SvidError> {
+    // 1. Path validation (X509-SVID 5.1: "MUST follow RFC 5280 path validation").
+    let ee =
+        webpki::EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(e.to_string()))?;
+    let usage = match role {
+        PeerRole::Client => webpki::KeyUsage::client_auth(),
+        PeerRole::Server => webpki::KeyUsage::server_auth(),
+    };
+    ee.verify_for_usage(
+        provider.signature_verification_algorithms.all,
+        bundle.anchors(),
+        intermediates,
+        now,
+        usage,
+        None,
+        None,
+    )
+    .map_err(|e| map_path_error(e, now))?;
+
+    // 2. Leaf rules (X509-SVID 4 and 5.2).
+    let id = check_leaf(leaf)?;
+
+    // 3. Trust domain: the ID must belong to the bundle's trust domain.
+    if !bundle.accepts_trust_domain(id.trust_domain_str()) {
+        return Err(SvidError::TrustDomainMismatch {
+            id: id.to_string(),
+            expected: bundle.trust_domain().to_string(),
+        });
+    }
+    Ok(id)
+}
+
+/// The X509-SVID leaf rules alone (no path validation): returns the SPIFFE ID.
+pub fn check_leaf(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> {
+    let cert = parse(leaf)?;
+    let id = leaf_id(&cert)?;
+    // "the validator MUST ensure that the `CA` field in the basic constraints
+    // extension is set to `false`" (X509-SVID 5.2)
+    let bc = cert
+        .basic_constraints()
+        .map_err(|e| SvidError::Malformed(e.to_string()))?;
+    if bc.is_some_and(|bc| bc.value.ca) {
+        return Err(SvidError::LeafIsCa);
+    }
+    // "The key usage extension MUST be set on all SVIDs" (X509-SVID 4.3)
+    let ku = cert
+        .key_usage()
+        .map_err(|e| SvidError::Malformed(e.to_string()))?
+        .ok_or(SvidError::NoKeyUsage)?
+        .value;
+    // "... and that `keyCertSign` and `cRLSign` are not set" (X509-SVID 5.2)
+    if ku.key_cert_sign() {
+        return Err(SvidError::LeafKeyCertSign);
+    }
+    if ku.crl_sign() {
+        return Err(SvidError::LeafCrlSign);
+    }
+    // "Leaf SVIDs MUST set `digitalSignature`." (X509-SVID 4.3)
+    if !ku.digital_signature() {
+        return Err(SvidError::NoDigitalSignature);
+    }
+    // "When included, fields `id-kp-serverAuth` and `id-kp-clientAuth` MUST be
+    // set." (X509-SVID 4.4)
+    if let Some(eku) = cert
+        .extended_key_usage()
+        .map_err(|e| SvidError::Malformed(e.to_string()))?
+    {
+        if !eku.value.server_auth {
+            return Err(SvidError::MissingEku {
+                purpose: "serverAuth",
+            });
+        }
+        if !eku.value.client_auth {
+            return Err(SvidError::MissingEku {
+                purpose: "clientAuth",
+            });
+        }
+    }
+    Ok(id)
+}
+
+/// The SPIFFE ID of a certificate that rustls already verified (our verifiers
+/// ran the full rules in the handshake). Enforces the one-URI-SAN rule again.
+pub fn spiffe_id_of(der: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> {
+    leaf_id(&parse(der)?)
+}
+
+/// All URI SANs of a certificate (for CA certificates and bundles).
+pub fn uri_sans(der: &[u8]) -> Result<Vec<String>, SvidError> {
+    let cert = parse(der)?;
+    let sans = cert
+        .subject_alternative_name()
+        .map_err(|e| SvidError::Malformed(e.to_string()))?;
+    Ok(sans
+        .map(|s| {
+            s.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::URI(u) => Some((*u).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn parse<'a>(der: &'a [u8]) -> Result<X509Certificate<'a>, SvidError> {
+    match X509Certificate::from_der(der) {
+        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(_) => Err(SvidError::Malformed(
+            "trailing data after certificate".into(),
+        )),
+        Err(e) => Err(SvidError::Malformed(e.to_string())),
+    }
+}
+
+fn leaf_id(cert: &X509Certificate<'_>) -> Result<SpiffeId, SvidError> {
+    let sans = cert
+        .subject_alternative_name()
+        .map_err(|e| SvidError::Malformed(e.to_string()))?;
+    let uris: Vec<&str> = sans
+        .map(|s| {
+            s.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::URI(u) => Some(*u),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // "SVIDs containing more than one URI SAN MUST be rejected." (X509-SVID 5.2)
+    let uri = match uris.as_slice() {
+        [] => return Err(SvidError::NoUriSan),
+        [one] => *one,
+        many => return Err(SvidError::MultipleUriSans { count: many.len() }),
+    };
+    // "The validator MUST also ensure that the scheme of the SPIFFE ID is set to
+    // `spiffe`" (X509-SVID 5.2)
+    if !uri.to_ascii_lowercase().starts_with("spiffe:") {
+        return Err(SvidError::NotSpiffeScheme { uri: uri.into() });
+    }
+    let id = SpiffeId::parse(uri).map_err(|source| SvidError::InvalidSpiffeId {
+        uri: uri.into(),
+        source,
+    })?;
+    // "... and MUST ensure that the SPIFFE ID has a non-root path component"
+    if id.path().is_empty() {
+        return Err(SvidError::IdWithoutPath { id: id.to_string() });
+    }
+    Ok(id)
+}
+
+#[allow(deprecated)] // older webpki variants may still be returned
+fn map_path_error(e: webpki::Error, now: UnixTime) -> SvidError {
+    use webpki::Error as E;
+    let now_s = now.as_secs();
+    match e {
+        E::UnknownIssuer => SvidError::UnknownIssuer,
+        E::InvalidSignatureForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => SvidError::BadSignature,
+        E::CertExpired { not_after, .. } => SvidError::Expired {
+            not_after: not_after.as_secs(),
+            now: now_s,
+        },
+        E::CertNotValidYet { not_before, .. } => SvidError::NotYetValid {
+            not_before: not_before.as_secs(),
+            now: now_s,
+        },
+        E::CaUsedAsEndEntity => SvidError::LeafIsCa,
+        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => SvidError::MissingEku {
+            purpose: "the purpose of this connection",
+        },
+        E::BadDer | E::BadDerTime | E::TrailingData(_) => SvidError::Malformed(format!("{e:?}")),
+        other => SvidError::Path(format!("{other:?}")),
+    }
+}
