@@ -14,7 +14,7 @@ pub mod init;
 pub mod netfilter;
 pub mod orig_dst;
 
-pub use addrs::{ClientAddr, OrigDstAddr};
+pub use addrs::{ClientAddr, OrigDstAddr, to_canonical};
 pub use cidr::Cidr;
 pub use command::CaptureError;
 pub use init::{InitArgs, InitOptions};
