@@ -24,7 +24,10 @@ fn net(test: &str) -> TestNet {
 /// A tokio listener bound inside `pod`.
 fn listen(pod: &Pod, addr: &str) -> TcpListener {
     let addr: SocketAddr = addr.parse().unwrap();
-    let std = pod.enter(move || std::net::TcpListener::bind(addr)).unwrap().unwrap();
+    let std = pod
+        .enter(move || std::net::TcpListener::bind(addr))
+        .unwrap()
+        .unwrap();
     std.set_nonblocking(true).unwrap();
     TcpListener::from_std(std).unwrap()
 }
@@ -44,7 +47,10 @@ fn connect(pod: &Pod, addr: &str) -> TcpStream {
 /// The next connection on `listener`, with its original destination (or
 /// `None` when the connection was not redirected) and client address.
 async fn accept(listener: &TcpListener) -> Option<(Option<OrigDstAddr>, OrigDstAddr, SocketAddr)> {
-    let (stream, client) = timeout(Duration::from_millis(700), listener.accept()).await.ok()?.ok()?;
+    let (stream, client) = timeout(Duration::from_millis(700), listener.accept())
+        .await
+        .ok()?
+        .ok()?;
     Some((
         orig_dst_addr(&stream).ok(),
         orig_dst_addr_or_default(&stream).unwrap(),
@@ -78,12 +84,18 @@ async fn inbound_redirect_reports_original_destination() {
 
     let _c = connect(&client, &format!("{}:8080", server.ip));
     let (orig, _, from) = accept(&inbound).await.expect("redirected to 15006");
-    assert_eq!(orig.unwrap().0, format!("{}:8080", server.ip).parse().unwrap());
+    assert_eq!(
+        orig.unwrap().0,
+        format!("{}:8080", server.ip).parse().unwrap()
+    );
     assert_eq!(from.ip(), std::net::IpAddr::V4(client.ip));
 
     let _c = connect(&client, &format!("[{}]:8443", server.ip6));
     let (orig, _, from) = accept(&inbound).await.expect("IPv6 redirected to 15006");
-    assert_eq!(orig.unwrap().0, format!("[{}]:8443", server.ip6).parse().unwrap());
+    assert_eq!(
+        orig.unwrap().0,
+        format!("[{}]:8443", server.ip6).parse().unwrap()
+    );
     assert_eq!(from.ip(), std::net::IpAddr::V6(client.ip6));
 
     // The proxy's own admin port and an excluded port are not redirected:
@@ -94,7 +106,10 @@ async fn inbound_redirect_reports_original_destination() {
         let (orig, fallback, _) = accept(listener).await.expect("direct connection");
         let expected: SocketAddr = format!("{}:{port}", server.ip).parse().unwrap();
         assert_eq!(fallback.0, expected);
-        assert!(orig.is_none_or(|o| o.0 == expected), "port {port}: {orig:?}");
+        assert!(
+            orig.is_none_or(|o| o.0 == expected),
+            "port {port}: {orig:?}"
+        );
         assert!(accept(&inbound).await.is_none());
     }
 }
@@ -121,10 +136,16 @@ async fn outbound_redirect_spares_proxy_uid_loopback_and_exclusions() {
     // The app's connections go to the sidecar, destination preserved.
     let _c = connect(&client, &format!("{}:9999", server.ip));
     let (orig, _, _) = accept(&outbound).await.expect("redirected to 15001");
-    assert_eq!(orig.unwrap().0, format!("{}:9999", server.ip).parse().unwrap());
+    assert_eq!(
+        orig.unwrap().0,
+        format!("{}:9999", server.ip).parse().unwrap()
+    );
     let _c = connect(&client, &format!("[{}]:9999", server.ip6));
     let (orig, _, _) = accept(&outbound).await.expect("IPv6 redirected to 15001");
-    assert_eq!(orig.unwrap().0, format!("[{}]:9999", server.ip6).parse().unwrap());
+    assert_eq!(
+        orig.unwrap().0,
+        format!("[{}]:9999", server.ip6).parse().unwrap()
+    );
 
     // Loopback, an excluded port and an excluded CIDR leave directly.
     let _c = connect(&client, "127.0.0.1:7000");
@@ -133,12 +154,18 @@ async fn outbound_redirect_spares_proxy_uid_loopback_and_exclusions() {
     assert!(accept(&server_db).await.is_some());
     let _c = connect(&client, &format!("{}:9999", other.ip));
     assert!(accept(&other_app).await.is_some());
-    assert!(accept(&outbound).await.is_none(), "nothing else was redirected");
+    assert!(
+        accept(&outbound).await.is_none(),
+        "nothing else was redirected"
+    );
 
     // The sidecar's own UID is never redirected (else it would loop).
     let status = client
         .command_as(PROXY_UID, "bash")
-        .args(["-c", &format!("exec 3<>/dev/tcp/{}/9999 && echo x >&3", server.ip)])
+        .args([
+            "-c",
+            &format!("exec 3<>/dev/tcp/{}/9999 && echo x >&3", server.ip),
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -157,11 +184,24 @@ async fn install_is_idempotent_and_uninstall_complete() {
     install_in(&pod, &InitOptions::default());
     let once4 = nat_rules(&pod, "iptables");
     let once6 = nat_rules(&pod, "ip6tables");
-    assert!(once4.contains("-A PREROUTING -p tcp -j PALISADE_INBOUND"), "{once4}");
-    assert!(once4.contains("-A OUTPUT -p tcp -j PALISADE_OUTBOUND"), "{once4}");
-    assert!(once6.contains("-A PALISADE_OUTBOUND -d ::1/128 -j RETURN"), "{once6}");
+    assert!(
+        once4.contains("-A PREROUTING -p tcp -j PALISADE_INBOUND"),
+        "{once4}"
+    );
+    assert!(
+        once4.contains("-A OUTPUT -p tcp -j PALISADE_OUTBOUND"),
+        "{once4}"
+    );
+    assert!(
+        once6.contains("-A PALISADE_OUTBOUND -d ::1/128 -j RETURN"),
+        "{once6}"
+    );
     install_in(&pod, &InitOptions::default());
-    assert_eq!(nat_rules(&pod, "iptables"), once4, "a second install changes nothing");
+    assert_eq!(
+        nat_rules(&pod, "iptables"),
+        once4,
+        "a second install changes nothing"
+    );
     assert_eq!(nat_rules(&pod, "ip6tables"), once6);
 
     // A changed option replaces the rules rather than adding to them.
@@ -172,7 +212,11 @@ async fn install_is_idempotent_and_uninstall_complete() {
     install_in(&pod, &changed);
     let rules = nat_rules(&pod, "iptables");
     assert!(rules.contains("--dport 2222 -j RETURN"), "{rules}");
-    assert_eq!(rules.matches("-j PALISADE_IN_REDIRECT").count(), 1, "{rules}");
+    assert_eq!(
+        rules.matches("-j PALISADE_IN_REDIRECT").count(),
+        1,
+        "{rules}"
+    );
     assert_eq!(rules.matches("-A PREROUTING").count(), 1, "{rules}");
 
     pod.enter(|| init::uninstall(true)).unwrap().unwrap();
@@ -189,7 +233,13 @@ async fn relay_through_original_destination() {
     let net = net("caprelay");
     let client = net.pod("client").unwrap();
     let server = net.pod("server").unwrap();
-    install_in(&client, &InitOptions { proxy_uid: 0, ..InitOptions::default() });
+    install_in(
+        &client,
+        &InitOptions {
+            proxy_uid: 0,
+            ..InitOptions::default()
+        },
+    );
     let outbound = listen(&client, "[::]:15001");
     let app = listen(&server, "[::]:8080");
     let server_ip = server.ip;
@@ -197,27 +247,45 @@ async fn relay_through_original_destination() {
         // The test process is root (uid 0 is the "proxy" here), so the
         // client side runs as another user to be captured.
         let mut cmd = client.command_as(1000, "bash");
-        cmd.args(["-c", &format!("exec 3<>/dev/tcp/{server_ip}/8080; echo ping >&3; read line <&3; echo \"$line\"")]);
+        cmd.args([
+            "-c",
+            &format!(
+                "exec 3<>/dev/tcp/{server_ip}/8080; echo ping >&3; read line <&3; echo \"$line\""
+            ),
+        ]);
         cmd.stdout(std::process::Stdio::piped());
         let child = cmd.spawn().unwrap();
-        let (stream, _) = timeout(Duration::from_secs(2), outbound.accept()).await.unwrap().unwrap();
+        let (stream, _) = timeout(Duration::from_secs(2), outbound.accept())
+            .await
+            .unwrap()
+            .unwrap();
         (child, stream)
     };
     let orig = orig_dst_addr(&relay).unwrap();
     assert_eq!(orig.0, format!("{server_ip}:8080").parse().unwrap());
     // Relay: connect (as root = excluded UID) to the original destination.
-    let upstream = client.enter(move || TcpStream::connect(orig.0)).unwrap().unwrap();
+    let upstream = client
+        .enter(move || TcpStream::connect(orig.0))
+        .unwrap()
+        .unwrap();
     upstream.set_nonblocking(true).unwrap();
     let upstream = tokio::net::TcpStream::from_std(upstream).unwrap();
     let relay_task = tokio::spawn(async move {
         let (mut a, mut b) = (relay, upstream);
         let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
     });
-    let (mut accepted, _) = timeout(Duration::from_secs(2), app.accept()).await.unwrap().unwrap();
+    let (mut accepted, _) = timeout(Duration::from_secs(2), app.accept())
+        .await
+        .unwrap()
+        .unwrap();
     let mut buf = [0u8; 5];
-    tokio::io::AsyncReadExt::read_exact(&mut accepted, &mut buf).await.unwrap();
+    tokio::io::AsyncReadExt::read_exact(&mut accepted, &mut buf)
+        .await
+        .unwrap();
     assert_eq!(&buf, b"ping\n");
-    tokio::io::AsyncWriteExt::write_all(&mut accepted, b"pong\n").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut accepted, b"pong\n")
+        .await
+        .unwrap();
     let out = tokio::task::spawn_blocking(move || {
         let mut s = String::new();
         c.stdout.take().unwrap().read_to_string(&mut s).unwrap();

@@ -21,7 +21,8 @@ fn net(test: &str) -> TestNet {
 fn udp(pod: &Pod, addr: &str) -> UdpSocket {
     let addr: SocketAddr = addr.parse().unwrap();
     let sock = pod.enter(move || UdpSocket::bind(addr)).unwrap().unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(400))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
     sock
 }
 
@@ -67,7 +68,9 @@ outbound:
 
 fn apply(pod: &Pod, cfg: &ProxyConfig) {
     let cfg = cfg.clone();
-    pod.enter(move || netfilter::apply_for_uid(&cfg, PROXY_UID)).unwrap().unwrap();
+    pod.enter(move || netfilter::apply_for_uid(&cfg, PROXY_UID))
+        .unwrap()
+        .unwrap();
 }
 
 #[test]
@@ -117,36 +120,79 @@ fn udp_egress_and_ingress_follow_policy() {
     // Egress: the allowed (pod, port) gets through, others do not.
     let dns_addr = format!("{}:53", dns.ip);
     assert!(delivered(&app_sock, &dns_addr, &dns53, b"query-1"));
-    assert!(!delivered(&app_sock, &format!("{}:54", dns.ip), &dns54, b"wrong-port"));
-    assert!(!delivered(&app_sock, &format!("{}:53", other.ip), &other53, b"excepted-pod"));
+    assert!(!delivered(
+        &app_sock,
+        &format!("{}:54", dns.ip),
+        &dns54,
+        b"wrong-port"
+    ));
+    assert!(!delivered(
+        &app_sock,
+        &format!("{}:53", other.ip),
+        &other53,
+        b"excepted-pod"
+    ));
     // The DNS reply comes back although app's ingress is default-deny:
     // "reply traffic for those allowed connections will also be implicitly
     // allowed" (kubernetes.io, Network Policies).
-    assert!(delivered(&dns53, &format!("{}:5353", app.ip), &app_sock, b"answer"));
+    assert!(delivered(
+        &dns53,
+        &format!("{}:5353", app.ip),
+        &app_sock,
+        b"answer"
+    ));
     // IPv6 to the DNS pod's v6 address on 53: allowed by the v6 net.
     let dns53_6 = udp(&dns, &format!("[{}]:53", dns.ip6));
-    assert!(delivered(&app6_sock, &format!("[{}]:53", dns.ip6), &dns53_6, b"query-v6"));
+    assert!(delivered(
+        &app6_sock,
+        &format!("[{}]:53", dns.ip6),
+        &dns53_6,
+        b"query-v6"
+    ));
 
     // Ingress: app is isolated with no rule: a new datagram is dropped.
-    assert!(!delivered(&other_sock, &format!("{}:5353", app.ip), &app_sock, b"unsolicited"));
+    assert!(!delivered(
+        &other_sock,
+        &format!("{}:5353", app.ip),
+        &app_sock,
+        b"unsolicited"
+    ));
     // dns accepts 53 from app only.
     let other_to_dns = udp(&other, "[::]:6001");
-    assert!(!delivered(&other_to_dns, &format!("[{}]:53", dns.ip6), &dns53_6, b"not-from-app"));
-    assert!(!delivered(&other_to_dns, &format!("{}:53", dns.ip), &dns53, b"not-from-app-v4"));
+    assert!(!delivered(
+        &other_to_dns,
+        &format!("[{}]:53", dns.ip6),
+        &dns53_6,
+        b"not-from-app"
+    ));
+    assert!(!delivered(
+        &other_to_dns,
+        &format!("{}:53", dns.ip),
+        &dns53,
+        b"not-from-app-v4"
+    ));
 
     // The sidecar's own UID is exempt from egress rules.
     let status = app
         .command_as(PROXY_UID, "bash")
-        .args(["-c", &format!("echo -n from-proxy > /dev/udp/{}/53", other.ip)])
+        .args([
+            "-c",
+            &format!("echo -n from-proxy > /dev/udp/{}/53", other.ip),
+        ])
         .status()
         .unwrap();
     assert!(status.success());
     let mut buf = [0u8; 64];
-    let (n, _) = other53.recv_from(&mut buf).expect("the proxy UID's datagram");
+    let (n, _) = other53
+        .recv_from(&mut buf)
+        .expect("the proxy UID's datagram");
     assert_eq!(&buf[..n], b"from-proxy");
 
     // TCP is the proxy's business: the rules leave it alone.
-    let tcp = other.enter(|| std::net::TcpListener::bind("0.0.0.0:7000")).unwrap().unwrap();
+    let tcp = other
+        .enter(|| std::net::TcpListener::bind("0.0.0.0:7000"))
+        .unwrap()
+        .unwrap();
     let target: SocketAddr = format!("{}:7000", other.ip).parse().unwrap();
     app.enter(move || std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)))
         .unwrap()
@@ -160,8 +206,15 @@ fn udp_egress_and_ingress_follow_policy() {
     next.outbound.egress.rules[0].peers = None;
     next.outbound.egress.rules[0].ports = None;
     apply(&app, &next);
-    assert!(delivered(&app_sock, &format!("{}:53", other.ip), &other53, b"now-allowed"));
-    let rules = app.exec_ok(&["nft", "list", "table", "inet", "palisade"]).unwrap();
+    assert!(delivered(
+        &app_sock,
+        &format!("{}:53", other.ip),
+        &other53,
+        b"now-allowed"
+    ));
+    let rules = app
+        .exec_ok(&["nft", "list", "table", "inet", "palisade"])
+        .unwrap();
     assert_eq!(rules.matches("chain egress").count(), 1, "{rules}");
 
     // remove() takes the table away entirely; ingress is open again.
@@ -169,7 +222,12 @@ fn udp_egress_and_ingress_follow_policy() {
     app.enter(netfilter::remove).unwrap().unwrap();
     let listed = app.exec_ok(&["nft", "list", "ruleset"]).unwrap();
     assert!(!listed.contains("palisade"), "{listed}");
-    assert!(delivered(&other_sock, &format!("{}:5353", app.ip), &app_sock, b"open-again"));
+    assert!(delivered(
+        &other_sock,
+        &format!("{}:5353", app.ip),
+        &app_sock,
+        b"open-again"
+    ));
 }
 
 #[test]
@@ -184,12 +242,19 @@ fn sctp_is_dropped_unless_allowed() {
         "{ isolated: false }",
     );
     apply(&app, &cfg);
-    let rules = app.exec_ok(&["nft", "list", "chain", "inet", "palisade", "ingress"]).unwrap();
+    let rules = app
+        .exec_ok(&["nft", "list", "chain", "inet", "palisade", "ingress"])
+        .unwrap();
     assert!(rules.contains("sctp dport 9999"), "{rules}");
     assert!(rules.contains("drop"), "{rules}");
     // No UDP port is allowed by an SCTP-only rule.
     let peer = net.pod("peer").unwrap();
     let app_sock = udp(&app, "0.0.0.0:9999");
     let peer_sock = udp(&peer, "0.0.0.0:9000");
-    assert!(!delivered(&peer_sock, &format!("{}:9999", app.ip), &app_sock, b"udp-9999"));
+    assert!(!delivered(
+        &peer_sock,
+        &format!("{}:9999", app.ip),
+        &app_sock,
+        b"udp-9999"
+    ));
 }
