@@ -159,8 +159,8 @@ impl SpiffeId {
         namespace: &str,
         service_account: &str,
     ) -> Result<Self, SpiffeIdError> {
-        validate_path(&format!("/{namespace}"))?;
-        validate_path(&format!("/{service_account}"))?;
+        validate_segment(namespace)?;
+        validate_segment(service_account)?;
         Self::parse(&format!(
             "{SCHEME_PREFIX}{td}/ns/{namespace}/sa/{service_account}"
         ))
@@ -254,15 +254,23 @@ fn validate_path(path: &str) -> Result<(), SpiffeIdError> {
     let segments: Vec<&str> = body.split('/').collect();
     let last = segments.len() - 1;
     for (i, seg) in segments.iter().enumerate() {
-        match *seg {
-            "" if i == last => return Err(SpiffeIdError::TrailingSlash),
-            "" => return Err(SpiffeIdError::EmptySegment),
-            "." | ".." => return Err(SpiffeIdError::DotSegment),
-            _ => {}
+        if seg.is_empty() && i == last {
+            return Err(SpiffeIdError::TrailingSlash);
         }
-        if let Some(ch) = seg.chars().find(|c| !is_path_char(*c)) {
-            return Err(SpiffeIdError::PathChar { ch });
-        }
+        validate_segment(seg)?;
+    }
+    Ok(())
+}
+
+/// One path segment: not empty, not `.` or `..`, only path characters.
+fn validate_segment(seg: &str) -> Result<(), SpiffeIdError> {
+    match seg {
+        "" => return Err(SpiffeIdError::EmptySegment),
+        "." | ".." => return Err(SpiffeIdError::DotSegment),
+        _ => {}
+    }
+    if let Some(ch) = seg.chars().find(|c| !is_path_char(*c)) {
+        return Err(SpiffeIdError::PathChar { ch });
     }
     Ok(())
 }

@@ -105,7 +105,7 @@ pub fn verify_svid(
         None,
         None,
     )
-    .map_err(|e| map_path_error(e, now))?;
+    .map_err(|e| map_path_error(e, now, role))?;
 
     // 2. Leaf rules (X509-SVID 4 and 5.2).
     let id = check_leaf(leaf)?;
@@ -244,7 +244,7 @@ fn leaf_id(cert: &X509Certificate<'_>) -> Result<SpiffeId, SvidError> {
 }
 
 #[allow(deprecated)] // older webpki variants may still be returned
-fn map_path_error(e: webpki::Error, now: UnixTime) -> SvidError {
+fn map_path_error(e: webpki::Error, now: UnixTime, role: PeerRole) -> SvidError {
     use webpki::Error as E;
     let now_s = now.as_secs();
     match e {
@@ -262,7 +262,10 @@ fn map_path_error(e: webpki::Error, now: UnixTime) -> SvidError {
         },
         E::CaUsedAsEndEntity => SvidError::LeafIsCa,
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => SvidError::MissingEku {
-            purpose: "the purpose of this connection",
+            purpose: match role {
+                PeerRole::Client => "clientAuth",
+                PeerRole::Server => "serverAuth",
+            },
         },
         E::BadDer | E::BadDerTime | E::TrailingData(_) => SvidError::Malformed(format!("{e:?}")),
         other => SvidError::Path(format!("{other:?}")),

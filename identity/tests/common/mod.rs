@@ -1,0 +1,105 @@
+//! Test helpers: a hand-built CA (rcgen directly, not our CA code) so tests can
+//! craft certificates that break exactly one SVID rule.
+#![allow(dead_code)]
+use std::time::Duration;
+
+use palisade_identity::{
+    PeerRole, SpiffeId, SvidError, TrustBundle, TrustDomain, provider::default_provider,
+    verify_svid_chain,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use time::OffsetDateTime;
+
+pub const TD: &str = "mesh.test";
+
+/// A root CA built with rcgen.
+pub struct TestCa {
+    pub cert: CertificateDer<'static>,
+    pub key: KeyPair,
+}
+
+impl TestCa {
+    pub fn new(td: &str) -> Self {
+        Self::named(td, &format!("test root {td}"))
+    }
+
+    /// A root with the given common name (same name, other key: an impostor).
+    pub fn named(td: &str, cn: &str) -> Self {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, cn);
+        params.subject_alt_names = vec![SanType::URI(format!("spiffe://{td}").try_into().unwrap())];
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(3600);
+        params.not_after = OffsetDateTime::now_utc() + Duration::from_secs(30 * 86400);
+        let cert = params.self_signed(&key).unwrap().der().clone();
+        Self { cert, key }
+    }
+
+    pub fn bundle(&self, td: &str) -> TrustBundle {
+        TrustBundle::new(TrustDomain::new(td).unwrap(), vec![self.cert.clone()]).unwrap()
+    }
+
+    /// Signs `params` for a fresh key; returns the leaf and its key.
+    pub fn sign(&self, params: &CertificateParams) -> (CertificateDer<'static>, KeyPair) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key).unwrap();
+        (params.signed_by(&key, &issuer).unwrap().der().clone(), key)
+    }
+
+    /// An intermediate CA signed by this root.
+    pub fn intermediate(&self, td: &str) -> TestCa {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("test intermediate {td}"));
+        params.subject_alt_names = vec![SanType::URI(format!("spiffe://{td}").try_into().unwrap())];
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(3600);
+        params.not_after = OffsetDateTime::now_utc() + Duration::from_secs(7 * 86400);
+        let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap().der().clone();
+        TestCa { cert, key }
+    }
+}
+
+/// Parameters of a well-formed leaf SVID for `id`; tests change one field.
+pub fn good_leaf(id: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::OrganizationName, "test");
+    params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(300);
+    params.not_after = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    params
+}
+
+/// Verifies `chain` as a client SVID against `bundle`, now.
+pub fn verify(bundle: &TrustBundle, chain: &[CertificateDer<'_>]) -> Result<SpiffeId, SvidError> {
+    verify_svid_chain(bundle, chain, UnixTime::now(), PeerRole::Client, &default_provider())
+}
+
+pub fn id(s: &str) -> SpiffeId {
+    SpiffeId::parse(s).unwrap()
+}
+
+pub fn td(s: &str) -> TrustDomain {
+    TrustDomain::new(s).unwrap()
+}
