@@ -1,6 +1,14 @@
-//! The wire contract between the control plane and the sidecar.
+//! The wire contract between the control plane and the sidecar, and the
+//! evaluators both sides share: path normalization, NetworkPolicy (L4) and
+//! AuthorizationPolicy decisions, config versioning.
 #![forbid(unsafe_code)]
 
+pub mod authz;
 pub mod config;
+pub mod l4;
+pub mod normalize;
 pub mod stream;
+pub mod version;
+
 pub use config::*;
+pub use version::ConfigError;

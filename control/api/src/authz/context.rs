@@ -1,0 +1,131 @@
+//! What an authorization decision looks at: the connection (peer identity,
+//! addresses, SNI) and, for HTTP, the request (method, normalized path,
+//! host, headers).
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use http::header::HeaderName;
+
+/// One connection, or one request on it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// The peer's verified SPIFFE ID (`spiffe://td/ns/x/sa/y`); `None` for
+    /// plaintext peers.
+    pub peer_identity: Option<&'a str>,
+    /// Source address of the connection (`source.ip`, `ipBlocks`).
+    pub source_ip: IpAddr,
+    /// Original client address (`remote.ip`, `remoteIpBlocks`). Palisade
+    /// trusts no X-Forwarded-For, so this is the source address.
+    pub remote_ip: IpAddr,
+    pub destination_ip: IpAddr,
+    pub destination_port: u16,
+    /// Server name of the connection's TLS ClientHello, if any.
+    pub sni: Option<&'a str>,
+    /// The HTTP request; `None` for TCP (non-HTTP) traffic.
+    pub http: Option<HttpRequest<'a>>,
+}
+
+/// The HTTP part of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    /// The normalized path without the query
+    /// (`crate::normalize::NormalizedPath::path`).
+    pub path: &'a str,
+    /// The `Host` header or `:authority`, as sent (port included).
+    pub host: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> RequestContext<'a> {
+    /// A TCP connection from `source_ip` (also the remote IP) to
+    /// `destination_ip:destination_port`.
+    pub fn tcp(
+        peer_identity: Option<&'a str>,
+        source_ip: IpAddr,
+        destination_ip: IpAddr,
+        destination_port: u16,
+    ) -> Self {
+        RequestContext {
+            peer_identity,
+            source_ip,
+            remote_ip: source_ip,
+            destination_ip,
+            destination_port,
+            sni: None,
+            http: None,
+        }
+    }
+
+    pub fn with_sni(mut self, sni: &'a str) -> Self {
+        self.sni = Some(sni);
+        self
+    }
+
+    pub fn with_http(mut self, http: HttpRequest<'a>) -> Self {
+        self.http = Some(http);
+        self
+    }
+}
+
+impl HttpRequest<'_> {
+    /// The header's value; Istio merges duplicate headers "by concatenating
+    /// all values using comma as a separator". `None` when absent.
+    pub(crate) fn header(&self, name: &HeaderName) -> Option<Cow<'_, [u8]>> {
+        let mut values = self.headers.get_all(name).iter();
+        let first = values.next()?;
+        let Some(second) = values.next() else {
+            return Some(Cow::Borrowed(first.as_bytes()));
+        };
+        let mut joined = first.as_bytes().to_vec();
+        for v in std::iter::once(second).chain(values) {
+            joined.push(b',');
+            joined.extend_from_slice(v.as_bytes());
+        }
+        Some(Cow::Owned(joined))
+    }
+}
+
+/// The parts of a peer's SPIFFE ID that policies match.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PeerId<'a> {
+    /// The ID without `spiffe://`: `td/ns/x/sa/y` (`source.principal`).
+    pub(crate) principal: Option<&'a str>,
+    pub(crate) namespace: Option<&'a str>,
+    pub(crate) service_account: Option<&'a str>,
+}
+
+impl<'a> PeerId<'a> {
+    /// An identity that is not a `spiffe://` URI has no principal, as in
+    /// ztunnel ("Istio matches all assumes spiffe:// prefix").
+    pub(crate) fn parse(identity: Option<&'a str>) -> Self {
+        let Some(principal) = identity.and_then(|i| i.strip_prefix("spiffe://")) else {
+            return PeerId::default();
+        };
+        if principal.is_empty() {
+            return PeerId::default();
+        }
+        let mut parts = principal.split('/');
+        let (namespace, service_account) = match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some(td), Some("ns"), Some(ns), Some("sa"), Some(sa), None)
+                if !td.is_empty() && !ns.is_empty() && !sa.is_empty() =>
+            {
+                (Some(ns), Some(sa))
+            }
+            _ => (None, None),
+        };
+        PeerId {
+            principal: Some(principal),
+            namespace,
+            service_account,
+        }
+    }
+}
