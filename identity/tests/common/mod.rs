@@ -103,3 +103,90 @@ pub fn id(s: &str) -> SpiffeId {
 pub fn td(s: &str) -> TrustDomain {
     TrustDomain::new(s).unwrap()
 }
+
+// === TLS helpers ===
+
+use std::sync::Arc;
+
+use palisade_identity::{CertificateAuthority, CredentialStore, Credentials, TlsOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// A credential store holding a fresh SVID for `id` from `ca`.
+pub fn store(ca: &CertificateAuthority, id_str: &str) -> Arc<CredentialStore> {
+    CredentialStore::new(credentials(ca, id_str))
+}
+
+pub fn credentials(ca: &CertificateAuthority, id_str: &str) -> Credentials {
+    let svid = ca.issue(&id(id_str), Duration::from_secs(3600)).unwrap();
+    Credentials::from_issued(svid, ca.bundle().clone()).unwrap()
+}
+
+/// An mTLS echo server on loopback. Each accepted connection reports its
+/// handshake outcome (the client's SPIFFE ID, or the error) on the channel.
+pub async fn echo_server(
+    store: Arc<CredentialStore>,
+    opts: TlsOptions,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Result<String, String>>,
+) {
+    let config = palisade_identity::server_config_with(&store, &opts).unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match acceptor.accept(tcp).await {
+                    Ok(mut tls) => {
+                        let peer = palisade_identity::peer_spiffe_id(tls.get_ref().1);
+                        let _ = tx.send(Ok(peer.map(|p| p.to_string()).unwrap_or_default()));
+                        let mut buf = [0u8; 1024];
+                        loop {
+                            match tls.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => {
+                                    if tls.write_all(&buf[..n]).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Connects with our client config expecting `expected`.
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    store: &Arc<CredentialStore>,
+    expected: &str,
+    opts: &TlsOptions,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let config = palisade_identity::client_config_with(store, id(expected), opts).unwrap();
+    let connector = TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    connector.connect(name, tcp).await
+}
+
+/// Writes `msg` and reads the echo.
+pub async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S, msg: &[u8]) -> Vec<u8> {
+    s.write_all(msg).await.unwrap();
+    let mut buf = vec![0u8; msg.len()];
+    s.read_exact(&mut buf).await.unwrap();
+    buf
+}
