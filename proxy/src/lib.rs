@@ -2,3 +2,4 @@
 //! mTLS with SPIFFE identities and enforces NetworkPolicy and authorization.
 
 pub mod capture;
+pub mod control_client;

@@ -3,6 +3,8 @@
 //! helpers both sides use to put a `ProxyConfig` on the wire and take it off.
 use crate::ProxyConfig;
 
+pub mod connect;
+
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 mod generated {
     tonic::include_proto!("palisade.v1");

@@ -1,0 +1,206 @@
+//! `palisade control`: the running control plane. Loads the CA, compiles the
+//! manifests, watches them, and serves the streaming API over mutual TLS.
+//!
+//! Submodules, in the order a request meets them: `tls` (handshake, peer
+//! identity), `service` (the RPCs and their authorization), `tokens` and
+//! `ratelimit` (bootstrap and signing limits), `pki` (the CA), `state` and
+//! `registry` (what is served and to whom), `watcher` (manifest changes).
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_api::stream::ControlPlaneServer;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+
+pub mod pki;
+pub mod ratelimit;
+pub mod registry;
+pub mod service;
+pub mod state;
+pub mod tls;
+pub mod tokens;
+pub mod watcher;
+
+pub use pki::CaAuthority;
+pub use ratelimit::SignLimit;
+pub use state::MeshState;
+pub use watcher::{CompileFn, manifest_compiler};
+
+/// The control plane's own SPIFFE ID path.
+pub const CONTROL_SA: &str = "control";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state dir {path}: {source}")]
+    StateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// How to run a control plane.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub manifests: PathBuf,
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    /// Lifetime of the SVIDs signed for proxies.
+    pub svid_ttl: Duration,
+    pub sign_limit: SignLimit,
+    pub poll_interval: Duration,
+    pub debounce: Duration,
+}
+
+impl ServerOptions {
+    pub fn new(manifests: PathBuf, state_dir: PathBuf) -> Self {
+        Self {
+            manifests,
+            listen: SocketAddr::from(([127, 0, 0, 1], 15010)),
+            state_dir,
+            svid_ttl: Duration::from_secs(24 * 3600),
+            sign_limit: SignLimit::default(),
+            poll_interval: Duration::from_millis(100),
+            debounce: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A started control plane. Dropping it does not stop it; call `shutdown`.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: Arc<MeshState>,
+    pub registry: Arc<registry::Registry>,
+    shutdown: Option<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops serving and watching.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(mut self) {
+        if let Some(first) = self.tasks.first_mut() {
+            let _ = first.await;
+        }
+    }
+}
+
+/// The SPIFFE ID the control plane serves with.
+pub fn control_id(trust_domain: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{}/sa/{CONTROL_SA}", service::SYSTEM_NAMESPACE)
+}
+
+/// Compiles once, binds, and starts serving and watching.
+pub async fn start(
+    opts: ServerOptions,
+    ca: Arc<CaAuthority>,
+    compile: CompileFn,
+) -> Result<RunningServer, ServerError> {
+    let state_err = |source| ServerError::StateDir {
+        path: opts.state_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&opts.state_dir).map_err(state_err)?;
+    // Token files carry the bundle to proxies; keep a copy beside them.
+    std::fs::write(opts.state_dir.join("bundle.pem"), ca.bundle_pem()).map_err(state_err)?;
+    std::fs::write(opts.state_dir.join("trust-domain"), ca.trust_domain()).map_err(state_err)?;
+
+    let state = Arc::new(MeshState::new());
+    let _ = watcher::compile_and_apply(opts.manifests.clone(), compile.clone(), &state).await;
+
+    let serving_ttl = Duration::from_secs(24 * 3600);
+    let id = control_id(ca.trust_domain());
+    let serving = Arc::new(tls::ServingCert::new(&ca.issue_keyed(&id, serving_ttl)?)?);
+    let tls_config = Arc::new(tls::server_config(serving.clone(), ca.bundle_pem())?);
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: opts.listen,
+        source,
+    })?;
+
+    let registry = Arc::new(registry::Registry::new());
+    let shared = Arc::new(service::Shared {
+        state: state.clone(),
+        registry: registry.clone(),
+        ca: ca.clone(),
+        tokens: tokens::TokenStore::new(&opts.state_dir),
+        limiter: ratelimit::RateLimiter::new(opts.sign_limit),
+        svid_ttl: opts.svid_ttl,
+    });
+    let incoming = tls::accept_loop(listener, tls_config, ca.trust_domain().to_owned());
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let svc = ControlPlaneServer::new(service::ControlService::new(shared))
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(64 << 20);
+    let serve = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(svc)
+            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async {
+                let _ = shutdown_rx.await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "control plane server stopped");
+        }
+    });
+    let watch = tokio::spawn(watcher::watch_loop(
+        opts.manifests.clone(),
+        compile,
+        state.clone(),
+        opts.poll_interval,
+        opts.debounce,
+    ));
+    // Re-issue the serving SVID at half-life.
+    let renew = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(serving_ttl / 2).await;
+            match ca.issue_keyed(&id, serving_ttl) {
+                Ok(svid) => {
+                    if let Err(e) = serving.replace(&svid) {
+                        tracing::error!(error = %e, "cannot install renewed serving SVID");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot renew serving SVID"),
+            }
+        }
+    });
+    tracing::info!(%addr, "control plane listening");
+    Ok(RunningServer {
+        addr,
+        state,
+        registry,
+        shutdown: Some(shutdown_tx),
+        tasks: vec![serve, watch, renew],
+    })
+}

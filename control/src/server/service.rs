@@ -1,0 +1,325 @@
+//! The gRPC service: `Watch` (push configs, collect ACK/NACK), `SignCsr`
+//! (bootstrap with a join token, renew with the current SVID) and `Status`.
+//!
+//! Authorization, in order, for every RPC but a token-carrying `SignCsr`:
+//! 1. the connection presented a client certificate that chains to the bundle;
+//! 2. it is a well-formed SVID of our trust domain and has not expired;
+//! 3. its SPIFFE ID is the one the manifests give the named workload (a proxy
+//!    only ever receives its own workload's config, and renews only its own
+//!    identity); `Status` wants an identity in `palisade-system`.
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use palisade_api::stream::{
+    ConfigUpdate, ControlPlane, ControlState, CsrRequest, StatusRequest, StatusResponse,
+    SvidResponse, WatchRequest, watch_request,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::pki::{CaAuthority, PkiError, now_unix};
+use super::ratelimit::RateLimiter;
+use super::registry::Registry;
+use super::state::MeshState;
+use super::tls::{ClientSvid, PeerInfo, check_not_expired};
+use super::tokens::{TokenError, TokenStore, check_workload};
+
+/// How long a new stream may take to send its `Subscribe`.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The namespace whose identities may call `Status`.
+pub const SYSTEM_NAMESPACE: &str = "palisade-system";
+
+/// Everything the RPC handlers share.
+pub struct Shared {
+    pub state: Arc<MeshState>,
+    pub registry: Arc<Registry>,
+    pub ca: Arc<CaAuthority>,
+    pub tokens: TokenStore,
+    pub limiter: RateLimiter,
+    pub svid_ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct ControlService {
+    shared: Arc<Shared>,
+}
+
+impl ControlService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<ConfigUpdate, Status>> + Send>>;
+
+/// The verified, unexpired client SVID of this request.
+fn require_svid<T>(req: &Request<T>) -> Result<ClientSvid, Status> {
+    let info = req
+        .extensions()
+        .get::<PeerInfo>()
+        .ok_or_else(|| Status::internal("connection info missing"))?;
+    match &info.client {
+        None => Err(Status::unauthenticated(
+            "this RPC needs a client SVID; bootstrap first with SignCsr and a join token",
+        )),
+        Some(Err(reason)) => Err(Status::unauthenticated(reason.clone())),
+        Some(Ok(svid)) => {
+            check_not_expired(svid).map_err(Status::unauthenticated)?;
+            Ok(svid.clone())
+        }
+    }
+}
+
+fn remote_of<T>(req: &Request<T>) -> String {
+    req.extensions()
+        .get::<PeerInfo>()
+        .map(|i| i.remote.to_string())
+        .unwrap_or_default()
+}
+
+fn token_status(e: TokenError) -> Status {
+    match e {
+        TokenError::Io { .. } | TokenError::Corrupt { .. } => {
+            tracing::error!(error = %e, "token store failure");
+            Status::internal(format!("token store: {e}"))
+        }
+        TokenError::BadWorkload(_) => Status::invalid_argument(e.to_string()),
+        _ => Status::permission_denied(e.to_string()),
+    }
+}
+
+fn pki_status(e: PkiError) -> Status {
+    match e {
+        PkiError::WrongIdentity { .. } | PkiError::WrongSans { .. } | PkiError::AsksForCa => {
+            Status::permission_denied(e.to_string())
+        }
+        PkiError::BadCsr(_) | PkiError::BadId { .. } => Status::invalid_argument(e.to_string()),
+        PkiError::Ca(palisade_identity::CaError::CsrIdMismatch { .. }) => {
+            Status::permission_denied(e.to_string())
+        }
+        PkiError::Ca(palisade_identity::CaError::BadCsr(_)) => {
+            Status::invalid_argument(e.to_string())
+        }
+        PkiError::Ca(_) | PkiError::Issued(_) => {
+            tracing::error!(error = %e, "CA failure");
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ControlPlane for ControlService {
+    type WatchStream = UpdateStream;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let svid = require_svid(&request)?;
+        let remote = remote_of(&request);
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(SUBSCRIBE_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Subscribe within 10 s"))??;
+        let Some(WatchRequest {
+            kind: Some(watch_request::Kind::Subscribe(sub)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument(
+                "the first message of a Watch stream must be Subscribe",
+            ));
+        };
+        check_workload(&sub.workload).map_err(token_status)?;
+        let shared = &self.shared;
+        let identity = shared.state.identity_of(&sub.workload).ok_or_else(|| {
+            Status::not_found(format!(
+                "workload {} is not in the control plane's manifests",
+                sub.workload
+            ))
+        })?;
+        if identity != svid.spiffe_id {
+            tracing::warn!(workload = %sub.workload, presented = %svid.spiffe_id, %identity, "refused Watch for another workload");
+            return Err(Status::permission_denied(format!(
+                "your SVID is {}, but workload {} runs as {identity}; a proxy may only watch its own workload",
+                svid.spiffe_id, sub.workload
+            )));
+        }
+        let conn = shared
+            .registry
+            .connect(&sub.workload, &identity, &remote, svid.not_after_unix);
+        tracing::info!(workload = %sub.workload, %remote, "proxy subscribed");
+        let (out_tx, out_rx) = mpsc::channel(4);
+        let rx = shared.state.subscribe(&sub.workload);
+        tokio::spawn(run_watch(
+            shared.clone(),
+            conn,
+            sub.workload,
+            sub.current_version,
+            svid,
+            rx,
+            inbound,
+            out_tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn sign_csr(
+        &self,
+        request: Request<CsrRequest>,
+    ) -> Result<Response<SvidResponse>, Status> {
+        let shared = &self.shared;
+        let peer = if request.get_ref().token.is_empty() {
+            Some(require_svid(&request)?)
+        } else {
+            None
+        };
+        let req = request.into_inner();
+        check_workload(&req.workload).map_err(token_status)?;
+        let identity = shared.state.identity_of(&req.workload).ok_or_else(|| {
+            Status::not_found(format!(
+                "workload {} is not in the control plane's manifests",
+                req.workload
+            ))
+        })?;
+        let token = match &peer {
+            Some(svid) if svid.spiffe_id != identity => {
+                return Err(Status::permission_denied(format!(
+                    "renewal keeps the same identity: your SVID is {}, workload {} runs as {identity}",
+                    svid.spiffe_id, req.workload
+                )));
+            }
+            Some(_) => None,
+            None => Some(
+                shared
+                    .tokens
+                    .check(&req.token, &req.workload)
+                    .map_err(token_status)?,
+            ),
+        };
+        if let Err(wait) = shared.limiter.try_take(&req.workload) {
+            return Err(Status::resource_exhausted(format!(
+                "too many signing requests for {}; retry in {} ms",
+                req.workload,
+                wait.as_millis()
+            )));
+        }
+        let issued = shared
+            .ca
+            .sign_csr(&req.csr_pem, &identity, shared.svid_ttl)
+            .map_err(pki_status)?;
+        if let Some(t) = token {
+            shared.tokens.consume(t).map_err(token_status)?;
+        }
+        tracing::info!(workload = %req.workload, %identity, bootstrap = peer.is_none(), expires = issued.expires_unix, "signed SVID");
+        Ok(Response::new(SvidResponse {
+            chain_pem: issued.chain_pem,
+            bundle_pem: shared.ca.bundle_pem().to_owned(),
+            expires_unix: issued.expires_unix,
+            spiffe_id: issued.spiffe_id,
+        }))
+    }
+
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let svid = require_svid(&request)?;
+        let system = format!(
+            "spiffe://{}/ns/{SYSTEM_NAMESPACE}/",
+            self.shared.ca.trust_domain()
+        );
+        if !svid.spiffe_id.starts_with(&system) {
+            return Err(Status::permission_denied(format!(
+                "Status is for identities in namespace {SYSTEM_NAMESPACE}; you are {}",
+                svid.spiffe_id
+            )));
+        }
+        let c = self.shared.state.compile_status();
+        Ok(Response::new(StatusResponse {
+            proxies: self.shared.registry.snapshot(),
+            control: Some(ControlState {
+                last_compile_unix: c.last_compile_unix,
+                last_compile_ok: c.ok,
+                manifest_errors: c.errors,
+                workloads: self.shared.state.workload_count() as u32,
+                trust_domain: self.shared.ca.trust_domain().to_owned(),
+                last_good_compile_unix: c.last_good_compile_unix,
+            }),
+        }))
+    }
+}
+
+/// One proxy's stream: send each new version, record ACK/NACK, end the
+/// stream when the client's SVID expires (it reconnects with the new one).
+#[allow(clippy::too_many_arguments)]
+async fn run_watch(
+    shared: Arc<Shared>,
+    conn: u64,
+    workload: String,
+    claimed_version: String,
+    svid: ClientSvid,
+    mut rx: tokio::sync::watch::Receiver<super::state::Current>,
+    mut inbound: Streaming<WatchRequest>,
+    out: mpsc::Sender<Result<ConfigUpdate, Status>>,
+) {
+    let registry = &shared.registry;
+    let mut last_sent = claimed_version;
+    if !last_sent.is_empty() {
+        registry.resumed(conn, &last_sent);
+    }
+    let until_expiry = Duration::from_secs((svid.not_after_unix - now_unix()).max(0) as u64);
+    let expiry = tokio::time::sleep(until_expiry);
+    tokio::pin!(expiry);
+    loop {
+        let current = rx.borrow_and_update().clone();
+        match current {
+            None => {
+                let _ = out
+                    .send(Err(Status::not_found(format!(
+                        "workload {workload} was removed from the manifests"
+                    ))))
+                    .await;
+                break;
+            }
+            Some(update) if update.version != last_sent => {
+                if out.send(Ok((*update).clone())).await.is_err() {
+                    break;
+                }
+                registry.sent(conn, &update.version);
+                last_sent.clone_from(&update.version);
+            }
+            Some(_) => {}
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { break },
+            msg = inbound.message() => match msg {
+                Ok(Some(WatchRequest { kind: Some(watch_request::Kind::Ack(a)) })) => {
+                    tracing::debug!(%workload, version = %a.version, "ACK");
+                    registry.acked(conn, &a.version);
+                }
+                Ok(Some(WatchRequest { kind: Some(watch_request::Kind::Nack(n)) })) => {
+                    tracing::warn!(%workload, version = %n.version, error = %n.error, "proxy rejected config (NACK)");
+                    registry.nacked(conn, &n.version, &n.error);
+                }
+                Ok(Some(_)) => {
+                    let _ = out.send(Err(Status::invalid_argument("expected Ack or Nack after Subscribe"))).await;
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            },
+            () = &mut expiry => {
+                let _ = out.send(Err(Status::unauthenticated(format!(
+                    "client SVID {} expired; reconnect with the renewed SVID", svid.spiffe_id
+                )))).await;
+                break;
+            }
+            () = out.closed() => break,
+        }
+    }
+    registry.disconnect(conn);
+    tracing::info!(%workload, "proxy stream ended");
+}

@@ -1,0 +1,180 @@
+//! The mesh state the control plane serves: the last good compiled config of
+//! every workload, one `watch` channel per workload that subscribers follow,
+//! and the outcome of the last compile.
+//!
+//! Applying a compile result compares versions per workload and sends only on
+//! the channels whose version changed, so a change that affects one workload
+//! is pushed to that workload alone. A failed compile changes nothing but the
+//! reported errors: the last good state keeps being served.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use palisade_api::ProxyConfig;
+use palisade_api::stream::ConfigUpdate;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::pki::now_unix;
+
+/// What the last compile did.
+#[derive(Debug, Clone, Default)]
+pub struct CompileStatus {
+    pub last_compile_unix: i64,
+    pub last_good_compile_unix: i64,
+    pub ok: bool,
+    pub errors: Vec<String>,
+}
+
+/// Which workloads one applied compile touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub changed: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// The value a workload's channel carries: its current update, or `None`
+/// while the workload is not (or no longer) in the manifests.
+pub type Current = Option<Arc<ConfigUpdate>>;
+
+struct Entry {
+    identity: String,
+    update: Arc<ConfigUpdate>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    channels: HashMap<String, watch::Sender<Current>>,
+    compile: CompileStatus,
+}
+
+/// Shared, cheap to read; written once per compile.
+#[derive(Default)]
+pub struct MeshState {
+    inner: RwLock<Inner>,
+}
+
+impl MeshState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies a successful compile: `configs` maps `NS/POD` to its config.
+    /// Configs with an empty `version` get a content hash as version.
+    pub fn apply(&self, configs: BTreeMap<String, ProxyConfig>) -> ApplyReport {
+        // Serialize outside the lock; only the swap happens under it.
+        let mut prepared = Vec::with_capacity(configs.len());
+        let mut failed = Vec::new();
+        for (workload, mut config) in configs {
+            if config.version.is_empty() {
+                config.version = content_version(&config);
+            }
+            match ConfigUpdate::from_config(&workload, &config) {
+                Ok(update) => {
+                    prepared.push((workload, config.workload.identity.clone(), update));
+                }
+                Err(e) => failed.push(format!("{workload}: cannot serialize config: {e}")),
+            }
+        }
+        let mut report = ApplyReport::default();
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut seen = std::collections::HashSet::with_capacity(prepared.len());
+        for (workload, identity, update) in prepared {
+            seen.insert(workload.clone());
+            let same = inner
+                .entries
+                .get(&workload)
+                .is_some_and(|e| e.update.version == update.version && e.identity == identity);
+            if same {
+                continue;
+            }
+            let update = Arc::new(update);
+            match inner.entries.insert(
+                workload.clone(),
+                Entry {
+                    identity,
+                    update: update.clone(),
+                },
+            ) {
+                Some(_) => report.changed.push(workload.clone()),
+                None => report.added.push(workload.clone()),
+            }
+            let tx = inner
+                .channels
+                .entry(workload)
+                .or_insert_with(|| watch::channel(None).0);
+            tx.send_replace(Some(update));
+        }
+        let gone: Vec<String> = inner
+            .entries
+            .keys()
+            .filter(|w| !seen.contains(*w))
+            .cloned()
+            .collect();
+        for workload in gone {
+            inner.entries.remove(&workload);
+            if let Some(tx) = inner.channels.get(&workload) {
+                tx.send_replace(None);
+            }
+            report.removed.push(workload);
+        }
+        let now = now_unix();
+        inner.compile = CompileStatus {
+            last_compile_unix: now,
+            last_good_compile_unix: now,
+            ok: failed.is_empty(),
+            errors: failed,
+        };
+        report
+    }
+
+    /// Records a failed compile; the served state stays as it was.
+    pub fn record_failure(&self, errors: Vec<String>) {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        inner.compile.last_compile_unix = now_unix();
+        inner.compile.ok = false;
+        inner.compile.errors = errors;
+    }
+
+    /// The SPIFFE ID the manifests give `workload`, if it exists.
+    pub fn identity_of(&self, workload: &str) -> Option<String> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.entries.get(workload).map(|e| e.identity.clone())
+    }
+
+    /// Follows `workload`'s config. The receiver's current value is the
+    /// config to send first.
+    pub fn subscribe(&self, workload: &str) -> watch::Receiver<Current> {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        inner
+            .channels
+            .entry(workload.to_owned())
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe()
+    }
+
+    pub fn compile_status(&self) -> CompileStatus {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.compile.clone()
+    }
+
+    pub fn workload_count(&self) -> usize {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.entries.len()
+    }
+
+    /// The current version of `workload`'s config.
+    pub fn version_of(&self, workload: &str) -> Option<String> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.entries.get(workload).map(|e| e.update.version.clone())
+    }
+}
+
+/// Content hash used when the compiler left `version` empty.
+pub fn content_version(config: &ProxyConfig) -> String {
+    let mut c = config.clone();
+    c.version.clear();
+    let bytes = serde_json::to_vec(&c).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..12])
+}

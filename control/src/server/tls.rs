@@ -1,0 +1,379 @@
+//! TLS for the control plane API: the serving SVID, the client-certificate
+//! verifier, and the accept loop that hands tonic connections carrying the
+//! verified peer identity (`PeerInfo`) in every request's extensions.
+//!
+//! A client certificate is optional at the TLS level so that bootstrap (join
+//! token, no SVID yet) can connect; every RPC that needs an SVID checks
+//! `PeerInfo` (see `auth`). A chain that fails verification still fails the
+//! handshake; only an *expired* but otherwise valid SVID is let through the
+//! handshake, so the RPC can answer with a clear "SVID expired" error instead
+//! of a bare TLS alert.
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::server::Connected;
+
+use super::pki::{KeyedSvid, not_after_unix, now_unix};
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors building the TLS side.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("bad PEM in {what}: {reason}")]
+    Pem { what: &'static str, reason: String },
+    #[error("rustls: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client verifier: {0}")]
+    Verifier(String),
+}
+
+/// The client's SVID as seen at the handshake.
+#[derive(Debug, Clone)]
+pub struct ClientSvid {
+    pub spiffe_id: String,
+    pub not_after_unix: i64,
+}
+
+/// What every request learns about its connection.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub remote: SocketAddr,
+    /// `None`: no client certificate. `Some(Err)`: a certificate that chains
+    /// to the bundle but is not a usable SVID (the reason says why).
+    pub client: Option<Result<ClientSvid, String>>,
+}
+
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    palisade_identity::provider::default_provider()
+}
+
+pub fn parse_certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let mut rd = pem.as_bytes();
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut rd).collect();
+    let certs = certs.map_err(|e| TlsError::Pem {
+        what,
+        reason: e.to_string(),
+    })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            what,
+            reason: "no certificate".into(),
+        });
+    }
+    Ok(certs)
+}
+
+pub fn parse_key(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let mut rd = pem.as_bytes();
+    rustls_pemfile::private_key(&mut rd)
+        .map_err(|e| TlsError::Pem {
+            what,
+            reason: e.to_string(),
+        })?
+        .ok_or(TlsError::Pem {
+            what,
+            reason: "no private key".into(),
+        })
+}
+
+// === impl ServingCert ===
+
+/// The control plane's own SVID, replaceable while serving.
+#[derive(Debug)]
+pub struct ServingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServingCert {
+    pub fn new(svid: &KeyedSvid) -> Result<Self, TlsError> {
+        Ok(Self {
+            current: RwLock::new(certified_key(svid)?),
+        })
+    }
+
+    pub fn replace(&self, svid: &KeyedSvid) -> Result<(), TlsError> {
+        let key = certified_key(svid)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = key;
+        Ok(())
+    }
+}
+
+fn certified_key(svid: &KeyedSvid) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = parse_certs(&svid.svid.chain_pem, "serving certificate")?;
+    let key = parse_key(&svid.key_pem, "serving key")?;
+    let ck = CertifiedKey::from_der(chain, key, &crypto_provider())?;
+    Ok(Arc::new(ck))
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+// === impl ExpiryTolerantVerifier ===
+
+/// WebPKI client verification against the mesh bundle, with expiry deferred
+/// to the RPC layer (see module docs).
+#[derive(Debug)]
+struct ExpiryTolerantVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for ExpiryTolerantVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.inner.verify_client_cert(end_entity, intermediates, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. },
+            )) => {
+                // Valid apart from its age? Check the chain as of one second
+                // before the leaf expired; the RPC layer refuses it by name.
+                let not_after = not_after_unix(end_entity).ok_or(
+                    rustls::Error::InvalidCertificate(CertificateError::BadEncoding),
+                )?;
+                let at = UnixTime::since_unix_epoch(Duration::from_secs(
+                    (not_after - 1).max(0) as u64,
+                ));
+                self.inner.verify_client_cert(end_entity, intermediates, at)
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Reads the SPIFFE ID and expiry of a leaf that already chained to the
+/// bundle. X509-SVID: "An X.509 SVID MUST contain exactly one URI SAN".
+pub fn client_svid(der: &CertificateDer<'_>, trust_domain: &str) -> Result<ClientSvid, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("client certificate does not parse: {e}"))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("client certificate SAN: {e}"))?
+        .ok_or("client certificate has no SAN; an SVID carries one spiffe:// URI")?;
+    let uris: Vec<&str> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) => Some(*u),
+            _ => None,
+        })
+        .collect();
+    let [uri] = uris.as_slice() else {
+        return Err(format!(
+            "client certificate has {} URI SANs; an SVID has exactly one",
+            uris.len()
+        ));
+    };
+    let prefix = format!("spiffe://{trust_domain}/");
+    if !uri.starts_with(&prefix) {
+        return Err(format!(
+            "client SVID {uri} is not in trust domain {trust_domain}"
+        ));
+    }
+    Ok(ClientSvid {
+        spiffe_id: (*uri).to_owned(),
+        not_after_unix: cert.validity().not_after.timestamp(),
+    })
+}
+
+/// The rustls server config: our SVID, optional client SVIDs, HTTP/2.
+pub fn server_config(
+    serving: Arc<ServingCert>,
+    bundle_pem: &str,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = crypto_provider();
+    let mut roots = RootCertStore::empty();
+    for c in parse_certs(bundle_pem, "trust bundle")? {
+        roots.add(c)?;
+    }
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(ExpiryTolerantVerifier { inner }))
+        .with_cert_resolver(serving);
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+// === impl TlsConn ===
+
+/// A server-side TLS connection that tells tonic who is on the other end.
+pub struct TlsConn {
+    inner: TlsStream<TcpStream>,
+    info: PeerInfo,
+}
+
+impl Connected for TlsConn {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Accepts TCP, runs handshakes concurrently (each bounded by a timeout) and
+/// yields finished TLS connections. Failed handshakes are logged and dropped.
+pub fn accept_loop(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    trust_domain: String,
+) -> mpsc::Receiver<Result<TlsConn, io::Error>> {
+    let (tx, rx) = mpsc::channel(256);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let conn_tx = tx.clone();
+            let td = trust_domain.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::info!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let client = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|leaf| client_svid(leaf, &td));
+                let info = PeerInfo { remote, client };
+                let _ = conn_tx.send(Ok(TlsConn { inner: tls, info })).await;
+            });
+            if tx.is_closed() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Is this SVID still valid now?
+pub fn check_not_expired(svid: &ClientSvid) -> Result<(), String> {
+    let now = now_unix();
+    if now >= svid.not_after_unix {
+        Err(format!(
+            "client SVID {} expired {}s ago; renew before expiry, or bootstrap again with a new join token",
+            svid.spiffe_id,
+            now - svid.not_after_unix
+        ))
+    } else {
+        Ok(())
+    }
+}
