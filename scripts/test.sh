@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 source scripts/require.sh
 require_packages ip:iproute2 iptables:iptables ip6tables:iptables nft:nftables \
   curl:curl openssl:openssl h2load:nghttp2-client tcpdump:tcpdump python3:python3
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "==> installing kubernetes-validate (PyPI), the schema validator the inject tests use" >&2
+  python3 -m pip install -q kubernetes-validate >/dev/null 2>&1 \
+    || { echo "error: pip install kubernetes-validate failed" >&2; exit 2; }
+fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: the test suite runs network-namespace tests and must run as root" >&2
   exit 2
