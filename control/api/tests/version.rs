@@ -1,0 +1,107 @@
+//! Config versioning and loading: the version is a content hash that ignores
+//! the `version` field itself, and bad input gives a located error.
+use palisade_api::{ConfigError, ProxyConfig};
+
+const YAML: &str = r#"
+version: ""
+mesh:
+  trustDomain: cluster.local
+  trustDomainAliases: [old.local]
+  pathNormalization: DECODE_AND_MERGE_SLASHES
+workload:
+  namespace: default
+  name: httpbin-0
+  serviceAccount: httpbin
+  identity: spiffe://cluster.local/ns/default/sa/httpbin
+  ips: [198.18.0.9]
+  ports:
+  - port: 8000
+    protocol: TCP
+inbound:
+  mtls: STRICT
+  portMtls: {9000: PERMISSIVE}
+  ingress:
+    isolated: true
+    policies: [default/web]
+    rules:
+    - policy: default/web
+      rule: 0
+      peers:
+      - description: ipBlock 198.18.0.0/15
+        nets: [198.18.0.0/15]
+        except: [198.18.5.0/24]
+      ports:
+      - {protocol: TCP, port: 8000, endPort: 8000}
+outbound:
+  egress:
+    isolated: false
+authorization:
+- name: default/allow-sleep
+  action: ALLOW
+  rules:
+  - from:
+    - principals: [cluster.local/ns/default/sa/sleep]
+    to:
+    - methods: [GET]
+      paths: ["/api/{**}"]
+"#;
+
+#[test]
+fn version_is_a_stable_content_hash() {
+    let config = ProxyConfig::from_yaml_or_json(YAML).unwrap();
+    let v = config.compute_version();
+    assert_eq!(v.len(), 16);
+    assert!(
+        v.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    // The version field itself does not count.
+    let mut versioned = config.clone();
+    versioned.version = "something else".into();
+    assert_eq!(versioned.compute_version(), v);
+    assert_eq!(config.clone().with_computed_version().version, v);
+    // Any content change does.
+    let mut changed = config.clone();
+    changed.inbound.ingress.rules[0].ports.as_mut().unwrap()[0].end_port = 8001;
+    assert_ne!(changed.compute_version(), v);
+    let mut changed = config.clone();
+    changed.workload.name = "httpbin-1".into();
+    assert_ne!(changed.compute_version(), v);
+}
+
+#[test]
+fn yaml_and_json_round_trip_with_the_same_version() {
+    let config = ProxyConfig::from_yaml_or_json(YAML)
+        .unwrap()
+        .with_computed_version();
+    let json = config.to_json().unwrap();
+    let yaml = config.to_yaml().unwrap();
+    let from_json = ProxyConfig::from_yaml_or_json(&json).unwrap();
+    let from_yaml = ProxyConfig::from_yaml_or_json(&yaml).unwrap();
+    assert_eq!(from_json, config);
+    assert_eq!(from_yaml, config);
+    assert_eq!(from_json.compute_version(), config.version);
+}
+
+#[test]
+fn bad_input_gives_a_located_error() {
+    let err = ProxyConfig::from_yaml_or_json("{\"version\": \"x\",\n \"mesh\": 3}").unwrap_err();
+    assert!(matches!(err, ConfigError::Json { line: 2, .. }), "{err:?}");
+    assert!(err.to_string().contains("line 2"), "{err}");
+
+    let bad_yaml = YAML.replace("mtls: STRICT", "mtls: SORTA");
+    let err = ProxyConfig::from_yaml_or_json(&bad_yaml).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConfigError::Yaml { .. }));
+    assert!(msg.contains("line") && msg.contains("SORTA"), "{msg}");
+
+    let unknown = YAML.replace("  name: httpbin-0", "  name: httpbin-0\n  nmae: typo");
+    let msg = ProxyConfig::from_yaml_or_json(&unknown)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("nmae"), "{msg}");
+
+    for junk in ["", "- a\n- b", "\u{0}\u{1}", "{", "::::"] {
+        assert!(ProxyConfig::from_yaml_or_json(junk).is_err(), "{junk:?}");
+    }
+}
