@@ -98,6 +98,14 @@ async fn inbound_redirect_reports_original_destination() {
     );
     assert_eq!(from.ip(), std::net::IpAddr::V6(client.ip6));
 
+    // A remote client dialing the outbound port lands on the inbound path,
+    // never on the outbound listener (no open relay).
+    let _c = connect(&client, &format!("{}:15001", server.ip));
+    let (orig, _, _) = accept(&inbound)
+        .await
+        .expect(":15001 redirected to inbound");
+    assert_eq!(orig.unwrap().0.port(), 15001);
+
     // The proxy's own admin port and an excluded port are not redirected:
     // they reach their own listeners, and whatever conntrack reports as the
     // original destination is the real local address.

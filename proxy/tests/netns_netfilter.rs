@@ -19,29 +19,11 @@ fn net(test: &str) -> TestNet {
 }
 
 fn udp(pod: &Pod, addr: &str) -> UdpSocket {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let sock = pod.enter(move || UdpSocket::bind(addr)).unwrap().unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(400)))
-        .unwrap();
-    sock
+    palisade_e2e::udp::bind(pod, addr.parse().unwrap()).unwrap()
 }
 
-/// Sends `msg` from `from` to `to` and reports whether `receiver` got it.
 fn delivered(from: &UdpSocket, to: &str, receiver: &UdpSocket, msg: &[u8]) -> bool {
-    match from.send_to(msg, to) {
-        Ok(_) => {}
-        // A drop on the output hook fails the send itself.
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return false,
-        Err(e) => panic!("send to {to}: {e}"),
-    }
-    let mut buf = [0u8; 64];
-    match receiver.recv_from(&mut buf) {
-        Ok((n, _)) => {
-            assert_eq!(&buf[..n], msg, "a stale datagram arrived");
-            true
-        }
-        Err(_) => false,
-    }
+    palisade_e2e::udp::delivered(from, to.parse().unwrap(), receiver, msg).unwrap()
 }
 
 /// ProxyConfig YAML for one pod with the given ingress and egress sections.

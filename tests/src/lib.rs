@@ -7,10 +7,13 @@
 //! Everything is named with a `palisade-` prefix and removed on drop (also
 //! when a test panics); [`cleanup_stale`] removes what a killed run left.
 pub mod capture;
+pub mod mesh;
 pub mod netns;
 pub mod require;
+pub mod udp;
 
 pub use capture::Capture;
+pub use mesh::{MeshCa, PROXY_UID, Sidecar};
 pub use netns::{Pod, TestNet, cleanup_stale};
 pub use require::{require_root, require_tools};
 

@@ -151,6 +151,28 @@ impl Pod {
         cmd
     }
 
+    /// [`Pod::command_as`] that also keeps CAP_NET_ADMIN (ambient, so tools
+    /// it runs such as `nft` inherit it): a sidecar managing its own
+    /// pod's netfilter rules.
+    pub fn command_as_net_admin(&self, uid: u32, program: &str) -> Command {
+        let mut cmd = self.command("setpriv");
+        let id = uid.to_string();
+        cmd.args([
+            "--reuid",
+            &id,
+            "--regid",
+            &id,
+            "--clear-groups",
+            "--inh-caps",
+            "+net_admin",
+            "--ambient-caps",
+            "+net_admin",
+            "--",
+            program,
+        ]);
+        cmd
+    }
+
     /// Runs `args` in the pod to completion and returns its output.
     pub fn exec(&self, args: &[&str]) -> Result<Output> {
         let (program, rest) = split(args)?;

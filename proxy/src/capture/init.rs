@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! PREROUTING -p tcp -> PALISADE_INBOUND
-//!     proxy's own ports, excluded inbound ports    -> RETURN
+//!     inbound and admin ports, excluded ports      -> RETURN
 //!     everything else                              -> PALISADE_IN_REDIRECT (REDIRECT :15006)
 //! OUTPUT -p tcp -> PALISADE_OUTBOUND
 //!     proxy's UID (and GID), -o lo, loopback dst,
@@ -248,8 +248,11 @@ pub fn restore_script(
     for chain in CHAINS {
         let _ = writeln!(s, ":{chain} - [0:0]");
     }
-    // Inbound: the proxy's own listeners and excluded ports go straight in.
-    let mut inbound_skip = vec![opts.inbound_port, opts.outbound_port, opts.admin_port];
+    // Inbound: the inbound listener, admin and excluded ports go straight
+    // in. The outbound port is deliberately not excluded: a remote client
+    // dialing :15001 must land on the inbound path (and its policy), never
+    // on the outbound listener, which would make the pod an open relay.
+    let mut inbound_skip = vec![opts.inbound_port, opts.admin_port];
     inbound_skip.extend(&opts.exclude_inbound_ports);
     dedup(&mut inbound_skip);
     for port in inbound_skip {
@@ -327,7 +330,6 @@ mod tests {
 :PALISADE_OUTBOUND - [0:0]
 :PALISADE_OUT_REDIRECT - [0:0]
 -A PALISADE_INBOUND -p tcp --dport 15000 -j RETURN
--A PALISADE_INBOUND -p tcp --dport 15001 -j RETURN
 -A PALISADE_INBOUND -p tcp --dport 15006 -j RETURN
 -A PALISADE_INBOUND -p tcp -j PALISADE_IN_REDIRECT
 -A PALISADE_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
