@@ -1,5 +1,28 @@
 //! The Palisade sidecar: a transparent inbound and outbound proxy that speaks
 //! mTLS with SPIFFE identities and enforces NetworkPolicy and authorization.
+//!
+//! A connection's way: `listen` accepts, `outbound` (Service translation,
+//! egress, peer lookup, pooled mTLS) or `inbound` (detect, L4, HTTP authz,
+//! forward); `policy` is the one seam to the shared evaluators, `state` the
+//! compiled config in force, `config_watch` its reloads.
 
+pub mod addrs;
+pub mod admin;
+pub mod app;
 pub mod capture;
+pub mod config_watch;
 pub mod control_client;
+pub mod ctx;
+pub mod detect;
+pub mod drain;
+pub mod forward;
+pub mod inbound;
+pub mod io;
+pub mod listen;
+pub mod logs;
+pub mod metrics;
+pub mod outbound;
+pub mod policy;
+pub mod state;
+pub mod tls;
+pub mod tracker;

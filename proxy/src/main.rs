@@ -1,4 +1,175 @@
-//! `palisade-proxy`: the sidecar binary.
+//! `palisade-proxy`: the sidecar binary. `run` starts the data plane (its
+//! own multi-thread runtime with `--workers` threads) and admin plus config
+//! watching (a small current-thread runtime on its own thread); `init`
+//! installs the capture rules.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use palisade_proxy::app::{Proxy, Setup};
+use palisade_proxy::capture::InitArgs;
+use palisade_proxy::ctx::Options;
+
+#[derive(Parser, Debug)]
+#[command(name = "palisade-proxy", version, about = "The Palisade sidecar")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the sidecar.
+    Run(RunArgs),
+    /// Install (or remove) the capture rules in this network namespace.
+    Init(InitArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The ProxyConfig (YAML or JSON), as `palisade compile` prints it.
+    #[arg(long)]
+    config: PathBuf,
+    /// Directory with svid.pem, svid.key and bundle.pem.
+    #[arg(long)]
+    svid_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:15001")]
+    outbound_listen: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:15006")]
+    inbound_listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin_listen: SocketAddr,
+    /// Explicit mode: send every outbound connection here (the peer's
+    /// expected identity comes from the config's peer table).
+    #[arg(long)]
+    outbound_to: Option<SocketAddr>,
+    /// Explicit mode: the app listens on 127.0.0.1 at this port.
+    #[arg(long)]
+    inbound_app_port: Option<u16>,
+    /// Data-plane threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Inbound protocol detection timeout.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    detect_timeout: Duration,
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    #[arg(long, default_value_t = 65536)]
+    max_header_bytes: usize,
+    #[arg(long, default_value_t = 10000)]
+    max_connections: usize,
+    /// How long SIGTERM waits for in-flight connections.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    drain_deadline: Duration,
+    /// How often the config file is checked for changes (SIGHUP forces it).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    config_poll: Duration,
+    /// Log every request (target palisade::access).
+    #[arg(long)]
+    access_log: bool,
+    /// Do not name the deciding policy in 403 responses.
+    #[arg(long)]
+    no_denied_by_header: bool,
+    /// Keep nftables rules for UDP/SCTP NetworkPolicy in this namespace
+    /// (needs NET_ADMIN in the pod's namespace).
+    #[arg(long)]
+    netfilter: bool,
+}
+
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Init(args) => args.run().context("installing capture rules"),
+        Command::Run(args) => run(args),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let setup = Setup {
+        config: args.config,
+        svid_dir: args.svid_dir,
+        outbound_listen: args.outbound_listen,
+        inbound_listen: args.inbound_listen,
+        admin_listen: args.admin_listen,
+        config_poll: args.config_poll,
+        opts: Options {
+            detect_timeout: args.detect_timeout,
+            connect_timeout: args.connect_timeout,
+            header_read_timeout: args.header_read_timeout,
+            max_header_bytes: args.max_header_bytes,
+            max_connections: args.max_connections,
+            denied_by_header: !args.no_denied_by_header,
+            access_log: args.access_log,
+            outbound_to: args.outbound_to,
+            inbound_app_port: args.inbound_app_port,
+            drain_deadline: args.drain_deadline,
+            netfilter: args.netfilter,
+            ..Options::default()
+        },
+    };
+    let workers = args
+        .workers
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let data = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("palisade-data")
+        .enable_all()
+        .build()
+        .context("building the data-plane runtime")?;
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the admin runtime")?;
+
+    let proxy =
+        Proxy::start(setup, data.handle(), control.handle()).context("starting palisade-proxy")?;
+
+    // The control runtime runs admin and config watching on this thread
+    // until SIGTERM/SIGINT, then drains the data plane.
+    let remaining = control.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+        }
+        let ctx = proxy.ctx.clone();
+        let drain = data.spawn(async move { ctx.drain.drain(ctx.opts.drain_deadline).await });
+        proxy
+            .admin
+            .ready
+            .store(false, std::sync::atomic::Ordering::Release);
+        anyhow::Ok(drain.await.unwrap_or(0))
+    })?;
+    if remaining > 0 {
+        tracing::warn!(
+            remaining,
+            "drain deadline passed; closing remaining connections"
+        );
+    } else {
+        tracing::info!("drained");
+    }
+    data.shutdown_timeout(Duration::from_millis(100));
     Ok(())
 }

@@ -1,0 +1,190 @@
+//! Assembling a running sidecar: load the config and the SVID, bind the
+//! listeners early (a bind error fails fast), start the data plane on one
+//! runtime and admin plus config watching on another, and drain on request.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::runtime::Handle;
+
+use crate::admin::AdminState;
+use crate::config_watch::{self, ConfigError};
+use crate::ctx::{Ctx, Options};
+use crate::drain::Drain;
+use crate::metrics::{Direction, Metrics};
+use crate::outbound::pool::MeshPool;
+use crate::tls::{MeshTls, TlsError};
+use crate::tracker::ConnTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot install the UDP/SCTP netfilter rules: {0}")]
+    Netfilter(crate::capture::CaptureError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Everything needed to start a sidecar.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub config: PathBuf,
+    pub svid_dir: PathBuf,
+    pub outbound_listen: SocketAddr,
+    pub inbound_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// How often the config file's mtime is polled.
+    pub config_poll: Duration,
+    pub opts: Options,
+}
+
+/// A started sidecar.
+pub struct Proxy {
+    pub ctx: Arc<Ctx>,
+    pub outbound_addr: SocketAddr,
+    pub inbound_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub admin: Arc<AdminState>,
+}
+
+fn bind(what: &'static str, addr: SocketAddr) -> Result<std::net::TcpListener, AppError> {
+    let l = std::net::TcpListener::bind(addr).map_err(|source| AppError::Bind {
+        what,
+        addr,
+        source,
+    })?;
+    l.set_nonblocking(true)
+        .map_err(|source| AppError::Bind { what, addr, source })?;
+    Ok(l)
+}
+
+impl Proxy {
+    /// Loads, binds and spawns: data-plane tasks on `data`, admin and the
+    /// config watcher on `control` (the same handle is fine in tests).
+    pub fn start(setup: Setup, data: &Handle, control: &Handle) -> Result<Proxy, AppError> {
+        let snapshot = config_watch::load(&setup.config)?;
+        if setup.opts.netfilter {
+            crate::capture::netfilter::apply(&snapshot.config).map_err(AppError::Netfilter)?;
+        }
+        let tls = Arc::new(MeshTls::load_dir(&setup.svid_dir)?);
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_config_version(&snapshot.version);
+        let state = Arc::new(ArcSwap::from_pointee(snapshot));
+
+        let outbound = bind("outbound", setup.outbound_listen)?;
+        let inbound = bind("inbound", setup.inbound_listen)?;
+        let admin_l = bind("admin", setup.admin_listen)?;
+        let addr = |l: &std::net::TcpListener, what, fallback| {
+            l.local_addr().map_err(|source| AppError::Bind {
+                what,
+                addr: fallback,
+                source,
+            })
+        };
+        let outbound_addr = addr(&outbound, "outbound", setup.outbound_listen)?;
+        let inbound_addr = addr(&inbound, "inbound", setup.inbound_listen)?;
+        let admin_addr = addr(&admin_l, "admin", setup.admin_listen)?;
+
+        let ctx = Arc::new(Ctx {
+            plain: crate::forward::plain_client(setup.opts.connect_timeout),
+            opts: setup.opts.clone(),
+            state: state.clone(),
+            metrics: metrics.clone(),
+            tracker: Arc::new(ConnTracker::default()),
+            drain: Drain::new(),
+            tls: tls.clone(),
+            mesh_pool: MeshPool::default(),
+        });
+
+        {
+            let ctx = ctx.clone();
+            data.spawn(async move {
+                match tokio::net::TcpListener::from_std(outbound) {
+                    Ok(l) => {
+                        crate::listen::accept_loop(
+                            l,
+                            ctx,
+                            Direction::Outbound,
+                            crate::outbound::handle,
+                        )
+                        .await
+                    }
+                    Err(e) => tracing::error!(error = %e, "outbound listener"),
+                }
+            });
+        }
+        {
+            let ctx = ctx.clone();
+            data.spawn(async move {
+                match tokio::net::TcpListener::from_std(inbound) {
+                    Ok(l) => {
+                        crate::listen::accept_loop(
+                            l,
+                            ctx,
+                            Direction::Inbound,
+                            crate::inbound::handle,
+                        )
+                        .await
+                    }
+                    Err(e) => tracing::error!(error = %e, "inbound listener"),
+                }
+            });
+        }
+
+        let admin = Arc::new(AdminState {
+            state: state.clone(),
+            metrics: metrics.clone(),
+            ready: Default::default(),
+            local_id: tls.local_id(),
+        });
+        {
+            let admin = admin.clone();
+            control.spawn(async move {
+                match tokio::net::TcpListener::from_std(admin_l) {
+                    Ok(l) => crate::admin::serve(l, admin).await,
+                    Err(e) => tracing::error!(error = %e, "admin listener"),
+                }
+            });
+        }
+        control.spawn(config_watch::watch(
+            setup.config.clone(),
+            state,
+            ctx.tracker.clone(),
+            metrics,
+            setup.config_poll,
+            setup.opts.netfilter,
+        ));
+        // Certificate and config loaded, listeners bound.
+        admin.ready.store(true, Ordering::Release);
+        tracing::info!(
+            %outbound_addr, %inbound_addr, %admin_addr,
+            identity = %admin.local_id,
+            version = %ctx.state.load().version,
+            "palisade-proxy ready"
+        );
+        Ok(Proxy {
+            ctx,
+            outbound_addr,
+            inbound_addr,
+            admin_addr,
+            admin,
+        })
+    }
+
+    /// Stops accepting, waits for in-flight connections up to the drain
+    /// deadline. Returns how many were still open.
+    pub async fn drain(&self) -> usize {
+        self.admin.ready.store(false, Ordering::Release);
+        self.ctx.drain.drain(self.ctx.opts.drain_deadline).await
+    }
+}

@@ -1,0 +1,127 @@
+//! Loading the `ProxyConfig` file and reloading it on change (mtime poll)
+//! or SIGHUP. A new version is compiled outside the swap, swapped in
+//! atomically, and established connections are re-checked against it. A
+//! file that fails to load is logged and ignored; the last good config stays.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use palisade_api::ProxyConfig;
+
+use crate::metrics::Metrics;
+use crate::state::{SharedState, Snapshot};
+use crate::tracker::ConnTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not a valid ProxyConfig (YAML or JSON): {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+}
+
+/// Reads and compiles a config file.
+pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let config: ProxyConfig = serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let version = version_of(&config);
+    Ok(Snapshot::compile(config, version))
+}
+
+fn version_of(config: &ProxyConfig) -> String {
+    if !config.version.is_empty() {
+        return config.version.clone();
+    }
+    // Without a version in the file: a content hash of the canonical JSON.
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(config)
+        .unwrap_or_default()
+        .hash(&mut h);
+    format!("local-{:016x}", h.finish())
+}
+
+/// Swaps in a new snapshot and closes what it denies.
+pub fn apply(
+    state: &SharedState,
+    snapshot: Snapshot,
+    tracker: &ConnTracker,
+    metrics: &Metrics,
+    netfilter: bool,
+) {
+    if netfilter && let Err(e) = crate::capture::netfilter::apply(&snapshot.config) {
+        // Fail closed: without its non-TCP rules the version is not applied.
+        tracing::error!(error = %e, version = %snapshot.version, "cannot apply the UDP/SCTP netfilter rules; keeping the previous config");
+        metrics.config_reload_errors.inc();
+        return;
+    }
+    let snapshot = Arc::new(snapshot);
+    let old = state.swap(snapshot.clone());
+    metrics.set_config_version(&snapshot.version);
+    if old.version == snapshot.version {
+        return;
+    }
+    let closed = tracker.recheck(&snapshot, metrics);
+    tracing::info!(
+        version = %snapshot.version,
+        previous = %old.version,
+        closed_connections = closed,
+        "config swapped"
+    );
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let md = std::fs::metadata(path).ok()?;
+    Some((md.modified().ok()?, md.len()))
+}
+
+/// Watches `path` until the task is dropped.
+pub async fn watch(
+    path: PathBuf,
+    state: SharedState,
+    tracker: Arc<ConnTracker>,
+    metrics: Arc<Metrics>,
+    poll: Duration,
+    netfilter: bool,
+) {
+    let mut last = stamp(&path);
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; polling the config file only");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => true,
+        };
+        let now = stamp(&path);
+        if !forced && now == last {
+            continue;
+        }
+        last = now;
+        match load(&path) {
+            Ok(snapshot) => apply(&state, snapshot, &tracker, &metrics, netfilter),
+            Err(e) => {
+                metrics.config_reload_errors.inc();
+                tracing::error!(error = %e, "config reload failed; keeping the last good config");
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! What every connection task shares: options, the live config, metrics,
+//! the connection tracker, the drain, the mTLS configs and the pools.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::drain::Drain;
+use crate::forward::PlainClient;
+use crate::metrics::Metrics;
+use crate::outbound::pool::MeshPool;
+use crate::state::SharedState;
+use crate::tls::MeshTls;
+use crate::tracker::ConnTracker;
+
+/// Data-plane options (from the command line).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How long inbound detection waits for the first bytes before falling
+    /// back to opaque TCP.
+    pub detect_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// HTTP/1 request head read timeout.
+    pub header_read_timeout: Duration,
+    /// Cap on an HTTP request head (HTTP/1 buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Idle timeout of opaque TCP connections (no bytes either way).
+    pub idle_timeout: Duration,
+    /// Cap on concurrent connections per listener.
+    pub max_connections: usize,
+    /// Add `x-palisade-denied-by` to 403 responses.
+    pub denied_by_header: bool,
+    pub access_log: bool,
+    /// Explicit mode: every outbound connection goes here.
+    pub outbound_to: Option<SocketAddr>,
+    /// Explicit mode: the app listens on 127.0.0.1 at this port.
+    pub inbound_app_port: Option<u16>,
+    pub drain_deadline: Duration,
+    /// Rebuild the UDP/SCTP netfilter rules on every config version.
+    pub netfilter: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            detect_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            idle_timeout: Duration::from_secs(3600),
+            max_connections: 10_000,
+            denied_by_header: true,
+            access_log: false,
+            outbound_to: None,
+            inbound_app_port: None,
+            drain_deadline: Duration::from_secs(5),
+            netfilter: false,
+        }
+    }
+}
+
+pub struct Ctx {
+    pub opts: Options,
+    pub state: SharedState,
+    pub metrics: Arc<Metrics>,
+    pub tracker: Arc<ConnTracker>,
+    pub drain: Drain,
+    pub tls: Arc<MeshTls>,
+    /// Plain HTTP/1 client: to the app (inbound) and to unmeshed endpoints.
+    pub plain: PlainClient,
+    /// Pooled HTTP/2-over-mTLS connections to peer sidecars.
+    pub mesh_pool: MeshPool,
+}

@@ -1,0 +1,127 @@
+//! HTTP forwarding plumbing shared by both directions: the pooled plain
+//! HTTP/1 client, the response body type, hop-by-hop header removal, and
+//! connection upgrades (WebSocket) spliced after the 101.
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+/// A response body: proxied from upstream, or generated here.
+pub type RespBody = Either<Incoming, Full<Bytes>>;
+
+/// Pooled HTTP/1 client over plain TCP.
+pub type PlainClient = Client<HttpConnector, Incoming>;
+
+pub fn plain_client(connect_timeout: Duration) -> PlainClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// A locally generated response.
+pub fn local_response(status: StatusCode, body: &'static str) -> Response<RespBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    resp
+}
+
+pub fn ok<T>(t: T) -> Result<T, Infallible> {
+    Ok(t)
+}
+
+/// Headers that describe one hop and must not be forwarded (RFC 9110
+/// 7.6.1), plus those the `Connection` header names. Upgrade requests keep
+/// `connection`/`upgrade` so the upgrade reaches the next hop.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(conn) = headers.get(header::CONNECTION)
+        && !keep_upgrade
+    {
+        let named: Vec<header::HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    if !keep_upgrade {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    headers.remove(header::PROXY_AUTHORIZATION);
+    headers.remove(header::TE);
+    headers.remove(header::TRAILER);
+}
+
+/// True for an HTTP/1.1 `Connection: upgrade` request.
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get(header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// Splices the client's and the upstream's upgraded connections once the
+/// upstream answered 101.
+pub fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        let _ = crate::io::copy_bidirectional(&mut client, &mut upstream).await;
+    });
+}
+
+/// Forwards `req` with the plain client, handling an upgrade.
+pub async fn send_plain(client: &PlainClient, mut req: Request<Incoming>) -> Response<RespBody> {
+    let upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    match client.request(req).await {
+        Ok(mut resp) => {
+            if let Some(client_up) = upgrade
+                && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            {
+                splice_upgrade(client_up, hyper::upgrade::on(&mut resp));
+            }
+            resp.map(Either::Left)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "upstream request failed");
+            local_response(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Inbound forwarding to the app at the pod's own IP and the original port:
+//! opaque TCP after a per-connection authorization, and HTTP requests over
+//! the pooled client with the verified peer identity attached.
+use std::sync::Arc;
+
+use http::header::{HOST, HeaderValue};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::ctx::Ctx;
+use crate::forward::{RespBody, send_plain, strip_hop_by_hop};
+use crate::metrics::{Direction, Layer, Outcome};
+use crate::policy::{self, AccessView};
+
+use super::{InboundConn, conn_info};
+
+/// The header carrying the verified peer SPIFFE ID to the app. Any copy
+/// arriving from the client is removed first.
+pub const PEER_IDENTITY_HEADER: &str = "x-palisade-peer-identity";
+
+/// Authorizes a non-HTTP connection once (L4-applicable fields only) and
+/// copies bytes to and from the app until either side ends, a config
+/// change denies it, or the drain deadline passes.
+pub async fn opaque<I>(ctx: Arc<Ctx>, mut io: I, conn: InboundConn)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let verdict = {
+        let snap = ctx.state.load();
+        policy::authorize(
+            &snap,
+            &AccessView {
+                source: conn.client.0.ip().to_canonical(),
+                peer_identity: conn.peer_identity.as_deref(),
+                dest_ip: conn.app.ip(),
+                dest_port: conn.app.port(),
+                http: None,
+            },
+        )
+    };
+    if let Err(denied) = verdict {
+        crate::logs::denied_connection(
+            Direction::Inbound,
+            Layer::Authz,
+            conn.client.0,
+            conn.app,
+            conn.peer_identity.as_deref(),
+            &denied,
+        );
+        ctx.metrics.denial(Direction::Inbound, Layer::Authz);
+        return;
+    }
+    let guard = ctx.tracker.register(conn_info(&conn, true));
+    let mut upstream =
+        match tokio::time::timeout(ctx.opts.connect_timeout, TcpStream::connect(conn.app)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::info!(app = %conn.app, error = %e, "cannot connect to the app");
+                ctx.metrics.connection(Direction::Inbound, Outcome::Failed);
+                return;
+            }
+            Err(_) => {
+                tracing::info!(app = %conn.app, "connect to the app timed out");
+                ctx.metrics.connection(Direction::Inbound, Outcome::Failed);
+                return;
+            }
+        };
+    let _ = upstream.set_nodelay(true);
+    tokio::select! {
+        r = crate::io::copy_bidirectional(&mut io, &mut upstream) => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "inbound opaque copy ended with an error");
+            }
+            ctx.metrics.connection(Direction::Inbound, Outcome::Completed);
+        }
+        () = guard.killed() => {}
+    }
+}
+
+/// Rewrites an authorized request for the app and sends it.
+pub async fn to_app(
+    ctx: &Ctx,
+    conn: &InboundConn,
+    mut req: Request<Incoming>,
+    normalized_path: Option<String>,
+) -> Response<RespBody> {
+    let upgrade = crate::forward::is_upgrade(&req);
+    // Host preserved: an HTTP/2 request carries it as :authority.
+    if !req.headers().contains_key(HOST)
+        && let Some(auth) = req.uri().authority()
+        && let Ok(v) = HeaderValue::from_str(auth.as_str())
+    {
+        req.headers_mut().insert(HOST, v);
+    }
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers, upgrade);
+    headers.remove(PEER_IDENTITY_HEADER);
+    if let Some(id) = conn.peer_identity.as_deref()
+        && let Ok(v) = HeaderValue::from_str(id)
+    {
+        headers.insert(PEER_IDENTITY_HEADER, v);
+    }
+    let path_and_query = match (normalized_path, req.uri().query()) {
+        (Some(p), Some(q)) => format!("{p}?{q}"),
+        (Some(p), None) => p,
+        (None, _) => req
+            .uri()
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
+    };
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(conn.app.to_string())
+        .path_and_query(path_and_query)
+        .build();
+    match uri {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => {
+            return crate::forward::local_response(
+                http::StatusCode::BAD_REQUEST,
+                "bad request target\n",
+            );
+        }
+    }
+    *req.version_mut() = http::Version::HTTP_11;
+    send_plain(&ctx.plain, req).await
+}

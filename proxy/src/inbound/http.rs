@@ -1,0 +1,182 @@
+//! Inbound HTTP/1.1 and HTTP/2 served with hyper. Per request: normalize
+//! the path (400 if it cannot be done safely), authorize (DENY, then ALLOW;
+//! AUDIT and dry-run only log), answer 403 `RBAC: access denied` naming the
+//! deciding policy and rule, or forward to the app.
+use std::sync::Arc;
+
+use http::header::{HOST, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::ctx::Ctx;
+use crate::detect::MeshInner;
+use crate::forward::{RespBody, local_response};
+use crate::metrics::{Direction, Layer, Outcome};
+use crate::policy::{self, AccessView, HttpView};
+
+use super::{InboundConn, conn_info};
+
+/// Header naming the policy and rule behind a 403 (`--no-denied-by-header`
+/// turns it off).
+pub const DENIED_BY_HEADER: &str = "x-palisade-denied-by";
+pub const DENIED_BODY: &str = "RBAC: access denied";
+
+/// A hyper server builder with the configured limits.
+pub fn server_builder(ctx: &Ctx, inner: Option<MeshInner>) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.opts.header_read_timeout)
+        .max_buf_size(ctx.opts.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(ctx.opts.max_header_bytes).unwrap_or(u32::MAX))
+        .adaptive_window(true)
+        .max_concurrent_streams(1024);
+    match inner {
+        Some(MeshInner::H2) => b.http2_only(),
+        Some(MeshInner::Http1) => b.http1_only(),
+        _ => b,
+    }
+}
+
+/// Serves HTTP on `io` until the connection ends, a config change denies
+/// it at L4, or a drain asks it to finish.
+pub async fn serve<I>(ctx: Arc<Ctx>, io: I, conn: InboundConn, inner: Option<MeshInner>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let guard = ctx.tracker.register(conn_info(&conn, false));
+    let conn = Arc::new(conn);
+    let builder = server_builder(&ctx, inner);
+    let svc_ctx = ctx.clone();
+    let svc = service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        let conn = conn.clone();
+        async move { crate::forward::ok(handle_request(&ctx, &conn, req).await) }
+    });
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(served);
+    tokio::select! {
+        r = served.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "inbound HTTP connection ended with an error");
+            }
+        }
+        () = guard.killed() => return,
+        () = ctx.drain.signaled() => {
+            served.as_mut().graceful_shutdown();
+            let _ = served.await;
+        }
+    }
+    ctx.metrics
+        .connection(Direction::Inbound, Outcome::Completed);
+}
+
+async fn handle_request(
+    ctx: &Ctx,
+    conn: &InboundConn,
+    req: Request<Incoming>,
+) -> Response<RespBody> {
+    let access = ctx
+        .opts
+        .access_log
+        .then(|| (req.method().clone(), req.uri().path().to_string()));
+    let resp = authorize_and_forward(ctx, conn, req).await;
+    let status = resp.status().as_u16();
+    ctx.metrics.request(Direction::Inbound, status);
+    if let Some((method, path)) = access {
+        crate::logs::access(
+            Direction::Inbound,
+            conn.client.0,
+            conn.app,
+            conn.peer_identity.as_deref(),
+            method.as_str(),
+            &path,
+            status,
+        );
+    }
+    resp
+}
+
+async fn authorize_and_forward(
+    ctx: &Ctx,
+    conn: &InboundConn,
+    req: Request<Incoming>,
+) -> Response<RespBody> {
+    let (normalized, verdict) = {
+        let snap = ctx.state.load();
+        let mode = snap.config.mesh.path_normalization;
+        let raw = req.uri().path();
+        let normalized = match policy::normalize_path(raw, mode) {
+            Ok(p) => p,
+            Err(e) => {
+                let denied = policy::Denied {
+                    policy: "path-normalization".into(),
+                    rule: format!("{mode:?}"),
+                    reason: e,
+                };
+                crate::logs::denied_request(
+                    Layer::Normalization,
+                    conn.client.0,
+                    conn.app,
+                    conn.peer_identity.as_deref(),
+                    req.method().as_str(),
+                    raw,
+                    &denied,
+                );
+                ctx.metrics
+                    .request_denial(Direction::Inbound, Layer::Normalization);
+                return local_response(StatusCode::BAD_REQUEST, "bad request path\n");
+            }
+        };
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        let verdict = policy::authorize(
+            &snap,
+            &AccessView {
+                source: conn.client.0.ip().to_canonical(),
+                peer_identity: conn.peer_identity.as_deref(),
+                dest_ip: conn.app.ip(),
+                dest_port: conn.app.port(),
+                http: Some(HttpView {
+                    method: req.method().as_str(),
+                    path: &normalized,
+                    host,
+                    headers: req.headers(),
+                }),
+            },
+        );
+        let changed = (normalized != raw).then(|| normalized.into_owned());
+        (changed, verdict)
+    };
+    if let Err(denied) = verdict {
+        crate::logs::denied_request(
+            Layer::Authz,
+            conn.client.0,
+            conn.app,
+            conn.peer_identity.as_deref(),
+            req.method().as_str(),
+            normalized.as_deref().unwrap_or(req.uri().path()),
+            &denied,
+        );
+        ctx.metrics.request_denial(Direction::Inbound, Layer::Authz);
+        let mut resp = local_response(StatusCode::FORBIDDEN, DENIED_BODY);
+        if ctx.opts.denied_by_header
+            && let Ok(v) = HeaderValue::from_str(&denied.to_string())
+        {
+            resp.headers_mut().insert(DENIED_BY_HEADER, v);
+        }
+        return resp;
+    }
+    super::forward::to_app(ctx, conn, req, normalized).await
+}

@@ -1,0 +1,50 @@
+//! Opening the upstream side of an outbound connection: TCP with a connect
+//! timeout, then, for a meshed endpoint, mTLS presenting our SVID and
+//! requiring the SVID the peer table expects, with the mesh ALPN token.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::detect::MeshInner;
+use crate::tls::{MeshTls, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    Timeout { addr: SocketAddr, timeout: Duration },
+    #[error("connect to {addr} failed: {source}")]
+    Io {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("mTLS to {addr} failed: {source}")]
+    Tls { addr: SocketAddr, source: TlsError },
+}
+
+pub async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(source)) => Err(ConnectError::Io { addr, source }),
+        Err(_) => Err(ConnectError::Timeout { addr, timeout }),
+    }
+}
+
+pub async fn mesh(
+    tls: &MeshTls,
+    addr: SocketAddr,
+    identity: &str,
+    inner: MeshInner,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, ConnectError> {
+    let tcp = tcp(addr, timeout).await?;
+    match tokio::time::timeout(timeout, tls.connect(tcp, identity, inner)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(source)) => Err(ConnectError::Tls { addr, source }),
+        Err(_) => Err(ConnectError::Timeout { addr, timeout }),
+    }
+}

@@ -1,0 +1,260 @@
+//! Outbound HTTP: the app's HTTP/1 or HTTP/2 is served with hyper and each
+//! request is balanced (for a Service) and sent over the pooled HTTP/2 mTLS
+//! connection to the peer's sidecar; unmeshed endpoints get plain HTTP/1.
+//! Upgrade requests take a dedicated HTTP/1 mTLS connection.
+use std::sync::Arc;
+
+use http::header::{HOST, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::addrs::ClientAddr;
+use crate::ctx::Ctx;
+use crate::detect::MeshInner;
+use crate::forward::{
+    RespBody, is_upgrade, local_response, send_plain, splice_upgrade, strip_hop_by_hop,
+};
+use crate::metrics::{Direction, Layer, Outcome};
+use crate::state::{PeerRoute, peer_route};
+
+use super::service::{self, Target};
+
+pub async fn serve<I>(ctx: Arc<Ctx>, io: I, client: ClientAddr, target: Target, inner: MeshInner)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.opts.header_read_timeout)
+        .max_buf_size(ctx.opts.max_header_bytes.max(8192));
+    b.http2()
+        .timer(TokioTimer::new())
+        .adaptive_window(true)
+        .max_header_list_size(u32::try_from(ctx.opts.max_header_bytes).unwrap_or(u32::MAX));
+    let b = if inner == MeshInner::H2 {
+        b.http2_only()
+    } else {
+        b.http1_only()
+    };
+    let target = Arc::new(target);
+    let svc_ctx = ctx.clone();
+    let svc = service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        let target = target.clone();
+        async move { crate::forward::ok(proxy_request(&ctx, client, &target, req).await) }
+    });
+    let served = b.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(served);
+    tokio::select! {
+        r = served.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "outbound HTTP connection ended with an error");
+            }
+        }
+        () = ctx.drain.signaled() => {
+            served.as_mut().graceful_shutdown();
+            let _ = served.await;
+        }
+    }
+    ctx.metrics
+        .connection(Direction::Outbound, Outcome::Completed);
+}
+
+async fn proxy_request(
+    ctx: &Ctx,
+    client: ClientAddr,
+    target: &Target,
+    mut req: Request<Incoming>,
+) -> Response<RespBody> {
+    let picked = {
+        let snap = ctx.state.load();
+        service::pick(&snap, target).map(|p| {
+            let app_proto = match target {
+                Target::Service(s) => s.app_protocol.clone(),
+                Target::Endpoint(_) => None,
+            };
+            let route = peer_route(&snap, p.addr, app_proto.as_deref());
+            (p, route)
+        })
+    };
+    let (picked, route) = match picked {
+        Ok(p) => p,
+        Err(denied) => {
+            let dest = match target {
+                Target::Endpoint(a) => *a,
+                Target::Service(_) => client.0,
+            };
+            crate::logs::denied_connection(
+                Direction::Outbound,
+                Layer::Egress,
+                client.0,
+                dest,
+                None,
+                &denied,
+            );
+            ctx.metrics
+                .request_denial(Direction::Outbound, Layer::Egress);
+            let resp = local_response(StatusCode::FORBIDDEN, "egress: access denied\n");
+            ctx.metrics
+                .request(Direction::Outbound, resp.status().as_u16());
+            return resp;
+        }
+    };
+    let upgrade = is_upgrade(&req);
+    // Keep the caller's Host; an HTTP/2 caller gave it as :authority.
+    let authority = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| picked.addr.to_string());
+    if !req.headers().contains_key(HOST)
+        && let Ok(v) = HeaderValue::from_str(&authority)
+    {
+        req.headers_mut().insert(HOST, v);
+    }
+    strip_hop_by_hop(req.headers_mut(), upgrade);
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let resp = match route {
+        PeerRoute::Mesh { identity, .. } if upgrade => {
+            upgrade_over_mesh(ctx, picked.addr, &identity, req, &pq).await
+        }
+        PeerRoute::Mesh { identity, .. } => {
+            match Uri::builder()
+                .scheme("http")
+                .authority(authority.as_str())
+                .path_and_query(pq)
+                .build()
+            {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(_) => return local_response(StatusCode::BAD_REQUEST, "bad request target\n"),
+            }
+            *req.version_mut() = http::Version::HTTP_2;
+            // HTTP/2 carries the authority as a pseudo-header.
+            req.headers_mut().remove(HOST);
+            send_mesh(ctx, picked.addr, &identity, req).await
+        }
+        PeerRoute::Plain => {
+            match Uri::builder()
+                .scheme("http")
+                .authority(picked.addr.to_string())
+                .path_and_query(pq)
+                .build()
+            {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(_) => return local_response(StatusCode::BAD_REQUEST, "bad request target\n"),
+            }
+            *req.version_mut() = http::Version::HTTP_11;
+            send_plain(&ctx.plain, req).await
+        }
+    };
+    drop(picked);
+    ctx.metrics
+        .request(Direction::Outbound, resp.status().as_u16());
+    resp
+}
+
+async fn send_mesh(
+    ctx: &Ctx,
+    addr: std::net::SocketAddr,
+    identity: &str,
+    req: Request<Incoming>,
+) -> Response<RespBody> {
+    let mut sender = match ctx
+        .mesh_pool
+        .get(
+            &ctx.tls,
+            &ctx.metrics,
+            addr,
+            identity,
+            ctx.opts.connect_timeout,
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(%addr, %identity, error = %e, "cannot reach the peer sidecar");
+            return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
+        }
+    };
+    if let Err(e) = sender.ready().await {
+        ctx.mesh_pool.evict(addr, identity);
+        tracing::info!(%addr, error = %e, "pooled mesh connection failed");
+        return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
+    }
+    match sender.send_request(req).await {
+        Ok(resp) => resp.map(http_body_util::Either::Left),
+        Err(e) => {
+            if sender.is_closed() {
+                ctx.mesh_pool.evict(addr, identity);
+            }
+            tracing::debug!(%addr, error = %e, "mesh request failed");
+            local_response(StatusCode::BAD_GATEWAY, "peer sidecar request failed\n")
+        }
+    }
+}
+
+/// An Upgrade (WebSocket) cannot ride the HTTP/2 pool: it gets its own
+/// HTTP/1 mTLS connection, spliced to the client after the 101.
+async fn upgrade_over_mesh(
+    ctx: &Ctx,
+    addr: std::net::SocketAddr,
+    identity: &str,
+    mut req: Request<Incoming>,
+    pq: &str,
+) -> Response<RespBody> {
+    let stream = match super::connect::mesh(
+        &ctx.tls,
+        addr,
+        identity,
+        MeshInner::Http1,
+        ctx.opts.connect_timeout,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(%addr, error = %e, "cannot reach the peer sidecar");
+            return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
+        }
+    };
+    ctx.metrics.handshake(Direction::Outbound);
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::info!(%addr, error = %e, "HTTP/1 handshake with the peer sidecar failed");
+            return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
+        }
+    };
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    if let Ok(uri) = pq.parse::<Uri>() {
+        *req.uri_mut() = uri;
+    }
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    match sender.send_request(req).await {
+        Ok(mut resp) => {
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                splice_upgrade(client_upgrade, hyper::upgrade::on(&mut resp));
+            }
+            resp.map(http_body_util::Either::Left)
+        }
+        Err(e) => {
+            tracing::debug!(%addr, error = %e, "upgrade request failed");
+            local_response(StatusCode::BAD_GATEWAY, "peer sidecar request failed\n")
+        }
+    }
+}

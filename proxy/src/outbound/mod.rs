@@ -1,0 +1,138 @@
+//! The outbound side: connections our app opens, redirected to the outbound
+//! listener (or sent to `--outbound-to`). Stages: Service translation and
+//! egress policy, peer lookup, then per-request HTTP over the mesh pool or
+//! an opaque mTLS (or plain) tunnel.
+pub mod connect;
+pub mod egress;
+pub mod http;
+pub mod pool;
+pub mod service;
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::addrs::{ClientAddr, OrigDstAddr};
+use crate::ctx::Ctx;
+use crate::detect::{HttpDetect, MeshInner, ReadOutcome, detect_http, read_until_decided};
+use crate::io::PrefixedIo;
+use crate::metrics::{Direction, Outcome};
+use crate::state::{PeerRoute, peer_route};
+use crate::tracker::ConnInfo;
+use service::Target;
+
+pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig: OrigDstAddr) {
+    let (target, app_proto) = {
+        let snap = ctx.state.load();
+        let target = service::resolve(&snap, orig.0);
+        let app_proto = match &target {
+            Target::Service(s) => s.app_protocol.clone(),
+            Target::Endpoint(_) => None,
+        };
+        (target, app_proto)
+    };
+    let Some(picked) = egress::admit(&ctx, client, orig, &target) else {
+        return;
+    };
+    let route = {
+        let snap = ctx.state.load();
+        peer_route(&snap, picked.addr, app_proto.as_deref())
+    };
+
+    match route {
+        PeerRoute::Mesh {
+            identity,
+            opaque: false,
+        } => {
+            let mut buf = BytesMut::with_capacity(1024);
+            let outcome = read_until_decided(&mut tcp, &mut buf, ctx.opts.detect_timeout, |b| {
+                match detect_http(b) {
+                    HttpDetect::Incomplete => None,
+                    HttpDetect::Http1 => Some(Some(MeshInner::Http1)),
+                    HttpDetect::H2 => Some(Some(MeshInner::H2)),
+                    HttpDetect::NotHttp => Some(None),
+                }
+            })
+            .await;
+            let io = PrefixedIo::new(buf.freeze(), tcp);
+            match outcome {
+                Ok(ReadOutcome::Decided(Some(inner))) => {
+                    // Per-request balancing: the connection-level pick only
+                    // served the egress check.
+                    drop(picked);
+                    let guard = ctx
+                        .tracker
+                        .register(ConnInfo::Outbound { endpoint: orig.0 });
+                    tokio::select! {
+                        () = http::serve(ctx.clone(), io, client, target, inner) => {}
+                        () = guard.killed() => {}
+                    }
+                }
+                Ok(_) => tunnel(ctx, io, client, picked, Some(identity)).await,
+                Err(e) => {
+                    tracing::debug!(%client, error = %e, "outbound detection failed");
+                    ctx.metrics.connection(Direction::Outbound, Outcome::Failed);
+                }
+            }
+        }
+        PeerRoute::Mesh {
+            identity,
+            opaque: true,
+        } => tunnel(ctx, tcp, client, picked, Some(identity)).await,
+        PeerRoute::Plain => tunnel(ctx, tcp, client, picked, None).await,
+    }
+}
+
+/// Opaque TCP to the endpoint: mTLS with ALPN `palisade/1` to a meshed
+/// peer, plain TCP otherwise.
+async fn tunnel<I>(
+    ctx: Arc<Ctx>,
+    mut io: I,
+    client: ClientAddr,
+    picked: service::Picked,
+    identity: Option<String>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let addr = picked.addr;
+    let guard = ctx.tracker.register(ConnInfo::Outbound { endpoint: addr });
+    let result = match identity {
+        Some(id) => match connect::mesh(
+            &ctx.tls,
+            addr,
+            &id,
+            MeshInner::Opaque,
+            ctx.opts.connect_timeout,
+        )
+        .await
+        {
+            Ok(mut tls) => {
+                ctx.metrics.handshake(Direction::Outbound);
+                tokio::select! {
+                    r = crate::io::copy_bidirectional(&mut io, &mut tls) => r.map(|_| ()).map_err(|source| connect::ConnectError::Io { addr, source }),
+                    () = guard.killed() => Ok(()),
+                }
+            }
+            Err(e) => Err(e),
+        },
+        None => match connect::tcp(addr, ctx.opts.connect_timeout).await {
+            Ok(mut tcp) => tokio::select! {
+                r = crate::io::copy_bidirectional(&mut io, &mut tcp) => r.map(|_| ()).map_err(|source| connect::ConnectError::Io { addr, source }),
+                () = guard.killed() => Ok(()),
+            },
+            Err(e) => Err(e),
+        },
+    };
+    drop(picked);
+    match result {
+        Ok(()) => ctx
+            .metrics
+            .connection(Direction::Outbound, Outcome::Completed),
+        Err(e) => {
+            tracing::info!(%client, endpoint = %addr, error = %e, "outbound connection failed");
+            ctx.metrics.connection(Direction::Outbound, Outcome::Failed);
+        }
+    }
+}

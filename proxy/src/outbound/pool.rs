@@ -1,0 +1,100 @@
+//! Pooled HTTP/2-over-mTLS connections to peer sidecars, one per (endpoint,
+//! expected identity), multiplexing every request to that peer, so a client
+//! that opens a connection per request costs no TLS handshake.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::detect::MeshInner;
+use crate::metrics::{Direction, Metrics};
+use crate::tls::MeshTls;
+
+use super::connect::{self, ConnectError};
+
+#[derive(Default)]
+pub struct MeshPool {
+    /// By endpoint; an endpoint has one identity, a different expected one
+    /// replaces the entry.
+    conns: Mutex<HashMap<SocketAddr, (String, SendRequest<Incoming>)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("HTTP/2 handshake with the peer sidecar at {addr} failed: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+}
+
+impl MeshPool {
+    /// A ready sender to the peer sidecar at `addr`, connecting if needed.
+    pub async fn get(
+        &self,
+        tls: &MeshTls,
+        metrics: &Metrics,
+        addr: SocketAddr,
+        identity: &str,
+        timeout: Duration,
+    ) -> Result<SendRequest<Incoming>, PoolError> {
+        if let Some(s) = self.cached(addr, identity) {
+            return Ok(s);
+        }
+        let stream = connect::mesh(tls, addr, identity, MeshInner::H2, timeout).await?;
+        metrics.handshake(Direction::Outbound);
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .adaptive_window(true)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| PoolError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "pooled mesh connection ended");
+            }
+        });
+        if let Ok(mut conns) = self.conns.lock() {
+            conns.insert(addr, (identity.to_string(), sender.clone()));
+        }
+        Ok(sender)
+    }
+
+    fn cached(&self, addr: SocketAddr, identity: &str) -> Option<SendRequest<Incoming>> {
+        let mut conns = self.conns.lock().ok()?;
+        match conns.get(&addr) {
+            Some((id, s)) if id == identity && !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                conns.remove(&addr);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Forgets the connection to `addr` (after an error on it).
+    pub fn evict(&self, addr: SocketAddr, identity: &str) {
+        if let Ok(mut conns) = self.conns.lock()
+            && conns.get(&addr).is_some_and(|(id, _)| id == identity)
+        {
+            conns.remove(&addr);
+        }
+    }
+
+    /// Open pooled connections (for tests and the admin dump).
+    pub fn len(&self) -> usize {
+        self.conns.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,148 @@
+//! The config in force, compiled once per version into lookup tables so the
+//! hot path never walks or clones the config: peers by IP, Services by
+//! virtual IP and port, opaque ports, and the compiled policy evaluators.
+//! Swapped atomically as a whole (`ArcSwap<Snapshot>`).
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use arc_swap::ArcSwap;
+use palisade_api::{Endpoint, MtlsMode, Peer, ProxyConfig};
+
+use crate::policy::CompiledPolicy;
+
+/// Well-known server-first ports on which detection is skipped, as linkerd
+/// and Istio's "Application Requirements" list them (SMTP, MySQL, NATS,
+/// Galera, PostgreSQL, Redis, Elasticsearch transport, memcached).
+pub const SERVER_FIRST_PORTS: &[u16] = &[25, 587, 3306, 4222, 4444, 5432, 6379, 9300, 11211];
+
+/// The live, swappable config.
+pub type SharedState = Arc<ArcSwap<Snapshot>>;
+
+/// One compiled config version.
+pub struct Snapshot {
+    pub config: ProxyConfig,
+    pub version: String,
+    pub policy: CompiledPolicy,
+    peers: HashMap<IpAddr, usize>,
+    services: HashMap<SocketAddr, Arc<ServiceTarget>>,
+    opaque_inbound: HashSet<u16>,
+}
+
+/// A Service port's ready endpoints and the balancer's in-flight counts.
+pub struct ServiceTarget {
+    pub name: String,
+    pub app_protocol: Option<String>,
+    pub endpoints: Vec<Endpoint>,
+    pub in_flight: Vec<Arc<AtomicUsize>>,
+}
+
+impl Snapshot {
+    pub fn compile(config: ProxyConfig, version: String) -> Self {
+        let peers = config
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.ip.to_canonical(), i))
+            .collect();
+        let mut services = HashMap::new();
+        for svc in &config.services {
+            for port in &svc.ports {
+                let target = Arc::new(ServiceTarget {
+                    name: svc.name.clone(),
+                    app_protocol: port.app_protocol.clone(),
+                    endpoints: port.endpoints.clone(),
+                    in_flight: port
+                        .endpoints
+                        .iter()
+                        .map(|_| Arc::new(AtomicUsize::new(0)))
+                        .collect(),
+                });
+                for ip in &svc.cluster_ips {
+                    services.insert(
+                        SocketAddr::new(ip.to_canonical(), port.port),
+                        target.clone(),
+                    );
+                }
+            }
+        }
+        let opaque_inbound = config
+            .workload
+            .opaque_ports
+            .iter()
+            .copied()
+            .chain(SERVER_FIRST_PORTS.iter().copied())
+            .collect();
+        let policy = CompiledPolicy::compile(&config);
+        Self {
+            config,
+            version,
+            policy,
+            peers,
+            services,
+            opaque_inbound,
+        }
+    }
+
+    pub fn peer(&self, ip: IpAddr) -> Option<&Peer> {
+        self.peers
+            .get(&ip.to_canonical())
+            .and_then(|&i| self.config.peers.get(i))
+    }
+
+    pub fn service(&self, vip: SocketAddr) -> Option<&Arc<ServiceTarget>> {
+        self.services.get(&vip)
+    }
+
+    /// Effective PeerAuthentication mode of one of our own ports.
+    pub fn inbound_mode(&self, port: u16) -> MtlsMode {
+        let inbound = &self.config.inbound;
+        inbound
+            .port_mtls
+            .get(&port)
+            .copied()
+            .unwrap_or(inbound.mtls)
+    }
+
+    /// Inbound detection is skipped on declared and well-known opaque ports.
+    pub fn inbound_opaque(&self, port: u16) -> bool {
+        self.opaque_inbound.contains(&port)
+    }
+}
+
+/// How the outbound side reaches one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerRoute {
+    /// A meshed workload: mTLS, expecting this SPIFFE ID.
+    Mesh { identity: String, opaque: bool },
+    /// Unmeshed, or its port's mode is DISABLE: plain TCP.
+    Plain,
+}
+
+/// The route to an endpoint from the peer table.
+pub fn peer_route(snapshot: &Snapshot, ep: SocketAddr, app_protocol: Option<&str>) -> PeerRoute {
+    let Some(peer) = snapshot.peer(ep.ip()) else {
+        return PeerRoute::Plain;
+    };
+    let mode = peer.port_mtls.get(&ep.port()).copied().unwrap_or(peer.mtls);
+    if mode == MtlsMode::Disable {
+        return PeerRoute::Plain;
+    }
+    let opaque_proto = matches!(app_protocol, Some(p) if !is_http_app_protocol(p));
+    PeerRoute::Mesh {
+        identity: peer.identity.clone(),
+        opaque: opaque_proto
+            || peer.opaque_ports.contains(&ep.port())
+            || SERVER_FIRST_PORTS.contains(&ep.port()),
+    }
+}
+
+/// Service `appProtocol` values that mean HTTP (Kubernetes names and the
+/// Istio ones); any other declared value makes the port opaque.
+fn is_http_app_protocol(p: &str) -> bool {
+    matches!(
+        p.to_ascii_lowercase().as_str(),
+        "http" | "http2" | "h2c" | "grpc" | "kubernetes.io/h2c" | "kubernetes.io/ws"
+    )
+}
