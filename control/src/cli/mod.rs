@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod control;
 pub mod identity;
 pub mod policy;
 
@@ -33,6 +34,13 @@ pub enum Command {
     Check(policy::CheckArgs),
     /// Report policy pitfalls.
     Lint(policy::LintArgs),
+    /// Run the control plane: watch manifests, push configs, sign CSRs.
+    Control(control::ControlArgs),
+    /// Connected proxies and the control plane's state.
+    Status(control::StatusArgs),
+    /// Join tokens for bootstrapping sidecars.
+    #[command(subcommand)]
+    Token(control::TokenCommand),
 }
 
 /// Parses the command line, runs it, and maps the result to an exit code.
@@ -53,6 +61,9 @@ pub fn main() -> ExitCode {
         Command::Compile(a) => policy::run_compile(a),
         Command::Check(a) => policy::run_check(a),
         Command::Lint(a) => policy::run_lint(a),
+        Command::Control(a) => control::run_control(a),
+        Command::Status(a) => control::run_status(a),
+        Command::Token(c) => control::run_token(c),
     };
     ExitCode::from(code)
 }

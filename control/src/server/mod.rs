@@ -111,7 +111,10 @@ impl RunningServer {
 
 /// The SPIFFE ID the control plane serves with.
 pub fn control_id(trust_domain: &str) -> String {
-    format!("spiffe://{trust_domain}/ns/{}/sa/{CONTROL_SA}", service::SYSTEM_NAMESPACE)
+    format!(
+        "spiffe://{trust_domain}/ns/{}/sa/{CONTROL_SA}",
+        service::SYSTEM_NAMESPACE
+    )
 }
 
 /// Compiles once, binds, and starts serving and watching.
@@ -130,7 +133,13 @@ pub async fn start(
     std::fs::write(opts.state_dir.join("trust-domain"), ca.trust_domain()).map_err(state_err)?;
 
     let state = Arc::new(MeshState::new());
-    let _ = watcher::compile_and_apply(opts.manifests.clone(), compile.clone(), &state).await;
+    let _ = watcher::compile_and_apply(
+        opts.manifests.clone(),
+        compile.clone(),
+        &state,
+        Some(&opts.state_dir),
+    )
+    .await;
 
     let serving_ttl = Duration::from_secs(24 * 3600);
     let id = control_id(ca.trust_domain());
@@ -178,6 +187,7 @@ pub async fn start(
         opts.manifests.clone(),
         compile,
         state.clone(),
+        Some(opts.state_dir.clone()),
         opts.poll_interval,
         opts.debounce,
     ));

@@ -95,6 +95,11 @@ impl CaAuthority {
         Ok(self.ca.write_dir(dir)?)
     }
 
+    /// The identity crate's CA (bundle, direct issuance).
+    pub fn inner(&self) -> &CertificateAuthority {
+        &self.ca
+    }
+
     pub fn trust_domain(&self) -> &str {
         &self.trust_domain
     }
@@ -136,7 +141,9 @@ impl CaAuthority {
         if matches!(csr.params.is_ca, IsCa::Ca(_)) {
             return Err(PkiError::AsksForCa);
         }
-        let issued = self.ca.issue_from_csr(csr_pem, &parse_id(expected_id)?, ttl)?;
+        let issued = self
+            .ca
+            .issue_from_csr(csr_pem, &parse_id(expected_id)?, ttl)?;
         signed(&issued.chain, expected_id)
     }
 

@@ -41,9 +41,7 @@ impl RateLimiter {
         let burst = f64::from(self.limit.burst.max(1));
         let per = self.limit.refill_every.as_secs_f64().max(1e-6);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = buckets
-            .entry(workload.to_owned())
-            .or_insert((burst, now));
+        let (tokens, last) = buckets.entry(workload.to_owned()).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() / per).min(burst);
         *last = now;
         if *tokens >= 1.0 {

@@ -164,10 +164,23 @@ impl MeshState {
         inner.entries.len()
     }
 
+    /// `NS/POD -> SPIFFE ID` of every workload served.
+    pub fn identities(&self) -> BTreeMap<String, String> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner
+            .entries
+            .iter()
+            .map(|(w, e)| (w.clone(), e.identity.clone()))
+            .collect()
+    }
+
     /// The current version of `workload`'s config.
     pub fn version_of(&self, workload: &str) -> Option<String> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        inner.entries.get(workload).map(|e| e.update.version.clone())
+        inner
+            .entries
+            .get(workload)
+            .map(|e| e.update.version.clone())
     }
 }
 

@@ -64,7 +64,10 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     palisade_identity::provider::default_provider()
 }
 
-pub fn parse_certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn parse_certs(
+    pem: &str,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let mut rd = pem.as_bytes();
     let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut rd).collect();
     let certs = certs.map_err(|e| TlsError::Pem {
@@ -124,7 +127,12 @@ fn certified_key(svid: &KeyedSvid) -> Result<Arc<CertifiedKey>, TlsError> {
 
 impl ResolvesServerCert for ServingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 }
 
@@ -156,7 +164,10 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        match self.inner.verify_client_cert(end_entity, intermediates, now) {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::Expired | CertificateError::ExpiredContext { .. },
             )) => {
@@ -165,9 +176,8 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
                 let not_after = not_after_unix(end_entity).ok_or(
                     rustls::Error::InvalidCertificate(CertificateError::BadEncoding),
                 )?;
-                let at = UnixTime::since_unix_epoch(Duration::from_secs(
-                    (not_after - 1).max(0) as u64,
-                ));
+                let at =
+                    UnixTime::since_unix_epoch(Duration::from_secs((not_after - 1).max(0) as u64));
                 self.inner.verify_client_cert(end_entity, intermediates, at)
             }
             other => other,

@@ -19,7 +19,9 @@ pub const TOKEN_PREFIX: &str = "pjt_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("join token is not known to this control plane (never issued here, or the state dir differs)")]
+    #[error(
+        "join token is not known to this control plane (never issued here, or the state dir differs)"
+    )]
     Unknown,
     #[error("join token was already used; create a new one with `palisade token create`")]
     AlreadyUsed,
@@ -162,6 +164,29 @@ impl TokenStore {
     fn used_path_of(&self, hash: &str) -> PathBuf {
         self.dir.join("used").join(format!("{hash}.json"))
     }
+}
+
+/// The text of a token file as the proxy reads it: the token, the workload,
+/// the SPIFFE ID to ask for (when known), then the trust bundle PEM.
+pub fn token_file_text(
+    token: &str,
+    workload: &str,
+    identity: Option<&str>,
+    bundle_pem: Option<&str>,
+    ttl: Duration,
+) -> String {
+    let mut out = format!(
+        "# Palisade join token: one use, bound to {workload}, valid {}s from creation.\ntoken: {token}\nworkload: {workload}\n",
+        ttl.as_secs()
+    );
+    if let Some(id) = identity {
+        out.push_str(&format!("identity: {id}\n"));
+    }
+    if let Some(b) = bundle_pem {
+        out.push_str(b.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// `NS/POD` with both parts non-empty and no further slash.

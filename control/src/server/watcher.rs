@@ -60,12 +60,18 @@ pub fn fingerprint(dir: &Path) -> u64 {
     h.finish()
 }
 
+/// Where the control plane publishes `NS/POD -> SPIFFE ID` for
+/// `palisade token create` (which writes the identity into the token file).
+pub const IDENTITIES_FILE: &str = "identities.json";
+
 /// Compiles `dir` off the async runtime and applies the result. A failed or
 /// panicking compile keeps the last good state and records the errors.
+/// With `state_dir`, the workload identities are written there.
 pub async fn compile_and_apply(
     dir: PathBuf,
     compile: CompileFn,
     state: &MeshState,
+    state_dir: Option<&Path>,
 ) -> Result<ApplyReport, Vec<String>> {
     let result = tokio::task::spawn_blocking(move || compile(&dir))
         .await
@@ -79,6 +85,9 @@ pub async fn compile_and_apply(
                 removed = report.removed.len(),
                 "manifests compiled"
             );
+            if let Some(sd) = state_dir {
+                write_identities(sd, state);
+            }
             Ok(report)
         }
         Err(errors) => {
@@ -91,11 +100,21 @@ pub async fn compile_and_apply(
     }
 }
 
+fn write_identities(state_dir: &Path, state: &MeshState) {
+    let path = state_dir.join(IDENTITIES_FILE);
+    let tmp = state_dir.join(".identities.json.tmp");
+    let body = serde_json::to_vec_pretty(&state.identities()).unwrap_or_default();
+    if let Err(e) = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, &path)) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write workload identities");
+    }
+}
+
 /// Runs forever: poll, debounce, recompile.
 pub async fn watch_loop(
     dir: PathBuf,
     compile: CompileFn,
     state: Arc<MeshState>,
+    state_dir: Option<PathBuf>,
     poll: Duration,
     debounce: Duration,
 ) {
@@ -122,6 +141,6 @@ pub async fn watch_loop(
             settled = again;
         }
         last = settled;
-        let _ = compile_and_apply(dir.clone(), compile.clone(), &state).await;
+        let _ = compile_and_apply(dir.clone(), compile.clone(), &state, state_dir.as_deref()).await;
     }
 }

@@ -1,0 +1,2 @@
+//! Push fan-out bench (placeholder until the full bench lands).
+fn main() {}

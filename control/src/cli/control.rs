@@ -1,0 +1,334 @@
+//! `palisade control` (run the control plane), `palisade status` (what the
+//! running control plane serves, to whom) and `palisade token create` (a
+//! one-time join token for one workload).
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use palisade_api::stream::{ControlPlaneClient, StatusRequest, StatusResponse, connect};
+use palisade_identity::{CredentialStore, Credentials, SpiffeId, TlsOptions, pem};
+
+use crate::server::{self, CaAuthority, ServerOptions, SignLimit, tokens};
+
+/// Default address of the control plane API.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:15010";
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// Directory of Kubernetes/Istio manifests (watched for changes).
+    #[arg(long, value_name = "DIR")]
+    pub config: PathBuf,
+    /// CA directory as written by `palisade ca init`.
+    #[arg(long, value_name = "DIR")]
+    pub ca: PathBuf,
+    /// Address of the streaming API (mTLS, HTTP/2).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Where join tokens live (shared with `palisade token create`).
+    #[arg(long, value_name = "DIR", default_value = "palisade-state")]
+    pub state_dir: PathBuf,
+    /// Trust domain, when the CA certificate does not name one.
+    #[arg(long)]
+    pub trust_domain: Option<String>,
+    /// Lifetime of the SVIDs signed for proxies.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub svid_ttl: Duration,
+    /// Signings allowed per workload in a burst.
+    #[arg(long, default_value_t = 5)]
+    pub sign_burst: u32,
+    /// One more signing per workload every this long.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub sign_refill: Duration,
+    /// Debounce of manifest changes.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub debounce: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The control plane's API address.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub control: String,
+    /// CA directory: `status` makes itself a short-lived operator SVID
+    /// (spiffe://TD/ns/palisade-system/sa/operator) to authenticate.
+    #[arg(long, value_name = "DIR")]
+    pub ca: PathBuf,
+    #[arg(long)]
+    pub trust_domain: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a one-time join token bound to one workload.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The workload, as NS/POD.
+    #[arg(long)]
+    pub workload: String,
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// The control plane's state dir.
+    #[arg(long, value_name = "DIR", default_value = "palisade-state")]
+    pub state_dir: PathBuf,
+    /// SPIFFE ID to write into the token file (default: from the control
+    /// plane's last compile, `STATE/identities.json`).
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// Write the token file here (mode 0600) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+fn exit(result: anyhow::Result<()>) -> u8 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+// === palisade control ===
+
+pub fn run_control(a: ControlArgs) -> u8 {
+    exit(control(a))
+}
+
+fn control(a: ControlArgs) -> anyhow::Result<()> {
+    if !a.config.is_dir() {
+        bail!("--config {} is not a directory", a.config.display());
+    }
+    let ca = CaAuthority::load_dir(&a.ca, a.trust_domain.as_deref())
+        .with_context(|| format!("loading the CA from {}", a.ca.display()))?;
+    let mut opts = ServerOptions::new(a.config, a.state_dir);
+    opts.listen = a.listen;
+    opts.svid_ttl = a.svid_ttl;
+    opts.sign_limit = SignLimit {
+        burst: a.sign_burst,
+        refill_every: a.sign_refill,
+    };
+    opts.debounce = a.debounce;
+    runtime()?.block_on(async move {
+        let running = server::start(opts, Arc::new(ca), server::manifest_compiler())
+            .await
+            .context("starting the control plane")?;
+        // One line on stdout so scripts and tests learn the bound address.
+        println!("palisade control listening on {}", running.addr);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+// === palisade status ===
+
+pub fn run_status(a: StatusArgs) -> u8 {
+    match status(&a) {
+        Ok(resp) => {
+            if a.json {
+                println!("{}", status_json(&resp));
+            } else {
+                print!("{}", status_table(&resp));
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Fetches the status with an operator SVID minted from the CA.
+pub fn status(a: &StatusArgs) -> anyhow::Result<StatusResponse> {
+    let ca = CaAuthority::load_dir(&a.ca, a.trust_domain.as_deref())
+        .with_context(|| format!("loading the CA from {}", a.ca.display()))?;
+    runtime()?.block_on(fetch_status(&a.control, &ca))
+}
+
+/// `Status` over mTLS as `spiffe://TD/ns/palisade-system/sa/operator`.
+pub async fn fetch_status(control: &str, ca: &CaAuthority) -> anyhow::Result<StatusResponse> {
+    let td = ca.trust_domain();
+    let id = format!(
+        "spiffe://{td}/ns/{}/sa/operator",
+        server::service::SYSTEM_NAMESPACE
+    );
+    let svid = ca.issue_keyed(&id, Duration::from_secs(300))?;
+    let creds = Credentials::new(
+        pem::certs(&svid.svid.chain_pem)?,
+        pem::private_key(&svid.key_pem)?,
+        ca.inner().bundle().clone(),
+    )?;
+    let store = CredentialStore::new(creds);
+    let tls = palisade_identity::client_config_with(
+        &store,
+        SpiffeId::parse(&server::control_id(td))?,
+        &TlsOptions {
+            alpn: vec![b"h2".to_vec()],
+            ..TlsOptions::default()
+        },
+    )?;
+    let addr = connect::resolve(control).await?;
+    let channel = connect::connect(addr, tls, Duration::from_secs(5)).await?;
+    let resp = ControlPlaneClient::new(channel)
+        .status(StatusRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("Status refused: {}: {}", s.code(), s.message()))?;
+    Ok(resp.into_inner())
+}
+
+fn when(unix: i64) -> String {
+    if unix <= 0 {
+        return "-".into();
+    }
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(unix as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub fn status_table(r: &StatusResponse) -> String {
+    let mut out = String::new();
+    if let Some(c) = &r.control {
+        out.push_str(&format!(
+            "control plane: trust domain {}, {} workloads, last compile {} ({}), last good {}\n",
+            c.trust_domain,
+            c.workloads,
+            when(c.last_compile_unix),
+            if c.last_compile_ok { "ok" } else { "FAILED" },
+            when(c.last_good_compile_unix),
+        ));
+        for e in &c.manifest_errors {
+            out.push_str(&format!("  manifest error: {e}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "{:<28} {:<48} {:<14} {:<14} {:<22} {:<20}\n",
+        "WORKLOAD", "IDENTITY", "SENT", "APPLIED", "LAST RESPONSE", "CERT EXPIRES"
+    ));
+    for p in &r.proxies {
+        out.push_str(&format!(
+            "{:<28} {:<48} {:<14} {:<14} {:<22} {:<20}\n",
+            p.workload,
+            p.identity,
+            short(&p.sent_version),
+            short(&p.applied_version),
+            p.last_response.chars().take(60).collect::<String>(),
+            when(p.cert_expires_unix),
+        ));
+    }
+    out
+}
+
+fn short(v: &str) -> &str {
+    if v.is_empty() {
+        "-"
+    } else {
+        &v[..v.len().min(12)]
+    }
+}
+
+pub fn status_json(r: &StatusResponse) -> String {
+    let proxies: Vec<serde_json::Value> = r
+        .proxies
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "workload": p.workload,
+                "identity": p.identity,
+                "remoteAddr": p.remote_addr,
+                "sentVersion": p.sent_version,
+                "appliedVersion": p.applied_version,
+                "lastResponse": p.last_response,
+                "lastResponseUnix": p.last_response_unix,
+                "certExpiresUnix": p.cert_expires_unix,
+                "connectedSinceUnix": p.connected_since_unix,
+            })
+        })
+        .collect();
+    let control = r.control.as_ref().map(|c| {
+        serde_json::json!({
+            "trustDomain": c.trust_domain,
+            "workloads": c.workloads,
+            "lastCompileUnix": c.last_compile_unix,
+            "lastCompileOk": c.last_compile_ok,
+            "lastGoodCompileUnix": c.last_good_compile_unix,
+            "manifestErrors": c.manifest_errors,
+        })
+    });
+    serde_json::json!({ "control": control, "proxies": proxies }).to_string()
+}
+
+// === palisade token ===
+
+pub fn run_token(c: TokenCommand) -> u8 {
+    match c {
+        TokenCommand::Create(a) => exit(token_create(&a)),
+    }
+}
+
+fn token_create(a: &TokenCreateArgs) -> anyhow::Result<()> {
+    tokens::check_workload(&a.workload)?;
+    let identity = match &a.identity {
+        Some(id) => Some(id.clone()),
+        None => {
+            let path = a.state_dir.join(server::watcher::IDENTITIES_FILE);
+            std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<BTreeMap<String, String>>(&b).ok())
+                .and_then(|m| m.get(&a.workload).cloned())
+        }
+    };
+    if identity.is_none() {
+        eprintln!(
+            "warning: {} is not in the control plane's last compile ({}); the proxy will need --identity",
+            a.workload,
+            a.state_dir.join(server::watcher::IDENTITIES_FILE).display()
+        );
+    }
+    let bundle = std::fs::read_to_string(a.state_dir.join("bundle.pem")).ok();
+    if bundle.is_none() {
+        eprintln!(
+            "warning: no bundle.pem in {} (start the control plane once); the proxy will need the trust bundle",
+            a.state_dir.display()
+        );
+    }
+    let token = tokens::TokenStore::new(&a.state_dir).create(&a.workload, a.ttl)?;
+    let text = tokens::token_file_text(
+        &token,
+        &a.workload,
+        identity.as_deref(),
+        bundle.as_deref(),
+        a.ttl,
+    );
+    match &a.out {
+        Some(path) => {
+            pem::write_private(path, &text)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote join token for {} to {}", a.workload, path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
