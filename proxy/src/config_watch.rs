@@ -19,10 +19,15 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not a valid ProxyConfig (YAML or JSON): {source}")]
+    #[error("config file {path} is not a valid ProxyConfig: {source}")]
     Parse {
         path: PathBuf,
-        source: serde_yaml::Error,
+        source: palisade_api::ConfigError,
+    },
+    #[error("config file {path} has an invalid authorization policy: {source}")]
+    Authz {
+        path: PathBuf,
+        source: palisade_api::authz::AuthzError,
     },
 }
 
@@ -32,25 +37,20 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let config: ProxyConfig = serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+    let config = ProxyConfig::from_yaml_or_json(&text).map_err(|source| ConfigError::Parse {
         path: path.to_path_buf(),
         source,
     })?;
-    let version = version_of(&config);
-    Ok(Snapshot::compile(config, version))
-}
-
-fn version_of(config: &ProxyConfig) -> String {
-    if !config.version.is_empty() {
-        return config.version.clone();
-    }
-    // Without a version in the file: a content hash of the canonical JSON.
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(config)
-        .unwrap_or_default()
-        .hash(&mut h);
-    format!("local-{:016x}", h.finish())
+    // The file's version if it has one, else the content hash.
+    let version = if config.version.is_empty() {
+        config.compute_version()
+    } else {
+        config.version.clone()
+    };
+    Snapshot::compile(config, version).map_err(|source| ConfigError::Authz {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Swaps in a new snapshot and closes what it denies.

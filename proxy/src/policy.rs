@@ -1,33 +1,47 @@
 //! The one place the proxy calls the shared policy evaluators of
-//! `palisade_api` (NetworkPolicy L4, Istio authorization, path
-//! normalization). Everything here is compiled at config load; the calls on
-//! the hot path take borrowed views and allocate only on a denial.
-use std::borrow::Cow;
+//! `palisade_api`: NetworkPolicy L4 (`l4::CompiledDirection`), Istio
+//! authorization (`authz::CompiledAuthz`) and path normalization (the same
+//! function `palisade check` uses). Everything is compiled once per config
+//! version; the calls on the hot path take borrowed views and allocate only
+//! on a denial.
 use std::fmt;
 use std::net::IpAddr;
 
 use http::HeaderMap;
-use palisade_api::{PathNormalization, ProxyConfig};
+use palisade_api::authz::{
+    AuthzError, CompiledAuthz, Decision, DecisionReason, HttpRequest, RequestContext,
+};
+use palisade_api::l4::{CompiledDirection, L4Decision};
+use palisade_api::normalize::{self, NormalizedPath, PathError};
+use palisade_api::{PathNormalization, Protocol, ProxyConfig};
 
 /// The evaluators of one config version.
 pub struct CompiledPolicy {
-    _private: (),
+    ingress: CompiledDirection,
+    egress: CompiledDirection,
+    authz: CompiledAuthz,
 }
 
 impl CompiledPolicy {
-    pub fn compile(_config: &ProxyConfig) -> Self {
-        Self { _private: () }
+    /// Fails when an authorization policy is invalid: the whole version is
+    /// then refused (the last good config stays).
+    pub fn compile(config: &ProxyConfig) -> Result<Self, AuthzError> {
+        Ok(Self {
+            ingress: CompiledDirection::new(&config.inbound.ingress),
+            egress: CompiledDirection::new(&config.outbound.egress),
+            authz: CompiledAuthz::new(&config.authorization, &config.mesh)?,
+        })
     }
 }
 
 /// A refusal, naming what decided it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denied {
-    /// `ns/name` of the deciding policy, or a description of the default.
+    /// `ns/name` of the deciding policy, or what denied by default.
     pub policy: String,
-    /// The rule within it (index or name), empty when none matched.
+    /// The rule within it (index), or why no rule applied.
     pub rule: String,
-    /// Why, for the log line.
+    /// The evaluator's explanation, for the log line.
     pub reason: String,
 }
 
@@ -50,40 +64,96 @@ pub struct AccessView<'a> {
 
 pub struct HttpView<'a> {
     pub method: &'a str,
-    /// Already normalized.
+    /// Normalized, without the query.
     pub path: &'a str,
     pub host: &'a str,
     pub headers: &'a HeaderMap,
 }
 
 /// Ingress NetworkPolicy on (source IP, our port, TCP).
-pub fn ingress(snapshot: &crate::state::Snapshot, _src: IpAddr, _port: u16) -> Result<(), Denied> {
-    let _ = &snapshot.policy;
-    Err(unavailable())
+pub fn ingress(snapshot: &crate::state::Snapshot, src: IpAddr, port: u16) -> Result<(), Denied> {
+    l4(
+        snapshot.policy.ingress.evaluate(src, port, Protocol::Tcp),
+        "ingress",
+    )
 }
 
 /// Egress NetworkPolicy on (destination IP, port, TCP).
-pub fn egress(snapshot: &crate::state::Snapshot, _dst: IpAddr, _port: u16) -> Result<(), Denied> {
-    let _ = &snapshot.policy;
-    Err(unavailable())
+pub fn egress(snapshot: &crate::state::Snapshot, dst: IpAddr, port: u16) -> Result<(), Denied> {
+    l4(
+        snapshot.policy.egress.evaluate(dst, port, Protocol::Tcp),
+        "egress",
+    )
+}
+
+fn l4(decision: L4Decision, direction: &str) -> Result<(), Denied> {
+    match decision {
+        L4Decision::NotIsolated | L4Decision::Allowed { .. } => Ok(()),
+        L4Decision::Denied { ref policies } => Err(Denied {
+            policy: policies.join(","),
+            rule: format!("no-{direction}-rule-matched"),
+            reason: decision.to_string(),
+        }),
+    }
 }
 
 /// AuthorizationPolicy: DENY, then ALLOW; AUDIT and dry-run only log.
-pub fn authorize(snapshot: &crate::state::Snapshot, _view: &AccessView<'_>) -> Result<(), Denied> {
-    let _ = &snapshot.policy;
-    Err(unavailable())
-}
-
-/// Path normalization in the mesh's mode, the same function `palisade
-/// check` uses. An error means the path cannot be normalized safely (400).
-pub fn normalize_path(path: &str, _mode: PathNormalization) -> Result<Cow<'_, str>, String> {
-    Err(format!("normalizer unavailable for {path:?}"))
-}
-
-fn unavailable() -> Denied {
-    Denied {
-        policy: "palisade/evaluator-unavailable".into(),
-        rule: String::new(),
-        reason: "policy evaluator not wired (fail closed)".into(),
+pub fn authorize(snapshot: &crate::state::Snapshot, view: &AccessView<'_>) -> Result<(), Denied> {
+    let mut ctx = RequestContext::tcp(
+        view.peer_identity,
+        view.source,
+        view.dest_ip,
+        view.dest_port,
+    );
+    if let Some(h) = &view.http {
+        ctx = ctx.with_http(HttpRequest {
+            method: h.method,
+            path: h.path,
+            host: h.host,
+            headers: h.headers,
+        });
     }
+    let decision = snapshot.policy.authz.evaluate(&ctx);
+    if !decision.audit.is_empty() || decision.dry_run.is_some() {
+        log_audit(view, &decision);
+    }
+    if decision.is_allowed() {
+        return Ok(());
+    }
+    let (policy, rule) = match &decision.reason {
+        DecisionReason::DenyPolicyMatched(m) | DecisionReason::AllowPolicyMatched(m) => {
+            (m.policy.to_string(), m.rule.to_string())
+        }
+        DecisionReason::NoAllowPolicyMatched => {
+            ("allow-policies".to_string(), "none-matched".to_string())
+        }
+        DecisionReason::NoAllowPolicies => ("none".to_string(), "none".to_string()),
+    };
+    Err(Denied {
+        policy,
+        rule,
+        reason: decision.to_string(),
+    })
+}
+
+fn log_audit(view: &AccessView<'_>, decision: &Decision) {
+    tracing::info!(
+        target: "palisade::audit",
+        source = %view.source,
+        peer_identity = view.peer_identity.unwrap_or(""),
+        dest_port = view.dest_port,
+        method = view.http.as_ref().map(|h| h.method).unwrap_or(""),
+        path = view.http.as_ref().map(|h| h.path).unwrap_or(""),
+        decision = %decision,
+        "authorization audit / dry-run"
+    );
+}
+
+/// Path normalization in the mesh's mode. An error means the path cannot
+/// be normalized safely (the proxy answers 400).
+pub fn normalize_path(
+    path_and_query: &str,
+    mode: PathNormalization,
+) -> Result<NormalizedPath, PathError> {
+    normalize::normalize_path(path_and_query, mode)
 }

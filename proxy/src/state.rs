@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use arc_swap::ArcSwap;
+use palisade_api::authz::AuthzError;
 use palisade_api::{Endpoint, MtlsMode, Peer, ProxyConfig};
 
 use crate::policy::CompiledPolicy;
@@ -39,7 +40,8 @@ pub struct ServiceTarget {
 }
 
 impl Snapshot {
-    pub fn compile(config: ProxyConfig, version: String) -> Self {
+    /// Compiles a config; fails when its authorization policies are invalid.
+    pub fn compile(config: ProxyConfig, version: String) -> Result<Self, AuthzError> {
         let peers = config
             .peers
             .iter()
@@ -74,15 +76,15 @@ impl Snapshot {
             .copied()
             .chain(SERVER_FIRST_PORTS.iter().copied())
             .collect();
-        let policy = CompiledPolicy::compile(&config);
-        Self {
+        let policy = CompiledPolicy::compile(&config)?;
+        Ok(Self {
             config,
             version,
             policy,
             peers,
             services,
             opaque_inbound,
-        }
+        })
     }
 
     pub fn peer(&self, ip: IpAddr) -> Option<&Peer> {

@@ -33,11 +33,13 @@ impl PendingCsr {
             id: id.to_owned(),
             reason,
         };
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| make(e.to_string()))?;
+        let key =
+            KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| make(e.to_string()))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.subject_alt_names = vec![SanType::URI(
-            id.try_into().map_err(|e: rcgen::Error| make(e.to_string()))?,
+            id.try_into()
+                .map_err(|e: rcgen::Error| make(e.to_string()))?,
         )];
         let csr = params
             .serialize_request(&key)
@@ -66,8 +68,14 @@ impl PendingCsr {
         let bundle = TrustBundle::from_pem(issued.trust_domain(), bundle_pem)
             .map_err(|e| CsrError::Bundle(e.to_string()))?;
         let provider = palisade_identity::provider::default_provider();
-        verify_svid_chain(&bundle, &chain, UnixTime::now(), PeerRole::Client, &provider)
-            .map_err(|e| CsrError::Untrusted(e.to_string()))?;
+        verify_svid_chain(
+            &bundle,
+            &chain,
+            UnixTime::now(),
+            PeerRole::Client,
+            &provider,
+        )
+        .map_err(|e| CsrError::Untrusted(e.to_string()))?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der()));
         Credentials::new(chain, key, bundle).map_err(|e| CsrError::BadChain(e.to_string()))
     }

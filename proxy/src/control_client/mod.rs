@@ -196,7 +196,8 @@ pub async fn start(opts: ClientOptions) -> Result<ControlClient, ClientError> {
         .clone()
         .or(token.identity.clone())
         .ok_or(ClientError::NoIdentity)?;
-    let id = SpiffeId::parse(&identity).map_err(|e| ClientError::BadId(identity.clone(), e.to_string()))?;
+    let id = SpiffeId::parse(&identity)
+        .map_err(|e| ClientError::BadId(identity.clone(), e.to_string()))?;
     let bundle_pem = opts
         .bundle_pem
         .clone()
@@ -210,7 +211,8 @@ pub async fn start(opts: ClientOptions) -> Result<ControlClient, ClientError> {
         .control_id
         .clone()
         .unwrap_or_else(|| tls::control_id(id.trust_domain_str()));
-    let control = SpiffeId::parse(&control).map_err(|e| ClientError::BadId(control.clone(), e.to_string()))?;
+    let control = SpiffeId::parse(&control)
+        .map_err(|e| ClientError::BadId(control.clone(), e.to_string()))?;
 
     let deadline = tokio::time::Instant::now() + opts.bootstrap_timeout;
     let mut backoff = Backoff::new(opts.backoff_initial, opts.backoff_max);
@@ -348,7 +350,14 @@ impl Runner {
                     });
                     let delay = backoff.next_delay();
                     tracing::info!(error = %e, ?delay, "control plane stream ended; reconnecting");
-                    tokio::time::sleep(delay.min(renew_at.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(1)))).await;
+                    tokio::time::sleep(
+                        delay.min(
+                            renew_at
+                                .saturating_duration_since(tokio::time::Instant::now())
+                                .max(Duration::from_millis(1)),
+                        ),
+                    )
+                    .await;
                 }
             }
         }
@@ -388,7 +397,11 @@ impl Runner {
     }
 
     /// One watch stream, until the renewal is due or the stream breaks.
-    async fn session(&mut self, renew_at: tokio::time::Instant, backoff: &mut Backoff) -> SessionEnd {
+    async fn session(
+        &mut self,
+        renew_at: tokio::time::Instant,
+        backoff: &mut Backoff,
+    ) -> SessionEnd {
         let channel = match self.channel().await {
             Ok(c) => c,
             Err(e) => return SessionEnd::Broken(e.to_string()),
@@ -414,7 +427,9 @@ impl Runner {
         };
         let mut stream = match watch {
             Ok(r) => r.into_inner(),
-            Err(s) => return SessionEnd::Broken(format!("Watch refused: {}: {}", s.code(), s.message())),
+            Err(s) => {
+                return SessionEnd::Broken(format!("Watch refused: {}: {}", s.code(), s.message()));
+            }
         };
         backoff.reset();
         self.status_tx.send_modify(|s| {

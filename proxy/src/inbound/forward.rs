@@ -84,7 +84,7 @@ pub async fn to_app(
     ctx: &Ctx,
     conn: &InboundConn,
     mut req: Request<Incoming>,
-    normalized_path: Option<String>,
+    normalized_path_and_query: Option<String>,
 ) -> Response<RespBody> {
     let upgrade = crate::forward::is_upgrade(&req);
     // Host preserved: an HTTP/2 request carries it as :authority.
@@ -102,10 +102,9 @@ pub async fn to_app(
     {
         headers.insert(PEER_IDENTITY_HEADER, v);
     }
-    let path_and_query = match (normalized_path, req.uri().query()) {
-        (Some(p), Some(q)) => format!("{p}?{q}"),
-        (Some(p), None) => p,
-        (None, _) => req
+    let path_and_query = match normalized_path_and_query {
+        Some(pq) => pq,
+        None => req
             .uri()
             .path_and_query()
             .map(|pq| pq.as_str().to_string())

@@ -112,14 +112,18 @@ async fn authorize_and_forward(
     let (normalized, verdict) = {
         let snap = ctx.state.load();
         let mode = snap.config.mesh.path_normalization;
-        let raw = req.uri().path();
+        let raw = req
+            .uri()
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
         let normalized = match policy::normalize_path(raw, mode) {
             Ok(p) => p,
             Err(e) => {
                 let denied = policy::Denied {
                     policy: "path-normalization".into(),
                     rule: format!("{mode:?}"),
-                    reason: e,
+                    reason: e.to_string(),
                 };
                 crate::logs::denied_request(
                     Layer::Normalization,
@@ -150,13 +154,14 @@ async fn authorize_and_forward(
                 dest_port: conn.app.port(),
                 http: Some(HttpView {
                     method: req.method().as_str(),
-                    path: &normalized,
+                    path: normalized.path(),
                     host,
                     headers: req.headers(),
                 }),
             },
         );
-        let changed = (normalized != raw).then(|| normalized.into_owned());
+        // The app gets the normalized path (as Envoy forwards it).
+        let changed = (normalized.path() != req.uri().path()).then(|| normalized.path_and_query());
         (changed, verdict)
     };
     if let Err(denied) = verdict {

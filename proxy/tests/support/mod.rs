@@ -1,0 +1,429 @@
+//! Loopback test harness: a throwaway mesh CA, ProxyConfig builders, test
+//! apps (HTTP echo, TCP echo, server-first greeter) and in-process sidecars
+//! in explicit mode (`--outbound-to`, `--inbound-app-port`).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use palisade_api::*;
+use palisade_identity::{CaOptions, CertificateAuthority, SpiffeId, TrustDomain};
+use palisade_proxy::app::{Proxy, Setup};
+use palisade_proxy::ctx::Options;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+pub const TD: &str = "cluster.local";
+
+pub fn id(ns: &str, sa: &str) -> String {
+    format!("spiffe://{TD}/ns/{ns}/sa/{sa}")
+}
+
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+// === CA ===
+
+pub struct TestCa {
+    ca: CertificateAuthority,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let td = TrustDomain::new(TD).unwrap();
+        let ca = CertificateAuthority::create(&td, &CaOptions::default()).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("palisade-proxy-test-")
+            .tempdir()
+            .unwrap();
+        TestCa { ca, dir }
+    }
+
+    pub fn svid_dir(&self, name: &str, spiffe_id: &str) -> PathBuf {
+        let sid = SpiffeId::parse(spiffe_id).unwrap();
+        let svid = self.ca.issue(&sid, Duration::from_secs(3600)).unwrap();
+        let dir = self.dir.path().join(name);
+        palisade_identity::credentials::write_svid_dir(
+            &dir,
+            &svid.chain,
+            svid.key.as_ref(),
+            self.ca.bundle(),
+        )
+        .unwrap();
+        dir
+    }
+
+    pub fn write_config(&self, name: &str, cfg: &ProxyConfig) -> PathBuf {
+        let path = self.dir.path().join(name);
+        write_config(&path, cfg);
+        path
+    }
+}
+
+pub fn write_config(path: &Path, cfg: &ProxyConfig) {
+    // Write-then-rename so the watcher never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(cfg).unwrap()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+// === configs ===
+
+pub fn config(ns: &str, name: &str, ip: &str) -> ProxyConfig {
+    ProxyConfig {
+        version: String::new(),
+        mesh: MeshSettings {
+            trust_domain: TD.into(),
+            trust_domain_aliases: vec![],
+            path_normalization: PathNormalization::MergeSlashes,
+        },
+        workload: Workload {
+            namespace: ns.into(),
+            name: name.into(),
+            service_account: name.into(),
+            identity: id(ns, name),
+            ips: vec![ip.parse().unwrap()],
+            ports: vec![],
+            opaque_ports: vec![],
+        },
+        inbound: Inbound {
+            mtls: MtlsMode::Strict,
+            port_mtls: BTreeMap::new(),
+            ingress: DirectionPolicy::default(),
+        },
+        outbound: Outbound {
+            egress: DirectionPolicy::default(),
+        },
+        peers: vec![],
+        services: vec![],
+        authorization: vec![],
+    }
+}
+
+pub fn peer(ip: &str, ns: &str, name: &str) -> Peer {
+    Peer {
+        ip: ip.parse().unwrap(),
+        workload: format!("{ns}/{name}"),
+        identity: id(ns, name),
+        mtls: MtlsMode::Strict,
+        port_mtls: BTreeMap::new(),
+        opaque_ports: vec![],
+    }
+}
+
+/// An isolated direction allowing only `nets` (any port).
+pub fn only_from(policy: &str, nets: &[&str]) -> DirectionPolicy {
+    DirectionPolicy {
+        isolated: true,
+        policies: vec![policy.into()],
+        rules: if nets.is_empty() {
+            vec![]
+        } else {
+            vec![L4Rule {
+                policy: policy.into(),
+                rule: 0,
+                peers: Some(vec![L4Peer {
+                    description: format!("ipBlock {nets:?}"),
+                    nets: nets.iter().map(|n| n.parse().unwrap()).collect(),
+                    except: vec![],
+                }]),
+                ports: None,
+            }]
+        },
+    }
+}
+
+pub fn authz(name: &str, action: AuthzAction, rules: Vec<AuthzRule>) -> AuthorizationPolicy {
+    AuthorizationPolicy {
+        name: name.into(),
+        action,
+        dry_run: false,
+        rules,
+    }
+}
+
+pub fn paths_rule(paths: &[&str]) -> AuthzRule {
+    AuthzRule {
+        from: vec![],
+        to: vec![AuthzOperation {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        }],
+        when: vec![],
+    }
+}
+
+pub fn principals_rule(principals: &[&str]) -> AuthzRule {
+    AuthzRule {
+        from: vec![AuthzSource {
+            principals: principals.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        }],
+        to: vec![],
+        when: vec![],
+    }
+}
+
+// === apps ===
+
+/// An HTTP/1 + h2c app answering `app=<name> method=.. path=.. host=.. peer=..`.
+pub async fn http_app(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<Incoming>| async move {
+                    let host = req
+                        .headers()
+                        .get("host")
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("-")
+                        .to_string();
+                    let peer = req
+                        .headers()
+                        .get_all("x-palisade-peer-identity")
+                        .iter()
+                        .map(|v| v.to_str().unwrap_or("?").to_string())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let line = format!(
+                        "app={name} method={} path={} host={host} peer={peer}\n",
+                        req.method(),
+                        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
+                    );
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let mut out = line.into_bytes();
+                    out.extend_from_slice(&body);
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(out))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A TCP echo app (client-first, not HTTP).
+pub async fn echo_app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A server-first app: greets on accept, then echoes.
+pub async fn greeter_app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                if tcp.write_all(b"220 palisade-test ready\r\n").await.is_err() {
+                    return;
+                }
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+// === sidecars ===
+
+pub fn opts() -> Options {
+    Options {
+        detect_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        drain_deadline: Duration::from_secs(1),
+        ..Options::default()
+    }
+}
+
+/// Starts an in-process sidecar on `ip` (ephemeral ports).
+pub fn sidecar(config: &Path, svid_dir: &Path, ip: &str, opts: Options) -> Proxy {
+    let ip: IpAddr = ip.parse().unwrap();
+    let setup = Setup {
+        config: config.to_path_buf(),
+        svid_dir: svid_dir.to_path_buf(),
+        outbound_listen: SocketAddr::new(ip, 0),
+        inbound_listen: SocketAddr::new(ip, 0),
+        admin_listen: SocketAddr::new(ip, 0),
+        config_poll: Duration::from_millis(100),
+        opts,
+    };
+    let h = tokio::runtime::Handle::current();
+    Proxy::start(setup, &h, &h).unwrap()
+}
+
+// === clients ===
+
+/// One HTTP/1.1 request on a new connection; returns (status, headers, body).
+pub async fn http_get(addr: SocketAddr, path: &str, host: &str) -> (u16, http::HeaderMap, String) {
+    http_request(addr, "GET", path, host, &[]).await
+}
+
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("request timed out")
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sends raw bytes and reads the reply until EOF or `timeout`.
+pub async fn raw_exchange(addr: SocketAddr, send: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(send).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(timeout, tcp.read_to_end(&mut out)).await;
+    out
+}
+
+/// Reads the Prometheus text from a sidecar's admin server.
+pub async fn metrics(proxy: &Proxy) -> String {
+    http_get(proxy.admin_addr, "/metrics", "admin").await.2
+}
+
+/// The value of the metric line starting with `prefix` (0 when absent).
+pub fn metric_value(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Client sidecar A (127.0.0.1) -> server sidecar B (127.0.0.2) -> app.
+pub struct Chain {
+    pub ca: TestCa,
+    pub a: Proxy,
+    pub b: Proxy,
+    pub app: SocketAddr,
+    pub a_config: ProxyConfig,
+    pub b_config: ProxyConfig,
+    pub a_config_path: PathBuf,
+    pub b_config_path: PathBuf,
+}
+
+/// Builds the two-hop chain; `customize` edits (A's, B's) configs, which
+/// get each other in their peer tables first.
+pub async fn chain(
+    app: SocketAddr,
+    customize: impl FnOnce(&mut ProxyConfig, &mut ProxyConfig),
+) -> Chain {
+    chain_with(app, opts(), customize).await
+}
+
+pub async fn chain_with(
+    app: SocketAddr,
+    b_opts: Options,
+    customize: impl FnOnce(&mut ProxyConfig, &mut ProxyConfig),
+) -> Chain {
+    init_tracing();
+    let ca = TestCa::new();
+    let mut a_cfg = config("front", "client", "127.0.0.1");
+    let mut b_cfg = config("back", "server", "127.0.0.2");
+    a_cfg.peers.push(peer("127.0.0.2", "back", "server"));
+    b_cfg.peers.push(peer("127.0.0.1", "front", "client"));
+    customize(&mut a_cfg, &mut b_cfg);
+
+    let b_path = ca.write_config("b.json", &b_cfg);
+    let b_svid = ca.svid_dir("b", &id("back", "server"));
+    let b = sidecar(
+        &b_path,
+        &b_svid,
+        "127.0.0.2",
+        Options {
+            inbound_app_port: Some(app.port()),
+            ..b_opts
+        },
+    );
+    let a_path = ca.write_config("a.json", &a_cfg);
+    let a_svid = ca.svid_dir("a", &id("front", "client"));
+    let a = sidecar(
+        &a_path,
+        &a_svid,
+        "127.0.0.1",
+        Options {
+            outbound_to: Some(b.inbound_addr),
+            ..opts()
+        },
+    );
+    Chain {
+        ca,
+        a,
+        b,
+        app,
+        a_config: a_cfg,
+        b_config: b_cfg,
+        a_config_path: a_path,
+        b_config_path: b_path,
+    }
+}
