@@ -2,5 +2,11 @@
 //! configs, and serves identities and configs to sidecars; plus the operator CLI.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cli;
+pub mod cluster;
+pub mod compile;
+pub mod inject;
+pub mod lint;
+pub mod load;
 pub mod server;

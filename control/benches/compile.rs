@@ -1,0 +1,2 @@
+//! Criterion bench: compile a synthetic cluster (placeholder, filled in below).
+fn main() {}

@@ -1,0 +1,642 @@
+//! `palisade check`: would this connection or request be allowed, and why?
+//! Every layer a real connection passes is judged with the evaluators the
+//! sidecar uses (`palisade_api::l4`, `palisade_api::authz`,
+//! `palisade_api::normalize`) on the compiled configs of both ends: egress at
+//! the source, the destination port's mTLS mode, ingress at the destination,
+//! and authorization. A Service destination is judged once per endpoint, as
+//! NetworkPolicy applies to the pods behind it.
+use std::net::IpAddr;
+
+use palisade_api::authz::{CompiledAuthz, DecisionReason, HttpRequest, RequestContext, Verdict};
+use palisade_api::l4::{CompiledDirection, L4Decision};
+use palisade_api::{MtlsMode, Protocol, ProxyConfig};
+use serde::Serialize;
+
+pub mod report;
+pub mod request;
+
+pub use request::{CheckInputError, CheckRequest, Destination, HttpSpec, Source};
+
+use crate::cluster::PortRef;
+use crate::compile::Compiler;
+use crate::compile::services::target_port;
+
+/// `allow`, `deny`, or `skip` (the layer does not apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerVerdict {
+    Allow,
+    Deny,
+    Skip,
+}
+
+/// One L4 layer (egress or ingress).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L4Layer {
+    pub verdict: LayerVerdict,
+    /// `not-isolated`, `rule-matched`, `no-rule-matched`, `same-pod`,
+    /// `outside-cluster` or `not-meshed`.
+    pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The policies that isolate the workload in this direction.
+    pub policies: Vec<String>,
+    pub detail: String,
+}
+
+/// The destination port's mTLS layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MtlsLayer {
+    pub verdict: LayerVerdict,
+    /// Effective mode of the destination port; `None` when not meshed.
+    pub mode: Option<MtlsMode>,
+    /// The PeerAuthentication that decided the mode (`None`: default).
+    pub policy: Option<String>,
+    /// Whether this connection is mutual TLS.
+    pub mtls: bool,
+    /// Whether the port would accept a plaintext connection.
+    pub plaintext_accepted: bool,
+    pub detail: String,
+}
+
+/// A matched authorization policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthzMatch {
+    pub policy: String,
+    pub rule: usize,
+    pub action: String,
+    pub dry_run: bool,
+}
+
+/// The authorization layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthzLayer {
+    pub verdict: LayerVerdict,
+    /// `deny-policy-matched`, `no-allow-policies`, `allow-policy-matched`,
+    /// `no-allow-policy-matched`, `invalid-path`, `not-applicable`.
+    pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<usize>,
+    /// `http` or `tcp`: how the traffic was judged.
+    pub traffic: &'static str,
+    pub audit: Vec<AuthzMatch>,
+    /// The verdict with dry-run policies enforced, when any apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run_verdict: Option<LayerVerdict>,
+    pub detail: String,
+}
+
+/// The judgement of one destination endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointResult {
+    /// `NS/POD`, or `None` outside the cluster.
+    pub workload: Option<String>,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub verdict: LayerVerdict,
+    pub egress: L4Layer,
+    pub mtls: MtlsLayer,
+    pub ingress: L4Layer,
+    pub authorization: AuthzLayer,
+}
+
+/// The whole answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckReport {
+    pub verdict: LayerVerdict,
+    pub from: String,
+    /// Identity presented by the caller, `None` for plaintext.
+    pub identity: Option<String>,
+    pub source_ip: IpAddr,
+    pub to: String,
+    pub protocol: Protocol,
+    /// `None` when the destination is a Service without endpoints.
+    pub endpoints: Vec<EndpointResult>,
+    pub detail: String,
+}
+
+fn skip_l4(reason: &'static str, detail: impl Into<String>) -> L4Layer {
+    L4Layer {
+        verdict: LayerVerdict::Skip,
+        reason,
+        policy: None,
+        rule: None,
+        peer: None,
+        policies: Vec::new(),
+        detail: detail.into(),
+    }
+}
+
+fn l4_layer(
+    dir: &palisade_api::DirectionPolicy,
+    remote: IpAddr,
+    port: u16,
+    protocol: Protocol,
+    at: &str,
+) -> L4Layer {
+    let decision = CompiledDirection::new(dir).evaluate(remote, port, protocol);
+    let policies = dir.policies.clone();
+    match decision {
+        L4Decision::NotIsolated => L4Layer {
+            verdict: LayerVerdict::Allow,
+            reason: "not-isolated",
+            policy: None,
+            rule: None,
+            peer: None,
+            policies,
+            detail: format!(
+                "{at}: not isolated (no NetworkPolicy of this type selects it): allowed"
+            ),
+        },
+        L4Decision::Allowed { policy, rule, peer } => L4Layer {
+            verdict: LayerVerdict::Allow,
+            reason: "rule-matched",
+            detail: format!(
+                "{at}: allowed by NetworkPolicy {policy} rule {rule}, peer {}",
+                peer.as_deref().unwrap_or("(all peers)")
+            ),
+            policy: Some(policy.to_string()),
+            rule: Some(rule),
+            peer: peer.map(|p| p.to_string()),
+            policies,
+        },
+        L4Decision::Denied { .. } => L4Layer {
+            verdict: LayerVerdict::Deny,
+            reason: "no-rule-matched",
+            detail: format!(
+                "{at}: denied: isolated by [{}] and no rule matches",
+                policies.join(", ")
+            ),
+            policy: None,
+            rule: None,
+            peer: None,
+            policies,
+        },
+    }
+}
+
+fn authz_match(m: &palisade_api::authz::PolicyMatch) -> AuthzMatch {
+    AuthzMatch {
+        policy: m.policy.to_string(),
+        rule: m.rule,
+        action: format!("{:?}", m.action).to_ascii_uppercase(),
+        dry_run: m.dry_run,
+    }
+}
+
+fn verdict(v: Verdict) -> LayerVerdict {
+    match v {
+        Verdict::Allow => LayerVerdict::Allow,
+        Verdict::Deny => LayerVerdict::Deny,
+    }
+}
+
+struct Ends<'a> {
+    src_config: Option<ProxyConfig>,
+    src_name: String,
+    src_ip: IpAddr,
+    src_pod: Option<usize>,
+    identity: Option<String>,
+    req: &'a CheckRequest,
+}
+
+/// Judges `req` against the compiled cluster.
+pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport, CheckInputError> {
+    let cluster = compiler.cluster();
+    let (src_pod, src_ip, src_name, identity) = match &req.source {
+        Source::Pod { pod, ip } => {
+            let p = &cluster.pods[*pod];
+            (Some(*pod), *ip, p.key(), Some(cluster.identity(p)))
+        }
+        Source::Identity { id, ip, pod } => (*pod, *ip, id.clone(), Some(id.clone())),
+        Source::External { ip } => (None, *ip, ip.to_string(), None),
+    };
+    let identity = if req.plaintext { None } else { identity };
+    let ends = Ends {
+        src_config: src_pod.map(|p| compiler.compile(p)),
+        src_name,
+        src_ip,
+        src_pod,
+        identity: identity.clone(),
+        req,
+    };
+    let (to, targets): (String, Vec<(Option<usize>, IpAddr, u16)>) = match &req.destination {
+        Destination::Pod { pod } => {
+            let p = &cluster.pods[*pod];
+            let port = match &req.port {
+                PortRef::Number(n) => *n,
+                PortRef::Name(name) => p.named_port(name, req.protocol).ok_or_else(|| {
+                    CheckInputError(format!(
+                        "pod {} has no {} container port named {name:?}",
+                        p.key(),
+                        protocol_name(req.protocol)
+                    ))
+                })?,
+            };
+            let ips = p
+                .ips
+                .iter()
+                .filter(|ip| ip.is_ipv4() == src_ip.is_ipv4())
+                .chain(p.ips.iter())
+                .take(1);
+            (p.key(), ips.map(|ip| (Some(*pod), *ip, port)).collect())
+        }
+        Destination::External { ip } => match &req.port {
+            PortRef::Number(n) => (ip.to_string(), vec![(None, *ip, *n)]),
+            PortRef::Name(name) => {
+                return Err(CheckInputError(format!(
+                    "--port {name}: a port name needs a pod or Service destination; {ip} is outside the cluster"
+                )));
+            }
+        },
+        Destination::Service { service } => {
+            let svc = &cluster.services[*service];
+            let sp = svc
+                .ports
+                .iter()
+                .find(|sp| {
+                    sp.protocol == req.protocol
+                        && match &req.port {
+                            PortRef::Number(n) => sp.port == *n,
+                            PortRef::Name(name) => sp.name.as_deref() == Some(name.as_str()),
+                        }
+                })
+                .ok_or_else(|| {
+                    CheckInputError(format!(
+                        "Service {}/{} has no {} port {}",
+                        svc.namespace,
+                        svc.name,
+                        protocol_name(req.protocol),
+                        req.port
+                    ))
+                })?;
+            let mut targets = Vec::new();
+            for i in crate::compile::services::selected_pods(compiler.index(), svc) {
+                let p = &cluster.pods[i];
+                if !p.ready {
+                    continue;
+                }
+                if let Some(port) = target_port(p, &sp.target, sp.protocol)
+                    && let Some(ip) = p
+                        .ips
+                        .iter()
+                        .find(|ip| ip.is_ipv4() == src_ip.is_ipv4())
+                        .or(p.ips.first())
+                {
+                    targets.push((Some(i), *ip, port));
+                }
+            }
+            (format!("svc:{}/{}", svc.namespace, svc.name), targets)
+        }
+    };
+    let endpoints: Vec<EndpointResult> = targets
+        .into_iter()
+        .map(|(pod, ip, port)| judge(compiler, &ends, pod, ip, port))
+        .collect::<Result<_, _>>()?;
+    let all_allow =
+        !endpoints.is_empty() && endpoints.iter().all(|e| e.verdict == LayerVerdict::Allow);
+    let detail = if endpoints.is_empty() {
+        "the Service has no ready endpoint for this port: nothing can answer".to_string()
+    } else if endpoints.len() > 1 {
+        format!(
+            "{} of {} endpoints allowed; `allow` only when all are",
+            endpoints
+                .iter()
+                .filter(|e| e.verdict == LayerVerdict::Allow)
+                .count(),
+            endpoints.len()
+        )
+    } else {
+        String::new()
+    };
+    Ok(CheckReport {
+        verdict: if all_allow {
+            LayerVerdict::Allow
+        } else {
+            LayerVerdict::Deny
+        },
+        from: ends.src_name.clone(),
+        identity,
+        source_ip: src_ip,
+        to,
+        protocol: req.protocol,
+        endpoints,
+        detail,
+    })
+}
+
+fn judge(
+    compiler: &Compiler<'_>,
+    ends: &Ends<'_>,
+    dst_pod: Option<usize>,
+    dst_ip: IpAddr,
+    port: u16,
+) -> Result<EndpointResult, CheckInputError> {
+    let cluster = compiler.cluster();
+    let req = ends.req;
+    let proto = req.protocol;
+    let workload = dst_pod.map(|p| cluster.pods[p].key());
+    // "A pod's traffic to itself is always allowed" (the sidecar does not
+    // capture a pod's connections to its own IP).
+    if dst_pod.is_some() && dst_pod == ends.src_pod {
+        let same = || skip_l4("same-pod", "a pod's traffic to itself is always allowed");
+        return Ok(EndpointResult {
+            workload,
+            ip: dst_ip,
+            port,
+            verdict: LayerVerdict::Allow,
+            egress: same(),
+            mtls: MtlsLayer {
+                verdict: LayerVerdict::Skip,
+                mode: None,
+                policy: None,
+                mtls: false,
+                plaintext_accepted: true,
+                detail: "same pod: not proxied".into(),
+            },
+            ingress: same(),
+            authorization: AuthzLayer {
+                verdict: LayerVerdict::Skip,
+                reason: "not-applicable",
+                policy: None,
+                rule: None,
+                traffic: "tcp",
+                audit: Vec::new(),
+                dry_run_verdict: None,
+                detail: "same pod: not proxied".into(),
+            },
+        });
+    }
+    let egress = match &ends.src_config {
+        Some(c) => l4_layer(
+            &c.outbound.egress,
+            dst_ip,
+            port,
+            proto,
+            &format!("egress at {}", ends.src_name),
+        ),
+        None => skip_l4(
+            "outside-cluster",
+            format!(
+                "egress: {} is not a pod of the cluster; no NetworkPolicy applies",
+                ends.src_name
+            ),
+        ),
+    };
+    let dst_config = dst_pod.map(|p| compiler.compile(p));
+    let tcp = proto == Protocol::Tcp;
+    let (mtls, ingress, authorization) = match (&dst_config, dst_pod) {
+        (Some(dc), Some(dp)) => {
+            let name = &cluster.pods[dp].key();
+            let eff = compiler.effective_mtls(dp);
+            let mode = dc
+                .inbound
+                .port_mtls
+                .get(&port)
+                .copied()
+                .unwrap_or(dc.inbound.mtls);
+            let policy = if dc.inbound.port_mtls.contains_key(&port) {
+                eff.workload_policy.clone()
+            } else {
+                eff.decided_by.clone()
+            };
+            let is_mtls = tcp && ends.identity.is_some() && mode != MtlsMode::Disable;
+            let plaintext_accepted = mode != MtlsMode::Strict;
+            let mtls = if !tcp {
+                MtlsLayer {
+                    verdict: LayerVerdict::Skip,
+                    mode: Some(mode),
+                    policy,
+                    mtls: false,
+                    plaintext_accepted: true,
+                    detail: format!(
+                        "mtls: {} is not proxied: mTLS does not apply (NetworkPolicy still does)",
+                        protocol_name(proto)
+                    ),
+                }
+            } else {
+                let ok = is_mtls || plaintext_accepted;
+                MtlsLayer {
+                    verdict: if ok {
+                        LayerVerdict::Allow
+                    } else {
+                        LayerVerdict::Deny
+                    },
+                    mode: Some(mode),
+                    detail: format!(
+                        "mtls: port {port} of {name} is {} ({}); the connection is {}{}",
+                        mode_name(mode),
+                        policy
+                            .as_deref()
+                            .map(|p| format!("PeerAuthentication {p}"))
+                            .unwrap_or_else(|| "default".into()),
+                        if is_mtls { "mTLS" } else { "plaintext" },
+                        if ok {
+                            ""
+                        } else {
+                            ": a plaintext caller is refused on a STRICT port"
+                        }
+                    ),
+                    policy,
+                    mtls: is_mtls,
+                    plaintext_accepted,
+                }
+            };
+            let ingress = l4_layer(
+                &dc.inbound.ingress,
+                ends.src_ip,
+                port,
+                proto,
+                &format!("ingress at {name}"),
+            );
+            let authorization = if tcp {
+                authorize(dc, ends, dst_ip, port, is_mtls)?
+            } else {
+                AuthzLayer {
+                    verdict: LayerVerdict::Skip,
+                    reason: "not-applicable",
+                    policy: None,
+                    rule: None,
+                    traffic: "tcp",
+                    audit: Vec::new(),
+                    dry_run_verdict: None,
+                    detail: "authorization: not applicable to non-TCP traffic".into(),
+                }
+            };
+            (mtls, ingress, authorization)
+        }
+        _ => (
+            MtlsLayer {
+                verdict: LayerVerdict::Skip,
+                mode: None,
+                policy: None,
+                mtls: false,
+                plaintext_accepted: true,
+                detail: format!("mtls: {dst_ip} is outside the mesh: plain TCP"),
+            },
+            skip_l4(
+                "outside-cluster",
+                format!("ingress: {dst_ip} is outside the cluster; no NetworkPolicy applies"),
+            ),
+            AuthzLayer {
+                verdict: LayerVerdict::Skip,
+                reason: "not-applicable",
+                policy: None,
+                rule: None,
+                traffic: "tcp",
+                audit: Vec::new(),
+                dry_run_verdict: None,
+                detail: "authorization: the destination is outside the mesh".into(),
+            },
+        ),
+    };
+    let denied = [
+        egress.verdict,
+        mtls.verdict,
+        ingress.verdict,
+        authorization.verdict,
+    ]
+    .contains(&LayerVerdict::Deny);
+    Ok(EndpointResult {
+        workload,
+        ip: dst_ip,
+        port,
+        verdict: if denied {
+            LayerVerdict::Deny
+        } else {
+            LayerVerdict::Allow
+        },
+        egress,
+        mtls,
+        ingress,
+        authorization,
+    })
+}
+
+fn authorize(
+    dc: &ProxyConfig,
+    ends: &Ends<'_>,
+    dst_ip: IpAddr,
+    port: u16,
+    is_mtls: bool,
+) -> Result<AuthzLayer, CheckInputError> {
+    let compiled = CompiledAuthz::new(&dc.authorization, &dc.mesh)
+        .map_err(|e| CheckInputError(format!("invalid authorization policy: {e}")))?;
+    let peer = if is_mtls {
+        ends.identity.as_deref()
+    } else {
+        None
+    };
+    let ctx = RequestContext::tcp(peer, ends.src_ip, dst_ip, port);
+    let mut headers = http::HeaderMap::new();
+    let (decision, traffic, detail_prefix) = match &ends.req.http {
+        Some(h) => {
+            let normalized = match palisade_api::normalize::normalize_path(
+                &h.path,
+                dc.mesh.path_normalization,
+            ) {
+                Ok(n) => n,
+                Err(e) => {
+                    return Ok(AuthzLayer {
+                        verdict: LayerVerdict::Deny,
+                        reason: "invalid-path",
+                        policy: None,
+                        rule: None,
+                        traffic: "http",
+                        audit: Vec::new(),
+                        dry_run_verdict: None,
+                        detail: format!(
+                            "authorization: the sidecar rejects the path {:?}: {e}",
+                            h.path
+                        ),
+                    });
+                }
+            };
+            for (k, v) in &h.headers {
+                if let (Ok(name), Ok(value)) = (
+                    http::header::HeaderName::from_bytes(k.as_bytes()),
+                    http::header::HeaderValue::from_str(v),
+                ) {
+                    headers.append(name, value);
+                }
+            }
+            let host = h.host.clone().unwrap_or_else(|| dst_ip.to_string());
+            let req = HttpRequest {
+                method: &h.method,
+                path: normalized.path(),
+                host: &host,
+                headers: &headers,
+            };
+            let d = compiled.evaluate(&ctx.with_http(req));
+            (
+                d,
+                "http",
+                format!(
+                    "authorization ({} {}, normalized {:?})",
+                    h.method,
+                    h.path,
+                    normalized.path()
+                ),
+            )
+        }
+        None => (
+            compiled.evaluate(&ctx),
+            "tcp",
+            "authorization (TCP connection; give --method/--path for an HTTP request)".to_string(),
+        ),
+    };
+    let (reason, policy, rule) = match &decision.reason {
+        DecisionReason::DenyPolicyMatched(m) => (
+            "deny-policy-matched",
+            Some(m.policy.to_string()),
+            Some(m.rule),
+        ),
+        DecisionReason::NoAllowPolicies => ("no-allow-policies", None, None),
+        DecisionReason::AllowPolicyMatched(m) => (
+            "allow-policy-matched",
+            Some(m.policy.to_string()),
+            Some(m.rule),
+        ),
+        DecisionReason::NoAllowPolicyMatched => ("no-allow-policy-matched", None, None),
+    };
+    Ok(AuthzLayer {
+        verdict: verdict(decision.verdict),
+        reason,
+        policy,
+        rule,
+        traffic,
+        audit: decision.audit.iter().map(authz_match).collect(),
+        dry_run_verdict: decision.dry_run.as_ref().map(|d| verdict(d.verdict)),
+        detail: format!("{detail_prefix}: {decision}"),
+    })
+}
+
+/// `STRICT`, `PERMISSIVE` or `DISABLE`.
+pub fn mode_name(m: MtlsMode) -> &'static str {
+    match m {
+        MtlsMode::Strict => "STRICT",
+        MtlsMode::Permissive => "PERMISSIVE",
+        MtlsMode::Disable => "DISABLE",
+    }
+}
+
+/// `TCP`, `UDP` or `SCTP`.
+pub fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+        Protocol::Sctp => "SCTP",
+    }
+}

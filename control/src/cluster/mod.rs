@@ -1,0 +1,324 @@
+//! The loaded cluster: validated, resolved-enough objects (namespaces, pods,
+//! services and the three policy kinds) in one immutable value. Produced only
+//! by `load`, consumed by `compile`, `check` and `lint`. Every list is sorted
+//! by namespace and name, so nothing depends on file or document order.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use palisade_api::{
+    AuthorizationPolicy as ApiAuthorizationPolicy, MtlsMode, PathNormalization, Protocol,
+};
+
+pub mod selector;
+
+pub use selector::{Labels, Selector, SelectorError};
+
+/// The label the API server puts on every namespace.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Where an object came from: used in error messages and lint findings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Origin {
+    pub file: PathBuf,
+    /// 0-based index of the YAML document in the file.
+    pub document: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: document {}", self.file.display(), self.document)
+    }
+}
+
+/// Mesh-wide settings (`MeshConfig`, `palisade.dev/v1alpha1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mesh {
+    pub trust_domain: String,
+    pub trust_domain_aliases: Vec<String>,
+    pub root_namespace: String,
+    pub path_normalization: PathNormalization,
+}
+
+impl Default for Mesh {
+    fn default() -> Self {
+        Self {
+            trust_domain: "cluster.local".into(),
+            trust_domain_aliases: Vec::new(),
+            root_namespace: "istio-system".into(),
+            path_normalization: PathNormalization::MergeSlashes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    pub name: String,
+    /// Always carries `kubernetes.io/metadata.name`.
+    pub labels: Labels,
+    /// False for a namespace only referenced by another object.
+    pub declared: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodPort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    pub service_account: String,
+    /// `status.podIPs` (or `status.podIP`); empty when not scheduled yet.
+    pub ips: Vec<IpAddr>,
+    pub ports: Vec<PodPort>,
+    /// From the `palisade.dev/opaque-ports` annotation.
+    pub opaque_ports: Vec<u16>,
+    /// Ready to serve as a Service endpoint (not finished, not Ready=False).
+    pub ready: bool,
+    pub origin: Origin,
+}
+
+impl Pod {
+    /// `NS/POD`
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The container port of that name and protocol.
+    pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name) && p.protocol == protocol)
+            .map(|p| p.port)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub app_protocol: Option<String>,
+    pub target: PortRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    pub cluster_ips: Vec<IpAddr>,
+    pub ports: Vec<ServicePort>,
+    /// `None`: no selector (endpoints managed elsewhere; none here).
+    pub selector: Option<Selector>,
+    pub origin: Origin,
+}
+
+/// A `networking.k8s.io/v1` NetworkPolicy, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPolicy {
+    pub namespace: String,
+    pub name: String,
+    pub pod_selector: Selector,
+    /// `policyTypes` after defaulting.
+    pub affects_ingress: bool,
+    pub affects_egress: bool,
+    pub ingress: Vec<NetpolRule>,
+    pub egress: Vec<NetpolRule>,
+    pub origin: Origin,
+}
+
+impl NetworkPolicy {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetpolRule {
+    /// `None`: `from`/`to` empty or missing, all peers.
+    pub peers: Option<Vec<NetpolPeer>>,
+    /// `None`: `ports` empty or missing, all ports.
+    pub ports: Option<Vec<NetpolPort>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetpolPeer {
+    /// `podSelector` and/or `namespaceSelector`. `namespaces: None` means the
+    /// policy's own namespace; `pods: None` means every pod.
+    Pods {
+        namespaces: Option<Selector>,
+        pods: Option<Selector>,
+    },
+    IpBlock {
+        cidr: IpNet,
+        except: Vec<IpNet>,
+    },
+}
+
+impl fmt::Display for NetpolPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetpolPeer::Pods { namespaces, pods } => {
+                let mut parts = Vec::new();
+                if let Some(ns) = namespaces {
+                    parts.push(format!("namespaceSelector{ns}"));
+                }
+                if let Some(p) = pods {
+                    parts.push(format!("podSelector{p}"));
+                }
+                write!(f, "{}", parts.join(" "))
+            }
+            NetpolPeer::IpBlock { cidr, except } => {
+                write!(f, "ipBlock {cidr}")?;
+                if !except.is_empty() {
+                    let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
+                    write!(f, " except {}", ex.join(","))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetpolPort {
+    pub protocol: Protocol,
+    /// `None`: every port of the protocol.
+    pub port: Option<PortRef>,
+    pub end_port: Option<u16>,
+}
+
+/// Istio PeerAuthentication mode as written (UNSET inherits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAuthMode {
+    Unset,
+    Set(MtlsMode),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAuthentication {
+    pub namespace: String,
+    pub name: String,
+    /// `selector.matchLabels`; `None` for namespace- or mesh-wide.
+    pub selector: Option<Selector>,
+    pub mode: PeerAuthMode,
+    /// `portLevelMtls`, by container port.
+    pub port_level: BTreeMap<u16, PeerAuthMode>,
+    pub origin: Origin,
+}
+
+/// An Istio AuthorizationPolicy, converted into the wire form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationPolicy {
+    pub namespace: String,
+    pub name: String,
+    /// `selector.matchLabels`; `None`: every workload in scope.
+    pub selector: Option<Selector>,
+    pub policy: ApiAuthorizationPolicy,
+    pub origin: Origin,
+}
+
+/// Everything loaded from one configuration directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cluster {
+    pub mesh: Mesh,
+    pub namespaces: BTreeMap<String, Namespace>,
+    pub pods: Vec<Pod>,
+    pub services: Vec<Service>,
+    pub network_policies: Vec<NetworkPolicy>,
+    pub peer_authentications: Vec<PeerAuthentication>,
+    pub authorization_policies: Vec<AuthorizationPolicy>,
+}
+
+impl Cluster {
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
+        self.pods
+            .binary_search_by(|p| (p.namespace.as_str(), p.name.as_str()).cmp(&(namespace, name)))
+            .ok()
+            .map(|i| &self.pods[i])
+    }
+
+    pub fn pod_index(&self, namespace: &str, name: &str) -> Option<usize> {
+        self.pods
+            .binary_search_by(|p| (p.namespace.as_str(), p.name.as_str()).cmp(&(namespace, name)))
+            .ok()
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|s| s.namespace == namespace && s.name == name)
+    }
+
+    /// The SPIFFE ID of a pod: `spiffe://TD/ns/NS/sa/SA`.
+    pub fn identity(&self, pod: &Pod) -> String {
+        format!(
+            "spiffe://{}/ns/{}/sa/{}",
+            self.mesh.trust_domain, pod.namespace, pod.service_account
+        )
+    }
+
+    /// Sorts every list by namespace and name, and adds implicit namespaces.
+    pub(crate) fn finish(&mut self) {
+        self.pods
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.services
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.network_policies
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.peer_authentications
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.authorization_policies
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let referenced: Vec<String> = self
+            .pods
+            .iter()
+            .map(|p| p.namespace.clone())
+            .chain(self.services.iter().map(|s| s.namespace.clone()))
+            .chain(self.network_policies.iter().map(|s| s.namespace.clone()))
+            .chain(
+                self.peer_authentications
+                    .iter()
+                    .map(|s| s.namespace.clone()),
+            )
+            .chain(
+                self.authorization_policies
+                    .iter()
+                    .map(|s| s.namespace.clone()),
+            )
+            .collect();
+        for ns in referenced {
+            self.namespaces
+                .entry(ns.clone())
+                .or_insert_with(|| Namespace {
+                    labels: [(NAMESPACE_NAME_LABEL.to_string(), ns.clone())]
+                        .into_iter()
+                        .collect(),
+                    name: ns,
+                    declared: false,
+                });
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The policy compiler: from a loaded `Cluster` to one self-contained
+//! `ProxyConfig` per workload. Everything cluster-wide (selector resolution,
+//! Service endpoints, peer entries) is computed once in `Compiler::new`;
+//! per-workload work is a union of precomputed parts, and the egress side is
+//! cached by the set of selecting policies, which many workloads share.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use palisade_api::{
+    ContainerPort, DirectionPolicy, Inbound, MeshSettings, Outbound, Peer, ProxyConfig,
+    Service as ApiService, Workload,
+};
+
+pub mod authz;
+pub mod index;
+pub mod mtls;
+pub mod netpol;
+pub mod services;
+
+use crate::cluster::{Cluster, Pod};
+use index::ClusterIndex;
+use netpol::{PodSet, ResolvedPolicy};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("no pod {0} in the configuration")]
+    UnknownWorkload(String),
+    #[error("workload {0:?} must be written NS/POD")]
+    BadWorkloadName(String),
+}
+
+struct EgressView {
+    policy: DirectionPolicy,
+    reach: PodSet,
+    services: Vec<usize>,
+}
+
+pub struct Compiler<'a> {
+    index: ClusterIndex<'a>,
+    policies: Vec<ResolvedPolicy>,
+    policies_by_ns: HashMap<&'a str, Vec<usize>>,
+    mtls: Vec<mtls::EffectiveMtls>,
+    opaque: Vec<Vec<u16>>,
+    peers: Vec<Vec<Peer>>,
+    services: Vec<ApiService>,
+    egress_cache: Mutex<HashMap<Vec<usize>, Arc<EgressView>>>,
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(cluster: &'a Cluster) -> Self {
+        let index = ClusterIndex::new(cluster);
+        let policies: Vec<ResolvedPolicy> = cluster
+            .network_policies
+            .iter()
+            .map(|np| netpol::resolve(&index, np))
+            .collect();
+        let mut policies_by_ns: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, np) in cluster.network_policies.iter().enumerate() {
+            policies_by_ns
+                .entry(np.namespace.as_str())
+                .or_default()
+                .push(i);
+        }
+        let mtls: Vec<_> = cluster
+            .pods
+            .iter()
+            .map(|p| mtls::effective(cluster, p))
+            .collect();
+        // Opaque ports: annotation, server-first container ports, and the
+        // target ports of opaque Service ports selecting the pod.
+        let mut opaque: Vec<Vec<u16>> = cluster
+            .pods
+            .iter()
+            .map(|p| {
+                let mut v = p.opaque_ports.clone();
+                v.extend(
+                    p.ports
+                        .iter()
+                        .map(|cp| cp.port)
+                        .filter(|n| services::SERVER_FIRST_PORTS.contains(n)),
+                );
+                v
+            })
+            .collect();
+        for svc in &cluster.services {
+            let opaque_ports: Vec<_> = svc
+                .ports
+                .iter()
+                .filter(|sp| services::is_opaque(sp))
+                .collect();
+            if opaque_ports.is_empty() {
+                continue;
+            }
+            for i in services::selected_pods(&index, svc) {
+                for sp in &opaque_ports {
+                    if let Some(n) =
+                        services::target_port(&cluster.pods[i], &sp.target, sp.protocol)
+                    {
+                        opaque[i].push(n);
+                    }
+                }
+            }
+        }
+        for v in &mut opaque {
+            v.sort_unstable();
+            v.dedup();
+        }
+        let peers = cluster
+            .pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let identity = cluster.identity(p);
+                p.ips
+                    .iter()
+                    .map(|ip| Peer {
+                        ip: *ip,
+                        workload: p.key(),
+                        identity: identity.clone(),
+                        mtls: mtls[i].mode,
+                        port_mtls: mtls[i].port_mtls.clone(),
+                        opaque_ports: opaque[i].clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let services = cluster
+            .services
+            .iter()
+            .map(|s| services::resolve(&index, s))
+            .collect();
+        Self {
+            index,
+            policies,
+            policies_by_ns,
+            mtls,
+            opaque,
+            peers,
+            services,
+            egress_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn cluster(&self) -> &'a Cluster {
+        self.index.cluster
+    }
+
+    pub fn index(&self) -> &ClusterIndex<'a> {
+        &self.index
+    }
+
+    pub fn effective_mtls(&self, pod: usize) -> &mtls::EffectiveMtls {
+        &self.mtls[pod]
+    }
+
+    /// Indices of the NetworkPolicies whose podSelector selects `pod`.
+    pub fn selecting_policies(&self, pod: &Pod) -> Vec<usize> {
+        let nps = &self.index.cluster.network_policies;
+        self.policies_by_ns
+            .get(pod.namespace.as_str())
+            .map(|l| {
+                l.iter()
+                    .copied()
+                    .filter(|&i| nps[i].pod_selector.matches(&pod.labels))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn egress(&self, selecting: &[usize]) -> Arc<EgressView> {
+        if let Ok(cache) = self.egress_cache.lock()
+            && let Some(v) = cache.get(selecting)
+        {
+            return v.clone();
+        }
+        let refs: Vec<&ResolvedPolicy> = selecting.iter().map(|&i| &self.policies[i]).collect();
+        let (policy, reach) = netpol::egress_for(&refs);
+        // Services with at least one endpoint the egress policy allows.
+        let compiled = palisade_api::l4::CompiledDirection::new(&policy);
+        let services = self
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.ports.iter().any(|sp| {
+                    sp.endpoints
+                        .iter()
+                        .any(|e| compiled.evaluate(e.ip, e.port, sp.protocol).is_allowed())
+                })
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let view = Arc::new(EgressView {
+            policy,
+            reach,
+            services,
+        });
+        if let Ok(mut cache) = self.egress_cache.lock() {
+            cache.insert(selecting.to_vec(), view.clone());
+        }
+        view
+    }
+
+    /// Compiles the config of `NS/POD`.
+    pub fn compile_named(&self, workload: &str) -> Result<ProxyConfig, CompileError> {
+        let (ns, name) = workload
+            .split_once('/')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty() && !p.contains('/'))
+            .ok_or_else(|| CompileError::BadWorkloadName(workload.to_string()))?;
+        let i = self
+            .index
+            .cluster
+            .pod_index(ns, name)
+            .ok_or_else(|| CompileError::UnknownWorkload(workload.to_string()))?;
+        Ok(self.compile(i))
+    }
+
+    /// Compiles the config of the pod at `pod` in `cluster.pods`.
+    pub fn compile(&self, pod_index: usize) -> ProxyConfig {
+        let cluster = self.index.cluster;
+        let pod = &cluster.pods[pod_index];
+        let selecting = self.selecting_policies(pod);
+        let refs: Vec<&ResolvedPolicy> = selecting.iter().map(|&i| &self.policies[i]).collect();
+        let (ingress, in_reach) = netpol::ingress_for(&refs, pod);
+        let egress = self.egress(&selecting);
+        let mut mark = vec![false; cluster.pods.len()];
+        let all = in_reach.extend_into(&mut mark) | egress.reach.extend_into(&mut mark);
+        let mut peers: Vec<Peer> = Vec::new();
+        for (i, m) in mark.iter().enumerate() {
+            if (all || *m) && i != pod_index {
+                peers.extend(self.peers[i].iter().cloned());
+            }
+        }
+        peers.sort_by(|a, b| a.ip.cmp(&b.ip));
+        let mut ports: Vec<ContainerPort> = pod
+            .ports
+            .iter()
+            .map(|p| ContainerPort {
+                name: p.name.clone(),
+                port: p.port,
+                protocol: p.protocol,
+            })
+            .collect();
+        ports.sort();
+        ports.dedup();
+        let mut ips = pod.ips.clone();
+        ips.sort();
+        let mtls = &self.mtls[pod_index];
+        let mut config = ProxyConfig {
+            version: String::new(),
+            mesh: MeshSettings {
+                trust_domain: cluster.mesh.trust_domain.clone(),
+                trust_domain_aliases: cluster.mesh.trust_domain_aliases.clone(),
+                path_normalization: cluster.mesh.path_normalization,
+            },
+            workload: Workload {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                service_account: pod.service_account.clone(),
+                identity: cluster.identity(pod),
+                ips,
+                ports,
+                opaque_ports: self.opaque[pod_index].clone(),
+            },
+            inbound: Inbound {
+                mtls: mtls.mode,
+                port_mtls: mtls.port_mtls.clone(),
+                ingress,
+            },
+            outbound: Outbound {
+                egress: egress.policy.clone(),
+            },
+            peers,
+            services: egress
+                .services
+                .iter()
+                .map(|&i| self.services[i].clone())
+                .collect(),
+            authorization: authz::policies_for(cluster, pod),
+        };
+        config.version = config.compute_version();
+        config
+    }
+
+    /// Compiles every workload, in pod order.
+    pub fn compile_all(&self) -> Vec<ProxyConfig> {
+        (0..self.index.cluster.pods.len())
+            .map(|i| self.compile(i))
+            .collect()
+    }
+}

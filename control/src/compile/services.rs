@@ -1,0 +1,87 @@
+//! Services resolved to endpoints: the ready pods a Service selects, each
+//! with the target port resolved (a number, or the pod's container port of
+//! that name; a pod without the named port is not an endpoint). Also decides
+//! which ports are opaque (server-first: protocol detection skipped).
+use palisade_api::{Endpoint, Protocol, Service as ApiService, ServicePort as ApiServicePort};
+
+use super::index::ClusterIndex;
+use crate::cluster::{Pod, PortRef, Service};
+
+/// Ports of server-first protocols, opaque by default (Istio "Application
+/// Requirements", server-first protocols; the list linkerd uses plus NATS and
+/// MongoDB): SMTP 25/587, MySQL 3306, NATS 4222, PostgreSQL 5432, Redis 6379,
+/// Elasticsearch transport 9300, memcached 11211, MongoDB 27017.
+pub const SERVER_FIRST_PORTS: &[u16] = &[25, 587, 3306, 4222, 5432, 6379, 9300, 11211, 27017];
+
+/// `appProtocol` values (or port-name prefixes, Istio "Protocol Selection":
+/// `<protocol>[-<suffix>]`) whose traffic is not HTTP and must not be sniffed.
+const OPAQUE_PROTOCOLS: &[&str] = &["tcp", "tls", "mysql", "mongo", "redis"];
+
+/// The protocol of a service port for Istio: `appProtocol`, else the name prefix.
+pub fn is_opaque(port: &crate::cluster::ServicePort) -> bool {
+    let proto = port
+        .app_protocol
+        .as_deref()
+        .or_else(|| {
+            port.name
+                .as_deref()
+                .map(|n| n.split('-').next().unwrap_or(n))
+        })
+        .unwrap_or("");
+    OPAQUE_PROTOCOLS.contains(&proto.to_ascii_lowercase().as_str())
+}
+
+/// The pod's port that a service port targets.
+pub fn target_port(pod: &Pod, target: &PortRef, protocol: Protocol) -> Option<u16> {
+    match target {
+        PortRef::Number(n) => Some(*n),
+        PortRef::Name(name) => pod.named_port(name, protocol),
+    }
+}
+
+/// Pods a service selects (any readiness), by index.
+pub fn selected_pods(index: &ClusterIndex<'_>, svc: &Service) -> Vec<usize> {
+    match &svc.selector {
+        None => Vec::new(),
+        Some(sel) => index.pods_in(&svc.namespace, Some(sel)),
+    }
+}
+
+pub fn resolve(index: &ClusterIndex<'_>, svc: &Service) -> ApiService {
+    let pods = selected_pods(index, svc);
+    let ports = svc
+        .ports
+        .iter()
+        .map(|sp| {
+            let mut endpoints: Vec<Endpoint> = pods
+                .iter()
+                .map(|&i| &index.cluster.pods[i])
+                .filter(|p| p.ready)
+                .filter_map(|p| {
+                    let port = target_port(p, &sp.target, sp.protocol)?;
+                    Some(p.ips.iter().map(move |ip| Endpoint {
+                        ip: *ip,
+                        port,
+                        workload: p.key(),
+                    }))
+                })
+                .flatten()
+                .collect();
+            endpoints.sort();
+            ApiServicePort {
+                name: sp.name.clone(),
+                port: sp.port,
+                protocol: sp.protocol,
+                app_protocol: sp.app_protocol.clone(),
+                endpoints,
+            }
+        })
+        .collect();
+    let mut cluster_ips = svc.cluster_ips.clone();
+    cluster_ips.sort();
+    ApiService {
+        name: format!("{}/{}", svc.namespace, svc.name),
+        cluster_ips,
+        ports,
+    }
+}

@@ -1,0 +1,491 @@
+//! Istio security kinds (`security.istio.io` `v1` and `v1beta1`):
+//! PeerAuthentication and AuthorizationPolicy. The spec structs follow Istio's
+//! closed schema (`deny_unknown_fields`), and AuthorizationPolicy is converted
+//! into the wire form (`palisade_api::AuthorizationPolicy`) here, so every
+//! conversion error names its file, document and field.
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use palisade_api::{
+    AuthorizationPolicy as ApiPolicy, AuthzAction, AuthzCondition, AuthzOperation, AuthzRule,
+    AuthzSource, MtlsMode,
+};
+use serde::Deserialize;
+
+use super::{FieldError, ObjectHead, typed};
+use crate::cluster::{
+    AuthorizationPolicy, Labels, Origin, PeerAuthMode, PeerAuthentication, Selector,
+};
+
+/// Annotation that turns an AuthorizationPolicy into a dry-run policy.
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Object<S> {
+    metadata: ObjectMeta,
+    #[serde(default = "Option::default")]
+    spec: Option<S>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WorkloadSelector {
+    #[serde(default)]
+    match_labels: Labels,
+}
+
+// === PeerAuthentication ===
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PeerAuthenticationSpec {
+    #[serde(default)]
+    selector: Option<WorkloadSelector>,
+    #[serde(default)]
+    mtls: Option<MtlsSpec>,
+    #[serde(default)]
+    port_level_mtls: BTreeMap<PortKey, MtlsSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MtlsSpec {
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+/// A `portLevelMtls` key: YAML writes it as a number or a quoted string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(untagged)]
+enum PortKey {
+    Number(i64),
+    Text(String),
+}
+
+fn mode(field: &str, m: Option<&MtlsSpec>) -> Result<PeerAuthMode, FieldError> {
+    match m.and_then(|m| m.mode.as_deref()) {
+        None | Some("UNSET") => Ok(PeerAuthMode::Unset),
+        Some("STRICT") => Ok(PeerAuthMode::Set(MtlsMode::Strict)),
+        Some("PERMISSIVE") => Ok(PeerAuthMode::Set(MtlsMode::Permissive)),
+        Some("DISABLE") => Ok(PeerAuthMode::Set(MtlsMode::Disable)),
+        Some(other) => Err(FieldError::new(
+            field,
+            format!("unknown mTLS mode {other:?} (expected UNSET, STRICT, PERMISSIVE or DISABLE)"),
+        )),
+    }
+}
+
+fn expect_istio_version(head: &ObjectHead) -> Result<(), Vec<FieldError>> {
+    if matches!(head.version(), "v1" | "v1beta1") {
+        Ok(())
+    } else {
+        Err(vec![FieldError::new(
+            "apiVersion",
+            format!(
+                "unsupported apiVersion {:?} (expected security.istio.io/v1 or v1beta1)",
+                head.api_version
+            ),
+        )])
+    }
+}
+
+pub(super) fn peer_authentication(
+    head: &ObjectHead,
+    value: serde_yaml::Value,
+    origin: Origin,
+) -> Result<PeerAuthentication, Vec<FieldError>> {
+    expect_istio_version(head)?;
+    let obj: Object<PeerAuthenticationSpec> = typed(value)?;
+    let _ = obj.metadata;
+    let spec = obj.spec.unwrap_or_default();
+    let mut errors = Vec::new();
+    let selector = spec
+        .selector
+        .as_ref()
+        .map(|s| Selector::from_match_labels(&s.match_labels));
+    let m = mode("spec.mtls.mode", spec.mtls.as_ref())
+        .map_err(|e| errors.push(e))
+        .unwrap_or(PeerAuthMode::Unset);
+    let mut port_level = BTreeMap::new();
+    for (key, spec_m) in &spec.port_level_mtls {
+        let (field, port) = match key {
+            PortKey::Number(n) => (format!("spec.portLevelMtls.{n}"), u16::try_from(*n).ok()),
+            PortKey::Text(s) => (format!("spec.portLevelMtls.{s}"), s.parse::<u16>().ok()),
+        };
+        match port.filter(|p| *p > 0) {
+            Some(p) => match mode(&format!("{field}.mode"), Some(spec_m)) {
+                Ok(m) => {
+                    port_level.insert(p, m);
+                }
+                Err(e) => errors.push(e),
+            },
+            None => errors.push(FieldError::new(field, "port must be a number in 1-65535")),
+        }
+    }
+    // Istio: "portLevelMtls ... Port specific mutual TLS settings. These only
+    // apply when a workload selector is specified."
+    if !port_level.is_empty() && selector.is_none() {
+        errors.push(FieldError::new(
+            "spec.portLevelMtls",
+            "portLevelMtls only applies with a workload selector (spec.selector.matchLabels); Istio rejects it otherwise",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(PeerAuthentication {
+        namespace: head.namespace.clone(),
+        name: head.name.clone(),
+        selector,
+        mode: m,
+        port_level,
+        origin,
+    })
+}
+
+// === AuthorizationPolicy ===
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AuthorizationPolicySpec {
+    #[serde(default)]
+    selector: Option<WorkloadSelector>,
+    #[serde(default)]
+    target_ref: Option<serde_yaml::Value>,
+    #[serde(default)]
+    target_refs: Option<serde_yaml::Value>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    provider: Option<serde_yaml::Value>,
+    #[serde(default)]
+    rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    #[serde(default)]
+    from: Vec<FromSpec>,
+    #[serde(default)]
+    to: Vec<ToSpec>,
+    #[serde(default)]
+    when: Vec<ConditionSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FromSpec {
+    #[serde(default)]
+    source: SourceSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToSpec {
+    #[serde(default)]
+    operation: OperationSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SourceSpec {
+    #[serde(default)]
+    principals: Vec<String>,
+    #[serde(default)]
+    not_principals: Vec<String>,
+    #[serde(default)]
+    request_principals: Vec<String>,
+    #[serde(default)]
+    not_request_principals: Vec<String>,
+    #[serde(default)]
+    service_accounts: Vec<String>,
+    #[serde(default)]
+    not_service_accounts: Vec<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    not_namespaces: Vec<String>,
+    #[serde(default)]
+    ip_blocks: Vec<String>,
+    #[serde(default)]
+    not_ip_blocks: Vec<String>,
+    #[serde(default)]
+    remote_ip_blocks: Vec<String>,
+    #[serde(default)]
+    not_remote_ip_blocks: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OperationSpec {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    not_hosts: Vec<String>,
+    #[serde(default)]
+    ports: Vec<String>,
+    #[serde(default)]
+    not_ports: Vec<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    not_methods: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    not_paths: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConditionSpec {
+    key: String,
+    #[serde(default)]
+    values: Vec<String>,
+    #[serde(default)]
+    not_values: Vec<String>,
+}
+
+/// `ipBlocks` values: "IP or CIDR", e.g. `1.2.3.4` or `1.2.3.0/24`.
+fn nets(field: &str, values: &[String], errors: &mut Vec<FieldError>) -> Vec<IpNet> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let parsed = IpNet::from_str(v)
+                .map(|n| n.trunc())
+                .or_else(|_| IpAddr::from_str(v).map(IpNet::from));
+            parsed
+                .map_err(|_| {
+                    errors.push(FieldError::new(
+                        format!("{field}[{i}]"),
+                        format!("{v:?} is not an IP address or CIDR"),
+                    ))
+                })
+                .ok()
+        })
+        .collect()
+}
+
+fn ports(field: &str, values: &[String], errors: &mut Vec<FieldError>) -> Vec<u16> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match v.parse::<u16>() {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                errors.push(FieldError::new(
+                    format!("{field}[{i}]"),
+                    format!("{v:?} is not a port number (1-65535)"),
+                ));
+                None
+            }
+        })
+        .collect()
+}
+
+fn source(
+    field: &str,
+    s: &SourceSpec,
+    policy_ns: &str,
+    errors: &mut Vec<FieldError>,
+) -> AuthzSource {
+    if !s.request_principals.is_empty() || !s.not_request_principals.is_empty() {
+        let which = if s.request_principals.is_empty() {
+            "notRequestPrincipals"
+        } else {
+            "requestPrincipals"
+        };
+        errors.push(FieldError::new(
+            format!("{field}.{which}"),
+            "JWT request principals are not supported by Palisade (no RequestAuthentication); remove the field",
+        ));
+    }
+    // Istio: serviceAccounts are `<namespace>/<serviceaccount>` or `<sa>`
+    // meaning the policy's own namespace.
+    let sa = |v: &Vec<String>| -> Vec<String> {
+        v.iter()
+            .map(|s| {
+                if s.contains('/') {
+                    s.clone()
+                } else {
+                    format!("{policy_ns}/{s}")
+                }
+            })
+            .collect()
+    };
+    AuthzSource {
+        principals: s.principals.clone(),
+        not_principals: s.not_principals.clone(),
+        service_accounts: sa(&s.service_accounts),
+        not_service_accounts: sa(&s.not_service_accounts),
+        namespaces: s.namespaces.clone(),
+        not_namespaces: s.not_namespaces.clone(),
+        ip_blocks: nets(&format!("{field}.ipBlocks"), &s.ip_blocks, errors),
+        not_ip_blocks: nets(&format!("{field}.notIpBlocks"), &s.not_ip_blocks, errors),
+        remote_ip_blocks: nets(
+            &format!("{field}.remoteIpBlocks"),
+            &s.remote_ip_blocks,
+            errors,
+        ),
+        not_remote_ip_blocks: nets(
+            &format!("{field}.notRemoteIpBlocks"),
+            &s.not_remote_ip_blocks,
+            errors,
+        ),
+    }
+}
+
+fn operation(field: &str, o: &OperationSpec, errors: &mut Vec<FieldError>) -> AuthzOperation {
+    AuthzOperation {
+        hosts: o.hosts.clone(),
+        not_hosts: o.not_hosts.clone(),
+        ports: ports(&format!("{field}.ports"), &o.ports, errors),
+        not_ports: ports(&format!("{field}.notPorts"), &o.not_ports, errors),
+        methods: o.methods.clone(),
+        not_methods: o.not_methods.clone(),
+        paths: o.paths.clone(),
+        not_paths: o.not_paths.clone(),
+    }
+}
+
+fn condition(field: &str, c: &ConditionSpec, errors: &mut Vec<FieldError>) -> AuthzCondition {
+    if let Err(e) = palisade_api::authz::validate_condition_key(&c.key) {
+        errors.push(FieldError::new(format!("{field}.key"), e));
+    }
+    if c.values.is_empty() && c.not_values.is_empty() {
+        errors.push(FieldError::new(
+            field,
+            "a condition needs values or notValues",
+        ));
+    }
+    AuthzCondition {
+        key: c.key.clone(),
+        values: c.values.clone(),
+        not_values: c.not_values.clone(),
+    }
+}
+
+pub(super) fn authorization_policy(
+    head: &ObjectHead,
+    value: serde_yaml::Value,
+    origin: Origin,
+) -> Result<AuthorizationPolicy, Vec<FieldError>> {
+    expect_istio_version(head)?;
+    let obj: Object<AuthorizationPolicySpec> = typed(value)?;
+    let spec = obj.spec.unwrap_or_default();
+    let mut errors = Vec::new();
+    if spec.target_ref.is_some() || spec.target_refs.is_some() {
+        let which = if spec.target_ref.is_some() {
+            "spec.targetRef"
+        } else {
+            "spec.targetRefs"
+        };
+        errors.push(FieldError::new(
+            which,
+            "targetRef/targetRefs (gateway and waypoint attachment) are not supported; use spec.selector.matchLabels",
+        ));
+    }
+    let action = match spec.action.as_deref() {
+        None | Some("ALLOW") => AuthzAction::Allow,
+        Some("DENY") => AuthzAction::Deny,
+        Some("AUDIT") => AuthzAction::Audit,
+        Some("CUSTOM") => {
+            errors.push(FieldError::new(
+                "spec.action",
+                "action CUSTOM (external authorization) is not supported by Palisade; use ALLOW, DENY or AUDIT",
+            ));
+            AuthzAction::Deny
+        }
+        Some(other) => {
+            errors.push(FieldError::new(
+                "spec.action",
+                format!("unknown action {other:?} (expected ALLOW, DENY or AUDIT)"),
+            ));
+            AuthzAction::Deny
+        }
+    };
+    if spec.provider.is_some() && spec.action.as_deref() != Some("CUSTOM") {
+        errors.push(FieldError::new(
+            "spec.provider",
+            "provider is only valid with action CUSTOM",
+        ));
+    }
+    let mut rules = Vec::new();
+    for (ri, r) in spec.rules.iter().enumerate() {
+        let field = format!("spec.rules[{ri}]");
+        rules.push(AuthzRule {
+            from: r
+                .from
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    source(
+                        &format!("{field}.from[{i}].source"),
+                        &f.source,
+                        &head.namespace,
+                        &mut errors,
+                    )
+                })
+                .collect(),
+            to: r
+                .to
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    operation(
+                        &format!("{field}.to[{i}].operation"),
+                        &t.operation,
+                        &mut errors,
+                    )
+                })
+                .collect(),
+            when: r
+                .when
+                .iter()
+                .enumerate()
+                .map(|(i, c)| condition(&format!("{field}.when[{i}]"), c, &mut errors))
+                .collect(),
+        });
+    }
+    let dry_run = match obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DRY_RUN_ANNOTATION))
+    {
+        None => false,
+        Some(v) if v == "true" => true,
+        Some(v) if v == "false" => false,
+        Some(v) => {
+            errors.push(FieldError::new(
+                format!("metadata.annotations[{DRY_RUN_ANNOTATION}]"),
+                format!("{v:?} must be \"true\" or \"false\""),
+            ));
+            false
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(AuthorizationPolicy {
+        namespace: head.namespace.clone(),
+        name: head.name.clone(),
+        selector: spec
+            .selector
+            .as_ref()
+            .map(|s| Selector::from_match_labels(&s.match_labels)),
+        policy: ApiPolicy {
+            name: format!("{}/{}", head.namespace, head.name),
+            action,
+            dry_run,
+            rules,
+        },
+        origin,
+    })
+}

@@ -1,0 +1,491 @@
+//! Core Kubernetes kinds (Namespace, Pod, Service, NetworkPolicy), read with
+//! the k8s-openapi types and converted into the validated `cluster` model.
+//! Validation follows the API server's: what it would reject is an error here.
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1 as net;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use palisade_api::Protocol;
+
+use super::{FieldError, ObjectHead, typed};
+use crate::cluster::{
+    NAMESPACE_NAME_LABEL, Namespace, NetpolPeer, NetpolPort, NetpolRule, NetworkPolicy, Origin,
+    Pod, PodPort, PortRef, Selector, Service, ServicePort,
+};
+
+/// Annotation listing extra opaque (server-first) ports of a pod.
+pub const OPAQUE_PORTS_ANNOTATION: &str = "palisade.dev/opaque-ports";
+
+fn expect_version(head: &ObjectHead, versions: &[&str]) -> Result<(), Vec<FieldError>> {
+    if versions.contains(&head.version()) {
+        Ok(())
+    } else {
+        Err(vec![FieldError::new(
+            "apiVersion",
+            format!(
+                "unsupported apiVersion {:?} for {} (supported: {})",
+                head.api_version,
+                head.kind,
+                versions.join(", ")
+            ),
+        )])
+    }
+}
+
+pub(super) fn namespace(
+    head: &ObjectHead,
+    value: serde_yaml::Value,
+) -> Result<Namespace, Vec<FieldError>> {
+    expect_version(head, &["v1"])?;
+    let ns: core::Namespace = typed(value)?;
+    let mut labels = ns.metadata.labels.unwrap_or_default();
+    labels.insert(NAMESPACE_NAME_LABEL.into(), head.name.clone());
+    Ok(Namespace {
+        name: head.name.clone(),
+        labels,
+        declared: true,
+    })
+}
+
+pub(super) fn protocol(field: &str, p: Option<&str>) -> Result<Protocol, FieldError> {
+    match p {
+        None | Some("TCP") => Ok(Protocol::Tcp),
+        Some("UDP") => Ok(Protocol::Udp),
+        Some("SCTP") => Ok(Protocol::Sctp),
+        Some(other) => Err(FieldError::new(
+            field,
+            format!("unknown protocol {other:?} (expected TCP, UDP or SCTP)"),
+        )),
+    }
+}
+
+fn port_number(field: &str, n: i32) -> Result<u16, FieldError> {
+    match u16::try_from(n) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(FieldError::new(
+            field,
+            format!("port {n} is out of range 1-65535"),
+        )),
+    }
+}
+
+fn port_ref(field: &str, p: &IntOrString) -> Result<PortRef, FieldError> {
+    match p {
+        IntOrString::Int(n) => port_number(field, *n).map(PortRef::Number),
+        IntOrString::String(s) => match s.parse::<i32>() {
+            // The API server treats a numeric string as the number.
+            Ok(n) => port_number(field, n).map(PortRef::Number),
+            Err(_) if valid_port_name(s) => Ok(PortRef::Name(s.clone())),
+            Err(_) => Err(FieldError::new(
+                field,
+                format!(
+                    "{s:?} is neither a port number nor a valid port name (IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-')"
+                ),
+            )),
+        },
+    }
+}
+
+fn valid_port_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars().any(|c| c.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+pub(super) fn pod(
+    head: &ObjectHead,
+    value: serde_yaml::Value,
+    origin: Origin,
+) -> Result<Pod, Vec<FieldError>> {
+    expect_version(head, &["v1"])?;
+    let pod: core::Pod = typed(value)?;
+    let mut errors = Vec::new();
+    let spec = pod.spec.unwrap_or_default();
+    let status = pod.status.unwrap_or_default();
+    let mut ips = Vec::new();
+    let ip_strings: Vec<(String, String)> = match &status.pod_ips {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("status.podIPs[{i}].ip"), p.ip.clone()))
+            .collect(),
+        _ => status
+            .pod_ip
+            .iter()
+            .map(|ip| ("status.podIP".to_string(), ip.clone()))
+            .collect(),
+    };
+    for (field, s) in ip_strings {
+        match IpAddr::from_str(&s) {
+            Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+            Ok(_) => {}
+            Err(_) => errors.push(FieldError::new(
+                field,
+                format!("{s:?} is not an IP address"),
+            )),
+        }
+    }
+    let mut ports = Vec::new();
+    for (ci, c) in spec.containers.iter().enumerate() {
+        for (pi, p) in c.ports.iter().flatten().enumerate() {
+            let field = format!("spec.containers[{ci}].ports[{pi}]");
+            let port = match port_number(&format!("{field}.containerPort"), p.container_port) {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let protocol = match protocol(&format!("{field}.protocol"), p.protocol.as_deref()) {
+                Ok(pr) => pr,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            if let Some(name) = &p.name
+                && !valid_port_name(name)
+            {
+                errors.push(FieldError::new(
+                    format!("{field}.name"),
+                    format!("{name:?} is not a valid port name"),
+                ));
+            }
+            ports.push(PodPort {
+                name: p.name.clone(),
+                port,
+                protocol,
+            });
+        }
+    }
+    let mut opaque_ports = Vec::new();
+    if let Some(v) = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(OPAQUE_PORTS_ANNOTATION))
+    {
+        for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match part.parse::<u16>() {
+                Ok(p) if p > 0 => opaque_ports.push(p),
+                _ => errors.push(FieldError::new(
+                    format!("metadata.annotations[{OPAQUE_PORTS_ANNOTATION}]"),
+                    format!("{part:?} is not a port number (expected a comma-separated list such as \"5432,6379\")"),
+                )),
+            }
+        }
+    }
+    opaque_ports.sort_unstable();
+    opaque_ports.dedup();
+    let finished = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
+    let not_ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "False");
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Pod {
+        namespace: head.namespace.clone(),
+        name: head.name.clone(),
+        labels: pod.metadata.labels.unwrap_or_default(),
+        service_account: spec
+            .service_account_name
+            .or(spec.service_account)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into()),
+        ips,
+        ports,
+        opaque_ports,
+        ready: !finished && !not_ready,
+        origin,
+    })
+}
+
+pub(super) fn service(
+    head: &ObjectHead,
+    value: serde_yaml::Value,
+    origin: Origin,
+) -> Result<Service, Vec<FieldError>> {
+    expect_version(head, &["v1"])?;
+    let svc: core::Service = typed(value)?;
+    let spec = svc.spec.unwrap_or_default();
+    let mut errors = Vec::new();
+    let mut cluster_ips = Vec::new();
+    let strings: Vec<(String, String)> = match &spec.cluster_ips {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("spec.clusterIPs[{i}]"), s.clone()))
+            .collect(),
+        _ => spec
+            .cluster_ip
+            .iter()
+            .map(|s| ("spec.clusterIP".to_string(), s.clone()))
+            .collect(),
+    };
+    for (field, s) in strings {
+        if s == "None" || s.is_empty() {
+            continue; // headless
+        }
+        match IpAddr::from_str(&s) {
+            Ok(ip) if !cluster_ips.contains(&ip) => cluster_ips.push(ip),
+            Ok(_) => {}
+            Err(_) => errors.push(FieldError::new(
+                field,
+                format!("{s:?} is not an IP address (or \"None\")"),
+            )),
+        }
+    }
+    let mut ports = Vec::new();
+    for (i, p) in spec.ports.iter().flatten().enumerate() {
+        let field = format!("spec.ports[{i}]");
+        let port = port_number(&format!("{field}.port"), p.port);
+        let proto = protocol(&format!("{field}.protocol"), p.protocol.as_deref());
+        let target = match &p.target_port {
+            None => port.clone().map(PortRef::Number),
+            Some(t) => port_ref(&format!("{field}.targetPort"), t),
+        };
+        match (port, proto, target) {
+            (Ok(port), Ok(protocol), Ok(target)) => ports.push(ServicePort {
+                name: p.name.clone(),
+                port,
+                protocol,
+                app_protocol: p.app_protocol.clone(),
+                target,
+            }),
+            (a, b, c) => errors.extend([a.err(), b.err(), c.err()].into_iter().flatten()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Service {
+        namespace: head.namespace.clone(),
+        name: head.name.clone(),
+        cluster_ips,
+        ports,
+        selector: spec
+            .selector
+            .filter(|s| !s.is_empty())
+            .map(|s| Selector::from_match_labels(&s)),
+        origin,
+    })
+}
+
+fn selector(field: &str, sel: &LabelSelector) -> Result<Selector, FieldError> {
+    Selector::from_k8s(sel).map_err(|e| FieldError::new(field, e))
+}
+
+fn parse_net(field: &str, s: &str) -> Result<IpNet, FieldError> {
+    IpNet::from_str(s).map(|n| n.trunc()).map_err(|_| {
+        FieldError::new(
+            field,
+            format!("{s:?} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32"),
+        )
+    })
+}
+
+fn peer(field: &str, p: &net::NetworkPolicyPeer) -> Result<NetpolPeer, FieldError> {
+    match (&p.ip_block, &p.namespace_selector, &p.pod_selector) {
+        (Some(block), None, None) => {
+            let cidr = parse_net(&format!("{field}.ipBlock.cidr"), &block.cidr)?;
+            let mut except = Vec::new();
+            for (i, e) in block.except.iter().flatten().enumerate() {
+                let f = format!("{field}.ipBlock.except[{i}]");
+                let net = parse_net(&f, e)?;
+                // API validation: "Except values will be rejected if they are
+                // outside the cidr range".
+                if !cidr.contains(&net) {
+                    return Err(FieldError::new(
+                        f,
+                        format!("{net} is outside the ipBlock cidr {cidr}"),
+                    ));
+                }
+                except.push(net);
+            }
+            Ok(NetpolPeer::IpBlock { cidr, except })
+        }
+        (Some(_), _, _) => Err(FieldError::new(
+            field,
+            "ipBlock cannot be combined with podSelector or namespaceSelector in one peer",
+        )),
+        (None, None, None) => Err(FieldError::new(
+            field,
+            "a peer needs podSelector, namespaceSelector or ipBlock (use `{}` selectors to select all)",
+        )),
+        (None, ns, pods) => Ok(NetpolPeer::Pods {
+            namespaces: ns
+                .as_ref()
+                .map(|s| selector(&format!("{field}.namespaceSelector"), s))
+                .transpose()?,
+            pods: pods
+                .as_ref()
+                .map(|s| selector(&format!("{field}.podSelector"), s))
+                .transpose()?,
+        }),
+    }
+}
+
+fn policy_port(field: &str, p: &net::NetworkPolicyPort) -> Result<NetpolPort, FieldError> {
+    let protocol = protocol(&format!("{field}.protocol"), p.protocol.as_deref())?;
+    let port = p
+        .port
+        .as_ref()
+        .map(|pr| port_ref(&format!("{field}.port"), pr))
+        .transpose()?;
+    let end_port = match (p.end_port, &port) {
+        (None, _) => None,
+        (Some(e), Some(PortRef::Number(start))) => {
+            let end = port_number(&format!("{field}.endPort"), e)?;
+            if end < *start {
+                return Err(FieldError::new(
+                    format!("{field}.endPort"),
+                    format!("endPort {end} is less than port {start}"),
+                ));
+            }
+            Some(end)
+        }
+        (Some(_), _) => {
+            return Err(FieldError::new(
+                format!("{field}.endPort"),
+                "endPort requires a numeric port (it cannot be used with a named port or without port)",
+            ));
+        }
+    };
+    Ok(NetpolPort {
+        protocol,
+        port,
+        end_port,
+    })
+}
+
+fn rule(
+    field: &str,
+    peers: Option<&Vec<net::NetworkPolicyPeer>>,
+    ports: Option<&Vec<net::NetworkPolicyPort>>,
+    peer_key: &str,
+    errors: &mut Vec<FieldError>,
+) -> NetpolRule {
+    // API reference: "If this field is empty or missing, this rule matches all
+    // sources (traffic not restricted by source)" and likewise for `to` and
+    // `ports`.
+    let peers = peers.filter(|p| !p.is_empty()).map(|list| {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                peer(&format!("{field}.{peer_key}[{i}]"), p)
+                    .map_err(|e| errors.push(e))
+                    .ok()
+            })
+            .collect()
+    });
+    let ports = ports.filter(|p| !p.is_empty()).map(|list| {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                policy_port(&format!("{field}.ports[{i}]"), p)
+                    .map_err(|e| errors.push(e))
+                    .ok()
+            })
+            .collect()
+    });
+    NetpolRule { peers, ports }
+}
+
+pub(super) fn network_policy(
+    head: &ObjectHead,
+    value: serde_yaml::Value,
+    origin: Origin,
+) -> Result<NetworkPolicy, Vec<FieldError>> {
+    expect_version(head, &["v1"])?;
+    let np: net::NetworkPolicy = typed(value)?;
+    let spec = np.spec.unwrap_or_default();
+    let mut errors = Vec::new();
+    let pod_selector = match &spec.pod_selector {
+        Some(s) => selector("spec.podSelector", s)
+            .map_err(|e| errors.push(e))
+            .unwrap_or_default(),
+        None => Selector::everything(),
+    };
+    let ingress: Vec<NetpolRule> = spec
+        .ingress
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, r)| {
+            rule(
+                &format!("spec.ingress[{i}]"),
+                r.from.as_ref(),
+                r.ports.as_ref(),
+                "from",
+                &mut errors,
+            )
+        })
+        .collect();
+    let egress: Vec<NetpolRule> = spec
+        .egress
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, r)| {
+            rule(
+                &format!("spec.egress[{i}]"),
+                r.to.as_ref(),
+                r.ports.as_ref(),
+                "to",
+                &mut errors,
+            )
+        })
+        .collect();
+    // API reference for policyTypes: "If this field is not specified, it will
+    // default based on the existence of ingress or egress rules; policies that
+    // contain an egress section are assumed to affect egress, and all policies
+    // (whether or not they contain an ingress section) are assumed to affect
+    // ingress."
+    let (affects_ingress, affects_egress) = match &spec.policy_types {
+        None => (true, spec.egress.is_some()),
+        Some(types) => {
+            let mut i = false;
+            let mut e = false;
+            for (n, t) in types.iter().enumerate() {
+                match t.as_str() {
+                    "Ingress" => i = true,
+                    "Egress" => e = true,
+                    other => errors.push(FieldError::new(
+                        format!("spec.policyTypes[{n}]"),
+                        format!("unknown policy type {other:?} (expected Ingress or Egress)"),
+                    )),
+                }
+            }
+            if types.is_empty() {
+                (true, spec.egress.is_some())
+            } else {
+                (i, e)
+            }
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(NetworkPolicy {
+        namespace: head.namespace.clone(),
+        name: head.name.clone(),
+        pod_selector,
+        affects_ingress,
+        affects_egress,
+        ingress,
+        egress,
+        origin,
+    })
+}

@@ -1,0 +1,355 @@
+//! Loading a configuration directory: every `*.yaml`/`*.yml`/`*.json` file
+//! below it (recursively, sorted by path), every YAML document in each file,
+//! dispatched by `apiVersion` and `kind` into a validated `Cluster`.
+//!
+//! Errors name the file, the document index, the object and the field path,
+//! and are all collected before failing: a directory with any error yields no
+//! `Cluster` at all, so nothing half-loaded is ever used. Unknown kinds are
+//! skipped (and logged at debug level).
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cluster::{Cluster, Origin};
+
+mod istio;
+mod kube;
+mod mesh;
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    /// 0-based document index; `None` for whole-file problems.
+    pub document: Option<usize>,
+    /// `Kind ns/name`, when known.
+    pub object: Option<String>,
+    /// Field path such as `spec.ingress[0].from[1].ipBlock.cidr`.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(d) = self.document {
+            write!(f, ": document {d}")?;
+        }
+        if let Some(o) = &self.object {
+            write!(f, ": {o}")?;
+        }
+        if let Some(p) = &self.field {
+            write!(f, ": field {p}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All problems found in a configuration directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "{n} error{} in the configuration:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A problem inside one object, before the file and document are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub(crate) fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Deserializes `value` as `T`, reporting the failing field path.
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(
+    value: serde_yaml::Value,
+) -> Result<T, Vec<FieldError>> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        vec![FieldError::new(field, e.into_inner())]
+    })
+}
+
+/// Loads every manifest below `dir`.
+pub fn load_dir(dir: &Path) -> Result<Cluster, LoadErrors> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    if !dir.is_dir() {
+        return Err(LoadErrors(vec![LoadError {
+            file: dir.to_path_buf(),
+            document: None,
+            object: None,
+            field: None,
+            message: "not a directory (expected a directory of Kubernetes YAML manifests)".into(),
+        }]));
+    }
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        match entry {
+            Ok(e) if e.file_type().is_file() && is_manifest(e.path()) => files.push(e.into_path()),
+            Ok(_) => {}
+            Err(e) => errors.push(LoadError {
+                file: e
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| dir.to_path_buf()),
+                document: None,
+                object: None,
+                field: None,
+                message: e.to_string(),
+            }),
+        }
+    }
+    files.sort();
+    let mut sources = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => sources.push((file, text)),
+            Err(e) => errors.push(LoadError {
+                file,
+                document: None,
+                object: None,
+                field: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    match load_sources(&sources) {
+        Ok(c) if errors.is_empty() => Ok(c),
+        Ok(_) => Err(LoadErrors(errors)),
+        Err(LoadErrors(more)) => {
+            errors.extend(more);
+            Err(LoadErrors(errors))
+        }
+    }
+}
+
+fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Loads manifests given as (file name, text) pairs, in that order. The
+/// result does not depend on the order.
+pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors> {
+    let mut cluster = Cluster::default();
+    let mut errors = Vec::new();
+    let mut seen: BTreeMap<(String, String, String), Origin> = BTreeMap::new();
+    let mut mesh_origin: Option<Origin> = None;
+    for (file, text) in sources {
+        for (document, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let origin = Origin {
+                file: file.clone(),
+                document,
+            };
+            let err = |object: Option<String>, fe: FieldError| LoadError {
+                file: file.clone(),
+                document: Some(document),
+                object,
+                field: if fe.field.is_empty() {
+                    None
+                } else {
+                    Some(fe.field)
+                },
+                message: fe.message,
+            };
+            let value = match serde_yaml::Value::deserialize(doc) {
+                Ok(v) => v,
+                Err(e) => {
+                    errors.push(err(None, FieldError::new("", format!("invalid YAML: {e}"))));
+                    // A syntax error ends the document stream of this file.
+                    break;
+                }
+            };
+            if value.is_null() {
+                continue; // empty document, e.g. a trailing `---`
+            }
+            let head = match ObjectHead::read(&value) {
+                Ok(h) => h,
+                Err(fe) => {
+                    errors.push(err(None, fe));
+                    continue;
+                }
+            };
+            let object = head.describe();
+            let result = match (head.group(), head.kind.as_str()) {
+                ("", "Namespace") => kube::namespace(&head, value).map(|n| {
+                    cluster.namespaces.insert(n.name.clone(), n);
+                }),
+                ("", "Pod") => {
+                    kube::pod(&head, value, origin.clone()).map(|p| cluster.pods.push(p))
+                }
+                ("", "Service") => {
+                    kube::service(&head, value, origin.clone()).map(|s| cluster.services.push(s))
+                }
+                ("networking.k8s.io", "NetworkPolicy") => {
+                    kube::network_policy(&head, value, origin.clone())
+                        .map(|p| cluster.network_policies.push(p))
+                }
+                ("security.istio.io", "PeerAuthentication") => {
+                    istio::peer_authentication(&head, value, origin.clone())
+                        .map(|p| cluster.peer_authentications.push(p))
+                }
+                ("security.istio.io", "AuthorizationPolicy") => {
+                    istio::authorization_policy(&head, value, origin.clone())
+                        .map(|p| cluster.authorization_policies.push(p))
+                }
+                ("palisade.dev", "MeshConfig") => {
+                    if let Some(first) = &mesh_origin {
+                        Err(vec![FieldError::new(
+                            "",
+                            format!("a second MeshConfig; the first is at {first}"),
+                        )])
+                    } else {
+                        mesh_origin = Some(origin.clone());
+                        mesh::mesh_config(&head, value).map(|m| cluster.mesh = m)
+                    }
+                }
+                _ => {
+                    tracing::debug!(file = %file.display(), document, object = %object, "skipping unknown kind");
+                    continue;
+                }
+            };
+            match result {
+                Ok(()) => {
+                    let key = (head.kind.clone(), head.namespace.clone(), head.name.clone());
+                    if let Some(first) = seen.get(&key) {
+                        errors.push(err(
+                            Some(object),
+                            FieldError::new(
+                                "metadata.name",
+                                format!("duplicate object; first defined at {first}"),
+                            ),
+                        ));
+                    } else {
+                        seen.insert(key, origin);
+                    }
+                }
+                Err(fes) => errors.extend(fes.into_iter().map(|fe| err(Some(object.clone()), fe))),
+            }
+        }
+    }
+    // Authorization policies are checked with the evaluator the sidecar uses,
+    // once the mesh settings (trust domain aliases) are known.
+    let mesh = palisade_api::MeshSettings {
+        trust_domain: cluster.mesh.trust_domain.clone(),
+        trust_domain_aliases: cluster.mesh.trust_domain_aliases.clone(),
+        path_normalization: cluster.mesh.path_normalization,
+    };
+    for ap in &cluster.authorization_policies {
+        if let Err(e) = palisade_api::authz::validate_policy(&ap.policy, &mesh) {
+            errors.push(LoadError {
+                file: ap.origin.file.clone(),
+                document: Some(ap.origin.document),
+                object: Some(format!("AuthorizationPolicy {}/{}", ap.namespace, ap.name)),
+                field: Some(format!("spec.{}", e.location)),
+                message: e.message,
+            });
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by(|a, b| (&a.file, a.document).cmp(&(&b.file, b.document)));
+        return Err(LoadErrors(errors));
+    }
+    cluster.finish();
+    Ok(cluster)
+}
+
+/// `apiVersion`, `kind` and the identifying metadata of a document.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectHead {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectHead {
+    fn read(value: &serde_yaml::Value) -> Result<Self, FieldError> {
+        let s = |v: Option<&serde_yaml::Value>, field: &str| -> Result<String, FieldError> {
+            match v {
+                Some(serde_yaml::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                Some(_) => Err(FieldError::new(field, "must be a non-empty string")),
+                None => Err(FieldError::new(field, "missing")),
+            }
+        };
+        if !value.is_mapping() {
+            return Err(FieldError::new(
+                "",
+                "a manifest must be a mapping with apiVersion and kind",
+            ));
+        }
+        let api_version = s(value.get("apiVersion"), "apiVersion")?;
+        let kind = s(value.get("kind"), "kind")?;
+        let meta = value.get("metadata");
+        let name = s(meta.and_then(|m| m.get("name")), "metadata.name")?;
+        let namespace = match meta.and_then(|m| m.get("namespace")) {
+            None => String::new(),
+            Some(v) => s(Some(v), "metadata.namespace")?,
+        };
+        let mut head = Self {
+            api_version,
+            kind,
+            namespace,
+            name,
+        };
+        if head.namespaced() && head.namespace.is_empty() {
+            // `kubectl apply` without `-n` puts objects into `default`.
+            head.namespace = "default".into();
+        }
+        Ok(head)
+    }
+
+    fn group(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+    }
+
+    fn version(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map(|(_, v)| v)
+            .unwrap_or(&self.api_version)
+    }
+
+    fn namespaced(&self) -> bool {
+        !matches!(self.kind.as_str(), "Namespace" | "MeshConfig")
+    }
+
+    fn describe(&self) -> String {
+        if self.namespace.is_empty() {
+            format!("{} {}", self.kind, self.name)
+        } else {
+            format!("{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
