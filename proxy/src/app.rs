@@ -72,6 +72,7 @@ impl Proxy {
     /// Loads, binds and spawns: data-plane tasks on `data`, admin and the
     /// config watcher on `control` (the same handle is fine in tests).
     pub fn start(setup: Setup, data: &Handle, control: &Handle) -> Result<Proxy, AppError> {
+        let loaded_stamp = config_watch::stamp(&setup.config);
         let snapshot = config_watch::load(&setup.config)?;
         if setup.opts.netfilter {
             crate::capture::netfilter::apply(&snapshot.config).map_err(AppError::Netfilter)?;
@@ -163,6 +164,7 @@ impl Proxy {
             metrics,
             setup.config_poll,
             setup.opts.netfilter,
+            loaded_stamp,
         ));
         // Certificate and config loaded, listeners bound.
         admin.ready.store(true, Ordering::Release);

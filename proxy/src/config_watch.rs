@@ -82,7 +82,11 @@ pub fn apply(
     );
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// What identifies one version of the file on disk (mtime and size).
+pub type Stamp = Option<(SystemTime, u64)>;
+
+/// Taken before the first load, so a change made while starting is seen.
+pub fn stamp(path: &Path) -> Stamp {
     let md = std::fs::metadata(path).ok()?;
     Some((md.modified().ok()?, md.len()))
 }
@@ -95,8 +99,9 @@ pub async fn watch(
     metrics: Arc<Metrics>,
     poll: Duration,
     netfilter: bool,
+    loaded: Stamp,
 ) {
-    let mut last = stamp(&path);
+    let mut last = loaded;
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {

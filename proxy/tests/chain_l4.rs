@@ -1,0 +1,418 @@
+//! Connection-level behaviour on loopback: PeerAuthentication modes, L4
+//! NetworkPolicy on both sides, the identity/IP binding, opaque and
+//! server-first traffic, detection timeouts, Service VIP balancing, and
+//! config reloads that close only what the new version denies.
+mod support;
+
+use std::time::{Duration, Instant};
+
+use palisade_api::{Endpoint, MtlsMode, Service, ServicePort};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_refuses_plaintext_and_permissive_accepts_it() {
+    let app = http_app("app").await;
+    let c = chain(app, |_, b| b.inbound.mtls = MtlsMode::Strict).await;
+    // A plaintext client straight to B's inbound listener.
+    let reply = raw_exchange(
+        c.b.inbound_addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        reply.is_empty(),
+        "STRICT must close without answering: {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    let m = metrics(&c.b).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "palisade_denials_total{direction=\"Inbound\",layer=\"Mtls\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+
+    let mut b = c.b_config.clone();
+    b.inbound.mtls = MtlsMode::Permissive;
+    write_config(&c.b_config_path, &b);
+    wait_for_version(&c.b, &b).await;
+    let (s, _, body) = http_get(c.b.inbound_addr, "/plain", "x").await;
+    assert_eq!(s, 200);
+    assert!(
+        body.contains("peer=\n"),
+        "no identity for plaintext: {body}"
+    );
+    // Mesh traffic keeps working under PERMISSIVE.
+    let (s, _, body) = http_get(c.a.outbound_addr, "/mesh", "x").await;
+    assert_eq!(s, 200);
+    assert!(
+        body.contains("peer=spiffe://cluster.local/ns/front/sa/client"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_level_mode_overrides_the_workload_mode() {
+    let app = http_app("app").await;
+    let c = chain(app, |_, b| {
+        b.inbound.mtls = MtlsMode::Strict;
+        b.inbound.port_mtls.insert(app.port(), MtlsMode::Disable);
+    })
+    .await;
+    assert_eq!(http_get(c.b.inbound_addr, "/", "x").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_deny_closes_at_once() {
+    let app = http_app("app").await;
+    let c = chain(app, |a, _| {
+        a.outbound.egress = only_from("front/deny-egress", &["192.0.2.0/24"])
+    })
+    .await;
+    let start = Instant::now();
+    let reply = raw_exchange(
+        c.a.outbound_addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(reply.is_empty());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "closed at once, took {:?}",
+        start.elapsed()
+    );
+    let m = metrics(&c.a).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "palisade_denials_total{direction=\"Outbound\",layer=\"Egress\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    let m = metrics(&c.b).await;
+    assert_eq!(
+        metric_value(&m, "palisade_tls_handshakes_total{direction=\"Inbound\"}"),
+        0.0,
+        "nothing reached B"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_deny_closes_the_mesh_connection() {
+    let app = http_app("app").await;
+    let c = chain(app, |_, b| {
+        b.inbound.ingress = only_from("back/only-docs", &["203.0.113.0/24"])
+    })
+    .await;
+    let (s, _, _) = http_get(c.a.outbound_addr, "/", "x").await;
+    assert_eq!(s, 502, "A reports the refused upstream");
+    let m = metrics(&c.b).await;
+    assert!(
+        metric_value(
+            &m,
+            "palisade_denials_total{direction=\"Inbound\",layer=\"Ingress\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_identity_must_own_the_source_ip() {
+    let app = http_app("app").await;
+    // B's peer table says 127.0.0.1 is someone else: the client's valid SVID
+    // does not make its address its own.
+    let c = chain(app, |_, b| {
+        b.peers = vec![peer("127.0.0.1", "other", "impostor-target")]
+    })
+    .await;
+    assert_eq!(http_get(c.a.outbound_addr, "/", "x").await.0, 502);
+    let m = metrics(&c.b).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "palisade_denials_total{direction=\"Inbound\",layer=\"Identity\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tcp_through_two_sidecars_is_authorized_once() {
+    let app = echo_app().await;
+    let c = chain(app, |_, _| {}).await;
+    let mut tcp = tokio::net::TcpStream::connect(c.a.outbound_addr)
+        .await
+        .unwrap();
+    tcp.write_all(b"\x00\x01binary ping\n").await.unwrap();
+    let mut buf = [0u8; 14];
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"\x00\x01binary ping\n");
+    // Half-close: our FIN reaches the echo app, whose FIN comes back.
+    tcp.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_first_protocol_on_an_opaque_port_does_not_stall() {
+    let app = greeter_app().await;
+    let mut c = chain(app, |_, b| b.workload.opaque_ports = vec![app.port()]).await;
+    // A must know the port is opaque too (its peer table carries it); in
+    // explicit mode the endpoint port is B's inbound listener.
+    c.a_config.peers[0].opaque_ports = vec![c.b.inbound_addr.port()];
+    write_config(&c.a_config_path, &c.a_config);
+    wait_for_version(&c.a, &c.a_config).await;
+
+    let start = Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(c.a.outbound_addr)
+        .await
+        .unwrap();
+    let mut greeting = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(1), tcp.read_exact(&mut greeting))
+        .await
+        .expect("greeting within 1s: no detection stall")
+        .unwrap();
+    assert_eq!(&greeting, b"220 palisade-test ready\r\n");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    tcp.write_all(b"EHLO x\r\n").await.unwrap();
+    let mut echo = [0u8; 8];
+    tcp.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"EHLO x\r\n");
+    let m = metrics(&c.b).await;
+    assert_eq!(
+        metric_value(&m, "palisade_detect_timeouts_total"),
+        0.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detect_timeout_falls_back_to_opaque_and_is_counted_by_port() {
+    let app = greeter_app().await;
+    let c = chain_with(
+        app,
+        palisade_proxy::ctx::Options {
+            detect_timeout: Duration::from_millis(300),
+            ..opts()
+        },
+        |_, b| b.inbound.mtls = MtlsMode::Permissive,
+    )
+    .await;
+    // A plaintext server-first client on a port not declared opaque: the
+    // greeting arrives only after the detection timeout.
+    let mut tcp = tokio::net::TcpStream::connect(c.b.inbound_addr)
+        .await
+        .unwrap();
+    let mut greeting = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(3), tcp.read_exact(&mut greeting))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&greeting, b"220 palisade-test ready\r\n");
+    let m = metrics(&c.b).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            &format!("palisade_detect_timeouts_total{{port=\"{}\"}}", app.port())
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_reload_closes_only_the_newly_denied_connections() {
+    let app = echo_app().await;
+    let c = chain(app, |_, b| b.inbound.mtls = MtlsMode::Permissive).await;
+    // Mesh connection from A (source 127.0.0.1) and a plaintext one from
+    // 127.0.0.5.
+    let mut mesh = tokio::net::TcpStream::connect(c.a.outbound_addr)
+        .await
+        .unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.5:0".parse().unwrap()).unwrap();
+    let mut plain = sock.connect(c.b.inbound_addr).await.unwrap();
+    for s in [&mut mesh, &mut plain] {
+        s.write_all(b"ping\n").await.unwrap();
+        let mut b = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // New version: ingress only from 127.0.0.1.
+    let mut b = c.b_config.clone();
+    b.inbound.ingress = only_from("back/only-a", &["127.0.0.1/32"]);
+    write_config(&c.b_config_path, &b);
+    wait_for_version(&c.b, &b).await;
+
+    let mut buf = [0u8; 8];
+    let closed = tokio::time::timeout(Duration::from_secs(3), plain.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        matches!(closed, Ok(0) | Err(_)),
+        "the newly denied connection is closed"
+    );
+    mesh.write_all(b"still\n").await.unwrap();
+    let mut got = [0u8; 6];
+    tokio::time::timeout(Duration::from_secs(3), mesh.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got, b"still\n");
+    let m = metrics(&c.b).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "palisade_closed_by_policy_change_total{direction=\"Inbound\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_config_is_ignored_and_the_last_good_one_stays() {
+    let app = http_app("app").await;
+    let c = chain(app, |_, _| {}).await;
+    let before = c.b.ctx.state.load().version.clone();
+    std::fs::write(&c.b_config_path, "mesh: [not, a, config").unwrap();
+    let m = {
+        let mut m = String::new();
+        for _ in 0..40 {
+            m = metrics(&c.b).await;
+            if metric_value(&m, "palisade_config_reload_errors_total") >= 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        m
+    };
+    assert!(
+        metric_value(&m, "palisade_config_reload_errors_total") >= 1.0,
+        "{m}"
+    );
+    assert_eq!(c.b.ctx.state.load().version, before);
+    assert_eq!(http_get(c.a.outbound_addr, "/", "x").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_vip_spreads_across_endpoints_with_egress_per_endpoint() {
+    init_tracing();
+    let ca = TestCa::new();
+    let app1 = http_app("one").await;
+    let app2 = http_app("two").await;
+    let app3 = http_app("three").await;
+    let mut servers = Vec::new();
+    for (i, (ip, app)) in [
+        ("127.0.0.2", app1),
+        ("127.0.0.3", app2),
+        ("127.0.0.4", app3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut cfg = config("back", "server", ip);
+        cfg.peers.push(peer("127.0.0.1", "front", "client"));
+        let path = ca.write_config(&format!("b{i}.json"), &cfg);
+        let svid = ca.svid_dir(&format!("b{i}"), &id("back", "server"));
+        servers.push(sidecar(
+            &path,
+            &svid,
+            ip,
+            palisade_proxy::ctx::Options {
+                inbound_app_port: Some(app.port()),
+                ..opts()
+            },
+        ));
+    }
+    let vip: std::net::SocketAddr = "198.18.100.10:80".parse().unwrap();
+    let mut a = config("front", "client", "127.0.0.1");
+    for (ip, s) in ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().zip(&servers) {
+        let _ = s;
+        a.peers.push(peer(ip, "back", "server"));
+    }
+    a.services.push(Service {
+        name: "back/server".into(),
+        cluster_ips: vec![vip.ip()],
+        ports: vec![ServicePort {
+            name: Some("http".into()),
+            port: 80,
+            protocol: palisade_api::Protocol::Tcp,
+            app_protocol: None,
+            endpoints: servers
+                .iter()
+                .map(|s| Endpoint {
+                    ip: s.inbound_addr.ip(),
+                    port: s.inbound_addr.port(),
+                    workload: "back/server".into(),
+                })
+                .collect(),
+        }],
+    });
+    // Egress allows the first two endpoints only: the third never gets traffic.
+    a.outbound.egress = only_from("front/egress", &["127.0.0.2/32", "127.0.0.3/32"]);
+    let a_path = ca.write_config("a.json", &a);
+    let a_svid = ca.svid_dir("a", &id("front", "client"));
+    let a = sidecar(
+        &a_path,
+        &a_svid,
+        "127.0.0.1",
+        palisade_proxy::ctx::Options {
+            outbound_to: Some(vip),
+            ..opts()
+        },
+    );
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..40 {
+        let (s, _, body) = http_get(a.outbound_addr, &format!("/{i}"), "server.back").await;
+        assert_eq!(s, 200, "{body}");
+        let name = body.split_whitespace().next().unwrap().to_string();
+        *seen.entry(name).or_insert(0) += 1;
+    }
+    assert!(
+        !seen.contains_key("app=three"),
+        "egress denies endpoint three: {seen:?}"
+    );
+    assert!(seen.get("app=one").copied().unwrap_or(0) >= 5, "{seen:?}");
+    assert!(seen.get("app=two").copied().unwrap_or(0) >= 5, "{seen:?}");
+
+    // With egress allowing none of the endpoints the VIP is refused at once.
+    let mut cfg = a.ctx.state.load().config.clone();
+    cfg.outbound.egress = only_from("front/egress", &["192.0.2.1/32"]);
+    write_config(&a_path, &cfg);
+    wait_for_version(&a, &cfg).await;
+    let reply = raw_exchange(
+        a.outbound_addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(reply.is_empty());
+}
+
+pub async fn wait_for_version(p: &palisade_proxy::app::Proxy, cfg: &palisade_api::ProxyConfig) {
+    let want = cfg.compute_version();
+    for _ in 0..100 {
+        if p.ctx.state.load().version == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("config version {want} never loaded");
+}
