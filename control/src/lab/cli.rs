@@ -1,0 +1,181 @@
+//! The `palisade lab` subcommands.
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::matrix::{ProbeOptions, probe, write_html};
+use super::probe::{ProbePlan, run_plan};
+use super::run::{UpOptions, load_state, up};
+use super::{EchoArgs, LabError, STATE_DIR, host};
+use crate::check::request::parse_protocol;
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Bring every Pod of the manifests up as a network namespace with its sidecar.
+    Up(UpArgs),
+    /// Probe every source to every destination and port; compare with `palisade check`.
+    Probe(ProbeArgs),
+    /// Remove every namespace, bridge, rule and process the lab made.
+    Down(StateArgs),
+    /// The lab's app: answers on every given port with its name.
+    Echo(EchoArgs),
+    /// (internal) run a probe plan from standard input in the current namespace.
+    #[command(hide = true)]
+    ProbeFrom,
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Where the lab keeps its state.
+    #[arg(long, default_value = STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Directory of Kubernetes YAML.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// An extra outside address (repeatable), e.g. 203.0.113.10.
+    #[arg(long = "external")]
+    pub externals: Vec<Ipv4Addr>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Probe only this port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Probe only this protocol (TCP or UDP).
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Send an HTTP request: `--http METHOD PATH`.
+    #[arg(long, num_args = 2, value_names = ["METHOD", "PATH"])]
+    pub http: Option<Vec<String>>,
+    /// Probe every Service's cluster IP and port instead of pods.
+    #[arg(long)]
+    pub services: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// Also write the matrix as an HTML page.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+pub fn run_lab(command: LabCommand) -> u8 {
+    let result = match command {
+        LabCommand::Up(args) => lab_up(args),
+        LabCommand::Probe(args) => lab_probe(args),
+        LabCommand::Down(args) => host::tear_down(&args.state_dir).map(|n| {
+            eprintln!("palisade lab: down ({n} namespaces removed)");
+            0
+        }),
+        LabCommand::Echo(args) => runtime().and_then(|rt| {
+            rt.block_on(super::echo::run(args)).map_err(LabError::Io)?;
+            Ok(0)
+        }),
+        LabCommand::ProbeFrom => probe_from(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("palisade lab: {e}");
+            match e {
+                LabError::Precondition(_) => 2,
+                _ => 1,
+            }
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, LabError> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn lab_up(args: UpArgs) -> Result<u8, LabError> {
+    if !args.config.is_dir() {
+        return Err(LabError::Precondition(format!(
+            "--config {}: not a directory",
+            args.config.display()
+        )));
+    }
+    let state = up(&UpOptions {
+        config: args.config,
+        state: args.state.state_dir.clone(),
+        externals: args.externals,
+    })?;
+    println!(
+        "palisade lab: up: {} pods ({} with a sidecar), {} services, {} outside addresses",
+        state.plan.pods.len(),
+        state.started.len(),
+        state.plan.services.len(),
+        state.plan.externals.len()
+    );
+    for pod in &state.plan.pods {
+        println!("  {:<32} {:<15} netns {}", pod.key, pod.ip, pod.netns);
+    }
+    println!("state: {}", args.state.state_dir.display());
+    Ok(0)
+}
+
+fn lab_probe(args: ProbeArgs) -> Result<u8, LabError> {
+    let state = load_state(&args.state.state_dir)?;
+    let protocol = args
+        .protocol
+        .as_deref()
+        .map(parse_protocol)
+        .transpose()
+        .map_err(|e| LabError::Precondition(e.to_string()))?;
+    let http = args.http.map(|v| (v[0].clone(), v[1].clone()));
+    let rows = probe(
+        &state,
+        &ProbeOptions {
+            port: args.port,
+            protocol,
+            http,
+            services: args.services,
+        },
+    )?;
+    if let Some(path) = &args.html {
+        write_html(&rows, path)?;
+    }
+    match args.output {
+        Output::Text => print!("{}", super::report::text(&rows)),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| LabError::Setup(e.to_string()))?
+        ),
+    }
+    Ok(if rows.iter().all(|r| r.agrees()) {
+        0
+    } else {
+        1
+    })
+}
+
+fn probe_from() -> Result<u8, LabError> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    let plan: ProbePlan = serde_json::from_str(&input)
+        .map_err(|e| LabError::Precondition(format!("bad probe plan: {e}")))?;
+    let results = runtime()?.block_on(run_plan(plan));
+    println!(
+        "{}",
+        serde_json::to_string(&results).map_err(|e| LabError::Setup(e.to_string()))?
+    );
+    Ok(0)
+}
