@@ -8,10 +8,15 @@ use clap::{Parser, Subcommand};
 
 pub mod control;
 pub mod identity;
+pub mod inject;
 pub mod policy;
 
 #[derive(Debug, Parser)]
-#[command(name = "palisade", version, about = "Palisade zero-trust mesh: operator CLI")]
+#[command(
+    name = "palisade",
+    version,
+    about = "Palisade zero-trust mesh: operator CLI"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -34,6 +39,11 @@ pub enum Command {
     Check(policy::CheckArgs),
     /// Report policy pitfalls.
     Lint(policy::LintArgs),
+    /// Add the Palisade sidecar to workload manifests.
+    Inject(inject::InjectArgs),
+    /// Run the manifests as network namespaces with real sidecars, and probe them.
+    #[command(subcommand)]
+    Lab(crate::lab::cli::LabCommand),
     /// Run the control plane: watch manifests, push configs, sign CSRs.
     Control(control::ControlArgs),
     /// Connected proxies and the control plane's state.
@@ -61,6 +71,8 @@ pub fn main() -> ExitCode {
         Command::Compile(a) => policy::run_compile(a),
         Command::Check(a) => policy::run_check(a),
         Command::Lint(a) => policy::run_lint(a),
+        Command::Inject(a) => inject::run_inject(a),
+        Command::Lab(c) => crate::lab::cli::run_lab(c),
         Command::Control(a) => control::run_control(a),
         Command::Status(a) => control::run_status(a),
         Command::Token(c) => control::run_token(c),
