@@ -19,6 +19,8 @@ pub enum LabCommand {
     Probe(ProbeArgs),
     /// Remove every namespace, bridge, rule and process the lab made.
     Down(StateArgs),
+    /// Capture one request between two pods on the bridge: TLS or cleartext?
+    Capture(CaptureArgs),
     /// The lab's app: answers on every given port with its name.
     Echo(EchoArgs),
     /// (internal) run a probe plan from standard input in the current namespace.
@@ -41,6 +43,25 @@ pub struct UpArgs {
     /// An extra outside address (repeatable), e.g. 203.0.113.10.
     #[arg(long = "external")]
     pub externals: Vec<Ipv4Addr>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Source pod, `NS/POD`.
+    #[arg(long)]
+    pub from: String,
+    /// Destination pod, `NS/POD`.
+    #[arg(long)]
+    pub to: String,
+    #[arg(long)]
+    pub port: u16,
+    /// The HTTP request to send: `--http METHOD PATH` (default `GET /`).
+    #[arg(long, num_args = 2, value_names = ["METHOD", "PATH"])]
+    pub http: Option<Vec<String>>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -82,6 +103,7 @@ pub fn run_lab(command: LabCommand) -> u8 {
             eprintln!("palisade lab: down ({n} namespaces removed)");
             0
         }),
+        LabCommand::Capture(args) => lab_capture(args),
         LabCommand::Echo(args) => runtime().and_then(|rt| {
             rt.block_on(super::echo::run(args)).map_err(LabError::Io)?;
             Ok(0)
@@ -178,4 +200,59 @@ fn probe_from() -> Result<u8, LabError> {
         serde_json::to_string(&results).map_err(|e| LabError::Setup(e.to_string()))?
     );
     Ok(0)
+}
+
+fn lab_capture(args: CaptureArgs) -> Result<u8, LabError> {
+    let state = load_state(&args.state.state_dir)?;
+    let find = |key: &str| {
+        state.plan.pod(key).cloned().ok_or_else(|| {
+            LabError::Precondition(format!("no pod {key} in the lab (expected NS/POD)"))
+        })
+    };
+    let (from, to) = (find(&args.from)?, find(&args.to)?);
+    let (method, path) = match args.http {
+        Some(v) => (v[0].clone(), v[1].clone()),
+        None => ("GET".to_string(), "/".to_string()),
+    };
+    let file = args.state.state_dir.join("capture.pcap");
+    let capture = super::capture::BridgeCapture::start(from.ip, to.ip, &file)?;
+    let plan = ProbePlan {
+        bind: None,
+        probes: vec![super::probe::Probe {
+            ip: to.ip,
+            port: args.port,
+            protocol: palisade_api::Protocol::Tcp,
+            expect: vec![to.key.clone()],
+            http: Some((method.clone(), path.clone())),
+        }],
+    };
+    let output = super::matrix::spawn_prober(&from.netns, &plan)?.wait_with_output()?;
+    let needle = format!("{method} {path}");
+    let summary = capture.finish(needle.as_bytes())?;
+    let results: Vec<super::ProbeResult> = serde_json::from_slice(&output.stdout)
+        .map_err(|e| LabError::Setup(format!("the prober failed: {e}")))?;
+    let result = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| LabError::Setup("the prober returned nothing".into()))?;
+    let tls = summary.is_tls_only();
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"from": from.key, "to": to.key, "port": args.port,
+                "request": needle, "result": result, "wire": summary, "tlsOnly": tls})
+        ),
+        Output::Text => {
+            println!("{} -> {} port {}: {needle}: {} ({})", from.key, to.key, args.port,
+                match result.observed { super::Verdict::Allow => "allowed", super::Verdict::Deny => "denied" },
+                result.detail);
+            println!(
+                "on the bridge: {} packets, {} payload bytes, {} TLS handshake and {} TLS application-data records; request line in cleartext: {}",
+                summary.packets, summary.payload_bytes, summary.tls_handshake_records,
+                summary.tls_application_records, if summary.cleartext_seen { "YES" } else { "no" }
+            );
+            println!("{}", if tls { "=> the bytes between the pods were TLS" } else { "=> NOT only TLS on the wire" });
+        }
+    }
+    Ok(if tls { 0 } else { 1 })
 }

@@ -99,7 +99,7 @@ pub fn probe(state: &LabState, opts: &ProbeOptions) -> Result<Vec<Row>, LabError
     Ok(rows)
 }
 
-fn spawn_prober(netns: &str, plan: &ProbePlan) -> Result<std::process::Child, LabError> {
+pub(super) fn spawn_prober(netns: &str, plan: &ProbePlan) -> Result<std::process::Child, LabError> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new("ip")
         .args(["netns", "exec", netns])

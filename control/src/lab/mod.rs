@@ -14,6 +14,7 @@
 //! State (addresses, PIDs, logs) lives in the state directory, by default
 //! `/run/palisade-lab`.
 
+mod capture;
 pub mod cli;
 mod echo;
 mod host;
@@ -23,6 +24,7 @@ mod probe;
 mod report;
 mod run;
 
+pub use capture::{WireSummary, summarize};
 pub use echo::EchoArgs;
 pub use plan::{LabPlan, LabPod};
 pub use probe::{ProbeResult, Verdict};
