@@ -20,7 +20,7 @@ pub use selector::{Labels, Selector, SelectorError};
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Where an object came from: used in error messages and lint findings.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Origin {
     pub file: PathBuf,
     /// 0-based index of the YAML document in the file.

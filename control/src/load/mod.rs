@@ -351,5 +351,3 @@ impl ObjectHead {
     }
 }
 
-#[cfg(test)]
-mod tests;

@@ -1,0 +1,304 @@
+//! Loading manifests: every error names the file, the document, the object
+//! and the field; all errors come at once; nothing half-loaded is returned;
+//! the result does not depend on file or document order.
+mod policy_support;
+
+use std::path::PathBuf;
+
+use palisade_api::{AuthzAction, MtlsMode, PathNormalization};
+use palisade_control::cluster::{NAMESPACE_NAME_LABEL, PeerAuthMode};
+use palisade_control::load::{load_dir, load_sources};
+use policy_support::{load, try_load};
+
+const NS_X: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n  labels: {team: a}\n";
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n  name: a\n  labels: {app: a}\nspec:\n  containers:\n    - name: c\n      ports:\n        - {name: http, containerPort: 80}\nstatus:\n  podIP: 198.18.0.1\n";
+
+fn errors(docs: &[&str]) -> Vec<String> {
+    match try_load(docs) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn error_names_file_document_object_and_field() {
+    let bad = format!(
+        "{NS_X}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector: {{}}\n  ingress:\n    - from:\n        - ipBlock:\n            cidr: 10.0.0.0/33\n"
+    );
+    let e = errors(&[&bad]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("test-0.yaml: document 1: NetworkPolicy x/p: field spec.ingress[0].from[0].ipBlock.cidr:"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn type_errors_carry_the_serde_path() {
+    let bad = POD.replace("containerPort: 80", "containerPort: eighty");
+    let e = errors(&[&bad]);
+    assert!(
+        e[0].contains("Pod x/a: field spec.containers[0].ports[0].containerPort"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once_and_nothing_is_loaded() {
+    let bad_pod = POD.replace("198.18.0.1", "not-an-ip");
+    let bad_sel = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector:\n    matchExpressions:\n      - {key: app, operator: Equals, values: [a]}\n";
+    let bad_yaml = "apiVersion: v1\nkind: [unclosed\n";
+    let e = errors(&[&bad_pod, bad_sel, NS_X, bad_yaml]);
+    assert_eq!(e.len(), 3, "{e:#?}");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("test-0.yaml") && m.contains("status.podIP"))
+    );
+    assert!(e.iter().any(|m| m.contains("test-1.yaml")
+        && m.contains("spec.podSelector")
+        && m.contains("Equals")));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("test-3.yaml") && m.contains("invalid YAML"))
+    );
+}
+
+#[test]
+fn invalid_selectors_are_errors() {
+    let in_without_values = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector:\n    matchExpressions:\n      - {key: app, operator: In, values: []}\n";
+    assert!(errors(&[in_without_values])[0].contains("needs at least one value"));
+}
+
+#[test]
+fn duplicate_objects_are_errors() {
+    let e = errors(&[POD, POD]);
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].contains("duplicate object; first defined at test-0.yaml: document 0"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn unknown_kinds_are_skipped_and_empty_documents_ignored() {
+    let other = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n  namespace: x\nspec: {whatever: 1}\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+    let c = load(&[other, POD]);
+    assert_eq!(c.pods.len(), 1);
+}
+
+#[test]
+fn namespaces_get_the_name_label_and_referenced_ones_exist() {
+    let c = load(&[NS_X, &POD.replace("namespace: x", "namespace: undeclared")]);
+    let x = &c.namespaces["x"];
+    assert_eq!(x.labels[NAMESPACE_NAME_LABEL], "x");
+    assert_eq!(x.labels["team"], "a");
+    let u = &c.namespaces["undeclared"];
+    assert!(!u.declared);
+    assert_eq!(u.labels.len(), 1);
+    assert_eq!(u.labels[NAMESPACE_NAME_LABEL], "undeclared");
+}
+
+#[test]
+fn result_is_independent_of_file_and_document_order() {
+    let pod_b = POD
+        .replace("name: a\n", "name: b\n")
+        .replace("198.18.0.1", "198.18.0.2");
+    let np = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector: {}\n";
+    let a = load_sources(&[
+        (PathBuf::from("1.yaml"), format!("{NS_X}---\n{POD}")),
+        (PathBuf::from("2.yaml"), format!("{pod_b}---\n{np}")),
+    ])
+    .unwrap();
+    let b = load_sources(&[
+        (PathBuf::from("1.yaml"), format!("{np}---\n{pod_b}")),
+        (PathBuf::from("2.yaml"), format!("{POD}---\n{NS_X}")),
+    ])
+    .unwrap();
+    // Origins differ; the content does not.
+    let strip = |mut c: palisade_control::cluster::Cluster| {
+        for p in &mut c.pods {
+            p.origin = Default::default();
+        }
+        for n in &mut c.network_policies {
+            n.origin = Default::default();
+        }
+        c
+    };
+    assert_eq!(strip(a), strip(b));
+}
+
+#[test]
+fn network_policy_port_validation() {
+    let np = |ports: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector: {{}}\n  ingress:\n    - ports:\n{ports}\n"
+        )
+    };
+    assert!(
+        errors(&[&np("        - {port: 90, endPort: 80}")])[0]
+            .contains("endPort 80 is less than port 90")
+    );
+    assert!(
+        errors(&[&np("        - {port: http, endPort: 80}")])[0]
+            .contains("endPort requires a numeric port")
+    );
+    assert!(errors(&[&np("        - {port: 80, protocol: ICMP}")])[0].contains("unknown protocol"));
+    assert!(errors(&[&np("        - {port: 70000}")])[0].contains("out of range"));
+    let except = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector: {}\n  egress:\n    - to:\n        - ipBlock: {cidr: 10.0.0.0/8, except: [192.0.2.0/24]}\n";
+    assert!(errors(&[except])[0].contains("outside the ipBlock cidr"));
+    let mixed = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector: {}\n  egress:\n    - to:\n        - ipBlock: {cidr: 10.0.0.0/8}\n          podSelector: {}\n";
+    assert!(errors(&[mixed])[0].contains("cannot be combined"));
+}
+
+fn ap(spec: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  namespace: x\n  name: ap\nspec:\n{spec}\n"
+    )
+}
+
+#[test]
+fn authorization_policy_refusals_are_clear() {
+    assert!(errors(&[&ap("  action: CUSTOM\n  provider: {name: ext}")])[0].contains("CUSTOM"));
+    assert!(
+        errors(&[&ap("  targetRefs:\n    - {kind: Gateway, name: g}")])[0]
+            .contains("spec.targetRefs")
+    );
+    assert!(
+        errors(&[&ap(
+            "  rules:\n    - from:\n        - source: {requestPrincipals: [\"*\"]}"
+        )])[0]
+            .contains("spec.rules[0].from[0].source.requestPrincipals: JWT")
+    );
+    // Istio's schema is closed: a misspelt field is an error, not ignored.
+    let typo = errors(&[&ap(
+        "  rules:\n    - from:\n        - source: {principal: [a]}",
+    )]);
+    assert!(typo[0].contains("unknown field `principal`"), "{}", typo[0]);
+    assert!(
+        errors(&[&ap(
+            "  rules:\n    - to:\n        - operation: {ports: [\"http\"]}"
+        )])[0]
+            .contains("spec.rules[0].to[0].operation.ports[0]")
+    );
+    let when = errors(&[&ap(
+        "  rules:\n    - when:\n        - {key: \"request.auth.claims[iss]\", values: [x]}",
+    )]);
+    assert!(when[0].contains("spec.rules[0].when[0].key"), "{}", when[0]);
+    assert!(errors(&[&ap("  action: MAYBE")])[0].contains("unknown action"));
+    let alpha = ap("  {}").replace("security.istio.io/v1", "security.istio.io/v1alpha1");
+    assert!(errors(&[&alpha])[0].contains("unsupported apiVersion"));
+}
+
+#[test]
+fn authorization_policy_conversion() {
+    let text = ap(
+        "  selector:\n    matchLabels: {app: a}\n  action: DENY\n  rules:\n    - from:\n        - source:\n            ipBlocks: [\"192.0.2.7\", \"203.0.113.0/24\"]\n            serviceAccounts: [\"sa1\", \"other/sa2\"]\n      to:\n        - operation: {ports: [\"8080\"], methods: [GET]}",
+    )
+    .replace("metadata:\n", "metadata:\n  annotations: {istio.io/dry-run: \"true\"}\n")
+    .replace("security.istio.io/v1\n", "security.istio.io/v1beta1\n");
+    let c = load(&[&text]);
+    let p = &c.authorization_policies[0];
+    assert_eq!(p.policy.name, "x/ap");
+    assert_eq!(p.policy.action, AuthzAction::Deny);
+    assert!(p.policy.dry_run);
+    let src = &p.policy.rules[0].from[0];
+    assert_eq!(src.ip_blocks[0].to_string(), "192.0.2.7/32");
+    assert_eq!(src.ip_blocks[1].to_string(), "203.0.113.0/24");
+    // `<sa>` alone means the policy's namespace.
+    assert_eq!(src.service_accounts, ["x/sa1", "other/sa2"]);
+    assert_eq!(p.policy.rules[0].to[0].ports, [8080]);
+    // `spec: {}` is an ALLOW policy with no rules: it matches nothing.
+    let empty = load(&[&ap("  {}")]);
+    assert_eq!(
+        empty.authorization_policies[0].policy.action,
+        AuthzAction::Allow
+    );
+    assert!(empty.authorization_policies[0].policy.rules.is_empty());
+}
+
+#[test]
+fn peer_authentication_loading() {
+    let pa = |spec: &str| {
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  namespace: x\n  name: pa\nspec:\n{spec}\n"
+        )
+    };
+    let c = load(&[&pa(
+        "  selector:\n    matchLabels: {app: a}\n  mtls: {mode: STRICT}\n  portLevelMtls:\n    8080: {mode: DISABLE}\n    \"9090\": {mode: UNSET}",
+    )]);
+    let p = &c.peer_authentications[0];
+    assert_eq!(p.mode, PeerAuthMode::Set(MtlsMode::Strict));
+    assert_eq!(p.port_level[&8080], PeerAuthMode::Set(MtlsMode::Disable));
+    assert_eq!(p.port_level[&9090], PeerAuthMode::Unset);
+    assert!(
+        errors(&[&pa("  portLevelMtls:\n    8080: {mode: DISABLE}")])[0]
+            .contains("only applies with a workload selector")
+    );
+    assert!(errors(&[&pa("  mtls: {mode: SOMETIMES}")])[0].contains("unknown mTLS mode"));
+    assert!(errors(&[&pa("  mtls: {mode: STRICT, extra: 1}")])[0].contains("unknown field"));
+}
+
+#[test]
+fn mesh_config_defaults_and_overrides() {
+    let c = load(&[NS_X]);
+    assert_eq!(c.mesh.trust_domain, "cluster.local");
+    assert_eq!(c.mesh.root_namespace, "istio-system");
+    assert_eq!(c.mesh.path_normalization, PathNormalization::MergeSlashes);
+    let mesh = "apiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec:\n  trustDomain: example.org\n  trustDomainAliases: [old.example.org]\n  rootNamespace: mesh-root\n  pathNormalization: DECODE_AND_MERGE_SLASHES\n";
+    let c = load(&[mesh]);
+    assert_eq!(c.mesh.trust_domain, "example.org");
+    assert_eq!(c.mesh.trust_domain_aliases, ["old.example.org"]);
+    assert_eq!(c.mesh.root_namespace, "mesh-root");
+    assert_eq!(
+        c.mesh.path_normalization,
+        PathNormalization::DecodeAndMergeSlashes
+    );
+    assert!(
+        errors(&[&mesh.replace("DECODE_AND_MERGE_SLASHES", "SOMETIMES")])[0]
+            .contains("spec.pathNormalization")
+    );
+    assert!(
+        errors(&[&mesh.replace("example.org\n  trust", "Example.ORG\n  trust")])[0]
+            .contains("not a valid trust domain")
+    );
+    assert!(
+        errors(&[mesh, &mesh.replace("name: mesh", "name: mesh2")])[0]
+            .contains("a second MeshConfig")
+    );
+}
+
+#[test]
+fn pods_default_service_account_and_opaque_ports_annotation() {
+    let c = load(&[POD]);
+    assert_eq!(c.pods[0].service_account, "default");
+    let annotated = POD.replace(
+        "  labels: {app: a}\n",
+        "  labels: {app: a}\n  annotations: {palisade.dev/opaque-ports: \"5432, 6379\"}\n",
+    );
+    assert_eq!(load(&[&annotated]).pods[0].opaque_ports, [5432, 6379]);
+    let bad = annotated.replace("5432, 6379", "5432,redis");
+    assert!(errors(&[&bad])[0].contains("palisade.dev/opaque-ports"));
+}
+
+#[test]
+fn load_dir_is_recursive_and_reads_only_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nested/deeper")).unwrap();
+    std::fs::write(dir.path().join("ns.yaml"), NS_X).unwrap();
+    std::fs::write(dir.path().join("nested/deeper/pod.yml"), POD).unwrap();
+    std::fs::write(dir.path().join("README.md"), "not: [yaml").unwrap();
+    let c = load_dir(dir.path()).unwrap();
+    assert_eq!(c.pods.len(), 1);
+    assert!(c.namespaces["x"].declared);
+    std::fs::write(dir.path().join("nested/broken.yaml"), "kind: Pod\n").unwrap();
+    let e = load_dir(dir.path()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("broken.yaml: document 0: field apiVersion: missing"),
+        "{e}"
+    );
+    assert!(load_dir(&dir.path().join("missing")).is_err());
+}
