@@ -80,6 +80,16 @@ pub fn verify_svid_chain(
     verify_svid(bundle, leaf, intermediates, now, role, provider)
 }
 
+/// [`verify_svid_chain`] at the current time with the default provider, for a
+/// certificate of either role (the leaf rules demand both EKU purposes anyway).
+pub fn verify_svid_chain_now(
+    bundle: &TrustBundle,
+    chain: &[CertificateDer<'_>],
+) -> Result<SpiffeId, SvidError> {
+    let provider = crate::provider::default_provider();
+    verify_svid_chain(bundle, chain, UnixTime::now(), PeerRole::Client, &provider)
+}
+
 /// [`verify_svid_chain`] with the leaf and intermediates apart (rustls' shape).
 pub fn verify_svid(
     bundle: &TrustBundle,

@@ -1,0 +1,203 @@
+//! `palisade ca`, `palisade cert`, `palisade id`: the real binary, run as a user
+//! would, with exit codes 0 (ok), 1 (rule broken, one line naming it), 2 (bad
+//! input).
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn palisade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn pem_blocks(p: &Path) -> usize {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .matches("-----BEGIN CERTIFICATE-----")
+        .count()
+}
+
+/// Creates a CA and issues an SVID; returns (ca dir, svid dir).
+fn ca_and_svid(intermediate: bool, id: &str, ttl: &str) -> (tempfile::TempDir, tempfile::TempDir) {
+    let ca = tempfile::tempdir().unwrap();
+    let mut args = vec!["ca", "init", "--trust-domain", "mesh.test", "--out", s(ca.path())];
+    if intermediate {
+        args.push("--intermediate");
+    }
+    let o = palisade(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = tempfile::tempdir().unwrap();
+    let o = palisade(&[
+        "cert", "issue", "--ca", s(ca.path()), "--id", id, "--out", s(out.path()), "--ttl", ttl,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    (ca, out)
+}
+
+fn verify(dir: &Path, extra: &[&str]) -> Output {
+    let bundle = dir.join("bundle.pem");
+    let cert = dir.join("svid.pem");
+    let mut args = vec!["cert", "verify", "--bundle", s(&bundle), "--cert", s(&cert)];
+    args.extend_from_slice(extra);
+    palisade(&args)
+}
+
+const ID: &str = "spiffe://mesh.test/ns/prod/sa/api";
+
+#[test]
+fn ca_init_issue_verify_round_trip() {
+    for intermediate in [false, true] {
+        let (ca, out) = ca_and_svid(intermediate, ID, "24h");
+        assert_eq!(mode(&ca.path().join("ca.key")), 0o600);
+        if intermediate {
+            assert_eq!(mode(&ca.path().join("root.key")), 0o600);
+        }
+        assert_eq!(mode(&out.path().join("svid.key")), 0o600);
+        assert_eq!(pem_blocks(&out.path().join("svid.pem")), if intermediate { 2 } else { 1 });
+        assert_eq!(pem_blocks(&out.path().join("bundle.pem")), 1);
+        let o = verify(out.path(), &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stdout(&o), format!("{ID}\n"), "the ID alone on stdout");
+        let o = verify(out.path(), &["--trust-domain", "mesh.test"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn verify_rejects_with_exit_1_and_one_line_naming_the_rule() {
+    let (_ca, out) = ca_and_svid(false, ID, "24h");
+    let (_other_ca, other) = ca_and_svid(false, ID, "24h");
+    // Another CA's SVID against our bundle: path validation fails.
+    let o = palisade(&[
+        "cert", "verify",
+        "--bundle", s(&out.path().join("bundle.pem")),
+        "--cert", s(&other.path().join("svid.pem")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).is_empty());
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("path validation"), "{err}");
+    // Right chain, wrong trust domain.
+    let o = verify(out.path(), &["--trust-domain", "other.test"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("trust domain"), "{}", stderr(&o));
+}
+
+#[test]
+fn verify_rejects_an_expired_svid() {
+    let (_ca, out) = ca_and_svid(false, ID, "1s");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let o = verify(out.path(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("validity window"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_arguments_and_unreadable_files_exit_2() {
+    let (_ca, out) = ca_and_svid(false, ID, "24h");
+    let missing = out.path().join("nope.pem");
+    let o = palisade(&["cert", "verify", "--bundle", s(&missing), "--cert", s(&out.path().join("svid.pem"))]);
+    assert_eq!(o.status.code(), Some(2));
+    let junk = out.path().join("junk.pem");
+    std::fs::write(&junk, "not pem at all").unwrap();
+    let o = palisade(&["cert", "verify", "--bundle", s(&junk), "--cert", s(&out.path().join("svid.pem"))]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = palisade(&["cert", "verify", "--bundle", s(&out.path().join("bundle.pem")), "--cert", s(&junk)]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = palisade(&["cert", "verify", "--bundle", s(&junk)]);
+    assert_eq!(o.status.code(), Some(2), "missing --cert");
+    let o = palisade(&["cert", "issue", "--ca", s(out.path()), "--id", ID, "--out", s(out.path())]);
+    assert_eq!(o.status.code(), Some(2), "not a CA directory");
+    let o = palisade(&["ca", "init", "--trust-domain", "Bad_TD!", "--out", s(out.path())]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = palisade(&["cert", "issue", "--ca", "/x", "--id", ID, "--out", "/y", "--ttl", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "bad --ttl");
+}
+
+#[test]
+fn issue_refuses_bad_or_foreign_ids_and_ca_init_does_not_overwrite() {
+    let (ca, _out) = ca_and_svid(false, ID, "24h");
+    let dst = tempfile::tempdir().unwrap();
+    for bad in ["spiffe://mesh.test/a/", "spiffe://other.test/ns/a/sa/b", "spiffe://mesh.test"] {
+        let o = palisade(&["cert", "issue", "--ca", s(ca.path()), "--id", bad, "--out", s(dst.path())]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(!dst.path().join("svid.pem").exists());
+    }
+    let o = palisade(&["ca", "init", "--trust-domain", "mesh.test", "--out", s(ca.path())]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--force"));
+}
+
+#[test]
+fn issue_from_an_openssl_csr() {
+    let (ca, _) = ca_and_svid(false, ID, "24h");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("my.key");
+    let csr = dir.path().join("my.csr");
+    let o = Command::new("openssl")
+        .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args(["-keyout", s(&key), "-out", s(&csr), "-subj", "/O=me", "-config", "/dev/null"])
+        .output()
+        .expect("this test needs the `openssl` command (Debian: apt-get install openssl)");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("svid");
+    let o = palisade(&["cert", "issue", "--ca", s(ca.path()), "--id", ID, "--out", s(&out), "--csr", s(&csr)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!out.join("svid.key").exists(), "no key written for a CSR");
+    assert_eq!(stdout(&verify(&out, &[])), format!("{ID}\n"));
+    // The certificate is for the CSR's key (OpenSSL checks the pair).
+    let o = Command::new("openssl")
+        .args(["x509", "-in", s(&out.join("svid.pem")), "-noout", "-pubkey"])
+        .output()
+        .unwrap();
+    let o2 = Command::new("openssl").args(["pkey", "-in", s(&key), "-pubout"]).output().unwrap();
+    assert_eq!(stdout(&o), stdout(&o2));
+    // A CSR with a broken signature is bad input.
+    let mut text = std::fs::read_to_string(&csr).unwrap();
+    let pos = text.rfind("-----END").unwrap() - 6;
+    let c = if &text[pos..pos + 1] == "A" { "B" } else { "A" };
+    text.replace_range(pos..pos + 1, c);
+    std::fs::write(&csr, text).unwrap();
+    let o = palisade(&["cert", "issue", "--ca", s(ca.path()), "--id", ID, "--out", s(&out), "--csr", s(&csr)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn id_parse_prints_valid_ids_and_names_the_broken_rule() {
+    let o = palisade(&["id", "parse", "spiffe://cluster.local/ns/default/sa/web"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), "spiffe://cluster.local/ns/default/sa/web\n");
+    for (bad, rule) in [
+        ("spiffe://cluster.local/ns/default/", "trailing slash"),
+        ("spiffe://Cluster.local/x", "trust domain character"),
+        ("http://cluster.local/x", "scheme"),
+        ("spiffe://cluster.local:443/x", "port"),
+        ("spiffe://cluster.local/a?b", "query"),
+    ] {
+        let o = palisade(&["id", "parse", bad]);
+        assert_eq!(o.status.code(), Some(1), "{bad}");
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(rule), "{bad}: {err}");
+        assert!(stdout(&o).is_empty());
+    }
+}
