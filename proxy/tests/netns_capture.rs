@@ -305,3 +305,69 @@ async fn relay_through_original_destination() {
     assert_eq!(out, "pong\n");
     relay_task.abort();
 }
+
+/// The real `palisade-proxy init` binary: installs, uninstalls, and fails
+/// with an actionable message when iptables is missing or not permitted.
+#[test]
+fn init_cli_installs_uninstalls_and_explains_failures() {
+    const BIN: &str = env!("CARGO_BIN_EXE_palisade-proxy");
+    let net = net("capcli");
+    let pod = net.pod("pod").unwrap();
+
+    let out = pod
+        .exec(&[
+            BIN,
+            "init",
+            "--proxy-uid",
+            "1337",
+            "--exclude-inbound-ports",
+            "22",
+        ])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = nat_rules(&pod, "iptables");
+    assert!(
+        rules.contains("-A PALISADE_OUTBOUND -m owner --uid-owner 1337 -j RETURN"),
+        "{rules}"
+    );
+    assert!(rules.contains("--dport 22 -j RETURN"), "{rules}");
+    assert!(nat_rules(&pod, "ip6tables").contains("PALISADE_INBOUND"));
+
+    let out = pod.exec(&[BIN, "init", "--uninstall"]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!nat_rules(&pod, "iptables").contains("PALISADE"));
+    assert!(!nat_rules(&pod, "ip6tables").contains("PALISADE"));
+
+    // Not root: iptables refuses, and the message says what is needed.
+    let out = pod.command_as(1000, BIN).arg("init").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+
+    // No iptables in PATH: the message names the package to install.
+    let out = pod
+        .exec(&["env", "PATH=/palisade-nonexistent", BIN, "init"])
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("install the Debian package `iptables`"),
+        "{stderr}"
+    );
+
+    // A bad flag is a usage error, not a panic.
+    let out = pod
+        .exec(&[BIN, "init", "--exclude-outbound-cidrs", "10.0.0.0/99"])
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("prefix length"), "{stderr}");
+}

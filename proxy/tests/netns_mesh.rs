@@ -294,6 +294,16 @@ fn strict_refuses_plaintext_permissive_admits() {
         m.server_sidecar.log_text()
     );
     assert_ok(&m.client, &url, &[&m.client_sidecar, &m.server_sidecar]);
+    // The control for the TLS-on-the-wire test: the same capture does see
+    // the outsider's plaintext request.
+    let wire = Capture::start(&m.server, "tcp port 8080").unwrap();
+    let (_, code, _) = curl(&m.outsider, &url);
+    assert_eq!(code, "200");
+    let seen = payload_to_port(&wire.stop().unwrap(), 8080);
+    assert!(
+        contains(&seen, b"GET /hello.txt"),
+        "plaintext not seen on the wire"
+    );
 }
 
 #[test]

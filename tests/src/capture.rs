@@ -43,6 +43,7 @@ impl Capture {
                 "-i",
                 &pod.hub_veth,
                 "-n",
+                "--immediate-mode",
                 "-U",
                 "-s",
                 "0",
@@ -84,6 +85,9 @@ impl Capture {
 
     /// Stops tcpdump (letting it flush) and parses the capture.
     pub fn stop(mut self) -> Result<Vec<Segment>> {
+        // `--immediate-mode` hands each packet over at once; the pause lets
+        // the last ones be written before the signal.
+        std::thread::sleep(std::time::Duration::from_millis(200));
         if let Some(mut child) = self.child.take() {
             // SAFETY: SIGINT to our own child, which flushes and exits.
             unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

@@ -193,12 +193,12 @@ pub fn uninstall(ipv6: bool) -> Result<(), CaptureError> {
                 command::run(tool, &args, None)?;
             }
         }
-        let existing: Vec<&str> = CHAINS
-            .into_iter()
-            .filter(|chain| {
-                command::succeeds(tool, &["-w", "-t", "nat", "-n", "-L", chain]).unwrap_or(false)
-            })
-            .collect();
+        let mut existing = Vec::new();
+        for chain in CHAINS {
+            if command::succeeds(tool, &["-w", "-t", "nat", "-n", "-L", chain])? {
+                existing.push(chain);
+            }
+        }
         // Flush all first: the chains jump to each other.
         for chain in &existing {
             command::run(tool, &["-w", "-t", "nat", "-F", chain], None)?;
