@@ -1,0 +1,370 @@
+//! The real `palisade` binary: `compile`, `check` and `lint` exit codes and
+//! output on the zero-trust example and on broken input.
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn palisade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .output()
+        .expect("run palisade")
+}
+
+fn example() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/zero-trust")
+        .display()
+        .to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_allow_and_deny_exit_zero_with_verdict_first() {
+    let dir = example();
+    let o = palisade(&[
+        "check",
+        "--config",
+        &dir,
+        "--from",
+        "frontend/web-0",
+        "--to",
+        "backend/api-server-0",
+        "--port",
+        "8080",
+        "--method",
+        "GET",
+        "--path",
+        "/api/v1/orders",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().next(), Some("allow"));
+    assert!(
+        out.contains(
+            "egress at frontend/web-0: allowed by NetworkPolicy frontend/web-to-api rule 0"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("STRICT"), "{out}");
+    assert!(
+        out.contains("matched ALLOW policy backend/api-server rule 0"),
+        "{out}"
+    );
+
+    let o = palisade(&[
+        "check",
+        "--config",
+        &dir,
+        "--from",
+        "frontend/web-0",
+        "--to",
+        "backend/api-server-0",
+        "--port",
+        "8080",
+        "--method",
+        "DELETE",
+        "--path",
+        "/api/v1/orders/1",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert_eq!(out.lines().next(), Some("deny"));
+    assert!(out.contains("no ALLOW policy matched"), "{out}");
+}
+
+#[test]
+fn check_service_judges_every_endpoint() {
+    let o = palisade(&[
+        "check",
+        "--config",
+        &example(),
+        "--from",
+        "backend/api-server-0",
+        "--to",
+        "svc:database/postgres",
+        "--port",
+        "5432",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert_eq!(out.lines().next(), Some("allow"));
+    assert!(
+        out.contains("endpoint database/postgres-0 198.18.4.10:5432: allow"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_json_follows_the_documented_schema() {
+    let o = palisade(&[
+        "check",
+        "--config",
+        &example(),
+        "--from",
+        "203.0.113.9",
+        "--to",
+        "backend/api-server-1",
+        "--port",
+        "http",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "deny");
+    assert_eq!(v["identity"], serde_json::Value::Null);
+    let e = &v["endpoints"][0];
+    assert_eq!(e["port"], 8080);
+    assert_eq!(e["egress"]["verdict"], "skip");
+    assert_eq!(e["egress"]["reason"], "outside-cluster");
+    assert_eq!(e["mtls"]["mode"], "STRICT");
+    assert_eq!(e["mtls"]["plaintextAccepted"], false);
+    assert_eq!(e["mtls"]["verdict"], "deny");
+    assert_eq!(e["ingress"]["reason"], "no-rule-matched");
+    assert_eq!(e["authorization"]["traffic"], "tcp");
+}
+
+#[test]
+fn check_bad_input_exits_two_with_a_message() {
+    let dir = example();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--from",
+                "frontend/nope",
+                "--to",
+                "backend/api-server-0",
+                "--port",
+                "80",
+            ],
+            "no pod frontend/nope",
+        ),
+        (
+            &[
+                "--from",
+                "frontend/web-0",
+                "--to",
+                "svc:backend/none",
+                "--port",
+                "80",
+            ],
+            "no Service backend/none",
+        ),
+        (
+            &[
+                "--from",
+                "frontend/web-0",
+                "--to",
+                "backend/api-server-0",
+                "--port",
+                "0",
+            ],
+            "out of range",
+        ),
+        (
+            &[
+                "--from",
+                "frontend/web-0",
+                "--to",
+                "backend/api-server-0",
+                "--port",
+                "Bad_Name",
+            ],
+            "port name",
+        ),
+        (
+            &[
+                "--from",
+                "frontend/web-0",
+                "--to",
+                "backend/api-server-0",
+                "--port",
+                "grpc",
+            ],
+            "no TCP container port named",
+        ),
+        (
+            &[
+                "--from",
+                "frontend/web-0",
+                "--to",
+                "203.0.113.1",
+                "--port",
+                "http",
+            ],
+            "outside the cluster",
+        ),
+        (
+            &[
+                "--from",
+                "frontend/web-0",
+                "--to",
+                "backend/api-server-0",
+                "--port",
+                "80",
+                "--protocol",
+                "ICMP",
+            ],
+            "TCP, UDP or SCTP",
+        ),
+        (
+            &[
+                "--from",
+                "spiffe://cluster.local/ns/a/sa/b",
+                "--to",
+                "backend/api-server-0",
+                "--port",
+                "80",
+            ],
+            "--source-ip",
+        ),
+        (
+            &[
+                "--from",
+                "frontend/web-0",
+                "--to",
+                "backend/api-server-0",
+                "--port",
+                "8080",
+                "--method",
+                "GET",
+                "--path",
+                "/",
+                "--header",
+                "novalue",
+            ],
+            "NAME:VALUE",
+        ),
+        (
+            &[
+                "--from",
+                "x",
+                "--to",
+                "backend/api-server-0",
+                "--port",
+                "80",
+            ],
+            "expected NS/POD",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["check", "--config", dir.as_str()];
+        all.extend_from_slice(args);
+        let o = palisade(&all);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stdout(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    // --method without --path is a usage error, also exit 2.
+    let o = palisade(&[
+        "check", "--config", &dir, "--from", "a/b", "--to", "c/d", "--port", "1", "--method", "GET",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn broken_config_exits_two_naming_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: x}\nstatus: {podIP: nope}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: c, namespace: x}\nspec: {action: CUSTOM}\n",
+    )
+    .unwrap();
+    let d = dir.path().display().to_string();
+    for args in [
+        vec!["lint", "--config", &d],
+        vec!["compile", "--config", &d, "--workload", "x/p"],
+        vec![
+            "check", "--config", &d, "--from", "x/p", "--to", "x/p", "--port", "1",
+        ],
+    ] {
+        let o = palisade(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains("2 errors"), "{err}");
+        assert!(
+            err.contains("bad.yaml: document 0: Pod x/p: field status.podIP"),
+            "{err}"
+        );
+        assert!(
+            err.contains("bad.yaml: document 1: AuthorizationPolicy x/c: field spec.action"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn compile_prints_a_versioned_config() {
+    let o = palisade(&[
+        "compile",
+        "--config",
+        &example(),
+        "--workload",
+        "frontend/web-0",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let c: palisade_api::ProxyConfig = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        c.workload.identity,
+        "spiffe://cluster.local/ns/frontend/sa/web"
+    );
+    assert_eq!(c.version, c.compute_version());
+    let yaml = palisade(&[
+        "compile",
+        "--config",
+        &example(),
+        "--workload",
+        "frontend/web-0",
+    ]);
+    let from_yaml = palisade_api::ProxyConfig::from_yaml_or_json(&stdout(&yaml)).unwrap();
+    assert_eq!(from_yaml, c);
+    let o = palisade(&[
+        "compile",
+        "--config",
+        &example(),
+        "--workload",
+        "frontend/missing",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no pod frontend/missing"));
+}
+
+#[test]
+fn lint_exit_codes_by_severity() {
+    let o = palisade(&["lint", "--config", &example()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("0 error(s), 0 warning(s)"));
+    // Warnings alone exit 0; an error exits 1.
+    let dir = tempfile::tempdir().unwrap();
+    let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: x, labels: {app: p}}\nspec:\n  containers:\n    - name: c\n      ports: [{name: http, containerPort: 80}]\nstatus: {podIP: 198.18.0.1}\n";
+    let deny = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: x}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n";
+    std::fs::write(dir.path().join("a.yaml"), format!("{pods}---\n{deny}")).unwrap();
+    let d = dir.path().display().to_string();
+    let o = palisade(&["lint", "--config", &d]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("warning[egress-without-dns] Namespace x"),
+        "{}",
+        stdout(&o)
+    );
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: x}\nspec:\n  selector: {app: p}\n  ports: [{port: 80, targetPort: grpc}]\n";
+    std::fs::write(dir.path().join("b.yaml"), svc).unwrap();
+    let o = palisade(&["lint", "--config", &d, "--output", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["severity"] == "error" && f["code"] == "unknown-named-port")
+    );
+}
