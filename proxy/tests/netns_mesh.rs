@@ -36,17 +36,19 @@ fn id(ns: &str, sa: &str) -> String {
 fn proxy_config(
     version: &str,
     (ns, name): (&str, &str),
-    ip: Ipv4Addr,
+    me: &Pod,
     mtls: &str,
     ingress: &str,
     egress: &str,
-    peers: &[(Ipv4Addr, &str, String, &str)],
+    peers: &[(&Pod, &str, String, &str)],
 ) -> String {
     let mut peer_yaml = String::new();
-    for (ip, workload, identity, mode) in peers {
-        peer_yaml.push_str(&format!(
-            "  - {{ ip: {ip}, workload: {workload}, identity: \"{identity}\", mtls: {mode} }}\n"
-        ));
+    for (pod, workload, identity, mode) in peers {
+        for ip in [pod.ip.to_string(), pod.ip6.to_string()] {
+            peer_yaml.push_str(&format!(
+                "  - {{ ip: \"{ip}\", workload: {workload}, identity: \"{identity}\", mtls: {mode} }}\n"
+            ));
+        }
     }
     if peer_yaml.is_empty() {
         peer_yaml.push_str("  []\n");
@@ -59,7 +61,7 @@ workload:
   name: {name}
   serviceAccount: {name}
   identity: "{identity}"
-  ips: [{ip}]
+  ips: ["{ip}", "{ip6}"]
   ports: [{{ port: 8080, protocol: TCP }}, {{ port: 9090, protocol: TCP }}]
 inbound:
   mtls: {mtls}
@@ -69,19 +71,30 @@ outbound:
 peers:
 {peer_yaml}"#,
         identity = id(ns, name),
+        ip = me.ip,
+        ip6 = me.ip6,
     )
 }
 
 const OPEN: &str = "{ isolated: false }";
 
-/// A plain HTTP server on `port` in `pod`, serving `BODY` at /hello.txt.
+/// A plain HTTP server on `port` in `pod` (IPv4 and IPv6), serving `BODY`
+/// at /hello.txt.
 fn http_server(pod: &Pod, port: u16, dir: &std::path::Path) {
     std::fs::write(dir.join("hello.txt"), BODY).unwrap();
     let mut cmd = pod.command("python3");
-    cmd.args(["-m", "http.server", &port.to_string(), "--directory"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    // `--bind ::`: dual-stack, so the IPv6 test has an app to reach.
+    cmd.args([
+        "-m",
+        "http.server",
+        &port.to_string(),
+        "--bind",
+        "::",
+        "--directory",
+    ])
+    .arg(dir)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
     pod.spawn(cmd).unwrap();
     pod.wait_for_tcp(&pod.ip.to_string(), port, Duration::from_secs(10))
         .unwrap();
@@ -160,6 +173,17 @@ struct Mesh {
 /// client (x/client) and server (y/server) meshed, each with a sidecar;
 /// outsider has none. `server_mode` is the server's mTLS mode.
 fn mesh(test: &str, server_mode: &str, server_ingress: &str, client_egress: &str) -> Mesh {
+    mesh_with(test, server_mode, server_ingress, client_egress, &[])
+}
+
+/// [`mesh`] with extra `palisade-proxy run` flags for both sidecars.
+fn mesh_with(
+    test: &str,
+    server_mode: &str,
+    server_ingress: &str,
+    client_egress: &str,
+    extra: &[&str],
+) -> Mesh {
     let net = net(test);
     let client = net.pod("client").unwrap();
     let server = net.pod("server").unwrap();
@@ -170,15 +194,15 @@ fn mesh(test: &str, server_mode: &str, server_ingress: &str, client_egress: &str
     http_server(&server, 9090, www.path());
     http_server(&outsider, 8080, www.path());
 
-    let server_peer = (server.ip, "y/server", id("y", "server"), server_mode);
-    let client_peer = (client.ip, "x/client", id("x", "client"), "STRICT");
+    let server_peer = (&server, "y/server", id("y", "server"), server_mode);
+    let client_peer = (&client, "x/client", id("x", "client"), "STRICT");
     let client_cfg = ca
         .write(
             "client.yaml",
             &proxy_config(
                 "c1",
                 ("x", "client"),
-                client.ip,
+                &client,
                 "STRICT",
                 OPEN,
                 client_egress,
@@ -192,7 +216,7 @@ fn mesh(test: &str, server_mode: &str, server_ingress: &str, client_egress: &str
             &proxy_config(
                 "s1",
                 ("y", "server"),
-                server.ip,
+                &server,
                 server_mode,
                 server_ingress,
                 OPEN,
@@ -202,8 +226,8 @@ fn mesh(test: &str, server_mode: &str, server_ingress: &str, client_egress: &str
         .unwrap();
     let server_svid = ca.svid_dir("server", &id("y", "server")).unwrap();
     let client_svid = ca.svid_dir("client", &id("x", "client")).unwrap();
-    let server_sidecar = Sidecar::start(&server, BIN, &server_cfg, &server_svid, &[]).unwrap();
-    let client_sidecar = Sidecar::start(&client, BIN, &client_cfg, &client_svid, &[]).unwrap();
+    let server_sidecar = Sidecar::start(&server, BIN, &server_cfg, &server_svid, extra).unwrap();
+    let client_sidecar = Sidecar::start(&client, BIN, &client_cfg, &client_svid, extra).unwrap();
     Mesh {
         _ca: ca,
         client,
@@ -275,11 +299,11 @@ fn strict_refuses_plaintext_permissive_admits() {
     assert_ok(&m.client, &url, &[&m.client_sidecar, &m.server_sidecar]);
     // PERMISSIVE: "Connection can be either plaintext or mTLS tunnel"
     // (istio.io, PeerAuthentication): the outsider is let in.
-    let client_peer = (m.client.ip, "x/client", id("x", "client"), "STRICT");
+    let client_peer = (&m.client, "x/client", id("x", "client"), "STRICT");
     let permissive = proxy_config(
         "s2",
         ("y", "server"),
-        m.server.ip,
+        &m.server,
         "PERMISSIVE",
         OPEN,
         OPEN,
@@ -376,7 +400,7 @@ fn udp_dns_allowed_by_sidecar_netfilter() {
             &proxy_config(
                 "a1",
                 ("x", "app"),
-                app.ip,
+                &app,
                 "PERMISSIVE",
                 app_ingress,
                 &app_egress,
@@ -390,7 +414,7 @@ fn udp_dns_allowed_by_sidecar_netfilter() {
             &proxy_config(
                 "d1",
                 ("kube-system", "dns"),
-                dns.ip,
+                &dns,
                 "PERMISSIVE",
                 &dns_ingress,
                 OPEN,
@@ -438,4 +462,34 @@ fn udp_dns_allowed_by_sidecar_netfilter() {
     // Ingress: the DNS pod takes 53 from the app only; the app takes nothing new.
     assert!(!delivered(&other_sock, to(&dns, 53), &dns53, b"not the app").unwrap());
     assert!(!delivered(&other_sock, to(&app, 5353), &app_sock, b"unsolicited").unwrap());
+}
+
+/// IPv6 through both sidecars: `IP6T_SO_ORIGINAL_DST` on both hops. With
+/// ip6tables, OUTPUT REDIRECT goes to `::1` and PREROUTING REDIRECT to the
+/// interface's address, so both listeners must be dual-stack (`[::]`); the
+/// capture rules send remote connections to :15001 to the inbound path.
+#[test]
+fn ipv6_curl_through_two_sidecars() {
+    let dual_stack = [
+        "--outbound-listen",
+        "[::]:15001",
+        "--inbound-listen",
+        "[::]:15006",
+    ];
+    let m = mesh_with("meshv6", "STRICT", OPEN, OPEN, &dual_stack);
+    let wire = Capture::start(&m.server, "tcp port 8080").unwrap();
+    let url6 = format!("http://[{}]:8080/hello.txt", m.server.ip6);
+    assert_ok(&m.client, &url6, &[&m.client_sidecar, &m.server_sidecar]);
+    let to_server = payload_to_port(&wire.stop().unwrap(), 8080);
+    assert_eq!(
+        to_server.get(..2),
+        Some(&[0x16, 0x03][..]),
+        "not TLS over IPv6"
+    );
+    assert!(!contains(&to_server, b"GET /hello.txt"));
+    // IPv4 still works on the dual-stack listeners.
+    let url4 = format!("http://{}:8080/hello.txt", m.server.ip);
+    assert_ok(&m.client, &url4, &[&m.client_sidecar, &m.server_sidecar]);
+    // STRICT over IPv6 as well.
+    assert_closed(&m.outsider, &url6);
 }

@@ -126,7 +126,11 @@ impl Sidecar {
             .arg(svid_dir)
             .args(["--config-poll", "200ms", "--workers", "1"])
             .args(extra)
-            .env("RUST_LOG", "info")
+            // PALISADE_SIDECAR_LOG=debug to see more when a test fails.
+            .env(
+                "RUST_LOG",
+                std::env::var("PALISADE_SIDECAR_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log_file);
         let pid = pod.spawn(cmd)?;
