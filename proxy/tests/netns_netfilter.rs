@@ -194,6 +194,30 @@ fn udp_egress_and_ingress_follow_policy() {
         &other53,
         b"now-allowed"
     ));
+    // Make it an established flow (other answers), then go back to the
+    // first version: the flow is cut, not grandfathered by conntrack.
+    assert!(delivered(
+        &other53,
+        &format!("{}:5353", app.ip),
+        &app_sock,
+        b"reply"
+    ));
+    assert!(delivered(
+        &app_sock,
+        &format!("{}:53", other.ip),
+        &other53,
+        b"established"
+    ));
+    let mut again = app_cfg.clone();
+    again.version = "app-3".into();
+    apply(&app, &again);
+    assert!(!delivered(
+        &app_sock,
+        &format!("{}:53", other.ip),
+        &other53,
+        b"revoked"
+    ));
+    assert!(delivered(&app_sock, &dns_addr, &dns53, b"dns-still-fine"));
     let rules = app
         .exec_ok(&["nft", "list", "table", "inet", "palisade"])
         .unwrap();

@@ -8,10 +8,12 @@
 //! the output hook) accepts, in order: loopback ("a pod cannot block access
 //! to itself"), TCP (the proxy enforces it), replies of allowed flows
 //! ("reply traffic for those allowed connections will also be implicitly
-//! allowed", conntrack `established,related`), IPv6 neighbour discovery
-//! (RFC 4890: never filter it, or IPv6 stops working), on egress the proxy's
-//! own UID, and then every UDP/SCTP packet some rule allows; everything else
-//! is dropped and counted. Kubernetes defines NetworkPolicy for TCP, UDP and
+//! allowed": conntrack reply direction, and `related` ICMP errors), IPv6
+//! neighbour discovery (RFC 4890: never filter it, or IPv6 stops working),
+//! on egress the proxy's own UID, and then every UDP/SCTP packet some rule
+//! allows; everything else is dropped and counted. Packets in a flow's
+//! original direction meet the rules every time, not only the first, so a
+//! new config version also cuts the flows it no longer allows. Kubernetes defines NetworkPolicy for TCP, UDP and
 //! SCTP only; an isolated pod here drops other protocols (e.g. ICMP echo),
 //! which fails closed. A direction that is not isolated gets no chain.
 use std::fmt::Write as _;
@@ -138,7 +140,11 @@ fn chain(dir: Direction, policy: &DirectionPolicy, proxy_uid: u32, sets: &mut St
     );
     let _ = writeln!(c, "    {} accept", dir.loopback());
     let _ = writeln!(c, "    meta l4proto tcp accept");
-    let _ = writeln!(c, "    ct state established,related accept");
+    // Replies of allowed flows pass; packets in a flow's original direction
+    // meet the rules every time, so a new config version also cuts flows it
+    // no longer allows (as the proxy closes such TCP connections).
+    let _ = writeln!(c, "    ct direction reply ct state established accept");
+    let _ = writeln!(c, "    ct state related accept");
     let _ = writeln!(
         c,
         "    icmpv6 type {{ nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert }} accept"

@@ -63,7 +63,8 @@ table inet palisade {
     type filter hook input priority filter; policy accept;
     iifname "lo" accept
     meta l4proto tcp accept
-    ct state established,related accept
+    ct direction reply ct state established accept
+    ct state related accept
     icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
     udp dport { 5000-5010 } counter accept comment "x/ingress ingress[0]"
     ip6 saddr @ingress_r1_p0_v6 sctp dport { 9999 } counter accept comment "x/ingress ingress[1]"
@@ -73,7 +74,8 @@ table inet palisade {
     type filter hook output priority filter; policy accept;
     oifname "lo" accept
     meta l4proto tcp accept
-    ct state established,related accept
+    ct direction reply ct state established accept
+    ct state related accept
     icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
     meta skuid 1337 accept
     ip daddr @egress_r0_p0_v4 ip daddr != @egress_r0_p0_v4_except udp dport { 53 } counter accept comment "x/allow-dns egress[0]"
