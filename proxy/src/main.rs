@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the sidecar.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Install (or remove) the capture rules in this network namespace.
     Init(InitArgs),
 }
@@ -60,6 +60,9 @@ struct RunArgs {
     header_read_timeout: Duration,
     #[arg(long, default_value_t = 65536)]
     max_header_bytes: usize,
+    /// Opaque TCP connections with no bytes either way for this long close.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
     #[arg(long, default_value_t = 10000)]
     max_connections: usize,
     /// How long SIGTERM waits for in-flight connections.
@@ -85,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     init_logging();
     match cli.command {
         Command::Init(args) => args.run().context("installing capture rules"),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
     }
 }
 
@@ -113,6 +116,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             connect_timeout: args.connect_timeout,
             header_read_timeout: args.header_read_timeout,
             max_header_bytes: args.max_header_bytes,
+            idle_timeout: args.idle_timeout,
             max_connections: args.max_connections,
             denied_by_header: !args.no_denied_by_header,
             access_log: args.access_log,
@@ -120,7 +124,6 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             inbound_app_port: args.inbound_app_port,
             drain_deadline: args.drain_deadline,
             netfilter: args.netfilter,
-            ..Options::default()
         },
     };
     let workers = args

@@ -265,3 +265,34 @@ async fn curl_through_the_chain() {
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.contains("path=/curl2"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_passes_through_after_authorization() {
+    let app = upgrade_app().await;
+    let c = chain(app, |_, b| {
+        b.authorization = vec![authz(
+            "back/allow-ws",
+            AuthzAction::Allow,
+            vec![paths_rule(&["/ws"])],
+        )];
+    })
+    .await;
+    let echoed = upgrade_roundtrip(c.a.outbound_addr, b"hello over ws")
+        .await
+        .unwrap();
+    assert_eq!(echoed, b"hello over ws");
+
+    // The same upgrade to a path the policy does not allow gets the 403.
+    let mut b = c.b_config.clone();
+    b.authorization = vec![authz(
+        "back/allow-other",
+        AuthzAction::Allow,
+        vec![paths_rule(&["/other"])],
+    )];
+    write_config(&c.b_config_path, &b);
+    wait_for_version(&c.b, &b).await;
+    let err = upgrade_roundtrip(c.a.outbound_addr, b"x")
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("HTTP/1.1 403"), "{err}");
+}

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use http::header::{HOST, HeaderValue};
+use http::uri::Authority;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -69,9 +70,11 @@ where
         };
     let _ = upstream.set_nodelay(true);
     tokio::select! {
-        r = crate::io::copy_bidirectional(&mut io, &mut upstream) => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "inbound opaque copy ended with an error");
+        r = crate::io::copy_bidirectional_idle(&mut io, &mut upstream, ctx.opts.idle_timeout) => {
+            match r {
+                Err(e) => tracing::debug!(error = %e, "inbound opaque copy ended with an error"),
+                Ok(None) => tracing::debug!(client = %conn.client, "idle timeout; closing"),
+                Ok(Some(_)) => {}
             }
             ctx.metrics.connection(Direction::Inbound, Outcome::Completed);
         }
@@ -83,6 +86,7 @@ where
 pub async fn to_app(
     ctx: &Ctx,
     conn: &InboundConn,
+    app_authority: &Authority,
     mut req: Request<Incoming>,
     normalized_path_and_query: Option<String>,
 ) -> Response<RespBody> {
@@ -112,7 +116,7 @@ pub async fn to_app(
     };
     let uri = Uri::builder()
         .scheme("http")
-        .authority(conn.app.to_string())
+        .authority(app_authority.clone())
         .path_and_query(path_and_query)
         .build();
     match uri {

@@ -111,7 +111,7 @@ async fn tunnel<I>(
             Ok(mut tls) => {
                 ctx.metrics.handshake(Direction::Outbound);
                 tokio::select! {
-                    r = crate::io::copy_bidirectional(&mut io, &mut tls) => r.map(|_| ()).map_err(|source| connect::ConnectError::Io { addr, source }),
+                    r = crate::io::copy_bidirectional_idle(&mut io, &mut tls, ctx.opts.idle_timeout) => r.map(|_| ()).map_err(|source| connect::ConnectError::Io { addr, source }),
                     () = guard.killed() => Ok(()),
                 }
             }
@@ -119,7 +119,7 @@ async fn tunnel<I>(
         },
         None => match connect::tcp(addr, ctx.opts.connect_timeout).await {
             Ok(mut tcp) => tokio::select! {
-                r = crate::io::copy_bidirectional(&mut io, &mut tcp) => r.map(|_| ()).map_err(|source| connect::ConnectError::Io { addr, source }),
+                r = crate::io::copy_bidirectional_idle(&mut io, &mut tcp, ctx.opts.idle_timeout) => r.map(|_| ()).map_err(|source| connect::ConnectError::Io { addr, source }),
                 () = guard.killed() => Ok(()),
             },
             Err(e) => Err(e),

@@ -427,3 +427,80 @@ pub async fn chain_with(
         b_config_path: b_path,
     }
 }
+
+/// An app that answers `Upgrade: websocket` with 101 and then echoes raw
+/// bytes on the upgraded connection.
+pub async fn upgrade_app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|mut req: hyper::Request<Incoming>| async move {
+                    let on = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        if let Ok(up) = on.await {
+                            let mut io = TokioIo::new(up);
+                            let mut buf = [0u8; 64];
+                            while let Ok(n) = io.read(&mut buf).await {
+                                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    });
+                    let resp = hyper::Response::builder()
+                        .status(101)
+                        .header("connection", "upgrade")
+                        .header("upgrade", "websocket")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends an Upgrade request, checks the 101, then echoes `payload` through.
+pub async fn upgrade_roundtrip(addr: SocketAddr, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: ws.back\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte))
+            .await
+            .map_err(|_| "timeout reading the 101".to_string())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(format!("closed after {:?}", String::from_utf8_lossy(&head)));
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    if !head.starts_with("HTTP/1.1 101") {
+        return Err(head);
+    }
+    tcp.write_all(payload).await.map_err(|e| e.to_string())?;
+    let mut out = vec![0u8; payload.len()];
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut out))
+        .await
+        .map_err(|_| "timeout reading the echo".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}

@@ -1,0 +1,167 @@
+//! The real `palisade-proxy run` binary: admin endpoints, SIGHUP reload,
+//! SIGTERM drain that lets an in-flight request finish, and fast failure on
+//! a bad config.
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use palisade_api::MtlsMode;
+use support::*;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+async fn wait_ready(admin: std::net::SocketAddr) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if tokio::net::TcpStream::connect(admin).await.is_ok() && http_get(admin, "/ready", "a").await.0 == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not ready");
+}
+
+/// A server sidecar binary (PERMISSIVE, explicit mode) in front of `app`.
+fn spawn_server(ca: &TestCa, cfg_path: &std::path::Path, app_port: u16) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
+    let svid = ca.svid_dir("bin", &id("back", "server"));
+    let inbound: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2")).parse().unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2")).parse().unwrap();
+    let outbound = format!("127.0.0.2:{}", free_port("127.0.0.2"));
+    let child = Command::new(env!("CARGO_BIN_EXE_palisade-proxy"))
+        .args(["run", "--config"])
+        .arg(cfg_path)
+        .arg("--svid-dir")
+        .arg(&svid)
+        .args(["--inbound-listen", &inbound.to_string()])
+        .args(["--outbound-listen", &outbound])
+        .args(["--admin-listen", &admin.to_string()])
+        .args(["--inbound-app-port", &app_port.to_string()])
+        .args(["--workers", "1", "--config-poll", "1h", "--drain-deadline", "5s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Running(child), inbound, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_and_sighup_reload() {
+    let ca = TestCa::new();
+    let app = http_app("app").await;
+    let mut cfg = config("back", "server", "127.0.0.2");
+    cfg.inbound.mtls = MtlsMode::Permissive;
+    let path = ca.write_config("bin.json", &cfg);
+    let (child, inbound, admin) = spawn_server(&ca, &path, app.port());
+    wait_ready(admin).await;
+    assert_eq!(http_get(admin, "/live", "a").await.0, 200);
+    let (s, _, body) = http_get(admin, "/config", "a").await;
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["version"], cfg.compute_version());
+    assert_eq!(v["identity"], id("back", "server"));
+    let (_, _, m) = http_get(admin, "/metrics", "a").await;
+    assert!(m.contains(&format!("palisade_config_info{{version=\"{}\"}} 1", cfg.compute_version())), "{m}");
+    assert_eq!(http_get(inbound, "/x", "h").await.0, 200);
+
+    // The poll interval is an hour: only SIGHUP can make this reload.
+    cfg.inbound.mtls = MtlsMode::Strict;
+    write_config(&path, &cfg);
+    signal(&child.0, "-HUP");
+    let start = Instant::now();
+    loop {
+        let (_, _, body) = http_get(admin, "/config", "a").await;
+        if body.contains(&cfg.compute_version()) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = raw_exchange(inbound, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(3)).await;
+    assert!(reply.is_empty(), "STRICT after reload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits() {
+    let ca = TestCa::new();
+    let app = slow_app(Duration::from_millis(800)).await;
+    let mut cfg = config("back", "server", "127.0.0.2");
+    cfg.inbound.mtls = MtlsMode::Permissive;
+    let path = ca.write_config("bin.json", &cfg);
+    let (mut child, inbound, admin) = spawn_server(&ca, &path, app.port());
+    wait_ready(admin).await;
+    let req = tokio::spawn(async move { http_get(inbound, "/slow", "h").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&child.0, "-TERM");
+    let (s, _, body) = req.await.unwrap();
+    assert_eq!(s, 200, "the in-flight request finishes: {body}");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(6), "did not exit after drain");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // New connections are refused once draining.
+    assert!(tokio::net::TcpStream::connect(inbound).await.is_err());
+}
+
+#[test]
+fn a_bad_config_fails_at_start_with_a_clear_error() {
+    let ca = TestCa::new();
+    let path = ca.dir.path().join("bad.yaml");
+    std::fs::write(&path, "mesh:\n  trustDomain: [oops\n").unwrap();
+    let svid = ca.svid_dir("bad", &id("back", "server"));
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade-proxy"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .arg("--svid-dir")
+        .arg(&svid)
+        .args(["--inbound-listen", "127.0.0.2:0", "--outbound-listen", "127.0.0.2:0", "--admin-listen", "127.0.0.2:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml") && err.contains("not a valid ProxyConfig"), "{err}");
+}
+
+async fn slow_app(delay: Duration) -> std::net::SocketAddr {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"slow done"),
+                    )))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
