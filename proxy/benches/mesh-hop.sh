@@ -15,6 +15,10 @@ else
 fi
 self_id=$PEERS_CLIENT_ID
 [[ $hop == in ]] && self_id=$PEERS_SERVER_ID
+# Both hops share 127.0.0.1; the client workload gets a test-range address so
+# the proxy does not take the server for itself (own-pod traffic is plain).
+self_ip=198.18.0.1
+[[ $hop == in ]] && self_ip=127.0.0.1
 # peers.sh's leaf certificates carry one EKU each; an X509-SVID needs both
 # (or none), so re-issue the same identity from the same bench CA with the
 # same kind of key (P-256), as `palisade cert issue` would.
@@ -40,7 +44,7 @@ cat >"$d/config.json" <<JSON
 {
   "mesh": {"trustDomain": "cluster.local", "pathNormalization": "MERGE_SLASHES"},
   "workload": {"namespace": "default", "name": "$who", "serviceAccount": "$who",
-               "identity": "$self_id", "ips": ["127.0.0.1"]},
+               "identity": "$self_id", "ips": ["$self_ip"]},
   "inbound": {"mtls": "STRICT", "ingress": {"isolated": false}},
   "outbound": {"egress": {"isolated": false}},
   "peers": [{"ip": "127.0.0.1", "workload": "default/peer", "identity": "$peer_id", "mtls": "STRICT"}],

@@ -105,6 +105,7 @@ impl Proxy {
             drain: Drain::new(),
             tls: tls.clone(),
             mesh_pool: MeshPool::default(),
+            mesh_pool_h1: Default::default(),
         });
 
         {

@@ -37,6 +37,9 @@ pub struct Options {
     pub drain_deadline: Duration,
     /// Rebuild the UDP/SCTP netfilter rules on every config version.
     pub netfilter: bool,
+    /// HTTP between sidecars: one multiplexed HTTP/2 connection per peer
+    /// (default), or pooled HTTP/1.1 connections.
+    pub mesh_h2: bool,
 }
 
 impl Default for Options {
@@ -54,6 +57,7 @@ impl Default for Options {
             inbound_app_port: None,
             drain_deadline: Duration::from_secs(5),
             netfilter: false,
+            mesh_h2: true,
         }
     }
 }
@@ -69,4 +73,5 @@ pub struct Ctx {
     pub plain: PlainClient,
     /// Pooled HTTP/2-over-mTLS connections to peer sidecars.
     pub mesh_pool: MeshPool,
+    pub mesh_pool_h1: crate::outbound::pool_h1::MeshPoolH1,
 }

@@ -81,6 +81,10 @@ struct RunArgs {
     /// (needs NET_ADMIN in the pod's namespace).
     #[arg(long)]
     netfilter: bool,
+    /// HTTP between sidecars: `h2` (one multiplexed connection per peer) or
+    /// `http1` (a pool of keep-alive connections).
+    #[arg(long, default_value = "h2", value_parser = ["h2", "http1"])]
+    mesh_protocol: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -124,6 +128,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             inbound_app_port: args.inbound_app_port,
             drain_deadline: args.drain_deadline,
             netfilter: args.netfilter,
+            mesh_h2: args.mesh_protocol == "h2",
         },
     };
     let workers = args

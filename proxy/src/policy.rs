@@ -72,6 +72,12 @@ pub struct HttpView<'a> {
 
 /// Ingress NetworkPolicy on (source IP, our port, TCP).
 pub fn ingress(snapshot: &crate::state::Snapshot, src: IpAddr, port: u16) -> Result<(), Denied> {
+    // A pod's traffic to itself is always allowed, whatever its policies (as
+    // the upstream netpol e2e truth tables expect): our own IP, e.g. reached
+    // back through a Service, is never isolated.
+    if snapshot.config.workload.ips.contains(&src) {
+        return Ok(());
+    }
     l4(
         snapshot.policy.ingress.evaluate(src, port, Protocol::Tcp),
         "ingress",
@@ -80,6 +86,10 @@ pub fn ingress(snapshot: &crate::state::Snapshot, src: IpAddr, port: u16) -> Res
 
 /// Egress NetworkPolicy on (destination IP, port, TCP).
 pub fn egress(snapshot: &crate::state::Snapshot, dst: IpAddr, port: u16) -> Result<(), Denied> {
+    // A pod's traffic to itself is always allowed (see `ingress`).
+    if snapshot.config.workload.ips.contains(&dst) {
+        return Ok(());
+    }
     l4(
         snapshot.policy.egress.evaluate(dst, port, Protocol::Tcp),
         "egress",

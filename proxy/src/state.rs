@@ -124,6 +124,16 @@ pub enum PeerRoute {
 
 /// The route to an endpoint from the peer table.
 pub fn peer_route(snapshot: &Snapshot, ep: SocketAddr, app_protocol: Option<&str>) -> PeerRoute {
+    // Our own pod (a Service that selects us): the connection stays on the
+    // pod's loopback and never reaches our inbound listener, so it is plain.
+    if snapshot
+        .config
+        .workload
+        .ips
+        .contains(&ep.ip().to_canonical())
+    {
+        return PeerRoute::Plain;
+    }
     let Some(peer) = snapshot.peer(ep.ip()) else {
         return PeerRoute::Plain;
     };

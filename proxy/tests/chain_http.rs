@@ -296,3 +296,29 @@ async fn websocket_upgrade_passes_through_after_authorization() {
         .unwrap_err();
     assert!(err.starts_with("HTTP/1.1 403"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_mesh_protocol_also_pools_mtls_connections() {
+    let app = http_app("app").await;
+    let a_opts = palisade_proxy::ctx::Options {
+        mesh_h2: false,
+        ..opts()
+    };
+    let c = chain_full(app, a_opts, opts(), |_, _| {}).await;
+    for i in 0..20 {
+        let (s, _, body) = http_get(c.a.outbound_addr, &format!("/h1/{i}"), "svc.back").await;
+        assert_eq!(s, 200);
+        assert!(
+            body.contains(&format!(
+                "path=/h1/{i} host=svc.back peer=spiffe://cluster.local/ns/front/sa/client"
+            )),
+            "{body}"
+        );
+    }
+    let m = metrics(&c.a).await;
+    assert_eq!(
+        metric_value(&m, "palisade_tls_handshakes_total{direction=\"Outbound\"}"),
+        1.0,
+        "{m}"
+    );
+}

@@ -140,10 +140,15 @@ async fn proxy_request(
                 Ok(uri) => *req.uri_mut() = uri,
                 Err(_) => return local_response(StatusCode::BAD_REQUEST, "bad request target\n"),
             }
-            *req.version_mut() = http::Version::HTTP_2;
-            // HTTP/2 carries the authority as a pseudo-header.
-            req.headers_mut().remove(HOST);
-            send_mesh(ctx, picked.addr, &identity, req).await
+            if ctx.opts.mesh_h2 {
+                *req.version_mut() = http::Version::HTTP_2;
+                // HTTP/2 carries the authority as a pseudo-header.
+                req.headers_mut().remove(HOST);
+                send_mesh(ctx, picked.addr, &identity, req).await
+            } else {
+                *req.version_mut() = http::Version::HTTP_11;
+                send_mesh_h1(ctx, picked.addr, &identity, req).await
+            }
         }
         PeerRoute::Plain => {
             match Uri::builder()
@@ -199,6 +204,44 @@ async fn send_mesh(
             if sender.is_closed() {
                 ctx.mesh_pool.evict(addr, identity);
             }
+            tracing::debug!(%addr, error = %e, "mesh request failed");
+            local_response(StatusCode::BAD_GATEWAY, "peer sidecar request failed\n")
+        }
+    }
+}
+
+async fn send_mesh_h1(
+    ctx: &Ctx,
+    addr: std::net::SocketAddr,
+    identity: &str,
+    mut req: Request<Incoming>,
+) -> Response<RespBody> {
+    let mut sender = match ctx
+        .mesh_pool_h1
+        .checkout(
+            &ctx.tls,
+            &ctx.metrics,
+            addr,
+            identity,
+            ctx.opts.connect_timeout,
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(%addr, %identity, error = %e, "cannot reach the peer sidecar");
+            return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
+        }
+    };
+    // HTTP/1 wants an origin-form target; Host carries the authority.
+    if let Some(pq) = req.uri().path_and_query().cloned() {
+        *req.uri_mut() = Uri::from(pq);
+    }
+    let resp = sender.send_request(req).await;
+    ctx.mesh_pool_h1.checkin(addr, identity, sender);
+    match resp {
+        Ok(resp) => resp.map(http_body_util::Either::Left),
+        Err(e) => {
             tracing::debug!(%addr, error = %e, "mesh request failed");
             local_response(StatusCode::BAD_GATEWAY, "peer sidecar request failed\n")
         }

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod egress;
 pub mod http;
 pub mod pool;
+pub mod pool_h1;
 pub mod service;
 
 use std::sync::Arc;

@@ -386,6 +386,15 @@ pub async fn chain_with(
     b_opts: Options,
     customize: impl FnOnce(&mut ProxyConfig, &mut ProxyConfig),
 ) -> Chain {
+    chain_full(app, opts(), b_opts, customize).await
+}
+
+pub async fn chain_full(
+    app: SocketAddr,
+    a_opts: Options,
+    b_opts: Options,
+    customize: impl FnOnce(&mut ProxyConfig, &mut ProxyConfig),
+) -> Chain {
     init_tracing();
     let ca = TestCa::new();
     let mut a_cfg = config("front", "client", "127.0.0.1");
@@ -413,7 +422,7 @@ pub async fn chain_with(
         "127.0.0.1",
         Options {
             outbound_to: Some(b.inbound_addr),
-            ..opts()
+            ..a_opts
         },
     );
     Chain {
