@@ -9,7 +9,19 @@ use palisade_api::{
     MeshSettings, PathNormalization,
 };
 
-fn policies() -> Vec<AuthorizationPolicy> {
+/// Which field keys the 100 rules.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// Exact `principals` (a per-rule fingerprint rejects most rules at once).
+    Principals,
+    /// Exact `namespaces` (the same quick rejection).
+    Namespaces,
+    /// No `from`: every rule is checked field by field (methods, path
+    /// templates, a header condition).
+    PathsOnly,
+}
+
+fn policies(shape: Shape) -> Vec<AuthorizationPolicy> {
     let mut out = vec![AuthorizationPolicy {
         name: "bench/deny-admin".into(),
         action: AuthzAction::Deny,
@@ -28,10 +40,17 @@ fn policies() -> Vec<AuthorizationPolicy> {
             .map(|r| {
                 let n = p * 10 + r;
                 AuthzRule {
-                    from: vec![AuthzSource {
-                        principals: vec![format!("cluster.local/ns/team{n}/sa/client")],
-                        ..Default::default()
-                    }],
+                    from: match shape {
+                        Shape::Principals => vec![AuthzSource {
+                            principals: vec![format!("cluster.local/ns/team{n}/sa/client")],
+                            ..Default::default()
+                        }],
+                        Shape::Namespaces => vec![AuthzSource {
+                            namespaces: vec![format!("team{n}")],
+                            ..Default::default()
+                        }],
+                        Shape::PathsOnly => vec![],
+                    },
                     to: vec![AuthzOperation {
                         methods: vec!["GET".into(), "HEAD".into()],
                         paths: vec![format!("/api/v{n}/{{*}}/items"), format!("/static{n}/*")],
@@ -61,7 +80,6 @@ fn bench(c: &mut Criterion) {
         trust_domain_aliases: vec![],
         path_normalization: PathNormalization::MergeSlashes,
     };
-    let authz = CompiledAuthz::new(&policies(), &mesh).unwrap();
     let mut headers = HeaderMap::new();
     headers.insert("x-tenant", "tenant-99".parse().unwrap());
     headers.insert("user-agent", "bench".parse().unwrap());
@@ -82,14 +100,22 @@ fn bench(c: &mut Criterion) {
     };
     let last_rule = ctx("/api/v99/42/items");
     let no_match = ctx("/api/v99/42/other");
-    assert!(authz.evaluate(&last_rule).is_allowed());
-    assert!(!authz.evaluate(&no_match).is_allowed());
-    c.bench_function("authz_100_rules/allowed_by_last_rule", |b| {
-        b.iter(|| authz.evaluate(black_box(&last_rule)))
-    });
-    c.bench_function("authz_100_rules/denied_no_match", |b| {
-        b.iter(|| authz.evaluate(black_box(&no_match)))
-    });
+    for (name, shape) in [
+        ("principals", Shape::Principals),
+        ("namespaces", Shape::Namespaces),
+        ("paths_only", Shape::PathsOnly),
+    ] {
+        let authz = CompiledAuthz::new(&policies(shape), &mesh).unwrap();
+        assert!(authz.evaluate(&last_rule).is_allowed());
+        assert!(!authz.evaluate(&no_match).is_allowed());
+        c.bench_function(
+            &format!("authz_100_rules/{name}/allowed_by_last_rule"),
+            |b| b.iter(|| authz.evaluate(black_box(&last_rule))),
+        );
+        c.bench_function(&format!("authz_100_rules/{name}/denied_no_match"), |b| {
+            b.iter(|| authz.evaluate(black_box(&no_match)))
+        });
+    }
 }
 
 criterion_group!(benches, bench);

@@ -4,11 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub mod authz;
+pub mod compiled;
 pub mod config;
 pub mod l4;
 pub mod normalize;
 pub mod stream;
 pub mod version;
 
+pub use compiled::CompiledConfig;
 pub use config::*;
 pub use version::ConfigError;

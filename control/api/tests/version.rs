@@ -1,6 +1,9 @@
 //! Config versioning and loading: the version is a content hash that ignores
 //! the `version` field itself, and bad input gives a located error.
-use palisade_api::{ConfigError, ProxyConfig};
+use http::HeaderMap;
+use palisade_api::authz::{HttpRequest, RequestContext};
+use palisade_api::normalize::normalize_path;
+use palisade_api::{CompiledConfig, ConfigError, Protocol, ProxyConfig};
 
 const YAML: &str = r#"
 version: ""
@@ -104,4 +107,82 @@ fn bad_input_gives_a_located_error() {
     for junk in ["", "- a\n- b", "\u{0}\u{1}", "{", "::::"] {
         assert!(ProxyConfig::from_yaml_or_json(junk).is_err(), "{junk:?}");
     }
+}
+
+#[test]
+fn compiled_config_evaluates_the_loaded_config() {
+    // The sidecar and `palisade check` both go through CompiledConfig.
+    let config = ProxyConfig::from_yaml_or_json(YAML)
+        .unwrap()
+        .with_computed_version();
+    let compiled = CompiledConfig::new(&config).unwrap();
+    assert_eq!(compiled.version, config.version);
+    let src = "198.18.0.2".parse().unwrap();
+    assert!(
+        compiled
+            .ingress
+            .evaluate(src, 8000, Protocol::Tcp)
+            .is_allowed()
+    );
+    assert!(
+        !compiled
+            .ingress
+            .evaluate(src, 8001, Protocol::Tcp)
+            .is_allowed()
+    );
+    assert!(
+        !compiled
+            .ingress
+            .evaluate("198.18.5.1".parse().unwrap(), 8000, Protocol::Tcp)
+            .is_allowed()
+    );
+    assert!(
+        compiled
+            .egress
+            .evaluate("192.0.2.1".parse().unwrap(), 443, Protocol::Tcp)
+            .is_allowed()
+    );
+
+    let path = normalize_path(
+        "/x/..//api/%2e/v1%2Fusers?debug=1",
+        compiled.path_normalization,
+    )
+    .unwrap();
+    assert_eq!(path.path(), "/api/v1/users");
+    let headers = HeaderMap::new();
+    let request = |peer| {
+        RequestContext::tcp(Some(peer), src, "198.18.0.9".parse().unwrap(), 8000).with_http(
+            HttpRequest {
+                method: "GET",
+                path: path.path(),
+                host: "httpbin",
+                headers: &headers,
+            },
+        )
+    };
+    assert!(
+        compiled
+            .authz
+            .evaluate(&request("spiffe://cluster.local/ns/default/sa/sleep"))
+            .is_allowed()
+    );
+    // The trust domain alias from the mesh settings applies.
+    assert!(
+        compiled
+            .authz
+            .evaluate(&request("spiffe://old.local/ns/default/sa/sleep"))
+            .is_allowed()
+    );
+    assert!(
+        !compiled
+            .authz
+            .evaluate(&request("spiffe://cluster.local/ns/default/sa/other"))
+            .is_allowed()
+    );
+
+    // An invalid policy fails the whole config, naming the policy.
+    let mut bad = config.clone();
+    bad.authorization[0].rules[0].to[0].paths = vec!["/a/{**}/{*}".into()];
+    let err = CompiledConfig::new(&bad).unwrap_err();
+    assert!(err.to_string().contains("default/allow-sleep"), "{err}");
 }

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use http::header::HeaderName;
 
+use super::matchers::fingerprint;
+
 /// One connection, or one request on it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestContext<'a> {
@@ -87,45 +89,76 @@ impl HttpRequest<'_> {
     }
 }
 
-/// The parts of a peer's SPIFFE ID that policies match.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct PeerId<'a> {
+/// What the matchers read of one `RequestContext`, prepared once per
+/// evaluation: the peer's SPIFFE ID split into principal, namespace and
+/// service account (with fingerprints for quick rejection), and the
+/// addresses with IPv4-mapped IPv6 turned into IPv4.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subject<'a> {
     /// The ID without `spiffe://`: `td/ns/x/sa/y` (`source.principal`).
     pub(crate) principal: Option<&'a str>,
+    /// `matchers::fingerprint` of `principal`.
+    pub(crate) principal_fingerprint: u64,
     pub(crate) namespace: Option<&'a str>,
+    /// `matchers::fingerprint` of `namespace`.
+    pub(crate) namespace_fingerprint: u64,
     pub(crate) service_account: Option<&'a str>,
+    pub(crate) source_ip: IpAddr,
+    pub(crate) remote_ip: IpAddr,
+    pub(crate) destination_ip: IpAddr,
 }
 
-impl<'a> PeerId<'a> {
-    /// An identity that is not a `spiffe://` URI has no principal, as in
-    /// ztunnel ("Istio matches all assumes spiffe:// prefix").
-    pub(crate) fn parse(identity: Option<&'a str>) -> Self {
-        let Some(principal) = identity.and_then(|i| i.strip_prefix("spiffe://")) else {
-            return PeerId::default();
-        };
-        if principal.is_empty() {
-            return PeerId::default();
-        }
-        let mut parts = principal.split('/');
-        let (namespace, service_account) = match (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) {
-            (Some(td), Some("ns"), Some(ns), Some("sa"), Some(sa), None)
-                if !td.is_empty() && !ns.is_empty() && !sa.is_empty() =>
-            {
-                (Some(ns), Some(sa))
-            }
-            _ => (None, None),
-        };
-        PeerId {
-            principal: Some(principal),
+impl<'a> Subject<'a> {
+    pub(crate) fn new(ctx: &RequestContext<'a>) -> Self {
+        let (principal, namespace, service_account) = split_identity(ctx.peer_identity);
+        let fp = |v: Option<&str>| v.map(|v| fingerprint(v.as_bytes())).unwrap_or(0);
+        Subject {
+            principal,
+            principal_fingerprint: fp(principal),
             namespace,
+            namespace_fingerprint: fp(namespace),
             service_account,
+            source_ip: canonical_ip(ctx.source_ip),
+            remote_ip: canonical_ip(ctx.remote_ip),
+            destination_ip: canonical_ip(ctx.destination_ip),
         }
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is matched as IPv4.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+type IdentityParts<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+/// An identity that is not a `spiffe://` URI has no principal, as in
+/// ztunnel ("Istio matches all assumes spiffe:// prefix"); namespace and
+/// service account come from the `td/ns/<ns>/sa/<sa>` form only.
+fn split_identity(identity: Option<&str>) -> IdentityParts<'_> {
+    let Some(principal) = identity.and_then(|i| i.strip_prefix("spiffe://")) else {
+        return (None, None, None);
+    };
+    if principal.is_empty() {
+        return (None, None, None);
+    }
+    let mut parts = principal.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(td), Some("ns"), Some(ns), Some("sa"), Some(sa), None)
+            if !td.is_empty() && !ns.is_empty() && !sa.is_empty() =>
+        {
+            (Some(principal), Some(ns), Some(sa))
+        }
+        _ => (Some(principal), None, None),
     }
 }

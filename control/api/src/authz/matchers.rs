@@ -49,6 +49,14 @@ impl StrPattern {
         Ok(pattern)
     }
 
+    /// The value of an exact pattern.
+    pub(crate) fn exact(&self) -> Option<&[u8]> {
+        match self {
+            StrPattern::Exact(e) => Some(e),
+            _ => None,
+        }
+    }
+
     pub(crate) fn matches(&self, v: &[u8]) -> bool {
         match self {
             StrPattern::Exact(e) => v == &e[..],
@@ -246,4 +254,15 @@ impl<'a> TrustDomains<'a> {
         out.dedup();
         out
     }
+}
+
+/// FNV-1a, 64 bits: a cheap fingerprint for quick rejection; equal inputs
+/// always have equal fingerprints, so a mismatch proves inequality.
+pub(crate) fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }

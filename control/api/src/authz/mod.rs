@@ -6,6 +6,7 @@
 //! compiled policies and one `RequestContext`, returning a `Decision` that
 //! names the deciding policy and rule.
 mod context;
+mod fields;
 mod matchers;
 mod rules;
 
@@ -16,7 +17,7 @@ pub use context::{HttpRequest, RequestContext};
 pub use rules::{AuthzError, ConditionKeyError, validate_condition_key};
 
 use crate::config::{AuthorizationPolicy, AuthzAction, MeshSettings};
-use context::PeerId;
+use context::Subject;
 use matchers::TrustDomains;
 use rules::CompiledRule;
 
@@ -131,7 +132,7 @@ struct CompiledPolicy {
 impl CompiledPolicy {
     /// The first matching rule. On TCP, an ALLOW rule that uses HTTP-only
     /// fields never matches (Istio skips it: "a smaller allow policy").
-    fn first_match(&self, ctx: &RequestContext<'_>, peer: &PeerId<'_>) -> Option<PolicyMatch> {
+    fn first_match(&self, ctx: &RequestContext<'_>, peer: &Subject<'_>) -> Option<PolicyMatch> {
         let tcp = ctx.http.is_none();
         let skip_http_only = tcp && self.action == AuthzAction::Allow;
         let rule = self
@@ -216,7 +217,7 @@ impl CompiledAuthz {
 
     /// Evaluates one connection (no HTTP part) or one request.
     pub fn evaluate(&self, ctx: &RequestContext<'_>) -> Decision {
-        let peer = PeerId::parse(ctx.peer_identity);
+        let peer = Subject::new(ctx);
         let (verdict, reason) = decide(
             self.deny.iter().find_map(|p| p.first_match(ctx, &peer)),
             !self.allow.is_empty(),
@@ -240,7 +241,7 @@ impl CompiledAuthz {
     fn dry_run_outcome(
         &self,
         ctx: &RequestContext<'_>,
-        peer: &PeerId<'_>,
+        peer: &Subject<'_>,
         enforced: &DecisionReason,
     ) -> DryRunOutcome {
         let matched: Vec<PolicyMatch> = self

@@ -1,29 +1,27 @@
-//! Compiled AuthorizationPolicy rules and how one rule matches a request.
+//! Compiling AuthorizationPolicy rules (with Istio's validation) and how
+//! one rule matches a request.
 //!
 //! istio.io, Authorization Policy, `Rule`: "A match occurs when at least one
 //! source, one operation and all conditions matches the request. An empty
 //! rule is always matched." `Source`/`Operation`: "Fields in the source are
-//! ANDed together"; values within a field are OR'ed; a `not` field matches
-//! when the value matches none of its values (so an absent value, such as
-//! the principal of a plaintext peer, matches every `not` field: see
-//! ISTIO-SECURITY-2021-004, "The mTLS-only field notNamespaces will be
-//! compared to an empty value when mTLS is not used").
+//! ANDed together"; values within a field are OR'ed.
 //!
 //! HTTP-only fields (`hosts`, `methods`, `paths`, their `not` forms and the
 //! `request.headers[...]` condition) on TCP traffic: "For a `DENY` rule,
 //! missing attributes are treated as matches"; Istio's builder drops the
 //! field for DENY and AUDIT ("effectively resulting in a wider deny or audit
 //! policy") and skips the whole rule for ALLOW ("effectively result in a
-//! smaller allow policy"). The evaluator skips such ALLOW rules; here an
-//! HTTP-only field without an HTTP request counts as matched.
+//! smaller allow policy"). `CompiledRule::http_only` lets the evaluator skip
+//! such ALLOW rules; `fields` treats the dropped fields as matched.
 use std::net::IpAddr;
 
 use http::header::HeaderName;
 use ipnet::IpNet;
 use thiserror::Error;
 
-use super::context::{PeerId, RequestContext};
-use super::matchers::{PathPattern, StrPattern, TrustDomains};
+use super::context::{RequestContext, Subject};
+use super::fields::{Field, ServiceAccount, Values, all_match};
+use super::matchers::{PathPattern, StrPattern, TrustDomains, fingerprint};
 use crate::config::{AuthzCondition, AuthzOperation, AuthzRule, AuthzSource};
 
 /// Why a policy cannot be compiled (the compiler reports it; the proxy
@@ -105,66 +103,87 @@ pub(crate) fn parse_condition_key(key: &str) -> Result<ConditionKey, ConditionKe
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
-    from: Vec<CompiledSource>,
-    to: Vec<CompiledOperation>,
-    when: Vec<CompiledCondition>,
+    /// OR of sources, each an AND of fields; empty: any source.
+    from: Vec<Vec<Field>>,
+    /// OR of operations, each an AND of fields; empty: any operation.
+    to: Vec<Vec<Field>>,
+    /// AND of conditions.
+    when: Vec<Field>,
     /// Uses a field that only HTTP requests carry.
     pub(crate) http_only: bool,
+    /// Quick rejection on the peer principal or namespace, when every
+    /// source requires one of a few exact values.
+    guard: Option<Guard>,
 }
 
-/// A `serviceAccounts` value: `(namespace, service account)`.
-type ServiceAccount = (Box<str>, Box<str>);
-
-#[derive(Debug, Clone, Default)]
-struct CompiledSource {
-    principals: Vec<StrPattern>,
-    not_principals: Vec<StrPattern>,
-    service_accounts: Vec<ServiceAccount>,
-    not_service_accounts: Vec<ServiceAccount>,
-    namespaces: Vec<StrPattern>,
-    not_namespaces: Vec<StrPattern>,
-    ip_blocks: Vec<IpNet>,
-    not_ip_blocks: Vec<IpNet>,
-    remote_ip_blocks: Vec<IpNet>,
-    not_remote_ip_blocks: Vec<IpNet>,
+/// The fingerprints of every principal (or namespace) a rule can match; a
+/// peer whose fingerprint is not among them cannot match the rule.
+#[derive(Debug, Clone, Copy)]
+struct Guard {
+    on_namespace: bool,
+    len: usize,
+    fingerprints: [u64; Guard::MAX],
 }
 
-#[derive(Debug, Clone, Default)]
-struct CompiledOperation {
-    hosts: Vec<StrPattern>,
-    not_hosts: Vec<StrPattern>,
-    ports: Vec<u16>,
-    not_ports: Vec<u16>,
-    methods: Vec<StrPattern>,
-    not_methods: Vec<StrPattern>,
-    paths: Vec<PathPattern>,
-    not_paths: Vec<PathPattern>,
+impl Guard {
+    const MAX: usize = 4;
+
+    fn new(from: &[Vec<Field>]) -> Option<Self> {
+        Self::on(from, false).or_else(|| Self::on(from, true))
+    }
+
+    /// Some when each source has a positive `principals` (`namespaces`)
+    /// field of exact values only, at most `MAX` of them in all.
+    fn on(from: &[Vec<Field>], on_namespace: bool) -> Option<Self> {
+        if from.is_empty() {
+            return None;
+        }
+        let mut guard = Guard {
+            on_namespace,
+            len: 0,
+            fingerprints: [0; Self::MAX],
+        };
+        for source in from {
+            let patterns = source.iter().find_map(|f| match (&f.values, f.negate) {
+                (Values::Principal(p), false) if !on_namespace => Some(p),
+                (Values::Namespace(p), false) if on_namespace => Some(p),
+                _ => None,
+            })?;
+            for p in patterns {
+                let fp = fingerprint(p.exact()?);
+                if !guard.fingerprints[..guard.len].contains(&fp) {
+                    *guard.fingerprints.get_mut(guard.len)? = fp;
+                    guard.len += 1;
+                }
+            }
+        }
+        Some(guard)
+    }
+
+    fn may_match(&self, peer: &Subject<'_>) -> bool {
+        let (value, fp) = if self.on_namespace {
+            (peer.namespace, peer.namespace_fingerprint)
+        } else {
+            (peer.principal, peer.principal_fingerprint)
+        };
+        value.is_some() && self.fingerprints[..self.len].contains(&fp)
+    }
 }
 
-/// A `when` condition with its values parsed for its key.
-#[derive(Debug, Clone)]
-enum CompiledCondition {
-    Header(HeaderName, Vec<StrPattern>, Vec<StrPattern>),
-    SourceNamespace(Vec<StrPattern>, Vec<StrPattern>),
-    SourcePrincipal(Vec<StrPattern>, Vec<StrPattern>),
-    ConnectionSni(Vec<StrPattern>, Vec<StrPattern>),
-    SourceIp(Vec<IpNet>, Vec<IpNet>),
-    RemoteIp(Vec<IpNet>, Vec<IpNet>),
-    DestinationIp(Vec<IpNet>, Vec<IpNet>),
-    DestinationPort(Vec<u16>, Vec<u16>),
+/// Sorted cheapest first; fields are ANDed, so order never changes results.
+fn by_cost(mut fields: Vec<Field>) -> Vec<Field> {
+    fields.sort_by_key(Field::cost);
+    fields
 }
 
-/// Positive list (empty: not set) AND negative list (empty: not set).
-fn field<T>(positive: &[T], negative: &[T], mut pred: impl FnMut(&T) -> bool) -> bool {
-    (positive.is_empty() || positive.iter().any(&mut pred)) && !negative.iter().any(pred)
-}
-
-fn contains(net: &IpNet, ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    net.contains(&ip)
+/// Pushes the positive and the `not` field when their lists are non-empty.
+fn push<T>(out: &mut Vec<Field>, pos: Vec<T>, neg: Vec<T>, make: impl Fn(Vec<T>) -> Values) {
+    if !pos.is_empty() {
+        out.push(Field::new(false, make(pos)));
+    }
+    if !neg.is_empty() {
+        out.push(Field::new(true, make(neg)));
+    }
 }
 
 // === compile ===
@@ -250,50 +269,85 @@ impl Compiler<'_> {
             .collect()
     }
 
-    fn source(&self, at: &str, s: &AuthzSource) -> Result<CompiledSource, AuthzError> {
-        let c = CompiledSource {
-            principals: self.principals(&format!("{at}.principals"), &s.principals)?,
-            not_principals: self.principals(&format!("{at}.notPrincipals"), &s.not_principals)?,
-            service_accounts: self
-                .service_accounts(&format!("{at}.serviceAccounts"), &s.service_accounts)?,
-            not_service_accounts: self
-                .service_accounts(&format!("{at}.notServiceAccounts"), &s.not_service_accounts)?,
-            namespaces: self.strings(&format!("{at}.namespaces"), &s.namespaces, false)?,
-            not_namespaces: self.strings(
-                &format!("{at}.notNamespaces"),
-                &s.not_namespaces,
-                false,
-            )?,
-            ip_blocks: s.ip_blocks.clone(),
-            not_ip_blocks: s.not_ip_blocks.clone(),
-            remote_ip_blocks: s.remote_ip_blocks.clone(),
-            not_remote_ip_blocks: s.not_remote_ip_blocks.clone(),
-        };
+    fn source(&self, at: &str, s: &AuthzSource) -> Result<Vec<Field>, AuthzError> {
         if *s == AuthzSource::default() {
             // Istio's validation: "From.Source must not be empty".
             return Err(self.err(at.to_owned(), "source must not be empty"));
         }
-        Ok(c)
+        let mut f = Vec::new();
+        push(
+            &mut f,
+            self.principals(&format!("{at}.principals"), &s.principals)?,
+            self.principals(&format!("{at}.notPrincipals"), &s.not_principals)?,
+            Values::Principal,
+        );
+        push(
+            &mut f,
+            self.service_accounts(&format!("{at}.serviceAccounts"), &s.service_accounts)?,
+            self.service_accounts(&format!("{at}.notServiceAccounts"), &s.not_service_accounts)?,
+            Values::ServiceAccount,
+        );
+        push(
+            &mut f,
+            self.strings(&format!("{at}.namespaces"), &s.namespaces, false)?,
+            self.strings(&format!("{at}.notNamespaces"), &s.not_namespaces, false)?,
+            Values::Namespace,
+        );
+        push(
+            &mut f,
+            s.ip_blocks.clone(),
+            s.not_ip_blocks.clone(),
+            Values::SourceIp,
+        );
+        push(
+            &mut f,
+            s.remote_ip_blocks.clone(),
+            s.not_remote_ip_blocks.clone(),
+            Values::RemoteIp,
+        );
+        Ok(by_cost(f))
     }
 
-    fn operation(&self, at: &str, o: &AuthzOperation) -> Result<CompiledOperation, AuthzError> {
+    fn operation(&self, at: &str, o: &AuthzOperation) -> Result<Vec<Field>, AuthzError> {
         if *o == AuthzOperation::default() {
             // Istio's validation: "To.Operation must not be empty".
             return Err(self.err(at.to_owned(), "operation must not be empty"));
         }
-        Ok(CompiledOperation {
-            hosts: self.strings(&format!("{at}.hosts"), &o.hosts, true)?,
-            not_hosts: self.strings(&format!("{at}.notHosts"), &o.not_hosts, true)?,
-            ports: o.ports.clone(),
-            not_ports: o.not_ports.clone(),
-            methods: self.strings(&format!("{at}.methods"), &o.methods, false)?,
-            not_methods: self.strings(&format!("{at}.notMethods"), &o.not_methods, false)?,
-            paths: self.paths(&format!("{at}.paths"), &o.paths)?,
-            not_paths: self.paths(&format!("{at}.notPaths"), &o.not_paths)?,
-        })
+        let mut f = Vec::new();
+        push(
+            &mut f,
+            self.strings(&format!("{at}.hosts"), &o.hosts, true)?,
+            self.strings(&format!("{at}.notHosts"), &o.not_hosts, true)?,
+            Values::Host,
+        );
+        push(
+            &mut f,
+            o.ports.clone(),
+            o.not_ports.clone(),
+            Values::DestinationPort,
+        );
+        push(
+            &mut f,
+            self.strings(&format!("{at}.methods"), &o.methods, false)?,
+            self.strings(&format!("{at}.notMethods"), &o.not_methods, false)?,
+            Values::Method,
+        );
+        push(
+            &mut f,
+            self.paths(&format!("{at}.paths"), &o.paths)?,
+            self.paths(&format!("{at}.notPaths"), &o.not_paths)?,
+            Values::Path,
+        );
+        Ok(by_cost(f))
     }
 
-    fn condition(&self, at: &str, c: &AuthzCondition) -> Result<CompiledCondition, AuthzError> {
+    /// A condition becomes one field (`values` or `notValues`) or two.
+    fn condition(
+        &self,
+        at: &str,
+        c: &AuthzCondition,
+        out: &mut Vec<Field>,
+    ) -> Result<(), AuthzError> {
         let key = parse_condition_key(&c.key)
             .map_err(|e| self.err(format!("{at}.key"), e.to_string()))?;
         if c.values.is_empty() && c.not_values.is_empty() {
@@ -330,41 +384,58 @@ impl Compiler<'_> {
         };
         let strings =
             |name: &str, list: &[String]| self.strings(&format!("{at}.{name}"), list, false);
-        Ok(match key {
-            ConditionKey::SourceIp => CompiledCondition::SourceIp(
-                ips(&c.values, "values")?,
-                ips(&c.not_values, "notValues")?,
+        let (pos, neg) = (&c.values, &c.not_values);
+        match key {
+            ConditionKey::SourceIp => push(
+                out,
+                ips(pos, "values")?,
+                ips(neg, "notValues")?,
+                Values::SourceIp,
             ),
-            ConditionKey::RemoteIp => CompiledCondition::RemoteIp(
-                ips(&c.values, "values")?,
-                ips(&c.not_values, "notValues")?,
+            ConditionKey::RemoteIp => push(
+                out,
+                ips(pos, "values")?,
+                ips(neg, "notValues")?,
+                Values::RemoteIp,
             ),
-            ConditionKey::DestinationIp => CompiledCondition::DestinationIp(
-                ips(&c.values, "values")?,
-                ips(&c.not_values, "notValues")?,
+            ConditionKey::DestinationIp => push(
+                out,
+                ips(pos, "values")?,
+                ips(neg, "notValues")?,
+                Values::DestinationIp,
             ),
-            ConditionKey::DestinationPort => CompiledCondition::DestinationPort(
-                ports(&c.values, "values")?,
-                ports(&c.not_values, "notValues")?,
+            ConditionKey::DestinationPort => push(
+                out,
+                ports(pos, "values")?,
+                ports(neg, "notValues")?,
+                Values::DestinationPort,
             ),
-            ConditionKey::SourcePrincipal => CompiledCondition::SourcePrincipal(
-                self.principals(&format!("{at}.values"), &c.values)?,
-                self.principals(&format!("{at}.notValues"), &c.not_values)?,
+            ConditionKey::SourcePrincipal => push(
+                out,
+                self.principals(&format!("{at}.values"), pos)?,
+                self.principals(&format!("{at}.notValues"), neg)?,
+                Values::Principal,
             ),
-            ConditionKey::RequestHeader(name) => CompiledCondition::Header(
-                name,
-                strings("values", &c.values)?,
-                strings("notValues", &c.not_values)?,
+            ConditionKey::RequestHeader(name) => push(
+                out,
+                strings("values", pos)?,
+                strings("notValues", neg)?,
+                |v| Values::Header(name.clone(), v),
             ),
-            ConditionKey::SourceNamespace => CompiledCondition::SourceNamespace(
-                strings("values", &c.values)?,
-                strings("notValues", &c.not_values)?,
+            ConditionKey::SourceNamespace => push(
+                out,
+                strings("values", pos)?,
+                strings("notValues", neg)?,
+                Values::Namespace,
             ),
-            ConditionKey::ConnectionSni => CompiledCondition::ConnectionSni(
-                strings("values", &c.values)?,
-                strings("notValues", &c.not_values)?,
+            ConditionKey::ConnectionSni => push(
+                out,
+                strings("values", pos)?,
+                strings("notValues", neg)?,
+                Values::Sni,
             ),
-        })
+        }
+        Ok(())
     }
 }
 
@@ -398,23 +469,15 @@ impl CompiledRule {
             .enumerate()
             .map(|(i, o)| c.operation(&format!("{at}.to[{i}].operation"), o))
             .collect::<Result<Vec<_>, _>>()?;
-        let when = rule
-            .when
-            .iter()
-            .enumerate()
-            .map(|(i, w)| c.condition(&format!("{at}.when[{i}]"), w))
-            .collect::<Result<Vec<_>, _>>()?;
-        let http_only = to.iter().any(|o| {
-            !(o.hosts.is_empty()
-                && o.not_hosts.is_empty()
-                && o.methods.is_empty()
-                && o.not_methods.is_empty()
-                && o.paths.is_empty()
-                && o.not_paths.is_empty())
-        }) || when
-            .iter()
-            .any(|w| matches!(w, CompiledCondition::Header(..)));
+        let mut when = Vec::new();
+        for (i, w) in rule.when.iter().enumerate() {
+            c.condition(&format!("{at}.when[{i}]"), w, &mut when)?;
+        }
+        let when = by_cost(when);
+        let http_only = to.iter().flatten().chain(&when).any(Field::http_only);
+        let guard = Guard::new(&from);
         Ok(CompiledRule {
+            guard,
             from,
             to,
             when,
@@ -423,85 +486,113 @@ impl CompiledRule {
     }
 
     /// Does this rule match? HTTP-only fields count as matched without HTTP.
-    pub(crate) fn matches(&self, ctx: &RequestContext<'_>, peer: &PeerId<'_>) -> bool {
-        (self.from.is_empty() || self.from.iter().any(|s| s.matches(ctx, peer)))
-            && (self.to.is_empty() || self.to.iter().any(|o| o.matches(ctx)))
-            && self.when.iter().all(|w| w.matches(ctx, peer))
-    }
-}
-
-// === matching ===
-
-fn opt_str(patterns: &StrPattern, v: Option<&str>) -> bool {
-    v.is_some_and(|v| patterns.matches(v.as_bytes()))
-}
-
-impl CompiledSource {
-    fn matches(&self, ctx: &RequestContext<'_>, peer: &PeerId<'_>) -> bool {
-        let sa = |(ns, sa): &ServiceAccount| {
-            peer.namespace == Some(&**ns) && peer.service_account == Some(&**sa)
-        };
-        field(&self.ip_blocks, &self.not_ip_blocks, |n| {
-            contains(n, ctx.source_ip)
-        }) && field(&self.remote_ip_blocks, &self.not_remote_ip_blocks, |n| {
-            contains(n, ctx.remote_ip)
-        }) && field(&self.principals, &self.not_principals, |p| {
-            opt_str(p, peer.principal)
-        }) && field(&self.namespaces, &self.not_namespaces, |p| {
-            opt_str(p, peer.namespace)
-        }) && field(&self.service_accounts, &self.not_service_accounts, sa)
-    }
-}
-
-impl CompiledOperation {
-    fn matches(&self, ctx: &RequestContext<'_>) -> bool {
-        let port = ctx.destination_port;
-        if !field(&self.ports, &self.not_ports, |p| *p == port) {
+    pub(crate) fn matches(&self, ctx: &RequestContext<'_>, peer: &Subject<'_>) -> bool {
+        if let Some(guard) = &self.guard
+            && !guard.may_match(peer)
+        {
             return false;
         }
-        let Some(http) = &ctx.http else {
-            // TCP: HTTP-only fields are dropped (DENY/AUDIT semantics).
-            return true;
-        };
-        field(&self.methods, &self.not_methods, |m| {
-            m.matches(http.method.as_bytes())
-        }) && field(&self.paths, &self.not_paths, |p| p.matches(http.path))
-            && field(&self.hosts, &self.not_hosts, |h| {
-                h.matches_ignore_case(http.host.as_bytes())
-            })
+        (self.from.is_empty() || self.from.iter().any(|s| all_match(s, ctx, peer)))
+            && (self.to.is_empty() || self.to.iter().any(|o| all_match(o, ctx, peer)))
+            && all_match(&self.when, ctx, peer)
     }
 }
 
-impl CompiledCondition {
-    fn matches(&self, ctx: &RequestContext<'_>, peer: &PeerId<'_>) -> bool {
-        match self {
-            CompiledCondition::Header(name, pos, neg) => {
-                let Some(http) = &ctx.http else {
-                    // TCP: HTTP-only condition dropped (DENY/AUDIT semantics).
-                    return true;
-                };
-                let value = http.header(name);
-                let v = value.as_deref();
-                field(pos, neg, |p| v.is_some_and(|v| p.matches(v)))
-            }
-            CompiledCondition::SourceNamespace(pos, neg) => {
-                field(pos, neg, |p| opt_str(p, peer.namespace))
-            }
-            CompiledCondition::SourcePrincipal(pos, neg) => {
-                field(pos, neg, |p| opt_str(p, peer.principal))
-            }
-            CompiledCondition::ConnectionSni(pos, neg) => field(pos, neg, |p| opt_str(p, ctx.sni)),
-            CompiledCondition::SourceIp(pos, neg) => {
-                field(pos, neg, |n| contains(n, ctx.source_ip))
-            }
-            CompiledCondition::RemoteIp(pos, neg) => {
-                field(pos, neg, |n| contains(n, ctx.remote_ip))
-            }
-            CompiledCondition::DestinationIp(pos, neg) => {
-                field(pos, neg, |n| contains(n, ctx.destination_ip))
-            }
-            CompiledCondition::DestinationPort(pos, neg) => {
-                field(pos, neg, |p| *p == ctx.destination_port)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuthzSource;
+
+    fn compile(from: Vec<AuthzSource>) -> CompiledRule {
+        let tds = TrustDomains::new("cluster.local", &[]);
+        let rule = AuthzRule {
+            from,
+            ..Default::default()
+        };
+        CompiledRule::compile("ns/p", 0, &rule, &tds).unwrap()
+    }
+
+    fn principals(p: &[&str]) -> AuthzSource {
+        AuthzSource {
+            principals: p.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn guard_only_for_exact_principals_in_every_source() {
+        let exact = compile(vec![
+            principals(&["cluster.local/ns/a/sa/x"]),
+            principals(&["td/ns/b/sa/y"]),
+        ]);
+        assert_eq!(exact.guard.map(|g| g.len), Some(2));
+        assert!(
+            compile(vec![principals(&["cluster.local/ns/a/*"])])
+                .guard
+                .is_none()
+        );
+        assert!(compile(vec![principals(&["*"])]).guard.is_none());
+        let not_only = AuthzSource {
+            not_principals: vec!["cluster.local/ns/a/sa/x".into()],
+            ..Default::default()
+        };
+        assert!(compile(vec![not_only]).guard.is_none());
+        let ns_only = AuthzSource {
+            namespaces: vec!["a".into()],
+            ..Default::default()
+        };
+        assert!(
+            compile(vec![principals(&["td/ns/a/sa/x"]), ns_only])
+                .guard
+                .is_none()
+        );
+        assert!(
+            compile(vec![principals(&[
+                "a/ns/a/sa/1",
+                "a/ns/a/sa/2",
+                "a/ns/a/sa/3",
+                "a/ns/a/sa/4",
+                "a/ns/a/sa/5"
+            ])])
+            .guard
+            .is_none()
+        );
+        assert!(compile(vec![]).guard.is_none());
+    }
+
+    #[test]
+    fn guard_never_changes_a_match() {
+        let rules = [
+            compile(vec![principals(&[
+                "cluster.local/ns/a/sa/x",
+                "cluster.local/ns/b/sa/y",
+            ])]),
+            compile(vec![
+                principals(&["cluster.local/ns/a/sa/x"]),
+                principals(&["cluster.local/ns/c/sa/z"]),
+            ]),
+            compile(vec![principals(&["cluster.local/ns/a/*"])]),
+        ];
+        let peers = [
+            None,
+            Some("spiffe://cluster.local/ns/a/sa/x"),
+            Some("spiffe://cluster.local/ns/b/sa/y"),
+            Some("spiffe://cluster.local/ns/c/sa/z"),
+            Some("spiffe://cluster.local/ns/a/sa/other"),
+            Some("spiffe://cluster.local/ns/a/sa/x/extra"),
+        ];
+        for rule in &rules {
+            let mut unguarded = rule.clone();
+            unguarded.guard = None;
+            for p in peers {
+                let ctx =
+                    RequestContext::tcp(p, [198, 18, 0, 2].into(), [198, 18, 0, 9].into(), 80);
+                let peer = Subject::new(&ctx);
+                assert_eq!(
+                    rule.matches(&ctx, &peer),
+                    unguarded.matches(&ctx, &peer),
+                    "{p:?}"
+                );
             }
         }
     }

@@ -1,0 +1,130 @@
+//! One compiled field of a source, operation or condition (`principals`,
+//! `notPaths`, `when: source.ip`, ...) and how it matches a request.
+//!
+//! A field matches when the request's value matches one of its values; its
+//! `not` form when the value matches none of them. An absent value (the
+//! principal of a plaintext peer, a missing header, no SNI) matches no
+//! value, so it fails a positive field and passes a `not` field: see
+//! ISTIO-SECURITY-2021-004, "The mTLS-only field notNamespaces will be
+//! compared to an empty value when mTLS is not used".
+//!
+//! HTTP-only fields (`hosts`, `methods`, `paths`, headers) evaluated without
+//! an HTTP request count as matched: Istio drops them from DENY and AUDIT
+//! rules on TCP; ALLOW rules that use them are skipped before this point.
+use std::net::IpAddr;
+
+use http::header::HeaderName;
+use ipnet::IpNet;
+
+use super::context::{RequestContext, Subject};
+use super::matchers::{PathPattern, StrPattern};
+
+/// A `serviceAccounts` value: `(namespace, service account)`.
+pub(crate) type ServiceAccount = (Box<str>, Box<str>);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Field {
+    /// The `not` form.
+    pub(crate) negate: bool,
+    pub(crate) values: Values,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Values {
+    DestinationPort(Vec<u16>),
+    SourceIp(Vec<IpNet>),
+    RemoteIp(Vec<IpNet>),
+    DestinationIp(Vec<IpNet>),
+    Principal(Vec<StrPattern>),
+    Namespace(Vec<StrPattern>),
+    ServiceAccount(Vec<ServiceAccount>),
+    Sni(Vec<StrPattern>),
+    Method(Vec<StrPattern>),
+    /// Patterns lower-cased; matched case-insensitively.
+    Host(Vec<StrPattern>),
+    Path(Vec<PathPattern>),
+    Header(HeaderName, Vec<StrPattern>),
+}
+
+impl Field {
+    pub(crate) fn new(negate: bool, values: Values) -> Self {
+        Field { negate, values }
+    }
+
+    /// Only HTTP requests carry this field's value.
+    pub(crate) fn http_only(&self) -> bool {
+        matches!(
+            self.values,
+            Values::Method(_) | Values::Host(_) | Values::Path(_) | Values::Header(..)
+        )
+    }
+
+    /// Relative cost, to check cheap fields first (they are ANDed, so the
+    /// order never changes the result).
+    pub(crate) fn cost(&self) -> u8 {
+        match self.values {
+            Values::DestinationPort(_) => 0,
+            Values::SourceIp(_) | Values::RemoteIp(_) | Values::DestinationIp(_) => 1,
+            Values::Method(_) => 2,
+            Values::Principal(_)
+            | Values::Namespace(_)
+            | Values::ServiceAccount(_)
+            | Values::Sni(_) => 3,
+            Values::Host(_) => 4,
+            Values::Path(_) => 5,
+            Values::Header(..) => 6,
+        }
+    }
+
+    pub(crate) fn matches(&self, ctx: &RequestContext<'_>, peer: &Subject<'_>) -> bool {
+        let any = match &self.values {
+            Values::DestinationPort(ports) => ports.contains(&ctx.destination_port),
+            Values::SourceIp(nets) => any_net(nets, peer.source_ip),
+            Values::RemoteIp(nets) => any_net(nets, peer.remote_ip),
+            Values::DestinationIp(nets) => any_net(nets, peer.destination_ip),
+            Values::Principal(p) => any_str(p, peer.principal),
+            Values::Namespace(p) => any_str(p, peer.namespace),
+            Values::ServiceAccount(accounts) => accounts.iter().any(|(ns, sa)| {
+                peer.namespace == Some(&**ns) && peer.service_account == Some(&**sa)
+            }),
+            Values::Sni(p) => any_str(p, ctx.sni),
+            Values::Method(p) => match &ctx.http {
+                Some(http) => any_str(p, Some(http.method)),
+                None => return true,
+            },
+            Values::Host(p) => match &ctx.http {
+                Some(http) => p
+                    .iter()
+                    .any(|p| p.matches_ignore_case(http.host.as_bytes())),
+                None => return true,
+            },
+            Values::Path(p) => match &ctx.http {
+                Some(http) => p.iter().any(|p| p.matches(http.path)),
+                None => return true,
+            },
+            Values::Header(name, p) => match &ctx.http {
+                Some(http) => {
+                    let value = http.header(name);
+                    let v = value.as_deref();
+                    v.is_some_and(|v| p.iter().any(|p| p.matches(v)))
+                }
+                None => return true,
+            },
+        };
+        any != self.negate
+    }
+}
+
+fn any_str(patterns: &[StrPattern], v: Option<&str>) -> bool {
+    v.is_some_and(|v| patterns.iter().any(|p| p.matches(v.as_bytes())))
+}
+
+/// `ip` is canonical (`Subject`), so IPv4-mapped peers match IPv4 nets.
+fn any_net(nets: &[IpNet], ip: IpAddr) -> bool {
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+/// All fields of a source, an operation or the `when` list match.
+pub(crate) fn all_match(fields: &[Field], ctx: &RequestContext<'_>, peer: &Subject<'_>) -> bool {
+    fields.iter().all(|f| f.matches(ctx, peer))
+}
