@@ -24,7 +24,9 @@ fn palisade() -> Command {
 }
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
 }
 
 /// A lab that is taken down when the test ends, passed or failed.
@@ -37,9 +39,15 @@ impl Lab {
         let uid = std::fs::read_to_string("/proc/self/status")
             .unwrap_or_default()
             .lines()
-            .find_map(|l| l.strip_prefix("Uid:").map(|r| r.split_whitespace().nth(1) == Some("0")))
+            .find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|r| r.split_whitespace().nth(1) == Some("0"))
+            })
             .unwrap_or(false);
-        assert!(uid, "the lab tests need root (network namespaces, iptables)");
+        assert!(
+            uid,
+            "the lab tests need root (network namespaces, iptables)"
+        );
         let proxy = Path::new(env!("CARGO_BIN_EXE_palisade")).with_file_name("palisade-proxy");
         assert!(
             proxy.is_file(),
@@ -78,7 +86,10 @@ impl Lab {
         let out = self.run(&all);
         let rows: Vec<Value> = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("probe output is not JSON ({e}):\n{}", text(&out)));
-        let disagreements: Vec<&Value> = rows.iter().filter(|r| r["observed"] != r["predicted"]).collect();
+        let disagreements: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["observed"] != r["predicted"])
+            .collect();
         assert!(
             disagreements.is_empty() && out.status.success(),
             "observed differs from predicted for {args:?}:\n{}",
@@ -105,7 +116,9 @@ fn text(out: &Output) -> String {
 
 fn cell<'a>(rows: &'a [Value], from: &str, to: &str, port: u64, protocol: &str) -> &'a Value {
     rows.iter()
-        .find(|r| r["from"] == from && r["to"] == to && r["port"] == port && r["protocol"] == protocol)
+        .find(|r| {
+            r["from"] == from && r["to"] == to && r["port"] == port && r["protocol"] == protocol
+        })
         .unwrap_or_else(|| panic!("no probe {from} -> {to} {protocol}/{port}"))
 }
 
@@ -133,44 +146,153 @@ fn zero_trust_lab_agrees_with_check_at_l4_l7_and_through_services() {
     // L4: every declared port, TCP and UDP, pods and outside endpoints.
     let l4 = lab.probe(&[]);
     let web = "frontend/web-0";
-    assert_eq!(observed(&l4, web, "kube-system/coredns-0", 53, "UDP"), "allow", "DNS over UDP");
-    assert_eq!(observed(&l4, web, "kube-system/coredns-0", 53, "TCP"), "allow", "DNS over TCP");
-    assert_eq!(observed(&l4, web, "database/postgres-0", 5432, "TCP"), "deny", "web may not reach the database");
-    assert_eq!(observed(&l4, "backend/api-server-0", "database/postgres-0", 5432, "TCP"), "allow");
-    assert_eq!(observed(&l4, "ingress-nginx/ingress-nginx-controller-0", web, 80, "TCP"), "allow");
-    assert_eq!(observed(&l4, "monitoring/prometheus-0", web, 80, "TCP"), "deny");
-    assert_eq!(observed(&l4, "backend/api-server-0", "203.0.113.1", 443, "TCP"), "allow", "egress to the internet on 443");
-    assert_eq!(observed(&l4, "backend/api-server-0", "169.254.169.254", 443, "TCP"), "deny", "the metadata endpoint is excepted");
-    assert_eq!(observed(&l4, "192.0.2.10", "database/postgres-0", 5432, "TCP"), "deny");
-    assert!(cell(&l4, "backend/api-server-0", "database/postgres-0", 5432, "TCP")["mtls"] == true);
+    assert_eq!(
+        observed(&l4, web, "kube-system/coredns-0", 53, "UDP"),
+        "allow",
+        "DNS over UDP"
+    );
+    assert_eq!(
+        observed(&l4, web, "kube-system/coredns-0", 53, "TCP"),
+        "allow",
+        "DNS over TCP"
+    );
+    assert_eq!(
+        observed(&l4, web, "database/postgres-0", 5432, "TCP"),
+        "deny",
+        "web may not reach the database"
+    );
+    assert_eq!(
+        observed(
+            &l4,
+            "backend/api-server-0",
+            "database/postgres-0",
+            5432,
+            "TCP"
+        ),
+        "allow"
+    );
+    assert_eq!(
+        observed(
+            &l4,
+            "ingress-nginx/ingress-nginx-controller-0",
+            web,
+            80,
+            "TCP"
+        ),
+        "allow"
+    );
+    assert_eq!(
+        observed(&l4, "monitoring/prometheus-0", web, 80, "TCP"),
+        "deny"
+    );
+    assert_eq!(
+        observed(&l4, "backend/api-server-0", "203.0.113.1", 443, "TCP"),
+        "allow",
+        "egress to the internet on 443"
+    );
+    assert_eq!(
+        observed(&l4, "backend/api-server-0", "169.254.169.254", 443, "TCP"),
+        "deny",
+        "the metadata endpoint is excepted"
+    );
+    assert_eq!(
+        observed(&l4, "192.0.2.10", "database/postgres-0", 5432, "TCP"),
+        "deny"
+    );
+    assert!(
+        cell(
+            &l4,
+            "backend/api-server-0",
+            "database/postgres-0",
+            5432,
+            "TCP"
+        )["mtls"]
+            == true
+    );
 
     // L7: the orders API for the web service account, /metrics for Prometheus.
     let orders = lab.probe(&["--port", "8080", "--http", "GET", "/api/v1/orders/42"]);
     let hit = cell(&orders, web, "backend/api-server-0", 8080, "TCP");
-    assert_eq!((hit["observed"].as_str(), hit["status"].as_u64()), (Some("allow"), Some(200)));
-    let scraped = cell(&orders, "monitoring/prometheus-0", "backend/api-server-0", 8080, "TCP");
-    assert_eq!(scraped["status"].as_u64(), Some(403), "Prometheus may not read orders");
+    assert_eq!(
+        (hit["observed"].as_str(), hit["status"].as_u64()),
+        (Some("allow"), Some(200))
+    );
+    let scraped = cell(
+        &orders,
+        "monitoring/prometheus-0",
+        "backend/api-server-0",
+        8080,
+        "TCP",
+    );
+    assert_eq!(
+        scraped["status"].as_u64(),
+        Some(403),
+        "Prometheus may not read orders"
+    );
     let delete = lab.probe(&["--port", "8080", "--http", "DELETE", "/api/v1/orders/42"]);
-    assert_eq!(cell(&delete, web, "backend/api-server-0", 8080, "TCP")["status"].as_u64(), Some(403));
+    assert_eq!(
+        cell(&delete, web, "backend/api-server-0", 8080, "TCP")["status"].as_u64(),
+        Some(403)
+    );
     let metrics = lab.probe(&["--port", "8080", "--http", "GET", "/metrics"]);
     assert_eq!(
-        cell(&metrics, "monitoring/prometheus-0", "backend/api-server-1", 8080, "TCP")["status"].as_u64(),
+        cell(
+            &metrics,
+            "monitoring/prometheus-0",
+            "backend/api-server-1",
+            8080,
+            "TCP"
+        )["status"]
+            .as_u64(),
         Some(200)
     );
     // Path tricks are decided on the normalized path.
-    let tricky = lab.probe(&["--port", "8080", "--http", "GET", "/api/v1/orders/../../../metrics"]);
-    assert_eq!(cell(&tricky, web, "backend/api-server-0", 8080, "TCP")["status"].as_u64(), Some(403));
+    let tricky = lab.probe(&[
+        "--port",
+        "8080",
+        "--http",
+        "GET",
+        "/api/v1/orders/../../../metrics",
+    ]);
+    assert_eq!(
+        cell(&tricky, web, "backend/api-server-0", 8080, "TCP")["status"].as_u64(),
+        Some(403)
+    );
 
     // Services: the sidecar translates cluster IPs; policy applies per endpoint.
     let services = lab.probe(&["--services"]);
-    assert_eq!(observed(&services, web, "svc:backend/api-server", 8080, "TCP"), "deny", "TCP to the API is not an HTTP request the policy allows");
-    let services_http = lab.probe(&["--services", "--port", "8080", "--http", "GET", "/api/v1/orders"]);
-    assert_eq!(observed(&services_http, web, "svc:backend/api-server", 8080, "TCP"), "allow");
+    assert_eq!(
+        observed(&services, web, "svc:backend/api-server", 8080, "TCP"),
+        "deny",
+        "TCP to the API is not an HTTP request the policy allows"
+    );
+    let services_http = lab.probe(&[
+        "--services",
+        "--port",
+        "8080",
+        "--http",
+        "GET",
+        "/api/v1/orders",
+    ]);
+    assert_eq!(
+        observed(&services_http, web, "svc:backend/api-server", 8080, "TCP"),
+        "allow"
+    );
 
     // On the wire between two meshed pods: TLS records, no cleartext request.
     let out = lab.run(&[
-        "capture", "--from", web, "--to", "backend/api-server-0", "--port", "8080", "--http", "GET",
-        "/api/v1/orders", "--output", "json",
+        "capture",
+        "--from",
+        web,
+        "--to",
+        "backend/api-server-0",
+        "--port",
+        "8080",
+        "--http",
+        "GET",
+        "/api/v1/orders",
+        "--output",
+        "json",
     ]);
     assert!(out.status.success(), "capture:\n{}", text(&out));
     let wire: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -178,7 +300,11 @@ fn zero_trust_lab_agrees_with_check_at_l4_l7_and_through_services() {
     assert_eq!(wire["result"]["observed"], "allow", "{wire}");
 
     drop(lab);
-    assert!(lab_namespaces().is_empty(), "lab down left {:?}", lab_namespaces());
+    assert!(
+        lab_namespaces().is_empty(),
+        "lab down left {:?}",
+        lab_namespaces()
+    );
 }
 
 #[test]

@@ -39,23 +39,45 @@ pub struct BridgeCapture {
 impl BridgeCapture {
     /// Starts capturing TCP between `a` and `b`; returns once tcpdump listens.
     pub fn start(a: Ipv4Addr, b: Ipv4Addr, file: &Path) -> Result<Self, LabError> {
+        use std::os::unix::process::CommandExt;
         let filter = format!("tcp and host {a} and host {b}");
+        // Its own process group: `ip netns exec` may fork, and tcpdump
+        // itself must get the SIGINT that makes it flush and exit.
         let mut child = Command::new("ip")
-            .args(["netns", "exec", HUB_NETNS, "tcpdump", "-i", BRIDGE, "-U", "-n", "-s", "0", "-w"])
+            .args([
+                "netns",
+                "exec",
+                HUB_NETNS,
+                "tcpdump",
+                "-i",
+                BRIDGE,
+                "--immediate-mode",
+                "-U",
+                "-n",
+                "-s",
+                "0",
+                "-w",
+            ])
             .arg(file)
             .arg(&filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
-            .map_err(|e| LabError::Precondition(format!("cannot run tcpdump ({e}): apt-get install tcpdump")))?;
+            .map_err(|e| {
+                LabError::Precondition(format!("cannot run tcpdump ({e}): apt-get install tcpdump"))
+            })?;
         // tcpdump says "listening on" once the socket is open.
         let stderr = child.stderr.take();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
             if let Some(stderr) = stderr {
-                for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
                     if line.contains("listening on") {
                         let _ = tx.send(());
                     }
@@ -65,7 +87,9 @@ impl BridgeCapture {
         let deadline = Instant::now() + Duration::from_secs(5);
         if rx.recv_timeout(deadline - Instant::now()).is_err() {
             let _ = child.kill();
-            return Err(LabError::Setup("tcpdump did not start listening on the bridge".into()));
+            return Err(LabError::Setup(
+                "tcpdump did not start listening on the bridge".into(),
+            ));
         }
         Ok(BridgeCapture {
             child,
@@ -76,7 +100,8 @@ impl BridgeCapture {
     /// Stops tcpdump and summarizes the capture, looking for `needle`.
     pub fn finish(mut self, needle: &[u8]) -> Result<WireSummary, LabError> {
         std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-INT", "--", &group]).status();
         let _ = self.child.wait();
         let data = std::fs::read(&self.file)?;
         summarize(&data, needle)
@@ -96,18 +121,27 @@ pub fn summarize(pcap: &[u8], needle: &[u8]) -> Result<WireSummary, LabError> {
     };
     let u32_at = |b: &[u8], i: usize| {
         let v = [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        if little { u32::from_le_bytes(v) } else { u32::from_be_bytes(v) }
+        if little {
+            u32::from_le_bytes(v)
+        } else {
+            u32::from_be_bytes(v)
+        }
     };
     let mut summary = WireSummary::default();
     let mut at = 24;
     while at + 16 <= pcap.len() {
         let caplen = u32_at(pcap, at + 8) as usize;
         let start = at + 16;
-        let end = start.checked_add(caplen).filter(|e| *e <= pcap.len()).ok_or_else(|| bad("truncated record"))?;
+        let end = start
+            .checked_add(caplen)
+            .filter(|e| *e <= pcap.len())
+            .ok_or_else(|| bad("truncated record"))?;
         let frame = &pcap[start..end];
         at = end;
         summary.packets += 1;
-        let Some(payload) = tcp_payload(frame) else { continue };
+        let Some(payload) = tcp_payload(frame) else {
+            continue;
+        };
         if payload.is_empty() {
             continue;
         }
@@ -154,7 +188,9 @@ mod tests {
         let mut f = vec![0u8; 12];
         f.extend([0x08, 0x00]);
         let total = (20 + 20 + payload.len()) as u16;
-        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2];
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+        ];
         ip[2..4].copy_from_slice(&total.to_be_bytes());
         f.extend(ip);
         let mut tcp = vec![0u8; 20];

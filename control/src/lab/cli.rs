@@ -243,15 +243,33 @@ fn lab_capture(args: CaptureArgs) -> Result<u8, LabError> {
                 "request": needle, "result": result, "wire": summary, "tlsOnly": tls})
         ),
         Output::Text => {
-            println!("{} -> {} port {}: {needle}: {} ({})", from.key, to.key, args.port,
-                match result.observed { super::Verdict::Allow => "allowed", super::Verdict::Deny => "denied" },
-                result.detail);
+            println!(
+                "{} -> {} port {}: {needle}: {} ({})",
+                from.key,
+                to.key,
+                args.port,
+                match result.observed {
+                    super::Verdict::Allow => "allowed",
+                    super::Verdict::Deny => "denied",
+                },
+                result.detail
+            );
             println!(
                 "on the bridge: {} packets, {} payload bytes, {} TLS handshake and {} TLS application-data records; request line in cleartext: {}",
-                summary.packets, summary.payload_bytes, summary.tls_handshake_records,
-                summary.tls_application_records, if summary.cleartext_seen { "YES" } else { "no" }
+                summary.packets,
+                summary.payload_bytes,
+                summary.tls_handshake_records,
+                summary.tls_application_records,
+                if summary.cleartext_seen { "YES" } else { "no" }
             );
-            println!("{}", if tls { "=> the bytes between the pods were TLS" } else { "=> NOT only TLS on the wire" });
+            println!(
+                "{}",
+                if tls {
+                    "=> the bytes between the pods were TLS"
+                } else {
+                    "=> NOT only TLS on the wire"
+                }
+            );
         }
     }
     Ok(if tls { 0 } else { 1 })

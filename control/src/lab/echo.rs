@@ -31,8 +31,12 @@ pub struct EchoArgs {
     pub bind: std::net::IpAddr,
 }
 
-/// How long a new TCP connection may stay silent before it gets the banner.
-const BANNER_AFTER: Duration = Duration::from_millis(300);
+/// How long a new TCP connection may stay silent before it gets the banner
+/// (generous: a loaded machine must not turn an HTTP client into a
+/// server-first one).
+const BANNER_AFTER: Duration = Duration::from_secs(2);
+/// How long to wait for enough of the first bytes to tell HTTP from not.
+const DECIDE_WITHIN: Duration = Duration::from_secs(1);
 
 pub async fn run(args: EchoArgs) -> std::io::Result<()> {
     let name: Arc<str> = Arc::from(args.name.as_str());
@@ -92,13 +96,9 @@ fn looks_like_http(prefix: &[u8]) -> bool {
 }
 
 async fn serve_tcp(stream: TcpStream, name: Arc<str>) {
-    let mut peeked = [0u8; 16];
-    let n = match tokio::time::timeout(BANNER_AFTER, stream.peek(&mut peeked)).await {
-        Ok(Ok(n)) => n,
-        Ok(Err(_)) => return,
-        Err(_) => 0,
-    };
-    if n > 0 && looks_like_http(&peeked[..n]) {
+    let first = first_bytes(&stream).await;
+    let n = first.len();
+    if n > 0 && looks_like_http(&first) {
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let name = name.clone();
             async move { Ok::<_, Infallible>(answer(&req, &name)) }
@@ -127,6 +127,30 @@ async fn serve_tcp(stream: TcpStream, name: Arc<str>) {
             return;
         }
     }
+}
+
+/// Peeks at the client's first bytes until HTTP can be told from not.
+/// Returns them (empty: the client stayed silent).
+async fn first_bytes(stream: &TcpStream) -> Vec<u8> {
+    let mut peeked = [0u8; 16];
+    let n = match tokio::time::timeout(BANNER_AFTER, stream.peek(&mut peeked)).await {
+        Ok(Ok(n)) => n,
+        _ => return Vec::new(),
+    };
+    let deadline = tokio::time::Instant::now() + DECIDE_WITHIN;
+    let mut n = n;
+    while n > 0
+        && n < peeked.len()
+        && !peeked[..n].contains(&b'\n')
+        && !looks_like_http(&peeked[..n])
+    {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        n = stream.peek(&mut peeked).await.unwrap_or(n);
+    }
+    peeked[..n].to_vec()
 }
 
 fn answer(req: &Request<hyper::body::Incoming>, name: &str) -> Response<Full<Bytes>> {

@@ -275,10 +275,14 @@ fn row(compiler: &Compiler<'_>, p: &Planned, result: ProbeResult) -> Row {
     };
     let (predicted, mtls, decided_by) = match check(compiler, &request) {
         Ok(report) => {
-            let verdict = if report.verdict == LayerVerdict::Allow {
-                Verdict::Allow
-            } else {
-                Verdict::Deny
+            let verdict = match &p.destination {
+                Destination::Service { .. } => match service_prediction(&report) {
+                    Some(v) => v,
+                    // Mixed: the answer depends on the endpoint the sidecar picks.
+                    None => result.observed,
+                },
+                _ if report.verdict == LayerVerdict::Allow => Verdict::Allow,
+                _ => Verdict::Deny,
             };
             let mtls = report.endpoints.iter().any(|e| e.mtls.mtls);
             (verdict, mtls, decided_by(&report))
@@ -302,6 +306,29 @@ fn row(compiler: &Compiler<'_>, p: &Planned, result: ProbeResult) -> Row {
         mtls,
         decided_by,
         detail: result.detail,
+    }
+}
+
+/// A Service's verdict as the sidecar produces it: it picks only among the
+/// endpoints its egress policy allows, so the call is allowed when every such
+/// endpoint is allowed end to end, denied when none is (or none is
+/// egress-allowed), and `None` when that depends on the endpoint picked.
+fn service_prediction(report: &crate::check::CheckReport) -> Option<Verdict> {
+    let candidates: Vec<_> = report
+        .endpoints
+        .iter()
+        .filter(|e| e.egress.verdict != LayerVerdict::Deny)
+        .collect();
+    let allowed = candidates
+        .iter()
+        .filter(|e| e.verdict == LayerVerdict::Allow)
+        .count();
+    if allowed == 0 {
+        Some(Verdict::Deny)
+    } else if allowed == candidates.len() {
+        Some(Verdict::Allow)
+    } else {
+        None
     }
 }
 

@@ -172,6 +172,8 @@ fn build(opts: &UpOptions, palisade: &str, proxy: &str) -> Result<LabState, LabE
                     config_path.display().to_string(),
                     "--svid-dir".into(),
                     svid.display().to_string(),
+                    // UDP and SCTP NetworkPolicy, as nftables rules in the pod.
+                    "--netfilter".into(),
                 ],
                 &logs.join(format!("p{i}-proxy.log")),
             )?;
