@@ -271,10 +271,19 @@ impl<'a> Compiler<'a> {
                 egress: egress.policy.clone(),
             },
             peers,
-            services: egress
+            // Services egress lets it reach, and those that select the pod
+            // itself: a pod's traffic to itself is always allowed.
+            services: self
                 .services
                 .iter()
-                .map(|&i| self.services[i].clone())
+                .enumerate()
+                .filter(|(i, s)| {
+                    egress.services.contains(i)
+                        || s.ports
+                            .iter()
+                            .any(|sp| sp.endpoints.iter().any(|e| pod.ips.contains(&e.ip)))
+                })
+                .map(|(_, s)| s.clone())
                 .collect(),
             authorization: authz::policies_for(cluster, pod),
         };
