@@ -405,9 +405,13 @@ fn zero_trust_strict_ports_refuse_plaintext_in_compiled_config() {
     assert_eq!(config.inbound.mtls, palisade_api::MtlsMode::Strict);
     assert!(config.inbound.ingress.isolated);
     assert!(config.outbound.egress.isolated);
-    // The Services it may call: kube-dns (DNS) and postgres, not web.
+    // The Services it may call: kube-dns (DNS) and postgres, not web; and
+    // its own Service, since a pod's traffic to itself is always allowed.
     let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["database/postgres", "kube-system/kube-dns"]);
+    assert_eq!(
+        names,
+        ["backend/api-server", "database/postgres", "kube-system/kube-dns"]
+    );
     // The database port is opaque (server-first) for its callers.
     let pg = config
         .peers
