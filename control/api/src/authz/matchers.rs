@@ -59,9 +59,9 @@ impl StrPattern {
 
     pub(crate) fn matches(&self, v: &[u8]) -> bool {
         match self {
-            StrPattern::Exact(e) => v == &e[..],
-            StrPattern::Prefix(p) => v.starts_with(p),
-            StrPattern::Suffix(s) => v.ends_with(s),
+            StrPattern::Exact(e) => bytes_eq(v, e),
+            StrPattern::Prefix(p) => v.len() >= p.len() && bytes_eq(&v[..p.len()], p),
+            StrPattern::Suffix(s) => v.len() >= s.len() && bytes_eq(&v[v.len() - s.len()..], s),
             StrPattern::Presence => !v.is_empty(),
         }
     }
@@ -184,10 +184,13 @@ fn template_matches(pieces: &[TemplatePiece], path: &[u8]) -> bool {
     let mut rest = path;
     for (i, piece) in pieces.iter().enumerate() {
         match piece {
-            TemplatePiece::Literal(l) => match rest.strip_prefix(l.as_bytes()) {
-                Some(r) => rest = r,
-                None => return false,
-            },
+            TemplatePiece::Literal(l) => {
+                let l = l.as_bytes();
+                if rest.len() < l.len() || !bytes_eq(&rest[..l.len()], l) {
+                    return false;
+                }
+                rest = &rest[l.len()..];
+            }
             TemplatePiece::One => {
                 // The next piece, if any, is a literal starting with '/', so
                 // the longest run is the only candidate.
@@ -254,6 +257,19 @@ impl<'a> TrustDomains<'a> {
         out.dedup();
         out
     }
+}
+
+/// Byte equality without a `memcmp` call for the short values policies
+/// hold (methods, namespaces, path prefixes); long values use `memcmp`.
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 32 {
+        return a == b;
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// FNV-1a, 64 bits: a cheap fingerprint for quick rejection; equal inputs
