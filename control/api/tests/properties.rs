@@ -273,3 +273,51 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Bad input gives an error, never a panic.
+    #[test]
+    fn normalization_never_panics(raw in any::<String>(), ascii in "[ -~]{0,40}") {
+        for mode in [
+            PathNormalization::None,
+            PathNormalization::Base,
+            PathNormalization::MergeSlashes,
+            PathNormalization::DecodeAndMergeSlashes,
+        ] {
+            let _ = normalize_path(&raw, mode);
+            let _ = normalize_path(&format!("/{ascii}"), mode);
+        }
+    }
+
+    /// Arbitrary pattern strings compile or fail cleanly, and evaluating
+    /// arbitrary paths, hosts and principals against them never panics.
+    #[test]
+    fn arbitrary_patterns_never_panic(
+        pattern in "[/a-z{}*.:]{0,12}",
+        principal in "[/a-z*.]{0,16}",
+        path in "[ -~]{0,20}",
+        host in "[ -~]{0,12}",
+        peer in "[ -~]{0,24}",
+    ) {
+        let p = AuthorizationPolicy {
+            name: "ns/p".into(),
+            action: AuthzAction::Deny,
+            dry_run: false,
+            rules: vec![AuthzRule {
+                from: vec![AuthzSource { principals: vec![principal], ..Default::default() }],
+                to: vec![AuthzOperation {
+                    paths: vec![pattern.clone()],
+                    hosts: vec![pattern],
+                    ..Default::default()
+                }],
+                when: vec![],
+            }],
+        };
+        if let Ok(authz) = CompiledAuthz::new(&[p], &mesh()) {
+            let req = tcp_from(None).raw_peer(&peer).http("GET", &path, &host);
+            let _ = req.eval(&authz);
+        }
+    }
+}
