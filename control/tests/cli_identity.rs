@@ -38,7 +38,14 @@ fn pem_blocks(p: &Path) -> usize {
 /// Creates a CA and issues an SVID; returns (ca dir, svid dir).
 fn ca_and_svid(intermediate: bool, id: &str, ttl: &str) -> (tempfile::TempDir, tempfile::TempDir) {
     let ca = tempfile::tempdir().unwrap();
-    let mut args = vec!["ca", "init", "--trust-domain", "mesh.test", "--out", s(ca.path())];
+    let mut args = vec![
+        "ca",
+        "init",
+        "--trust-domain",
+        "mesh.test",
+        "--out",
+        s(ca.path()),
+    ];
     if intermediate {
         args.push("--intermediate");
     }
@@ -46,7 +53,16 @@ fn ca_and_svid(intermediate: bool, id: &str, ttl: &str) -> (tempfile::TempDir, t
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = tempfile::tempdir().unwrap();
     let o = palisade(&[
-        "cert", "issue", "--ca", s(ca.path()), "--id", id, "--out", s(out.path()), "--ttl", ttl,
+        "cert",
+        "issue",
+        "--ca",
+        s(ca.path()),
+        "--id",
+        id,
+        "--out",
+        s(out.path()),
+        "--ttl",
+        ttl,
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     (ca, out)
@@ -71,7 +87,10 @@ fn ca_init_issue_verify_round_trip() {
             assert_eq!(mode(&ca.path().join("root.key")), 0o600);
         }
         assert_eq!(mode(&out.path().join("svid.key")), 0o600);
-        assert_eq!(pem_blocks(&out.path().join("svid.pem")), if intermediate { 2 } else { 1 });
+        assert_eq!(
+            pem_blocks(&out.path().join("svid.pem")),
+            if intermediate { 2 } else { 1 }
+        );
         assert_eq!(pem_blocks(&out.path().join("bundle.pem")), 1);
         let o = verify(out.path(), &[]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -87,9 +106,12 @@ fn verify_rejects_with_exit_1_and_one_line_naming_the_rule() {
     let (_other_ca, other) = ca_and_svid(false, ID, "24h");
     // Another CA's SVID against our bundle: path validation fails.
     let o = palisade(&[
-        "cert", "verify",
-        "--bundle", s(&out.path().join("bundle.pem")),
-        "--cert", s(&other.path().join("svid.pem")),
+        "cert",
+        "verify",
+        "--bundle",
+        s(&out.path().join("bundle.pem")),
+        "--cert",
+        s(&other.path().join("svid.pem")),
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).is_empty());
@@ -115,21 +137,60 @@ fn verify_rejects_an_expired_svid() {
 fn bad_arguments_and_unreadable_files_exit_2() {
     let (_ca, out) = ca_and_svid(false, ID, "24h");
     let missing = out.path().join("nope.pem");
-    let o = palisade(&["cert", "verify", "--bundle", s(&missing), "--cert", s(&out.path().join("svid.pem"))]);
+    let o = palisade(&[
+        "cert",
+        "verify",
+        "--bundle",
+        s(&missing),
+        "--cert",
+        s(&out.path().join("svid.pem")),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let junk = out.path().join("junk.pem");
     std::fs::write(&junk, "not pem at all").unwrap();
-    let o = palisade(&["cert", "verify", "--bundle", s(&junk), "--cert", s(&out.path().join("svid.pem"))]);
+    let o = palisade(&[
+        "cert",
+        "verify",
+        "--bundle",
+        s(&junk),
+        "--cert",
+        s(&out.path().join("svid.pem")),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    let o = palisade(&["cert", "verify", "--bundle", s(&out.path().join("bundle.pem")), "--cert", s(&junk)]);
+    let o = palisade(&[
+        "cert",
+        "verify",
+        "--bundle",
+        s(&out.path().join("bundle.pem")),
+        "--cert",
+        s(&junk),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let o = palisade(&["cert", "verify", "--bundle", s(&junk)]);
     assert_eq!(o.status.code(), Some(2), "missing --cert");
-    let o = palisade(&["cert", "issue", "--ca", s(out.path()), "--id", ID, "--out", s(out.path())]);
+    let o = palisade(&[
+        "cert",
+        "issue",
+        "--ca",
+        s(out.path()),
+        "--id",
+        ID,
+        "--out",
+        s(out.path()),
+    ]);
     assert_eq!(o.status.code(), Some(2), "not a CA directory");
-    let o = palisade(&["ca", "init", "--trust-domain", "Bad_TD!", "--out", s(out.path())]);
+    let o = palisade(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        "Bad_TD!",
+        "--out",
+        s(out.path()),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    let o = palisade(&["cert", "issue", "--ca", "/x", "--id", ID, "--out", "/y", "--ttl", "soon"]);
+    let o = palisade(&[
+        "cert", "issue", "--ca", "/x", "--id", ID, "--out", "/y", "--ttl", "soon",
+    ]);
     assert_eq!(o.status.code(), Some(2), "bad --ttl");
 }
 
@@ -137,12 +198,32 @@ fn bad_arguments_and_unreadable_files_exit_2() {
 fn issue_refuses_bad_or_foreign_ids_and_ca_init_does_not_overwrite() {
     let (ca, _out) = ca_and_svid(false, ID, "24h");
     let dst = tempfile::tempdir().unwrap();
-    for bad in ["spiffe://mesh.test/a/", "spiffe://other.test/ns/a/sa/b", "spiffe://mesh.test"] {
-        let o = palisade(&["cert", "issue", "--ca", s(ca.path()), "--id", bad, "--out", s(dst.path())]);
+    for bad in [
+        "spiffe://mesh.test/a/",
+        "spiffe://other.test/ns/a/sa/b",
+        "spiffe://mesh.test",
+    ] {
+        let o = palisade(&[
+            "cert",
+            "issue",
+            "--ca",
+            s(ca.path()),
+            "--id",
+            bad,
+            "--out",
+            s(dst.path()),
+        ]);
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
         assert!(!dst.path().join("svid.pem").exists());
     }
-    let o = palisade(&["ca", "init", "--trust-domain", "mesh.test", "--out", s(ca.path())]);
+    let o = palisade(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        "mesh.test",
+        "--out",
+        s(ca.path()),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--force"));
 }
@@ -154,13 +235,41 @@ fn issue_from_an_openssl_csr() {
     let key = dir.path().join("my.key");
     let csr = dir.path().join("my.csr");
     let o = Command::new("openssl")
-        .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
-        .args(["-keyout", s(&key), "-out", s(&csr), "-subj", "/O=me", "-config", "/dev/null"])
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&csr),
+            "-subj",
+            "/O=me",
+            "-config",
+            "/dev/null",
+        ])
         .output()
         .expect("this test needs the `openssl` command (Debian: apt-get install openssl)");
     assert!(o.status.success(), "{}", stderr(&o));
     let out = dir.path().join("svid");
-    let o = palisade(&["cert", "issue", "--ca", s(ca.path()), "--id", ID, "--out", s(&out), "--csr", s(&csr)]);
+    let o = palisade(&[
+        "cert",
+        "issue",
+        "--ca",
+        s(ca.path()),
+        "--id",
+        ID,
+        "--out",
+        s(&out),
+        "--csr",
+        s(&csr),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!out.join("svid.key").exists(), "no key written for a CSR");
     assert_eq!(stdout(&verify(&out, &[])), format!("{ID}\n"));
@@ -169,7 +278,10 @@ fn issue_from_an_openssl_csr() {
         .args(["x509", "-in", s(&out.join("svid.pem")), "-noout", "-pubkey"])
         .output()
         .unwrap();
-    let o2 = Command::new("openssl").args(["pkey", "-in", s(&key), "-pubout"]).output().unwrap();
+    let o2 = Command::new("openssl")
+        .args(["pkey", "-in", s(&key), "-pubout"])
+        .output()
+        .unwrap();
     assert_eq!(stdout(&o), stdout(&o2));
     // A CSR with a broken signature is bad input.
     let mut text = std::fs::read_to_string(&csr).unwrap();
@@ -177,7 +289,18 @@ fn issue_from_an_openssl_csr() {
     let c = if &text[pos..pos + 1] == "A" { "B" } else { "A" };
     text.replace_range(pos..pos + 1, c);
     std::fs::write(&csr, text).unwrap();
-    let o = palisade(&["cert", "issue", "--ca", s(ca.path()), "--id", ID, "--out", s(&out), "--csr", s(&csr)]);
+    let o = palisade(&[
+        "cert",
+        "issue",
+        "--ca",
+        s(ca.path()),
+        "--id",
+        ID,
+        "--out",
+        s(&out),
+        "--csr",
+        s(&csr),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 

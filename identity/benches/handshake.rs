@@ -19,12 +19,14 @@ const SERVER: &str = "spiffe://bench.test/ns/prod/sa/db";
 const CLIENT: &str = "spiffe://bench.test/ns/prod/sa/api";
 
 fn providers() -> Vec<(&'static str, Arc<CryptoProvider>)> {
-    let mut v = Vec::new();
-    #[cfg(feature = "aws-lc-rs")]
-    v.push(("aws-lc-rs", palisade_identity::provider::aws_lc_rs()));
-    #[cfg(feature = "ring")]
-    v.push(("ring", palisade_identity::provider::ring()));
-    v
+    [
+        #[cfg(feature = "aws-lc-rs")]
+        ("aws-lc-rs", palisade_identity::provider::aws_lc_rs()),
+        #[cfg(feature = "ring")]
+        ("ring", palisade_identity::provider::ring()),
+    ]
+    .into_iter()
+    .collect()
 }
 
 fn ca() -> CertificateAuthority {
@@ -94,6 +96,14 @@ fn bench_handshake(c: &mut Criterion) {
             .unwrap(),
         );
         let name_ip = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        let mut probe = ClientConnection::new(client_cfg.clone(), name_ip.clone()).unwrap();
+        let mut probe_server = ServerConnection::new(server_cfg.clone()).unwrap();
+        handshake(&mut probe, &mut probe_server);
+        eprintln!(
+            "{name}: key exchange {:?}, cipher suite {:?}",
+            probe.negotiated_key_exchange_group().map(|g| g.name()),
+            probe.negotiated_cipher_suite().map(|s| s.suite()),
+        );
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut client =

@@ -207,7 +207,7 @@ pub fn uri_sans(der: &[u8]) -> Result<Vec<String>, SvidError> {
 
 fn parse<'a>(der: &'a [u8]) -> Result<X509Certificate<'a>, SvidError> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(SvidError::Malformed(
             "trailing data after certificate".into(),
         )),

@@ -69,7 +69,10 @@ fn issued_svid_has_the_x509_svid_fields() {
     let lifetime = v.not_after.timestamp() - v.not_before.timestamp();
     assert_eq!(lifetime as u64, (DEFAULT_SVID_TTL + BACKDATE).as_secs());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    assert!(v.not_before.timestamp() <= now - 290, "backdated for clock skew");
+    assert!(
+        v.not_before.timestamp() <= now - 290,
+        "backdated for clock skew"
+    );
     // Serials are random, so two SVIDs for the same ID differ.
     let other = ca.issue(&id(ID), DEFAULT_SVID_TTL).unwrap();
     let (_, other) = X509Certificate::from_der(&other.chain[0]).unwrap();
@@ -80,8 +83,14 @@ fn issued_svid_has_the_x509_svid_fields() {
 fn issues_from_a_csr_to_the_csr_key() {
     let ca = CertificateAuthority::create(&td(TD), &CaOptions::default()).unwrap();
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let csr = CertificateParams::default().serialize_request(&key).unwrap().pem().unwrap();
-    let svid = ca.issue_from_csr(&csr, &id(ID), Duration::from_secs(600)).unwrap();
+    let csr = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let svid = ca
+        .issue_from_csr(&csr, &id(ID), Duration::from_secs(600))
+        .unwrap();
     assert!(svid.key.is_none());
     assert_eq!(verify(ca.bundle(), &svid.chain).unwrap(), id(ID));
     // The certificate is for the CSR's key: credentials built from it load.
@@ -93,14 +102,20 @@ fn issues_from_a_csr_to_the_csr_key() {
 fn refuses_a_csr_with_a_bad_signature() {
     let ca = CertificateAuthority::create(&td(TD), &CaOptions::default()).unwrap();
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let csr = CertificateParams::default().serialize_request(&key).unwrap();
+    let csr = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
     let mut der = csr.der().to_vec();
     let last = der.len() - 1;
     der[last] ^= 1;
     let pem = palisade_identity::pem::encode("CERTIFICATE REQUEST", &der);
-    let err = ca.issue_from_csr(&pem, &id(ID), DEFAULT_SVID_TTL).unwrap_err();
+    let err = ca
+        .issue_from_csr(&pem, &id(ID), DEFAULT_SVID_TTL)
+        .unwrap_err();
     assert!(matches!(err, CaError::BadCsr(_)), "{err}");
-    let err = ca.issue_from_csr("not a csr", &id(ID), DEFAULT_SVID_TTL).unwrap_err();
+    let err = ca
+        .issue_from_csr("not a csr", &id(ID), DEFAULT_SVID_TTL)
+        .unwrap_err();
     assert!(matches!(err, CaError::BadCsr(_)), "{err}");
 }
 
@@ -110,19 +125,27 @@ fn refuses_a_csr_asking_for_another_id() {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::default();
     params.subject_alt_names = vec![SanType::URI(
-        "spiffe://mesh.test/ns/kube-system/sa/admin".try_into().unwrap(),
+        "spiffe://mesh.test/ns/kube-system/sa/admin"
+            .try_into()
+            .unwrap(),
     )];
     let csr = params.serialize_request(&key).unwrap().pem().unwrap();
-    let err = ca.issue_from_csr(&csr, &id(ID), DEFAULT_SVID_TTL).unwrap_err();
+    let err = ca
+        .issue_from_csr(&csr, &id(ID), DEFAULT_SVID_TTL)
+        .unwrap_err();
     assert!(matches!(err, CaError::CsrIdMismatch { .. }), "{err}");
 }
 
 #[test]
 fn refuses_foreign_ids_rootless_ids_and_zero_ttl() {
     let ca = CertificateAuthority::create(&td(TD), &CaOptions::default()).unwrap();
-    let err = ca.issue(&id("spiffe://other.test/ns/a/sa/b"), DEFAULT_SVID_TTL).unwrap_err();
+    let err = ca
+        .issue(&id("spiffe://other.test/ns/a/sa/b"), DEFAULT_SVID_TTL)
+        .unwrap_err();
     assert!(matches!(err, CaError::ForeignId { .. }), "{err}");
-    let err = ca.issue(&id("spiffe://mesh.test"), DEFAULT_SVID_TTL).unwrap_err();
+    let err = ca
+        .issue(&id("spiffe://mesh.test"), DEFAULT_SVID_TTL)
+        .unwrap_err();
     assert!(matches!(err, CaError::IdWithoutPath(_)), "{err}");
     let err = ca.issue(&id(ID), Duration::ZERO).unwrap_err();
     assert!(matches!(err, CaError::ZeroTtl), "{err}");
@@ -181,7 +204,10 @@ fn loads_a_cert_manager_style_ca_without_spiffe_san() {
     std::fs::write(dir.path().join("ca.crt"), root.pem()).unwrap();
     // No SPIFFE SAN anywhere: the trust domain must be given.
     let err = CertificateAuthority::load_dir(dir.path(), None).unwrap_err();
-    assert!(matches!(err, CaError::Bundle(BundleError::NoTrustDomain)), "{err}");
+    assert!(
+        matches!(err, CaError::Bundle(BundleError::NoTrustDomain)),
+        "{err}"
+    );
     let ca = CertificateAuthority::load_dir(dir.path(), Some(td(TD))).unwrap();
     let svid = ca.issue(&id(ID), DEFAULT_SVID_TTL).unwrap();
     assert_eq!(verify(ca.bundle(), &svid.chain).unwrap(), id(ID));
@@ -191,23 +217,31 @@ fn loads_a_cert_manager_style_ca_without_spiffe_san() {
 fn refuses_mismatched_or_unfit_ca_material() {
     let a = TestCa::new(TD);
     let b = TestCa::new(TD);
-    let cert_pem = palisade_identity::pem::encode_certs(&[a.cert.clone()]);
-    let err = CertificateAuthority::from_pem(&cert_pem, &b.key.serialize_pem(), None, None).unwrap_err();
+    let cert_pem = palisade_identity::pem::encode_certs(std::slice::from_ref(&a.cert));
+    let err =
+        CertificateAuthority::from_pem(&cert_pem, &b.key.serialize_pem(), None, None).unwrap_err();
     assert!(matches!(err, CaError::KeyMismatch), "{err}");
     // A leaf is not a CA.
     let (leaf, leaf_key) = a.sign(&common::good_leaf(ID));
     let leaf_pem = palisade_identity::pem::encode_certs(&[leaf]);
-    let err = CertificateAuthority::from_pem(&leaf_pem, &leaf_key.serialize_pem(), None, None).unwrap_err();
+    let err = CertificateAuthority::from_pem(&leaf_pem, &leaf_key.serialize_pem(), None, None)
+        .unwrap_err();
     assert!(matches!(err, CaError::NotACa), "{err}");
     // An intermediate whose root is missing cannot issue verifiable SVIDs.
     let int = a.intermediate(TD);
-    let int_pem = palisade_identity::pem::encode_certs(&[int.cert.clone()]);
-    let wrong_roots = palisade_identity::pem::encode_certs(&[b.cert.clone()]);
-    let err = CertificateAuthority::from_pem(&int_pem, &int.key.serialize_pem(), Some(&wrong_roots), None)
-        .unwrap_err();
+    let int_pem = palisade_identity::pem::encode_certs(std::slice::from_ref(&int.cert));
+    let wrong_roots = palisade_identity::pem::encode_certs(std::slice::from_ref(&b.cert));
+    let err = CertificateAuthority::from_pem(
+        &int_pem,
+        &int.key.serialize_pem(),
+        Some(&wrong_roots),
+        None,
+    )
+    .unwrap_err();
     assert!(matches!(err, CaError::SelfCheck(_)), "{err}");
-    let right_roots = palisade_identity::pem::encode_certs(&[a.cert.clone()]);
-    CertificateAuthority::from_pem(&int_pem, &int.key.serialize_pem(), Some(&right_roots), None).unwrap();
+    let right_roots = palisade_identity::pem::encode_certs(std::slice::from_ref(&a.cert));
+    CertificateAuthority::from_pem(&int_pem, &int.key.serialize_pem(), Some(&right_roots), None)
+        .unwrap();
     // Garbage.
     let err = CertificateAuthority::from_pem("junk", "junk", None, None).unwrap_err();
     assert!(matches!(err, CaError::Pem(_) | CaError::BadKey(_)), "{err}");

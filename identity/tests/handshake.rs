@@ -35,10 +35,15 @@ async fn mtls_handshake_gives_both_sides_the_peer_id() {
         ..TlsOptions::default()
     };
     let (addr, mut accepted) = echo_server(store(&ca, SERVER), opts.clone()).await;
-    let mut tls = connect(addr, &store(&ca, CLIENT), SERVER, &opts).await.unwrap();
+    let mut tls = connect(addr, &store(&ca, CLIENT), SERVER, &opts)
+        .await
+        .unwrap();
     let (_, conn) = tls.get_ref();
     assert_eq!(peer_spiffe_id(conn), Some(id(SERVER)));
-    assert_eq!(conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
     assert_eq!(conn.alpn_protocol(), Some(&b"palisade-mesh/h2"[..]));
     assert_eq!(accepted.recv().await.unwrap().unwrap(), CLIENT);
     assert_eq!(echo(&mut tls, b"hello").await, b"hello");
@@ -126,7 +131,9 @@ async fn the_server_requires_a_client_certificate() {
     .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let res = TlsConnector::from(Arc::new(config)).connect(name, tcp).await;
+    let res = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await;
     let server_side = accepted.recv().await.unwrap().unwrap_err();
     assert!(server_side.contains("certificate"), "{server_side}");
     if let Ok(mut tls) = res {
@@ -155,13 +162,23 @@ async fn tls12_only_when_allowed() {
     .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    assert!(TlsConnector::from(Arc::new(config)).connect(name, tcp).await.is_err());
+    assert!(
+        TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .is_err()
+    );
     // With allow_tls12 on both sides, TLS 1.3 is still chosen.
     let opts = TlsOptions {
         allow_tls12: true,
         ..TlsOptions::default()
     };
     let (addr, _accepted) = echo_server(store(&ca, SERVER), opts.clone()).await;
-    let tls = connect(addr, &store(&ca, CLIENT), SERVER, &opts).await.unwrap();
-    assert_eq!(tls.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    let tls = connect(addr, &store(&ca, CLIENT), SERVER, &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
 }

@@ -51,8 +51,16 @@ fn svid_dir(ca: &CertificateAuthority, id_str: &str) -> tempfile::TempDir {
         &std::fs::read_to_string(dir.path().join("svid.pem")).unwrap(),
     )
     .unwrap();
-    std::fs::write(dir.path().join("leaf.pem"), palisade_identity::pem::encode_certs(&certs[..1])).unwrap();
-    std::fs::write(dir.path().join("chain.pem"), palisade_identity::pem::encode_certs(&certs[1..])).unwrap();
+    std::fs::write(
+        dir.path().join("leaf.pem"),
+        palisade_identity::pem::encode_certs(&certs[..1]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("chain.pem"),
+        palisade_identity::pem::encode_certs(&certs[1..]),
+    )
+    .unwrap();
     dir
 }
 
@@ -87,7 +95,15 @@ async fn our_client_with_openssl_s_server() {
             .args(["-cert", &p(server_dir.path(), "leaf.pem")])
             .args(["-key", &p(server_dir.path(), "svid.key")])
             .args(["-CAfile", &p(server_dir.path(), "bundle.pem")])
-            .args(["-Verify", "4", "-verify_return_error", "-tls1_3", "-www", "-naccept", "1"]);
+            .args([
+                "-Verify",
+                "4",
+                "-verify_return_error",
+                "-tls1_3",
+                "-www",
+                "-naccept",
+                "1",
+            ]);
         if intermediate {
             cmd.args(["-cert_chain", &p(server_dir.path(), "chain.pem")]);
         }
@@ -101,7 +117,10 @@ async fn our_client_with_openssl_s_server() {
         let stdout = child.0.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         loop {
-            let line = lines.next().expect("s_server exited before ACCEPT").unwrap();
+            let line = lines
+                .next()
+                .expect("s_server exited before ACCEPT")
+                .unwrap();
             if line.contains("ACCEPT") {
                 break;
             }
@@ -146,12 +165,23 @@ async fn our_client_refuses_openssl_s_server_with_the_wrong_identity() {
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     while !lines.next().unwrap().unwrap().contains("ACCEPT") {}
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let res = common::connect(addr, &common::store(&ca, CLIENT), SERVER, &TlsOptions::default()).await;
-    assert!(res.is_err(), "must not accept spiffe://.../impostor as {SERVER}");
+    let res = common::connect(
+        addr,
+        &common::store(&ca, CLIENT),
+        SERVER,
+        &TlsOptions::default(),
+    )
+    .await;
+    assert!(
+        res.is_err(),
+        "must not accept spiffe://.../impostor as {SERVER}"
+    );
 }
 
 /// Our server: reads one line, answers `pong <client SPIFFE ID>`, closes.
-async fn pong_server(store: Arc<CredentialStore>) -> (u16, tokio::task::JoinHandle<Result<String, String>>) {
+async fn pong_server(
+    store: Arc<CredentialStore>,
+) -> (u16, tokio::task::JoinHandle<Result<String, String>>) {
     let config = palisade_identity::server_config(&store).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -162,9 +192,14 @@ async fn pong_server(store: Arc<CredentialStore>) -> (u16, tokio::task::JoinHand
         let peer = peer_spiffe_id(tls.get_ref().1).ok_or("no peer id")?;
         let mut reader = tokio::io::BufReader::new(tls);
         let mut line = String::new();
-        reader.read_line(&mut line).await.map_err(|e| e.to_string())?;
+        reader
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut tls = reader.into_inner();
-        tls.write_all(format!("pong {peer}\n").as_bytes()).await.map_err(|e| e.to_string())?;
+        tls.write_all(format!("pong {peer}\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         tls.shutdown().await.map_err(|e| e.to_string())?;
         Ok(peer.to_string())
     });
@@ -189,9 +224,19 @@ fn run_s_client(port: u16, dir: &Path, ca_file: &Path) -> (bool, String, String)
         .unwrap();
     child.stdin.take().unwrap().write_all(b"ping\n").unwrap();
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let ok = child.wait().unwrap().success();
     (ok, out, err)
 }
@@ -255,7 +300,11 @@ async fn loads_an_openssl_made_rsa_root_with_ec_intermediate() {
     let d = dir.path();
     let run = |args: &[&str]| {
         let out = openssl().args(args).current_dir(d).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     std::fs::write(
         d.join("ext.cnf"),
@@ -263,38 +312,116 @@ async fn loads_an_openssl_made_rsa_root_with_ec_intermediate() {
          [int]\nbasicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
     )
     .unwrap();
-    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "root.key", "-out", "root.pem",
-          "-days", "30", "-subj", "/O=Corp/CN=Corp Root", "-config", "/dev/null",
-          "-addext", "basicConstraints=critical,CA:true",
-          "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-    run(&["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-          "-keyout", "int.key", "-out", "int.csr", "-subj", "/O=Corp/CN=Mesh Intermediate",
-          "-config", "/dev/null"]);
-    run(&["x509", "-req", "-in", "int.csr", "-CA", "root.pem", "-CAkey", "root.key",
-          "-CAcreateserial", "-days", "10", "-out", "int.pem", "-extfile", "ext.cnf", "-extensions", "int"]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "root.key",
+        "-out",
+        "root.pem",
+        "-days",
+        "30",
+        "-subj",
+        "/O=Corp/CN=Corp Root",
+        "-config",
+        "/dev/null",
+        "-addext",
+        "basicConstraints=critical,CA:true",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "int.key",
+        "-out",
+        "int.csr",
+        "-subj",
+        "/O=Corp/CN=Mesh Intermediate",
+        "-config",
+        "/dev/null",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "int.csr",
+        "-CA",
+        "root.pem",
+        "-CAkey",
+        "root.key",
+        "-CAcreateserial",
+        "-days",
+        "10",
+        "-out",
+        "int.pem",
+        "-extfile",
+        "ext.cnf",
+        "-extensions",
+        "int",
+    ]);
     let int_pem = std::fs::read_to_string(d.join("int.pem")).unwrap();
     let root_pem = std::fs::read_to_string(d.join("root.pem")).unwrap();
     let key_pem = std::fs::read_to_string(d.join("int.key")).unwrap();
-    let ca = CertificateAuthority::from_pem(&int_pem, &key_pem, Some(&root_pem), Some(td(TD))).unwrap();
+    let ca =
+        CertificateAuthority::from_pem(&int_pem, &key_pem, Some(&root_pem), Some(td(TD))).unwrap();
     let svid = ca.issue(&id(CLIENT), Duration::from_secs(600)).unwrap();
-    assert_eq!(common::verify(ca.bundle(), &svid.chain).unwrap(), id(CLIENT));
-    std::fs::write(d.join("leaf.pem"), palisade_identity::pem::encode_certs(&svid.chain[..1])).unwrap();
+    assert_eq!(
+        common::verify(ca.bundle(), &svid.chain).unwrap(),
+        id(CLIENT)
+    );
+    std::fs::write(
+        d.join("leaf.pem"),
+        palisade_identity::pem::encode_certs(&svid.chain[..1]),
+    )
+    .unwrap();
     for purpose in ["sslclient", "sslserver"] {
         let out = openssl()
-            .args(["verify", "-purpose", purpose, "-CAfile", "root.pem", "-untrusted", "int.pem", "leaf.pem"])
+            .args([
+                "verify",
+                "-purpose",
+                purpose,
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "int.pem",
+                "leaf.pem",
+            ])
             .current_dir(d)
             .output()
             .unwrap();
-        assert!(out.status.success(), "openssl verify: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // And a handshake with SVIDs of that CA.
     let server = CredentialStore::new(
-        Credentials::from_issued(ca.issue(&id(SERVER), Duration::from_secs(600)).unwrap(), ca.bundle().clone()).unwrap(),
+        Credentials::from_issued(
+            ca.issue(&id(SERVER), Duration::from_secs(600)).unwrap(),
+            ca.bundle().clone(),
+        )
+        .unwrap(),
     );
     let (addr, mut accepted) = common::echo_server(server, TlsOptions::default()).await;
-    let mut tls = common::connect(addr, &common::store(&ca, CLIENT), SERVER, &TlsOptions::default())
-        .await
-        .unwrap();
+    let mut tls = common::connect(
+        addr,
+        &common::store(&ca, CLIENT),
+        SERVER,
+        &TlsOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(accepted.recv().await.unwrap().unwrap(), CLIENT);
     assert_eq!(common::echo(&mut tls, b"rsa root").await, b"rsa root");
 }

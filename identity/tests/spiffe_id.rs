@@ -140,8 +140,14 @@ fn ns_sa_helpers_build_and_recognise_the_kubernetes_form() {
         SpiffeId::from_ns_sa(&td, "a/b", "x").unwrap_err(),
         E::PathChar { ch: '/' }
     );
-    assert_eq!(SpiffeId::from_ns_sa(&td, "", "x").unwrap_err(), E::EmptySegment);
-    assert_eq!(SpiffeId::from_ns_sa(&td, "..", "x").unwrap_err(), E::DotSegment);
+    assert_eq!(
+        SpiffeId::from_ns_sa(&td, "", "x").unwrap_err(),
+        E::EmptySegment
+    );
+    assert_eq!(
+        SpiffeId::from_ns_sa(&td, "..", "x").unwrap_err(),
+        E::DotSegment
+    );
     for not_k8s in [
         "spiffe://td/ns/a/sa",
         "spiffe://td/ns/a/sa/b/c",
@@ -154,7 +160,10 @@ fn ns_sa_helpers_build_and_recognise_the_kubernetes_form() {
 
 #[test]
 fn trust_domain_accepts_name_or_id_form() {
-    assert_eq!(TrustDomain::new("example.org").unwrap().as_str(), "example.org");
+    assert_eq!(
+        TrustDomain::new("example.org").unwrap().as_str(),
+        "example.org"
+    );
     assert_eq!(
         TrustDomain::new("spiffe://example.org").unwrap().as_str(),
         "example.org"

@@ -43,7 +43,10 @@ fn accepts_svids_issued_by_our_ca_with_and_without_intermediate() {
 #[test]
 fn rejects_empty_chain_and_garbage() {
     let ca = TestCa::new(TD);
-    assert!(matches!(verify(&ca.bundle(TD), &[]), Err(SvidError::NoCertificate)));
+    assert!(matches!(
+        verify(&ca.bundle(TD), &[]),
+        Err(SvidError::NoCertificate)
+    ));
     let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
     assert!(matches!(
         verify(&ca.bundle(TD), &[garbage]),
@@ -121,7 +124,10 @@ fn rejects_a_leaf_with_two_uri_sans() {
         ));
     })
     .unwrap_err();
-    assert!(matches!(err, SvidError::MultipleUriSans { count: 2 }), "{err}");
+    assert!(
+        matches!(err, SvidError::MultipleUriSans { count: 2 }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -129,7 +135,9 @@ fn rejects_a_uri_san_with_another_scheme() {
     // "the validator MUST also ensure that the scheme of the SPIFFE ID is set to
     // `spiffe`" (X509-SVID 5.2)
     let err = verify_tweaked(|p| {
-        p.subject_alt_names = vec![SanType::URI("https://mesh.test/ns/a/sa/b".try_into().unwrap())];
+        p.subject_alt_names = vec![SanType::URI(
+            "https://mesh.test/ns/a/sa/b".try_into().unwrap(),
+        )];
     })
     .unwrap_err();
     assert!(matches!(err, SvidError::NotSpiffeScheme { .. }), "{err}");
@@ -142,7 +150,13 @@ fn rejects_a_uri_san_that_is_not_a_valid_spiffe_id() {
     })
     .unwrap_err();
     assert!(
-        matches!(err, SvidError::InvalidSpiffeId { source: palisade_identity::SpiffeIdError::TrailingSlash, .. }),
+        matches!(
+            err,
+            SvidError::InvalidSpiffeId {
+                source: palisade_identity::SpiffeIdError::TrailingSlash,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -201,12 +215,28 @@ fn rejects_extended_key_usage_without_client_or_server_auth() {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     })
     .unwrap_err();
-    assert!(matches!(err, SvidError::MissingEku { purpose: "clientAuth" }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SvidError::MissingEku {
+                purpose: "clientAuth"
+            }
+        ),
+        "{err}"
+    );
     let err = verify_tweaked(|p| {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     })
     .unwrap_err();
-    assert!(matches!(err, SvidError::MissingEku { purpose: "serverAuth" }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SvidError::MissingEku {
+                purpose: "serverAuth"
+            }
+        ),
+        "{err}"
+    );
     // Without the extension at all, the SVID is fine ("SHOULD include").
     verify_tweaked(|p| p.extended_key_usages.clear()).unwrap();
 }
@@ -216,10 +246,15 @@ fn rejects_an_id_outside_the_bundle_trust_domain() {
     // The CA signs an ID of another trust domain: the chain is valid, but the
     // ID's trust domain is not the bundle's.
     let err = verify_tweaked(|p| {
-        p.subject_alt_names = vec![SanType::URI("spiffe://other.test/ns/a/sa/b".try_into().unwrap())];
+        p.subject_alt_names = vec![SanType::URI(
+            "spiffe://other.test/ns/a/sa/b".try_into().unwrap(),
+        )];
     })
     .unwrap_err();
-    assert!(matches!(err, SvidError::TrustDomainMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, SvidError::TrustDomainMismatch { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -227,7 +262,10 @@ fn accepts_an_aliased_trust_domain() {
     let ca = TestCa::new(TD);
     let (leaf, _) = ca.sign(&good_leaf("spiffe://old.test/ns/a/sa/b"));
     let bundle = ca.bundle(TD).with_alias(td("old.test"));
-    assert_eq!(verify(&bundle, &[leaf]).unwrap().trust_domain_str(), "old.test");
+    assert_eq!(
+        verify(&bundle, &[leaf]).unwrap().trust_domain_str(),
+        "old.test"
+    );
 }
 
 #[test]
@@ -236,8 +274,14 @@ fn path_validation_uses_intermediates_sent_by_the_peer() {
     let int = root.intermediate(TD);
     let (leaf, _) = int.sign(&good_leaf(ID));
     let bundle = root.bundle(TD);
-    assert_eq!(verify(&bundle, &[leaf.clone(), int.cert.clone()]).unwrap(), id(ID));
-    assert!(matches!(verify(&bundle, &[leaf]), Err(SvidError::UnknownIssuer)));
+    assert_eq!(
+        verify(&bundle, &[leaf.clone(), int.cert.clone()]).unwrap(),
+        id(ID)
+    );
+    assert!(matches!(
+        verify(&bundle, &[leaf]),
+        Err(SvidError::UnknownIssuer)
+    ));
 }
 
 #[test]
@@ -251,5 +295,8 @@ fn a_bundle_with_two_roots_accepts_leaves_of_both() {
     }
     // The old root alone does not accept the new root's leaves.
     let (leaf, _) = new.sign(&good_leaf(ID));
-    assert!(matches!(verify(&old.bundle(TD), &[leaf]), Err(SvidError::BadSignature)));
+    assert!(matches!(
+        verify(&old.bundle(TD), &[leaf]),
+        Err(SvidError::BadSignature)
+    ));
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Subcommand;
-use palisade_identity::credentials::{SVID_BUNDLE_FILE, SVID_CERT_FILE, SVID_KEY_FILE, write_svid_dir};
+use palisade_identity::credentials::{
+    SVID_BUNDLE_FILE, SVID_CERT_FILE, SVID_KEY_FILE, write_svid_dir,
+};
 use palisade_identity::verify::verify_svid_chain_now;
 use palisade_identity::{CaOptions, CertificateAuthority, SpiffeId, TrustBundle, TrustDomain};
 
@@ -130,7 +132,10 @@ fn ca_init(trust_domain: &str, out: &Path, intermediate: bool, force: bool) -> u
     if !force && out.join(palisade_identity::ca::CA_KEY_FILE).exists() {
         return fail(
             BAD_INPUT,
-            format_args!("{} already holds a CA; pass --force to replace it", out.display()),
+            format_args!(
+                "{} already holds a CA; pass --force to replace it",
+                out.display()
+            ),
         );
     }
     let opts = CaOptions {
@@ -166,7 +171,12 @@ fn cert_issue(
     };
     let ca = match CertificateAuthority::load_dir(ca_dir, td) {
         Ok(ca) => ca,
-        Err(e) => return fail(BAD_INPUT, format_args!("loading CA {}: {e}", ca_dir.display())),
+        Err(e) => {
+            return fail(
+                BAD_INPUT,
+                format_args!("loading CA {}: {e}", ca_dir.display()),
+            );
+        }
     };
     let issued = match csr {
         Some(path) => match std::fs::read_to_string(path) {

@@ -8,8 +8,8 @@ use palisade_identity::{
     verify_svid_chain,
 };
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, UnixTime};
 use time::OffsetDateTime;
@@ -32,9 +32,7 @@ impl TestCa {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, cn);
+        params.distinguished_name.push(DnType::CommonName, cn);
         params.subject_alt_names = vec![SanType::URI(format!("spiffe://{td}").try_into().unwrap())];
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -78,7 +76,9 @@ impl TestCa {
 pub fn good_leaf(id: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::OrganizationName, "test");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "test");
     params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -93,7 +93,13 @@ pub fn good_leaf(id: &str) -> CertificateParams {
 
 /// Verifies `chain` as a client SVID against `bundle`, now.
 pub fn verify(bundle: &TrustBundle, chain: &[CertificateDer<'_>]) -> Result<SpiffeId, SvidError> {
-    verify_svid_chain(bundle, chain, UnixTime::now(), PeerRole::Client, &default_provider())
+    verify_svid_chain(
+        bundle,
+        chain,
+        UnixTime::now(),
+        PeerRole::Client,
+        &default_provider(),
+    )
 }
 
 pub fn id(s: &str) -> SpiffeId {
@@ -139,7 +145,9 @@ pub async fn echo_server(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -184,7 +192,10 @@ pub async fn connect(
 }
 
 /// Writes `msg` and reads the echo.
-pub async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S, msg: &[u8]) -> Vec<u8> {
+pub async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    msg: &[u8],
+) -> Vec<u8> {
     s.write_all(msg).await.unwrap();
     let mut buf = vec![0u8; msg.len()];
     s.read_exact(&mut buf).await.unwrap();

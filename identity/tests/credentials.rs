@@ -1,0 +1,64 @@
+//! The on-disk SVID layout (`svid.pem`, `svid.key`, `bundle.pem`) that every
+//! component reads, and the checks `Credentials` makes before serving.
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::{TD, id, td};
+use palisade_identity::credentials::write_svid_dir;
+use palisade_identity::{CaOptions, CertificateAuthority, Credentials, CredentialsError};
+
+const ID: &str = "spiffe://mesh.test/ns/prod/sa/api";
+
+fn ca(intermediate: bool) -> CertificateAuthority {
+    let opts = CaOptions {
+        intermediate,
+        ..CaOptions::default()
+    };
+    CertificateAuthority::create(&td(TD), &opts).unwrap()
+}
+
+#[test]
+fn load_dir_reads_what_write_svid_dir_wrote() {
+    let ca = ca(true);
+    let dir = tempfile::tempdir().unwrap();
+    let svid = ca.issue(&id(ID), Duration::from_secs(600)).unwrap();
+    write_svid_dir(dir.path(), &svid.chain, svid.key.as_ref(), ca.bundle()).unwrap();
+    let mode = std::fs::metadata(dir.path().join("svid.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let creds = Credentials::load_dir(dir.path()).unwrap();
+    assert_eq!(creds.id(), &id(ID));
+    assert_eq!(creds.certified_key().cert.len(), 2, "leaf and intermediate");
+    assert_eq!(creds.bundle().trust_domain().as_str(), TD);
+    assert_eq!(creds.bundle().roots(), ca.bundle().roots());
+}
+
+#[test]
+fn load_dir_names_the_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Credentials::load_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, CredentialsError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("svid.pem"), "{err}");
+}
+
+#[test]
+fn refuses_a_key_that_does_not_fit_the_svid() {
+    let ca = ca(false);
+    let a = ca.issue(&id(ID), Duration::from_secs(600)).unwrap();
+    let b = ca.issue(&id(ID), Duration::from_secs(600)).unwrap();
+    let err = Credentials::new(a.chain, b.key.unwrap(), ca.bundle().clone()).unwrap_err();
+    assert!(matches!(err, CredentialsError::Key(_)), "{err}");
+}
+
+#[test]
+fn refuses_a_certificate_that_is_not_an_svid() {
+    // A CA certificate is not a leaf SVID: it cannot be served as our identity.
+    let ca = common::TestCa::new(TD);
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ca.key.serialize_der().into());
+    let err = Credentials::new(vec![ca.cert.clone()], key, ca.bundle(TD)).unwrap_err();
+    assert!(matches!(err, CredentialsError::Svid(_)), "{err}");
+}
