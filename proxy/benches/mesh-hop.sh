@@ -54,7 +54,7 @@ JSON
 common=(run --config "$d/config.json" --svid-dir "$d/svid" --workers "${PEERS_WORKERS:-1}")
 if [[ $hop == out ]]; then
   exec "$BIN" "${common[@]}" --outbound-listen "$PEERS_OUT_LISTEN" --inbound-listen 127.0.0.1:18060 \
-    --admin-listen 127.0.0.1:18062 --outbound-to "$PEERS_IN_LISTEN"
+    --admin-listen 127.0.0.1:18062 --outbound-to "$PEERS_IN_LISTEN" --mesh-protocol "${MESH_PROTOCOL:-h2}"
 else
   exec "$BIN" "${common[@]}" --inbound-listen "$PEERS_IN_LISTEN" --outbound-listen 127.0.0.1:18061 \
     --admin-listen 127.0.0.1:18063 --inbound-app-port "${PEERS_BACKEND##*:}"

@@ -77,6 +77,7 @@ impl Proxy {
         if setup.opts.netfilter {
             crate::capture::netfilter::apply(&snapshot.config).map_err(AppError::Netfilter)?;
         }
+        let svid_stamp = crate::svid_watch::stamp(&setup.svid_dir);
         let tls = Arc::new(MeshTls::load_dir(&setup.svid_dir)?);
         let metrics = Arc::new(Metrics::new());
         metrics.set_config_version(&snapshot.version);
@@ -166,6 +167,12 @@ impl Proxy {
             setup.config_poll,
             setup.opts.netfilter,
             loaded_stamp,
+        ));
+        control.spawn(crate::svid_watch::watch(
+            setup.svid_dir.clone(),
+            tls.store().clone(),
+            setup.config_poll,
+            svid_stamp,
         ));
         // Certificate and config loaded, listeners bound.
         admin.ready.store(true, Ordering::Release);

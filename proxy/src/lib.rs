@@ -24,5 +24,6 @@ pub mod metrics;
 pub mod outbound;
 pub mod policy;
 pub mod state;
+pub mod svid_watch;
 pub mod tls;
 pub mod tracker;

@@ -416,3 +416,40 @@ pub async fn wait_for_version(p: &palisade_proxy::app::Proxy, cfg: &palisade_api
     }
     panic!("config version {want} never loaded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewritten_svid_dir_applies_to_new_connections_only() {
+    let app = echo_app().await;
+    let c = chain(app, |_, _| {}).await;
+    let mut live = tokio::net::TcpStream::connect(c.a.outbound_addr)
+        .await
+        .unwrap();
+    live.write_all(b"before\n").await.unwrap();
+    let mut got = [0u8; 7];
+    tokio::time::timeout(Duration::from_secs(5), live.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // B's SVID is rewritten with another identity: A (expecting back/server)
+    // must refuse new handshakes, while the live connection stays up.
+    c.ca.svid_dir("b", &id("back", "rotated"));
+    let start = Instant::now();
+    loop {
+        let reply = raw_exchange(c.a.outbound_addr, b"new\n", Duration::from_secs(2)).await;
+        if reply.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "rotation never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    live.write_all(b"after!\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), live.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got, b"after!\n");
+}

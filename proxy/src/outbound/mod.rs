@@ -63,12 +63,24 @@ pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig:
                     // Per-request balancing: the connection-level pick only
                     // served the egress check.
                     drop(picked);
-                    let guard = ctx
-                        .tracker
-                        .register(ConnInfo::Outbound { endpoint: orig.0 });
+                    // A fixed endpoint is re-checked on a config change; a
+                    // Service is judged per request and per endpoint (its
+                    // virtual IP is not a pod, so egress never matches it).
+                    let guard = match &target {
+                        Target::Endpoint(ep) => {
+                            Some(ctx.tracker.register(ConnInfo::Outbound { endpoint: *ep }))
+                        }
+                        Target::Service(_) => None,
+                    };
+                    let killed = async {
+                        match &guard {
+                            Some(g) => g.killed().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
-                        () = http::serve(ctx.clone(), io, client, target, inner) => {}
-                        () = guard.killed() => {}
+                        () = http::serve(ctx.clone(), io, client, target.clone(), inner) => {}
+                        () = killed => {}
                     }
                 }
                 Ok(_) => tunnel(ctx, io, client, picked, Some(identity)).await,

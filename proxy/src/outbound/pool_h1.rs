@@ -21,9 +21,12 @@ use super::pool::PoolError;
 /// Idle connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 512;
 
+/// An endpoint's expected identity and its idle connections.
+type IdleList = (String, Vec<SendRequest<Incoming>>);
+
 #[derive(Default)]
 pub struct MeshPoolH1 {
-    idle: Mutex<HashMap<SocketAddr, (String, Vec<SendRequest<Incoming>>)>>,
+    idle: Mutex<HashMap<SocketAddr, IdleList>>,
 }
 
 impl MeshPoolH1 {
