@@ -156,6 +156,10 @@ fn invalid_path_templates_are_refused() {
     }
 }
 
+/// istio.io, "Authorization Policy Conditions": `request.headers` is "HTTP
+/// only"; `source.ip`, `remote.ip`, `source.namespace`, `source.principal`,
+/// `destination.ip`, `destination.port` and `connection.sni` are "HTTP and
+/// TCP"; `source.namespace`/`source.principal` "requires mutual TLS enabled".
 #[test]
 fn when_keys() {
     let w = |key: &str, values: &str| {
