@@ -79,6 +79,14 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Findings have a severity: error (cannot work as written), warning (a likely \
+mistake) or info (worth knowing, such as PERMISSIVE mTLS in force). Exit status: 0 when no \
+finding is an error (warnings and infos alone exit 0), 1 when one is, 2 when the configuration \
+does not load.\n\nChecks: egress-without-dns, selects-nothing, namespace-selector-matches-nothing, \
+unknown-named-port, unknown-principal, permissive-mtls, ipblock-contains-pods, \
+conflicting-peer-authentication, pod-without-ip."
+)]
 pub struct LintArgs {
     /// Directory of Kubernetes YAML manifests (read recursively).
     #[arg(long, value_name = "DIR")]

@@ -278,7 +278,7 @@ impl<'a> Compiler<'a> {
                 .iter()
                 .enumerate()
                 .filter(|(i, s)| {
-                    egress.services.contains(i)
+                    egress.services.binary_search(i).is_ok()
                         || s.ports
                             .iter()
                             .any(|sp| sp.endpoints.iter().any(|e| pod.ips.contains(&e.ip)))

@@ -1,0 +1,189 @@
+//! `palisade lint`: each pitfall is found, with its severity, and a clean
+//! configuration has no warnings.
+mod policy_support;
+
+use palisade_control::lint::{Finding, Severity, lint};
+use policy_support::{load, xyz_topology};
+
+fn findings(extra: &str) -> Vec<Finding> {
+    let topology = xyz_topology();
+    lint(&load(&[&topology, extra]))
+}
+
+fn has(f: &[Finding], severity: Severity, code: &str, object: &str, text: &str) -> bool {
+    f.iter().any(|x| {
+        x.severity == severity && x.code == code && x.object == object && x.message.contains(text)
+    })
+}
+
+fn np(name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: {name}\nspec:\n{spec}\n"
+    )
+}
+
+#[test]
+fn clean_topology_has_only_infos() {
+    let f = findings("");
+    assert!(f.iter().all(|x| x.severity == Severity::Info), "{f:#?}");
+    assert!(has(
+        &f,
+        Severity::Info,
+        "permissive-mtls",
+        "Namespace x",
+        "3 pod(s) accept plaintext"
+    ));
+}
+
+#[test]
+fn selectors_that_select_nothing() {
+    let f = findings(&np(
+        "p",
+        "  podSelector:\n    matchLabels: {pod: zzz}\n  ingress:\n    - from:\n        - podSelector:\n            matchLabels: {pod: nobody}\n        - namespaceSelector:\n            matchLabels: {team: none}",
+    ));
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "selects-nothing",
+        "NetworkPolicy x/p",
+        "spec.podSelector {pod=zzz} selects no pod"
+    ));
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "selects-nothing",
+        "NetworkPolicy x/p",
+        "podSelector{pod=nobody}"
+    ));
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "namespace-selector-matches-nothing",
+        "NetworkPolicy x/p",
+        "{team=none}"
+    ));
+}
+
+#[test]
+fn named_ports_no_pod_declares() {
+    let f = findings(&np(
+        "p",
+        "  podSelector: {}\n  ingress:\n    - ports:\n        - port: grpc",
+    ));
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "unknown-named-port",
+        "NetworkPolicy x/p",
+        "\"grpc\""
+    ));
+    // serve-80-udp is declared, but only for UDP: TCP does not count.
+    let f = findings(&np(
+        "p",
+        "  podSelector: {}\n  ingress:\n    - ports:\n        - {port: serve-80-udp, protocol: TCP}",
+    ));
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "unknown-named-port",
+        "NetworkPolicy x/p",
+        "serve-80-udp"
+    ));
+}
+
+#[test]
+fn default_deny_egress_without_dns() {
+    let deny = np("deny", "  podSelector: {}\n  policyTypes: [Egress]");
+    let f = findings(&deny);
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "egress-without-dns",
+        "Namespace x",
+        "[a, b, c]"
+    ));
+    let dns = np(
+        "dns",
+        "  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n    - ports:\n        - {port: 53, protocol: UDP}",
+    );
+    let f = findings(&(deny + &dns));
+    assert!(!f.iter().any(|x| x.code == "egress-without-dns"), "{f:#?}");
+}
+
+#[test]
+fn ip_blocks_containing_pod_ips() {
+    let f = findings(&np(
+        "p",
+        "  podSelector: {}\n  ingress:\n    - from:\n        - ipBlock: {cidr: 198.18.2.0/24, except: [198.18.2.10/32]}",
+    ));
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "ipblock-contains-pods",
+        "NetworkPolicy x/p",
+        "contains 2 pod IP(s) (e.g. y/b)"
+    ));
+    let f = findings(&np(
+        "p",
+        "  podSelector: {}\n  ingress:\n    - from:\n        - ipBlock: {cidr: 203.0.113.0/24}",
+    ));
+    assert!(!f.iter().any(|x| x.code == "ipblock-contains-pods"));
+}
+
+#[test]
+fn principals_naming_unknown_namespaces_or_service_accounts() {
+    let ap = "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {namespace: x, name: ap}\nspec:\n  rules:\n    - from:\n        - source:\n            principals: [\"cluster.local/ns/ghost/sa/default\", \"cluster.local/ns/y/sa/robot\", \"other.td/ns/y/sa/default\", \"cluster.local/ns/y/sa/default\"]\n            namespaces: [\"nowhere\", \"z\"]\n";
+    let f = findings(ap);
+    let obj = "AuthorizationPolicy x/ap";
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "unknown-principal",
+        obj,
+        "namespace \"ghost\", which does not exist"
+    ));
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "unknown-principal",
+        obj,
+        "service account y/robot, which no pod uses"
+    ));
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "unknown-principal",
+        obj,
+        "trust domain \"other.td\""
+    ));
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "unknown-principal",
+        obj,
+        "namespace \"nowhere\""
+    ));
+    let count = f.iter().filter(|x| x.code == "unknown-principal").count();
+    assert_eq!(count, 4, "{f:#?}");
+}
+
+#[test]
+fn pods_without_ip_and_services_without_endpoints() {
+    let pod = "---\napiVersion: v1\nkind: Pod\nmetadata: {namespace: x, name: pending, labels: {pod: pending}}\nspec: {containers: [{name: c}]}\n";
+    let svc = "---\napiVersion: v1\nkind: Service\nmetadata: {namespace: x, name: s}\nspec:\n  selector: {pod: a}\n  ports: [{port: 80, targetPort: missing}]\n";
+    let f = findings(&format!("{pod}{svc}"));
+    assert!(has(
+        &f,
+        Severity::Warning,
+        "pod-without-ip",
+        "Pod x/pending",
+        "cannot be addressed"
+    ));
+    assert!(has(
+        &f,
+        Severity::Error,
+        "unknown-named-port",
+        "Service x/s",
+        "\"missing\""
+    ));
+}
