@@ -7,6 +7,7 @@
 //! names the deciding policy and rule.
 mod context;
 mod fields;
+mod guard;
 mod matchers;
 mod rules;
 
