@@ -40,6 +40,10 @@ authz='[]'
 if [[ $hop == in ]]; then
   authz='[{"name":"default/allow-client","action":"ALLOW","rules":[{"from":[{"principals":["'$principal'"]}],"to":[{"methods":["GET"]}]}]}]'
 fi
+# MESH_L4=1: the inbound port is opaque, so the outbound hop tunnels each
+# client connection over its own mTLS connection (an L4 row).
+opaque='[]'
+[[ ${MESH_L4:-0} == 1 ]] && opaque="[${PEERS_IN_LISTEN##*:}]"
 cat >"$d/config.json" <<JSON
 {
   "mesh": {"trustDomain": "cluster.local", "pathNormalization": "MERGE_SLASHES"},
@@ -47,7 +51,8 @@ cat >"$d/config.json" <<JSON
                "identity": "$self_id", "ips": ["$self_ip"]},
   "inbound": {"mtls": "STRICT", "ingress": {"isolated": false}},
   "outbound": {"egress": {"isolated": false}},
-  "peers": [{"ip": "127.0.0.1", "workload": "default/peer", "identity": "$peer_id", "mtls": "STRICT"}],
+  "peers": [{"ip": "127.0.0.1", "workload": "default/peer", "identity": "$peer_id", "mtls": "STRICT",
+             "opaquePorts": $opaque}],
   "authorization": $authz
 }
 JSON
