@@ -37,7 +37,11 @@ ca_key=$(dirname "$PEERS_CA")/ca.key
 principal=${PEERS_CLIENT_ID#spiffe://}
 # The inbound hop enforces an L7 ALLOW policy (the client's principal, GET).
 authz='[]'
-if [[ $hop == in ]]; then
+if [[ $hop == in && ${MESH_L4:-0} == 1 ]]; then
+  # On TCP, an ALLOW rule with HTTP-only fields never matches (Istio): L4
+  # rows allow the client principal only.
+  authz='[{"name":"default/allow-client","action":"ALLOW","rules":[{"from":[{"principals":["'$principal'"]}]}]}]'
+elif [[ $hop == in ]]; then
   authz='[{"name":"default/allow-client","action":"ALLOW","rules":[{"from":[{"principals":["'$principal'"]}],"to":[{"methods":["GET"]}]}]}]'
 fi
 # MESH_L4=1: the inbound port is opaque, so the outbound hop tunnels each
