@@ -19,18 +19,27 @@ impl Drop for Running {
 }
 
 fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
 async fn wait_ready(admin: std::net::SocketAddr) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        if tokio::net::TcpStream::connect(admin).await.is_ok() && http_get(admin, "/ready", "a").await.0 == 200 {
+        if tokio::net::TcpStream::connect(admin).await.is_ok()
+            && http_get(admin, "/ready", "a").await.0 == 200
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -39,10 +48,18 @@ async fn wait_ready(admin: std::net::SocketAddr) {
 }
 
 /// A server sidecar binary (PERMISSIVE, explicit mode) in front of `app`.
-fn spawn_server(ca: &TestCa, cfg_path: &std::path::Path, app_port: u16) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
+fn spawn_server(
+    ca: &TestCa,
+    cfg_path: &std::path::Path,
+    app_port: u16,
+) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
     let svid = ca.svid_dir("bin", &id("back", "server"));
-    let inbound: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2")).parse().unwrap();
-    let admin: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2")).parse().unwrap();
+    let inbound: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2"))
+        .parse()
+        .unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2"))
+        .parse()
+        .unwrap();
     let outbound = format!("127.0.0.2:{}", free_port("127.0.0.2"));
     let child = Command::new(env!("CARGO_BIN_EXE_palisade-proxy"))
         .args(["run", "--config"])
@@ -53,7 +70,14 @@ fn spawn_server(ca: &TestCa, cfg_path: &std::path::Path, app_port: u16) -> (Runn
         .args(["--outbound-listen", &outbound])
         .args(["--admin-listen", &admin.to_string()])
         .args(["--inbound-app-port", &app_port.to_string()])
-        .args(["--workers", "1", "--config-poll", "1h", "--drain-deadline", "5s"])
+        .args([
+            "--workers",
+            "1",
+            "--config-poll",
+            "1h",
+            "--drain-deadline",
+            "5s",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -77,7 +101,13 @@ async fn admin_endpoints_and_sighup_reload() {
     assert_eq!(v["version"], cfg.compute_version());
     assert_eq!(v["identity"], id("back", "server"));
     let (_, _, m) = http_get(admin, "/metrics", "a").await;
-    assert!(m.contains(&format!("palisade_config_info{{version=\"{}\"}} 1", cfg.compute_version())), "{m}");
+    assert!(
+        m.contains(&format!(
+            "palisade_config_info{{version=\"{}\"}} 1",
+            cfg.compute_version()
+        )),
+        "{m}"
+    );
     assert_eq!(http_get(inbound, "/x", "h").await.0, 200);
 
     // The poll interval is an hour: only SIGHUP can make this reload.
@@ -90,10 +120,18 @@ async fn admin_endpoints_and_sighup_reload() {
         if body.contains(&cfg.compute_version()) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "SIGHUP did not reload");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "SIGHUP did not reload"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let reply = raw_exchange(inbound, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(3)).await;
+    let reply = raw_exchange(
+        inbound,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
     assert!(reply.is_empty(), "STRICT after reload");
 }
 
@@ -117,7 +155,10 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
             assert!(status.success(), "{status}");
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(6), "did not exit after drain");
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "did not exit after drain"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // New connections are refused once draining.
@@ -135,12 +176,22 @@ fn a_bad_config_fails_at_start_with_a_clear_error() {
         .arg(&path)
         .arg("--svid-dir")
         .arg(&svid)
-        .args(["--inbound-listen", "127.0.0.2:0", "--outbound-listen", "127.0.0.2:0", "--admin-listen", "127.0.0.2:0"])
+        .args([
+            "--inbound-listen",
+            "127.0.0.2:0",
+            "--outbound-listen",
+            "127.0.0.2:0",
+            "--admin-listen",
+            "127.0.0.2:0",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml") && err.contains("not a valid ProxyConfig"), "{err}");
+    assert!(
+        err.contains("bad.yaml") && err.contains("not a valid ProxyConfig"),
+        "{err}"
+    );
 }
 
 async fn slow_app(delay: Duration) -> std::net::SocketAddr {
@@ -149,13 +200,15 @@ async fn slow_app(delay: Duration) -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |_req| async move {
                     tokio::time::sleep(delay).await;
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
-                        bytes::Bytes::from_static(b"slow done"),
-                    )))
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"slow done")),
+                    ))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
