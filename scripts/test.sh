@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/require.sh
 require_packages ip:iproute2 iptables:iptables ip6tables:iptables nft:nftables \
-  curl:curl openssl:openssl h2load:nghttp2-client tcpdump:tcpdump python3:python3
+  curl:curl openssl:openssl h2load:nghttp2-client tcpdump:tcpdump python3:python3 \
+  setpriv:util-linux
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   echo "==> installing kubernetes-validate (PyPI), the schema validator the inject tests use" >&2
   python3 -m pip install -q kubernetes-validate >/dev/null 2>&1 \
