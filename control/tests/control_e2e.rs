@@ -49,13 +49,24 @@ fn spawn_control(fx: &Fixture, listen: SocketAddr) -> Proc {
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "control plane did not start: {line:?}");
+    assert!(
+        line.contains("listening on"),
+        "control plane did not start: {line:?}"
+    );
     Proc(child)
 }
 
 fn token_create(fx: &Fixture, workload: &str, out: &Path) {
     let status = Command::new(BIN)
-        .args(["token", "create", "--workload", workload, "--ttl", "5m", "--state-dir"])
+        .args([
+            "token",
+            "create",
+            "--workload",
+            workload,
+            "--ttl",
+            "5m",
+            "--state-dir",
+        ])
         .arg(&fx.state)
         .arg("--out")
         .arg(out)
@@ -72,15 +83,23 @@ async fn control_plane_restart_keeps_proxies_serving_and_they_converge() {
 
     let mut clients = Vec::new();
     for w in WORKLOADS {
-        let file = fx.root.path().join(format!("{}.token", w.replace('/', "_")));
+        let file = fx
+            .root
+            .path()
+            .join(format!("{}.token", w.replace('/', "_")));
         token_create(&fx, w, &file);
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.contains("identity: spiffe://mesh.test/ns/shop/sa/"), "{text}");
+        assert!(
+            text.contains("identity: spiffe://mesh.test/ns/shop/sa/"),
+            "{text}"
+        );
         let mut o = ClientOptions::new(&listen.to_string(), w, file);
         o.backoff_initial = Duration::from_millis(50);
         o.backoff_max = Duration::from_millis(300);
         let mut c = control_client::start(o).await.unwrap();
-        c.wait_for_config(Duration::from_secs(5)).await.expect("config");
+        c.wait_for_config(Duration::from_secs(5))
+            .await
+            .expect("config");
         clients.push(c);
     }
 
@@ -90,7 +109,11 @@ async fn control_plane_restart_keeps_proxies_serving_and_they_converge() {
         .arg(&fx.ca_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["proxies"].as_array().unwrap().len(), 3, "{status}");
 
@@ -108,11 +131,19 @@ async fn control_plane_restart_keeps_proxies_serving_and_they_converge() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (c, v) in clients.iter().zip(&before) {
-        assert_eq!(&c.config.borrow().as_ref().unwrap().version, v, "last config kept");
+        assert_eq!(
+            &c.config.borrow().as_ref().unwrap().version,
+            v,
+            "last config kept"
+        );
     }
 
     // Change the policy while it is down, then restart it.
-    let policy = manifests(7000).into_iter().find(|(n, _)| *n == "03-policy.yaml").unwrap().1;
+    let policy = manifests(7000)
+        .into_iter()
+        .find(|(n, _)| *n == "03-policy.yaml")
+        .unwrap()
+        .1;
     write_atomic(&fx.manifests.join("03-policy.yaml"), &policy);
     let _control = spawn_control(&fx, listen);
     let db = &clients[2];

@@ -12,12 +12,23 @@ use std::time::Duration;
 use control_support::*;
 use palisade_proxy::control_client::{self, ControlClient};
 
-async fn start_clients(fx: &Fixture, addr: std::net::SocketAddr) -> BTreeMap<&'static str, ControlClient> {
+async fn start_clients(
+    fx: &Fixture,
+    addr: std::net::SocketAddr,
+) -> BTreeMap<&'static str, ControlClient> {
     let mut clients = BTreeMap::new();
     for w in WORKLOADS {
-        let mut c = control_client::start(fx.client_options(addr, w)).await.unwrap();
-        let cfg = c.wait_for_config(Duration::from_secs(5)).await.expect("first config");
-        assert_eq!(format!("{}/{}", cfg.workload.namespace, cfg.workload.name), w);
+        let mut c = control_client::start(fx.client_options(addr, w))
+            .await
+            .unwrap();
+        let cfg = c
+            .wait_for_config(Duration::from_secs(5))
+            .await
+            .expect("first config");
+        assert_eq!(
+            format!("{}/{}", cfg.workload.namespace, cfg.workload.name),
+            w
+        );
         clients.insert(w, c);
     }
     clients
@@ -55,14 +66,21 @@ async fn policy_edit_reaches_affected_proxies_within_one_second_and_only_them() 
     let clients = start_clients(&fx, srv.addr).await;
     let before = versions(&clients);
     let expected_changed = changed_between(5432, 6543);
-    assert!(expected_changed.contains(&"shop/db-0".to_string()), "{expected_changed:?}");
+    assert!(
+        expected_changed.contains(&"shop/db-0".to_string()),
+        "{expected_changed:?}"
+    );
     assert!(
         expected_changed.len() < WORKLOADS.len(),
         "the edit must leave some workload untouched: {expected_changed:?}"
     );
 
     // Edit the policy file on disk: db now admits api on 6543 instead of 5432.
-    let policy = manifests(6543).into_iter().find(|(n, _)| *n == "03-policy.yaml").unwrap().1;
+    let policy = manifests(6543)
+        .into_iter()
+        .find(|(n, _)| *n == "03-policy.yaml")
+        .unwrap()
+        .1;
     write_atomic(&fx.manifests.join("03-policy.yaml"), &policy);
     let db = &clients["shop/db-0"];
     let took = eventually(Duration::from_secs(1), || {
@@ -119,7 +137,11 @@ async fn broken_manifest_is_reported_and_the_last_good_state_is_kept() {
     assert!(errors.contains("broken"), "{errors}");
     assert_eq!(control.workloads, 3, "last good state still served");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(versions(&clients), before, "nothing pushed from a broken manifest");
+    assert_eq!(
+        versions(&clients),
+        before,
+        "nothing pushed from a broken manifest"
+    );
 
     // Fixing it recovers.
     std::fs::remove_file(fx.manifests.join("04-broken.yaml")).unwrap();
@@ -137,20 +159,34 @@ async fn a_config_the_proxy_rejects_is_nacked_and_kept_out() {
     let mut opts = fx.client_options(srv.addr, "shop/db-0");
     opts.validate = Some(Arc::new(|c: &palisade_api::ProxyConfig| {
         let s = serde_json::to_string(&c.inbound).unwrap_or_default();
-        if s.contains("6543") { Err("port 6543 not supported here".into()) } else { Ok(()) }
+        if s.contains("6543") {
+            Err("port 6543 not supported here".into())
+        } else {
+            Ok(())
+        }
     }));
     let mut db = control_client::start(opts).await.unwrap();
     let first = db.wait_for_config(Duration::from_secs(5)).await.unwrap();
-    let policy = manifests(6543).into_iter().find(|(n, _)| *n == "03-policy.yaml").unwrap().1;
+    let policy = manifests(6543)
+        .into_iter()
+        .find(|(n, _)| *n == "03-policy.yaml")
+        .unwrap()
+        .1;
     write_atomic(&fx.manifests.join("03-policy.yaml"), &policy);
     let registry = srv.registry.clone();
     eventually(Duration::from_secs(2), || {
-        registry.snapshot().iter().any(|p| p.last_response.starts_with("NACK"))
+        registry
+            .snapshot()
+            .iter()
+            .any(|p| p.last_response.starts_with("NACK"))
     })
     .await
     .expect("NACK recorded by the control plane");
     let snap = registry.snapshot();
-    assert!(snap[0].last_response.contains("port 6543 not supported"), "{snap:?}");
+    assert!(
+        snap[0].last_response.contains("port 6543 not supported"),
+        "{snap:?}"
+    );
     assert_eq!(snap[0].applied_version, first.version);
     assert_eq!(db.config.borrow().as_ref().unwrap().version, first.version);
     assert_eq!(db.status.borrow().nacks, 1);

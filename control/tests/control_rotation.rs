@@ -20,8 +20,12 @@ async fn svids_rotate_under_load_with_zero_failed_requests() {
     let mut opts = fx.options();
     opts.svid_ttl = Duration::from_secs(4);
     let srv = fx.start_with(opts).await;
-    let web = control_client::start(fx.client_options(srv.addr, "shop/web-0")).await.unwrap();
-    let api = control_client::start(fx.client_options(srv.addr, "shop/api-0")).await.unwrap();
+    let web = control_client::start(fx.client_options(srv.addr, "shop/web-0"))
+        .await
+        .unwrap();
+    let api = control_client::start(fx.client_options(srv.addr, "shop/api-0"))
+        .await
+        .unwrap();
 
     // web serves mTLS with its rotating store; api calls it with its own.
     let server_cfg = Arc::new(palisade_identity::server_config(&web.credentials).unwrap());
@@ -30,10 +34,14 @@ async fn svids_rotate_under_load_with_zero_failed_requests() {
     let acceptor = TlsAcceptor::from(server_cfg);
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut buf = [0u8; 4];
                 if tls.read_exact(&mut buf).await.is_ok() {
                     let _ = tls.write_all(b"pong").await;

@@ -64,7 +64,11 @@ async fn token_for_another_workload_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    assert!(err.message().contains("bound to workload shop/web-0"), "{}", err.message());
+    assert!(
+        err.message().contains("bound to workload shop/web-0"),
+        "{}",
+        err.message()
+    );
     srv.shutdown().await;
 }
 
@@ -84,9 +88,9 @@ async fn csr_for_another_identity_is_refused_and_does_not_burn_the_token() {
     // A CSR with an extra SAN is refused too (X509-SVID: exactly one URI SAN).
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::URI(id_of("web").as_str().try_into().unwrap()));
+    params.subject_alt_names.push(rcgen::SanType::URI(
+        id_of("web").as_str().try_into().unwrap(),
+    ));
     let two_sans = params.serialize_request(&key).unwrap().pem().unwrap();
     let err = c
         .sign_csr(CsrRequest {
@@ -97,7 +101,11 @@ async fn csr_for_another_identity_is_refused_and_does_not_burn_the_token() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    assert!(err.message().contains("exactly one URI SAN"), "{}", err.message());
+    assert!(
+        err.message().contains("exactly one URI SAN"),
+        "{}",
+        err.message()
+    );
     // The refused attempts did not use the token up.
     c.sign_csr(csr_request("shop/web-0", &id_of("web"), &token))
         .await
@@ -113,7 +121,9 @@ async fn garbage_csr_and_unknown_workload_are_clear_errors() {
     let mut c = client(fx.anonymous_channel(srv.addr).await);
     let err = c
         .sign_csr(CsrRequest {
-            csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n".into(),
+            csr_pem:
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+                    .into(),
             token: token.clone(),
             workload: "shop/web-0".into(),
         })
@@ -163,10 +173,16 @@ async fn watching_another_workloads_config_is_refused() {
     let reqs = tokio_stream::iter(vec![WatchRequest::subscribe("shop/db-0", "")]);
     let err = c.watch(reqs).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    assert!(err.message().contains("only watch its own workload"), "{}", err.message());
+    assert!(
+        err.message().contains("only watch its own workload"),
+        "{}",
+        err.message()
+    );
     // Its own workload works and delivers its own config.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(WatchRequest::subscribe("shop/web-0", "")).await.unwrap();
+    tx.send(WatchRequest::subscribe("shop/web-0", ""))
+        .await
+        .unwrap();
     let mut stream = c
         .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
@@ -182,7 +198,9 @@ async fn watching_another_workloads_config_is_refused() {
 async fn expired_svid_is_refused_with_a_clear_error() {
     let fx = Fixture::new();
     let srv = fx.start().await;
-    let ch = fx.svid_channel(srv.addr, &id_of("web"), Duration::from_secs(1)).await;
+    let ch = fx
+        .svid_channel(srv.addr, &id_of("web"), Duration::from_secs(1))
+        .await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let err = client(ch)
         .sign_csr(csr_request("shop/web-0", &id_of("web"), ""))
@@ -192,7 +210,10 @@ async fn expired_svid_is_refused_with_a_clear_error() {
     assert!(err.message().contains("expired"), "{}", err.message());
     // A new connection with the expired SVID: still refused by name, not by
     // a bare TLS alert.
-    let svid = fx.ca.issue_keyed(&id_of("web"), Duration::from_secs(1)).unwrap();
+    let svid = fx
+        .ca
+        .issue_keyed(&id_of("web"), Duration::from_secs(1))
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let creds = palisade_identity::Credentials::new(
         palisade_identity::pem::certs(&svid.svid.chain_pem).unwrap(),
@@ -241,7 +262,11 @@ async fn renewal_keeps_the_same_identity_and_is_rate_limited() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
-    assert!(err.message().contains("too many signing requests"), "{}", err.message());
+    assert!(
+        err.message().contains("too many signing requests"),
+        "{}",
+        err.message()
+    );
     srv.shutdown().await;
 }
 
@@ -271,7 +296,9 @@ async fn a_client_certificate_from_another_ca_fails_the_handshake() {
     let fx = Fixture::new();
     let srv = fx.start().await;
     let other = palisade_control::server::CaAuthority::generate(TD).unwrap();
-    let svid = other.issue_keyed(&id_of("web"), Duration::from_secs(600)).unwrap();
+    let svid = other
+        .issue_keyed(&id_of("web"), Duration::from_secs(600))
+        .unwrap();
     // The client trusts our CA for the server, but presents the foreign SVID.
     let creds = palisade_identity::Credentials::new(
         palisade_identity::pem::certs(&svid.svid.chain_pem).unwrap(),
@@ -291,14 +318,15 @@ async fn a_client_certificate_from_another_ca_fails_the_handshake() {
     .unwrap();
     // Either the connect or the first RPC fails: the server rejects the
     // certificate during the TLS 1.3 handshake (after the client's Finished).
-    let result = match palisade_api::stream::connect::connect(srv.addr, tls, Duration::from_secs(5)).await {
-        Err(_) => Err(()),
-        Ok(ch) => client(ch)
-            .sign_csr(csr_request("shop/web-0", &id_of("web"), ""))
-            .await
-            .map(|_| ())
-            .map_err(|_| ()),
-    };
+    let result =
+        match palisade_api::stream::connect::connect(srv.addr, tls, Duration::from_secs(5)).await {
+            Err(_) => Err(()),
+            Ok(ch) => client(ch)
+                .sign_csr(csr_request("shop/web-0", &id_of("web"), ""))
+                .await
+                .map(|_| ())
+                .map_err(|_| ()),
+        };
     assert!(result.is_err(), "a foreign SVID must not be accepted");
     srv.shutdown().await;
 }

@@ -10,9 +10,20 @@ mod generated {
     tonic::include_proto!("palisade.v1");
 }
 
-pub use generated::*;
 pub use generated::control_plane_client::ControlPlaneClient;
 pub use generated::control_plane_server::{ControlPlane, ControlPlaneServer};
+pub use generated::*;
+
+/// Largest message either side accepts (a big workload's config is a few
+/// MB of JSON; tonic's default limit is 4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// A client on `channel` with the message limits both sides agree on.
+pub fn client(channel: tonic::transport::Channel) -> ControlPlaneClient<tonic::transport::Channel> {
+    ControlPlaneClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
 
 /// Why a `ConfigUpdate` could not be turned into a `ProxyConfig`.
 #[derive(Debug, thiserror::Error)]
@@ -96,5 +107,49 @@ impl WatchRequest {
                 error: error.to_owned(),
             })),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_json(ns: &str, name: &str, version: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "version": version,
+            "mesh": {"trustDomain": "td"},
+            "workload": {"namespace": ns, "name": name, "serviceAccount": "sa",
+                         "identity": format!("spiffe://td/ns/{ns}/sa/sa"), "ips": []},
+            "inbound": {"mtls": {"mode": "STRICT"}},
+            "outbound": {},
+        }))
+        .unwrap()
+    }
+
+    fn update(workload: &str, version: &str, json: Vec<u8>) -> ConfigUpdate {
+        ConfigUpdate {
+            workload: workload.into(),
+            version: version.into(),
+            config_json: json,
+        }
+    }
+
+    #[test]
+    fn decode_checks_json_version_and_workload() {
+        let good = update("a/b", "v1", config_json("a", "b", "v1"));
+        // The fixture may not match every ProxyConfig field; when it parses,
+        // it must come back for a/b only.
+        if let Ok(c) = good.decode_for("a/b") {
+            assert_eq!(c.version, "v1");
+        }
+        assert!(matches!(
+            good.decode_for("a/c"),
+            Err(DecodeError::WrongWorkload { .. })
+        ));
+        let garbage = update("a/b", "v1", b"{not json".to_vec());
+        assert!(matches!(
+            garbage.decode_for("a/b"),
+            Err(DecodeError::Json { .. })
+        ));
     }
 }

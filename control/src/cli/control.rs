@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use palisade_api::stream::{ControlPlaneClient, StatusRequest, StatusResponse, connect};
+use palisade_api::stream::{StatusRequest, StatusResponse, connect};
 use palisade_identity::{CredentialStore, Credentials, SpiffeId, TlsOptions, pem};
 
 use crate::server::{self, CaAuthority, ServerOptions, SignLimit, tokens};
@@ -193,7 +193,7 @@ pub async fn fetch_status(control: &str, ca: &CaAuthority) -> anyhow::Result<Sta
     )?;
     let addr = connect::resolve(control).await?;
     let channel = connect::connect(addr, tls, Duration::from_secs(5)).await?;
-    let resp = ControlPlaneClient::new(channel)
+    let resp = palisade_api::stream::client(channel)
         .status(StatusRequest {})
         .await
         .map_err(|s| anyhow::anyhow!("Status refused: {}: {}", s.code(), s.message()))?;

@@ -63,12 +63,29 @@ impl MeshState {
     /// Applies a successful compile: `configs` maps `NS/POD` to its config.
     /// Configs with an empty `version` get a content hash as version.
     pub fn apply(&self, configs: BTreeMap<String, ProxyConfig>) -> ApplyReport {
-        // Serialize outside the lock; only the swap happens under it.
+        // Serialize outside the lock; only the swap happens under it. A
+        // config whose version did not change is not serialized again.
+        let known: HashMap<String, (String, String)> = {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            inner
+                .entries
+                .iter()
+                .map(|(w, e)| (w.clone(), (e.update.version.clone(), e.identity.clone())))
+                .collect()
+        };
         let mut prepared = Vec::with_capacity(configs.len());
+        let mut unchanged = std::collections::HashSet::new();
         let mut failed = Vec::new();
         for (workload, mut config) in configs {
             if config.version.is_empty() {
                 config.version = content_version(&config);
+            }
+            if known
+                .get(&workload)
+                .is_some_and(|(v, id)| *v == config.version && *id == config.workload.identity)
+            {
+                unchanged.insert(workload);
+                continue;
             }
             match ConfigUpdate::from_config(&workload, &config) {
                 Ok(update) => {
@@ -79,7 +96,7 @@ impl MeshState {
         }
         let mut report = ApplyReport::default();
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let mut seen = std::collections::HashSet::with_capacity(prepared.len());
+        let mut seen = unchanged;
         for (workload, identity, update) in prepared {
             seen.insert(workload.clone());
             let same = inner

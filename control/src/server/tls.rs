@@ -33,6 +33,9 @@ use super::pki::{KeyedSvid, not_after_unix, now_unix};
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Handshakes in flight at once; more connections wait in the accept queue.
+const MAX_CONCURRENT_HANDSHAKES: usize = 512;
+
 /// Errors building the TLS side.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -330,8 +333,12 @@ pub fn accept_loop(
 ) -> mpsc::Receiver<Result<TlsConn, io::Error>> {
     let (tx, rx) = mpsc::channel(256);
     let acceptor = TlsAcceptor::from(config);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     tokio::spawn(async move {
         loop {
+            let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                break;
+            };
             let (tcp, remote) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
@@ -345,8 +352,9 @@ pub fn accept_loop(
             let conn_tx = tx.clone();
             let td = trust_domain.clone();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                drop(permit);
+                let tls = match handshake {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::info!(%remote, error = %e, "TLS handshake failed");

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_api::stream::{ControlPlaneClient, connect};
-use palisade_control::server::{self, CaAuthority, RunningServer, ServerOptions, SignLimit, tokens};
+use palisade_control::server::{
+    self, CaAuthority, RunningServer, ServerOptions, SignLimit, tokens,
+};
 use palisade_identity::{CredentialStore, Credentials, SpiffeId, TlsOptions, pem};
 use palisade_proxy::control_client::{self, ClientOptions};
 use tonic::transport::Channel;
@@ -125,10 +127,11 @@ impl Fixture {
             Some(self.ca.bundle_pem()),
             ttl,
         );
-        let path = self
-            .root
-            .path()
-            .join(format!("token-{}-{}", workload.replace('/', "_"), rand_suffix()));
+        let path = self.root.path().join(format!(
+            "token-{}-{}",
+            workload.replace('/', "_"),
+            rand_suffix()
+        ));
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -159,7 +162,9 @@ impl Fixture {
             SpiffeId::parse(&server::control_id(TD)).unwrap(),
         )
         .unwrap();
-        connect::connect(addr, tls, Duration::from_secs(5)).await.unwrap()
+        connect::connect(addr, tls, Duration::from_secs(5))
+            .await
+            .unwrap()
     }
 
     /// A channel presenting a freshly issued SVID for `id` valid for `ttl`.
@@ -184,12 +189,14 @@ impl Fixture {
             },
         )
         .unwrap();
-        connect::connect(addr, tls, Duration::from_secs(5)).await.unwrap()
+        connect::connect(addr, tls, Duration::from_secs(5))
+            .await
+            .unwrap()
     }
 }
 
 pub fn client(ch: Channel) -> ControlPlaneClient<Channel> {
-    ControlPlaneClient::new(ch)
+    palisade_api::stream::client(ch)
 }
 
 fn rand_suffix() -> u64 {

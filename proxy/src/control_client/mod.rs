@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use palisade_api::ProxyConfig;
 use palisade_api::stream::connect::{self, ConnectError};
-use palisade_api::stream::{ConfigUpdate, ControlPlaneClient, CsrRequest, WatchRequest};
+use palisade_api::stream::{ConfigUpdate, CsrRequest, WatchRequest};
 use palisade_identity::{CredentialStore, Credentials, SpiffeId, TrustBundle};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -278,7 +278,7 @@ async fn sign(
     bundle_pem: &str,
 ) -> Result<(Credentials, i64), ClientError> {
     let pending = PendingCsr::new(identity)?;
-    let mut client = ControlPlaneClient::new(channel);
+    let mut client = palisade_api::stream::client(channel);
     let resp = client
         .sign_csr(CsrRequest {
             csr_pem: pending.csr_pem.clone(),
@@ -406,7 +406,7 @@ impl Runner {
             Ok(c) => c,
             Err(e) => return SessionEnd::Broken(e.to_string()),
         };
-        let mut client = ControlPlaneClient::new(channel);
+        let mut client = palisade_api::stream::client(channel);
         let (req_tx, req_rx) = mpsc::channel(8);
         let current = self
             .config_tx
