@@ -43,6 +43,7 @@ pub struct Compiler<'a> {
     opaque: Vec<Vec<u16>>,
     peers: Vec<Vec<Peer>>,
     services: Vec<ApiService>,
+    authz: authz::AuthzIndex<'a>,
     egress_cache: Mutex<HashMap<Vec<usize>, Arc<EgressView>>>,
 }
 
@@ -130,6 +131,7 @@ impl<'a> Compiler<'a> {
             .map(|s| services::resolve(&index, s))
             .collect();
         Self {
+            authz: authz::AuthzIndex::new(cluster),
             index,
             policies,
             policies_by_ns,
@@ -223,15 +225,26 @@ impl<'a> Compiler<'a> {
         let refs: Vec<&ResolvedPolicy> = selecting.iter().map(|&i| &self.policies[i]).collect();
         let (ingress, in_reach) = netpol::ingress_for(&refs, pod);
         let egress = self.egress(&selecting);
-        let mut mark = vec![false; cluster.pods.len()];
-        let all = in_reach.extend_into(&mut mark) | egress.reach.extend_into(&mut mark);
+        // The peer table: every pod this one may reach or be reached from.
         let mut peers: Vec<Peer> = Vec::new();
-        for (i, m) in mark.iter().enumerate() {
-            if (all || *m) && i != pod_index {
-                peers.extend(self.peers[i].iter().cloned());
+        match (&in_reach, &egress.reach) {
+            (PodSet::All, _) | (_, PodSet::All) => {
+                for (i, entries) in self.peers.iter().enumerate() {
+                    if i != pod_index {
+                        peers.extend(entries.iter().cloned());
+                    }
+                }
+            }
+            (PodSet::Pods(a), PodSet::Pods(b)) => {
+                let mut all: Vec<usize> = a.iter().chain(b.iter()).copied().collect();
+                all.sort_unstable();
+                all.dedup();
+                for i in all.into_iter().filter(|&i| i != pod_index) {
+                    peers.extend(self.peers[i].iter().cloned());
+                }
             }
         }
-        peers.sort_by(|a, b| a.ip.cmp(&b.ip));
+        peers.sort_by_key(|p| p.ip);
         let mut ports: Vec<ContainerPort> = pod
             .ports
             .iter()
@@ -285,7 +298,7 @@ impl<'a> Compiler<'a> {
                 })
                 .map(|(_, s)| s.clone())
                 .collect(),
-            authorization: authz::policies_for(cluster, pod),
+            authorization: self.authz.policies_for(pod),
         };
         config.version = config.compute_version();
         config

@@ -19,20 +19,6 @@ pub enum PodSet {
     Pods(Vec<usize>),
 }
 
-impl PodSet {
-    pub fn extend_into(&self, mark: &mut [bool]) -> bool {
-        match self {
-            PodSet::All => true,
-            PodSet::Pods(list) => {
-                for &i in list {
-                    mark[i] = true;
-                }
-                false
-            }
-        }
-    }
-}
-
 /// One ingress rule with peers resolved and ports left for the workload.
 #[derive(Debug, Clone)]
 pub struct IngressRule {
