@@ -117,6 +117,19 @@ async fn control_plane_restart_keeps_proxies_serving_and_they_converge() {
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["proxies"].as_array().unwrap().len(), 3, "{status}");
 
+    // The table form names every workload and its identity.
+    let out = Command::new(BIN)
+        .args(["status", "--control", &listen.to_string(), "--ca"])
+        .arg(&fx.ca_dir)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    for w in WORKLOADS {
+        assert!(table.contains(w), "{table}");
+    }
+    assert!(table.contains("ACK"), "{table}");
+    assert!(table.contains(&id_of("db")), "{table}");
+
     // Kill the control plane hard. Proxies keep their config.
     let before: Vec<String> = clients
         .iter()

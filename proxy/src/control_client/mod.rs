@@ -8,6 +8,18 @@
 //! handshake (renewals land there), and a `watch` of [`ClientStatus`] for the
 //! admin endpoint and metrics.
 //!
+//! Wiring it into `palisade-proxy run --control URL --workload NS/POD
+//! --token FILE` (data-path side):
+//!
+//! ```ignore
+//! let opts = ClientOptions::new(&url, &workload, token_file);
+//! let mut client = control_client::start(opts).await?; // SVID is in
+//! let first = client.wait_for_config(Duration::from_secs(30)).await; // ready
+//! // mTLS: palisade_identity::server_config(&client.credentials), ...
+//! // config: client.config (watch::Receiver<Option<Arc<ProxyConfig>>>)
+//! // admin/metrics: client.status (version, cert expiry, connected)
+//! ```
+//!
 //! Order of one run (after ztunnel's `xds/client.rs` and
 //! `identity/manager.rs`): bootstrap -> loop { renew if due; watch until the
 //! renewal is due or the stream breaks; back off on error }.
