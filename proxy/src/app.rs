@@ -55,6 +55,8 @@ pub struct Proxy {
     pub inbound_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub admin: Arc<AdminState>,
+    /// The control plane client, in control mode (kept alive with the proxy).
+    pub control_client: Option<crate::control_client::ControlClient>,
 }
 
 fn bind(what: &'static str, addr: SocketAddr) -> Result<std::net::TcpListener, AppError> {
@@ -74,11 +76,64 @@ impl Proxy {
     pub fn start(setup: Setup, data: &Handle, control: &Handle) -> Result<Proxy, AppError> {
         let loaded_stamp = config_watch::stamp(&setup.config);
         let snapshot = config_watch::load(&setup.config)?;
+        let svid_stamp = crate::svid_watch::stamp(&setup.svid_dir);
+        let tls = Arc::new(MeshTls::load_dir(&setup.svid_dir)?);
+        let proxy = Self::launch(&setup, snapshot, tls.clone(), data, control)?;
+        control.spawn(config_watch::watch(
+            setup.config.clone(),
+            proxy.ctx.state.clone(),
+            proxy.ctx.tracker.clone(),
+            proxy.ctx.metrics.clone(),
+            setup.config_poll,
+            setup.opts.netfilter,
+            loaded_stamp,
+        ));
+        control.spawn(crate::svid_watch::watch(
+            setup.svid_dir.clone(),
+            tls.store().clone(),
+            setup.config_poll,
+            svid_stamp,
+        ));
+        Ok(proxy)
+    }
+
+    /// Starts a sidecar fed by the control plane: `client` has bootstrapped
+    /// the SVID (renewals land in its credential store, which the mTLS
+    /// configs read at every handshake) and `snapshot` is its first config;
+    /// every later push is applied like a config file change. `setup.config`
+    /// and `setup.svid_dir` are not used.
+    pub fn start_control(
+        setup: Setup,
+        client: crate::control_client::ControlClient,
+        snapshot: crate::state::Snapshot,
+        data: &Handle,
+        control: &Handle,
+    ) -> Result<Proxy, AppError> {
+        let tls = Arc::new(MeshTls::new(client.credentials.clone())?);
+        let mut proxy = Self::launch(&setup, snapshot, tls, data, control)?;
+        control.spawn(crate::control_mode::follow(
+            client.config.clone(),
+            proxy.ctx.state.clone(),
+            proxy.ctx.tracker.clone(),
+            proxy.ctx.metrics.clone(),
+            setup.opts.netfilter,
+        ));
+        proxy.control_client = Some(client);
+        Ok(proxy)
+    }
+
+    /// Binds the listeners and spawns the data plane and admin for a loaded
+    /// config and SVID.
+    fn launch(
+        setup: &Setup,
+        snapshot: crate::state::Snapshot,
+        tls: Arc<MeshTls>,
+        data: &Handle,
+        control: &Handle,
+    ) -> Result<Proxy, AppError> {
         if setup.opts.netfilter {
             crate::capture::netfilter::apply(&snapshot.config).map_err(AppError::Netfilter)?;
         }
-        let svid_stamp = crate::svid_watch::stamp(&setup.svid_dir);
-        let tls = Arc::new(MeshTls::load_dir(&setup.svid_dir)?);
         let metrics = Arc::new(Metrics::new());
         metrics.set_config_version(&snapshot.version);
         let state = Arc::new(ArcSwap::from_pointee(snapshot));
@@ -159,21 +214,6 @@ impl Proxy {
                 }
             });
         }
-        control.spawn(config_watch::watch(
-            setup.config.clone(),
-            state,
-            ctx.tracker.clone(),
-            metrics,
-            setup.config_poll,
-            setup.opts.netfilter,
-            loaded_stamp,
-        ));
-        control.spawn(crate::svid_watch::watch(
-            setup.svid_dir.clone(),
-            tls.store().clone(),
-            setup.config_poll,
-            svid_stamp,
-        ));
         // Certificate and config loaded, listeners bound.
         admin.ready.store(true, Ordering::Release);
         tracing::info!(
@@ -188,6 +228,7 @@ impl Proxy {
             inbound_addr,
             admin_addr,
             admin,
+            control_client: None,
         })
     }
 

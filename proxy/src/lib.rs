@@ -12,6 +12,7 @@ pub mod app;
 pub mod capture;
 pub mod config_watch;
 pub mod control_client;
+pub mod control_mode;
 pub mod ctx;
 pub mod detect;
 pub mod drain;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use palisade_proxy::app::{Proxy, Setup};
 use palisade_proxy::capture::InitArgs;
+use palisade_proxy::control_client::ClientOptions;
 use palisade_proxy::ctx::Options;
 
 #[derive(Parser, Debug)]
@@ -28,13 +29,28 @@ enum Command {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["config", "control"])))]
 struct RunArgs {
-    /// The ProxyConfig (YAML or JSON), as `palisade compile` prints it.
-    #[arg(long)]
-    config: PathBuf,
-    /// Directory with svid.pem, svid.key and bundle.pem.
-    #[arg(long)]
-    svid_dir: PathBuf,
+    /// Static mode: the ProxyConfig (YAML or JSON), as `palisade compile`
+    /// prints it (needs --svid-dir).
+    #[arg(long, requires = "svid_dir")]
+    config: Option<PathBuf>,
+    /// Static mode: directory with svid.pem, svid.key and bundle.pem.
+    #[arg(long, requires = "config")]
+    svid_dir: Option<PathBuf>,
+    /// Control mode: the control plane (`HOST:PORT` or `https://HOST:PORT`);
+    /// needs --workload and --token.
+    #[arg(long, requires_all = ["workload", "token"], conflicts_with_all = ["config", "svid_dir"])]
+    control: Option<String>,
+    /// Control mode: this workload, `NS/POD`.
+    #[arg(long, requires = "control")]
+    workload: Option<String>,
+    /// Control mode: the join token file written by `palisade token create`.
+    #[arg(long, requires = "control")]
+    token: Option<PathBuf>,
+    /// Control mode: how long to wait for the SVID and the first config.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    bootstrap_timeout: Duration,
     #[arg(long, default_value = "127.0.0.1:15001")]
     outbound_listen: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:15006")]
@@ -108,9 +124,17 @@ fn init_logging() {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
+    let control_opts = match (&args.control, &args.workload, &args.token) {
+        (Some(url), Some(workload), Some(token)) => {
+            let mut opts = ClientOptions::new(url, workload, token.clone());
+            opts.bootstrap_timeout = args.bootstrap_timeout;
+            Some(opts)
+        }
+        _ => None,
+    };
     let setup = Setup {
-        config: args.config,
-        svid_dir: args.svid_dir,
+        config: args.config.unwrap_or_default(),
+        svid_dir: args.svid_dir.unwrap_or_default(),
         outbound_listen: args.outbound_listen,
         inbound_listen: args.inbound_listen,
         admin_listen: args.admin_listen,
@@ -150,8 +174,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("building the admin runtime")?;
 
-    let proxy =
-        Proxy::start(setup, data.handle(), control.handle()).context("starting palisade-proxy")?;
+    let proxy = match control_opts {
+        Some(opts) => {
+            let timeout = opts.bootstrap_timeout;
+            let (client, snapshot) = control
+                .block_on(palisade_proxy::control_mode::bootstrap(opts, timeout))
+                .context("bootstrapping from the control plane")?;
+            Proxy::start_control(setup, client, snapshot, data.handle(), control.handle())
+        }
+        None => Proxy::start(setup, data.handle(), control.handle()),
+    }
+    .context("starting palisade-proxy")?;
 
     // The control runtime runs admin and config watching on this thread
     // until SIGTERM/SIGINT, then drains the data plane.
