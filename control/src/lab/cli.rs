@@ -43,6 +43,10 @@ pub struct UpArgs {
     /// An extra outside address (repeatable), e.g. 203.0.113.10.
     #[arg(long = "external")]
     pub externals: Vec<Ipv4Addr>,
+    /// Give each sidecar its config and SVID as files instead of running the
+    /// control plane and bootstrapping sidecars with join tokens.
+    #[arg(long = "static")]
+    pub static_mode: bool,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -139,6 +143,7 @@ fn lab_up(args: UpArgs) -> Result<u8, LabError> {
         config: args.config,
         state: args.state.state_dir.clone(),
         externals: args.externals,
+        static_mode: args.static_mode,
     })?;
     println!(
         "palisade lab: up: {} pods ({} with a sidecar), {} services, {} outside addresses",

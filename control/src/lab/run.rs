@@ -28,7 +28,13 @@ pub struct UpOptions {
     pub config: PathBuf,
     pub state: PathBuf,
     pub externals: Vec<Ipv4Addr>,
+    /// Sidecars from files (`--config`/`--svid-dir`) instead of the control
+    /// plane with join tokens.
+    pub static_mode: bool,
 }
+
+/// Port of the control plane on the hub.
+pub const CONTROL_PORT: u16 = 15012;
 
 fn bin_dir() -> Result<PathBuf, LabError> {
     let exe = std::env::current_exe()?;
@@ -134,8 +140,14 @@ fn build(opts: &UpOptions, palisade: &str, proxy: &str) -> Result<LabState, LabE
         ],
         &logs.join("outside-echo.log"),
     )?;
-    // Identities: one CA, one SVID per meshed pod.
-    let ca = identity::make_ca(&cluster.mesh.trust_domain, &opts.state.join("ca"))?;
+    // Identities: one CA; in static mode one SVID per meshed pod, else the
+    // control plane signs each sidecar's CSR after checking its join token.
+    let ca_dir = opts.state.join("ca");
+    let ca = identity::make_ca(&cluster.mesh.trust_domain, &ca_dir)?;
+    let control_state = opts.state.join("control");
+    if !opts.static_mode {
+        start_control_plane(palisade, &plan, &ca_dir, &control_state, &logs)?;
+    }
     let mut started = Vec::new();
     for (i, pod) in plan.pods.iter().enumerate() {
         plug(
@@ -147,34 +159,61 @@ fn build(opts: &UpOptions, palisade: &str, proxy: &str) -> Result<LabState, LabE
         let dir = opts.state.join("pods").join(format!("p{i}"));
         std::fs::create_dir_all(&dir)?;
         if pod.meshed {
-            let cluster_pod = &cluster.pods[i];
-            let svid = dir.join("svid");
-            identity::issue(&ca, &cluster.identity(cluster_pod), &svid)?;
-            make_readable_by(&svid, PROXY_UID)?;
-            let config = compiler.compile(i);
-            let config_path = dir.join("config.json");
-            std::fs::write(
-                &config_path,
-                serde_json::to_vec_pretty(&config).map_err(|e| LabError::Setup(e.to_string()))?,
-            )?;
-            in_netns(
-                &pod.netns,
-                &[proxy, "init", "--proxy-uid", &PROXY_UID.to_string()],
-            )?;
-            spawn_in_netns(
-                &pod.netns,
-                PROXY_UID,
-                true,
-                &[
-                    proxy.into(),
-                    "run".into(),
+            let source = if opts.static_mode {
+                let svid = dir.join("svid");
+                identity::issue(&ca, &cluster.identity(&cluster.pods[i]), &svid)?;
+                make_readable_by(&svid, PROXY_UID)?;
+                let config_path = dir.join("config.json");
+                let config = compiler.compile(i);
+                std::fs::write(
+                    &config_path,
+                    serde_json::to_vec_pretty(&config)
+                        .map_err(|e| LabError::Setup(e.to_string()))?,
+                )?;
+                vec![
                     "--config".into(),
                     config_path.display().to_string(),
                     "--svid-dir".into(),
                     svid.display().to_string(),
-                    // UDP and SCTP NetworkPolicy, as nftables rules in the pod.
-                    "--netfilter".into(),
-                ],
+                ]
+            } else {
+                let token = dir.join("token");
+                run(
+                    palisade,
+                    &[
+                        "token",
+                        "create",
+                        "--workload",
+                        &pod.key,
+                        "--state-dir",
+                        &control_state.display().to_string(),
+                        "--out",
+                        &token.display().to_string(),
+                    ],
+                )?;
+                make_readable_by(&token, PROXY_UID)?;
+                vec![
+                    "--control".into(),
+                    format!("https://{HUB_IP}:{CONTROL_PORT}"),
+                    "--workload".into(),
+                    pod.key.clone(),
+                    "--token".into(),
+                    token.display().to_string(),
+                ]
+            };
+            in_netns(
+                &pod.netns,
+                &[proxy, "init", "--proxy-uid", &PROXY_UID.to_string()],
+            )?;
+            let mut args: Vec<String> = vec![proxy.into(), "run".into()];
+            args.extend(source);
+            // UDP and SCTP NetworkPolicy, as nftables rules in the pod.
+            args.push("--netfilter".into());
+            spawn_in_netns(
+                &pod.netns,
+                PROXY_UID,
+                true,
+                &args,
                 &logs.join(format!("p{i}-proxy.log")),
             )?;
         }
@@ -211,6 +250,43 @@ fn build(opts: &UpOptions, palisade: &str, proxy: &str) -> Result<LabState, LabE
         serde_json::to_vec_pretty(&state).map_err(|e| LabError::Setup(e.to_string()))?,
     )?;
     Ok(state)
+}
+
+/// Starts `palisade control` in the hub namespace and waits until it has
+/// compiled the manifests (tokens are bound to the identities it compiled).
+fn start_control_plane(
+    palisade: &str,
+    plan: &LabPlan,
+    ca: &Path,
+    state: &Path,
+    logs: &Path,
+) -> Result<(), LabError> {
+    std::fs::create_dir_all(state)?;
+    let args: Vec<String> = vec![
+        palisade.into(),
+        "control".into(),
+        "--config".into(),
+        plan.manifests.display().to_string(),
+        "--ca".into(),
+        ca.display().to_string(),
+        "--listen".into(),
+        format!("{HUB_IP}:{CONTROL_PORT}"),
+        "--state-dir".into(),
+        state.display().to_string(),
+    ];
+    let log = logs.join("control.log");
+    spawn_in_netns(HUB_NETNS, 0, false, &args, &log)?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < deadline {
+        if state.join("identities.json").exists() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(LabError::Setup(format!(
+        "the control plane did not compile the manifests within {READY_TIMEOUT:?}; see {}",
+        log.display()
+    )))
 }
 
 fn join(ports: &[u16]) -> String {
