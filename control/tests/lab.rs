@@ -299,6 +299,64 @@ fn zero_trust_lab_agrees_with_check_at_l4_l7_and_through_services() {
     assert_eq!(wire["tlsOnly"], true, "{wire}");
     assert_eq!(wire["result"]["observed"], "allow", "{wire}");
 
+    // A policy edited on disk reaches the sidecars through the control plane
+    // (the lab runs `palisade control` and bootstraps sidecars with join
+    // tokens): a DENY for the orders API turns the web tier's 200 into a 403,
+    // and then observation and prediction agree again.
+    let deny = r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  namespace: backend
+  name: freeze-orders
+spec:
+  selector:
+    matchLabels:
+      app: api
+  action: DENY
+  rules:
+    - to:
+        - operation:
+            paths: ["/api/v1/orders/*"]
+"#;
+    std::fs::write(lab.state.path().join("manifests/99-freeze.yaml"), deny).unwrap();
+    let started = std::time::Instant::now();
+    let request = [
+        "probe",
+        "--output",
+        "json",
+        "--port",
+        "8080",
+        "--http",
+        "GET",
+        "/api/v1/orders/42",
+    ];
+    loop {
+        let out = lab.run(&request);
+        let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let status = cell(&rows, web, "backend/api-server-0", 8080, "TCP")["status"].as_u64();
+        if status == Some(403) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the pushed DENY policy was not enforced within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    eprintln!("policy change enforced after {:?}", started.elapsed());
+    let frozen = lab.probe(&["--port", "8080", "--http", "GET", "/api/v1/orders/42"]);
+    assert_eq!(
+        cell(
+            &frozen,
+            "frontend/web-1",
+            "backend/api-server-1",
+            8080,
+            "TCP"
+        )["status"]
+            .as_u64(),
+        Some(403)
+    );
+
     drop(lab);
     assert!(
         lab_namespaces().is_empty(),
