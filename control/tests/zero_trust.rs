@@ -410,7 +410,11 @@ fn zero_trust_strict_ports_refuse_plaintext_in_compiled_config() {
     let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["backend/api-server", "database/postgres", "kube-system/kube-dns"]
+        [
+            "backend/api-server",
+            "database/postgres",
+            "kube-system/kube-dns"
+        ]
     );
     // The database port is opaque (server-first) for its callers.
     let pg = config
