@@ -167,8 +167,9 @@ pub fn html(rows: &[Row]) -> String {
          th,td{border:1px solid #999;padding:4px 8px;text-align:center;font-size:13px}\
          th.src{text-align:right}td.allow{background:#b7e4b7}td.deny{background:#f4b4b4}\
          td.bad{outline:3px solid #000}caption{font-weight:bold;text-align:left;padding:4px 0}\
+         .m{font-size:10px;font-weight:bold;border:1px solid #555;border-radius:3px;padding:0 2px}\
          </style></head><body><h1>Palisade lab: observed connectivity</h1>\
-         <p>Green: allowed. Red: denied. &#128274;: mutual TLS. Black frame: the observation \
+         <p>Green: allowed. Red: denied. <span class=\"m\">mTLS</span>: the connection is mutual TLS. Black frame: the observation \
          disagrees with <code>palisade check</code>. Hover a cell for the deciding policy.</p>",
     );
     for (key, group) in groups(rows) {
@@ -206,7 +207,11 @@ pub fn html(rows: &[Row]) -> String {
                             (Verdict::Allow, None) => "allow".into(),
                             (Verdict::Deny, None) => "deny".into(),
                         };
-                        let lock = if r.mtls { "&#128274; " } else { "" };
+                        let lock = if r.mtls {
+                            "<span class=\"m\">mTLS</span> "
+                        } else {
+                            ""
+                        };
                         let _ = write!(
                             out,
                             "<td class=\"{class}\" title=\"{}\">{lock}{}</td>",
