@@ -1,6 +1,7 @@
 //! The admin server (on its own small runtime): `/ready` (200 once the
 //! certificate and the config are loaded), `/live`, `/config` (the config
-//! in force and its version, as JSON) and `/metrics` (Prometheus text).
+//! in force and its version, as JSON), `/metrics` (Prometheus text) and
+//! `/app-health/...` (the app's kubelet probes, see `app_probe`).
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,8 @@ pub struct AdminState {
     /// Set once the listeners are bound with a certificate and a config.
     pub ready: AtomicBool,
     pub local_id: String,
+    /// The app's rewritten kubelet probes.
+    pub app_probes: crate::app_probe::AppProbes,
 }
 
 pub async fn serve(listener: TcpListener, admin: Arc<AdminState>) {
@@ -38,7 +41,14 @@ pub async fn serve(listener: TcpListener, admin: Arc<AdminState>) {
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(route(&admin, req)) }
+                async move {
+                    if let Some(prober) = admin.app_probes.get(req.uri().path()) {
+                        let ip = admin.state.load().config.workload.ips.first().copied();
+                        let (status, body) = crate::app_probe::run(prober, ip).await;
+                        return Ok::<_, Infallible>(text(status, body));
+                    }
+                    Ok::<_, Infallible>(route(&admin, req))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)

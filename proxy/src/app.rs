@@ -204,6 +204,7 @@ impl Proxy {
             metrics: metrics.clone(),
             ready: Default::default(),
             local_id: tls.local_id(),
+            app_probes: crate::app_probe::AppProbes::from_env(),
         });
         {
             let admin = admin.clone();

@@ -9,6 +9,7 @@
 pub mod addrs;
 pub mod admin;
 pub mod app;
+pub mod app_probe;
 pub mod capture;
 pub mod config_watch;
 pub mod control_client;

@@ -26,6 +26,46 @@ enum Command {
     Run(Box<RunArgs>),
     /// Install (or remove) the capture rules in this network namespace.
     Init(InitArgs),
+    /// Wait until the sidecar's admin port answers /ready (the legacy
+    /// sidecar's postStart hook, which holds the app until then).
+    WaitReady(WaitReadyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct WaitReadyArgs {
+    /// The sidecar's admin address.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin: SocketAddr,
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+/// Polls `GET /ready` until it answers 200 or `timeout` passes.
+fn wait_ready(args: WaitReadyArgs) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + args.timeout;
+    loop {
+        let answered = std::net::TcpStream::connect_timeout(&args.admin, Duration::from_secs(1))
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                s.write_all(b"GET /ready HTTP/1.1\r\nHost: palisade\r\nConnection: close\r\n\r\n")?;
+                let mut head = [0u8; 12];
+                s.read_exact(&mut head)?;
+                Ok(head.starts_with(b"HTTP/1.1 200"))
+            })
+            .unwrap_or(false);
+        if answered {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the sidecar at {} was not ready within {:?}",
+                args.admin,
+                args.timeout
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,6 +149,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => args.run().context("installing capture rules"),
         Command::Run(args) => run(*args),
+        Command::WaitReady(args) => wait_ready(args),
     }
 }
 
