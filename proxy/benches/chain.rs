@@ -181,6 +181,7 @@ async fn one_request(sender: &mut hyper::client::conn::http1::SendRequest<Empty<
         .header("host", "server.default")
         .body(Empty::new())
         .unwrap();
+    sender.ready().await.unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let _ = resp.into_body().collect().await.unwrap();

@@ -79,7 +79,7 @@ fn spawn_server(
             "5s",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(ca.dir.path().join("proxy.log")).unwrap())
         .spawn()
         .unwrap();
     (Running(child), inbound, admin)
@@ -133,6 +133,17 @@ async fn admin_endpoints_and_sighup_reload() {
     )
     .await;
     assert!(reply.is_empty(), "STRICT after reload");
+    // Every denial is one JSON log line naming layer, policy and rule.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = std::fs::read_to_string(ca.dir.path().join("proxy.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("palisade::deny"))
+        .unwrap_or_else(|| panic!("no deny line in {log}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["fields"]["layer"], "Mtls");
+    assert_eq!(v["fields"]["policy"], "PeerAuthentication");
+    assert_eq!(v["fields"]["rule"], format!("port {} STRICT", app.port()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
