@@ -57,6 +57,13 @@ impl Lab {
         let lab = Lab {
             state: tempfile::tempdir().unwrap(),
         };
+        // A private state dir, as `mktemp -d` makes: the sidecars (their own
+        // UID) must still reach their tokens under it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(lab.state.path(), std::fs::Permissions::from_mode(0o700))
+                .unwrap();
+        }
         let out = palisade()
             .args(["lab", "up", "--config"])
             .arg(example(example_name))

@@ -92,6 +92,8 @@ pub fn spawn_in_netns(
         cmd.arg("--");
     }
     cmd.args(args);
+    // Errors, not backtraces, in the logs the lab quotes.
+    cmd.env("RUST_BACKTRACE", "0");
     let out = File::create(log)?;
     let err = out.try_clone()?;
     let child = cmd

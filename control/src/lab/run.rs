@@ -64,6 +64,13 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
         eprintln!("palisade lab: removed a stale lab ({removed} namespaces)");
     }
     std::fs::create_dir_all(&opts.state)?;
+    // The sidecars run as their own UID and read their token (or SVID) from
+    // under the state dir, which may have been made private (`mktemp -d`).
+    // Keys and tokens stay 0600 in it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&opts.state, std::fs::Permissions::from_mode(0o755))?;
+    }
     let result = build(opts, &palisade, &proxy);
     if result.is_err() {
         // Leave nothing half-made behind.
