@@ -21,6 +21,6 @@ pub use credentials::{CredentialStore, Credentials, CredentialsError};
 pub use spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 pub use tls::{
     TlsError, TlsOptions, client_config, client_config_with, peer_spiffe_id, server_config,
-    server_config_with,
+    server_config_with, server_verified_client_config,
 };
 pub use verify::{PeerRole, SvidError, verify_svid_chain};

@@ -15,6 +15,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, CommonState, ServerConfig, SupportedProtocolVersion};
 
+use crate::bundle::TrustBundle;
 use crate::credentials::CredentialStore;
 use crate::provider::default_provider;
 use crate::spiffe_id::SpiffeId;
@@ -106,6 +107,25 @@ pub fn client_config_with(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_cert_resolver(Arc::new(StoreCertResolver::new(store.clone())));
+    config.resumption = Resumption::disabled();
+    config.alpn_protocols = opts.alpn.clone();
+    Ok(config)
+}
+
+/// A client config without a client certificate that accepts only a server
+/// whose SVID verifies against `bundle` and names exactly `expected`: how a
+/// workload with no SVID yet (bootstrap) still authenticates the server.
+pub fn server_verified_client_config(
+    bundle: TrustBundle,
+    expected: SpiffeId,
+    opts: &TlsOptions,
+) -> Result<ClientConfig, TlsError> {
+    let verifier = SvidServerVerifier::with_bundle(bundle, expected, opts.provider.clone());
+    let mut config = ClientConfig::builder_with_provider(opts.provider.clone())
+        .with_protocol_versions(opts.versions())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
     config.resumption = Resumption::disabled();
     config.alpn_protocols = opts.alpn.clone();
     Ok(config)

@@ -11,6 +11,7 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
 };
 
+use crate::bundle::TrustBundle;
 use crate::credentials::CredentialStore;
 use crate::spiffe_id::SpiffeId;
 use crate::verify::{PeerRole, SvidError, verify_svid};
@@ -22,23 +23,55 @@ fn reject(err: SvidError, side: &str) -> rustls::Error {
 
 // === impl SvidServerVerifier ===
 
+/// Where a verifier finds the trust bundle.
+#[derive(Debug)]
+enum BundleSource {
+    /// The store's current bundle, read at every handshake (rotation).
+    Store(Arc<CredentialStore>),
+    /// A fixed bundle, for a client that has no SVID yet (bootstrap).
+    Fixed(Arc<TrustBundle>),
+}
+
+impl BundleSource {
+    fn current(&self) -> Arc<TrustBundle> {
+        match self {
+            BundleSource::Store(store) => store.current().bundle().clone(),
+            BundleSource::Fixed(bundle) => bundle.clone(),
+        }
+    }
+}
+
 /// Client side: the server must present a valid SVID naming `expected`.
 #[derive(Debug)]
 pub struct SvidServerVerifier {
-    store: Arc<CredentialStore>,
+    bundle: BundleSource,
     expected: SpiffeId,
     provider: Arc<CryptoProvider>,
 }
 
 impl SvidServerVerifier {
-    /// A verifier for servers that must be `expected`.
+    /// A verifier for servers that must be `expected`, against the store's
+    /// current bundle.
     pub fn new(
         store: Arc<CredentialStore>,
         expected: SpiffeId,
         provider: Arc<CryptoProvider>,
     ) -> Self {
         Self {
-            store,
+            bundle: BundleSource::Store(store),
+            expected,
+            provider,
+        }
+    }
+
+    /// A verifier against a fixed bundle (before the first SVID exists).
+    pub fn with_bundle(
+        bundle: TrustBundle,
+        expected: SpiffeId,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        Self {
+            bundle: BundleSource::Fixed(Arc::new(bundle)),
             expected,
             provider,
         }
@@ -54,9 +87,9 @@ impl ServerCertVerifier for SvidServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let creds = self.store.current();
+        let bundle = self.bundle.current();
         let id = verify_svid(
-            creds.bundle(),
+            &bundle,
             end_entity,
             intermediates,
             now,
