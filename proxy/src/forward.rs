@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 /// A response body: proxied from upstream, or generated here.
-pub type RespBody = Either<Incoming, Full<Bytes>>;
+pub type RespBody = Either<crate::prefetch::Proxied, Full<Bytes>>;
 
 /// Pooled HTTP/1 client over plain TCP.
 pub type PlainClient = Client<HttpConnector, Incoming>;
@@ -110,6 +110,7 @@ pub fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrad
 /// Forwards `req` with the plain client, handling an upgrade.
 pub async fn send_plain(client: &PlainClient, mut req: Request<Incoming>) -> Response<RespBody> {
     let upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let upgrading = upgrade.is_some();
     match client.request(req).await {
         Ok(mut resp) => {
             if let Some(client_up) = upgrade
@@ -117,7 +118,11 @@ pub async fn send_plain(client: &PlainClient, mut req: Request<Incoming>) -> Res
             {
                 splice_upgrade(client_up, hyper::upgrade::on(&mut resp));
             }
-            resp.map(Either::Left)
+            if upgrading {
+                resp.map(|b| Either::Left(b.into()))
+            } else {
+                crate::prefetch::with_first_frame(resp).await.map(Either::Left)
+            }
         }
         Err(e) => {
             tracing::debug!(error = %e, "upstream request failed");

@@ -204,12 +204,20 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 .unwrap_or(1)
         })
         .max(1);
-    let data = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("palisade-data")
+    let data_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("building the data-plane runtime")?;
+    let data = data_rt.handle().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let data_thread = std::thread::Builder::new()
+        .name("palisade-data".into())
+        .spawn(move || {
+            data_rt.block_on(async { let _ = stop_rx.await; });
+            data_rt.shutdown_timeout(Duration::from_millis(100));
+        })
+        .context("starting the data-plane thread")?;
+    let _ = workers;
     let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -221,9 +229,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             let (client, snapshot) = control
                 .block_on(palisade_proxy::control_mode::bootstrap(opts, timeout))
                 .context("bootstrapping from the control plane")?;
-            Proxy::start_control(setup, client, snapshot, data.handle(), control.handle())
+            Proxy::start_control(setup, client, snapshot, &data, control.handle())
         }
-        None => Proxy::start(setup, data.handle(), control.handle()),
+        None => Proxy::start(setup, &data, control.handle()),
     }
     .context("starting palisade-proxy")?;
 
@@ -252,6 +260,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         tracing::info!("drained");
     }
-    data.shutdown_timeout(Duration::from_millis(100));
+    let _ = stop_tx.send(());
+    let _ = data_thread.join();
     Ok(())
 }

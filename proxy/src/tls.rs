@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
 
+use crate::batched_io::Batched;
 use crate::detect::MeshInner;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,16 +83,18 @@ impl MeshTls {
 
     /// Terminates mesh mTLS; returns the stream, the verified peer ID and
     /// the inner protocol the ALPN token announced.
+    /// The socket I/O is batched when the inner protocol is HTTP/2 (see
+    /// [`crate::batched_io`]).
     pub async fn accept<IO>(
         &self,
         io: IO,
-    ) -> Result<(server::TlsStream<IO>, String, MeshInner), TlsError>
+    ) -> Result<(server::TlsStream<Batched<IO>>, String, MeshInner), TlsError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let tls = self
+        let mut tls = self
             .acceptor
-            .accept(io)
+            .accept(Batched::new(io))
             .await
             .map_err(TlsError::Handshake)?;
         let (_, conn) = tls.get_ref();
@@ -99,25 +102,32 @@ impl MeshTls {
             .alpn_protocol()
             .and_then(MeshInner::from_alpn)
             .ok_or(TlsError::NoMeshAlpn)?;
-        let peer = palisade_identity::peer_spiffe_id(conn).ok_or(TlsError::NoPeerIdentity)?;
-        Ok((tls, peer.to_string(), inner))
+        let peer = palisade_identity::peer_spiffe_id(conn)
+            .ok_or(TlsError::NoPeerIdentity)?
+            .to_string();
+        tls.get_mut().0.set_batching(inner == MeshInner::H2);
+        Ok((tls, peer, inner))
     }
 
     /// Originates mesh mTLS on `tcp`, requiring the server to be `expected`.
+    /// The socket I/O is batched when the inner protocol is HTTP/2 (see
+    /// [`crate::batched_io`]).
     pub async fn connect(
         &self,
         tcp: TcpStream,
         expected: &str,
         inner: MeshInner,
-    ) -> Result<client::TlsStream<TcpStream>, TlsError> {
+    ) -> Result<client::TlsStream<Batched<TcpStream>>, TlsError> {
         let connector = self.connector(expected, inner)?;
         // The server name is not checked (the verifier checks the SPIFFE
         // ID); an IP address sends no SNI.
         let ip = tcp.peer_addr().map_err(TlsError::Handshake)?.ip();
-        connector
-            .connect(ServerName::IpAddress(ip.into()), tcp)
+        let mut tls = connector
+            .connect(ServerName::IpAddress(ip.into()), Batched::new(tcp))
             .await
-            .map_err(TlsError::Handshake)
+            .map_err(TlsError::Handshake)?;
+        tls.get_mut().0.set_batching(inner == MeshInner::H2);
+        Ok(tls)
     }
 
     fn connector(&self, expected: &str, inner: MeshInner) -> Result<TlsConnector, TlsError> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use crate::batched_io::Batched;
 use crate::detect::MeshInner;
 use crate::tls::{MeshTls, TlsError};
 
@@ -40,7 +41,7 @@ pub async fn mesh(
     identity: &str,
     inner: MeshInner,
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>, ConnectError> {
+) -> Result<TlsStream<Batched<TcpStream>>, ConnectError> {
     let tcp = tcp(addr, timeout).await?;
     match tokio::time::timeout(timeout, tls.connect(tcp, identity, inner)).await {
         Ok(Ok(s)) => Ok(s),

@@ -199,7 +199,9 @@ async fn send_mesh(
         return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
     }
     match sender.send_request(req).await {
-        Ok(resp) => resp.map(http_body_util::Either::Left),
+        Ok(resp) => crate::prefetch::with_first_frame(resp)
+            .await
+            .map(http_body_util::Either::Left),
         Err(e) => {
             if sender.is_closed() {
                 ctx.mesh_pool.evict(addr, identity);
@@ -240,7 +242,9 @@ async fn send_mesh_h1(
     let resp = sender.send_request(req).await;
     ctx.mesh_pool_h1.checkin(addr, identity, sender);
     match resp {
-        Ok(resp) => resp.map(http_body_util::Either::Left),
+        Ok(resp) => crate::prefetch::with_first_frame(resp)
+            .await
+            .map(http_body_util::Either::Left),
         Err(e) => {
             tracing::debug!(%addr, error = %e, "mesh request failed");
             local_response(StatusCode::BAD_GATEWAY, "peer sidecar request failed\n")
@@ -293,7 +297,7 @@ async fn upgrade_over_mesh(
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                 splice_upgrade(client_upgrade, hyper::upgrade::on(&mut resp));
             }
-            resp.map(http_body_util::Either::Left)
+            resp.map(|b| http_body_util::Either::Left(b.into()))
         }
         Err(e) => {
             tracing::debug!(%addr, error = %e, "upgrade request failed");
