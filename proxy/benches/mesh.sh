@@ -19,7 +19,7 @@ target=${CARGO_TARGET_DIR:-$root/target}
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   (cd "$root" && cargo build --release -p palisade-proxy --bin palisade-proxy)
 fi
-export PALISADE_PROXY_BIN=$target/release/palisade-proxy
+export PALISADE_PROXY_BIN=${PALISADE_PROXY_BIN:-$target/release/palisade-proxy}
 [[ -x $PALISADE_PROXY_BIN ]] || { echo "no binary at $PALISADE_PROXY_BIN" >&2; exit 1; }
 export RUST_LOG=${RUST_LOG:-warn}
 export SUBJECT_NAME=${SUBJECT_NAME:-palisade}

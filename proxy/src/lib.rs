@@ -19,6 +19,7 @@ pub mod ctx;
 pub mod detect;
 pub mod drain;
 pub mod forward;
+pub mod heap;
 pub mod inbound;
 pub mod io;
 pub mod listen;

@@ -165,6 +165,7 @@ fn init_logging() {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
+    palisade_proxy::heap::tune();
     let control_opts = match (&args.control, &args.workload, &args.token) {
         (Some(url), Some(workload), Some(token)) => {
             let mut opts = ClientOptions::new(url, workload, token.clone());
@@ -204,20 +205,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 .unwrap_or(1)
         })
         .max(1);
-    let data_rt = tokio::runtime::Builder::new_current_thread()
+    let data = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("palisade-data")
         .enable_all()
         .build()
         .context("building the data-plane runtime")?;
-    let data = data_rt.handle().clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let data_thread = std::thread::Builder::new()
-        .name("palisade-data".into())
-        .spawn(move || {
-            data_rt.block_on(async { let _ = stop_rx.await; });
-            data_rt.shutdown_timeout(Duration::from_millis(100));
-        })
-        .context("starting the data-plane thread")?;
-    let _ = workers;
     let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -229,9 +222,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             let (client, snapshot) = control
                 .block_on(palisade_proxy::control_mode::bootstrap(opts, timeout))
                 .context("bootstrapping from the control plane")?;
-            Proxy::start_control(setup, client, snapshot, &data, control.handle())
+            Proxy::start_control(setup, client, snapshot, data.handle(), control.handle())
         }
-        None => Proxy::start(setup, &data, control.handle()),
+        None => Proxy::start(setup, data.handle(), control.handle()),
     }
     .context("starting palisade-proxy")?;
 
@@ -260,7 +253,6 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         tracing::info!("drained");
     }
-    let _ = stop_tx.send(());
-    let _ = data_thread.join();
+    data.shutdown_timeout(Duration::from_millis(100));
     Ok(())
 }
