@@ -13,8 +13,8 @@
 //!
 //! With batching off the wrapper passes every call straight through (HTTP/1
 //! and opaque connections carry one exchange at a time: nothing to gather).
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 

@@ -121,7 +121,9 @@ pub async fn send_plain(client: &PlainClient, mut req: Request<Incoming>) -> Res
             if upgrading {
                 resp.map(|b| Either::Left(b.into()))
             } else {
-                crate::prefetch::with_first_frame(resp).await.map(Either::Left)
+                crate::prefetch::with_first_frame(resp)
+                    .await
+                    .map(Either::Left)
             }
         }
         Err(e) => {

@@ -3,7 +3,7 @@
 //! that opens a connection per request costs no TLS handshake.
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -21,6 +21,10 @@ pub struct MeshPool {
     /// By endpoint; an endpoint has one identity, a different expected one
     /// replaces the entry.
     conns: Mutex<HashMap<SocketAddr, (String, SendRequest<Incoming>)>>,
+    /// One connection attempt per endpoint at a time: requests that find no
+    /// connection wait for the attempt under way instead of each opening
+    /// their own.
+    connecting: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,31 @@ impl MeshPool {
         if let Some(s) = self.cached(addr, identity) {
             return Ok(s);
         }
+        let gate = match self.connecting.lock() {
+            Ok(mut c) => c.entry(addr).or_default().clone(),
+            Err(_) => Arc::default(),
+        };
+        let _attempt = gate.lock().await;
+        if let Some(s) = self.cached(addr, identity) {
+            return Ok(s);
+        }
+        let connected = self.connect(tls, metrics, addr, identity, timeout).await;
+        // Waiters hold the gate already; later requests find the connection
+        // (or try again after a failure).
+        if let Ok(mut c) = self.connecting.lock() {
+            c.remove(&addr);
+        }
+        connected
+    }
+
+    async fn connect(
+        &self,
+        tls: &MeshTls,
+        metrics: &Metrics,
+        addr: SocketAddr,
+        identity: &str,
+        timeout: Duration,
+    ) -> Result<SendRequest<Incoming>, PoolError> {
         let stream = connect::mesh(tls, addr, identity, MeshInner::H2, timeout).await?;
         metrics.handshake(Direction::Outbound);
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
