@@ -8,6 +8,7 @@ use http::HeaderMap;
 use http::header::HeaderName;
 
 use super::matchers::fingerprint;
+use super::path_guard::head_word;
 
 /// One connection, or one request on it.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +107,9 @@ pub(crate) struct Subject<'a> {
     pub(crate) source_ip: IpAddr,
     pub(crate) remote_ip: IpAddr,
     pub(crate) destination_ip: IpAddr,
+    /// The HTTP request path, if any, and `path_guard::head_word` of it.
+    pub(crate) path: Option<&'a [u8]>,
+    pub(crate) path_head: u64,
 }
 
 impl<'a> Subject<'a> {
@@ -121,6 +125,11 @@ impl<'a> Subject<'a> {
             source_ip: canonical_ip(ctx.source_ip),
             remote_ip: canonical_ip(ctx.remote_ip),
             destination_ip: canonical_ip(ctx.destination_ip),
+            path: ctx.http.as_ref().map(|h| h.path.as_bytes()),
+            path_head: ctx
+                .http
+                .as_ref()
+                .map_or(0, |h| head_word(h.path.as_bytes())),
         }
     }
 }

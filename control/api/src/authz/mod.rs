@@ -9,6 +9,7 @@ mod context;
 mod fields;
 mod guard;
 mod matchers;
+mod path_guard;
 mod rules;
 
 use std::fmt;

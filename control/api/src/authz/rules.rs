@@ -23,6 +23,7 @@ use super::context::{RequestContext, Subject};
 use super::fields::{Field, ServiceAccount, Values, all_match};
 use super::guard::Guard;
 use super::matchers::{PathPattern, StrPattern, TrustDomains};
+use super::path_guard::PathGuard;
 use crate::config::{AuthzCondition, AuthzOperation, AuthzRule, AuthzSource};
 
 /// Why a policy cannot be compiled (the compiler reports it; the proxy
@@ -115,6 +116,9 @@ pub(crate) struct CompiledRule {
     /// Quick rejection on the peer principal or namespace, when every
     /// source requires one of a few exact values.
     pub(super) guard: Option<Guard>,
+    /// Quick rejection on the request path, when every operation requires
+    /// paths with literal beginnings.
+    pub(super) path_guard: Option<PathGuard>,
 }
 
 /// Sorted cheapest first; fields are ANDed, so order never changes results.
@@ -423,8 +427,10 @@ impl CompiledRule {
         let when = by_cost(when);
         let http_only = to.iter().flatten().chain(&when).any(Field::http_only);
         let guard = Guard::new(&from);
+        let path_guard = PathGuard::new(&to);
         Ok(CompiledRule {
             guard,
+            path_guard,
             from,
             to,
             when,
@@ -436,6 +442,11 @@ impl CompiledRule {
     pub(crate) fn matches(&self, ctx: &RequestContext<'_>, peer: &Subject<'_>) -> bool {
         if let Some(guard) = &self.guard
             && !guard.may_match(peer)
+        {
+            return false;
+        }
+        if let (Some(guard), Some(path)) = (&self.path_guard, peer.path)
+            && !guard.may_match(path, peer.path_head)
         {
             return false;
         }
