@@ -23,3 +23,13 @@ pub fn tune() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
+
+/// Returns the free heap left over from start-up (config parsing, TLS
+/// setup) to the kernel, so an idle sidecar holds only what it uses.
+pub fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

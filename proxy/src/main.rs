@@ -227,6 +227,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         None => Proxy::start(setup, data.handle(), control.handle()),
     }
     .context("starting palisade-proxy")?;
+    palisade_proxy::heap::trim();
 
     // The control runtime runs admin and config watching on this thread
     // until SIGTERM/SIGINT, then drains the data plane.
