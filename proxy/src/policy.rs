@@ -62,6 +62,25 @@ pub struct AccessView<'a> {
     pub http: Option<HttpView<'a>>,
 }
 
+impl<'a> AccessView<'a> {
+    /// A connection from `source` (with its verified identity, if any) to
+    /// `dest`, and the HTTP request on it, if any.
+    pub fn new(
+        source: IpAddr,
+        peer_identity: Option<&'a str>,
+        dest: std::net::SocketAddr,
+        http: Option<HttpView<'a>>,
+    ) -> Self {
+        AccessView {
+            source,
+            peer_identity,
+            dest_ip: dest.ip(),
+            dest_port: dest.port(),
+            http,
+        }
+    }
+}
+
 pub struct HttpView<'a> {
     pub method: &'a str,
     /// Normalized, without the query.

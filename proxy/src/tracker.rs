@@ -110,13 +110,7 @@ impl ConnTracker {
                         if *opaque {
                             policy::authorize(
                                 snapshot,
-                                &AccessView {
-                                    source: *source,
-                                    peer_identity: peer_identity.as_deref(),
-                                    dest_ip: dest.ip(),
-                                    dest_port: dest.port(),
-                                    http: None,
-                                },
+                                &AccessView::new(*source, peer_identity.as_deref(), *dest, None),
                             )
                         } else {
                             Ok(())

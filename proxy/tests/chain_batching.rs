@@ -10,59 +10,42 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::*;
-use tokio::net::TcpListener;
 
 /// `/bytes/N`: N bytes (a pattern from the path) with Content-Length.
 /// `/late-length`: head at once, its 5-byte body (Content-Length) after
 /// 300 ms. `/late-chunked`: head at once, a chunked body after 600 ms.
 /// Any other path: the request body echoed.
 async fn sized_app() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|req: hyper::Request<Incoming>| async move {
-                    let path = req.uri().path().to_string();
-                    type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
-                    let late = |delay: Duration, chunk: &'static [u8]| -> Body {
-                        let stream = futures::stream::once(async move {
-                            tokio::time::sleep(delay).await;
-                            Ok::<_, Infallible>(Frame::data(Bytes::from_static(chunk)))
-                        });
-                        BodyExt::boxed(StreamBody::new(stream))
-                    };
-                    let resp: hyper::Response<Body> = if let Some(n) = path.strip_prefix("/bytes/")
-                    {
-                        let n: usize = n.parse().unwrap_or(0);
-                        let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
-                        hyper::Response::new(BodyExt::boxed(Full::new(Bytes::from(body))))
-                    } else if path == "/late-length" {
-                        hyper::Response::builder()
-                            .header("content-length", "5")
-                            .body(late(Duration::from_millis(300), b"late!"))
-                            .unwrap()
-                    } else if path == "/late-chunked" {
-                        hyper::Response::new(late(Duration::from_millis(600), b"chunk"))
-                    } else {
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        hyper::Response::new(BodyExt::boxed(Full::new(body)))
-                    };
-                    Ok::<_, Infallible>(resp)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
+    serve_http(|req: hyper::Request<Incoming>| async move {
+        let path = req.uri().path().to_string();
+        type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+        let late = |delay: Duration, chunk: &'static [u8]| -> Body {
+            let stream = futures::stream::once(async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(chunk)))
             });
-        }
-    });
-    addr
+            BodyExt::boxed(StreamBody::new(stream))
+        };
+        let resp: hyper::Response<Body> = if let Some(n) = path.strip_prefix("/bytes/") {
+            let n: usize = n.parse().unwrap_or(0);
+            let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+            hyper::Response::new(BodyExt::boxed(Full::new(Bytes::from(body))))
+        } else if path == "/late-length" {
+            hyper::Response::builder()
+                .header("content-length", "5")
+                .body(late(Duration::from_millis(300), b"late!"))
+                .unwrap()
+        } else if path == "/late-chunked" {
+            hyper::Response::new(late(Duration::from_millis(600), b"chunk"))
+        } else {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            hyper::Response::new(BodyExt::boxed(Full::new(body)))
+        };
+        Ok::<_, Infallible>(resp)
+    })
+    .await
 }
 
 async fn h2_client(

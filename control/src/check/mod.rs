@@ -37,6 +37,21 @@ fn skip_l4(reason: &'static str, detail: impl Into<String>) -> L4Layer {
     }
 }
 
+/// The authorization layer where it does not apply (not proxied, not TCP,
+/// outside the mesh).
+fn skip_authz(detail: impl Into<String>) -> AuthzLayer {
+    AuthzLayer {
+        verdict: LayerVerdict::Skip,
+        reason: "not-applicable",
+        policy: None,
+        rule: None,
+        traffic: "tcp",
+        audit: Vec::new(),
+        dry_run_verdict: None,
+        detail: detail.into(),
+    }
+}
+
 fn l4_layer(
     dir: &palisade_api::DirectionPolicy,
     remote: IpAddr,
@@ -265,16 +280,7 @@ fn judge(
                 detail: "same pod: not proxied".into(),
             },
             ingress: same(),
-            authorization: AuthzLayer {
-                verdict: LayerVerdict::Skip,
-                reason: "not-applicable",
-                policy: None,
-                rule: None,
-                traffic: "tcp",
-                audit: Vec::new(),
-                dry_run_verdict: None,
-                detail: "same pod: not proxied".into(),
-            },
+            authorization: skip_authz("same pod: not proxied"),
         });
     }
     let egress = match &ends.src_config {
@@ -362,16 +368,7 @@ fn judge(
             let authorization = if tcp {
                 authorize(dc, ends, dst_ip, port, is_mtls)?
             } else {
-                AuthzLayer {
-                    verdict: LayerVerdict::Skip,
-                    reason: "not-applicable",
-                    policy: None,
-                    rule: None,
-                    traffic: "tcp",
-                    audit: Vec::new(),
-                    dry_run_verdict: None,
-                    detail: "authorization: not applicable to non-TCP traffic".into(),
-                }
+                skip_authz("authorization: not applicable to non-TCP traffic")
             };
             (mtls, ingress, authorization)
         }
@@ -388,16 +385,7 @@ fn judge(
                 "outside-cluster",
                 format!("ingress: {dst_ip} is outside the cluster; no NetworkPolicy applies"),
             ),
-            AuthzLayer {
-                verdict: LayerVerdict::Skip,
-                reason: "not-applicable",
-                policy: None,
-                rule: None,
-                traffic: "tcp",
-                audit: Vec::new(),
-                dry_run_verdict: None,
-                detail: "authorization: the destination is outside the mesh".into(),
-            },
+            skip_authz("authorization: the destination is outside the mesh"),
         ),
     };
     let denied = [

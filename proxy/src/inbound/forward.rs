@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use crate::ctx::Ctx;
 use crate::forward::{RespBody, send_plain, strip_hop_by_hop};
 use crate::metrics::{Direction, Layer, Outcome};
-use crate::policy::{self, AccessView};
+use crate::policy;
 
 use super::{InboundConn, conn_info};
 
@@ -30,16 +30,7 @@ where
 {
     let verdict = {
         let snap = ctx.state.load();
-        policy::authorize(
-            &snap,
-            &AccessView {
-                source: conn.client.0.ip().to_canonical(),
-                peer_identity: conn.peer_identity.as_deref(),
-                dest_ip: conn.app.ip(),
-                dest_port: conn.app.port(),
-                http: None,
-            },
-        )
+        policy::authorize(&snap, &conn.access(None))
     };
     if let Err(denied) = verdict {
         crate::logs::denied_connection(

@@ -16,7 +16,7 @@ use crate::ctx::Ctx;
 use crate::detect::MeshInner;
 use crate::forward::{RespBody, local_response};
 use crate::metrics::{Direction, Layer, Outcome};
-use crate::policy::{self, AccessView, HttpView};
+use crate::policy::{self, HttpView};
 
 use super::{InboundConn, conn_info};
 
@@ -153,18 +153,12 @@ async fn authorize_and_forward(
             .unwrap_or("");
         let verdict = policy::authorize(
             &snap,
-            &AccessView {
-                source: conn.client.0.ip().to_canonical(),
-                peer_identity: conn.peer_identity.as_deref(),
-                dest_ip: conn.app.ip(),
-                dest_port: conn.app.port(),
-                http: Some(HttpView {
-                    method: req.method().as_str(),
-                    path: normalized.path(),
-                    host,
-                    headers: req.headers(),
-                }),
-            },
+            &conn.access(Some(HttpView {
+                method: req.method().as_str(),
+                path: normalized.path(),
+                host,
+                headers: req.headers(),
+            })),
         );
         // The app gets the normalized path (as Envoy forwards it).
         let changed = (normalized.path() != req.uri().path()).then(|| normalized.path_and_query());

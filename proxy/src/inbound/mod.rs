@@ -20,7 +20,7 @@ use crate::ctx::Ctx;
 use crate::detect::MeshInner;
 use crate::io::PrefixedIo;
 use crate::metrics::{Direction, Layer, Outcome};
-use crate::policy::Denied;
+use crate::policy::{AccessView, Denied, HttpView};
 use crate::tracker::ConnInfo;
 use detect::Detected;
 
@@ -33,6 +33,19 @@ pub struct InboundConn {
     pub app: SocketAddr,
     /// The verified SPIFFE ID of an mTLS peer.
     pub peer_identity: Option<String>,
+}
+
+impl InboundConn {
+    /// What authorization sees of this connection (and of `http`, a
+    /// request on it).
+    pub fn access<'a>(&'a self, http: Option<HttpView<'a>>) -> AccessView<'a> {
+        AccessView::new(
+            self.client.0.ip().to_canonical(),
+            self.peer_identity.as_deref(),
+            self.app,
+            http,
+        )
+    }
 }
 
 /// The app address for a connection whose original destination is `orig`.

@@ -186,8 +186,16 @@ pub fn principals_rule(principals: &[&str]) -> AuthzRule {
 
 // === apps ===
 
-/// An HTTP/1 + h2c app answering `app=<name> method=.. path=.. host=.. peer=..`.
-pub async fn http_app(name: &'static str) -> SocketAddr {
+/// Serves `handler` as an HTTP/1 + h2c app (upgrades allowed) on a
+/// loopback port; one task per connection.
+pub async fn serve_http<F, Fut, B>(handler: F) -> SocketAddr
+where
+    F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<hyper::Response<B>, Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -195,36 +203,8 @@ pub async fn http_app(name: &'static str) -> SocketAddr {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
+            let svc = service_fn(handler.clone());
             tokio::spawn(async move {
-                let svc = service_fn(move |req: hyper::Request<Incoming>| async move {
-                    let host = req
-                        .headers()
-                        .get("host")
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or("-")
-                        .to_string();
-                    let peer = req
-                        .headers()
-                        .get_all("x-palisade-peer-identity")
-                        .iter()
-                        .map(|v| v.to_str().unwrap_or("?").to_string())
-                        .collect::<Vec<_>>()
-                        .join(",");
-                    let line = format!(
-                        "app={name} method={} path={} host={host} peer={peer}\n",
-                        req.method(),
-                        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
-                    );
-                    let body = req
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let mut out = line.into_bytes();
-                    out.extend_from_slice(&body);
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(out))))
-                });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
                     .await;
@@ -232,6 +212,40 @@ pub async fn http_app(name: &'static str) -> SocketAddr {
         }
     });
     addr
+}
+
+/// An HTTP/1 + h2c app answering `app=<name> method=.. path=.. host=.. peer=..`.
+pub async fn http_app(name: &'static str) -> SocketAddr {
+    serve_http(move |req: hyper::Request<Incoming>| async move {
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        let peer = req
+            .headers()
+            .get_all("x-palisade-peer-identity")
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?").to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let line = format!(
+            "app={name} method={} path={} host={host} peer={peer}\n",
+            req.method(),
+            req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
+        );
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let mut out = line.into_bytes();
+        out.extend_from_slice(&body);
+        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(out))))
+    })
+    .await
 }
 
 /// A TCP echo app (client-first, not HTTP).
