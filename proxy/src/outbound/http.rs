@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use http::header::{HOST, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -120,45 +121,31 @@ async fn proxy_request(
         req.headers_mut().insert(HOST, v);
     }
     strip_hop_by_hop(req.headers_mut(), upgrade);
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/")
-        .to_string();
     let resp = match route {
         PeerRoute::Mesh { identity, .. } if upgrade => {
-            upgrade_over_mesh(ctx, picked.addr, &identity, req, &pq).await
+            upgrade_over_mesh(ctx, picked.addr, &identity, req).await
+        }
+        PeerRoute::Mesh { identity, .. } if ctx.opts.mesh_h2 => {
+            if !set_absolute_target(&mut req, &authority) {
+                return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
+            }
+            *req.version_mut() = http::Version::HTTP_2;
+            // HTTP/2 carries the authority as a pseudo-header.
+            req.headers_mut().remove(HOST);
+            send_mesh(ctx, picked.addr, &identity, req).await
         }
         PeerRoute::Mesh { identity, .. } => {
-            match Uri::builder()
-                .scheme("http")
-                .authority(authority.as_str())
-                .path_and_query(pq)
-                .build()
-            {
-                Ok(uri) => *req.uri_mut() = uri,
-                Err(_) => return local_response(StatusCode::BAD_REQUEST, "bad request target\n"),
+            // HTTP/1 wants an origin-form target; Host carries the authority.
+            if authority.parse::<Authority>().is_err() {
+                return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
             }
-            if ctx.opts.mesh_h2 {
-                *req.version_mut() = http::Version::HTTP_2;
-                // HTTP/2 carries the authority as a pseudo-header.
-                req.headers_mut().remove(HOST);
-                send_mesh(ctx, picked.addr, &identity, req).await
-            } else {
-                *req.version_mut() = http::Version::HTTP_11;
-                send_mesh_h1(ctx, picked.addr, &identity, req).await
-            }
+            set_origin_target(&mut req);
+            *req.version_mut() = http::Version::HTTP_11;
+            send_mesh_h1(ctx, picked.addr, &identity, req).await
         }
         PeerRoute::Plain => {
-            match Uri::builder()
-                .scheme("http")
-                .authority(picked.addr.to_string())
-                .path_and_query(pq)
-                .build()
-            {
-                Ok(uri) => *req.uri_mut() = uri,
-                Err(_) => return local_response(StatusCode::BAD_REQUEST, "bad request target\n"),
+            if !set_absolute_target(&mut req, &picked.addr.to_string()) {
+                return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
             }
             *req.version_mut() = http::Version::HTTP_11;
             send_plain(&ctx.plain, req).await
@@ -168,6 +155,49 @@ async fn proxy_request(
     ctx.metrics
         .request(Direction::Outbound, resp.status().as_u16());
     resp
+}
+
+/// 502 for a peer sidecar no connection could be made to.
+fn peer_unreachable(
+    addr: std::net::SocketAddr,
+    identity: &str,
+    error: &dyn std::fmt::Display,
+) -> Response<RespBody> {
+    tracing::info!(%addr, %identity, %error, "cannot reach the peer sidecar");
+    local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n")
+}
+
+/// The request's path and query, `/` if it has none.
+fn path_and_query<B>(req: &Request<B>) -> PathAndQuery {
+    req.uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
+}
+
+/// Points `req` at `http://authority` with its own path and query (the
+/// absolute form the HTTP/2 and pooled clients route by). False if
+/// `authority` is not one.
+fn set_absolute_target<B>(req: &mut Request<B>, authority: &str) -> bool {
+    let Ok(authority) = authority.parse::<Authority>() else {
+        return false;
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path_and_query(req));
+    match Uri::from_parts(parts) {
+        Ok(uri) => {
+            *req.uri_mut() = uri;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Leaves only the path and query in `req`'s target (origin form).
+fn set_origin_target<B>(req: &mut Request<B>) {
+    *req.uri_mut() = Uri::from(path_and_query(req));
 }
 
 async fn send_mesh(
@@ -188,10 +218,7 @@ async fn send_mesh(
         .await
     {
         Ok(s) => s,
-        Err(e) => {
-            tracing::info!(%addr, %identity, error = %e, "cannot reach the peer sidecar");
-            return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
-        }
+        Err(e) => return peer_unreachable(addr, identity, &e),
     };
     if let Err(e) = sender.ready().await {
         ctx.mesh_pool.evict(addr, identity);
@@ -216,7 +243,7 @@ async fn send_mesh_h1(
     ctx: &Ctx,
     addr: std::net::SocketAddr,
     identity: &str,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Response<RespBody> {
     let mut sender = match ctx
         .mesh_pool_h1
@@ -230,15 +257,8 @@ async fn send_mesh_h1(
         .await
     {
         Ok(s) => s,
-        Err(e) => {
-            tracing::info!(%addr, %identity, error = %e, "cannot reach the peer sidecar");
-            return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
-        }
+        Err(e) => return peer_unreachable(addr, identity, &e),
     };
-    // HTTP/1 wants an origin-form target; Host carries the authority.
-    if let Some(pq) = req.uri().path_and_query().cloned() {
-        *req.uri_mut() = Uri::from(pq);
-    }
     let resp = sender.send_request(req).await;
     ctx.mesh_pool_h1.checkin(addr, identity, sender);
     match resp {
@@ -259,7 +279,6 @@ async fn upgrade_over_mesh(
     addr: std::net::SocketAddr,
     identity: &str,
     mut req: Request<Incoming>,
-    pq: &str,
 ) -> Response<RespBody> {
     let stream = match super::connect::mesh(
         &ctx.tls,
@@ -271,10 +290,7 @@ async fn upgrade_over_mesh(
     .await
     {
         Ok(s) => s,
-        Err(e) => {
-            tracing::info!(%addr, error = %e, "cannot reach the peer sidecar");
-            return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
-        }
+        Err(e) => return peer_unreachable(addr, identity, &e),
     };
     ctx.metrics.handshake(Direction::Outbound);
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
@@ -288,9 +304,7 @@ async fn upgrade_over_mesh(
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
-    if let Ok(uri) = pq.parse::<Uri>() {
-        *req.uri_mut() = uri;
-    }
+    set_origin_target(&mut req);
     let client_upgrade = hyper::upgrade::on(&mut req);
     match sender.send_request(req).await {
         Ok(mut resp) => {
