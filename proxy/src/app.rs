@@ -16,6 +16,7 @@ use crate::ctx::{Ctx, Options};
 use crate::drain::Drain;
 use crate::metrics::{Direction, Metrics};
 use crate::outbound::pool::MeshPool;
+use crate::plain_pool::PlainPool;
 use crate::tls::{MeshTls, TlsError};
 use crate::tracker::ConnTracker;
 
@@ -153,7 +154,7 @@ impl Proxy {
         let admin_addr = addr(&admin_l, "admin", setup.admin_listen)?;
 
         let ctx = Arc::new(Ctx {
-            plain: crate::forward::plain_client(setup.opts.connect_timeout),
+            plain: PlainPool::new(setup.opts.connect_timeout),
             opts: setup.opts.clone(),
             state: state.clone(),
             metrics: metrics.clone(),

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::drain::Drain;
-use crate::forward::PlainClient;
 use crate::metrics::Metrics;
 use crate::outbound::pool::MeshPool;
+use crate::plain_pool::PlainPool;
 use crate::state::SharedState;
 use crate::tls::MeshTls;
 use crate::tracker::ConnTracker;
@@ -69,8 +69,9 @@ pub struct Ctx {
     pub tracker: Arc<ConnTracker>,
     pub drain: Drain,
     pub tls: Arc<MeshTls>,
-    /// Plain HTTP/1 client: to the app (inbound) and to unmeshed endpoints.
-    pub plain: PlainClient,
+    /// Pooled plain HTTP/1 connections: to the app (inbound) and to
+    /// unmeshed endpoints.
+    pub plain: PlainPool,
     /// Pooled HTTP/2-over-mTLS connections to peer sidecars.
     pub mesh_pool: MeshPool,
     pub mesh_pool_h1: crate::outbound::pool_h1::MeshPoolH1,

@@ -1,35 +1,19 @@
-//! HTTP forwarding plumbing shared by both directions: the pooled plain
-//! HTTP/1 client, the response body type, hop-by-hop header removal, and
-//! connection upgrades (WebSocket) spliced after the 101.
+//! HTTP forwarding plumbing shared by both directions: sending over the
+//! pooled plain HTTP/1 connections, the response body type, hop-by-hop
+//! header removal, and connection upgrades (WebSocket) spliced after the 101.
 use std::convert::Infallible;
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+
+use crate::plain_pool::PlainPool;
 
 /// A response body: proxied from upstream, or generated here.
 pub type RespBody = Either<crate::prefetch::Proxied, Full<Bytes>>;
-
-/// Pooled HTTP/1 client over plain TCP.
-pub type PlainClient = Client<HttpConnector, Incoming>;
-
-pub fn plain_client(connect_timeout: Duration) -> PlainClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
 
 /// A locally generated response.
 pub fn local_response(status: StatusCode, body: &'static str) -> Response<RespBody> {
@@ -107,11 +91,16 @@ pub fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrad
     });
 }
 
-/// Forwards `req` with the plain client, handling an upgrade.
-pub async fn send_plain(client: &PlainClient, mut req: Request<Incoming>) -> Response<RespBody> {
+/// Forwards `req` (origin-form target, `Host` set) to `addr` over the
+/// pooled plain connections, handling an upgrade.
+pub async fn send_plain(
+    pool: &PlainPool,
+    addr: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<RespBody> {
     let upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let upgrading = upgrade.is_some();
-    match client.request(req).await {
+    match pool.send(addr, req).await {
         Ok(mut resp) => {
             if let Some(client_up) = upgrade
                 && resp.status() == StatusCode::SWITCHING_PROTOCOLS

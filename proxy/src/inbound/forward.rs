@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use http::header::{HOST, HeaderValue};
-use http::uri::Authority;
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -82,12 +82,13 @@ pub async fn to_app(
     normalized_path_and_query: Option<String>,
 ) -> Response<RespBody> {
     let upgrade = crate::forward::is_upgrade(&req);
-    // Host preserved: an HTTP/2 request carries it as :authority.
-    if !req.headers().contains_key(HOST)
-        && let Some(auth) = req.uri().authority()
-        && let Ok(v) = HeaderValue::from_str(auth.as_str())
-    {
-        req.headers_mut().insert(HOST, v);
+    // Host preserved: an HTTP/2 request carries it as :authority; a request
+    // with neither names the app.
+    if !req.headers().contains_key(HOST) {
+        let host = req.uri().authority().unwrap_or(app_authority);
+        if let Ok(v) = HeaderValue::from_str(host.as_str()) {
+            req.headers_mut().insert(HOST, v);
+        }
     }
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
@@ -97,20 +98,17 @@ pub async fn to_app(
     {
         headers.insert(PEER_IDENTITY_HEADER, v);
     }
-    let path_and_query = match normalized_path_and_query {
-        Some(pq) => pq,
-        None => req
-            .uri()
-            .path_and_query()
-            .map(|pq| pq.as_str().to_string())
-            .unwrap_or_else(|| "/".into()),
+    // Origin form: the path (normalized when it changed) and query.
+    let target = match normalized_path_and_query {
+        Some(pq) => PathAndQuery::try_from(pq).map(Uri::from),
+        None => Ok(Uri::from(
+            req.uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        )),
     };
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(app_authority.clone())
-        .path_and_query(path_and_query)
-        .build();
-    match uri {
+    match target {
         Ok(uri) => *req.uri_mut() = uri,
         Err(_) => {
             return crate::forward::local_response(
@@ -120,5 +118,5 @@ pub async fn to_app(
         }
     }
     *req.version_mut() = http::Version::HTTP_11;
-    send_plain(&ctx.plain, req).await
+    send_plain(&ctx.plain, conn.app, req).await
 }

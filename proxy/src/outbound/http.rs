@@ -144,11 +144,9 @@ async fn proxy_request(
             send_mesh_h1(ctx, picked.addr, &identity, req).await
         }
         PeerRoute::Plain => {
-            if !set_absolute_target(&mut req, &picked.addr.to_string()) {
-                return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
-            }
+            set_origin_target(&mut req);
             *req.version_mut() = http::Version::HTTP_11;
-            send_plain(&ctx.plain, req).await
+            send_plain(&ctx.plain, picked.addr, req).await
         }
     };
     drop(picked);
@@ -176,8 +174,8 @@ fn path_and_query<B>(req: &Request<B>) -> PathAndQuery {
 }
 
 /// Points `req` at `http://authority` with its own path and query (the
-/// absolute form the HTTP/2 and pooled clients route by). False if
-/// `authority` is not one.
+/// absolute form HTTP/2 takes its `:scheme` and `:authority` from). False
+/// if `authority` is not one.
 fn set_absolute_target<B>(req: &mut Request<B>, authority: &str) -> bool {
     let Ok(authority) = authority.parse::<Authority>() else {
         return false;

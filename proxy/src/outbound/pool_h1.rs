@@ -2,9 +2,7 @@
 //! `--mesh-protocol http1` alternative to the HTTP/2 pool): idle
 //! connections per endpoint, reused once their previous response is done,
 //! so a client that opens a connection per request costs no TLS handshake.
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -12,6 +10,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use crate::detect::MeshInner;
+use crate::idle_senders::IdleSenders;
 use crate::metrics::{Direction, Metrics};
 use crate::tls::MeshTls;
 
@@ -20,13 +19,21 @@ use super::pool::PoolError;
 
 /// Idle connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 512;
+/// Idle connections older than this are closed when next looked at.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// An endpoint's expected identity and its idle connections.
-type IdleList = (String, Vec<SendRequest<Incoming>>);
-
-#[derive(Default)]
 pub struct MeshPoolH1 {
-    idle: Mutex<HashMap<SocketAddr, IdleList>>,
+    /// By endpoint, tagged with the identity the endpoint was expected to
+    /// present.
+    idle: IdleSenders<Incoming>,
+}
+
+impl Default for MeshPoolH1 {
+    fn default() -> Self {
+        Self {
+            idle: IdleSenders::new(MAX_IDLE_PER_ENDPOINT, IDLE_TIMEOUT),
+        }
+    }
 }
 
 impl MeshPoolH1 {
@@ -39,7 +46,7 @@ impl MeshPoolH1 {
         identity: &str,
         timeout: Duration,
     ) -> Result<SendRequest<Incoming>, PoolError> {
-        if let Some(s) = self.take_ready(addr, identity) {
+        if let Some((s, _)) = self.idle.take_ready(addr, identity) {
             return Ok(s);
         }
         let stream = connect::mesh(tls, addr, identity, MeshInner::Http1, timeout).await?;
@@ -56,31 +63,9 @@ impl MeshPoolH1 {
         Ok(sender)
     }
 
-    fn take_ready(&self, addr: SocketAddr, identity: &str) -> Option<SendRequest<Incoming>> {
-        let mut idle = self.idle.lock().ok()?;
-        let (id, list) = idle.get_mut(&addr)?;
-        if id != identity {
-            idle.remove(&addr);
-            return None;
-        }
-        list.retain(|s| !s.is_closed());
-        let i = list.iter().position(|s| s.is_ready())?;
-        Some(list.swap_remove(i))
-    }
-
     /// Returns a sender after its response arrived; it becomes ready again
     /// once the response body is done.
     pub fn checkin(&self, addr: SocketAddr, identity: &str, sender: SendRequest<Incoming>) {
-        if sender.is_closed() {
-            return;
-        }
-        if let Ok(mut idle) = self.idle.lock() {
-            let entry = idle
-                .entry(addr)
-                .or_insert_with(|| (identity.to_string(), Vec::new()));
-            if entry.0 == identity && entry.1.len() < MAX_IDLE_PER_ENDPOINT {
-                entry.1.push(sender);
-            }
-        }
+        self.idle.checkin(addr, identity, sender);
     }
 }

@@ -1,0 +1,329 @@
+//! Pooled plain HTTP/1.1 connections: inbound to the app (at the pod's own
+//! IP and the original port), outbound to unmeshed destinations.
+//!
+//! One task per connection and none per request (hyper-util's pooled client
+//! spawns one per request to wait for the connection to come back).
+//!
+//! A kept connection the server has just closed must not cost the request a
+//! 502. A request hyper hands back unsent goes out again on a new
+//! connection. A request already written when the server's close was seen
+//! goes out again only if nothing of a response came back, it is idempotent
+//! (RFC 9110 9.2.2) and has no body, and the connection had sat idle (a
+//! server's idle timer cannot close a connection in continuous use): the
+//! copy of its head this needs is only made for such connections.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body, Incoming};
+use hyper::client::conn::http1::{Builder, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::idle_senders::IdleSenders;
+
+/// Idle connections kept per destination.
+const MAX_IDLE_PER_DESTINATION: usize = 256;
+/// Idle connections older than this are closed when next looked at.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A kept connection idle at least this long may have been closed by the
+/// server's idle timer: its idempotent requests are kept for a replay.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlainError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connecting to {addr} timed out")]
+    ConnectTimeout { addr: SocketAddr },
+    #[error("HTTP/1 exchange with {addr} failed: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+}
+
+/// What goes on the wire: the forwarded body, or none for a replayed
+/// request.
+type Outgoing<B> = Either<B, Empty<Bytes>>;
+
+/// The pool, for request bodies of type `B` (the proxy forwards hyper's
+/// `Incoming`).
+pub struct PlainPool<B = Incoming> {
+    idle: IdleSenders<Outgoing<B>>,
+    connect_timeout: Duration,
+}
+
+impl<B> PlainPool<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self {
+            idle: IdleSenders::new(MAX_IDLE_PER_DESTINATION, IDLE_TIMEOUT),
+            connect_timeout,
+        }
+    }
+
+    /// Sends `req` (origin-form target, `Host` set) to `addr` and returns the
+    /// response head; the body streams from the connection.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        req: Request<B>,
+    ) -> Result<Response<Incoming>, PlainError> {
+        let mut req = req.map(Either::Left);
+        if let Some((mut sender, idle_for)) = self.idle.take_ready(addr, "") {
+            let replay = if idle_for >= REPLAY_AFTER_IDLE {
+                replayable_copy(&req)
+            } else {
+                None
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    self.keep(addr, sender, &resp);
+                    return Ok(resp);
+                }
+                Err(mut e) => match (e.take_message(), replay) {
+                    // Never written: the connection closed under it.
+                    (Some(unsent), _) => req = unsent,
+                    (None, Some(copy)) if closed_without_response(e.error()) => {
+                        tracing::debug!(%addr, error = %e.error(), "kept connection closed by the server; sending the request again");
+                        req = copy;
+                    }
+                    (None, _) => {
+                        return Err(PlainError::Http {
+                            addr,
+                            source: e.into_error(),
+                        });
+                    }
+                },
+            }
+        }
+        let mut sender = self.connect(addr).await?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|source| PlainError::Http { addr, source })?;
+        self.keep(addr, sender, &resp);
+        Ok(resp)
+    }
+
+    /// Idle connections kept for `addr`.
+    pub fn kept(&self, addr: SocketAddr) -> usize {
+        self.idle.kept(addr)
+    }
+
+    fn keep(&self, addr: SocketAddr, sender: SendRequest<Outgoing<B>>, resp: &Response<Incoming>) {
+        // An upgraded connection belongs to the upgrade now.
+        if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            self.idle.checkin(addr, "", sender);
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Outgoing<B>>, PlainError> {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(source)) => return Err(PlainError::Connect { addr, source }),
+                Err(_) => return Err(PlainError::ConnectTimeout { addr }),
+            };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| PlainError::Http { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "plain HTTP/1 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// A copy of `req` with no body, if sending it twice is safe: an idempotent
+/// method, no body, no upgrade.
+fn replayable_copy<B: Body>(req: &Request<Outgoing<B>>) -> Option<Request<Outgoing<B>>> {
+    let no_body = match req.body() {
+        Either::Left(b) => b.is_end_stream(),
+        Either::Right(_) => true,
+    };
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !no_body || req.headers().contains_key(http::header::UPGRADE) {
+        return None;
+    }
+    let mut copy = Request::new(Either::Right(Empty::new()));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// True when the server closed (or reset) the connection before any byte
+/// of a response: the request was not answered.
+fn closed_without_response(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = s.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+
+    use super::*;
+
+    /// A blocking HTTP/1.1 server on its own thread: connection `i` answers
+    /// `conn=i` to each request; the first connection closes after its
+    /// first response once `close_first` fires. Reports each accepted
+    /// connection.
+    fn server(accepted: mpsc::Sender<usize>, close_first: mpsc::Receiver<()>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut close_first = Some(close_first);
+        std::thread::spawn(move || {
+            for (i, tcp) in listener.incoming().enumerate() {
+                let Ok(mut tcp) = tcp else { return };
+                let _ = accepted.send(i);
+                let close = close_first.take();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let mut head = Vec::new();
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match tcp.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let body = format!("conn={i}");
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if tcp.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                        if let Some(close) = &close {
+                            let _ = close.recv();
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn get(addr: SocketAddr) -> Request<Empty<Bytes>> {
+        Request::builder()
+            .uri("/")
+            .header("host", addr.to_string())
+            .body(Empty::new())
+            .unwrap()
+    }
+
+    async fn body(resp: Response<Incoming>) -> String {
+        let b = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    /// The server closes the pooled connection while the runtime is blocked,
+    /// so the pool still holds it as ready when the next request comes: that
+    /// request must come back unsent and go out on a new connection.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_refused_by_a_just_closed_connection_is_sent_again() {
+        let (tx, accepted) = mpsc::channel();
+        let (close_first, close) = mpsc::channel();
+        let addr = server(tx, close);
+        let pool = PlainPool::new(Duration::from_secs(2));
+        let first = pool.send(addr, get(addr)).await.unwrap();
+        assert_eq!(body(first).await, "conn=0");
+        tokio::task::yield_now().await;
+        assert_eq!(pool.kept(addr), 1);
+        // Block the only runtime thread while the server closes: the FIN
+        // is not seen until the runtime polls its I/O driver again.
+        close_first.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let second = pool.send(addr, get(addr)).await.unwrap();
+        assert_eq!(body(second).await, "conn=1");
+        assert_eq!(accepted.try_iter().collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    /// The same close, but a POST: it may have been acted on, so it is not
+    /// sent twice; the caller gets the error (a 502 from the sidecar).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_written_post_is_never_sent_again() {
+        let (tx, accepted) = mpsc::channel();
+        let (close_first, close) = mpsc::channel();
+        let addr = server(tx, close);
+        let pool = PlainPool::new(Duration::from_secs(2));
+        let first = pool.send(addr, get(addr)).await.unwrap();
+        assert_eq!(body(first).await, "conn=0");
+        tokio::task::yield_now().await;
+        close_first.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut post = get(addr);
+        *post.method_mut() = Method::POST;
+        let err = pool.send(addr, post).await.unwrap_err();
+        assert!(matches!(err, PlainError::Http { .. }), "{err}");
+        assert_eq!(accepted.try_iter().collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_kept_connection_serves_the_next_request() {
+        let (tx, accepted) = mpsc::channel();
+        let (close_first, close) = mpsc::channel();
+        let addr = server(tx, close);
+        let pool = PlainPool::new(Duration::from_secs(2));
+        // Connection 0 closes after one response; connection 1 stays.
+        let r = pool.send(addr, get(addr)).await.unwrap();
+        assert_eq!(body(r).await, "conn=0");
+        close_first.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..5 {
+            let r = pool.send(addr, get(addr)).await.unwrap();
+            assert_eq!(body(r).await, "conn=1");
+        }
+        assert_eq!(accepted.try_iter().count(), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unreachable_destination_is_an_error() {
+        // Bound and closed again: nothing listens there now.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let pool = PlainPool::new(Duration::from_secs(2));
+        let err = pool.send(addr, get(addr)).await.unwrap_err();
+        assert!(matches!(err, PlainError::Connect { .. }), "{err}");
+    }
+}
