@@ -68,6 +68,7 @@ fn bind(what: &'static str, addr: SocketAddr) -> Result<std::net::TcpListener, A
     })?;
     l.set_nonblocking(true)
         .map_err(|source| AppError::Bind { what, addr, source })?;
+    crate::listen::nodelay_for_accepted(&l);
     Ok(l)
 }
 

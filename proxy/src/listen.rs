@@ -11,6 +11,15 @@ use crate::capture::orig_dst_addr_or_default;
 use crate::ctx::Ctx;
 use crate::metrics::{Direction, DirectionLabels, Outcome};
 
+/// Sets TCP_NODELAY on a listening socket: Linux hands it on to every
+/// connection accepted from it, which saves a `setsockopt` per connection
+/// (the accept loop checks the first one and sets it itself otherwise).
+pub fn nodelay_for_accepted(listener: &std::net::TcpListener) {
+    if let Err(e) = socket2::SockRef::from(listener).set_tcp_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY on a listener; set per connection instead");
+    }
+}
+
 /// Accepts until the drain starts; runs `handler` per connection.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
@@ -23,6 +32,14 @@ pub async fn accept_loop<F, Fut>(
 {
     let limit = Arc::new(Semaphore::new(ctx.opts.max_connections));
     let local = listener.local_addr().ok();
+    let active = ctx
+        .metrics
+        .active_connections
+        .get_or_create(&DirectionLabels { direction })
+        .clone();
+    // Whether accepted sockets come with TCP_NODELAY from the listener
+    // (Linux); learned from the first one, then set only where they do not.
+    let mut nodelay_inherited = None;
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -42,7 +59,10 @@ pub async fn accept_loop<F, Fut>(
             ctx.metrics.connection(direction, Outcome::Overloaded);
             continue;
         };
-        let _ = tcp.set_nodelay(true);
+        let inherited = *nodelay_inherited.get_or_insert_with(|| tcp.nodelay().unwrap_or(false));
+        if !inherited {
+            let _ = tcp.set_nodelay(true);
+        }
         let client = ClientAddr(to_canonical(peer));
         let orig = match orig_dst(&ctx, direction, &tcp) {
             Some(o) => o,
@@ -59,12 +79,8 @@ pub async fn accept_loop<F, Fut>(
         };
         let in_flight = ctx.drain.track();
         let ctx = ctx.clone();
+        let gauge = active.clone();
         tokio::spawn(async move {
-            let gauge = ctx
-                .metrics
-                .active_connections
-                .get_or_create(&DirectionLabels { direction })
-                .clone();
             gauge.inc();
             handler(ctx, tcp, client, orig).await;
             gauge.dec();
@@ -84,5 +100,31 @@ fn orig_dst(ctx: &Ctx, direction: Direction, tcp: &TcpStream) -> Option<OrigDstA
             None => crate::capture::orig_dst_addr(tcp).ok(),
         },
         Direction::Inbound => orig_dst_addr_or_default(tcp).ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay_from_the_listener() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        nodelay_for_accepted(&std_listener);
+        let listener = TcpListener::from_std(std_listener).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
+        // Without it, an accepted socket starts with Nagle on (so the
+        // check above is not trivially true).
+        let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _c = TcpStream::connect(plain.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = plain.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap());
+        drop(client);
     }
 }
