@@ -22,6 +22,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes gathered before a write goes out without waiting for the flush.
 pub const MAX_PENDING_WRITE: usize = 256 * 1024;
+/// A batch at least this large is written at once, without the yield:
+/// requests gathered meanwhile would add little, and a bulk transfer would
+/// pay one extra poll of the reactor per write.
+pub const YIELD_BELOW: usize = 32 * 1024;
 /// Size of one socket read when batching.
 pub const READ_BUF: usize = 64 * 1024;
 
@@ -168,7 +172,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Batched<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.pending_write() > 0 {
-            if this.enabled && !this.yielded {
+            if this.enabled && !this.yielded && this.pending_write() < YIELD_BELOW {
                 // Let the tasks already queued, and those the next poll of
                 // the reactor wakes, add to this batch first: tokio's
                 // `yield_now` defers the wake until then.
@@ -209,6 +213,27 @@ mod tests {
         w.flush().await.unwrap();
         let n = b.read(&mut probe).await.unwrap();
         assert_eq!(&probe[..n], b"hello world");
+    }
+
+    /// A small batch's first flush yields once; a large one goes out at
+    /// once.
+    #[tokio::test]
+    async fn only_small_batches_wait_for_the_scheduler_round() {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let (a, mut b) = tokio::io::duplex(1 << 20);
+        let mut w = Batched::new(a);
+        w.set_batching(true);
+        w.write_all(b"small").await.unwrap();
+        assert!(Pin::new(&mut w).poll_flush(&mut cx).is_pending());
+        assert!(Pin::new(&mut w).poll_flush(&mut cx).is_ready());
+        let big = vec![7u8; YIELD_BELOW];
+        w.write_all(&big).await.unwrap();
+        assert!(Pin::new(&mut w).poll_flush(&mut cx).is_ready());
+        let mut got = vec![0u8; 5 + YIELD_BELOW];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..5], b"small");
+        assert!(got[5..].iter().all(|&x| x == 7));
     }
 
     #[tokio::test]
