@@ -7,7 +7,7 @@
 //! A kept connection the server has just closed must not cost the request a
 //! 502. A request hyper hands back unsent goes out again on a new
 //! connection. A request already written when the server's close was seen
-//! goes out again only if nothing of a response came back, it is idempotent
+//! goes out again only if no response head came back, it is idempotent
 //! (RFC 9110 9.2.2) and has no body, and the connection had sat idle (a
 //! server's idle timer cannot close a connection in continuous use): the
 //! copy of its head this needs is only made for such connections.
@@ -170,8 +170,9 @@ fn replayable_copy<B: Body>(req: &Request<Outgoing<B>>) -> Option<Request<Outgoi
     Some(copy)
 }
 
-/// True when the server closed (or reset) the connection before any byte
-/// of a response: the request was not answered.
+/// True when the server closed (or reset) the connection before a response
+/// head arrived: the request was not answered, and RFC 9110 9.2.2 lets an
+/// idempotent one be sent again.
 fn closed_without_response(e: &hyper::Error) -> bool {
     if e.is_incomplete_message() || e.is_canceled() {
         return true;
