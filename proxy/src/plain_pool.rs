@@ -256,11 +256,12 @@ mod tests {
         String::from_utf8_lossy(&b).into_owned()
     }
 
-    /// The server closes the pooled connection while the runtime is blocked,
-    /// so the pool still holds it as ready when the next request comes: that
-    /// request must come back unsent and go out on a new connection.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_request_refused_by_a_just_closed_connection_is_sent_again() {
+    /// A pool holding one kept connection that the server has just closed,
+    /// while the pool still takes it for ready: the FIN is sent while the
+    /// only runtime thread is blocked, so it is not seen until the runtime
+    /// polls its I/O driver again. Returns the accepted-connection reports.
+    async fn pool_with_a_just_closed_connection()
+    -> (PlainPool<Empty<Bytes>>, SocketAddr, mpsc::Receiver<usize>) {
         let (tx, accepted) = mpsc::channel();
         let (close_first, close) = mpsc::channel();
         let addr = server(tx, close);
@@ -269,10 +270,16 @@ mod tests {
         assert_eq!(body(first).await, "conn=0");
         tokio::task::yield_now().await;
         assert_eq!(pool.kept(addr), 1);
-        // Block the only runtime thread while the server closes: the FIN
-        // is not seen until the runtime polls its I/O driver again.
         close_first.send(()).unwrap();
         std::thread::sleep(Duration::from_millis(100));
+        (pool, addr, accepted)
+    }
+
+    /// A GET written to the just-closed connection comes back unanswered
+    /// and goes out again on a new connection.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_refused_by_a_just_closed_connection_is_sent_again() {
+        let (pool, addr, accepted) = pool_with_a_just_closed_connection().await;
         let second = pool.send(addr, get(addr)).await.unwrap();
         assert_eq!(body(second).await, "conn=1");
         assert_eq!(accepted.try_iter().collect::<Vec<_>>(), vec![0, 1]);
@@ -282,15 +289,7 @@ mod tests {
     /// sent twice; the caller gets the error (a 502 from the sidecar).
     #[tokio::test(flavor = "current_thread")]
     async fn a_written_post_is_never_sent_again() {
-        let (tx, accepted) = mpsc::channel();
-        let (close_first, close) = mpsc::channel();
-        let addr = server(tx, close);
-        let pool = PlainPool::new(Duration::from_secs(2));
-        let first = pool.send(addr, get(addr)).await.unwrap();
-        assert_eq!(body(first).await, "conn=0");
-        tokio::task::yield_now().await;
-        close_first.send(()).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        let (pool, addr, accepted) = pool_with_a_just_closed_connection().await;
         let mut post = get(addr);
         *post.method_mut() = Method::POST;
         let err = pool.send(addr, post).await.unwrap_err();
