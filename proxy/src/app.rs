@@ -167,6 +167,7 @@ impl Proxy {
         });
 
         data.spawn(keep_a_timer_pending());
+        data.spawn(sweep_idle_connections(Arc::downgrade(&ctx)));
         {
             let ctx = ctx.clone();
             data.spawn(async move {
@@ -255,5 +256,23 @@ async fn keep_a_timer_pending() {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+    }
+}
+
+/// How often idle pooled HTTP/1 connections past their idle timeout are
+/// closed (also those of an endpoint no request uses any more).
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// Closes the pooled HTTP/1 connections idle past their timeout, until the
+/// proxy is gone.
+async fn sweep_idle_connections(ctx: std::sync::Weak<Ctx>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(ctx) = ctx.upgrade() else { return };
+        ctx.plain.sweep();
+        ctx.mesh_pool_h1.sweep();
     }
 }

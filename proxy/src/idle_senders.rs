@@ -6,7 +6,8 @@
 //! handed out again only once hyper reports it ready (its previous response
 //! body done), so no task waits per request for a connection to come back.
 //! Closed senders and those idle longer than the idle timeout are dropped
-//! whenever their endpoint's list is touched; dropping the last sender of a
+//! whenever their endpoint's list is touched, and by [`IdleSenders::sweep`],
+//! which the sidecar runs periodically; dropping the last sender of a
 //! connection closes it.
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -78,6 +79,22 @@ impl<B> IdleSenders<B> {
         if endpoint.senders.len() < self.max_per_endpoint {
             endpoint.senders.push((sender, Instant::now()));
         }
+    }
+
+    /// Drops the closed senders and those idle past the idle timeout, for
+    /// every endpoint (an endpoint nobody calls any more keeps nothing open).
+    pub fn sweep(&self) {
+        let Ok(mut map) = self.by_endpoint.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let timeout = self.idle_timeout;
+        for endpoint in map.values_mut() {
+            endpoint
+                .senders
+                .retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < timeout);
+        }
+        map.retain(|_, e| !e.senders.is_empty());
     }
 
     /// Senders kept for `addr` (for tests and the admin dump).

@@ -65,8 +65,12 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     pub fn new(connect_timeout: Duration) -> Self {
+        Self::with_idle_timeout(connect_timeout, IDLE_TIMEOUT)
+    }
+
+    pub fn with_idle_timeout(connect_timeout: Duration, idle_timeout: Duration) -> Self {
         Self {
-            idle: IdleSenders::new(MAX_IDLE_PER_DESTINATION, IDLE_TIMEOUT),
+            idle: IdleSenders::new(MAX_IDLE_PER_DESTINATION, idle_timeout),
             connect_timeout,
         }
     }
@@ -118,6 +122,11 @@ where
     /// Idle connections kept for `addr`.
     pub fn kept(&self, addr: SocketAddr) -> usize {
         self.idle.kept(addr)
+    }
+
+    /// Closes the connections idle past the idle timeout.
+    pub fn sweep(&self) {
+        self.idle.sweep();
     }
 
     fn keep(&self, addr: SocketAddr, sender: SendRequest<Outgoing<B>>, resp: &Response<Incoming>) {
@@ -313,6 +322,40 @@ mod tests {
             assert_eq!(body(r).await, "conn=1");
         }
         assert_eq!(accepted.try_iter().count(), 2);
+    }
+
+    /// A swept connection idle past the timeout is closed: the server
+    /// reads the end of it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn sweeping_closes_connections_idle_past_the_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, closed) = mpsc::channel();
+        std::thread::spawn(move || {
+            let Ok((mut tcp, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf);
+            let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            // The next read ends only when the pool closes the connection.
+            let ended = matches!(tcp.read(&mut buf), Ok(0) | Err(_));
+            let _ = closed_tx.send(ended);
+        });
+        let pool = PlainPool::with_idle_timeout(Duration::from_secs(2), Duration::from_millis(50));
+        let r = pool.send(addr, get(addr)).await.unwrap();
+        assert_eq!(body(r).await, "ok");
+        tokio::task::yield_now().await;
+        pool.sweep();
+        assert_eq!(pool.kept(addr), 1, "not idle long enough yet");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        pool.sweep();
+        assert_eq!(pool.kept(addr), 0);
+        let ended =
+            tokio::task::spawn_blocking(move || closed.recv_timeout(Duration::from_secs(5)))
+                .await
+                .unwrap();
+        assert_eq!(ended, Ok(true), "the server saw the connection close");
     }
 
     #[tokio::test(flavor = "current_thread")]

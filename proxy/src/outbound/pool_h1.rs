@@ -63,6 +63,11 @@ impl MeshPoolH1 {
         Ok(sender)
     }
 
+    /// Closes the connections idle past the idle timeout.
+    pub fn sweep(&self) {
+        self.idle.sweep();
+    }
+
     /// Returns a sender after its response arrived; it becomes ready again
     /// once the response body is done.
     pub fn checkin(&self, addr: SocketAddr, identity: &str, sender: SendRequest<Incoming>) {
