@@ -123,6 +123,31 @@ impl<T: AsyncRead + Unpin> AsyncRead for Batched<T> {
     }
 }
 
+/// Where a write of some bytes goes.
+enum WriteRoute {
+    /// Straight to the socket (batching off, or too large to gather).
+    Through,
+    /// Into the gather buffer.
+    Gather,
+}
+
+impl<T: AsyncWrite + Unpin> Batched<T> {
+    /// Decides where a write of `len` bytes goes, first writing out what is
+    /// gathered when it would not fit.
+    fn poll_route(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<WriteRoute>> {
+        if !self.enabled && self.pending_write() == 0 {
+            return Poll::Ready(Ok(WriteRoute::Through));
+        }
+        if self.pending_write() + len > MAX_PENDING_WRITE {
+            ready!(self.poll_drain(cx))?;
+            if len >= MAX_PENDING_WRITE || !self.enabled {
+                return Poll::Ready(Ok(WriteRoute::Through));
+            }
+        }
+        Poll::Ready(Ok(WriteRoute::Gather))
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for Batched<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -130,17 +155,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Batched<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if !this.enabled && this.pending_write() == 0 {
-            return Pin::new(&mut this.inner).poll_write(cx, data);
-        }
-        if this.pending_write() + data.len() > MAX_PENDING_WRITE {
-            ready!(this.poll_drain(cx))?;
-            if data.len() >= MAX_PENDING_WRITE || !this.enabled {
-                return Pin::new(&mut this.inner).poll_write(cx, data);
+        match ready!(this.poll_route(cx, data.len()))? {
+            WriteRoute::Through => Pin::new(&mut this.inner).poll_write(cx, data),
+            WriteRoute::Gather => {
+                this.wbuf.extend_from_slice(data);
+                Poll::Ready(Ok(data.len()))
             }
         }
-        this.wbuf.extend_from_slice(data);
-        Poll::Ready(Ok(data.len()))
     }
 
     fn poll_write_vectored(
@@ -149,20 +170,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Batched<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if !this.enabled && this.pending_write() == 0 {
-            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if this.pending_write() + total > MAX_PENDING_WRITE {
-            ready!(this.poll_drain(cx))?;
-            if total >= MAX_PENDING_WRITE || !this.enabled {
-                return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        match ready!(this.poll_route(cx, total))? {
+            WriteRoute::Through => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+            WriteRoute::Gather => {
+                for b in bufs {
+                    this.wbuf.extend_from_slice(b);
+                }
+                Poll::Ready(Ok(total))
             }
         }
-        for b in bufs {
-            this.wbuf.extend_from_slice(b);
-        }
-        Poll::Ready(Ok(total))
     }
 
     fn is_write_vectored(&self) -> bool {

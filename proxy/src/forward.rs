@@ -99,22 +99,18 @@ pub async fn send_plain(
     mut req: Request<Incoming>,
 ) -> Response<RespBody> {
     let upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-    let upgrading = upgrade.is_some();
     match pool.send(addr, req).await {
-        Ok(mut resp) => {
-            if let Some(client_up) = upgrade
-                && resp.status() == StatusCode::SWITCHING_PROTOCOLS
-            {
-                splice_upgrade(client_up, hyper::upgrade::on(&mut resp));
-            }
-            if upgrading {
+        Ok(mut resp) => match upgrade {
+            Some(client_up) => {
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    splice_upgrade(client_up, hyper::upgrade::on(&mut resp));
+                }
                 resp.map(|b| Either::Left(b.into()))
-            } else {
-                crate::prefetch::with_first_frame(resp)
-                    .await
-                    .map(Either::Left)
             }
-        }
+            None => crate::prefetch::with_first_frame(resp)
+                .await
+                .map(Either::Left),
+        },
         Err(e) => {
             tracing::debug!(error = %e, "upstream request failed");
             local_response(StatusCode::BAD_GATEWAY, "upstream unavailable\n")

@@ -23,6 +23,14 @@ struct Endpoint<B> {
     senders: Vec<(SendRequest<B>, Instant)>,
 }
 
+impl<B> Endpoint<B> {
+    /// Drops the closed senders and those idle for `timeout` or longer.
+    fn expire(&mut self, now: Instant, timeout: Duration) {
+        self.senders
+            .retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < timeout);
+    }
+}
+
 /// Idle senders of requests with bodies of type `B`.
 pub struct IdleSenders<B> {
     by_endpoint: Mutex<HashMap<SocketAddr, Endpoint<B>>>,
@@ -49,10 +57,7 @@ impl<B> IdleSenders<B> {
             return None;
         }
         let now = Instant::now();
-        let timeout = self.idle_timeout;
-        endpoint
-            .senders
-            .retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < timeout);
+        endpoint.expire(now, self.idle_timeout);
         let i = endpoint.senders.iter().position(|(s, _)| s.is_ready())?;
         let (sender, since) = endpoint.senders.swap_remove(i);
         Some((sender, now.duration_since(since)))
@@ -88,11 +93,8 @@ impl<B> IdleSenders<B> {
             return;
         };
         let now = Instant::now();
-        let timeout = self.idle_timeout;
         for endpoint in map.values_mut() {
-            endpoint
-                .senders
-                .retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < timeout);
+            endpoint.expire(now, self.idle_timeout);
         }
         map.retain(|_, e| !e.senders.is_empty());
     }

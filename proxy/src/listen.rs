@@ -13,7 +13,7 @@ use crate::metrics::{Direction, DirectionLabels, Outcome};
 
 /// Sets TCP_NODELAY on a listening socket: Linux hands it on to every
 /// connection accepted from it, which saves a `setsockopt` per connection
-/// (the accept loop checks the first one and sets it itself otherwise).
+/// (the accept loop sets it per connection when the listener lacks it).
 pub fn nodelay_for_accepted(listener: &std::net::TcpListener) {
     if let Err(e) = socket2::SockRef::from(listener).set_tcp_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY on a listener; set per connection instead");
@@ -37,9 +37,10 @@ pub async fn accept_loop<F, Fut>(
         .active_connections
         .get_or_create(&DirectionLabels { direction })
         .clone();
-    // Whether accepted sockets come with TCP_NODELAY from the listener
-    // (Linux); learned from the first one, then set only where they do not.
-    let mut nodelay_inherited = None;
+    // Accepted sockets inherit TCP_NODELAY from the listener (Linux).
+    let nodelay_inherited = socket2::SockRef::from(&listener)
+        .tcp_nodelay()
+        .unwrap_or(false);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -59,8 +60,7 @@ pub async fn accept_loop<F, Fut>(
             ctx.metrics.connection(direction, Outcome::Overloaded);
             continue;
         };
-        let inherited = *nodelay_inherited.get_or_insert_with(|| tcp.nodelay().unwrap_or(false));
-        if !inherited {
+        if !nodelay_inherited {
             let _ = tcp.set_nodelay(true);
         }
         let client = ClientAddr(to_canonical(peer));

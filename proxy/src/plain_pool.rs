@@ -20,9 +20,9 @@ use http_body_util::{Either, Empty};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::idle_senders::IdleSenders;
+use crate::outbound::connect::ConnectError;
 
 /// Idle connections kept per destination.
 const MAX_IDLE_PER_DESTINATION: usize = 256;
@@ -34,13 +34,8 @@ const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlainError {
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("connecting to {addr} timed out")]
-    ConnectTimeout { addr: SocketAddr },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("HTTP/1 exchange with {addr} failed: {source}")]
     Http {
         addr: SocketAddr,
@@ -137,13 +132,7 @@ where
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Outgoing<B>>, PlainError> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(source)) => return Err(PlainError::Connect { addr, source }),
-                Err(_) => return Err(PlainError::ConnectTimeout { addr }),
-            };
-        let _ = stream.set_nodelay(true);
+        let stream = crate::outbound::connect::tcp(addr, self.connect_timeout).await?;
         let (sender, conn) = Builder::new()
             .handshake(TokioIo::new(stream))
             .await

@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use http::header::{HOST, HeaderValue};
-use http::uri::{Authority, PathAndQuery};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use crate::ctx::Ctx;
 use crate::forward::{RespBody, send_plain, strip_hop_by_hop};
@@ -45,21 +44,15 @@ where
         return;
     }
     let guard = ctx.tracker.register(conn_info(&conn, true));
-    let mut upstream =
-        match tokio::time::timeout(ctx.opts.connect_timeout, TcpStream::connect(conn.app)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::info!(app = %conn.app, error = %e, "cannot connect to the app");
-                ctx.metrics.connection(Direction::Inbound, Outcome::Failed);
-                return;
-            }
-            Err(_) => {
-                tracing::info!(app = %conn.app, "connect to the app timed out");
-                ctx.metrics.connection(Direction::Inbound, Outcome::Failed);
-                return;
-            }
-        };
-    let _ = upstream.set_nodelay(true);
+    let mut upstream = match crate::outbound::connect::tcp(conn.app, ctx.opts.connect_timeout).await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(app = %conn.app, error = %e, "cannot connect to the app");
+            ctx.metrics.connection(Direction::Inbound, Outcome::Failed);
+            return;
+        }
+    };
     tokio::select! {
         r = crate::io::copy_bidirectional_idle(&mut io, &mut upstream, ctx.opts.idle_timeout) => {
             match r {
@@ -77,7 +70,6 @@ where
 pub async fn to_app(
     ctx: &Ctx,
     conn: &InboundConn,
-    app_authority: &Authority,
     mut req: Request<Incoming>,
     normalized_path_and_query: Option<String>,
 ) -> Response<RespBody> {
@@ -85,8 +77,11 @@ pub async fn to_app(
     // Host preserved: an HTTP/2 request carries it as :authority; a request
     // with neither names the app.
     if !req.headers().contains_key(HOST) {
-        let host = req.uri().authority().unwrap_or(app_authority);
-        if let Ok(v) = HeaderValue::from_str(host.as_str()) {
+        let host = match req.uri().authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()),
+            None => HeaderValue::try_from(conn.app.to_string()),
+        };
+        if let Ok(v) = host {
             req.headers_mut().insert(HOST, v);
         }
     }

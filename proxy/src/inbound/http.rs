@@ -52,17 +52,13 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let guard = ctx.tracker.register(conn_info(&conn, false));
-    // Computed once per connection, cloned (cheaply) per request.
-    let Ok(authority) = http::uri::Authority::try_from(conn.app.to_string()) else {
-        return;
-    };
-    let conn = Arc::new((conn, authority));
+    let conn = Arc::new(conn);
     let builder = server_builder(&ctx, inner);
     let svc_ctx = ctx.clone();
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let conn = conn.clone();
-        async move { crate::forward::ok(handle_request(&ctx, &conn.0, &conn.1, req).await) }
+        async move { crate::forward::ok(handle_request(&ctx, &conn, req).await) }
     });
     let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);
@@ -85,14 +81,13 @@ where
 async fn handle_request(
     ctx: &Ctx,
     conn: &InboundConn,
-    authority: &http::uri::Authority,
     req: Request<Incoming>,
 ) -> Response<RespBody> {
     let access = ctx
         .opts
         .access_log
         .then(|| (req.method().clone(), req.uri().path().to_string()));
-    let resp = authorize_and_forward(ctx, conn, authority, req).await;
+    let resp = authorize_and_forward(ctx, conn, req).await;
     let status = resp.status().as_u16();
     ctx.metrics.request(Direction::Inbound, status);
     if let Some((method, path)) = access {
@@ -112,7 +107,6 @@ async fn handle_request(
 async fn authorize_and_forward(
     ctx: &Ctx,
     conn: &InboundConn,
-    authority: &http::uri::Authority,
     req: Request<Incoming>,
 ) -> Response<RespBody> {
     let (normalized, verdict) = {
@@ -183,5 +177,5 @@ async fn authorize_and_forward(
         }
         return resp;
     }
-    super::forward::to_app(ctx, conn, authority, req, normalized).await
+    super::forward::to_app(ctx, conn, req, normalized).await
 }

@@ -75,11 +75,7 @@ async fn proxy_request(
     let picked = {
         let snap = ctx.state.load();
         service::pick(&snap, target).map(|p| {
-            let app_proto = match target {
-                Target::Service(s) => s.app_protocol.clone(),
-                Target::Endpoint(_) => None,
-            };
-            let route = peer_route(&snap, p.addr, app_proto.as_deref());
+            let route = peer_route(&snap, p.addr, target.app_protocol());
             (p, route)
         })
     };
@@ -108,15 +104,18 @@ async fn proxy_request(
     };
     let upgrade = is_upgrade(&req);
     // Keep the caller's Host; an HTTP/2 caller gave it as :authority.
-    let authority = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| picked.addr.to_string());
+    // `None`: a Host header that is no authority (refused on mesh routes).
+    let authority = match req.headers().get(HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => host.parse::<Authority>().ok(),
+        None => req
+            .uri()
+            .authority()
+            .cloned()
+            .or_else(|| Authority::try_from(picked.addr.to_string()).ok()),
+    };
     if !req.headers().contains_key(HOST)
-        && let Ok(v) = HeaderValue::from_str(&authority)
+        && let Some(a) = &authority
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
     {
         req.headers_mut().insert(HOST, v);
     }
@@ -126,9 +125,10 @@ async fn proxy_request(
             upgrade_over_mesh(ctx, picked.addr, &identity, req).await
         }
         PeerRoute::Mesh { identity, .. } if ctx.opts.mesh_h2 => {
-            if !set_absolute_target(&mut req, &authority) {
+            let Some(authority) = authority else {
                 return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
-            }
+            };
+            set_absolute_target(&mut req, authority);
             *req.version_mut() = http::Version::HTTP_2;
             // HTTP/2 carries the authority as a pseudo-header.
             req.headers_mut().remove(HOST);
@@ -136,7 +136,7 @@ async fn proxy_request(
         }
         PeerRoute::Mesh { identity, .. } => {
             // HTTP/1 wants an origin-form target; Host carries the authority.
-            if authority.parse::<Authority>().is_err() {
+            if authority.is_none() {
                 return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
             }
             set_origin_target(&mut req);
@@ -174,22 +174,15 @@ fn path_and_query<B>(req: &Request<B>) -> PathAndQuery {
 }
 
 /// Points `req` at `http://authority` with its own path and query (the
-/// absolute form HTTP/2 takes its `:scheme` and `:authority` from). False
-/// if `authority` is not one.
-fn set_absolute_target<B>(req: &mut Request<B>, authority: &str) -> bool {
-    let Ok(authority) = authority.parse::<Authority>() else {
-        return false;
-    };
+/// absolute form HTTP/2 takes its `:scheme` and `:authority` from).
+fn set_absolute_target<B>(req: &mut Request<B>, authority: Authority) {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(authority);
     parts.path_and_query = Some(path_and_query(req));
-    match Uri::from_parts(parts) {
-        Ok(uri) => {
-            *req.uri_mut() = uri;
-            true
-        }
-        Err(_) => false,
+    // Scheme, authority and path together always make a URI.
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
     }
 }
 

@@ -25,22 +25,11 @@ use crate::tracker::ConnInfo;
 use service::Target;
 
 pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig: OrigDstAddr) {
-    let (target, app_proto) = {
-        let snap = ctx.state.load();
-        let target = service::resolve(&snap, orig.0);
-        let app_proto = match &target {
-            Target::Service(s) => s.app_protocol.clone(),
-            Target::Endpoint(_) => None,
-        };
-        (target, app_proto)
-    };
+    let target = service::resolve(&ctx.state.load(), orig.0);
     let Some(picked) = egress::admit(&ctx, client, orig, &target) else {
         return;
     };
-    let route = {
-        let snap = ctx.state.load();
-        peer_route(&snap, picked.addr, app_proto.as_deref())
-    };
+    let route = peer_route(&ctx.state.load(), picked.addr, target.app_protocol());
 
     match route {
         PeerRoute::Mesh {

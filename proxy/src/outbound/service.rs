@@ -16,6 +16,16 @@ pub enum Target {
     Endpoint(SocketAddr),
 }
 
+impl Target {
+    /// The Service's declared `appProtocol`, if any.
+    pub fn app_protocol(&self) -> Option<&str> {
+        match self {
+            Target::Service(s) => s.app_protocol.as_deref(),
+            Target::Endpoint(_) => None,
+        }
+    }
+}
+
 pub fn resolve(snap: &Snapshot, orig: SocketAddr) -> Target {
     match snap.service(orig) {
         Some(svc) => Target::Service(svc.clone()),
