@@ -8,9 +8,12 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, USER_AGENT};
+use http::{Request, StatusCode, Uri};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const ENV: &str = "PALISADE_APP_PROBES";
@@ -104,7 +107,7 @@ pub async fn run(prober: &Prober, ip: Option<IpAddr>) -> (StatusCode, String) {
 /// either, and the app's own TLS is not the sidecar's to terminate).
 async fn http_get(ip: IpAddr, h: &HttpGet) -> Result<String, String> {
     let addr = SocketAddr::new(ip, h.port);
-    let mut stream = TcpStream::connect(addr)
+    let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
     if h.scheme
@@ -113,39 +116,22 @@ async fn http_get(ip: IpAddr, h: &HttpGet) -> Result<String, String> {
     {
         return Ok("connected (HTTPS probe checked as TCP)".into());
     }
-    let mut request = format!(
-        "GET {} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/palisade\r\n",
-        h.path
-    );
-    for header in &h.http_headers {
-        if header.name.contains(['\r', '\n', ':']) || header.value.contains(['\r', '\n']) {
-            return Err(format!("probe header {:?} is not valid", header.name));
-        }
-        request.push_str(&format!("{}: {}\r\n", header.name, header.value));
-    }
-    request.push_str("Connection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
+    let req = probe_request(addr, h)?;
+    // Header names as the kubelet writes them (Go's canonical form).
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 512];
-    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let code: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| "the app did not answer with HTTP".to_string())?;
+        .map_err(|e| format!("HTTP: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let code = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("the app did not answer with HTTP: {e}"))?
+        .status()
+        .as_u16();
     if (200..400).contains(&code) {
         Ok(format!("app answered {code}"))
     } else {
@@ -153,9 +139,35 @@ async fn http_get(ip: IpAddr, h: &HttpGet) -> Result<String, String> {
     }
 }
 
+/// The probe's `GET`, with the kubelet's Host and User-Agent and the
+/// probe's own headers after them.
+fn probe_request(addr: SocketAddr, h: &HttpGet) -> Result<Request<Empty<Bytes>>, String> {
+    let uri: Uri = h
+        .path
+        .parse()
+        .map_err(|e| format!("probe path {:?} is not valid: {e}", h.path))?;
+    let mut req = Request::get(uri)
+        .body(Empty::new())
+        .map_err(|e| format!("probe request: {e}"))?;
+    let headers = req.headers_mut();
+    if let Ok(host) = HeaderValue::try_from(addr.to_string()) {
+        headers.append(HOST, host);
+    }
+    headers.append(USER_AGENT, HeaderValue::from_static("kube-probe/palisade"));
+    headers.append(CONNECTION, HeaderValue::from_static("close"));
+    for header in &h.http_headers {
+        let invalid = || format!("probe header {:?} is not valid", header.name);
+        let name = HeaderName::try_from(header.name.as_str()).map_err(|_| invalid())?;
+        let value = HeaderValue::try_from(header.value.as_str()).map_err(|_| invalid())?;
+        headers.append(name, value);
+    }
+    Ok(req)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn parses_what_inject_writes() {
