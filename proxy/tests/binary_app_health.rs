@@ -4,37 +4,22 @@
 //! until the admin port says ready.
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use support::*;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_health_probes_reach_the_app_and_wait_ready_holds_until_ready() {
     let ca = TestCa::new();
     let app = http_app("app").await;
-    let closed = free_port();
+    let closed = free_port("127.0.0.1");
     let cfg = config("back", "server", "127.0.0.1");
     let path = ca.write_config("health.json", &cfg);
     let svid = ca.svid_dir("health", &id("back", "server"));
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .unwrap();
     let probes = format!(
         r#"{{"/app-health/app/livez":{{"httpGet":{{"path":"/healthz","port":{app},"scheme":"HTTP","httpHeaders":[]}}}},
             "/app-health/app/readyz":{{"tcpSocket":{{"port":{app}}}}},
@@ -47,8 +32,14 @@ async fn app_health_probes_reach_the_app_and_wait_ready_holds_until_ready() {
             .arg(&path)
             .arg("--svid-dir")
             .arg(&svid)
-            .args(["--inbound-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--outbound-listen", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "--inbound-listen",
+                &format!("127.0.0.1:{}", free_port("127.0.0.1")),
+            ])
+            .args([
+                "--outbound-listen",
+                &format!("127.0.0.1:{}", free_port("127.0.0.1")),
+            ])
             .args(["--admin-listen", &admin.to_string(), "--workers", "1"])
             .env("PALISADE_APP_PROBES", probes)
             .stdout(Stdio::null())

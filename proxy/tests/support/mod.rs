@@ -289,6 +289,26 @@ pub async fn greeter_app() -> SocketAddr {
 
 // === sidecars ===
 
+/// A child process (the real binary) killed and reaped when dropped, also
+/// when a test fails.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port free on `ip` just now (bound and released).
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn opts() -> Options {
     Options {
         detect_timeout: Duration::from_secs(2),
