@@ -15,6 +15,20 @@ use crate::plain_pool::PlainPool;
 /// A response body: proxied from upstream, or generated here.
 pub type RespBody = Either<crate::prefetch::Proxied, Full<Bytes>>;
 
+/// An upstream response, passed on with its first body frame read when the
+/// body is small (see [`crate::prefetch`]).
+pub async fn proxied(resp: Response<Incoming>) -> Response<RespBody> {
+    crate::prefetch::with_first_frame(resp)
+        .await
+        .map(Either::Left)
+}
+
+/// An upstream `101 Switching Protocols` (or the answer refusing the
+/// upgrade), passed on as it is: its body is the upgraded stream's business.
+pub fn upgrade_response(resp: Response<Incoming>) -> Response<RespBody> {
+    resp.map(|b| Either::Left(b.into()))
+}
+
 /// A locally generated response.
 pub fn local_response(status: StatusCode, body: &'static str) -> Response<RespBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
@@ -105,11 +119,9 @@ pub async fn send_plain(
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     splice_upgrade(client_up, hyper::upgrade::on(&mut resp));
                 }
-                resp.map(|b| Either::Left(b.into()))
+                upgrade_response(resp)
             }
-            None => crate::prefetch::with_first_frame(resp)
-                .await
-                .map(Either::Left),
+            None => proxied(resp).await,
         },
         Err(e) => {
             tracing::debug!(error = %e, "upstream request failed");

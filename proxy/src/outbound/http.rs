@@ -17,7 +17,8 @@ use crate::addrs::ClientAddr;
 use crate::ctx::Ctx;
 use crate::detect::MeshInner;
 use crate::forward::{
-    RespBody, is_upgrade, local_response, send_plain, splice_upgrade, strip_hop_by_hop,
+    RespBody, is_upgrade, local_response, proxied, send_plain, splice_upgrade, strip_hop_by_hop,
+    upgrade_response,
 };
 use crate::metrics::{Direction, Layer, Outcome};
 use crate::state::{PeerRoute, peer_route};
@@ -217,9 +218,7 @@ async fn send_mesh(
         return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
     }
     match sender.send_request(req).await {
-        Ok(resp) => crate::prefetch::with_first_frame(resp)
-            .await
-            .map(http_body_util::Either::Left),
+        Ok(resp) => proxied(resp).await,
         Err(e) => {
             if sender.is_closed() {
                 ctx.mesh_pool.evict(addr, identity);
@@ -253,9 +252,7 @@ async fn send_mesh_h1(
     let resp = sender.send_request(req).await;
     ctx.mesh_pool_h1.checkin(addr, identity, sender);
     match resp {
-        Ok(resp) => crate::prefetch::with_first_frame(resp)
-            .await
-            .map(http_body_util::Either::Left),
+        Ok(resp) => proxied(resp).await,
         Err(e) => {
             tracing::debug!(%addr, error = %e, "mesh request failed");
             local_response(StatusCode::BAD_GATEWAY, "peer sidecar request failed\n")
@@ -302,7 +299,7 @@ async fn upgrade_over_mesh(
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                 splice_upgrade(client_upgrade, hyper::upgrade::on(&mut resp));
             }
-            resp.map(|b| http_body_util::Either::Left(b.into()))
+            upgrade_response(resp)
         }
         Err(e) => {
             tracing::debug!(%addr, error = %e, "upgrade request failed");
