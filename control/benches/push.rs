@@ -308,6 +308,29 @@ impl Env {
     }
 }
 
+/// Which policy a measured change edits.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    /// `Env::change_all`.
+    All,
+    /// `Env::change_one`.
+    One,
+}
+
+impl Env {
+    /// The summed time of `iters` changes.
+    async fn repeat(&mut self, iters: u64, change: Change) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            total += match change {
+                Change::All => self.change_all().await,
+                Change::One => self.change_one().await,
+            };
+        }
+        total
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -322,38 +345,19 @@ fn bench(c: &mut Criterion) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let rt = Runtime::new().unwrap();
-    let env = Arc::new(tokio::sync::Mutex::new(rt.block_on(Env::start(n))));
+    let mut env = rt.block_on(Env::start(n));
     let mut g = c.benchmark_group("control_push");
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(10));
     g.bench_function(format!("change_all_{n}_until_all_acked"), |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut env = env.lock().await;
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += env.change_all().await;
-                }
-                total
-            })
-        })
+        b.iter_custom(|iters| rt.block_on(env.repeat(iters, Change::All)))
     });
     g.bench_function(format!("change_one_of_{n}_pushed_to_one"), |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut env = env.lock().await;
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += env.change_one().await;
-                }
-                total
-            })
-        })
+        b.iter_custom(|iters| rt.block_on(env.repeat(iters, Change::One)))
     });
     g.finish();
-    let env = rt.block_on(env.lock());
     let mut lat = env.latencies_all.clone();
     lat.sort();
     let (rss, hwm) = rss_kb(env.child.id());

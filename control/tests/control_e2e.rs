@@ -152,12 +152,7 @@ async fn control_plane_restart_keeps_proxies_serving_and_they_converge() {
     }
 
     // Change the policy while it is down, then restart it.
-    let policy = manifests(7000)
-        .into_iter()
-        .find(|(n, _)| *n == "03-policy.yaml")
-        .unwrap()
-        .1;
-    write_atomic(&fx.manifests.join("03-policy.yaml"), &policy);
+    fx.write_policy(7000);
     let _control = spawn_control(&fx, listen);
     let db = &clients[2];
     eventually(Duration::from_secs(5), || {

@@ -76,12 +76,7 @@ async fn policy_edit_reaches_affected_proxies_within_one_second_and_only_them() 
     );
 
     // Edit the policy file on disk: db now admits api on 6543 instead of 5432.
-    let policy = manifests(6543)
-        .into_iter()
-        .find(|(n, _)| *n == "03-policy.yaml")
-        .unwrap()
-        .1;
-    write_atomic(&fx.manifests.join("03-policy.yaml"), &policy);
+    fx.write_policy(6543);
     let db = &clients["shop/db-0"];
     let took = eventually(Duration::from_secs(1), || {
         db.config.borrow().as_ref().unwrap().version != before["shop/db-0"]
@@ -167,12 +162,7 @@ async fn a_config_the_proxy_rejects_is_nacked_and_kept_out() {
     }));
     let mut db = control_client::start(opts).await.unwrap();
     let first = db.wait_for_config(Duration::from_secs(5)).await.unwrap();
-    let policy = manifests(6543)
-        .into_iter()
-        .find(|(n, _)| *n == "03-policy.yaml")
-        .unwrap()
-        .1;
-    write_atomic(&fx.manifests.join("03-policy.yaml"), &policy);
+    fx.write_policy(6543);
     let registry = srv.registry.clone();
     eventually(Duration::from_secs(2), || {
         registry

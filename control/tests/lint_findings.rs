@@ -10,10 +10,17 @@ fn findings(extra: &str) -> Vec<Finding> {
     lint(&load(&[&topology, extra]))
 }
 
-fn has(f: &[Finding], severity: Severity, code: &str, object: &str, text: &str) -> bool {
-    f.iter().any(|x| {
+/// `f` has a finding of `severity` and `code` on `object` whose message
+/// contains `text`.
+#[track_caller]
+fn assert_has(f: &[Finding], severity: Severity, code: &str, object: &str, text: &str) {
+    let found = f.iter().any(|x| {
         x.severity == severity && x.code == code && x.object == object && x.message.contains(text)
-    })
+    });
+    assert!(
+        found,
+        "no {severity:?} {code} on {object} with {text:?}: {f:#?}"
+    );
 }
 
 fn np(name: &str, spec: &str) -> String {
@@ -26,13 +33,13 @@ fn np(name: &str, spec: &str) -> String {
 fn clean_topology_has_only_infos() {
     let f = findings("");
     assert!(f.iter().all(|x| x.severity == Severity::Info), "{f:#?}");
-    assert!(has(
+    assert_has(
         &f,
         Severity::Info,
         "permissive-mtls",
         "Namespace x",
-        "3 pod(s) accept plaintext"
-    ));
+        "3 pod(s) accept plaintext",
+    );
 }
 
 #[test]
@@ -41,27 +48,27 @@ fn selectors_that_select_nothing() {
         "p",
         "  podSelector:\n    matchLabels: {pod: zzz}\n  ingress:\n    - from:\n        - podSelector:\n            matchLabels: {pod: nobody}\n        - namespaceSelector:\n            matchLabels: {team: none}",
     ));
-    assert!(has(
+    assert_has(
         &f,
         Severity::Warning,
         "selects-nothing",
         "NetworkPolicy x/p",
-        "spec.podSelector {pod=zzz} selects no pod"
-    ));
-    assert!(has(
+        "spec.podSelector {pod=zzz} selects no pod",
+    );
+    assert_has(
         &f,
         Severity::Warning,
         "selects-nothing",
         "NetworkPolicy x/p",
-        "podSelector{pod=nobody}"
-    ));
-    assert!(has(
+        "podSelector{pod=nobody}",
+    );
+    assert_has(
         &f,
         Severity::Warning,
         "namespace-selector-matches-nothing",
         "NetworkPolicy x/p",
-        "{team=none}"
-    ));
+        "{team=none}",
+    );
 }
 
 #[test]
@@ -70,38 +77,38 @@ fn named_ports_no_pod_declares() {
         "p",
         "  podSelector: {}\n  ingress:\n    - ports:\n        - port: grpc",
     ));
-    assert!(has(
+    assert_has(
         &f,
         Severity::Warning,
         "unknown-named-port",
         "NetworkPolicy x/p",
-        "\"grpc\""
-    ));
+        "\"grpc\"",
+    );
     // serve-80-udp is declared, but only for UDP: TCP does not count.
     let f = findings(&np(
         "p",
         "  podSelector: {}\n  ingress:\n    - ports:\n        - {port: serve-80-udp, protocol: TCP}",
     ));
-    assert!(has(
+    assert_has(
         &f,
         Severity::Warning,
         "unknown-named-port",
         "NetworkPolicy x/p",
-        "serve-80-udp"
-    ));
+        "serve-80-udp",
+    );
 }
 
 #[test]
 fn default_deny_egress_without_dns() {
     let deny = np("deny", "  podSelector: {}\n  policyTypes: [Egress]");
     let f = findings(&deny);
-    assert!(has(
+    assert_has(
         &f,
         Severity::Warning,
         "egress-without-dns",
         "Namespace x",
-        "[a, b, c]"
-    ));
+        "[a, b, c]",
+    );
     let dns = np(
         "dns",
         "  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n    - ports:\n        - {port: 53, protocol: UDP}",
@@ -116,13 +123,13 @@ fn ip_blocks_containing_pod_ips() {
         "p",
         "  podSelector: {}\n  ingress:\n    - from:\n        - ipBlock: {cidr: 198.18.2.0/24, except: [198.18.2.10/32]}",
     ));
-    assert!(has(
+    assert_has(
         &f,
         Severity::Warning,
         "ipblock-contains-pods",
         "NetworkPolicy x/p",
-        "contains 2 pod IP(s) (e.g. y/b)"
-    ));
+        "contains 2 pod IP(s) (e.g. y/b)",
+    );
     let f = findings(&np(
         "p",
         "  podSelector: {}\n  ingress:\n    - from:\n        - ipBlock: {cidr: 203.0.113.0/24}",
@@ -135,34 +142,34 @@ fn principals_naming_unknown_namespaces_or_service_accounts() {
     let ap = "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {namespace: x, name: ap}\nspec:\n  rules:\n    - from:\n        - source:\n            principals: [\"cluster.local/ns/ghost/sa/default\", \"cluster.local/ns/y/sa/robot\", \"other.td/ns/y/sa/default\", \"cluster.local/ns/y/sa/default\"]\n            namespaces: [\"nowhere\", \"z\"]\n";
     let f = findings(ap);
     let obj = "AuthorizationPolicy x/ap";
-    assert!(has(
+    assert_has(
         &f,
         Severity::Warning,
         "unknown-principal",
         obj,
-        "namespace \"ghost\", which does not exist"
-    ));
-    assert!(has(
+        "namespace \"ghost\", which does not exist",
+    );
+    assert_has(
         &f,
         Severity::Warning,
         "unknown-principal",
         obj,
-        "service account y/robot, which no pod uses"
-    ));
-    assert!(has(
+        "service account y/robot, which no pod uses",
+    );
+    assert_has(
         &f,
         Severity::Warning,
         "unknown-principal",
         obj,
-        "trust domain \"other.td\""
-    ));
-    assert!(has(
+        "trust domain \"other.td\"",
+    );
+    assert_has(
         &f,
         Severity::Warning,
         "unknown-principal",
         obj,
-        "namespace \"nowhere\""
-    ));
+        "namespace \"nowhere\"",
+    );
     let count = f.iter().filter(|x| x.code == "unknown-principal").count();
     assert_eq!(count, 4, "{f:#?}");
 }
@@ -172,18 +179,18 @@ fn pods_without_ip_and_services_without_endpoints() {
     let pod = "---\napiVersion: v1\nkind: Pod\nmetadata: {namespace: x, name: pending, labels: {pod: pending}}\nspec: {containers: [{name: c}]}\n";
     let svc = "---\napiVersion: v1\nkind: Service\nmetadata: {namespace: x, name: s}\nspec:\n  selector: {pod: a}\n  ports: [{port: 80, targetPort: missing}]\n";
     let f = findings(&format!("{pod}{svc}"));
-    assert!(has(
+    assert_has(
         &f,
         Severity::Warning,
         "pod-without-ip",
         "Pod x/pending",
-        "cannot be addressed"
-    ));
-    assert!(has(
+        "cannot be addressed",
+    );
+    assert_has(
         &f,
         Severity::Error,
         "unknown-named-port",
         "Service x/s",
-        "\"missing\""
-    ));
+        "\"missing\"",
+    );
 }

@@ -6,7 +6,7 @@
 //! the channels whose version changed, so a change that affects one workload
 //! is pushed to that workload alone. A failed compile changes nothing but the
 //! reported errors: the last good state keeps being served.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use palisade_api::ProxyConfig;
@@ -42,6 +42,13 @@ struct Entry {
     update: Arc<ConfigUpdate>,
 }
 
+impl Entry {
+    /// Already serving this version for this identity: nothing to push.
+    fn serves(&self, version: &str, identity: &str) -> bool {
+        self.update.version == version && self.identity == identity
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
@@ -62,47 +69,42 @@ impl MeshState {
 
     /// Applies a successful compile: `configs` maps `NS/POD` to its config.
     /// Configs with an empty `version` get a content hash as version.
-    pub fn apply(&self, configs: BTreeMap<String, ProxyConfig>) -> ApplyReport {
+    pub fn apply(&self, mut configs: BTreeMap<String, ProxyConfig>) -> ApplyReport {
         // Serialize outside the lock; only the swap happens under it. A
-        // config whose version did not change is not serialized again.
-        let known: HashMap<String, (String, String)> = {
-            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            inner
-                .entries
-                .iter()
-                .map(|(w, e)| (w.clone(), (e.update.version.clone(), e.identity.clone())))
-                .collect()
-        };
-        let mut prepared = Vec::with_capacity(configs.len());
-        let mut unchanged = std::collections::HashSet::new();
-        let mut failed = Vec::new();
-        for (workload, mut config) in configs {
+        // config already served at its version is not serialized again.
+        for config in configs.values_mut() {
             if config.version.is_empty() {
-                config.version = content_version(&config);
+                config.version = content_version(config);
             }
-            if known
-                .get(&workload)
-                .is_some_and(|(v, id)| *v == config.version && *id == config.workload.identity)
-            {
-                unchanged.insert(workload);
-                continue;
-            }
+        }
+        let (unchanged, configs): (Vec<_>, Vec<_>) = {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            configs.into_iter().partition(|(workload, config)| {
+                inner
+                    .entries
+                    .get(workload)
+                    .is_some_and(|e| e.serves(&config.version, &config.workload.identity))
+            })
+        };
+        let mut seen: HashSet<String> = unchanged.into_iter().map(|(w, _)| w).collect();
+        let mut prepared = Vec::with_capacity(configs.len());
+        let mut failed = Vec::new();
+        for (workload, config) in configs {
             match ConfigUpdate::from_config(&workload, &config) {
                 Ok(update) => {
-                    prepared.push((workload, config.workload.identity.clone(), update));
+                    prepared.push((workload, config.workload.identity, update));
                 }
                 Err(e) => failed.push(format!("{workload}: cannot serialize config: {e}")),
             }
         }
         let mut report = ApplyReport::default();
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let mut seen = unchanged;
         for (workload, identity, update) in prepared {
             seen.insert(workload.clone());
             let same = inner
                 .entries
                 .get(&workload)
-                .is_some_and(|e| e.update.version == update.version && e.identity == identity);
+                .is_some_and(|e| e.serves(&update.version, &identity));
             if same {
                 continue;
             }

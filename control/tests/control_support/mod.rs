@@ -92,6 +92,15 @@ impl Fixture {
         }
     }
 
+    /// Rewrites `03-policy.yaml` on disk: db now admits api on `db_port`.
+    pub fn write_policy(&self, db_port: u16) {
+        let (name, body) = manifests(db_port)
+            .into_iter()
+            .find(|(n, _)| *n == "03-policy.yaml")
+            .unwrap();
+        write_atomic(&self.manifests.join(name), &body);
+    }
+
     pub fn options(&self) -> ServerOptions {
         let mut o = ServerOptions::new(self.manifests.clone(), self.state.clone());
         o.listen = SocketAddr::from(([127, 0, 0, 1], 0));

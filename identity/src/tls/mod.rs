@@ -1,6 +1,8 @@
 //! rustls configs for mesh mTLS: a server that requires and verifies client
 //! SVIDs, and a client that verifies the server is the *expected* SPIFFE ID
-//! (never a DNS name). Both read the [`CredentialStore`] at every handshake.
+//! (never a DNS name). Both read the [`CredentialStore`] at every handshake
+//! (except the bootstrap client of [`server_verified_client_config`], which has
+//! no SVID yet and checks the server against a fixed bundle).
 //!
 //! Session resumption is off on both sides: a resumed session skips
 //! certificate verification, so it would outlive a bundle rotation that should
@@ -102,14 +104,8 @@ pub fn client_config_with(
     opts: &TlsOptions,
 ) -> Result<ClientConfig, TlsError> {
     let verifier = SvidServerVerifier::new(store.clone(), expected, opts.provider.clone());
-    let mut config = ClientConfig::builder_with_provider(opts.provider.clone())
-        .with_protocol_versions(opts.versions())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_cert_resolver(Arc::new(StoreCertResolver::new(store.clone())));
-    config.resumption = Resumption::disabled();
-    config.alpn_protocols = opts.alpn.clone();
-    Ok(config)
+    let resolver = Arc::new(StoreCertResolver::new(store.clone()));
+    verifying_client_config(verifier, Some(resolver), opts)
 }
 
 /// A client config without a client certificate that accepts only a server
@@ -121,11 +117,25 @@ pub fn server_verified_client_config(
     opts: &TlsOptions,
 ) -> Result<ClientConfig, TlsError> {
     let verifier = SvidServerVerifier::with_bundle(bundle, expected, opts.provider.clone());
-    let mut config = ClientConfig::builder_with_provider(opts.provider.clone())
+    verifying_client_config(verifier, None, opts)
+}
+
+/// What every client config shares: `verifier` checks the server, the
+/// client certificate comes from `resolver` (none without one), and session
+/// resumption is off (see the module documentation).
+fn verifying_client_config(
+    verifier: SvidServerVerifier,
+    resolver: Option<Arc<StoreCertResolver>>,
+    opts: &TlsOptions,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(opts.provider.clone())
         .with_protocol_versions(opts.versions())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match resolver {
+        Some(resolver) => builder.with_client_cert_resolver(resolver),
+        None => builder.with_no_client_auth(),
+    };
     config.resumption = Resumption::disabled();
     config.alpn_protocols = opts.alpn.clone();
     Ok(config)

@@ -107,8 +107,7 @@ pub(crate) struct Subject<'a> {
     pub(crate) source_ip: IpAddr,
     pub(crate) remote_ip: IpAddr,
     pub(crate) destination_ip: IpAddr,
-    /// The HTTP request path, if any, and `path_guard::head_word` of it.
-    pub(crate) path: Option<&'a [u8]>,
+    /// `path_guard::head_word` of the HTTP request path (0 without HTTP).
     pub(crate) path_head: u64,
 }
 
@@ -125,7 +124,6 @@ impl<'a> Subject<'a> {
             source_ip: canonical_ip(ctx.source_ip),
             remote_ip: canonical_ip(ctx.remote_ip),
             destination_ip: canonical_ip(ctx.destination_ip),
-            path: ctx.http.as_ref().map(|h| h.path.as_bytes()),
             path_head: ctx
                 .http
                 .as_ref()

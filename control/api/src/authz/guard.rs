@@ -6,50 +6,87 @@
 //! request the rule would match.
 use super::context::Subject;
 use super::fields::{Field, Values};
-use super::matchers::fingerprint;
+use super::matchers::{StrPattern, fingerprint};
+
+/// Most keys a guard holds; a rule that needs more goes unguarded.
+const MAX_KEYS: usize = 4;
+
+/// Up to `MAX_KEYS` distinct keys, inline: what a guard (this one or
+/// `path_guard::PathGuard`) compares one request against.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Keys<T> {
+    pub(super) len: usize,
+    keys: [T; MAX_KEYS],
+}
+
+impl<T: Copy + Default + PartialEq> Keys<T> {
+    /// The distinct keys of the values of the first positive field that
+    /// `values` picks in each clause (source or operation). `None` when
+    /// there is no clause, a clause has no such field, a value has no key,
+    /// or there are more than `MAX_KEYS` keys: then a request that shares no
+    /// key with the rule may still match it.
+    pub(super) fn of_every_clause<'f, V: 'f>(
+        clauses: &'f [Vec<Field>],
+        values: impl Fn(&'f Values) -> Option<&'f [V]>,
+        key: impl Fn(&'f V) -> Option<T>,
+    ) -> Option<Self> {
+        if clauses.is_empty() {
+            return None;
+        }
+        let mut out = Keys {
+            len: 0,
+            keys: [T::default(); MAX_KEYS],
+        };
+        for clause in clauses {
+            let field = clause
+                .iter()
+                .filter(|f| !f.negate)
+                .find_map(|f| values(&f.values))?;
+            for v in field {
+                let k = key(v)?;
+                if !out.as_slice().contains(&k) {
+                    *out.keys.get_mut(out.len)? = k;
+                    out.len += 1;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    pub(super) fn as_slice(&self) -> &[T] {
+        &self.keys[..self.len]
+    }
+}
 
 /// The fingerprints of every principal (or namespace) a rule can match; a
 /// peer whose fingerprint is not among them cannot match the rule.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Guard {
     on_namespace: bool,
-    len: usize,
-    fingerprints: [u64; Guard::MAX],
+    fingerprints: Keys<u64>,
 }
 
 impl Guard {
-    const MAX: usize = 4;
-
     pub(super) fn new(from: &[Vec<Field>]) -> Option<Self> {
         Self::on(from, false).or_else(|| Self::on(from, true))
     }
 
     /// Some when each source has a positive `principals` (`namespaces`)
-    /// field of exact values only, at most `MAX` of them in all.
+    /// field of exact values only, at most `MAX_KEYS` of them in all.
     fn on(from: &[Vec<Field>], on_namespace: bool) -> Option<Self> {
-        if from.is_empty() {
-            return None;
-        }
-        let mut guard = Guard {
-            on_namespace,
-            len: 0,
-            fingerprints: [0; Self::MAX],
-        };
-        for source in from {
-            let patterns = source.iter().find_map(|f| match (&f.values, f.negate) {
-                (Values::Principal(p), false) if !on_namespace => Some(p),
-                (Values::Namespace(p), false) if on_namespace => Some(p),
+        let fingerprints = Keys::of_every_clause(
+            from,
+            |v| match v {
+                Values::Principal(p) if !on_namespace => Some(p.as_slice()),
+                Values::Namespace(p) if on_namespace => Some(p.as_slice()),
                 _ => None,
-            })?;
-            for p in patterns {
-                let fp = fingerprint(p.exact()?);
-                if !guard.fingerprints[..guard.len].contains(&fp) {
-                    *guard.fingerprints.get_mut(guard.len)? = fp;
-                    guard.len += 1;
-                }
-            }
-        }
-        Some(guard)
+            },
+            |p: &StrPattern| p.exact().map(fingerprint),
+        )?;
+        Some(Guard {
+            on_namespace,
+            fingerprints,
+        })
     }
 
     pub(super) fn may_match(&self, peer: &Subject<'_>) -> bool {
@@ -58,7 +95,7 @@ impl Guard {
         } else {
             (peer.principal, peer.principal_fingerprint)
         };
-        value.is_some() && self.fingerprints[..self.len].contains(&fp)
+        value.is_some() && self.fingerprints.as_slice().contains(&fp)
     }
 }
 
@@ -91,7 +128,7 @@ mod tests {
             principals(&["cluster.local/ns/a/sa/x"]),
             principals(&["td/ns/b/sa/y"]),
         ]);
-        assert_eq!(exact.guard.map(|g| g.len), Some(2));
+        assert_eq!(exact.guard.map(|g| g.fingerprints.len), Some(2));
         assert!(
             compile(vec![principals(&["cluster.local/ns/a/*"])])
                 .guard

@@ -8,6 +8,7 @@
 //! guard never rejects a request the rule would match, and without an HTTP
 //! request (where path fields count as matched) it rejects nothing.
 use super::fields::{Field, Values};
+use super::guard::Keys;
 use super::matchers::{PathPattern, StrPattern, TemplatePiece};
 
 /// The first at most eight bytes of `bytes`, little-endian, zero-padded.
@@ -20,7 +21,7 @@ pub(crate) fn head_word(bytes: &[u8]) -> u64 {
 
 /// One required beginning: the path's first `len` bytes must equal
 /// `value` under `mask`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Beginning {
     value: u64,
     mask: u64,
@@ -48,47 +49,29 @@ impl Beginning {
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PathGuard {
-    len: usize,
-    beginnings: [Beginning; PathGuard::MAX],
+    beginnings: Keys<Beginning>,
 }
 
 impl PathGuard {
-    const MAX: usize = 4;
-
     /// Some when `to` is not empty and each operation has a positive
     /// `paths` field whose every value starts with literal text, with at
-    /// most `MAX` distinct beginnings in all.
+    /// most `guard::MAX_KEYS` distinct beginnings in all.
     pub(super) fn new(to: &[Vec<Field>]) -> Option<Self> {
-        if to.is_empty() {
-            return None;
-        }
-        let mut guard = PathGuard {
-            len: 0,
-            beginnings: [Beginning {
-                value: 0,
-                mask: 0,
-                len: 0,
-            }; Self::MAX],
-        };
-        for operation in to {
-            let patterns = operation.iter().find_map(|f| match (&f.values, f.negate) {
-                (Values::Path(p), false) => Some(p),
+        let beginnings = Keys::of_every_clause(
+            to,
+            |v| match v {
+                Values::Path(p) => Some(p.as_slice()),
                 _ => None,
-            })?;
-            for p in patterns {
-                let b = Beginning::of(literal_start(p)?)?;
-                if !guard.beginnings[..guard.len].contains(&b) {
-                    *guard.beginnings.get_mut(guard.len)? = b;
-                    guard.len += 1;
-                }
-            }
-        }
-        Some(guard)
+            },
+            |p| literal_start(p).and_then(Beginning::of),
+        )?;
+        Some(PathGuard { beginnings })
     }
 
     /// `head` is `head_word(path)`.
     pub(super) fn may_match(&self, path: &[u8], head: u64) -> bool {
-        self.beginnings[..self.len]
+        self.beginnings
+            .as_slice()
             .iter()
             .any(|b| path.len() >= usize::from(b.len) && head & b.mask == b.value)
     }

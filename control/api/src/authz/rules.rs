@@ -445,8 +445,8 @@ impl CompiledRule {
         {
             return false;
         }
-        if let (Some(guard), Some(path)) = (&self.path_guard, peer.path)
-            && !guard.may_match(path, peer.path_head)
+        if let (Some(guard), Some(http)) = (&self.path_guard, &ctx.http)
+            && !guard.may_match(http.path.as_bytes(), peer.path_head)
         {
             return false;
         }
