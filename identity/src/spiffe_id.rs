@@ -20,7 +20,7 @@ pub const MAX_TRUST_DOMAIN_LEN: usize = 255;
 /// Why a string is not a valid SPIFFE ID or trust domain. One variant per rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpiffeIdError {
-    #[error("SPIFFE ID is empty")]
+    #[error("SPIFFE ID cannot be empty")]
     Empty,
     #[error("SPIFFE ID is {len} bytes, longer than the maximum of {MAX_SPIFFE_ID_LEN}")]
     TooLong { len: usize },
@@ -54,8 +54,10 @@ pub enum SpiffeIdError {
         "path character {ch:?} is not allowed: path segment characters are limited to letters, numbers, dots, dashes, and underscores"
     )]
     PathChar { ch: char },
-    #[error("path must start with a slash")]
+    #[error("path must have a leading slash")]
     NoLeadingSlash,
+    /// No longer returned: [`TrustDomain::new`] takes the trust domain of an ID
+    /// with a path, as go-spiffe does. Kept so matches on it still compile.
     #[error("a trust domain has no path")]
     TrustDomainHasPath,
 }
@@ -67,14 +69,15 @@ pub enum SpiffeIdError {
 pub struct TrustDomain(String);
 
 impl TrustDomain {
-    /// Parses a trust domain name. Also accepts the ID form `spiffe://name`.
+    /// Parses a trust domain name. Also accepts a SPIFFE ID (`spiffe://name` or
+    /// `spiffe://name/path`) and returns its trust domain, like go-spiffe's
+    /// `TrustDomainFromString`.
     pub fn new(name: &str) -> Result<Self, SpiffeIdError> {
-        if name.starts_with(SCHEME_PREFIX) {
-            let id = SpiffeId::parse(name)?;
-            if !id.path().is_empty() {
-                return Err(SpiffeIdError::TrustDomainHasPath);
-            }
-            return Ok(id.trust_domain());
+        // go-spiffe: input with something like a scheme separator (":/", not
+        // "://", for better diagnostics on e.g. "spiffe:/td") is parsed as an ID,
+        // path included.
+        if name.contains(":/") {
+            return Ok(SpiffeId::parse(name)?.trust_domain());
         }
         validate_trust_domain(name)?;
         Ok(Self(name.to_owned()))

@@ -168,10 +168,6 @@ fn trust_domain_accepts_name_or_id_form() {
         TrustDomain::new("spiffe://example.org").unwrap().as_str(),
         "example.org"
     );
-    assert_eq!(
-        TrustDomain::new("spiffe://example.org/x").unwrap_err(),
-        E::TrustDomainHasPath
-    );
     assert_eq!(TrustDomain::new("").unwrap_err(), E::MissingTrustDomain);
     assert_eq!(
         TrustDomain::new("Example.org").unwrap_err(),
@@ -201,4 +197,182 @@ fn every_error_message_names_its_rule() {
         let msg = err(input).to_string();
         assert!(msg.contains(words), "{input:?}: {msg:?} lacks {words:?}");
     }
+}
+
+#[test]
+fn trust_domain_from_an_id_with_a_path() {
+    // go-spiffe TestTrustDomainFromString "allow id with path":
+    // assertOK(t, "spiffe://trustdomain/path", td); and TestTrustDomainID:
+    // "spiffe://trustdomain/path" gives the trust domain ID "spiffe://trustdomain".
+    let td = TrustDomain::new("spiffe://trustdomain/path").unwrap();
+    assert_eq!(td.as_str(), "trustdomain");
+    assert_eq!(td.id().as_str(), "spiffe://trustdomain");
+    // The ID form is still parsed in full: a bad path is an error.
+    // go-spiffe "reject bad ids": "spiffe://trustdomain/path/" and
+    // "spiffe://trustdomain/%F0%9F%A4%AF".
+    assert_eq!(
+        TrustDomain::new("spiffe://trustdomain/").unwrap_err(),
+        E::TrailingSlash
+    );
+    assert_eq!(
+        TrustDomain::new("spiffe://trustdomain/path/").unwrap_err(),
+        E::TrailingSlash
+    );
+    assert!(TrustDomain::new("spiffe://trustdomain/%F0%9F%A4%AF").is_err());
+}
+
+#[test]
+fn trust_domain_with_a_scheme_separator_is_parsed_as_an_id() {
+    // go-spiffe TrustDomainFromString parses any input containing ":/" as an
+    // ID ("diagnostics are better for a bad input like spiffe:/trustdomain"):
+    // assertFail(t, "spiffe:/trustdomain/path", "scheme is missing or invalid").
+    for s in [
+        "spiffe:/trustdomain/path",
+        "spiffe:/trustdomain",
+        "SPIFFE://trustdomain",
+        "http://trustdomain",
+    ] {
+        assert_eq!(TrustDomain::new(s).unwrap_err(), E::WrongScheme, "{s}");
+    }
+    // assertFail(t, "spiffe://", ...) and "spiffe:///path": "trust domain is missing"
+    assert_eq!(
+        TrustDomain::new("spiffe://").unwrap_err(),
+        E::MissingTrustDomain
+    );
+    assert_eq!(
+        TrustDomain::new("spiffe:///path").unwrap_err(),
+        E::MissingTrustDomain
+    );
+    // "spiffe://%F0%9F%A4%AF/path": trust domain characters are limited...
+    assert!(TrustDomain::new("spiffe://%F0%9F%A4%AF/path").is_err());
+}
+
+/// go-spiffe `tdChars` and `pathChars` (spiffeid/id_test.go).
+fn is_td_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_')
+}
+
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')
+}
+
+#[test]
+fn every_char_below_256_in_trust_domain_and_path() {
+    // go-spiffe TestFromString and TestTrustDomainFromString: "Go all the way
+    // through 255, which ensures we reject UTF-8 appropriately" -- "allow good
+    // trustdomain char", "reject bad trustdomain char", "allow good path char",
+    // "reject bad path char" ('/' skipped: it delimits segments).
+    for c in (0u32..256).filter_map(char::from_u32) {
+        if c == '/' {
+            continue;
+        }
+        let id_td = format!("spiffe://trustdomain{c}/path");
+        let id_path = format!("spiffe://trustdomain/path{c}");
+        let name = format!("trustdomain{c}");
+        if is_td_char(c) {
+            let id = SpiffeId::parse(&id_td).unwrap();
+            assert_eq!(id.trust_domain_str(), name);
+            assert_eq!(id.path(), "/path");
+            assert_eq!(TrustDomain::new(&name).unwrap().as_str(), name);
+            assert_eq!(
+                TrustDomain::new(&format!("spiffe://{name}"))
+                    .unwrap()
+                    .as_str(),
+                name
+            );
+        } else {
+            assert!(
+                SpiffeId::parse(&id_td).is_err(),
+                "{c:?} accepted in {id_td:?}"
+            );
+            assert!(
+                TrustDomain::new(&name).is_err(),
+                "{c:?} accepted in {name:?}"
+            );
+        }
+        if is_path_char(c) {
+            let id = SpiffeId::parse(&id_path).unwrap();
+            assert_eq!(id.path(), format!("/path{c}"));
+        } else {
+            assert!(
+                SpiffeId::parse(&id_path).is_err(),
+                "{c:?} accepted in {id_path:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn upstream_scheme_trust_domain_and_segment_cases() {
+    // go-spiffe TestFromString "reject bad scheme".
+    for s in ["s", "spiffe:/", "Spiffe://"] {
+        assert_eq!(err(s), E::WrongScheme, "{s}");
+    }
+    // "reject missing trust domain"
+    for s in ["spiffe://", "spiffe:///"] {
+        assert_eq!(err(s), E::MissingTrustDomain, "{s}");
+    }
+    // "reject empty segments"
+    assert_eq!(err("spiffe://trustdomain/"), E::TrailingSlash);
+    assert_eq!(err("spiffe://trustdomain//"), E::EmptySegment);
+    assert_eq!(err("spiffe://trustdomain//path"), E::EmptySegment);
+    assert_eq!(err("spiffe://trustdomain/path/"), E::TrailingSlash);
+    // "reject dot segments"
+    for s in [
+        "spiffe://trustdomain/.",
+        "spiffe://trustdomain/./path",
+        "spiffe://trustdomain/path/./other",
+        "spiffe://trustdomain/path/..",
+        "spiffe://trustdomain/..",
+        "spiffe://trustdomain/../path",
+        "spiffe://trustdomain/path/../other",
+    ] {
+        assert_eq!(err(s), E::DotSegment, "{s}");
+    }
+    // "The following are ok since the the segments, while containing dots are
+    // not all dots (or are more than two dots)"
+    for (s, path) in [
+        ("spiffe://trustdomain/.path", "/.path"),
+        ("spiffe://trustdomain/..path", "/..path"),
+        ("spiffe://trustdomain/...", "/..."),
+    ] {
+        assert_eq!(SpiffeId::parse(s).unwrap().path(), path, "{s}");
+    }
+    // "reject percent encoding": percent-encoded unicode and ascii.
+    for s in [
+        "spiffe://%F0%9F%A4%AF/path",
+        "spiffe://trustdomain/%F0%9F%A4%AF",
+        "spiffe://%62%61%64/path",
+        "spiffe://trustdomain/%62%61%64",
+    ] {
+        assert!(SpiffeId::parse(s).is_err(), "{s}");
+    }
+    // "path is optional"
+    assert_eq!(SpiffeId::parse("spiffe://trustdomain").unwrap().path(), "");
+}
+
+#[test]
+fn from_parts_follows_the_upstream_path_rules() {
+    // go-spiffe TestFromPathf / TestIDReplacePath: "" and "/foo" are fine,
+    // "foo" gives `path must have a leading slash`, "/" gives `path cannot have
+    // a trailing slash`.
+    let td = TrustDomain::new("trustdomain").unwrap();
+    assert_eq!(
+        SpiffeId::from_parts(&td, "").unwrap().as_str(),
+        "spiffe://trustdomain"
+    );
+    assert_eq!(
+        SpiffeId::from_parts(&td, "/foo").unwrap().as_str(),
+        "spiffe://trustdomain/foo"
+    );
+    let e = SpiffeId::from_parts(&td, "foo").unwrap_err();
+    assert_eq!(e, E::NoLeadingSlash);
+    assert!(
+        e.to_string().contains("path must have a leading slash"),
+        "{e}"
+    );
+    assert_eq!(
+        SpiffeId::from_parts(&td, "/").unwrap_err(),
+        E::TrailingSlash
+    );
 }
