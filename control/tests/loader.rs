@@ -153,6 +153,52 @@ fn network_policy_port_validation() {
     assert!(errors(&[mixed])[0].contains("cannot be combined"));
 }
 
+// pkg/apis/networking/validation ValidateIPBlock: an except is rejected
+// unless it is "a strict subset of `cidr`" (`cidrMaskLen >= exceptMaskLen`
+// is an error), so an except equal to the cidr is invalid.
+#[test]
+fn ip_block_except_must_be_a_strict_subset() {
+    let np = |block: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector: {{}}\n  egress:\n    - to:\n        - ipBlock: {block}\n"
+        )
+    };
+    let e = errors(&[&np("{cidr: 10.0.0.0/8, except: [10.0.0.0/8]}")]);
+    assert!(
+        e[0].contains("ipBlock.except[0]") && e[0].contains("strict subset"),
+        "{e:?}"
+    );
+    let e = errors(&[&np("{cidr: 2001:db8::/32, except: [2001:db8::/32]}")]);
+    assert!(e[0].contains("strict subset"), "{e:?}");
+    load(&[&np("{cidr: 10.0.0.0/8, except: [10.0.0.0/9, 10.1.2.3/32]}")]);
+}
+
+// pkg/apis/networking/validation ValidateNetworkPolicyPort: a string port
+// is checked with IsValidPortName, which requires "at least one letter
+// (a-z)"; the API server rejects `port: "80"` rather than reading it as 80.
+#[test]
+fn network_policy_numeric_string_port_is_rejected() {
+    let np = |port: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector: {{}}\n  ingress:\n    - ports:\n        - port: {port}\n"
+        )
+    };
+    let e = errors(&[&np("\"80\"")]);
+    assert!(e[0].contains("spec.ingress[0].ports[0].port"), "{e:?}");
+    load(&[&np("80")]);
+    load(&[&np("http")]);
+}
+
+// pkg/apis/networking/validation ValidateNetworkPolicySpec: "may not
+// specify more than two policyTypes".
+#[test]
+fn more_than_two_policy_types_are_rejected() {
+    let np = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress, Ingress]\n";
+    let e = errors(&[np]);
+    assert!(e[0].contains("spec.policyTypes"), "{e:?}");
+    load(&[&np.replace(", Egress, Ingress", ", Ingress")]);
+}
+
 fn ap(spec: &str) -> String {
     format!(
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  namespace: x\n  name: ap\nspec:\n{spec}\n"

@@ -651,3 +651,17 @@ fn policy_types_default() {
     r.expect_all_ingress("x/a", false);
     validate(p, 80, Tcp, &r);
 }
+
+// pkg/apis/networking/v1/defaults.go, SetDefaults_NetworkPolicy: when
+// policyTypes is empty, Egress is added only `if len(obj.Spec.Egress) != 0`
+// (concept page: "Egress will be set if the NetworkPolicy has any egress
+// rules"). `egress: []` has no rule, so it does not isolate egress.
+#[test]
+fn policy_types_default_ignores_an_empty_egress_list() {
+    for types in ["", "  policyTypes: []\n"] {
+        let p = format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: empty-egress\nspec:\n{types}  podSelector:\n    matchLabels: {{pod: a}}\n  ingress:\n    - {{}}\n  egress: []\n"
+        );
+        validate(&p, 80, Tcp, &Reachability::new(true));
+    }
+}

@@ -305,11 +305,18 @@ fn peer(field: &str, p: &net::NetworkPolicyPeer) -> Result<NetpolPeer, FieldErro
                 let f = format!("{field}.ipBlock.except[{i}]");
                 let net = parse_net(&f, e)?;
                 // API validation: "Except values will be rejected if they are
-                // outside the cidr range".
+                // outside the cidr range", and ValidateIPBlock requires each
+                // to be "a strict subset of `cidr`" (a longer prefix).
                 if !cidr.contains(&net) {
                     return Err(FieldError::new(
                         f,
                         format!("{net} is outside the ipBlock cidr {cidr}"),
+                    ));
+                }
+                if net.prefix_len() <= cidr.prefix_len() {
+                    return Err(FieldError::new(
+                        f,
+                        format!("{net} must be a strict subset of the ipBlock cidr {cidr}"),
                     ));
                 }
                 except.push(net);
@@ -339,6 +346,19 @@ fn peer(field: &str, p: &net::NetworkPolicyPeer) -> Result<NetpolPeer, FieldErro
 
 fn policy_port(field: &str, p: &net::NetworkPolicyPort) -> Result<NetpolPort, FieldError> {
     let protocol = protocol(&format!("{field}.protocol"), p.protocol.as_deref())?;
+    // ValidateNetworkPolicyPort checks a string port with IsValidPortName
+    // ("must contain at least one letter"), so `port: "80"` is rejected,
+    // not read as a number.
+    if let Some(IntOrString::String(s)) = &p.port
+        && !valid_port_name(s)
+    {
+        return Err(FieldError::new(
+            format!("{field}.port"),
+            format!(
+                "{s:?} is not a valid port name (IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-', at least one letter); write a port number without quotes"
+            ),
+        ));
+    }
     let port = p
         .port
         .as_ref()
@@ -453,8 +473,21 @@ pub(super) fn network_policy(
     // contain an egress section are assumed to affect egress, and all policies
     // (whether or not they contain an ingress section) are assumed to affect
     // ingress."
+    // The API server's SetDefaults_NetworkPolicy adds Egress only `if
+    // len(obj.Spec.Egress) != 0`: `egress: []` does not imply it.
+    let has_egress_rules = spec.egress.as_ref().is_some_and(|e| !e.is_empty());
     let (affects_ingress, affects_egress) = match &spec.policy_types {
-        None => (true, spec.egress.is_some()),
+        None => (true, has_egress_rules),
+        Some(types) if types.len() > 2 => {
+            errors.push(FieldError::new(
+                "spec.policyTypes",
+                format!(
+                    "may not specify more than two policyTypes (got {})",
+                    types.len()
+                ),
+            ));
+            (true, true)
+        }
         Some(types) => {
             let mut i = false;
             let mut e = false;
@@ -469,7 +502,7 @@ pub(super) fn network_policy(
                 }
             }
             if types.is_empty() {
-                (true, spec.egress.is_some())
+                (true, has_egress_rules)
             } else {
                 (i, e)
             }
