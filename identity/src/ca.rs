@@ -47,7 +47,7 @@ pub enum CaError {
     BadCaCert(String),
     #[error("CA certificate is not a CA (basic constraints cA is not true)")]
     NotACa,
-    #[error("CA certificate may not sign certificates (key usage lacks keyCertSign)")]
+    #[error("CA certificate may not sign certificates (no key usage extension with keyCertSign)")]
     NoKeyCertSign,
     #[error("CA private key does not match the CA certificate's public key")]
     KeyMismatch,
@@ -460,11 +460,13 @@ fn ca_cert_info(der: &CertificateDer<'_>) -> Result<CaCertInfo, CaError> {
     if !bc.is_some_and(|b| b.value.ca) {
         return Err(CaError::NotACa);
     }
-    if let Some(ku) = cert
+    // "The key usage extension MUST be set on all SVIDs" and "SVID signing
+    // certificates MUST set `keyCertSign`" (X509-SVID 4.3): no extension, no
+    // keyCertSign.
+    let ku = cert
         .key_usage()
-        .map_err(|e| CaError::BadCaCert(e.to_string()))?
-        && !ku.value.key_cert_sign()
-    {
+        .map_err(|e| CaError::BadCaCert(e.to_string()))?;
+    if !ku.is_some_and(|ku| ku.value.key_cert_sign()) {
         return Err(CaError::NoKeyCertSign);
     }
     Ok(CaCertInfo {

@@ -15,7 +15,7 @@ use crate::ca::IssuedSvid;
 use crate::pem::{self, PemError};
 use crate::provider::default_provider;
 use crate::spiffe_id::SpiffeId;
-use crate::verify::{SvidError, check_leaf};
+use crate::verify::{SvidError, check_leaf, check_signing_cert};
 
 /// File names of an SVID directory (written by `palisade cert issue`).
 pub const SVID_CERT_FILE: &str = "svid.pem";
@@ -70,6 +70,11 @@ impl Credentials {
     ) -> Result<Self, CredentialsError> {
         let leaf = chain.first().ok_or(SvidError::NoCertificate)?;
         let id = check_leaf(leaf)?;
+        // go-spiffe x509svid (parsing an SVID): the certificates after the leaf
+        // are signing certificates, CA with keyCertSign (X509-SVID 4.1, 4.3).
+        for cert in chain.iter().skip(1) {
+            check_signing_cert(cert)?;
+        }
         let certified_key =
             CertifiedKey::from_der(chain, key, provider).map_err(CredentialsError::Key)?;
         Ok(Self {

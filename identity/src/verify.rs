@@ -1,6 +1,7 @@
-//! X509-SVID verification: path validation to a root of the trust bundle
-//! (webpki, RFC 5280), then the SVID leaf rules of X509-SVID sections 4 and 5
-//! (x509-parser), then the trust domain check. Each rejection names its rule.
+//! X509-SVID verification: the SVID leaf rules of X509-SVID sections 4 and 5
+//! (x509-parser), then the trust domain check, then path validation to a root
+//! of the trust bundle (webpki, RFC 5280) with the signing-certificate rules.
+//! Each rejection names its rule.
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use x509_parser::extensions::GeneralName;
@@ -61,6 +62,14 @@ pub enum SvidError {
         "leaf SVID extended key usage lacks {purpose}: when present, serverAuth and clientAuth MUST be set"
     )]
     MissingEku { purpose: &'static str },
+    #[error(
+        "signing certificate is not a CA: signing certificates MUST have the CA flag (basic constraints cA) set to true"
+    )]
+    SigningCertNotCa,
+    #[error(
+        "signing certificate {subject} lacks keyCertSign: SVID signing certificates MUST set keyCertSign in the key usage extension"
+    )]
+    SigningCertNoKeyCertSign { subject: String },
     #[error("trust domain: peer {id} is not in the bundle's trust domain {expected}")]
     TrustDomainMismatch { id: String, expected: String },
     #[error("peer identity: got {got}, expected {expected}")]
@@ -99,35 +108,66 @@ pub fn verify_svid(
     role: PeerRole,
     provider: &CryptoProvider,
 ) -> Result<SpiffeId, SvidError> {
-    // 1. Path validation (X509-SVID 5.1: "MUST follow RFC 5280 path validation").
-    let ee =
-        webpki::EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(e.to_string()))?;
-    let usage = match role {
-        PeerRole::Client => webpki::KeyUsage::client_auth(),
-        PeerRole::Server => webpki::KeyUsage::server_auth(),
-    };
-    ee.verify_for_usage(
-        provider.signature_verification_algorithms.all,
-        bundle.anchors(),
-        intermediates,
-        now,
-        usage,
-        None,
-        None,
-    )
-    .map_err(|e| map_path_error(e, now, role))?;
-
-    // 2. Leaf rules (X509-SVID 4 and 5.2).
+    // 1. Leaf rules (X509-SVID 4 and 5.2).
     let id = check_leaf(leaf)?;
 
-    // 3. Trust domain: the ID must belong to the bundle's trust domain.
+    // 2. Trust domain: the chain must verify to the bundle of the ID's trust
+    // domain, so an ID of another trust domain fails here, before path
+    // validation (as go-spiffe's x509svid.Verify picks the bundle by the ID).
     if !bundle.accepts_trust_domain(id.trust_domain_str()) {
         return Err(SvidError::TrustDomainMismatch {
             id: id.to_string(),
             expected: bundle.trust_domain().to_string(),
         });
     }
+
+    // 3. Path validation (X509-SVID 5.1: "MUST follow RFC 5280 path validation").
+    let ee =
+        webpki::EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(e.to_string()))?;
+    let usage = match role {
+        PeerRole::Client => webpki::KeyUsage::client_auth(),
+        PeerRole::Server => webpki::KeyUsage::server_auth(),
+    };
+    let path = ee
+        .verify_for_usage(
+            provider.signature_verification_algorithms.all,
+            bundle.anchors(),
+            intermediates,
+            now,
+            usage,
+            None,
+            None,
+        )
+        .map_err(|e| map_path_error(e, now, role))?;
+    // webpki ignores key usage on CA certificates; RFC 5280 6.1.4 (n) and
+    // X509-SVID 4.3 do not: each signing certificate of the path (the trust
+    // anchor is not one) must set keyCertSign.
+    for cert in path.intermediate_certificates() {
+        check_signing_cert(&cert.der())?;
+    }
     Ok(id)
+}
+
+/// The X509-SVID rules for a signing certificate (an intermediate of a chain):
+/// "Signing certificates MUST set the `cA` field to `true`" (X509-SVID 4.1) and
+/// "SVID signing certificates MUST set `keyCertSign`" (X509-SVID 4.3).
+pub fn check_signing_cert(der: &CertificateDer<'_>) -> Result<(), SvidError> {
+    let cert = parse(der)?;
+    let bc = cert
+        .basic_constraints()
+        .map_err(|e| SvidError::Malformed(e.to_string()))?;
+    if !bc.is_some_and(|bc| bc.value.ca) {
+        return Err(SvidError::SigningCertNotCa);
+    }
+    let ku = cert
+        .key_usage()
+        .map_err(|e| SvidError::Malformed(e.to_string()))?;
+    if !ku.is_some_and(|ku| ku.value.key_cert_sign()) {
+        return Err(SvidError::SigningCertNoKeyCertSign {
+            subject: cert.subject().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// The X509-SVID leaf rules alone (no path validation): returns the SPIFFE ID.
@@ -271,6 +311,7 @@ fn map_path_error(e: webpki::Error, now: UnixTime, role: PeerRole) -> SvidError 
             now: now_s,
         },
         E::CaUsedAsEndEntity => SvidError::LeafIsCa,
+        E::EndEntityUsedAsCa => SvidError::SigningCertNotCa,
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => SvidError::MissingEku {
             purpose: match role {
                 PeerRole::Client => "clientAuth",

@@ -246,3 +246,21 @@ fn refuses_mismatched_or_unfit_ca_material() {
     let err = CertificateAuthority::from_pem("junk", "junk", None, None).unwrap_err();
     assert!(matches!(err, CaError::Pem(_) | CaError::BadKey(_)), "{err}");
 }
+
+#[test]
+fn refuses_a_signing_certificate_without_key_usage() {
+    // "The key usage extension MUST be set on all SVIDs" and "SVID signing
+    // certificates MUST set `keyCertSign`" (X509-SVID 4.3); go-spiffe x509svid
+    // "signing certificate must have 'keyCertSign' set as key usage".
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        format!("spiffe://{TD}").try_into().unwrap(),
+    )];
+    params.key_usages.clear();
+    let root = params.self_signed(&key).unwrap();
+    let err =
+        CertificateAuthority::from_pem(&root.pem(), &key.serialize_pem(), None, None).unwrap_err();
+    assert!(matches!(err, CaError::NoKeyCertSign), "{err}");
+}

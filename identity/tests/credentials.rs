@@ -62,3 +62,41 @@ fn refuses_a_certificate_that_is_not_an_svid() {
     let err = Credentials::new(vec![ca.cert.clone()], key, ca.bundle(TD)).unwrap_err();
     assert!(matches!(err, CredentialsError::Svid(_)), "{err}");
 }
+
+#[test]
+fn refuses_a_chain_whose_signing_certificates_are_not_signing_certificates() {
+    // go-spiffe x509svid svid_test (Parse of an SVID with its chain): "Signing
+    // certificate without CA flag" -> "signing certificate must have CA flag set
+    // to true"; "Signing certificate without 'keyCertSign' usage" -> "signing
+    // certificate must have 'keyCertSign' set as key usage" (X509-SVID 4.1, 4.3).
+    use palisade_identity::SvidError;
+    let root = common::TestCa::new(TD);
+    type Tweak = fn(&mut rcgen::CertificateParams);
+    let cases: [(&str, Tweak); 3] = [
+        ("not a ca", |p| p.is_ca = rcgen::IsCa::ExplicitNoCa),
+        ("crl sign only", |p| {
+            p.key_usages = vec![rcgen::KeyUsagePurpose::CrlSign]
+        }),
+        ("no key usage", |p| p.key_usages.clear()),
+    ];
+    for (cn, tweak) in cases {
+        let int = root.intermediate_with(TD, cn, tweak);
+        let (leaf, key) = int.sign(&common::good_leaf(ID));
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let err = Credentials::new(vec![leaf, int.cert.clone()], key, root.bundle(TD)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CredentialsError::Svid(
+                    SvidError::SigningCertNotCa | SvidError::SigningCertNoKeyCertSign { .. }
+                )
+            ),
+            "{cn}: {err}"
+        );
+    }
+    // A well-formed intermediate is accepted.
+    let int = root.intermediate(TD);
+    let (leaf, key) = int.sign(&common::good_leaf(ID));
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    Credentials::new(vec![leaf, int.cert.clone()], key, root.bundle(TD)).unwrap();
+}

@@ -209,8 +209,8 @@ fn rejects_a_leaf_without_digital_signature() {
 #[test]
 fn rejects_extended_key_usage_without_client_or_server_auth() {
     // "When included, fields `id-kp-serverAuth` and `id-kp-clientAuth` MUST be
-    // set." (X509-SVID 4.4). Checked as a client SVID: missing clientAuth is
-    // caught by path validation, missing serverAuth by the leaf rules.
+    // set." (X509-SVID 4.4). The leaf rules run first and demand both,
+    // whichever role the peer plays.
     let err = verify_tweaked(|p| {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     })
@@ -299,4 +299,180 @@ fn a_bundle_with_two_roots_accepts_leaves_of_both() {
         verify(&old.bundle(TD), &[leaf]),
         Err(SvidError::BadSignature)
     ));
+}
+
+/// Verifies a good leaf signed by an intermediate of `root` whose parameters
+/// `tweak` changed; the peer sends leaf then intermediate.
+fn verify_via_intermediate(
+    tweak: impl FnOnce(&mut rcgen::CertificateParams),
+) -> Result<String, SvidError> {
+    let root = TestCa::new(TD);
+    let int = root.intermediate_with(TD, "tweaked intermediate", tweak);
+    let (leaf, _) = int.sign(&good_leaf(ID));
+    verify(&root.bundle(TD), &[leaf, int.cert.clone()]).map(|id| id.to_string())
+}
+
+#[test]
+fn rejects_a_signing_certificate_without_key_cert_sign() {
+    // "SVID signing certificates MUST set `keyCertSign`." (X509-SVID 4.3); RFC
+    // 5280 6.1.4 (n): "If a key usage extension is present, verify that the
+    // keyCertSign bit is set."; go-spiffe x509svid svid_test "Signing
+    // certificate without 'keyCertSign' usage": "signing certificate must have
+    // 'keyCertSign' set as key usage".
+    let err =
+        verify_via_intermediate(|p| p.key_usages = vec![KeyUsagePurpose::CrlSign]).unwrap_err();
+    assert!(
+        matches!(err, SvidError::SigningCertNoKeyCertSign { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("keyCertSign"), "{err}");
+    // "The key usage extension MUST be set on all SVIDs" (X509-SVID 4.3): a
+    // signing certificate without it has no keyCertSign either (go-spiffe
+    // tests `KeyUsage&KeyUsageCertSign == 0`).
+    let err = verify_via_intermediate(|p| p.key_usages.clear()).unwrap_err();
+    assert!(
+        matches!(err, SvidError::SigningCertNoKeyCertSign { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn rejects_a_signing_certificate_that_is_not_a_ca() {
+    // "Signing certificates MUST set the `cA` field to `true`" (X509-SVID 4.1);
+    // go-spiffe x509svid svid_test "Signing certificate without CA flag":
+    // "signing certificate must have CA flag set to true".
+    for is_ca in [IsCa::ExplicitNoCa, IsCa::NoCa] {
+        let err = verify_via_intermediate(|p| p.is_ca = is_ca).unwrap_err();
+        assert!(matches!(err, SvidError::SigningCertNotCa), "{err}");
+        assert!(err.to_string().contains("CA flag"), "{err}");
+    }
+}
+
+#[test]
+fn enforces_the_path_len_constraint_of_signing_certificates() {
+    // "Valid X.509 SVID signing certificates MAY set the `pathLenConstraint`
+    // field" (X509-SVID 4.1), enforced by RFC 5280 6.1.4 (l)/(m) path
+    // validation (X509-SVID 5.1), as go-spiffe does through crypto/x509.
+    let root = TestCa::new(TD);
+    let int = root.intermediate_with(TD, "int pathlen 0", |p| {
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    });
+    let sub = int.intermediate_with(TD, "sub of pathlen 0", |_| {});
+    let (leaf, _) = sub.sign(&good_leaf(ID));
+    let err = verify(
+        &root.bundle(TD),
+        &[leaf, sub.cert.clone(), int.cert.clone()],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("PathLen"), "{err}");
+    // One level under an unconstrained intermediate is fine.
+    let int = root.intermediate_with(TD, "int unconstrained", |p| {
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    });
+    let sub = int.intermediate_with(TD, "sub of unconstrained", |_| {});
+    let (leaf, _) = sub.sign(&good_leaf(ID));
+    verify(
+        &root.bundle(TD),
+        &[leaf, sub.cert.clone(), int.cert.clone()],
+    )
+    .unwrap();
+}
+
+#[test]
+fn rejects_an_expired_signing_certificate() {
+    // RFC 5280 6.1.3 (a)(2): every certificate of the path must be within its
+    // validity window (X509-SVID 5.1), not only the leaf.
+    let err = verify_via_intermediate(|p| {
+        p.not_before = OffsetDateTime::now_utc() - Duration::from_secs(7200);
+        p.not_after = OffsetDateTime::now_utc() - Duration::from_secs(60);
+    })
+    .unwrap_err();
+    assert!(matches!(err, SvidError::Expired { .. }), "{err}");
+}
+
+#[test]
+fn rejects_an_id_of_a_trust_domain_without_a_bundle_before_path_validation() {
+    // go-spiffe x509svid verify_test "no roots for leaf cert domain": a leaf of
+    // domain1.test checked against the bundle of domain2.test fails on the
+    // trust domain ("no X.509 bundle found for trust domain"), since Verify
+    // picks the bundle of the ID's trust domain before it verifies the chain.
+    let ca1 = TestCa::new("domain1.test");
+    let ca2 = TestCa::new("domain2.test");
+    let (leaf, _) = ca1.sign(&good_leaf("spiffe://domain1.test/workload"));
+    let err = verify(&ca2.bundle("domain2.test"), &[leaf]).unwrap_err();
+    assert!(
+        matches!(err, SvidError::TrustDomainMismatch { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("domain1.test"), "{err}");
+}
+
+#[test]
+fn upstream_verify_cases() {
+    // go-spiffe x509svid verify_test TestVerify, case by case.
+    let ca1 = TestCa::new("domain1.test");
+    let bundle1 = ca1.bundle("domain1.test");
+    let good = good_leaf("spiffe://domain1.test/workload");
+    // "empty chain"
+    assert!(matches!(
+        verify(&bundle1, &[]),
+        Err(SvidError::NoCertificate)
+    ));
+    // "bad leaf cert id": sparfe://domain1.test/workload
+    let mut p = good.clone();
+    p.subject_alt_names = vec![SanType::URI(
+        "sparfe://domain1.test/workload".try_into().unwrap(),
+    )];
+    let (leaf, _) = ca1.sign(&p);
+    assert!(matches!(
+        verify(&bundle1, &[leaf]),
+        Err(SvidError::NotSpiffeScheme { .. })
+    ));
+    // "verification fails": ca2's roots as the bundle of domain1.test
+    let ca2 = TestCa::new("domain2.test");
+    let (leaf, _) = ca1.sign(&good);
+    assert!(verify(&ca2.bundle("domain1.test"), &[leaf]).is_err());
+    // "no URI SAN", "more than one URI SAN" (same URI twice)
+    let mut p = good.clone();
+    p.subject_alt_names.clear();
+    let (leaf, _) = ca1.sign(&p);
+    assert!(matches!(
+        verify(&bundle1, &[leaf]),
+        Err(SvidError::NoUriSan)
+    ));
+    let mut p = good.clone();
+    p.subject_alt_names.extend(good.subject_alt_names.clone());
+    let (leaf, _) = ca1.sign(&p);
+    assert!(matches!(
+        verify(&bundle1, &[leaf]),
+        Err(SvidError::MultipleUriSans { count: 2 })
+    ));
+    // "leaf is CA", "leaf has KeyUsageCertSign", "leaf has KeyUsageCRLSign"
+    let mut p = good.clone();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let (leaf, _) = ca1.sign(&p);
+    assert!(matches!(
+        verify(&bundle1, &[leaf]),
+        Err(SvidError::LeafIsCa)
+    ));
+    let mut p = good.clone();
+    p.key_usages.push(KeyUsagePurpose::KeyCertSign);
+    let (leaf, _) = ca1.sign(&p);
+    assert!(matches!(
+        verify(&bundle1, &[leaf]),
+        Err(SvidError::LeafKeyCertSign)
+    ));
+    let mut p = good.clone();
+    p.key_usages.push(KeyUsagePurpose::CrlSign);
+    let (leaf, _) = ca1.sign(&p);
+    assert!(matches!(
+        verify(&bundle1, &[leaf]),
+        Err(SvidError::LeafCrlSign)
+    ));
+    // "success"
+    let (leaf, _) = ca1.sign(&good);
+    assert_eq!(
+        verify(&bundle1, &[leaf]).unwrap(),
+        id("spiffe://domain1.test/workload")
+    );
 }

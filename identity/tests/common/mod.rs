@@ -55,17 +55,27 @@ impl TestCa {
 
     /// An intermediate CA signed by this root.
     pub fn intermediate(&self, td: &str) -> TestCa {
+        self.intermediate_with(td, &format!("test intermediate {td}"), |_| {})
+    }
+
+    /// An intermediate named `cn`, its parameters changed by `tweak` before
+    /// signing (to break one signing-certificate rule).
+    pub fn intermediate_with(
+        &self,
+        td: &str,
+        cn: &str,
+        tweak: impl FnOnce(&mut CertificateParams),
+    ) -> TestCa {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("test intermediate {td}"));
+        params.distinguished_name.push(DnType::CommonName, cn);
         params.subject_alt_names = vec![SanType::URI(format!("spiffe://{td}").try_into().unwrap())];
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(3600);
         params.not_after = OffsetDateTime::now_utc() + Duration::from_secs(7 * 86400);
+        tweak(&mut params);
         let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key).unwrap();
         let cert = params.signed_by(&key, &issuer).unwrap().der().clone();
         TestCa { cert, key }
