@@ -3,7 +3,7 @@
 mod common;
 
 use common::{TD, TestCa, good_leaf, verify};
-use palisade_identity::SpiffeId;
+use palisade_identity::{SpiffeId, TrustDomain};
 use proptest::prelude::*;
 use rustls::pki_types::CertificateDer;
 
@@ -13,6 +13,16 @@ proptest! {
         if let Ok(id) = SpiffeId::parse(&s) {
             prop_assert_eq!(id.as_str(), s.as_str());
             prop_assert_eq!(SpiffeId::parse(&id.to_string()).unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn trust_domain_new_never_panics(s in "\\PC{0,64}|[sS]piffe:/{0,3}[a-z0-9._:@-]{0,12}(/[a-zA-Z0-9._%?#-]{0,6}){0,4}/?") {
+        // Name or ID form (go-spiffe TrustDomainFromString): a result names a
+        // valid trust domain whose ID parses.
+        if let Ok(td) = TrustDomain::new(&s) {
+            prop_assert_eq!(TrustDomain::new(td.as_str()).unwrap(), td.clone());
+            prop_assert_eq!(SpiffeId::parse(td.id().as_str()).unwrap().trust_domain(), td);
         }
     }
 
