@@ -166,7 +166,7 @@ struct Mesh {
     server_cfg: PathBuf,
     client_sidecar: Sidecar,
     server_sidecar: Sidecar,
-    _www: tempfile::TempDir,
+    www: tempfile::TempDir,
     net: TestNet,
 }
 
@@ -237,7 +237,7 @@ fn mesh_with(
         server_cfg,
         client_sidecar,
         server_sidecar,
-        _www: www,
+        www,
         net,
     }
 }
@@ -492,4 +492,192 @@ fn ipv6_curl_through_two_sidecars() {
     assert_ok(&m.client, &url4, &[&m.client_sidecar, &m.server_sidecar]);
     // STRICT over IPv6 as well.
     assert_closed(&m.outsider, &url6);
+}
+
+/// The server's sidecar config of [`l7_authorization_h2_and_path_tricks`]:
+/// MERGE_SLASHES normalization; the client may GET `/hello.txt` and
+/// `/public/*`, but a DENY on `/public/private*` wins over that ALLOW.
+fn l7_server_config(m: &Mesh) -> String {
+    let client_peer = (&m.client, "x/client", id("x", "client"), "STRICT");
+    let base = proxy_config(
+        "s-l7",
+        ("y", "server"),
+        &m.server,
+        "STRICT",
+        OPEN,
+        OPEN,
+        &[client_peer],
+    );
+    let base = base.replace(
+        &format!("mesh: {{ trustDomain: {TD} }}"),
+        &format!("mesh: {{ trustDomain: {TD}, pathNormalization: MERGE_SLASHES }}"),
+    );
+    format!(
+        r#"{base}authorization:
+  - name: y/allow-client
+    action: ALLOW
+    rules:
+      - from: [{{ principals: ["{TD}/ns/x/sa/client"] }}]
+        to: [{{ methods: [GET, HEAD], paths: ["/hello.txt", "/public/*"] }}]
+  - name: y/deny-private
+    action: DENY
+    rules:
+      - to: [{{ paths: ["/public/private*"] }}]
+"#
+    )
+}
+
+/// `curl` from `pod` with extra arguments: (HTTP code, HTTP version,
+/// response headers).
+fn curl_code(pod: &Pod, extra: &[&str], url: &str) -> (String, String, String) {
+    let mut args = vec!["curl", "-sS", "-m", "5", "-o", "/dev/null", "-D", "-"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-w", "\n%{http_code} %{http_version}", url]);
+    let out = pod.exec(&args).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (headers, last) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let (code, version) = last.split_once(' ').unwrap_or((last, ""));
+    (
+        code.to_string(),
+        version.to_string(),
+        headers.to_lowercase(),
+    )
+}
+
+/// L7 authorization under real capture: an unmodified `curl` (HTTP/1.1
+/// and HTTP/2 prior knowledge) and `h2load` in the client pod, two
+/// sidecars, `python3 -m http.server` as the app. ALLOW, no match, and
+/// DENY over ALLOW; each path trick of the issue decided on the normalized
+/// path (Istio's MERGE_SLASHES: RFC 3986 normalization, then `//` merged).
+#[test]
+fn l7_authorization_h2_and_path_tricks() {
+    require_tools(&[("h2load", "nghttp2-client")]);
+    let m = mesh("meshl7", "STRICT", OPEN, OPEN);
+    for (path, body) in [
+        ("public/index.txt", "public page\n"),
+        ("public/private.txt", "private page\n"),
+        ("admin/secret.txt", "secret\n"),
+        ("Admin/secret.txt", "secret\n"),
+        ("admin/x", "secret\n"),
+    ] {
+        let file = m.www.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, body).unwrap();
+    }
+    let base = format!("http://{}:8080", m.server.ip);
+    let ok_before = curl_code(&m.client, &[], &format!("{base}/admin/secret.txt")).0;
+    assert_eq!(ok_before, "200", "no authorization yet: the app answers");
+    let cfg = l7_server_config(&m);
+    let enforced = reload_until(&m.server_cfg, &cfg, || {
+        curl_code(&m.client, &[], &format!("{base}/admin/secret.txt")).0 == "403"
+    });
+    assert!(
+        enforced,
+        "the L7 policy was not applied: {}",
+        m.server_sidecar.log_text()
+    );
+
+    let h1: &[&str] = &["--path-as-is"];
+    let h2: &[&str] = &["--path-as-is", "--http2-prior-knowledge"];
+    for proto in [h1, h2] {
+        let want_version = if proto.len() == 2 { "2" } else { "1.1" };
+        let cases = [
+            // ALLOW matches.
+            ("/hello.txt", "200"),
+            ("/public/index.txt", "200"),
+            // No ALLOW matches: denied.
+            ("/admin/secret.txt", "403"),
+            // DENY wins over the ALLOW that also matches.
+            ("/public/private.txt", "403"),
+            // Path tricks, decided on the normalized path.
+            ("/public/../admin/secret.txt", "403"),
+            ("//admin/secret.txt", "403"),
+            ("/%2e%2e/admin/secret.txt", "403"),
+            ("/admin%2Fx", "403"),
+            ("/Admin/secret.txt", "403"),
+            ("/public//private.txt", "403"),
+            ("/public/%70rivate.txt", "403"),
+            ("/public/./private.txt", "403"),
+            // Normalization also lets equivalent spellings of an allowed
+            // path through, and the app is sent the normalized path.
+            ("/public//index.txt", "200"),
+            ("/public/./index.txt", "200"),
+            ("/x/../hello.txt", "200"),
+            // A path that cannot be normalized safely is refused.
+            ("/public/%00index.txt", "400"),
+        ];
+        for (path, want) in cases {
+            let (code, version, headers) = curl_code(&m.client, proto, &format!("{base}{path}"));
+            assert_eq!(
+                (code.as_str(), version.as_str()),
+                (want, want_version),
+                "{proto:?} GET {path}\nheaders:\n{headers}\nserver sidecar:\n{}",
+                m.server_sidecar.log_text()
+            );
+            if want == "403" {
+                assert!(
+                    headers.contains("x-palisade-denied-by: "),
+                    "a 403 names the deciding policy: {headers}"
+                );
+            }
+        }
+    }
+    // The denial says which policy decided.
+    let (_, _, headers) = curl_code(&m.client, h2, &format!("{base}/public/private.txt"));
+    assert!(
+        headers.contains("x-palisade-denied-by: y/deny-private#0"),
+        "{headers}"
+    );
+    let (_, _, headers) = curl_code(&m.client, h1, &format!("{base}/admin/secret.txt"));
+    assert!(
+        headers.contains("x-palisade-denied-by: allow-policies#none-matched"),
+        "{headers}"
+    );
+
+    // h2load: HTTP/2 prior knowledge, 4 connections with 8 streams each,
+    // bounded at 400 requests; every one must succeed with a 200.
+    let out = m
+        .client
+        .exec(&[
+            "h2load",
+            "-n",
+            "400",
+            "-c",
+            "4",
+            "-m",
+            "8",
+            "-T",
+            "10",
+            &format!("{base}/hello.txt"),
+        ])
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("Application protocol: h2c")
+            && report.contains("400 succeeded, 0 failed, 0 errored, 0 timeout")
+            && report.contains("status codes: 400 2xx"),
+        "h2load through two sidecars:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And a denied path under load is denied every time.
+    let out = m
+        .client
+        .exec(&[
+            "h2load",
+            "-n",
+            "100",
+            "-c",
+            "2",
+            "-m",
+            "4",
+            "-T",
+            "10",
+            &format!("{base}/admin/secret.txt"),
+        ])
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("status codes: 0 2xx, 0 3xx, 100 4xx, 0 5xx"),
+        "h2load to a denied path:\n{report}"
+    );
 }
