@@ -199,6 +199,43 @@ fn more_than_two_policy_types_are_rejected() {
     load(&[&np.replace(", Egress, Ingress", ", Ingress")]);
 }
 
+// apimachinery ValidateLabelSelector: matchLabels go through ValidateLabels
+// and each requirement key through ValidateLabelName (IsQualifiedName), its
+// values through IsValidLabelValue; the API server rejects a selector that
+// could never match a valid label.
+#[test]
+fn selector_label_keys_and_values_are_validated() {
+    let np = |sel: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector: {{}}\n  ingress:\n    - from:\n        - podSelector: {sel}\n"
+        )
+    };
+    for bad in [
+        "{matchLabels: {'bad key!': x}}",
+        "{matchLabels: {'-app': x}}",
+        "{matchLabels: {'Example.com/app': x}}",
+        "{matchLabels: {'a/b/c': x}}",
+        "{matchLabels: {'/app': x}}",
+        "{matchLabels: {app: 'bad value!'}}",
+        "{matchLabels: {app: '-x'}}",
+        "{matchExpressions: [{key: 'bad key!', operator: Exists}]}",
+        "{matchExpressions: [{key: app, operator: In, values: ['a b']}]}",
+    ] {
+        let e = errors(&[&np(bad)]);
+        assert!(
+            e[0].contains("spec.ingress[0].from[0].podSelector"),
+            "{bad}: {e:?}"
+        );
+    }
+    for good in [
+        "{matchLabels: {app: ''}}",
+        "{matchLabels: {kubernetes.io/metadata.name: x, app.k8s_io-2: A.b_c-3}}",
+        "{matchExpressions: [{key: example.com/tier, operator: NotIn, values: ['', web]}]}",
+    ] {
+        load(&[&np(good)]);
+    }
+}
+
 fn ap(spec: &str) -> String {
     format!(
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  namespace: x\n  name: ap\nspec:\n{spec}\n"

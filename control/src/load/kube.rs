@@ -284,7 +284,80 @@ pub(super) fn service(
 }
 
 fn selector(field: &str, sel: &LabelSelector) -> Result<Selector, FieldError> {
+    // apimachinery ValidateLabelSelector: matchLabels through ValidateLabels,
+    // requirement keys through ValidateLabelName, their values through
+    // IsValidLabelValue.
+    for (k, v) in sel.match_labels.iter().flatten() {
+        if !valid_label_key(k) {
+            return Err(FieldError::new(
+                format!("{field}.matchLabels"),
+                format!("{k:?} is not a valid label key ({LABEL_KEY_RULE})"),
+            ));
+        }
+        if !valid_label_value(v) {
+            return Err(FieldError::new(
+                format!("{field}.matchLabels[{k}]"),
+                format!("{v:?} is not a valid label value ({LABEL_VALUE_RULE})"),
+            ));
+        }
+    }
+    for (i, req) in sel.match_expressions.iter().flatten().enumerate() {
+        if !req.key.is_empty() && !valid_label_key(&req.key) {
+            return Err(FieldError::new(
+                format!("{field}.matchExpressions[{i}].key"),
+                format!("{:?} is not a valid label key ({LABEL_KEY_RULE})", req.key),
+            ));
+        }
+        if let Some(v) = req.values.iter().flatten().find(|v| !valid_label_value(v)) {
+            return Err(FieldError::new(
+                format!("{field}.matchExpressions[{i}].values"),
+                format!("{v:?} is not a valid label value ({LABEL_VALUE_RULE})"),
+            ));
+        }
+    }
     Selector::from_k8s(sel).map_err(|e| FieldError::new(field, e))
+}
+
+const LABEL_KEY_RULE: &str = "an optional DNS subdomain prefix and '/', then 1-63 alphanumerics, '-', '_' or '.', beginning and ending with an alphanumeric";
+const LABEL_VALUE_RULE: &str =
+    "empty, or 1-63 alphanumerics, '-', '_' or '.', beginning and ending with an alphanumeric";
+
+/// IsQualifiedName: `[prefix/]name`, the prefix a DNS-1123 subdomain.
+fn valid_label_key(k: &str) -> bool {
+    match k.split_once('/') {
+        Some((prefix, name)) => valid_dns_subdomain(prefix) && valid_label_name(name),
+        None => valid_label_name(k),
+    }
+}
+
+/// IsValidLabelValue: empty or a valid name part.
+fn valid_label_value(v: &str) -> bool {
+    v.is_empty() || valid_label_name(v)
+}
+
+/// The name part of a qualified name: at most 63 characters,
+/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`.
+fn valid_label_name(s: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    s.len() <= 63
+        && edge(s.chars().next())
+        && edge(s.chars().last())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// IsDNS1123Subdomain: at most 253 characters, dot-separated labels of
+/// lowercase alphanumerics and '-', each beginning and ending alphanumeric.
+fn valid_dns_subdomain(s: &str) -> bool {
+    let label = |l: &str| {
+        let edge =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        edge(l.chars().next())
+            && edge(l.chars().last())
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    s.len() <= 253 && s.split('.').all(label)
 }
 
 fn parse_net(field: &str, s: &str) -> Result<IpNet, FieldError> {
