@@ -5,8 +5,10 @@
 //! same helpers (`ExpectPeer`, `ExpectAllIngress`, ...) as upstream.
 mod policy_support;
 
+use palisade_api::Protocol;
 use palisade_api::Protocol::{Sctp, Tcp, Udp};
-use policy_support::{Peer, Reachability, validate, xyz_ip};
+use palisade_control::compile::Compiler;
+use policy_support::{Peer, Reachability, allowed, check_pods, load, validate, xyz_ip};
 
 /// A NetworkPolicy as upstream's generators make it: `SetSpecEgressRules`
 /// also appends `policyTypes: [Egress]`, so an egress-only policy does not
@@ -664,4 +666,66 @@ fn policy_types_default_ignores_an_empty_egress_list() {
         );
         validate(&p, 80, Tcp, &Reachability::new(true));
     }
+}
+
+/// Two namespaces whose pods give the container port name `http` different
+/// numbers (and `dns` only on UDP), for the named-port cases below.
+fn named_port_topology() -> String {
+    let mut out = String::new();
+    for (ns, pod, ip, http) in [
+        ("x", "client", "10.1.0.1", 80),
+        ("y", "a", "10.2.0.1", 8080),
+        ("y", "b", "10.2.0.2", 9090),
+    ] {
+        out += &format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  namespace: {ns}\n  name: {pod}\n  labels: {{pod: {pod}}}\nspec:\n  containers:\n    - name: c\n      ports:\n        - {{name: http, containerPort: {http}}}\n        - {{name: dns, containerPort: 53, protocol: UDP}}\n        - {{containerPort: 8080}}\n        - {{containerPort: 9090}}\nstatus:\n  podIP: {ip}\n"
+        );
+    }
+    out
+}
+
+fn named_port_allowed(policies: &str, from: &str, to: &str, port: u16, proto: Protocol) -> bool {
+    let topology = named_port_topology();
+    let cluster = load(&[&topology, policies]);
+    let compiler = Compiler::new(&cluster);
+    allowed(&check_pods(&compiler, from, to, port, proto))
+}
+
+// API reference, NetworkPolicyPort.port: "If present, only traffic on the
+// specified protocol AND port will be matched"; a named port is the
+// container port of that name on the destination pod, so one egress rule
+// allows different numbers towards different pods (upstream: "should allow
+// egress access on one named port"; policy-assistant matches a named port
+// against the destination's resolved port name and protocol).
+#[test]
+fn egress_named_port_resolves_per_destination_pod() {
+    let p = np(
+        "x",
+        "egress-http",
+        "  podSelector: {}\n  egress:\n    - to:\n        - namespaceSelector: {}\n      ports:\n        - port: http",
+    );
+    assert!(named_port_allowed(&p, "x/client", "y/a", 8080, Tcp));
+    assert!(named_port_allowed(&p, "x/client", "y/b", 9090, Tcp));
+    assert!(!named_port_allowed(&p, "x/client", "y/a", 9090, Tcp));
+    assert!(!named_port_allowed(&p, "x/client", "y/b", 8080, Tcp));
+    assert!(!named_port_allowed(&p, "x/client", "y/a", 8080, Udp));
+}
+
+// Same for ingress: "the selected pod's" port of that name, and a named port
+// matches only with the policy's protocol (TCP when omitted).
+#[test]
+fn ingress_named_port_resolves_per_selected_pod_and_protocol() {
+    let p = np(
+        "y",
+        "ingress-http",
+        "  podSelector: {}\n  ingress:\n    - ports:\n        - port: http\n        - port: dns",
+    );
+    assert!(named_port_allowed(&p, "x/client", "y/a", 8080, Tcp));
+    assert!(named_port_allowed(&p, "x/client", "y/b", 9090, Tcp));
+    assert!(!named_port_allowed(&p, "x/client", "y/b", 8080, Tcp));
+    // `dns` is a UDP port: `port: dns` defaults to TCP and matches nothing.
+    assert!(!named_port_allowed(&p, "x/client", "y/a", 53, Udp));
+    assert!(!named_port_allowed(&p, "x/client", "y/a", 53, Tcp));
+    let udp = p.replace("port: dns", "port: dns\n          protocol: UDP");
+    assert!(named_port_allowed(&udp, "x/client", "y/a", 53, Udp));
 }
