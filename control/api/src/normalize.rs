@@ -7,8 +7,9 @@
 //!    become `\`;
 //! 2. (`BASE` and stricter) RFC 3986 normalization: percent-encoded
 //!    unreserved characters are decoded once (no double decoding), other
-//!    percent-encodings get upper-case hex, `\` becomes `/`, and dot segments
-//!    are removed (RFC 3986 section 5.2.4);
+//!    percent-encodings are kept as sent (hex case included, as Envoy's
+//!    canonicalizer does), `\` becomes `/`, and dot segments are removed
+//!    (RFC 3986 section 5.2.4);
 //! 3. (`MERGE_SLASHES` and stricter) runs of `/` are merged.
 //!
 //! The query is never part of the matched path but is kept, unchanged, so the
@@ -188,9 +189,9 @@ fn base(path: &str) -> String {
     remove_dot_segments(&canonical_encoding(path))
 }
 
-/// Decodes percent-encoded unreserved characters once, upper-cases the hex of
-/// the others, turns `\` into `/` and escapes the few characters a canonical
-/// path never carries raw. Input is already validated (visible ASCII, valid
+/// Decodes percent-encoded unreserved characters once, keeps the others as
+/// sent (hex case included), turns `\` into `/` and escapes the few
+/// characters a canonical path never carries raw. Input is already validated (visible ASCII, valid
 /// triplets).
 fn canonical_encoding(path: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -206,9 +207,10 @@ fn canonical_encoding(path: &str) -> String {
                 if is_unreserved(decoded) {
                     out.push(decoded as char);
                 } else {
-                    out.push('%');
-                    out.push(HEX[usize::from(decoded >> 4)] as char);
-                    out.push(HEX[usize::from(decoded & 0xf)] as char);
+                    // Kept as sent: Envoy copies an escape it does not
+                    // decode exactly, "in case the server is sensitive to
+                    // changing the case of any hex letters".
+                    out.push_str(&path[i..i + 3]);
                 }
                 i += 3;
             }
@@ -216,7 +218,8 @@ fn canonical_encoding(path: &str) -> String {
                 out.push('/');
                 i += 1;
             }
-            b'"' | b'<' | b'>' | b'`' | b'{' | b'}' => {
+            // Envoy's `kPathCharLookup` marks these ESCAPE.
+            b'"' | b'<' | b'>' | b'^' | b'`' | b'{' | b'|' | b'}' => {
                 out.push('%');
                 out.push(HEX[usize::from(b >> 4)] as char);
                 out.push(HEX[usize::from(b & 0xf)] as char);

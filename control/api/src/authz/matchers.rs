@@ -101,7 +101,8 @@ impl PathPattern {
     /// Istio path templates (Envoy's `uri_template` matcher): "`{*}`: matches
     /// a single path component, up to the next path separator: /", "`{**}`:
     /// matches zero or more path segments. If present, must be the last
-    /// operator." An operator must fill its whole segment.
+    /// operator." An operator must fill its whole segment; the other
+    /// segments are literals of RFC 3986 pchars (Istio's validation).
     pub(crate) fn parse(value: &str) -> Result<Self, String> {
         if !value.contains('{') && !value.contains('}') {
             return StrPattern::parse(value, false).map(PathPattern::Str);
@@ -144,6 +145,17 @@ impl PathPattern {
         }
         if !literal.is_empty() {
             pieces.push(TemplatePiece::Literal(literal.into()));
+        }
+        // Istio's `CheckValidPathTemplate`: between the trimmed leading and
+        // trailing slashes, every other segment must be a "valid string
+        // literal" (RFC 3986 pchars without `*`), so not empty either.
+        if let Some(bad) = value.trim_matches('/').split('/').find(|s| {
+            !matches!(*s, "{*}" | "{**}") && (s.is_empty() || !s.bytes().all(is_template_char))
+        }) {
+            return Err(format!(
+                "path template {value:?}: segment {bad:?} is not a valid literal \
+                 (non-empty, letters, digits and -._~%!$&'()+,;:@= only)"
+            ));
         }
         Ok(PathPattern::Template(pieces))
     }

@@ -41,8 +41,8 @@ pub struct AuthzError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
     "unsupported condition key {key:?}: {reason}; supported keys: request.headers[<name>], \
-     source.ip, remote.ip, source.namespace, source.principal, destination.ip, \
-     destination.port, connection.sni"
+     source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, \
+     destination.ip, destination.port, connection.sni"
 )]
 pub struct ConditionKeyError {
     pub key: String,
@@ -56,6 +56,7 @@ pub(crate) enum ConditionKey {
     RemoteIp,
     SourceNamespace,
     SourcePrincipal,
+    SourceServiceAccount,
     DestinationIp,
     DestinationPort,
     ConnectionSni,
@@ -78,6 +79,8 @@ pub(crate) fn parse_condition_key(key: &str) -> Result<ConditionKey, ConditionKe
         "remote.ip" => ConditionKey::RemoteIp,
         "source.namespace" => ConditionKey::SourceNamespace,
         "source.principal" => ConditionKey::SourcePrincipal,
+        // Istio's model.go: `case k == attrSrcServiceAccount`.
+        "source.serviceAccount" => ConditionKey::SourceServiceAccount,
         "destination.ip" => ConditionKey::DestinationIp,
         "destination.port" => ConditionKey::DestinationPort,
         "connection.sni" => ConditionKey::ConnectionSni,
@@ -366,6 +369,12 @@ impl Compiler<'_> {
                 self.principals(&format!("{at}.values"), pos)?,
                 self.principals(&format!("{at}.notValues"), neg)?,
                 Values::Principal,
+            ),
+            ConditionKey::SourceServiceAccount => push(
+                out,
+                self.service_accounts(&format!("{at}.values"), pos)?,
+                self.service_accounts(&format!("{at}.notValues"), neg)?,
+                Values::ServiceAccount,
             ),
             ConditionKey::RequestHeader(name) => push(
                 out,

@@ -1,0 +1,115 @@
+//! Cases taken from upstream Istio and Envoy sources, where Palisade used to
+//! deviate: each test names the source it follows.
+mod common;
+
+use common::*;
+use palisade_api::PathNormalization::{Base, DecodeAndMergeSlashes, MergeSlashes};
+use palisade_api::authz::CompiledAuthz;
+use palisade_api::normalize::normalize_path;
+
+/// Envoy's path canonicalizer (`source/common/chromium_url/url_canon_path.cc`,
+/// the `BASE` normalization Istio configures): an escape that stays escaped
+/// is copied exactly, "in case the server is sensitive to changing the case
+/// of any hex letters"; only unreserved characters are decoded (istio.io,
+/// "Authorization Policy Normalization", table of `%HH`).
+#[test]
+fn base_keeps_the_hex_case_of_escapes_it_does_not_decode() {
+    for mode in [Base, MergeSlashes, DecodeAndMergeSlashes] {
+        let n = |p: &str| normalize_path(p, mode).unwrap().path().to_owned();
+        assert_eq!(n("/a%3ab"), "/a%3ab", "{mode:?}");
+        assert_eq!(n("/caf%c3%a9"), "/caf%c3%a9", "{mode:?}");
+        assert_eq!(n("/a%3Ab"), "/a%3Ab", "{mode:?}");
+        // Unreserved characters are decoded, whatever the hex case.
+        assert_eq!(n("/%61%62%63/%2D%5f%7E"), "/abc/-_~", "{mode:?}");
+    }
+    // `%2f` is not decoded by BASE or MERGE_SLASHES, so it is kept as sent.
+    assert_eq!(
+        normalize_path("/admin%2fx", Base).unwrap().path(),
+        "/admin%2fx"
+    );
+    assert_eq!(
+        normalize_path("/admin%2fx", MergeSlashes).unwrap().path(),
+        "/admin%2fx"
+    );
+    // The normalization page's own example.
+    assert_eq!(
+        normalize_path("/some%2fdata/%61%62%63", DecodeAndMergeSlashes)
+            .unwrap()
+            .path(),
+        "/some/data/abc"
+    );
+}
+
+/// `kPathCharLookup` in the same file marks raw `^` and `|` (with `"`, `<`,
+/// `>`, `` ` ``, `{`, `}`) as ESCAPE: the canonical path carries them
+/// percent-encoded with upper-case hex (`AppendEscapedChar`).
+#[test]
+fn base_escapes_raw_caret_and_pipe() {
+    for mode in [Base, MergeSlashes, DecodeAndMergeSlashes] {
+        let n = |p: &str| normalize_path(p, mode).unwrap().path().to_owned();
+        assert_eq!(n("/a^b"), "/a%5Eb", "{mode:?}");
+        assert_eq!(n("/a|b"), "/a%7Cb", "{mode:?}");
+        assert_eq!(n("/a{b}"), "/a%7Bb%7D", "{mode:?}");
+    }
+    let authz =
+        compile("- name: ns/p\n  action: DENY\n  rules:\n  - to:\n    - paths: [\"/a%7Cb\"]\n");
+    let path = normalize_path("/a|b", Base).unwrap();
+    assert!(!get(path.path()).allowed(&authz));
+}
+
+/// Istio `security.CheckValidPathTemplate`: in a path with `{*}` or `{**}`,
+/// every segment between the (trimmed) leading and trailing slashes that is
+/// not an operator must be a "valid string literal", `^[a-zA-Z0-9-._~%!$&'()
+/// +,;:@=]+$` ("Envoy's valid pchar requirements"), so an empty segment
+/// (`//`) or a space is refused.
+#[test]
+fn path_template_literals_must_be_pchars() {
+    let compiles = |path: &str| {
+        let yaml =
+            format!("- name: ns/p\n  action: DENY\n  rules:\n  - to:\n    - paths: [{path:?}]\n");
+        CompiledAuthz::new(&policies(&yaml), &mesh()).map(|_| ())
+    };
+    for bad in [
+        "/foo//{*}",
+        "/{*}//bar",
+        "/fo o/{*}",
+        "/a\"b/{*}",
+        "/a/{**}/b[c]",
+        "/a^/{*}",
+    ] {
+        let err = compiles(bad).expect_err(bad);
+        assert!(err.to_string().contains("paths[0]"), "{err}");
+    }
+    for ok in [
+        "/foo/{*}/",
+        "/foo/{**}/",
+        "/v1/{*}/items;v=2",
+        "/a-b_c.d~e/%20/{*}",
+        "/user@host:x/{*}/$&'()+,=!",
+    ] {
+        assert!(compiles(ok).is_ok(), "{ok}");
+    }
+}
+
+/// Istio `authz/model/model.go` (`New`): `case k == attrSrcServiceAccount:`
+/// the `when` key `source.serviceAccount` ("e.g. \"default/productpage\"")
+/// matches like `serviceAccounts`; `security.ValidateAttribute` checks its
+/// values with `CheckServiceAccount` ("wildcard not allowed").
+#[test]
+fn source_service_account_condition() {
+    let when = |field: &str, values: &str| {
+        format!(
+            "- name: ns/p\n  action: ALLOW\n  rules:\n  - when:\n    - key: source.serviceAccount\n      {field}: {values}\n"
+        )
+    };
+    let authz = compile(&when("values", r#"["default/sleep"]"#));
+    assert!(tcp_from(Some("cluster.local/ns/default/sa/sleep")).allowed(&authz));
+    assert!(!tcp_from(Some("cluster.local/ns/default/sa/other")).allowed(&authz));
+    assert!(!tcp_from(Some("cluster.local/ns/other/sa/sleep")).allowed(&authz));
+    assert!(!tcp_from(None).allowed(&authz), "requires mTLS");
+    let not = compile(&when("notValues", r#"["default/sleep"]"#));
+    assert!(!tcp_from(Some("cluster.local/ns/default/sa/sleep")).allowed(&not));
+    assert!(tcp_from(Some("cluster.local/ns/default/sa/x")).allowed(&not));
+    let wildcard = when("values", r#"["default/*"]"#);
+    assert!(CompiledAuthz::new(&policies(&wildcard), &mesh()).is_err());
+}
