@@ -417,3 +417,117 @@ fn conflicting_namespace_policies_pick_first_by_name_and_lint_warns() {
         "{findings:#?}"
     );
 }
+
+// Istio `ComposePeerAuthentication` (pilot/pkg/security/authn): a policy
+// with `spec.Selector == nil || len(spec.Selector.MatchLabels) == 0` is
+// namespace-level (mesh-level in the root namespace); a policy with a
+// selector counts as workload-level only `else if cfg.Namespace !=
+// rootNamespace` ("Workload-level configs should not be in root namespace
+// ... they will be safely ignored").
+#[test]
+fn peer_authentication_empty_selector_and_root_namespace_selector() {
+    let gw = pod("istio-system", "gw", "gw", "{app: gw}", "198.18.9.10");
+    // Empty matchLabels in the root namespace: mesh-wide.
+    let c = cluster(&pa(
+        "istio-system",
+        "default",
+        "  selector:\n    matchLabels: {}\n  mtls: {mode: STRICT}",
+    ));
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Strict);
+    assert_eq!(mode(&c, "dev", "client").0, MtlsMode::Strict);
+    // Empty matchLabels in a namespace: namespace-level, so two such
+    // policies conflict and the first (oldest in Istio) wins; a real
+    // workload-level policy still overrides it.
+    let c = cluster(
+        &(pa("foo", "a-ns", "  mtls: {mode: DISABLE}")
+            + &pa(
+                "foo",
+                "b-empty",
+                "  selector: {matchLabels: {}}\n  mtls: {mode: STRICT}",
+            )),
+    );
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Disable);
+    // A selector policy in the root namespace is ignored, also for the root
+    // namespace's own workloads.
+    let c = load(&[
+        &mesh(),
+        &gw,
+        &pa(
+            "istio-system",
+            "gw",
+            "  selector:\n    matchLabels: {app: gw}\n  mtls: {mode: STRICT}",
+        ),
+    ]);
+    assert_eq!(mode(&c, "istio-system", "gw").0, MtlsMode::Permissive);
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Permissive);
+}
+
+// Istio `ValidatePeerAuthentication`: `emptySelector := in.Selector == nil
+// || len(in.Selector.MatchLabels) == 0`; "mesh/namespace peer
+// authentication cannot have port level mTLS".
+#[test]
+fn port_level_mtls_with_an_empty_selector_is_refused() {
+    let bad = pa(
+        "foo",
+        "p",
+        "  selector:\n    matchLabels: {}\n  mtls: {mode: STRICT}\n  portLevelMtls:\n    8080: {mode: DISABLE}",
+    );
+    let err = policy_support::try_load(&[&mesh(), &bad]).expect_err("must be refused");
+    assert!(err.to_string().contains("portLevelMtls"), "{err}");
+}
+
+// Istio reads `istio.io/dry-run` with Go's `strconv.ParseBool` (builder
+// `isDryRun`, validation `checkDryRunAnnotation`), and validation refuses
+// it on other actions: "the annotation istio.io/dry-run currently only
+// supports action ALLOW/DENY".
+#[test]
+fn dry_run_annotation_values_and_actions() {
+    let with = |value: &str, action: &str| {
+        ap(
+            "foo",
+            "dry",
+            &format!("  action: {action}\n  rules:\n    - {{}}"),
+        )
+        .replace(
+            "metadata:\n",
+            &format!("metadata:\n  annotations: {{istio.io/dry-run: \"{value}\"}}\n"),
+        )
+    };
+    for yes in ["true", "True", "TRUE", "t", "T", "1"] {
+        let c = cluster(&with(yes, "DENY"));
+        assert!(
+            get(&c, "dev/client", "GET", "/"),
+            "{yes}: dry-run, not enforced"
+        );
+    }
+    for no in ["false", "False", "FALSE", "f", "F", "0"] {
+        let c = cluster(&with(no, "DENY"));
+        assert!(!get(&c, "dev/client", "GET", "/"), "{no}: enforced");
+    }
+    for bad in ["yes", "on", ""] {
+        let docs = [mesh(), with(bad, "DENY")];
+        assert!(
+            policy_support::try_load(&[&docs[0], &docs[1]]).is_err(),
+            "{bad:?} is not a boolean"
+        );
+    }
+    let docs = [mesh(), with("true", "AUDIT")];
+    let err = policy_support::try_load(&[&docs[0], &docs[1]]).expect_err("AUDIT dry-run");
+    assert!(err.to_string().contains("dry-run"), "{err}");
+}
+
+// Istio `serviceAccountRegex`: "The specifier takes a `<name>` or
+// `<namespace>/<name>` value. If namespace is elided, defaultNamespace is
+// used" (the policy's namespace), for `serviceAccounts` and for the `when`
+// key `source.serviceAccount` alike.
+#[test]
+fn source_service_account_condition_defaults_to_the_policy_namespace() {
+    let c = cluster(&ap(
+        "foo",
+        "sa",
+        "  action: ALLOW\n  rules:\n    - when:\n        - key: source.serviceAccount\n          values: [\"other\", \"default/sleep\"]",
+    ));
+    assert!(get(&c, "foo/other", "GET", "/"));
+    assert!(get(&c, "default/sleep", "GET", "/"));
+    assert!(!get(&c, "test/client", "GET", "/"));
+}

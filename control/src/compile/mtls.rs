@@ -1,5 +1,6 @@
 //! PeerAuthentication precedence: mesh-wide (root namespace, no selector) <
-//! namespace-wide (no selector) < workload (selector); `portLevelMtls` by
+//! namespace-wide (no selector) < workload (selector, not in the root
+//! namespace, where Istio ignores it); `portLevelMtls` by
 //! container port on the workload level; `UNSET` inherits from the parent
 //! level; `PERMISSIVE` where nothing is set. Istio resolves two policies on
 //! the same level by age; without timestamps we take the first by name (and
@@ -40,8 +41,12 @@ pub fn levels<'a>(cluster: &'a Cluster, pod: &Pod) -> [Option<&'a PeerAuthentica
         pas.iter()
             .filter(|p| p.namespace == pod.namespace && p.selector.is_none()),
     );
+    // Istio ignores selector policies in the root namespace ("Workload-level
+    // configs should not be in root namespace").
     let workload = first(pas.iter().filter(|p| {
-        p.namespace == pod.namespace && p.selector.as_ref().is_some_and(|s| s.matches(&pod.labels))
+        p.namespace == pod.namespace
+            && p.namespace != root
+            && p.selector.as_ref().is_some_and(|s| s.matches(&pod.labels))
     }));
     [mesh, ns, workload]
 }

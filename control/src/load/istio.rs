@@ -103,9 +103,13 @@ pub(super) fn peer_authentication(
     let _ = obj.metadata;
     let spec = obj.spec.unwrap_or_default();
     let mut errors = Vec::new();
+    // Istio (`ComposePeerAuthentication`, `ValidatePeerAuthentication`):
+    // `spec.Selector == nil || len(spec.Selector.MatchLabels) == 0` is a
+    // mesh- or namespace-level policy, so an empty selector is no selector.
     let selector = spec
         .selector
         .as_ref()
+        .filter(|s| !s.match_labels.is_empty())
         .map(|s| Selector::from_match_labels(&s.match_labels));
     let m = mode("spec.mtls.mode", spec.mtls.as_ref())
         .map_err(|e| errors.push(e))
@@ -306,24 +310,11 @@ fn source(
             "JWT request principals are not supported by Palisade (no RequestAuthentication); remove the field",
         ));
     }
-    // Istio: serviceAccounts are `<namespace>/<serviceaccount>` or `<sa>`
-    // meaning the policy's own namespace.
-    let sa = |v: &Vec<String>| -> Vec<String> {
-        v.iter()
-            .map(|s| {
-                if s.contains('/') {
-                    s.clone()
-                } else {
-                    format!("{policy_ns}/{s}")
-                }
-            })
-            .collect()
-    };
     AuthzSource {
         principals: s.principals.clone(),
         not_principals: s.not_principals.clone(),
-        service_accounts: sa(&s.service_accounts),
-        not_service_accounts: sa(&s.not_service_accounts),
+        service_accounts: service_accounts(&s.service_accounts, policy_ns),
+        not_service_accounts: service_accounts(&s.not_service_accounts, policy_ns),
         namespaces: s.namespaces.clone(),
         not_namespaces: s.not_namespaces.clone(),
         ip_blocks: nets(&format!("{field}.ipBlocks"), &s.ip_blocks, errors),
@@ -354,7 +345,12 @@ fn operation(field: &str, o: &OperationSpec, errors: &mut Vec<FieldError>) -> Au
     }
 }
 
-fn condition(field: &str, c: &ConditionSpec, errors: &mut Vec<FieldError>) -> AuthzCondition {
+fn condition(
+    field: &str,
+    c: &ConditionSpec,
+    policy_ns: &str,
+    errors: &mut Vec<FieldError>,
+) -> AuthzCondition {
     if let Err(e) = palisade_api::authz::validate_condition_key(&c.key) {
         errors.push(FieldError::new(format!("{field}.key"), e));
     }
@@ -364,11 +360,33 @@ fn condition(field: &str, c: &ConditionSpec, errors: &mut Vec<FieldError>) -> Au
             "a condition needs values or notValues",
         ));
     }
+    let values = |v: &Vec<String>| {
+        if c.key == "source.serviceAccount" {
+            service_accounts(v, policy_ns)
+        } else {
+            v.clone()
+        }
+    };
     AuthzCondition {
         key: c.key.clone(),
-        values: c.values.clone(),
-        not_values: c.not_values.clone(),
+        values: values(&c.values),
+        not_values: values(&c.not_values),
     }
+}
+
+/// Istio: a service account is `<namespace>/<serviceaccount>`, or `<sa>`
+/// meaning the policy's own namespace (`serviceAccountRegex`).
+fn service_accounts(values: &[String], policy_ns: &str) -> Vec<String> {
+    values
+        .iter()
+        .map(|s| {
+            if s.contains('/') {
+                s.clone()
+            } else {
+                format!("{policy_ns}/{s}")
+            }
+        })
+        .collect()
 }
 
 pub(super) fn authorization_policy(
@@ -449,27 +467,44 @@ pub(super) fn authorization_policy(
                 .when
                 .iter()
                 .enumerate()
-                .map(|(i, c)| condition(&format!("{field}.when[{i}]"), c, &mut errors))
+                .map(|(i, c)| {
+                    condition(
+                        &format!("{field}.when[{i}]"),
+                        c,
+                        &head.namespace,
+                        &mut errors,
+                    )
+                })
                 .collect(),
         });
     }
-    let dry_run = match obj
+    let annotation = obj
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(DRY_RUN_ANNOTATION))
-    {
+        .and_then(|a| a.get(DRY_RUN_ANNOTATION));
+    let at = || format!("metadata.annotations[{DRY_RUN_ANNOTATION}]");
+    // Istio reads the value with Go's `strconv.ParseBool`.
+    let dry_run = match annotation.map(String::as_str) {
         None => false,
-        Some(v) if v == "true" => true,
-        Some(v) if v == "false" => false,
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
         Some(v) => {
             errors.push(FieldError::new(
-                format!("metadata.annotations[{DRY_RUN_ANNOTATION}]"),
-                format!("{v:?} must be \"true\" or \"false\""),
+                at(),
+                format!("{v:?} is not a boolean (true or false)"),
             ));
             false
         }
     };
+    // Istio's `checkDryRunAnnotation`: "the annotation istio.io/dry-run
+    // currently only supports action ALLOW/DENY".
+    if annotation.is_some() && action == AuthzAction::Audit {
+        errors.push(FieldError::new(
+            at(),
+            "the dry-run annotation only supports action ALLOW or DENY",
+        ));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
