@@ -531,3 +531,18 @@ fn source_service_account_condition_defaults_to_the_policy_namespace() {
     assert!(get(&c, "default/sleep", "GET", "/"));
     assert!(!get(&c, "test/client", "GET", "/"));
 }
+
+// Istio `ValidateAuthorizationPolicy`: "`from` must not be empty" (`rule.From
+// != nil && len(rule.From) == 0`) and "`to` must not be empty": an explicit
+// empty list is refused, not read as "any source" or "any operation".
+#[test]
+fn explicit_empty_from_or_to_is_refused() {
+    for (rule, field) in [("    - from: []", "from"), ("    - to: []", "to")] {
+        let doc = ap("foo", "p", &format!("  action: DENY\n  rules:\n{rule}"));
+        let err = policy_support::try_load(&[&mesh(), &doc]).expect_err(rule);
+        assert!(
+            err.to_string().contains(&format!("rules[0].{field}")),
+            "{err}"
+        );
+    }
+}

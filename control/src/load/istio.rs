@@ -173,10 +173,11 @@ struct AuthorizationPolicySpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleSpec {
+    /// `None` when absent; Istio refuses an explicit empty list.
     #[serde(default)]
-    from: Vec<FromSpec>,
+    from: Option<Vec<FromSpec>>,
     #[serde(default)]
-    to: Vec<ToSpec>,
+    to: Option<Vec<ToSpec>>,
     #[serde(default)]
     when: Vec<ConditionSpec>,
 }
@@ -437,10 +438,24 @@ pub(super) fn authorization_policy(
     let mut rules = Vec::new();
     for (ri, r) in spec.rules.iter().enumerate() {
         let field = format!("spec.rules[{ri}]");
+        // Istio's validation: "`from` must not be empty", "`to` must not be
+        // empty".
+        for (name, empty) in [
+            ("from", r.from.as_ref().is_some_and(Vec::is_empty)),
+            ("to", r.to.as_ref().is_some_and(Vec::is_empty)),
+        ] {
+            if empty {
+                errors.push(FieldError::new(
+                    format!("{field}.{name}"),
+                    format!("`{name}` must not be empty (omit it to match any)"),
+                ));
+            }
+        }
         rules.push(AuthzRule {
             from: r
                 .from
                 .iter()
+                .flatten()
                 .enumerate()
                 .map(|(i, f)| {
                     source(
@@ -454,6 +469,7 @@ pub(super) fn authorization_policy(
             to: r
                 .to
                 .iter()
+                .flatten()
                 .enumerate()
                 .map(|(i, t)| {
                     operation(
