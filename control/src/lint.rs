@@ -10,8 +10,8 @@ use palisade_api::l4::CompiledDirection;
 use palisade_api::{MtlsMode, Protocol};
 use serde::Serialize;
 
-use crate::cluster::{Cluster, NetpolPeer, PortRef};
-use crate::compile::{Compiler, services};
+use crate::cluster::{Cluster, NetpolPeer, PeerAuthentication, PortRef};
+use crate::compile::{Compiler, mtls, services};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -247,13 +247,13 @@ fn ip_blocks_with_pods(compiler: &Compiler<'_>, out: &mut Out) {
 
 fn peer_authentication(cluster: &Cluster, compiler: &Compiler<'_>, out: &mut Out) {
     let root = &cluster.mesh.root_namespace;
-    let mut level: BTreeMap<(&str, bool), Vec<&str>> = BTreeMap::new();
+    let mut level: BTreeMap<(&str, bool), Vec<&PeerAuthentication>> = BTreeMap::new();
     for pa in &cluster.peer_authentications {
         if pa.selector.is_none() {
             level
                 .entry((pa.namespace.as_str(), pa.namespace == *root))
                 .or_default()
-                .push(pa.name.as_str());
+                .push(pa);
         } else if let Some(sel) = &pa.selector
             && compiler
                 .index()
@@ -268,18 +268,21 @@ fn peer_authentication(cluster: &Cluster, compiler: &Compiler<'_>, out: &mut Out
             );
         }
     }
-    for ((ns, is_root), names) in level {
-        if names.len() > 1 {
+    for ((ns, is_root), pas) in level {
+        if pas.len() > 1
+            && let Some(winner) = mtls::oldest(pas.iter().copied())
+        {
+            let names: Vec<&str> = pas.iter().map(|p| p.name.as_str()).collect();
             out.push(
                 Severity::Warning,
                 "conflicting-peer-authentication",
                 format!("Namespace {ns}"),
                 format!(
-                    "{} {} PeerAuthentications without selector ({}); Istio uses the oldest, Palisade the first by name ({})",
+                    "{} {} PeerAuthentications without selector ({}); like Istio, Palisade uses the oldest by metadata.creationTimestamp, then the first by name ({})",
                     names.len(),
                     if is_root { "mesh-wide" } else { "namespace-wide" },
                     names.join(", "),
-                    names[0]
+                    winner.name
                 ),
             );
         }

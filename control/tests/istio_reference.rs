@@ -400,8 +400,8 @@ fn peer_authentication_precedence() {
     );
 }
 
-// Two namespace-wide policies: Istio takes the oldest; Palisade, without
-// timestamps, takes the first by name and lint warns.
+// Two namespace-wide policies: Istio takes the oldest; without timestamps
+// both carry Go's zero time, so the first by name wins, and lint warns.
 #[test]
 fn conflicting_namespace_policies_pick_first_by_name_and_lint_warns() {
     let c = cluster(
@@ -415,6 +415,307 @@ fn conflicting_namespace_policies_pick_first_by_name_and_lint_warns() {
             .iter()
             .any(|f| f.code == "conflicting-peer-authentication"),
         "{findings:#?}"
+    );
+}
+
+/// A PeerAuthentication with `metadata.creationTimestamp` (YAML written
+/// verbatim, so `null` and non-strings can be tried).
+fn pa_at(ns: &str, name: &str, created: Option<&str>, spec: &str) -> String {
+    let doc = pa(ns, name, spec);
+    match created {
+        Some(t) => doc.replace(
+            &format!("  name: {name}\n"),
+            &format!("  name: {name}\n  creationTimestamp: {t}\n"),
+        ),
+        None => doc,
+    }
+}
+
+/// `(decided_by, workload_policy)` of a pod's effective mTLS.
+fn deciders(c: &Cluster, ns: &str, name: &str) -> (Option<String>, Option<String>) {
+    let compiler = Compiler::new(c);
+    let m = compiler.effective_mtls(c.pod_index(ns, name).unwrap());
+    (m.decided_by.clone(), m.workload_policy.clone())
+}
+
+const OLD: &str = "2024-01-02T03:04:05Z";
+const NEW: &str = "2024-06-01T00:00:00Z";
+
+// Istio pilot/pkg/model/config.go, `sortConfigByCreationTime`:
+//   if r := configs[i].CreationTimestamp.Compare(configs[j].CreationTimestamp); r != 0 {
+//       return r == -1 // -1 means i is less than j, so return true
+//   }
+//   // If creation time is the same, then behavior is nondeterministic. In this case, we can
+//   // pick an arbitrary but consistent ordering based on name and namespace, which is unique.
+//   if r := cmp.Compare(configs[i].Name, configs[j].Name); r != 0 { return r == -1 }
+//   return cmp.Compare(configs[i].Namespace, configs[j].Namespace) == -1
+// pilot/pkg/model/authentication.go, `addPeerAuthentication`: "Track which
+// namespace/mesh level policy seen so far to make sure the oldest one is
+// used", "Namespace/mesh-level PeerAuthentication is already defined ...
+// Ignore ...".
+// pilot/pkg/security/authn/policy_applier.go, `ComposePeerAuthentication`:
+// "When there are more than one policy in the same scope (i.e
+// workload-level), the oldest one win", `if meshCfg == nil ||
+// cfg.CreationTimestamp.Before(meshCfg.CreationTimestamp)` (likewise
+// namespaceCfg, workloadCfg): strict, so on equal times the earlier in the
+// sorted list, the first by name, stays.
+#[test]
+fn same_level_peer_authentications_oldest_wins_regardless_of_name() {
+    // Mesh level (root namespace istio-system): `z-old` sorts last by name
+    // but is older.
+    let c = cluster(
+        &(pa_at("istio-system", "a-new", Some(NEW), "  mtls: {mode: STRICT}")
+            + &pa_at(
+                "istio-system",
+                "z-old",
+                Some(OLD),
+                "  mtls: {mode: DISABLE}",
+            )),
+    );
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Disable);
+    assert_eq!(mode(&c, "dev", "client").0, MtlsMode::Disable);
+    assert_eq!(
+        deciders(&c, "foo", "httpbin").0.as_deref(),
+        Some("istio-system/z-old")
+    );
+    // Swap the ages: now `a-new` is the older one and wins.
+    let c = cluster(
+        &(pa_at("istio-system", "a-new", Some(OLD), "  mtls: {mode: STRICT}")
+            + &pa_at(
+                "istio-system",
+                "z-old",
+                Some(NEW),
+                "  mtls: {mode: DISABLE}",
+            )),
+    );
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Strict);
+
+    // Namespace level.
+    let c = cluster(
+        &(pa_at("foo", "a-strict", Some(NEW), "  mtls: {mode: STRICT}")
+            + &pa_at("foo", "b-disable", Some(OLD), "  mtls: {mode: DISABLE}")),
+    );
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Disable);
+    assert_eq!(mode(&c, "dev", "client").0, MtlsMode::Permissive);
+    // The older namespace-level policy wins even when it is UNSET: it
+    // inherits from the mesh level rather than letting the newer one count.
+    let c = cluster(
+        &(pa_at(
+            "istio-system",
+            "default",
+            Some(NEW),
+            "  mtls: {mode: PERMISSIVE}",
+        ) + &pa_at("foo", "a-strict", Some(NEW), "  mtls: {mode: STRICT}")
+            + &pa_at("foo", "b-unset", Some(OLD), "  mtls: {mode: UNSET}")),
+    );
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Permissive);
+
+    // Workload level: both select httpbin; the older one decides the mode
+    // and its portLevelMtls.
+    let sel = "  selector:\n    matchLabels: {app: httpbin}\n";
+    let c = cluster(
+        &(pa_at(
+            "foo",
+            "a-new",
+            Some(NEW),
+            &format!(
+                "{sel}  mtls: {{mode: STRICT}}\n  portLevelMtls:\n    8080: {{mode: DISABLE}}"
+            ),
+        ) + &pa_at(
+            "foo",
+            "b-old",
+            Some(OLD),
+            &format!(
+                "{sel}  mtls: {{mode: DISABLE}}\n  portLevelMtls:\n    8000: {{mode: STRICT}}"
+            ),
+        )),
+    );
+    assert_eq!(
+        mode(&c, "foo", "httpbin"),
+        (MtlsMode::Disable, vec![(8000, MtlsMode::Strict)])
+    );
+    assert_eq!(
+        deciders(&c, "foo", "httpbin").1.as_deref(),
+        Some("foo/b-old")
+    );
+    // `other` is not selected by either.
+    assert_eq!(mode(&c, "foo", "other").0, MtlsMode::Permissive);
+}
+
+// `sortConfigByCreationTime`: "If creation time is the same ... ordering
+// based on name and namespace"; `ComposePeerAuthentication` keeps the first
+// on a tie (`Before` is strict).
+#[test]
+fn same_level_peer_authentications_equal_timestamps_fall_back_to_name() {
+    // Mesh level.
+    let c = cluster(
+        &(pa_at(
+            "istio-system",
+            "b-disable",
+            Some(OLD),
+            "  mtls: {mode: DISABLE}",
+        ) + &pa_at(
+            "istio-system",
+            "a-strict",
+            Some(OLD),
+            "  mtls: {mode: STRICT}",
+        )),
+    );
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Strict);
+    // Namespace level; the same instant written with another offset and
+    // fractional zeros is still a tie.
+    let c = cluster(
+        &(pa_at("foo", "b-strict", Some(OLD), "  mtls: {mode: STRICT}")
+            + &pa_at(
+                "foo",
+                "a-disable",
+                Some("2024-01-02T05:04:05.000+02:00"),
+                "  mtls: {mode: DISABLE}",
+            )),
+    );
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Disable);
+    // Workload level.
+    let sel = "  selector:\n    matchLabels: {app: httpbin}\n";
+    let c = cluster(
+        &(pa_at(
+            "foo",
+            "b-disable",
+            Some(NEW),
+            &format!("{sel}  mtls: {{mode: DISABLE}}"),
+        ) + &pa_at(
+            "foo",
+            "a-strict",
+            Some(NEW),
+            &format!("{sel}  mtls: {{mode: STRICT}}"),
+        )),
+    );
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Strict);
+    assert_eq!(
+        deciders(&c, "foo", "httpbin").1.as_deref(),
+        Some("foo/a-strict")
+    );
+}
+
+// A config without `metadata.creationTimestamp` (or with `null`, which
+// `metav1.Time.UnmarshalJSON` reads as `time.Time{}`) carries Go's zero
+// time, 0001-01-01T00:00:00Z, and `Compare` puts it before any real time:
+// it wins over a timestamped policy on the same level, whatever the names.
+// Offsets and fractions compare as instants (`time.Time.Compare`).
+#[test]
+fn same_level_peer_authentications_missing_timestamp_is_oldest() {
+    for missing in [None, Some("null"), Some("~")] {
+        let c = cluster(
+            &(pa_at("foo", "a-strict", Some(OLD), "  mtls: {mode: STRICT}")
+                + &pa_at("foo", "z-none", missing, "  mtls: {mode: DISABLE}")),
+        );
+        assert_eq!(
+            mode(&c, "foo", "httpbin").0,
+            MtlsMode::Disable,
+            "{missing:?}"
+        );
+        let c = cluster(
+            &(pa_at(
+                "istio-system",
+                "a-strict",
+                Some(OLD),
+                "  mtls: {mode: STRICT}",
+            ) + &pa_at("istio-system", "z-none", missing, "  mtls: {mode: DISABLE}")),
+        );
+        assert_eq!(
+            mode(&c, "dev", "client").0,
+            MtlsMode::Disable,
+            "{missing:?}"
+        );
+    }
+    // 03:04:05+02:00 is 01:04:05Z, older than 02:00:00Z.
+    let c = cluster(
+        &(pa_at(
+            "foo",
+            "a-strict",
+            Some("2024-01-02T02:00:00Z"),
+            "  mtls: {mode: STRICT}",
+        ) + &pa_at(
+            "foo",
+            "b-disable",
+            Some("\"2024-01-02T03:04:05+02:00\""),
+            "  mtls: {mode: DISABLE}",
+        )),
+    );
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Disable);
+    // Sub-second precision counts.
+    let c = cluster(
+        &(pa_at(
+            "foo",
+            "a-strict",
+            Some("2024-01-02T03:04:05.5Z"),
+            "  mtls: {mode: STRICT}",
+        ) + &pa_at(
+            "foo",
+            "b-disable",
+            Some("2024-01-02T03:04:05.25Z"),
+            "  mtls: {mode: DISABLE}",
+        )),
+    );
+    assert_eq!(mode(&c, "foo", "httpbin").0, MtlsMode::Disable);
+}
+
+// Kubernetes parses `creationTimestamp` with `time.Parse(time.RFC3339, ...)`
+// (`metav1.Time.UnmarshalJSON`); anything else is a load error naming the
+// object and the field, never a panic.
+#[test]
+fn unparsable_creation_timestamp_is_a_load_error() {
+    for bad in [
+        "yesterday",
+        "\"\"",
+        "2024-01-02",
+        "2024-13-02T03:04:05Z",
+        "2024-01-02T03:04:05",
+        "1704164645",
+        "[2024]",
+    ] {
+        let doc = pa_at("foo", "p", Some(bad), "  mtls: {mode: STRICT}");
+        let err = policy_support::try_load(&[&mesh(), &doc]).expect_err(bad);
+        let text = err.to_string();
+        assert!(text.contains("PeerAuthentication foo/p"), "{bad}: {text}");
+        assert!(text.contains("metadata.creationTimestamp"), "{bad}: {text}");
+        assert!(text.contains("RFC 3339"), "{bad}: {text}");
+    }
+    // Reported together with an error in the spec.
+    let doc = pa_at("foo", "p", Some("yesterday"), "  mtls: {mode: SOMETIMES}");
+    let text = policy_support::try_load(&[&mesh(), &doc])
+        .expect_err("two errors")
+        .to_string();
+    assert!(text.starts_with("2 errors"), "{text}");
+    // Kubernetes' own form loads.
+    let doc = pa_at("foo", "p", Some(OLD), "  mtls: {mode: STRICT}");
+    let c = cluster(&doc);
+    assert_eq!(
+        c.peer_authentications[0]
+            .creation_timestamp
+            .map(|t| t.unix_timestamp()),
+        Some(1_704_164_645)
+    );
+}
+
+// The lint keeps warning about same-level conflicts and names the policy
+// that wins by Istio's order.
+#[test]
+fn conflicting_peer_authentication_lint_names_the_oldest() {
+    let c = cluster(
+        &(pa_at("foo", "a-strict", Some(NEW), "  mtls: {mode: STRICT}")
+            + &pa_at("foo", "b-disable", Some(OLD), "  mtls: {mode: DISABLE}")),
+    );
+    let findings = palisade_control::lint::lint(&c);
+    let f = findings
+        .iter()
+        .find(|f| f.code == "conflicting-peer-authentication")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert!(f.message.contains("(a-strict, b-disable)"), "{}", f.message);
+    assert!(f.message.ends_with("(b-disable)"), "{}", f.message);
+    assert!(
+        !f.message.contains("Palisade the first by name"),
+        "{}",
+        f.message
     );
 }
 

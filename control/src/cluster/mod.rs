@@ -226,7 +226,31 @@ pub struct PeerAuthentication {
     pub mode: PeerAuthMode,
     /// `portLevelMtls`, by container port.
     pub port_level: BTreeMap<u16, PeerAuthMode>,
+    /// `metadata.creationTimestamp`; `None` when absent (or `null`), which
+    /// Istio sees as Go's zero `time.Time` (older than any real time).
+    pub creation_timestamp: Option<time::OffsetDateTime>,
     pub origin: Origin,
+}
+
+/// Go's zero `time.Time` (0001-01-01T00:00:00Z) in Unix nanoseconds: what a
+/// config without `metadata.creationTimestamp` carries in Istio.
+const GO_ZERO_TIME_UNIX_NANOS: i128 = -62_135_596_800 * 1_000_000_000;
+
+impl PeerAuthentication {
+    /// Istio's precedence among policies on the same level (mesh, namespace
+    /// or workload), smallest first: `sortConfigByCreationTime`
+    /// (pilot/pkg/model) orders by `CreationTimestamp`, then `Name`, then
+    /// `Namespace`, and `ComposePeerAuthentication` keeps the first of that
+    /// order (`cfg.CreationTimestamp.Before(...)` is strict). A missing
+    /// timestamp is Go's zero time, so it sorts before every real one.
+    pub fn istio_age_key(&self) -> (i128, &str, &str) {
+        (
+            self.creation_timestamp
+                .map_or(GO_ZERO_TIME_UNIX_NANOS, |t| t.unix_timestamp_nanos()),
+            self.name.as_str(),
+            self.namespace.as_str(),
+        )
+    }
 }
 
 /// An Istio AuthorizationPolicy, converted into the wire form.

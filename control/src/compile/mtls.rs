@@ -2,9 +2,14 @@
 //! namespace-wide (no selector) < workload (selector, not in the root
 //! namespace, where Istio ignores it); `portLevelMtls` by
 //! container port on the workload level; `UNSET` inherits from the parent
-//! level; `PERMISSIVE` where nothing is set. Istio resolves two policies on
-//! the same level by age; without timestamps we take the first by name (and
-//! `lint` warns).
+//! level; `PERMISSIVE` where nothing is set. Two policies on the same level
+//! are resolved as Istio does: the oldest by `metadata.creationTimestamp`
+//! wins, then the first by name (then namespace); a policy without a
+//! timestamp counts as Go's zero time, older than any other
+//! (`sortConfigByCreationTime` in pilot/pkg/model, applied by
+//! `AuthenticationPolicies.addPeerAuthentication`, and
+//! `ComposePeerAuthentication` in pilot/pkg/security/authn/policy_applier.go).
+//! `lint` still warns about such conflicts.
 use std::collections::BTreeMap;
 
 use palisade_api::MtlsMode;
@@ -22,28 +27,29 @@ pub struct EffectiveMtls {
     pub workload_policy: Option<String>,
 }
 
-fn first<'a>(
-    mut it: impl Iterator<Item = &'a PeerAuthentication>,
+/// The policy Istio picks among several on one level: the smallest
+/// [`PeerAuthentication::istio_age_key`] (oldest, then by name).
+pub fn oldest<'a>(
+    it: impl Iterator<Item = &'a PeerAuthentication>,
 ) -> Option<&'a PeerAuthentication> {
-    // `cluster.peer_authentications` is sorted by namespace and name.
-    it.next()
+    it.min_by(|a, b| a.istio_age_key().cmp(&b.istio_age_key()))
 }
 
 /// The mesh-wide, namespace-wide and workload-level policies of `pod`.
 pub fn levels<'a>(cluster: &'a Cluster, pod: &Pod) -> [Option<&'a PeerAuthentication>; 3] {
     let root = cluster.mesh.root_namespace.as_str();
     let pas = &cluster.peer_authentications;
-    let mesh = first(
+    let mesh = oldest(
         pas.iter()
             .filter(|p| p.namespace == root && p.selector.is_none()),
     );
-    let ns = first(
+    let ns = oldest(
         pas.iter()
             .filter(|p| p.namespace == pod.namespace && p.selector.is_none()),
     );
     // Istio ignores selector policies in the root namespace ("Workload-level
     // configs should not be in root namespace").
-    let workload = first(pas.iter().filter(|p| {
+    let workload = oldest(pas.iter().filter(|p| {
         p.namespace == pod.namespace
             && p.namespace != root
             && p.selector.as_ref().is_some_and(|s| s.matches(&pod.labels))

@@ -14,6 +14,8 @@ use palisade_api::{
     AuthzSource, MtlsMode,
 };
 use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::{FieldError, ObjectHead, typed};
 use crate::cluster::{
@@ -99,10 +101,23 @@ pub(super) fn peer_authentication(
     origin: Origin,
 ) -> Result<PeerAuthentication, Vec<FieldError>> {
     expect_istio_version(head)?;
-    let obj: Object<PeerAuthenticationSpec> = typed(value)?;
+    let mut value = value;
+    // Read here rather than through `ObjectMeta` so that the value is RFC 3339
+    // as Kubernetes parses it and a bad one gets a message of our own.
+    let created = take_creation_timestamp(&mut value);
+    let obj: Object<PeerAuthenticationSpec> = match typed(value) {
+        Ok(obj) => obj,
+        Err(mut errors) => {
+            if let Err(e) = created {
+                errors.insert(0, e);
+            }
+            return Err(errors);
+        }
+    };
     let _ = obj.metadata;
     let spec = obj.spec.unwrap_or_default();
     let mut errors = Vec::new();
+    let creation_timestamp = created.map_err(|e| errors.push(e)).unwrap_or(None);
     // Istio (`ComposePeerAuthentication`, `ValidatePeerAuthentication`):
     // `spec.Selector == nil || len(spec.Selector.MatchLabels) == 0` is a
     // mesh- or namespace-level policy, so an empty selector is no selector.
@@ -147,8 +162,45 @@ pub(super) fn peer_authentication(
         selector,
         mode: m,
         port_level,
+        creation_timestamp,
         origin,
     })
+}
+
+/// Removes `metadata.creationTimestamp` from `value` and parses it like
+/// Kubernetes' `metav1.Time.UnmarshalJSON`: `null` (or no field) is the zero
+/// time, anything else must be an RFC 3339 string (`time.Parse(time.RFC3339,
+/// ...)`), e.g. `2024-01-02T03:04:05Z`.
+fn take_creation_timestamp(
+    value: &mut serde_yaml::Value,
+) -> Result<Option<OffsetDateTime>, FieldError> {
+    const FIELD: &str = "metadata.creationTimestamp";
+    let taken = value
+        .get_mut("metadata")
+        .and_then(serde_yaml::Value::as_mapping_mut)
+        .and_then(|m| m.remove("creationTimestamp"));
+    match taken {
+        None | Some(serde_yaml::Value::Null) => Ok(None),
+        Some(serde_yaml::Value::String(s)) => OffsetDateTime::parse(&s, &Rfc3339)
+            .map(Some)
+            .map_err(|e| {
+                FieldError::new(
+                    FIELD,
+                    format!(
+                        "invalid timestamp {s:?}: {e} (expected RFC 3339, e.g. 2024-01-02T03:04:05Z)"
+                    ),
+                )
+            }),
+        Some(other) => Err(FieldError::new(
+            FIELD,
+            format!(
+                "must be an RFC 3339 string such as 2024-01-02T03:04:05Z, not {}",
+                serde_yaml::to_string(&other)
+                    .map(|t| t.trim_end().to_string())
+                    .unwrap_or_else(|_| "a non-string value".to_string())
+            ),
+        )),
+    }
 }
 
 // === AuthorizationPolicy ===
