@@ -81,6 +81,18 @@ pub fn lint(cluster: &Cluster) -> Vec<Finding> {
 
 fn pods_without_ip(cluster: &Cluster, out: &mut Out) {
     for p in cluster.pods.iter().filter(|p| p.ips.is_empty()) {
+        if p.finished() {
+            out.push(
+                Severity::Info,
+                "pod-finished",
+                format!("Pod {}", p.key()),
+                format!(
+                    "is in phase {}: a finished pod has no network presence (its IPs may be reused), so it is left out of every IP set and Service",
+                    p.phase.as_deref().unwrap_or_default()
+                ),
+            );
+            continue;
+        }
         out.push(
             Severity::Warning,
             "pod-without-ip",

@@ -368,3 +368,61 @@ fn lint_exit_codes_by_severity() {
             .any(|f| f["severity"] == "error" && f["code"] == "unknown-named-port")
     );
 }
+
+// kubernetes.io, "Network Policies": "traffic to and from the node where a
+// Pod is running is always allowed, regardless of the IP address of the Pod
+// or the node". `palisade check` says so, and a malformed status.hostIP is a
+// loader error naming the object and field.
+#[test]
+fn check_explains_the_node_traffic_exemption() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {containers: [{name: c, ports: [{containerPort: 80}]}]}\nstatus: {phase: Running, podIP: 198.18.0.10, hostIP: 10.0.0.1}\n";
+    let deny = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: x}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n";
+    std::fs::write(dir.path().join("x.yaml"), format!("{pod}{deny}")).unwrap();
+    let d = dir.path().display().to_string();
+    let check = |from: &str, to: &str, extra: &[&str]| {
+        let mut args = vec![
+            "check", "--config", &d, "--from", from, "--to", to, "--port", "80",
+        ];
+        args.extend_from_slice(extra);
+        palisade(&args)
+    };
+
+    let o = check("10.0.0.1", "x/a", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().next(), Some("allow"), "{out}");
+    assert!(
+        out.contains("ingress at x/a: allowed: traffic to/from the pod's own node is always allowed (kubernetes.io, Network Policies)"),
+        "{out}"
+    );
+    let o = check("x/a", "10.0.0.1", &[]);
+    let out = stdout(&o);
+    assert_eq!(out.lines().next(), Some("allow"), "{out}");
+    assert!(
+        out.contains(
+            "egress at x/a: allowed: traffic to/from the pod's own node is always allowed"
+        ),
+        "{out}"
+    );
+    let o = check("10.0.0.2", "x/a", &["--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "deny");
+    assert_eq!(v["endpoints"][0]["ingress"]["reason"], "no-rule-matched");
+    let o = check("10.0.0.1", "x/a", &["--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["endpoints"][0]["ingress"]["reason"], "node-traffic");
+
+    std::fs::write(
+        dir.path().join("x.yaml"),
+        pod.replace("hostIP: 10.0.0.1", "hostIP: node-1"),
+    )
+    .unwrap();
+    let o = check("x/a", "10.0.0.1", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("x.yaml: document 0: Pod x/a: field status.hostIP"),
+        "{err}"
+    );
+}

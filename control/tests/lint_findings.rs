@@ -194,3 +194,23 @@ fn pods_without_ip_and_services_without_endpoints() {
         "\"missing\"",
     );
 }
+
+// A completed Job pod is not a mistake: it is reported as a fact, not as a
+// pod missing its address.
+#[test]
+fn finished_pods_are_an_info_not_a_missing_ip() {
+    let pod = "---\napiVersion: v1\nkind: Pod\nmetadata: {namespace: x, name: job, labels: {pod: job}}\nspec: {containers: [{name: c}]}\nstatus: {phase: Succeeded, podIP: 198.18.9.9}\n";
+    let f = findings(pod);
+    assert_has(
+        &f,
+        Severity::Info,
+        "pod-finished",
+        "Pod x/job",
+        "phase Succeeded",
+    );
+    assert!(
+        !f.iter()
+            .any(|x| x.code == "pod-without-ip" && x.object == "Pod x/job"),
+        "{f:#?}"
+    );
+}

@@ -385,3 +385,94 @@ fn load_dir_is_recursive_and_reads_only_manifests() {
     );
     assert!(load_dir(&dir.path().join("missing")).is_err());
 }
+
+/// Pod API: `status.hostIP` is "the IP address of the host to which the pod
+/// is assigned. Empty if the pod has not started yet"; `status.hostIPs`
+/// "holds the IP addresses allocated to the host. If this field is
+/// specified, the first entry must match the hostIP field."
+#[test]
+fn pods_read_their_node_ips_from_host_ip_and_host_ips() {
+    let with = |status: &str| {
+        POD.replace(
+            "  podIP: 198.18.0.1\n",
+            &format!("  podIP: 198.18.0.1\n{status}"),
+        )
+    };
+    assert!(load(&[POD]).pods[0].node_ips.is_empty());
+    let one = with("  hostIP: 10.0.0.1\n");
+    assert_eq!(
+        load(&[&one]).pods[0].node_ips,
+        ["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let dual = with("  hostIP: 10.0.0.1\n  hostIPs:\n    - ip: 10.0.0.1\n    - ip: fd00::1\n");
+    assert_eq!(
+        load(&[&dual]).pods[0].node_ips,
+        [
+            "10.0.0.1".parse::<std::net::IpAddr>().unwrap(),
+            "fd00::1".parse().unwrap()
+        ]
+    );
+    // "Empty if the pod has not started yet".
+    assert!(
+        load(&[&with("  hostIP: \"\"\n")]).pods[0]
+            .node_ips
+            .is_empty()
+    );
+
+    let e = errors(&[&with("  hostIP: node-1\n")]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("Pod x/a: field status.hostIP:") && e[0].contains("\"node-1\""),
+        "{}",
+        e[0]
+    );
+    let e = errors(&[&with(
+        "  hostIP: 10.0.0.1\n  hostIPs:\n    - ip: 10.0.0.1\n    - ip: 10.0.0.300\n",
+    )]);
+    assert!(
+        e[0].contains("Pod x/a: field status.hostIPs[1].ip:") && e[0].contains("10.0.0.300"),
+        "{}",
+        e[0]
+    );
+    let e = errors(&[&with(
+        "  hostIP: 10.0.0.1\n  hostIPs:\n    - ip: 10.0.0.2\n",
+    )]);
+    assert!(
+        e[0].contains("Pod x/a: field status.hostIPs[0].ip:") && e[0].contains("hostIP"),
+        "{}",
+        e[0]
+    );
+}
+
+/// Pod Lifecycle (kubernetes.io): Succeeded, "All containers in the Pod have
+/// terminated in success, and will not be restarted"; Failed, "All
+/// containers in the Pod have terminated, and at least one container has
+/// terminated in failure". A finished pod has no network presence: it keeps
+/// its name and labels but no address, like a pod not scheduled yet.
+#[test]
+fn finished_pods_have_no_live_address() {
+    for phase in ["Succeeded", "Failed"] {
+        let done = POD.replace(
+            "  podIP: 198.18.0.1\n",
+            &format!("  phase: {phase}\n  podIP: 198.18.0.1\n  hostIP: 10.0.0.1\n"),
+        );
+        let c = load(&[&done]);
+        let p = &c.pods[0];
+        assert!(p.ips.is_empty(), "{phase}: {:?}", p.ips);
+        assert!(p.node_ips.is_empty(), "{phase}: {:?}", p.node_ips);
+        assert!(p.finished() && !p.ready, "{phase}");
+        assert_eq!(p.phase.as_deref(), Some(phase));
+        // The address is still validated, as the API server does.
+        let bad = done.replace("198.18.0.1", "not-an-ip");
+        assert!(errors(&[&bad])[0].contains("status.podIP"));
+    }
+    for phase in ["Pending", "Running", "Unknown"] {
+        let live = POD.replace(
+            "  podIP: 198.18.0.1\n",
+            &format!("  phase: {phase}\n  podIP: 198.18.0.1\n"),
+        );
+        let c = load(&[&live]);
+        assert_eq!(c.pods[0].ips.len(), 1, "{phase}");
+        assert!(!c.pods[0].finished(), "{phase}");
+    }
+}

@@ -7,8 +7,13 @@ mod policy_support;
 
 use palisade_api::Protocol;
 use palisade_api::Protocol::{Sctp, Tcp, Udp};
+use palisade_api::l4::CompiledDirection;
+use palisade_control::check::{self, CheckReport, CheckRequest, Destination, Source};
+use palisade_control::cluster::PortRef;
 use palisade_control::compile::Compiler;
-use policy_support::{Peer, Reachability, allowed, check_pods, load, validate, xyz_ip};
+use policy_support::{
+    Peer, Reachability, allowed, check_pods, load, validate, xyz_ip, xyz_topology,
+};
 
 /// A NetworkPolicy as upstream's generators make it: `SetSpecEgressRules`
 /// also appends `policyTypes: [Egress]`, so an egress-only policy does not
@@ -728,4 +733,266 @@ fn ingress_named_port_resolves_per_selected_pod_and_protocol() {
     assert!(!named_port_allowed(&p, "x/client", "y/a", 53, Tcp));
     let udp = p.replace("port: dns", "port: dns\n          protocol: UDP");
     assert!(named_port_allowed(&udp, "x/client", "y/a", 53, Udp));
+}
+
+// === Beyond the upstream suite: node traffic and finished pods ===
+
+/// The xyz topology with `x/a` on node 10.0.0.1 (dual-stack: also fd00::1)
+/// and `x/b` on node 10.0.0.2; `x/c` has no `status.hostIP`.
+fn topology_with_nodes() -> String {
+    xyz_topology()
+        .replace(
+            &format!("  podIP: {}\n", xyz_ip("x/a")),
+            &format!(
+                "  podIP: {}\n  hostIP: 10.0.0.1\n  hostIPs:\n    - ip: 10.0.0.1\n    - ip: fd00::1\n",
+                xyz_ip("x/a")
+            ),
+        )
+        .replace(
+            &format!("  podIP: {}\n", xyz_ip("x/b")),
+            &format!("  podIP: {}\n  hostIP: 10.0.0.2\n", xyz_ip("x/b")),
+        )
+}
+
+fn from_ip(
+    compiler: &Compiler<'_>,
+    ip: &str,
+    to: &str,
+    port: u16,
+    protocol: Protocol,
+) -> CheckReport {
+    let cluster = compiler.cluster();
+    let (ns, name) = to.split_once('/').unwrap();
+    let req = CheckRequest {
+        source: Source::External {
+            ip: ip.parse().unwrap(),
+        },
+        destination: Destination::Pod {
+            pod: cluster.pod_index(ns, name).unwrap(),
+        },
+        port: PortRef::Number(port),
+        protocol,
+        http: None,
+        plaintext: true,
+    };
+    check::check(compiler, &req).unwrap()
+}
+
+fn to_ip(
+    compiler: &Compiler<'_>,
+    from: &str,
+    ip: &str,
+    port: u16,
+    protocol: Protocol,
+) -> CheckReport {
+    let cluster = compiler.cluster();
+    let (ns, name) = from.split_once('/').unwrap();
+    let pod = cluster.pod_index(ns, name).unwrap();
+    let req = CheckRequest {
+        source: Source::Pod {
+            pod,
+            ip: cluster.pods[pod].ips[0],
+        },
+        destination: Destination::External {
+            ip: ip.parse().unwrap(),
+        },
+        port: PortRef::Number(port),
+        protocol,
+        http: None,
+        plaintext: false,
+    };
+    check::check(compiler, &req).unwrap()
+}
+
+const NODE_REASON: &str =
+    "traffic to/from the pod's own node is always allowed (kubernetes.io, Network Policies)";
+
+// kubernetes.io, "Network Policies": "IP blocks (exception: traffic to and
+// from the node where a Pod is running is always allowed, regardless of the
+// IP address of the Pod or the node)"; also "Pods cannot currently block
+// localhost access, nor do they have the ability to block access from their
+// resident node".
+#[test]
+fn traffic_to_and_from_the_pods_own_node_is_always_allowed() {
+    let deny_all = np(
+        "x",
+        "deny-all",
+        "  podSelector: {}\n  policyTypes: [Ingress, Egress]",
+    );
+    let cluster = load(&[&topology_with_nodes(), &deny_all]);
+    let compiler = Compiler::new(&cluster);
+
+    // Ingress from the pod's own node, on any port and protocol, both families.
+    for (ip, port, proto) in [
+        ("10.0.0.1", 80, Tcp),
+        ("10.0.0.1", 10250, Tcp),
+        ("10.0.0.1", 81, Udp),
+        ("fd00::1", 80, Tcp),
+    ] {
+        let r = from_ip(&compiler, ip, "x/a", port, proto);
+        assert!(allowed(&r), "{ip} -> x/a:{port}: {r:#?}");
+        let ing = &r.endpoints[0].ingress;
+        assert_eq!(ing.reason, "node-traffic");
+        assert!(ing.detail.contains(NODE_REASON), "{}", ing.detail);
+        assert_eq!(ing.policy, None);
+        assert_eq!(ing.policies, ["x/deny-all"]);
+    }
+    // Another node's address is not exempt, nor is any node for a pod
+    // without status.hostIP.
+    assert!(!allowed(&from_ip(&compiler, "10.0.0.2", "x/a", 80, Tcp)));
+    assert!(!allowed(&from_ip(&compiler, "10.0.0.1", "x/b", 80, Tcp)));
+    assert!(allowed(&from_ip(&compiler, "10.0.0.2", "x/b", 80, Tcp)));
+    for node in ["10.0.0.1", "10.0.0.2"] {
+        let r = from_ip(&compiler, node, "x/c", 80, Tcp);
+        assert!(!allowed(&r), "{node} -> x/c");
+        assert_eq!(r.endpoints[0].ingress.reason, "no-rule-matched");
+    }
+
+    // Egress to the pod's own node.
+    let r = to_ip(&compiler, "x/a", "10.0.0.1", 53, Udp);
+    assert!(allowed(&r), "{r:#?}");
+    assert_eq!(r.endpoints[0].egress.reason, "node-traffic");
+    assert!(r.endpoints[0].egress.detail.contains(NODE_REASON));
+    assert!(allowed(&to_ip(&compiler, "x/a", "10.0.0.1", 443, Tcp)));
+    assert!(!allowed(&to_ip(&compiler, "x/a", "10.0.0.2", 443, Tcp)));
+    assert!(!allowed(&to_ip(&compiler, "x/c", "10.0.0.1", 443, Tcp)));
+
+    // The exemption is part of the compiled config, so the sidecar's own
+    // evaluator enforces the same thing; the isolating policies are unchanged.
+    let cfg = compiler.compile_named("x/a").unwrap();
+    for dir in [&cfg.inbound.ingress, &cfg.outbound.egress] {
+        assert_eq!(dir.policies, ["x/deny-all"]);
+        let compiled = CompiledDirection::new(dir);
+        assert!(
+            compiled
+                .evaluate("10.0.0.1".parse().unwrap(), 22, Tcp)
+                .is_allowed()
+        );
+        assert!(
+            compiled
+                .evaluate("fd00::1".parse().unwrap(), 22, Sctp)
+                .is_allowed()
+        );
+        assert!(
+            !compiled
+                .evaluate("10.0.0.2".parse().unwrap(), 22, Tcp)
+                .is_allowed()
+        );
+        let node_rules: Vec<_> = dir.rules.iter().filter(|r| r.is_node_traffic()).collect();
+        assert_eq!(node_rules.len(), 1, "{:#?}", dir.rules);
+    }
+    let c = compiler.compile_named("x/c").unwrap();
+    assert!(c.inbound.ingress.rules.is_empty() && c.outbound.egress.rules.is_empty());
+
+    // Not isolated: nothing to exempt, and the config carries no extra rule.
+    let open = load(&[&topology_with_nodes()]);
+    let cfg = Compiler::new(&open).compile_named("x/a").unwrap();
+    assert!(
+        cfg.inbound.ingress.rules.is_empty(),
+        "{:#?}",
+        cfg.inbound.ingress
+    );
+    assert!(
+        cfg.outbound.egress.rules.is_empty(),
+        "{:#?}",
+        cfg.outbound.egress
+    );
+}
+
+// A policy that already allows the node still decides by the exemption first
+// (it applies whatever the policies say), and ingress-only isolation leaves
+// egress untouched.
+#[test]
+fn node_exemption_only_in_isolated_directions() {
+    let ingress_only = np("x", "deny-ingress", "  podSelector: {}\n  ingress: []");
+    let cluster = load(&[&topology_with_nodes(), &ingress_only]);
+    let compiler = Compiler::new(&cluster);
+    let cfg = compiler.compile_named("x/a").unwrap();
+    assert_eq!(cfg.inbound.ingress.rules.len(), 1);
+    assert!(cfg.inbound.ingress.rules[0].is_node_traffic());
+    assert!(!cfg.outbound.egress.isolated && cfg.outbound.egress.rules.is_empty());
+    assert_eq!(
+        to_ip(&compiler, "x/a", "10.0.0.1", 443, Tcp).endpoints[0]
+            .egress
+            .reason,
+        "not-isolated"
+    );
+}
+
+/// Finished pods: Pod Lifecycle (kubernetes.io) says a Succeeded pod's
+/// containers "have terminated in success, and will not be restarted" and a
+/// Failed pod's "have terminated"; kubernetes/kubernetes#110255: "Terminal
+/// pods, whose phase its Failed or Succeeded, are guaranteed to never regress
+/// and to be stopped, so their IPs never should be published on the
+/// Endpoints." The address goes back to the pool and may be reused.
+fn topology_with_finished_pod() -> String {
+    let b = xyz_ip("x/b");
+    xyz_topology().replace(
+        &format!("  podIP: {b}\n"),
+        &format!("  phase: Succeeded\n  podIP: {b}\n"),
+    ) + &format!(
+        "---\napiVersion: v1\nkind: Pod\nmetadata:\n  namespace: y\n  name: reuser\n  labels:\n    pod: reuser\nspec:\n  containers:\n    - name: c\n      ports:\n        - containerPort: 80\nstatus:\n  phase: Running\n  podIP: {b}\n"
+    ) + "---\napiVersion: v1\nkind: Service\nmetadata:\n  namespace: x\n  name: b\nspec:\n  selector: {pod: b}\n  ports:\n    - port: 80\n"
+}
+
+#[test]
+fn finished_pods_are_left_out_of_selector_ip_sets_and_endpoints() {
+    let b_ip: std::net::IpAddr = xyz_ip("x/b").parse().unwrap();
+    let policies = np(
+        "x",
+        "a-from-b",
+        "  podSelector:\n    matchLabels: {pod: a}\n  ingress:\n    - from:\n        - podSelector:\n            matchLabels: {pod: b}\n        - namespaceSelector:\n            matchLabels: {ns: x}",
+    ) + &np(
+        "x",
+        "c-to-b",
+        "  podSelector:\n    matchLabels: {pod: c}\n  egress:\n    - to:\n        - podSelector:\n            matchLabels: {pod: b}",
+    );
+    let cluster = load(&[&topology_with_finished_pod(), &policies]);
+    let compiler = Compiler::new(&cluster);
+
+    // The selectors still select x/b, but it contributes no address.
+    let a = compiler.compile_named("x/a").unwrap();
+    for rule in &a.inbound.ingress.rules {
+        for peer in rule.peers.iter().flatten() {
+            assert!(
+                !peer.nets.iter().any(|n| n.contains(&b_ip)),
+                "{peer:?} still carries the finished pod's address"
+            );
+        }
+    }
+    assert!(
+        a.peers.iter().all(|p| p.workload != "x/b"),
+        "{:#?}",
+        a.peers
+    );
+    // The namespaceSelector peer keeps the live pods of x.
+    let ns_peer = a.inbound.ingress.rules[0].peers.as_ref().unwrap()[1].clone();
+    assert!(
+        ns_peer
+            .nets
+            .iter()
+            .any(|n| n.contains(&xyz_ip("x/c").parse::<std::net::IpAddr>().unwrap()))
+    );
+
+    // The pod that reuses the address is judged as itself, not as x/b.
+    let reuser = policy_support::request(&cluster, "y/reuser", "x/a", 80, Tcp);
+    let r = check::check(&compiler, &reuser).unwrap();
+    assert!(!allowed(&r), "{r:#?}");
+    let r = check_pods(&compiler, "x/c", "y/reuser", 80, Tcp);
+    assert!(!allowed(&r), "{r:#?}");
+    match check::request::parse_source(&cluster, &b_ip.to_string(), None).unwrap() {
+        Source::Pod { pod, .. } => assert_eq!(cluster.pods[pod].key(), "y/reuser"),
+        other => panic!("{other:?}"),
+    }
+
+    // Services: the finished pod is not an endpoint.
+    let svc = palisade_control::compile::services::resolve(
+        compiler.index(),
+        cluster.service("x", "b").unwrap(),
+    );
+    assert!(svc.ports[0].endpoints.is_empty(), "{svc:#?}");
+
+    // The finished pod still compiles (it has no address, like a pending pod).
+    let b = compiler.compile_named("x/b").unwrap();
+    assert!(b.workload.ips.is_empty());
 }

@@ -133,7 +133,8 @@ pub struct DirectionPolicy {
     /// The policies (`ns/name`) that isolate the workload in this direction.
     #[serde(default)]
     pub policies: Vec<String>,
-    /// Allow rules, the union of every selecting policy's rules.
+    /// Allow rules, the union of every selecting policy's rules; when
+    /// isolated and the node is known, led by `L4Rule::node_traffic`.
     #[serde(default)]
     pub rules: Vec<L4Rule>,
 }
@@ -152,6 +153,42 @@ pub struct L4Rule {
     pub peers: Option<Vec<L4Peer>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<PortRange>>,
+}
+
+impl L4Rule {
+    /// The `policy` of the rule that carries the node exemption. Never the
+    /// key of a NetworkPolicy, which is always `ns/name`.
+    pub const NODE_TRAFFIC: &'static str = "(node)";
+
+    /// kubernetes.io, "Network Policies": "traffic to and from the node where
+    /// a Pod is running is always allowed, regardless of the IP address of
+    /// the Pod or the node". As an ordinary rule (any port, any protocol, the
+    /// node's host prefixes), every evaluator of a `DirectionPolicy`
+    /// enforces it without knowing about it. `None` without node addresses.
+    pub fn node_traffic(node_ips: &[IpAddr]) -> Option<L4Rule> {
+        if node_ips.is_empty() {
+            return None;
+        }
+        let mut nets: Vec<IpNet> = node_ips.iter().map(|ip| IpNet::from(*ip)).collect();
+        nets.sort();
+        nets.dedup();
+        let list: Vec<String> = nets.iter().map(|n| n.addr().to_string()).collect();
+        Some(L4Rule {
+            policy: Self::NODE_TRAFFIC.to_string(),
+            rule: 0,
+            peers: Some(vec![L4Peer {
+                description: format!("node {}", list.join(", ")),
+                nets,
+                except: Vec::new(),
+            }]),
+            ports: None,
+        })
+    }
+
+    /// Whether this is the rule `L4Rule::node_traffic` makes.
+    pub fn is_node_traffic(&self) -> bool {
+        self.policy == Self::NODE_TRAFFIC
+    }
 }
 
 /// A resolved `from`/`to` peer: a set of networks minus exceptions. Pod and

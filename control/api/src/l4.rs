@@ -12,7 +12,9 @@
 //! rule allows ("the union of what the policies allow"). A rule matches when
 //! the remote IP matches one of its peers (`nets` minus `except`) or it has
 //! no peer list, and the (protocol, port) matches one of its port ranges or
-//! it has no port list.
+//! it has no port list. Traffic to and from the pod's own node is always
+//! allowed: the compiler adds it as a rule (`L4Rule::node_traffic`), reported
+//! here with its own reason.
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -20,7 +22,11 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::config::{DirectionPolicy, L4Peer, PortRange, Protocol};
+use crate::config::{DirectionPolicy, L4Peer, L4Rule, PortRange, Protocol};
+
+/// Why the node rule (`L4Rule::node_traffic`) allows a connection.
+pub const NODE_TRAFFIC_REASON: &str =
+    "traffic to/from the pod's own node is always allowed (kubernetes.io, Network Policies)";
 
 /// The outcome of one L4 check, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +48,24 @@ impl L4Decision {
     pub fn is_allowed(&self) -> bool {
         !matches!(self, L4Decision::Denied { .. })
     }
+
+    /// Allowed because the remote end is the pod's own node.
+    pub fn is_node_traffic(&self) -> bool {
+        matches!(self, L4Decision::Allowed { policy, .. } if &**policy == L4Rule::NODE_TRAFFIC)
+    }
 }
 
 impl fmt::Display for L4Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             L4Decision::NotIsolated => f.write_str("allowed: not isolated by any NetworkPolicy"),
+            L4Decision::Allowed { peer, .. } if self.is_node_traffic() => {
+                write!(f, "allowed: {NODE_TRAFFIC_REASON}")?;
+                match peer {
+                    Some(p) => write!(f, " ({p})"),
+                    None => Ok(()),
+                }
+            }
             L4Decision::Allowed { policy, rule, peer } => {
                 write!(f, "allowed by NetworkPolicy {policy} rule {rule}")?;
                 match peer {

@@ -20,8 +20,8 @@ pub enum LayerVerdict {
 #[serde(rename_all = "camelCase")]
 pub struct L4Layer {
     pub verdict: LayerVerdict,
-    /// `not-isolated`, `rule-matched`, `no-rule-matched`, `same-pod`,
-    /// `outside-cluster` or `not-meshed`.
+    /// `not-isolated`, `rule-matched`, `node-traffic`, `no-rule-matched`,
+    /// `same-pod`, `outside-cluster` or `not-meshed`.
     pub reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,

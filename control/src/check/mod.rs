@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use palisade_api::authz::{CompiledAuthz, DecisionReason, HttpRequest, RequestContext, Verdict};
-use palisade_api::l4::{CompiledDirection, L4Decision};
+use palisade_api::l4::{CompiledDirection, L4Decision, NODE_TRAFFIC_REASON};
 use palisade_api::{MtlsMode, Protocol, ProxyConfig};
 
 mod layers;
@@ -72,6 +72,20 @@ fn l4_layer(
             detail: format!(
                 "{at}: not isolated (no NetworkPolicy of this type selects it): allowed"
             ),
+        },
+        // The compiled node rule (`L4Rule::node_traffic`): not a
+        // NetworkPolicy, so no policy or rule is named.
+        L4Decision::Allowed { ref peer, .. } if decision.is_node_traffic() => L4Layer {
+            verdict: LayerVerdict::Allow,
+            reason: "node-traffic",
+            detail: match peer {
+                Some(p) => format!("{at}: allowed: {NODE_TRAFFIC_REASON} ({p})"),
+                None => format!("{at}: allowed: {NODE_TRAFFIC_REASON}"),
+            },
+            policy: None,
+            rule: None,
+            peer: peer.as_ref().map(|p| p.to_string()),
+            policies,
         },
         L4Decision::Allowed { policy, rule, peer } => L4Layer {
             verdict: LayerVerdict::Allow,

@@ -109,6 +109,16 @@ fn pod_by_name(cluster: &Cluster, s: &str, flag: &str) -> Result<usize, CheckInp
     })
 }
 
+/// Why a pod has no address: finished, or no `status.podIP` yet.
+fn no_ip_why(p: &crate::cluster::Pod) -> String {
+    match p.phase.as_deref() {
+        Some(phase) if p.finished() => {
+            format!("phase {phase}: a finished pod has no network presence")
+        }
+        _ => "status.podIP".to_string(),
+    }
+}
+
 fn pod_owning(cluster: &Cluster, ip: IpAddr) -> Option<usize> {
     cluster.pods.iter().position(|p| p.ips.contains(&ip))
 }
@@ -149,7 +159,8 @@ pub fn parse_source(
         Some(ip) => return Err(bad(format!("--source-ip {ip} is not an IP of pod {s}"))),
         None => *p.ips.first().ok_or_else(|| {
             bad(format!(
-                "--from {s}: the pod has no IP (status.podIP), so it cannot open connections"
+                "--from {s}: the pod has no IP ({}), so it cannot open connections",
+                no_ip_why(p)
             ))
         })?,
     };
@@ -189,7 +200,8 @@ pub fn parse_destination(cluster: &Cluster, s: &str) -> Result<Destination, Chec
     let pod = pod_by_name(cluster, s, "--to")?;
     if cluster.pods[pod].ips.is_empty() {
         return Err(bad(format!(
-            "--to {s}: the pod has no IP (status.podIP), so it cannot be addressed"
+            "--to {s}: the pod has no IP ({}), so it cannot be addressed",
+            no_ip_why(&cluster.pods[pod])
         )));
     }
     Ok(Destination::Pod { pod })

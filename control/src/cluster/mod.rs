@@ -75,8 +75,15 @@ pub struct Pod {
     pub name: String,
     pub labels: Labels,
     pub service_account: String,
-    /// `status.podIPs` (or `status.podIP`); empty when not scheduled yet.
+    /// The pod's live addresses: `status.podIPs` (or `status.podIP`); empty
+    /// when not scheduled yet, and when finished (see `Pod::finished`).
     pub ips: Vec<IpAddr>,
+    /// Its node's addresses: `status.hostIPs` (or `status.hostIP`); empty
+    /// when not started yet or finished. Traffic to and from them is always
+    /// allowed (kubernetes.io, "Network Policies").
+    pub node_ips: Vec<IpAddr>,
+    /// `status.phase` as written (`Pending`, `Running`, `Succeeded`, ...).
+    pub phase: Option<String>,
     pub ports: Vec<PodPort>,
     /// From the `palisade.dev/opaque-ports` annotation.
     pub opaque_ports: Vec<u16>,
@@ -91,6 +98,13 @@ impl Pod {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// In phase `Succeeded` or `Failed`: every container has terminated and
+    /// none will be restarted (kubernetes.io, "Pod Lifecycle"), so the pod
+    /// has no network presence and its addresses may belong to another pod.
+    pub fn finished(&self) -> bool {
+        is_finished_phase(self.phase.as_deref())
+    }
+
     /// The container port of that name and protocol.
     pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
         self.ports
@@ -98,6 +112,11 @@ impl Pod {
             .find(|p| p.name.as_deref() == Some(name) && p.protocol == protocol)
             .map(|p| p.port)
     }
+}
+
+/// `Succeeded` or `Failed`: the terminal pod phases.
+pub fn is_finished_phase(phase: Option<&str>) -> bool {
+    matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

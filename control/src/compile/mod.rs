@@ -225,6 +225,8 @@ impl<'a> Compiler<'a> {
         let refs: Vec<&ResolvedPolicy> = selecting.iter().map(|&i| &self.policies[i]).collect();
         let (ingress, in_reach) = netpol::ingress_for(&refs, pod);
         let egress = self.egress(&selecting);
+        let mut egress_policy = egress.policy.clone();
+        netpol::exempt_node(&mut egress_policy, &pod.node_ips);
         // The peer table: every pod this one may reach or be reached from.
         let mut peers: Vec<Peer> = Vec::new();
         match (&in_reach, &egress.reach) {
@@ -281,20 +283,23 @@ impl<'a> Compiler<'a> {
                 ingress,
             },
             outbound: Outbound {
-                egress: egress.policy.clone(),
+                egress: egress_policy,
             },
             peers,
             // Services egress lets it reach, and those that select the pod
-            // itself: a pod's traffic to itself is always allowed.
+            // itself or have an endpoint on its node (a hostNetwork pod):
+            // traffic to itself and to its own node is always allowed.
             services: self
                 .services
                 .iter()
                 .enumerate()
                 .filter(|(i, s)| {
                     egress.services.binary_search(i).is_ok()
-                        || s.ports
-                            .iter()
-                            .any(|sp| sp.endpoints.iter().any(|e| pod.ips.contains(&e.ip)))
+                        || s.ports.iter().any(|sp| {
+                            sp.endpoints
+                                .iter()
+                                .any(|e| pod.ips.contains(&e.ip) || pod.node_ips.contains(&e.ip))
+                        })
                 })
                 .map(|(_, s)| s.clone())
                 .collect(),

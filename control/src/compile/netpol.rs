@@ -5,6 +5,7 @@
 //! and against the destination pod on egress, where a rule with named ports is
 //! expanded into concrete (IP set, port) rules, since the sidecar sees numbers.
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use palisade_api::{DirectionPolicy, L4Peer, L4Rule, PortRange, Protocol};
@@ -238,6 +239,22 @@ pub fn resolve(index: &ClusterIndex<'_>, np: &NetworkPolicy) -> ResolvedPolicy {
     }
 }
 
+/// kubernetes.io, "Network Policies", on IP blocks: "exception: traffic to
+/// and from the node where a Pod is running is always allowed, regardless of
+/// the IP address of the Pod or the node". In an isolated direction, the
+/// pod's own node (`status.hostIPs`) gets a rule of its own, first, so it is
+/// both enforced by the sidecar and reported as the reason. Not isolated,
+/// everything is allowed already and nothing is added. Another node's
+/// address is not exempt, and a pod without `status.hostIP` gets nothing.
+pub fn exempt_node(dp: &mut DirectionPolicy, node_ips: &[IpAddr]) {
+    if !dp.isolated {
+        return;
+    }
+    if let Some(rule) = L4Rule::node_traffic(node_ips) {
+        dp.rules.insert(0, rule);
+    }
+}
+
 /// Ingress of `pod` given the resolved policies that select it.
 pub fn ingress_for(policies: &[&ResolvedPolicy], pod: &Pod) -> (DirectionPolicy, PodSet) {
     let mut dp = DirectionPolicy::default();
@@ -284,11 +301,14 @@ pub fn ingress_for(policies: &[&ResolvedPolicy], pod: &Pod) -> (DirectionPolicy,
         }
     }
     finish(&mut dp);
+    exempt_node(&mut dp, &pod.node_ips);
     let reach = reach_set(all || !dp.isolated, reach);
     (dp, reach)
 }
 
-/// Egress of a workload given the resolved policies that select it.
+/// Egress of a workload given the resolved policies that select it, without
+/// the node exemption (shared by every pod with the same policies; the
+/// caller adds `exempt_node` for the pod's node).
 pub fn egress_for(policies: &[&ResolvedPolicy]) -> (DirectionPolicy, PodSet) {
     let mut dp = DirectionPolicy::default();
     let mut reach: Vec<usize> = Vec::new();

@@ -75,6 +75,15 @@ impl LabPlan {
         })?;
         let mut pods = Vec::new();
         for (i, pod) in cluster.pods.iter().enumerate() {
+            if pod.finished() {
+                // Lab pods are indexed like `cluster.pods`; a finished pod
+                // has no address (and no network presence) to run.
+                return Err(LabError::Precondition(format!(
+                    "pod {} is in phase {}: a finished pod has no network presence, so the lab cannot run it (remove it or make it Running)",
+                    pod.key(),
+                    pod.phase.as_deref().unwrap_or_default()
+                )));
+            }
             let ip = pod
                 .ips
                 .iter()

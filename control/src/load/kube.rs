@@ -14,7 +14,7 @@ use palisade_api::Protocol;
 use super::{FieldError, ObjectHead, typed};
 use crate::cluster::{
     NAMESPACE_NAME_LABEL, Namespace, NetpolPeer, NetpolPort, NetpolRule, NetworkPolicy, Origin,
-    Pod, PodPort, PortRef, Selector, Service, ServicePort,
+    Pod, PodPort, PortRef, Selector, Service, ServicePort, is_finished_phase,
 };
 
 /// Annotation listing extra opaque (server-first) ports of a pod.
@@ -134,6 +134,7 @@ pub(super) fn pod(
             )),
         }
     }
+    let mut node_ips = host_ips(&status, &mut errors);
     let mut ports = Vec::new();
     for (ci, c) in spec.containers.iter().enumerate() {
         for (pi, p) in c.ports.iter().flatten().enumerate() {
@@ -186,7 +187,19 @@ pub(super) fn pod(
     }
     opaque_ports.sort_unstable();
     opaque_ports.dedup();
-    let finished = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
+    let finished = is_finished_phase(status.phase.as_deref());
+    if finished {
+        // A Succeeded or Failed pod's containers "have terminated" and "will
+        // not be restarted" (kubernetes.io, "Pod Lifecycle"): it has no
+        // network presence, and its IPs go back to the pool and may already
+        // belong to another pod (kubernetes/kubernetes#110255 stopped
+        // publishing terminal pods' IPs in Endpoints for that reason). So it
+        // is kept, like a pod not scheduled yet, without addresses: it adds
+        // nothing to any selector's IP set, peer table or Service endpoints,
+        // and gets no node exemption. The addresses were still validated.
+        ips.clear();
+        node_ips.clear();
+    }
     let not_ready = status
         .conditions
         .iter()
@@ -205,11 +218,60 @@ pub(super) fn pod(
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "default".into()),
         ips,
+        node_ips,
+        phase: status.phase,
         ports,
         opaque_ports,
         ready: !finished && !not_ready,
         origin,
     })
+}
+
+/// The node's addresses: `status.hostIPs`, or `status.hostIP` when that list
+/// is missing or empty. Pod API: hostIP is "Empty if the pod has not started
+/// yet", and for hostIPs "If this field is specified, the first entry must
+/// match the hostIP field."
+fn host_ips(status: &core::PodStatus, errors: &mut Vec<FieldError>) -> Vec<IpAddr> {
+    let parse = |field: String, s: &str, errors: &mut Vec<FieldError>| {
+        IpAddr::from_str(s)
+            .map_err(|_| {
+                errors.push(FieldError::new(
+                    field,
+                    format!("{s:?} is not an IP address (the node's address)"),
+                ))
+            })
+            .ok()
+    };
+    let single = status
+        .host_ip
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| parse("status.hostIP".into(), s, errors));
+    let mut ips = Vec::new();
+    match status.host_ips.as_deref() {
+        Some(list) if !list.is_empty() => {
+            for (i, h) in list.iter().enumerate() {
+                let field = format!("status.hostIPs[{i}].ip");
+                let Some(ip) = parse(field.clone(), &h.ip, errors) else {
+                    continue;
+                };
+                if i == 0
+                    && let Some(first) = single
+                    && first != ip
+                {
+                    errors.push(FieldError::new(
+                        field,
+                        format!("{ip} must match status.hostIP {first}"),
+                    ));
+                }
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+        }
+        _ => ips.extend(single),
+    }
+    ips
 }
 
 pub(super) fn service(
