@@ -192,39 +192,65 @@ fn set_origin_target<B>(req: &mut Request<B>) {
     *req.uri_mut() = Uri::from(path_and_query(req));
 }
 
+/// Sends `req` over the pooled HTTP/2 connection to the peer sidecar. A
+/// connection found closed before the request was handed to it (the peer
+/// restarted or sent GOAWAY while it sat in the pool) is dropped and the
+/// request goes out once on a new one: it was never sent, so this is safe
+/// for every method.
 async fn send_mesh(
     ctx: &Ctx,
     addr: std::net::SocketAddr,
     identity: &str,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<RespBody> {
-    let mut sender = match ctx
-        .mesh_pool
-        .get(
-            &ctx.tls,
-            &ctx.metrics,
-            addr,
-            identity,
-            ctx.opts.connect_timeout,
-        )
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return peer_unreachable(addr, identity, &e),
-    };
-    if let Err(e) = sender.ready().await {
-        ctx.mesh_pool.evict(addr, identity);
-        tracing::info!(%addr, error = %e, "pooled mesh connection failed");
-        return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
-    }
-    match sender.send_request(req).await {
-        Ok(resp) => proxied(resp).await,
-        Err(e) => {
-            if sender.is_closed() {
-                ctx.mesh_pool.evict(addr, identity);
+    let mut retried = false;
+    loop {
+        let mut sender = match ctx
+            .mesh_pool
+            .get(
+                &ctx.tls,
+                &ctx.metrics,
+                addr,
+                identity,
+                ctx.opts.connect_timeout,
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return peer_unreachable(addr, identity, &e),
+        };
+        if let Err(e) = sender.ready().await {
+            ctx.mesh_pool.evict(addr, identity);
+            if !retried {
+                retried = true;
+                tracing::debug!(%addr, error = %e, "pooled mesh connection closed; opening a new one");
+                continue;
             }
-            tracing::debug!(%addr, error = %e, "mesh request failed");
-            local_response(StatusCode::BAD_GATEWAY, "peer sidecar request failed\n")
+            tracing::info!(%addr, error = %e, "pooled mesh connection failed");
+            return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => return proxied(resp).await,
+            Err(mut e) => {
+                if sender.is_closed() {
+                    ctx.mesh_pool.evict(addr, identity);
+                }
+                match e.take_message() {
+                    Some(unsent) if !retried => {
+                        retried = true;
+                        ctx.mesh_pool.evict(addr, identity);
+                        tracing::debug!(%addr, error = %e.error(), "request not sent on the pooled mesh connection; sending it on a new one");
+                        req = unsent;
+                    }
+                    _ => {
+                        tracing::debug!(%addr, error = %e.error(), "mesh request failed");
+                        return local_response(
+                            StatusCode::BAD_GATEWAY,
+                            "peer sidecar request failed\n",
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -321,11 +321,19 @@ pub fn opts() -> Options {
 /// Starts an in-process sidecar on `ip` (ephemeral ports).
 pub fn sidecar(config: &Path, svid_dir: &Path, ip: &str, opts: Options) -> Proxy {
     let ip: IpAddr = ip.parse().unwrap();
+    sidecar_at(config, svid_dir, SocketAddr::new(ip, 0), opts)
+}
+
+/// Starts an in-process sidecar whose inbound listener is `inbound` (a
+/// restarted sidecar takes its predecessor's address); the other listeners
+/// get ephemeral ports on the same IP.
+pub fn sidecar_at(config: &Path, svid_dir: &Path, inbound: SocketAddr, opts: Options) -> Proxy {
+    let ip = inbound.ip();
     let setup = Setup {
         config: config.to_path_buf(),
         svid_dir: svid_dir.to_path_buf(),
         outbound_listen: SocketAddr::new(ip, 0),
-        inbound_listen: SocketAddr::new(ip, 0),
+        inbound_listen: inbound,
         admin_listen: SocketAddr::new(ip, 0),
         config_poll: Duration::from_millis(100),
         opts,
