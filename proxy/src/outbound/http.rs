@@ -255,33 +255,50 @@ async fn send_mesh(
     }
 }
 
+/// [`send_mesh`] over a pooled HTTP/1.1 connection (`--mesh-protocol
+/// http1`): a request handed back unsent (the kept connection was closed
+/// under it) goes out once on a new connection.
 async fn send_mesh_h1(
     ctx: &Ctx,
     addr: std::net::SocketAddr,
     identity: &str,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<RespBody> {
-    let mut sender = match ctx
-        .mesh_pool_h1
-        .checkout(
-            &ctx.tls,
-            &ctx.metrics,
-            addr,
-            identity,
-            ctx.opts.connect_timeout,
-        )
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return peer_unreachable(addr, identity, &e),
-    };
-    let resp = sender.send_request(req).await;
-    ctx.mesh_pool_h1.checkin(addr, identity, sender);
-    match resp {
-        Ok(resp) => proxied(resp).await,
-        Err(e) => {
-            tracing::debug!(%addr, error = %e, "mesh request failed");
-            local_response(StatusCode::BAD_GATEWAY, "peer sidecar request failed\n")
+    let mut retried = false;
+    loop {
+        let mut sender = match ctx
+            .mesh_pool_h1
+            .checkout(
+                &ctx.tls,
+                &ctx.metrics,
+                addr,
+                identity,
+                ctx.opts.connect_timeout,
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return peer_unreachable(addr, identity, &e),
+        };
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                ctx.mesh_pool_h1.checkin(addr, identity, sender);
+                return proxied(resp).await;
+            }
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if !retried => {
+                    retried = true;
+                    tracing::debug!(%addr, error = %e.error(), "request not sent on the kept mesh connection; sending it on a new one");
+                    req = unsent;
+                }
+                _ => {
+                    tracing::debug!(%addr, error = %e.error(), "mesh request failed");
+                    return local_response(
+                        StatusCode::BAD_GATEWAY,
+                        "peer sidecar request failed\n",
+                    );
+                }
+            },
         }
     }
 }
