@@ -102,20 +102,40 @@ fn pods_without_ip(cluster: &Cluster, out: &mut Out) {
     }
 }
 
+/// The keys of `pods` when all are hostNetwork pods (and there is one):
+/// Palisade "ignores `hostNetwork` pods when matching `podSelector` and
+/// `namespaceSelector`" (kubernetes.io, "NetworkPolicy and `hostNetwork`
+/// pods"), so a selector that selects only those selects nothing in effect.
+fn only_host_network(cluster: &Cluster, pods: &[usize]) -> Option<String> {
+    let all = !pods.is_empty() && pods.iter().all(|&i| cluster.pods[i].host_network);
+    all.then(|| {
+        let keys: Vec<String> = pods.iter().map(|&i| cluster.pods[i].key()).collect();
+        keys.join(", ")
+    })
+}
+
 fn netpol_selectors(compiler: &Compiler<'_>, out: &mut Out) {
     let cluster = compiler.cluster();
     let index = compiler.index();
     for np in &cluster.network_policies {
         let obj = format!("NetworkPolicy {}", np.key());
-        if index
-            .pods_in(&np.namespace, Some(&np.pod_selector))
-            .is_empty()
-        {
+        let selected = index.pods_in(&np.namespace, Some(&np.pod_selector));
+        if selected.is_empty() {
             out.push(
                 Severity::Warning,
                 "selects-nothing",
                 &obj,
                 format!("spec.podSelector {} selects no pod", np.pod_selector),
+            );
+        } else if let Some(keys) = only_host_network(cluster, &selected) {
+            out.push(
+                Severity::Info,
+                "selects-only-host-network",
+                &obj,
+                format!(
+                    "spec.podSelector {} selects only hostNetwork pods ({keys}): NetworkPolicy does not apply to them (kubernetes.io, NetworkPolicy and hostNetwork pods), so the policy has no effect",
+                    np.pod_selector
+                ),
             );
         }
         let rules = np
@@ -143,15 +163,25 @@ fn netpol_selectors(compiler: &Compiler<'_>, out: &mut Out) {
                     );
                     continue;
                 }
-                if ns_list
+                let selected: Vec<usize> = ns_list
                     .iter()
-                    .all(|ns| index.pods_in(ns, pods.as_ref()).is_empty())
-                {
+                    .flat_map(|ns| index.pods_in(ns, pods.as_ref()))
+                    .collect();
+                if selected.is_empty() {
                     out.push(
                         Severity::Warning,
                         "selects-nothing",
                         &obj,
                         format!("{dir} peer {peer} selects no pod"),
+                    );
+                } else if let Some(keys) = only_host_network(cluster, &selected) {
+                    out.push(
+                        Severity::Warning,
+                        "selects-only-host-network",
+                        &obj,
+                        format!(
+                            "{dir} peer {peer} selects only hostNetwork pods ({keys}), which selectors ignore (kubernetes.io, NetworkPolicy and hostNetwork pods): it matches nothing; their traffic is their node's, which an ipBlock can allow"
+                        ),
                     );
                 }
             }
@@ -300,7 +330,13 @@ fn peer_authentication(cluster: &Cluster, compiler: &Compiler<'_>, out: &mut Out
         }
     }
     let mut permissive: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, p) in cluster.pods.iter().enumerate() {
+    // A hostNetwork pod runs no sidecar: it accepts nothing through one.
+    for (i, p) in cluster
+        .pods
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.host_network)
+    {
         let m = compiler.effective_mtls(i);
         if m.mode == MtlsMode::Permissive
             || m.port_mtls.values().any(|m| *m == MtlsMode::Permissive)

@@ -426,3 +426,72 @@ fn check_explains_the_node_traffic_exemption() {
         "{err}"
     );
 }
+
+// kubernetes.io, "Network Policies", "NetworkPolicy and `hostNetwork` pods":
+// "The network plugin cannot properly distinguish `hostNetwork` pod traffic,
+// and so it ignores `hostNetwork` pods when matching `podSelector` and
+// `namespaceSelector`. Traffic to/from `hostNetwork` pods is treated the same
+// as all other traffic to/from the node IP. (This is the most common
+// implementation.)" `palisade check` says so for the hostNetwork end,
+// `palisade compile` refuses it (no sidecar), and a spec.hostNetwork that is
+// not a boolean is a loader error naming the object and field.
+#[test]
+fn check_and_compile_explain_host_network_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {containers: [{name: c, ports: [{containerPort: 80}]}]}\nstatus: {phase: Running, podIP: 198.18.0.10, hostIP: 10.0.0.2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: h, namespace: x, labels: {app: h}}\nspec: {hostNetwork: true, containers: [{name: c, ports: [{containerPort: 9100}]}]}\nstatus: {phase: Running, podIP: 10.0.0.1, hostIP: 10.0.0.1}\n";
+    let deny = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: x}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n";
+    std::fs::write(dir.path().join("x.yaml"), format!("{pods}{deny}")).unwrap();
+    let d = dir.path().display().to_string();
+    let check = |from: &str, to: &str, port: &str, extra: &[&str]| {
+        let mut args = vec![
+            "check", "--config", &d, "--from", from, "--to", to, "--port", port,
+        ];
+        args.extend_from_slice(extra);
+        palisade(&args)
+    };
+    let why = "hostNetwork pod: NetworkPolicy does not apply (kubernetes.io, NetworkPolicy and hostNetwork pods)";
+
+    // To the hostNetwork pod: x/a's egress decides (another node: denied),
+    // x/h's ingress does not apply.
+    let o = check("x/a", "x/h", "9100", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().next(), Some("deny"), "{out}");
+    assert!(
+        out.contains(&format!("[skip] ingress at x/h: {why}")),
+        "{out}"
+    );
+    assert!(out.contains("[deny] egress at x/a: denied"), "{out}");
+    // From it: its egress does not apply; x/a's ingress sees the node IP.
+    let o = check("x/h", "x/a", "80", &["--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["sourceIp"], "10.0.0.1");
+    assert_eq!(v["endpoints"][0]["egress"]["reason"], "host-network");
+    assert_eq!(v["endpoints"][0]["egress"]["verdict"], "skip");
+    assert_eq!(v["endpoints"][0]["ingress"]["reason"], "no-rule-matched");
+    // The node's address is the node, not the pod.
+    let o = check("10.0.0.1", "x/a", "80", &[]);
+    let out = stdout(&o);
+    assert!(out.contains("from 10.0.0.1 (10.0.0.1,"), "{out}");
+
+    let o = palisade(&["compile", "--config", &d, "--workload", "x/h"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("x/h") && err.contains("hostNetwork"), "{err}");
+    let o = palisade(&["compile", "--config", &d, "--workload", "x/a"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("x/h"), "{}", stdout(&o));
+
+    std::fs::write(
+        dir.path().join("x.yaml"),
+        pods.replace("hostNetwork: true", "hostNetwork: \"yes\""),
+    )
+    .unwrap();
+    let o = check("x/a", "x/h", "9100", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("x.yaml: document 1: Pod x/h: field spec.hostNetwork"),
+        "{err}"
+    );
+}

@@ -94,6 +94,33 @@ fn host_network_pods_are_not_injected() {
     assert_eq!(docs(&out)[1], docs(&read("daemonset"))[1]);
 }
 
+// kubernetes.io, "Network Policies": a hostNetwork pod's "connections will
+// be treated as node connections", and no sidecar can run in the node's
+// network namespace: the reason says so. A spec.hostNetwork that is not a
+// boolean (which the API server refuses) is an error naming the field, not
+// a pod to inject.
+#[test]
+fn host_network_opt_out_says_why_and_a_non_boolean_is_refused() {
+    let (_, outcomes) = inject_documents(&read("daemonset"), &InjectOptions::default()).unwrap();
+    let Outcome::OptedOut(reason) = &outcomes[1] else {
+        panic!("{outcomes:?}");
+    };
+    assert!(
+        reason.contains("spec.hostNetwork: true")
+            && reason.contains("no sidecar")
+            && reason.contains("NetworkPolicy does not apply"),
+        "{reason}"
+    );
+    let bad = read("daemonset").replace("hostNetwork: true", "hostNetwork: \"true\"");
+    let err = inject_documents(&bad, &InjectOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("DaemonSet") && err.contains("spec.template.spec.hostNetwork"),
+        "{err}"
+    );
+}
+
 fn container<'a>(spec: &'a Value, list: &str, name: &str) -> &'a Value {
     spec[list]
         .as_sequence()

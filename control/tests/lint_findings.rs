@@ -214,3 +214,58 @@ fn finished_pods_are_an_info_not_a_missing_ip() {
         "{f:#?}"
     );
 }
+
+/// A hostNetwork pod on node 10.0.0.1, in namespace x.
+const HOST_NETWORK_POD: &str = "---\napiVersion: v1\nkind: Pod\nmetadata: {namespace: x, name: node-agent, labels: {app: node-agent}}\nspec:\n  hostNetwork: true\n  containers: [{name: c, ports: [{containerPort: 9100}]}]\nstatus: {phase: Running, podIP: 10.0.0.1, hostIP: 10.0.0.1}\n";
+
+// kubernetes.io, "Network Policies": the most common implementation, which
+// Palisade follows, "ignores `hostNetwork` pods when matching `podSelector`
+// and `namespaceSelector`". A policy whose spec.podSelector selects only
+// such pods has no effect (an info); a peer that selects only them matches
+// nothing (a warning, the same mistake as a peer that selects no pod); an
+// ipBlock over the node's address is the documented way to allow them
+// ("you can allow traffic from a `hostNetwork` Pod using an `ipBlock`
+// rule"), not a pod IP in an ipBlock.
+#[test]
+fn policies_about_host_network_pods_only() {
+    let f = findings(
+        &(HOST_NETWORK_POD.to_string()
+            + &np(
+                "agent-only",
+                "  podSelector:\n    matchLabels: {app: node-agent}\n  ingress: []",
+            )
+            + &np(
+                "from-agent",
+                "  podSelector:\n    matchLabels: {pod: a}\n  ingress:\n    - from:\n        - podSelector:\n            matchLabels: {app: node-agent}\n        - ipBlock:\n            cidr: 10.0.0.0/24",
+            )),
+    );
+    assert_has(
+        &f,
+        Severity::Info,
+        "selects-only-host-network",
+        "NetworkPolicy x/agent-only",
+        "selects only hostNetwork pods (x/node-agent)",
+    );
+    assert_has(
+        &f,
+        Severity::Warning,
+        "selects-only-host-network",
+        "NetworkPolicy x/from-agent",
+        "ingress peer",
+    );
+    for code in ["selects-nothing", "ipblock-contains-pods"] {
+        assert!(
+            !f.iter()
+                .any(|x| x.code == code && x.object.starts_with("NetworkPolicy x/")),
+            "{code}: {f:#?}"
+        );
+    }
+    // A policy selecting hostNetwork and other pods is fine.
+    let f = findings(
+        &(HOST_NETWORK_POD.to_string() + &np("all", "  podSelector: {}\n  ingress:\n    - {}")),
+    );
+    assert!(
+        !f.iter().any(|x| x.code == "selects-only-host-network"),
+        "{f:#?}"
+    );
+}

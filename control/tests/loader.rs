@@ -476,3 +476,26 @@ fn finished_pods_have_no_live_address() {
         assert!(!c.pods[0].finished(), "{phase}");
     }
 }
+
+/// Pod API: `spec.hostNetwork` is "Host networking requested for this pod.
+/// Use the host's network namespace. [...] Default to false." kubernetes.io,
+/// "Network Policies": Palisade "ignores `hostNetwork` pods when matching
+/// `podSelector` and `namespaceSelector`", so the field is read, and a value
+/// that is not a boolean is refused as the API server refuses it.
+#[test]
+fn pods_read_spec_host_network() {
+    assert!(!load(&[POD]).pods[0].host_network);
+    let with = |v: &str| POD.replace("spec:\n", &format!("spec:\n  hostNetwork: {v}\n"));
+    assert!(load(&[&with("true")]).pods[0].host_network);
+    assert!(!load(&[&with("false")]).pods[0].host_network);
+    for bad in ["\"true\"", "yes", "1", "[true]"] {
+        let e = errors(&[&with(bad)]);
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert!(
+            e[0].contains("test-0.yaml: document 0: Pod x/a: field spec.hostNetwork:"),
+            "{bad}: {}",
+            e[0]
+        );
+        assert!(e[0].contains("boolean"), "{bad}: {}", e[0]);
+    }
+}

@@ -996,3 +996,260 @@ fn finished_pods_are_left_out_of_selector_ip_sets_and_endpoints() {
     let b = compiler.compile_named("x/b").unwrap();
     assert!(b.workload.ips.is_empty());
 }
+
+// === Beyond the upstream suite: hostNetwork pods ===
+
+/// kubernetes.io, "Network Policies", section "NetworkPolicy and
+/// `hostNetwork` pods": "NetworkPolicy behaviour for `hostNetwork` pods is
+/// undefined, but it should be limited to 2 possibilities: [...] The network
+/// plugin cannot properly distinguish `hostNetwork` pod traffic, and so it
+/// ignores `hostNetwork` pods when matching `podSelector` and
+/// `namespaceSelector`. Traffic to/from `hostNetwork` pods is treated the
+/// same as all other traffic to/from the node IP. (This is the most common
+/// implementation.)" Palisade follows that one: "This applies when 1. a
+/// `hostNetwork` pod is selected by `spec.podSelector`. [...] 1. a
+/// `hostNetwork` pod is selected by a `podSelector` or `namespaceSelector` in
+/// an `ingress` or `egress` rule." And "since `hostNetwork` pods have the
+/// same IP addresses as the nodes they reside on, their connections will be
+/// treated as node connections. For example, you can allow traffic from a
+/// `hostNetwork` Pod using an `ipBlock` rule."
+///
+/// The nodes' topology plus `x/h`, a hostNetwork pod on x/a's node 10.0.0.1
+/// (its pod IP is the node's), serving 9100 (named `metrics`), and a Service
+/// `x/h` selecting it.
+fn topology_with_host_network_pod() -> String {
+    topology_with_nodes()
+        + "---\napiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n  name: h\n  labels:\n    pod: h\nspec:\n  hostNetwork: true\n  containers:\n    - name: exporter\n      ports:\n        - name: metrics\n          containerPort: 9100\nstatus:\n  phase: Running\n  podIP: 10.0.0.1\n  hostIP: 10.0.0.1\n"
+        + "---\napiVersion: v1\nkind: Service\nmetadata:\n  namespace: x\n  name: h\nspec:\n  selector: {pod: h}\n  clusterIPs: [10.96.0.9]\n  ports:\n    - port: 9100\n      targetPort: metrics\n"
+}
+
+const HOST_NETWORK_REASON: &str = "hostNetwork pod: NetworkPolicy does not apply (kubernetes.io, NetworkPolicy and hostNetwork pods)";
+
+const NODE_IP: &str = "10.0.0.1";
+
+fn carries_node_ip(rules: &[palisade_api::L4Rule]) -> bool {
+    let node: std::net::IpAddr = NODE_IP.parse().unwrap();
+    rules
+        .iter()
+        .filter(|r| !r.is_node_traffic())
+        .flat_map(|r| r.peers.iter().flatten())
+        .any(|p| p.nets.iter().any(|n| n.contains(&node)))
+}
+
+// "it ignores `hostNetwork` pods when matching `podSelector` and
+// `namespaceSelector`": a selector that matches x/h adds no address, so it
+// does not let in (or out) everything from x/h's node.
+#[test]
+fn host_network_pods_add_nothing_to_pod_and_namespace_selector_peers() {
+    let policies = np(
+        "x",
+        "b-from-h",
+        "  podSelector:\n    matchLabels: {pod: b}\n  ingress:\n    - from:\n        - podSelector:\n            matchLabels: {pod: h}\n    - from:\n        - namespaceSelector:\n            matchLabels: {ns: x}",
+    ) + &np(
+        "x",
+        "c-to-h",
+        "  podSelector:\n    matchLabels: {pod: c}\n  egress:\n    - to:\n        - podSelector:\n            matchLabels: {pod: h}\n    - ports:\n        - port: metrics",
+    );
+    let cluster = load(&[&topology_with_host_network_pod(), &policies]);
+    let compiler = Compiler::new(&cluster);
+
+    let b = compiler.compile_named("x/b").unwrap();
+    assert_eq!(b.inbound.ingress.policies, ["x/b-from-h"]);
+    assert!(
+        !carries_node_ip(&b.inbound.ingress.rules),
+        "{:#?}",
+        b.inbound.ingress.rules
+    );
+    // The podSelector peer selects only x/h: no address at all.
+    let rule0 = b
+        .inbound
+        .ingress
+        .rules
+        .iter()
+        .find(|r| r.policy == "x/b-from-h" && r.rule == 0)
+        .unwrap();
+    assert!(
+        rule0.peers.as_ref().unwrap()[0].nets.is_empty(),
+        "{rule0:#?}"
+    );
+    // The namespaceSelector peer keeps the other pods of x.
+    let rule1 = b
+        .inbound
+        .ingress
+        .rules
+        .iter()
+        .find(|r| r.policy == "x/b-from-h" && r.rule == 1)
+        .unwrap();
+    let c_ip: std::net::IpAddr = xyz_ip("x/c").parse().unwrap();
+    assert!(
+        rule1.peers.as_ref().unwrap()[0]
+            .nets
+            .iter()
+            .any(|n| n.contains(&c_ip))
+    );
+
+    // x/h's connections are node connections: from another node than x/b's,
+    // no rule allows them.
+    let r = check_pods(&compiler, "x/h", "x/b", 80, Tcp);
+    assert!(!allowed(&r), "{r:#?}");
+    assert_eq!(r.source_ip, NODE_IP.parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(r.endpoints[0].ingress.reason, "no-rule-matched");
+    let r = from_ip(&compiler, NODE_IP, "x/b", 80, Tcp);
+    assert!(!allowed(&r), "{r:#?}");
+
+    // Egress: a podSelector that matches x/h only, and a named port that
+    // only x/h declares, reach nothing.
+    let c = compiler.compile_named("x/c").unwrap();
+    assert!(
+        !carries_node_ip(&c.outbound.egress.rules),
+        "{:#?}",
+        c.outbound.egress.rules
+    );
+    let r = check_pods(&compiler, "x/c", "x/h", 9100, Tcp);
+    assert!(!allowed(&r), "{r:#?}");
+    assert_eq!(r.endpoints[0].egress.reason, "no-rule-matched");
+}
+
+// x/h is in no peer table (it runs no sidecar: traffic to it is plain) and
+// an address of its node names no pod.
+#[test]
+fn host_network_pods_are_not_mesh_peers() {
+    let cluster = load(&[&topology_with_host_network_pod()]);
+    let compiler = Compiler::new(&cluster);
+    let node: std::net::IpAddr = NODE_IP.parse().unwrap();
+    for cfg in compiler.compile_all() {
+        assert!(
+            cfg.peers
+                .iter()
+                .all(|p| p.workload != "x/h" && p.ip != node),
+            "{}: {:#?}",
+            cfg.workload.name,
+            cfg.peers
+        );
+    }
+    assert_eq!(compiler.index().pod_by_ip(node), None);
+    assert!(
+        compiler
+            .index()
+            .pods_in_net(&"10.0.0.0/24".parse().unwrap(), &[])
+            .is_empty()
+    );
+    // `--from`/`--to` the node's address is the node, not x/h.
+    assert_eq!(
+        check::request::parse_source(&cluster, NODE_IP, None).unwrap(),
+        Source::External { ip: node }
+    );
+    assert_eq!(
+        check::request::parse_destination(&cluster, NODE_IP).unwrap(),
+        Destination::External { ip: node }
+    );
+}
+
+// "This applies when 1. a `hostNetwork` pod is selected by
+// `spec.podSelector`": a policy selecting x/h does not isolate it, and no
+// sidecar can run in the node's network namespace, so it gets no config.
+#[test]
+fn host_network_pods_are_not_isolated_and_get_no_config() {
+    let deny_all = np(
+        "x",
+        "deny-all",
+        "  podSelector: {}\n  policyTypes: [Ingress, Egress]",
+    );
+    let cluster = load(&[&topology_with_host_network_pod(), &deny_all]);
+    let compiler = Compiler::new(&cluster);
+    let h = cluster.pod_index("x", "h").unwrap();
+    assert!(cluster.pods[h].host_network);
+    assert!(!cluster.pods[cluster.pod_index("x", "a").unwrap()].host_network);
+    assert!(compiler.selecting_policies(&cluster.pods[h]).is_empty());
+
+    let err = compiler.compile_named("x/h").unwrap_err();
+    assert_eq!(
+        err,
+        palisade_control::compile::CompileError::HostNetwork("x/h".into())
+    );
+    assert!(err.to_string().contains("hostNetwork"), "{err}");
+    let all = compiler.compile_all();
+    assert_eq!(all.len(), cluster.pods.len() - 1);
+    assert!(all.iter().all(|c| c.workload.name != "h"));
+
+    // To x/h: not isolated by x/deny-all, plain TCP, no authorization.
+    let r = check_pods(&compiler, "y/a", "x/h", 9100, Tcp);
+    assert!(allowed(&r), "{r:#?}");
+    let e = &r.endpoints[0];
+    assert_eq!(e.ingress.reason, "host-network");
+    assert_eq!(e.ingress.verdict, check::LayerVerdict::Skip);
+    assert!(
+        e.ingress.detail.contains(HOST_NETWORK_REASON),
+        "{}",
+        e.ingress.detail
+    );
+    assert!(
+        e.ingress.detail.starts_with("ingress at x/h: "),
+        "{}",
+        e.ingress.detail
+    );
+    assert!(!e.mtls.mtls && e.mtls.mode.is_none(), "{:#?}", e.mtls);
+    assert_eq!(e.authorization.verdict, check::LayerVerdict::Skip);
+
+    // From x/h: not isolated for egress either, and without an identity.
+    let r = check_pods(&compiler, "x/h", "y/a", 80, Tcp);
+    assert!(allowed(&r), "{r:#?}");
+    assert_eq!(r.identity, None);
+    assert_eq!(r.endpoints[0].egress.reason, "host-network");
+    assert!(r.endpoints[0].egress.detail.starts_with("egress at x/h: "));
+    assert!(r.endpoints[0].egress.detail.contains(HOST_NETWORK_REASON));
+
+    // The other end is still judged, as traffic to/from the node IP: x/a
+    // lives on that node (always allowed), x/b does not.
+    let r = check_pods(&compiler, "x/a", "x/h", 9100, Tcp);
+    assert!(allowed(&r), "{r:#?}");
+    assert_eq!(r.endpoints[0].egress.reason, "node-traffic");
+    let r = check_pods(&compiler, "x/h", "x/a", 80, Tcp);
+    assert!(allowed(&r), "{r:#?}");
+    assert_eq!(r.endpoints[0].ingress.reason, "node-traffic");
+    let r = check_pods(&compiler, "x/b", "x/h", 9100, Tcp);
+    assert!(!allowed(&r), "{r:#?}");
+    assert_eq!(r.endpoints[0].egress.reason, "no-rule-matched");
+    let r = check_pods(&compiler, "x/h", "x/b", 80, Tcp);
+    assert!(!allowed(&r), "{r:#?}");
+}
+
+// A Service may select a hostNetwork pod: its endpoint (the node's address)
+// stays, as a plain, unmeshed destination.
+#[test]
+fn host_network_pods_stay_service_endpoints() {
+    let cluster = load(&[&topology_with_host_network_pod()]);
+    let compiler = Compiler::new(&cluster);
+    let svc = palisade_control::compile::services::resolve(
+        compiler.index(),
+        cluster.service("x", "h").unwrap(),
+    );
+    let ep = &svc.ports[0].endpoints;
+    assert_eq!(ep.len(), 1, "{svc:#?}");
+    assert_eq!(ep[0].ip, NODE_IP.parse::<std::net::IpAddr>().unwrap());
+    assert_eq!((ep[0].port, ep[0].workload.as_str()), (9100, "x/h"));
+    // Every workload may reach it (no egress isolation), so it is in their
+    // configs; none has a peer entry for it.
+    let a = compiler.compile_named("y/a").unwrap();
+    assert!(a.services.iter().any(|s| s.name == "x/h"));
+
+    let req = CheckRequest {
+        source: Source::Pod {
+            pod: cluster.pod_index("y", "a").unwrap(),
+            ip: xyz_ip("y/a").parse().unwrap(),
+        },
+        destination: Destination::Service {
+            service: cluster.services.iter().position(|s| s.name == "h").unwrap(),
+        },
+        port: PortRef::Number(9100),
+        protocol: Tcp,
+        http: None,
+        plaintext: false,
+    };
+    let r = check::check(&compiler, &req).unwrap();
+    assert!(allowed(&r), "{r:#?}");
+    assert_eq!(r.endpoints.len(), 1);
+    assert_eq!(r.endpoints[0].workload.as_deref(), Some("x/h"));
+    assert_eq!(r.endpoints[0].ingress.reason, "host-network");
+    assert!(!r.endpoints[0].mtls.mtls);
+}

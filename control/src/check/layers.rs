@@ -21,7 +21,7 @@ pub enum LayerVerdict {
 pub struct L4Layer {
     pub verdict: LayerVerdict,
     /// `not-isolated`, `rule-matched`, `node-traffic`, `no-rule-matched`,
-    /// `same-pod`, `outside-cluster` or `not-meshed`.
+    /// `same-pod`, `host-network`, `outside-cluster` or `not-meshed`.
     pub reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,

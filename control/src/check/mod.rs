@@ -52,6 +52,17 @@ fn skip_authz(detail: impl Into<String>) -> AuthzLayer {
     }
 }
 
+/// Why NetworkPolicy is not evaluated at a hostNetwork end of a connection.
+pub const HOST_NETWORK_REASON: &str = "hostNetwork pod: NetworkPolicy does not apply (kubernetes.io, NetworkPolicy and hostNetwork pods)";
+
+/// kubernetes.io, "Network Policies", "NetworkPolicy and `hostNetwork`
+/// pods": the most common implementation, Palisade's, "ignores `hostNetwork`
+/// pods when matching `podSelector` and `namespaceSelector`", so no policy
+/// isolates the pod; the other end still judges its traffic as the node's.
+fn host_network_l4(at: &str) -> L4Layer {
+    skip_l4("host-network", format!("{at}: {HOST_NETWORK_REASON}"))
+}
+
 fn l4_layer(
     dir: &palisade_api::DirectionPolicy,
     remote: IpAddr,
@@ -131,7 +142,9 @@ fn verdict(v: Verdict) -> LayerVerdict {
 }
 
 struct Ends<'a> {
+    /// `None` outside the cluster and for a hostNetwork pod (no sidecar).
     src_config: Option<ProxyConfig>,
+    src_host_network: bool,
     src_name: String,
     src_ip: IpAddr,
     src_pod: Option<usize>,
@@ -150,9 +163,18 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
         Source::Identity { id, ip, pod } => (*pod, *ip, id.clone(), Some(id.clone())),
         Source::External { ip } => (None, *ip, ip.to_string(), None),
     };
-    let identity = if req.plaintext { None } else { identity };
+    // A hostNetwork pod runs no sidecar: it presents no mesh identity.
+    let src_host_network = src_pod.is_some_and(|p| cluster.pods[p].host_network);
+    let identity = if req.plaintext || src_host_network {
+        None
+    } else {
+        identity
+    };
     let ends = Ends {
-        src_config: src_pod.map(|p| compiler.compile(p)),
+        src_config: src_pod
+            .filter(|_| !src_host_network)
+            .map(|p| compiler.compile(p)),
+        src_host_network,
         src_name,
         src_ip,
         src_pod,
@@ -298,6 +320,7 @@ fn judge(
         });
     }
     let egress = match &ends.src_config {
+        None if ends.src_host_network => host_network_l4(&format!("egress at {}", ends.src_name)),
         Some(c) => l4_layer(
             &c.outbound.egress,
             dst_ip,
@@ -313,7 +336,10 @@ fn judge(
             ),
         ),
     };
-    let dst_config = dst_pod.map(|p| compiler.compile(p));
+    let dst_host_network = dst_pod.filter(|&p| cluster.pods[p].host_network);
+    let dst_config = dst_pod
+        .filter(|_| dst_host_network.is_none())
+        .map(|p| compiler.compile(p));
     let tcp = proto == Protocol::Tcp;
     let (mtls, ingress, authorization) = match (&dst_config, dst_pod) {
         (Some(dc), Some(dp)) => {
@@ -385,6 +411,26 @@ fn judge(
                 skip_authz("authorization: not applicable to non-TCP traffic")
             };
             (mtls, ingress, authorization)
+        }
+        // No sidecar in the node's network namespace: plain, unmeshed.
+        _ if let Some(dp) = dst_host_network => {
+            let name = cluster.pods[dp].key();
+            (
+                MtlsLayer {
+                    verdict: LayerVerdict::Skip,
+                    mode: None,
+                    policy: None,
+                    mtls: false,
+                    plaintext_accepted: true,
+                    detail: format!(
+                        "mtls: {name} is a hostNetwork pod, which runs no sidecar: plain TCP"
+                    ),
+                },
+                host_network_l4(&format!("ingress at {name}")),
+                skip_authz(format!(
+                    "authorization: {name} is a hostNetwork pod, which runs no sidecar"
+                )),
+            )
         }
         _ => (
             MtlsLayer {

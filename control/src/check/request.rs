@@ -119,8 +119,15 @@ fn no_ip_why(p: &crate::cluster::Pod) -> String {
     }
 }
 
+/// The pod whose address `ip` is. A hostNetwork pod's address is its node's,
+/// and "traffic to/from `hostNetwork` pods is treated the same as all other
+/// traffic to/from the node IP" (kubernetes.io, "Network Policies"), so the
+/// address alone names the node (outside the cluster's pods), not the pod.
 fn pod_owning(cluster: &Cluster, ip: IpAddr) -> Option<usize> {
-    cluster.pods.iter().position(|p| p.ips.contains(&ip))
+    cluster
+        .pods
+        .iter()
+        .position(|p| !p.host_network && p.ips.contains(&ip))
 }
 
 pub fn parse_source(

@@ -85,7 +85,7 @@ mistake) or info (worth knowing, such as PERMISSIVE mTLS in force). Exit status:
 finding is an error (warnings and infos alone exit 0), 1 when one is, 2 when the configuration \
 does not load.\n\nChecks: egress-without-dns, selects-nothing, namespace-selector-matches-nothing, \
 unknown-named-port, unknown-principal, permissive-mtls, ipblock-contains-pods, \
-conflicting-peer-authentication, pod-without-ip, pod-finished."
+conflicting-peer-authentication, pod-without-ip, pod-finished, selects-only-host-network."
 )]
 pub struct LintArgs {
     /// Directory of Kubernetes YAML manifests (read recursively).

@@ -84,6 +84,15 @@ pub struct Pod {
     pub node_ips: Vec<IpAddr>,
     /// `status.phase` as written (`Pending`, `Running`, `Succeeded`, ...).
     pub phase: Option<String>,
+    /// `spec.hostNetwork`: the pod runs in its node's network namespace, so
+    /// its addresses are the node's. kubernetes.io, "Network Policies",
+    /// "NetworkPolicy and `hostNetwork` pods": Palisade is the most common
+    /// implementation, which "ignores `hostNetwork` pods when matching
+    /// `podSelector` and `namespaceSelector`. Traffic to/from `hostNetwork`
+    /// pods is treated the same as all other traffic to/from the node IP."
+    /// Such a pod is in no selector's IP set, is isolated by no policy, runs
+    /// no sidecar (no config, no peer entry), but stays a Service endpoint.
+    pub host_network: bool,
     pub ports: Vec<PodPort>,
     /// From the `palisade.dev/opaque-ports` annotation.
     pub opaque_ports: Vec<u16>,

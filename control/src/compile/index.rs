@@ -1,6 +1,10 @@
 //! Indexes over a loaded cluster that make selector resolution cheap: pods by
 //! namespace (a contiguous range, since pods are sorted), pods by label pair,
-//! and pods by IP (sorted, for ipBlock range queries).
+//! and pods by IP (sorted, for ipBlock range queries). A hostNetwork pod is
+//! in the namespace and label indexes (a Service may select it) but not in
+//! the IP index: its addresses are its node's, and "traffic to/from
+//! `hostNetwork` pods is treated the same as all other traffic to/from the
+//! node IP" (kubernetes.io, "Network Policies").
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
@@ -32,7 +36,9 @@ impl<'a> ClusterIndex<'a> {
                     .or_default()
                     .push(i);
             }
-            by_ip.extend(pod.ips.iter().map(|ip| (*ip, i)));
+            if !pod.host_network {
+                by_ip.extend(pod.ips.iter().map(|ip| (*ip, i)));
+            }
         }
         by_ip.sort_unstable();
         Self {
@@ -87,7 +93,8 @@ impl<'a> ClusterIndex<'a> {
             .collect()
     }
 
-    /// Pods with an IP inside `net` and outside every `except`.
+    /// Pods with an IP inside `net` and outside every `except` (never a
+    /// hostNetwork pod: its IP is the node's).
     pub fn pods_in_net(&self, net: &IpNet, except: &[IpNet]) -> Vec<usize> {
         let start = self.by_ip.partition_point(|(ip, _)| *ip < net.network());
         let mut out: Vec<usize> = self.by_ip[start..]
@@ -101,7 +108,7 @@ impl<'a> ClusterIndex<'a> {
         out
     }
 
-    /// The pod that owns `ip`, if any.
+    /// The pod that owns `ip`, if any (a node's address names no pod).
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<usize> {
         let i = self.by_ip.partition_point(|(p, _)| *p < ip);
         self.by_ip.get(i).filter(|(p, _)| *p == ip).map(|(_, i)| *i)

@@ -27,6 +27,13 @@ pub enum CompileError {
     UnknownWorkload(String),
     #[error("workload {0:?} must be written NS/POD")]
     BadWorkloadName(String),
+    /// kubernetes.io, "Network Policies", "NetworkPolicy and `hostNetwork`
+    /// pods": Palisade ignores them, and no sidecar runs in a node's network
+    /// namespace.
+    #[error(
+        "pod {0} has spec.hostNetwork: true: it runs in its node's network namespace, where no sidecar can run, so it has no proxy config (NetworkPolicy does not apply to it; its traffic is the node's)"
+    )]
+    HostNetwork(String),
 }
 
 struct EgressView {
@@ -112,8 +119,10 @@ impl<'a> Compiler<'a> {
             .enumerate()
             .map(|(i, p)| {
                 let identity = cluster.identity(p);
-                p.ips
-                    .iter()
+                // A hostNetwork pod is no mesh peer: no sidecar answers at
+                // its (node's) address, so traffic to it is plain.
+                let ips: &[std::net::IpAddr] = if p.host_network { &[] } else { &p.ips };
+                ips.iter()
                     .map(|ip| Peer {
                         ip: *ip,
                         workload: p.key(),
@@ -155,8 +164,14 @@ impl<'a> Compiler<'a> {
         &self.mtls[pod]
     }
 
-    /// Indices of the NetworkPolicies whose podSelector selects `pod`.
+    /// Indices of the NetworkPolicies whose podSelector selects `pod`; none
+    /// for a hostNetwork pod, which Palisade "ignores [...] when matching
+    /// `podSelector`" (kubernetes.io, "NetworkPolicy and `hostNetwork` pods"),
+    /// so no policy isolates it.
     pub fn selecting_policies(&self, pod: &Pod) -> Vec<usize> {
+        if pod.host_network {
+            return Vec::new();
+        }
         let nps = &self.index.cluster.network_policies;
         self.policies_by_ns
             .get(pod.namespace.as_str())
@@ -214,10 +229,16 @@ impl<'a> Compiler<'a> {
             .cluster
             .pod_index(ns, name)
             .ok_or_else(|| CompileError::UnknownWorkload(workload.to_string()))?;
+        if self.index.cluster.pods[i].host_network {
+            return Err(CompileError::HostNetwork(workload.to_string()));
+        }
         Ok(self.compile(i))
     }
 
-    /// Compiles the config of the pod at `pod` in `cluster.pods`.
+    /// Compiles the config of the pod at `pod` in `cluster.pods`. A
+    /// hostNetwork pod runs no sidecar: `compile_named` refuses it and
+    /// `compile_all` leaves it out; here it compiles as a pod that no policy
+    /// selects.
     pub fn compile(&self, pod_index: usize) -> ProxyConfig {
         let cluster = self.index.cluster;
         let pod = &cluster.pods[pod_index];
@@ -309,9 +330,12 @@ impl<'a> Compiler<'a> {
         config
     }
 
-    /// Compiles every workload, in pod order.
+    /// Compiles every workload that runs a sidecar, in pod order: every pod
+    /// but the hostNetwork ones (`CompileError::HostNetwork`).
     pub fn compile_all(&self) -> Vec<ProxyConfig> {
-        (0..self.index.cluster.pods.len())
+        let pods = &self.index.cluster.pods;
+        (0..pods.len())
+            .filter(|&i| !pods[i].host_network)
             .map(|i| self.compile(i))
             .collect()
     }

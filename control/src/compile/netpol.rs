@@ -62,9 +62,15 @@ fn resolve_peer(index: &ClusterIndex<'_>, np: &NetworkPolicy, peer: &NetpolPeer)
                 None => vec![np.namespace.as_str()],
                 Some(sel) => index.namespaces(sel),
             };
+            // kubernetes.io, "Network Policies": the most common
+            // implementation, Palisade's, "ignores `hostNetwork` pods when
+            // matching `podSelector` and `namespaceSelector`": their IP is
+            // the node's, and a selector matching one must not let in all of
+            // that node's traffic.
             let mut selected: Vec<usize> = ns_list
                 .iter()
                 .flat_map(|ns| index.pods_in(ns, pods.as_ref()))
+                .filter(|&i| !index.cluster.pods[i].host_network)
                 .collect();
             selected.sort_unstable();
             ResolvedPeer {
@@ -193,6 +199,11 @@ pub fn resolve(index: &ClusterIndex<'_>, np: &NetworkPolicy) -> ResolvedPolicy {
             let mut by_port: BTreeMap<PortRange, Vec<usize>> = BTreeMap::new();
             for &pi in &candidates {
                 let pod = &index.cluster.pods[pi];
+                if pod.host_network {
+                    // Ignored when matching, like a selector: its named
+                    // ports would open its node's address.
+                    continue;
+                }
                 for (name, proto) in &names {
                     if let Some(n) = pod.named_port(name, *proto) {
                         by_port

@@ -115,7 +115,7 @@ fn inject_value(value: &mut Value, options: &InjectOptions) -> Result<Outcome, S
     let Some(mut template) = workload::pod_template(value)? else {
         return Ok(Outcome::NotAWorkload);
     };
-    if let Some(reason) = template.opt_out_reason() {
+    if let Some(reason) = template.opt_out_reason()? {
         return Ok(Outcome::OptedOut(reason));
     }
     if template.is_injected() {

@@ -8,6 +8,8 @@ use super::{ANNOTATION_INJECT, ANNOTATION_STATUS};
 
 /// The pod template of a workload: its metadata and its pod spec.
 pub struct PodTemplate<'a> {
+    /// Where the pod spec is, for messages: `spec` or `spec.template.spec`.
+    spec_path: String,
     metadata: &'a mut Mapping,
     spec: &'a mut Mapping,
     /// The owning object's annotations (Deployment metadata), read for opt-out.
@@ -83,7 +85,9 @@ pub fn pod_template(value: &mut Value) -> Result<Option<PodTemplate<'_>>, String
     }
     let metadata = metadata.ok_or_else(|| format!("field {walked}.metadata is not an object"))?;
     let spec = spec.ok_or_else(|| format!("field {walked}.spec is missing or not an object"))?;
+    let spec_path = format!("{walked}.spec").trim_start_matches('.').to_string();
     Ok(Some(PodTemplate {
+        spec_path,
         metadata,
         spec,
         owner_annotations,
@@ -115,8 +119,9 @@ impl PodTemplate<'_> {
         annotations_of(Some(&Value::Mapping(self.metadata.clone())))
     }
 
-    /// Why this pod must not be injected, if it must not.
-    pub fn opt_out_reason(&self) -> Option<String> {
+    /// Why this pod must not be injected, if it must not; an error for a
+    /// `hostNetwork` that is not a boolean (the API server refuses it).
+    pub fn opt_out_reason(&self) -> Result<Option<String>, String> {
         let pod = self.annotations();
         for (source, annotations) in [
             ("pod template", &pod),
@@ -125,15 +130,27 @@ impl PodTemplate<'_> {
             if let Some(v) = annotations.get(ANNOTATION_INJECT)
                 && v.eq_ignore_ascii_case("false")
             {
-                return Some(format!(
+                return Ok(Some(format!(
                     "{source} annotation {ANNOTATION_INJECT}: \"false\""
-                ));
+                )));
             }
         }
-        if self.spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
-            return Some("hostNetwork pods share the node's network; capture would redirect the node's traffic".into());
+        match self.spec.get("hostNetwork") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
+            // kubernetes.io, "Network Policies": a hostNetwork pod's
+            // "connections will be treated as node connections".
+            Some(Value::Bool(true)) => Ok(Some(format!(
+                "{}.hostNetwork: true: the pod runs in the node's network namespace, where no sidecar can run (capture would redirect the node's traffic) and NetworkPolicy does not apply (kubernetes.io, NetworkPolicy and hostNetwork pods)",
+                self.spec_path
+            ))),
+            Some(other) => Err(format!(
+                "field {}.hostNetwork: {} is not a boolean (true or false)",
+                self.spec_path,
+                serde_yaml::to_string(other)
+                    .map(|s| s.trim_end().to_string())
+                    .unwrap_or_default()
+            )),
         }
-        None
     }
 
     /// True when a Palisade sidecar is already in the pod.

@@ -215,6 +215,22 @@ fn assign_addresses(from: &Path, to: &Path) -> Result<BTreeSet<String>, LabError
             let value = Value::deserialize(doc).map_err(|e| {
                 LabError::Precondition(format!("{}: not valid YAML: {e}", file.display()))
             })?;
+            if value.get("kind").and_then(Value::as_str) == Some("Pod")
+                && value
+                    .get("spec")
+                    .and_then(|s| s.get("hostNetwork"))
+                    .and_then(Value::as_bool)
+                    == Some(true)
+            {
+                // Checked before its address, which is its node's. The lab
+                // gives every pod a network namespace of its own and has no
+                // node namespace for a hostNetwork pod to share.
+                return Err(LabError::Precondition(format!(
+                    "{}: pod {} has spec.hostNetwork: true: the lab runs every pod in a network namespace of its own and cannot model one sharing its node's (remove it; NetworkPolicy does not apply to it: kubernetes.io, NetworkPolicy and hostNetwork pods)",
+                    file.display(),
+                    pod_key(&value)
+                )));
+            }
             if let Some(ip) = pod_ip(&value) {
                 if !POD_RANGE.contains(&ip) {
                     return Err(LabError::Precondition(format!(
@@ -372,5 +388,29 @@ mod tests {
         );
         let pods: Ipv4Net = "198.18.0.0/16".parse().unwrap();
         assert_eq!(sample_address(&pods, &[]), None);
+    }
+
+    // The lab cannot model a pod in its node's network namespace: a clear
+    // precondition, before its (node) address is judged out of range.
+    #[test]
+    fn host_network_pods_are_refused() {
+        let config = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {namespace: x, name: agent}\nspec: {hostNetwork: true, containers: [{name: c}]}\nstatus: {podIP: 10.0.0.1}\n";
+        std::fs::write(config.path().join("a.yaml"), pod).unwrap();
+        let err = LabPlan::make(config.path(), state.path(), &[]).unwrap_err();
+        let LabError::Precondition(msg) = err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            msg.contains("pod x/agent has spec.hostNetwork: true") && msg.contains("cannot model"),
+            "{msg}"
+        );
+        // Without the field, or false, the pod runs.
+        let plain = pod.replace("hostNetwork: true, ", "hostNetwork: false, ");
+        let plain = plain.replace("status: {podIP: 10.0.0.1}\n", "");
+        std::fs::write(config.path().join("a.yaml"), plain).unwrap();
+        let (plan, _) = LabPlan::make(config.path(), state.path(), &[]).unwrap();
+        assert_eq!(plan.pods.len(), 1);
     }
 }

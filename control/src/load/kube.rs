@@ -220,6 +220,9 @@ pub(super) fn pod(
         ips,
         node_ips,
         phase: status.phase,
+        // A non-boolean is already refused by the typed read, with the
+        // field's path (`spec.hostNetwork`).
+        host_network: spec.host_network.unwrap_or(false),
         ports,
         opaque_ports,
         ready: !finished && !not_ready,
