@@ -19,7 +19,9 @@ pub struct Options {
     /// back to opaque TCP.
     pub detect_timeout: Duration,
     pub connect_timeout: Duration,
-    /// HTTP/1 request head read timeout.
+    /// HTTP/1 request head read timeout; also the idle limit of a kept-alive
+    /// HTTP/1 connection between requests (hyper starts the timer when the
+    /// next head is awaited).
     pub header_read_timeout: Duration,
     /// Cap on an HTTP request head (HTTP/1 buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
@@ -47,7 +49,7 @@ impl Default for Options {
         Self {
             detect_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(3600),
             max_connections: 10_000,

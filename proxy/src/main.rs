@@ -112,7 +112,12 @@ struct RunArgs {
     detect_timeout: Duration,
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// HTTP/1 request head read timeout. It also bounds how long a kept-alive
+    /// HTTP/1 connection may sit idle between requests (the timer starts
+    /// when the next head is awaited), so it is as long as nginx's
+    /// `client_header_timeout`: a short one closes clients' pooled
+    /// connections under them.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     header_read_timeout: Duration,
     #[arg(long, default_value_t = 65536)]
     max_header_bytes: usize,

@@ -227,3 +227,36 @@ async fn an_idle_opaque_connection_is_closed_and_a_busy_one_is_not() {
     );
     assert!(start.elapsed() >= Duration::from_millis(250));
 }
+
+/// hyper starts the header read timeout when the next request head is
+/// awaited, so it is also the idle limit of a kept-alive connection. The
+/// HTTP/1 mesh pool lets its connections go before the peer sidecar's
+/// default limit would, so it never hands out one the peer is closing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_idle_past_the_header_read_timeout_is_closed() {
+    assert!(
+        palisade_proxy::outbound::pool_h1::IDLE_TIMEOUT < Options::default().header_read_timeout,
+        "the HTTP/1 mesh pool must give connections up before the peer does"
+    );
+    let app = http_app("one").await;
+    let a_opts = limited(|o| o.header_read_timeout = Duration::from_millis(300));
+    let c = chain_full(app, a_opts, opts(), |_, _| {}).await;
+    let mut tcp = TcpStream::connect(c.a.outbound_addr).await.unwrap();
+    for _ in 0..3 {
+        // Requests 100 ms apart keep the connection.
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+            .await
+            .unwrap();
+        let mut status = [0u8; 12];
+        tcp.read_exact(&mut status).await.unwrap();
+        assert_eq!(&status, b"HTTP/1.1 200");
+        // The rest of the short response, then a pause under the timeout.
+        let mut rest = [0u8; 1024];
+        let _ = tokio::time::timeout(Duration::from_millis(100), tcp.read(&mut rest)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let start = Instant::now();
+    let (_, closed) = read_until_closed(&mut tcp, Duration::from_secs(5)).await;
+    assert!(closed, "an idle kept-alive connection stayed open");
+    assert!(start.elapsed() >= Duration::from_millis(150));
+}

@@ -19,8 +19,10 @@ use super::pool::PoolError;
 
 /// Idle connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 512;
-/// Idle connections older than this are closed when next looked at.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections older than this are closed when next looked at: less
+/// than the peer sidecar's default keep-alive limit (its 60 s header read
+/// timeout), so the pool gives up a connection before the peer does.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
 pub struct MeshPoolH1 {
     /// By endpoint, tagged with the identity the endpoint was expected to
