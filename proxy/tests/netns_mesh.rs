@@ -552,7 +552,7 @@ fn curl_code(pod: &Pod, extra: &[&str], url: &str) -> (String, String, String) {
 #[test]
 fn l7_authorization_h2_and_path_tricks() {
     require_tools(&[("h2load", "nghttp2-client")]);
-    let m = mesh("meshl7", "STRICT", OPEN, OPEN);
+    let m = mesh_with("meshl7", "STRICT", OPEN, OPEN, &["--access-log"]);
     for (path, body) in [
         ("public/index.txt", "public page\n"),
         ("public/private.txt", "private page\n"),
@@ -633,6 +633,35 @@ fn l7_authorization_h2_and_path_tricks() {
         headers.contains("x-palisade-denied-by: allow-policies#none-matched"),
         "{headers}"
     );
+
+    // Every denial is one JSON line naming layer, policy, rule, peer and
+    // request; the access log (switched on) has every request.
+    let lines: Vec<serde_json::Value> = m
+        .server_sidecar
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let find = |target: &str, pred: &dyn Fn(&serde_json::Value) -> bool| {
+        lines
+            .iter()
+            .find(|v| v["target"] == target && pred(&v["fields"]))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {target} line as expected in {lines:#?}"))
+    };
+    let client_id = id("x", "client");
+    let deny = find("palisade::deny", &|f| f["path"] == "/public/private.txt");
+    assert_eq!(deny["fields"]["layer"], "Authz");
+    assert_eq!(deny["fields"]["policy"], "y/deny-private");
+    assert_eq!(deny["fields"]["rule"], "0");
+    assert_eq!(deny["fields"]["method"], "GET");
+    assert_eq!(deny["fields"]["peer_identity"], client_id.as_str());
+    let normalized = find("palisade::deny", &|f| f["layer"] == "Normalization");
+    assert_eq!(normalized["fields"]["policy"], "path-normalization");
+    let access = find("palisade::access", &|f| {
+        f["path"] == "/hello.txt" && f["status"] == 200
+    });
+    assert_eq!(access["fields"]["peer_identity"], client_id.as_str());
 
     // h2load: HTTP/2 prior knowledge, 4 connections with 8 streams each,
     // bounded at 400 requests; every one must succeed with a 200.
