@@ -32,7 +32,10 @@ async fn recording_app() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
         async move {
             let line = format!("{} {}", req.method(), req.uri().path());
             let body = req.into_body().collect().await.map(|b| b.to_bytes());
-            let len = body.as_ref().map(|b| b.len()).unwrap_or(0);
+            let len = match &body {
+                Ok(b) => b.len().to_string(),
+                Err(_) => "incomplete".to_string(),
+            };
             log.lock().unwrap().push(format!("{line} {len}"));
             Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok\n"))))
         }
@@ -133,22 +136,41 @@ async fn assert_refused_whole(addr: std::net::SocketAddr, seen: &Mutex<Vec<Strin
             );
             continue;
         }
-        // A bad chunk is only found once the head went upstream: the
-        // request fails there (502), still without reaching the app.
-        let refused = first.starts_with("HTTP/1.1 400")
-            || (case == "invalid chunk size" && first.starts_with("HTTP/1.1 502"));
+        // A bad chunk is only found once the head went upstream, as the
+        // body streams: the request fails there (502), and the app sees at
+        // most its head with a body that never completes.
+        let bad_chunk = case == "invalid chunk size";
+        let refused =
+            first.starts_with("HTTP/1.1 400") || (bad_chunk && first.starts_with("HTTP/1.1 502"));
         assert!(refused, "{who}, {case}: want 400, got {first:?}");
         assert_eq!(
             reply.matches("HTTP/1.1 ").count(),
             1,
             "{who}, {case}: one answer, then the connection closes: {reply:?}"
         );
+        // Give an aborted upstream exchange time to show up at the app.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let after = seen.lock().unwrap()[before..].to_vec();
+        let allowed: &[&str] = if bad_chunk {
+            &["POST /a incomplete"]
+        } else {
+            &[]
+        };
         assert!(
-            after.is_empty(),
+            after.iter().all(|r| allowed.contains(&r.as_str())),
             "{who}, {case}: the app was given {after:?}"
         );
     }
+}
+
+/// What the app saw, without the aborted head a bad chunk may leave.
+fn completed(seen: &Mutex<Vec<String>>) -> Vec<String> {
+    let seen = seen.lock().unwrap();
+    assert!(!seen.iter().any(|r| r.contains("smuggled")), "{seen:?}");
+    seen.iter()
+        .filter(|r| !r.ends_with(" incomplete"))
+        .cloned()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +191,7 @@ async fn ambiguous_framing_is_refused_by_the_client_sidecar() {
     )
     .await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
-    let seen = seen.lock().unwrap().clone();
+    let seen = completed(&seen);
     // `POST /a 0`: the Content-Length + Transfer-Encoding case, framed by
     // its (empty) chunked body; never `/smuggled`.
     assert_eq!(seen, ["POST /a 0", "POST /chunked 3", "POST /length 3"]);
@@ -186,8 +208,5 @@ async fn ambiguous_framing_is_refused_by_the_server_sidecar() {
     )
     .await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
-    assert_eq!(
-        seen.lock().unwrap().clone(),
-        ["POST /a 0", "POST /length 3"]
-    );
+    assert_eq!(completed(&seen), ["POST /a 0", "POST /length 3"]);
 }
