@@ -123,6 +123,12 @@ pub async fn send_plain(
             }
             None => proxied(resp).await,
         },
+        Err(e) if e.client_body_failed() => {
+            // The caller's body broke off or was malformed (a bad chunk):
+            // the caller's fault, not the upstream's.
+            tracing::debug!(error = %e, "request body from the caller failed");
+            local_response(StatusCode::BAD_REQUEST, "bad request body\n")
+        }
         Err(e) => {
             tracing::debug!(error = %e, "upstream request failed");
             local_response(StatusCode::BAD_GATEWAY, "upstream unavailable\n")

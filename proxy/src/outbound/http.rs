@@ -235,6 +235,10 @@ async fn send_mesh(
                 if sender.is_closed() {
                     ctx.mesh_pool.evict(addr, identity);
                 }
+                if our_request_body_failed(e.error()) {
+                    tracing::debug!(%addr, error = %e.error(), "request body from the caller failed");
+                    return local_response(StatusCode::BAD_REQUEST, "bad request body\n");
+                }
                 match e.take_message() {
                     Some(unsent) if !retried => {
                         retried = true;
@@ -253,6 +257,20 @@ async fn send_mesh(
             }
         }
     }
+}
+
+/// hyper resets the stream itself, with INTERNAL_ERROR, when the request
+/// body it forwards fails: the caller's body broke off or was malformed (a
+/// bad chunk), which is the caller's fault, not the peer's.
+fn our_request_body_failed(e: &hyper::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<h2::Error>())
+        .is_some_and(|h| {
+            h.is_reset()
+                && !h.is_remote()
+                && !h.is_library()
+                && h.reason() == Some(h2::Reason::INTERNAL_ERROR)
+        })
 }
 
 /// [`send_mesh`] over a pooled HTTP/1.1 connection (`--mesh-protocol
@@ -284,6 +302,10 @@ async fn send_mesh_h1(
             Ok(resp) => {
                 ctx.mesh_pool_h1.checkin(addr, identity, sender);
                 return proxied(resp).await;
+            }
+            Err(e) if e.error().is_user() => {
+                tracing::debug!(%addr, error = %e.error(), "request body from the caller failed");
+                return local_response(StatusCode::BAD_REQUEST, "bad request body\n");
             }
             Err(mut e) => match e.take_message() {
                 Some(unsent) if !retried => {
