@@ -30,11 +30,21 @@ async fn wait_ready(admin: std::net::SocketAddr) {
     panic!("not ready");
 }
 
-/// A server sidecar binary (PERMISSIVE, explicit mode) in front of `app`.
+/// A server sidecar binary (explicit mode) in front of `app`.
 fn spawn_server(
     ca: &TestCa,
     cfg_path: &std::path::Path,
     app_port: u16,
+) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
+    spawn_server_with(ca, cfg_path, app_port, &[])
+}
+
+/// [`spawn_server`] with extra `run` flags.
+fn spawn_server_with(
+    ca: &TestCa,
+    cfg_path: &std::path::Path,
+    app_port: u16,
+    extra: &[&str],
 ) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
     let svid = ca.svid_dir("bin", &id("back", "server"));
     let inbound: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2"))
@@ -61,6 +71,7 @@ fn spawn_server(
             "--drain-deadline",
             "5s",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(ca.dir.path().join("proxy.log")).unwrap())
         .spawn()
@@ -157,6 +168,54 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     }
     // New connections are refused once draining.
     assert!(tokio::net::TcpStream::connect(inbound).await.is_err());
+}
+
+/// "A detection timeout is counted in a metric labelled with the port, and
+/// its log line names the annotation that would fix it" (the issue): a
+/// server-first app on a port not declared opaque, reached in plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detection_timeout_log_line_names_the_fixing_annotation() {
+    use tokio::io::AsyncReadExt;
+    let ca = TestCa::new();
+    let app = greeter_app().await;
+    let mut cfg = config("back", "server", "127.0.0.2");
+    cfg.inbound.mtls = MtlsMode::Permissive;
+    let path = ca.write_config("bin.json", &cfg);
+    let (_child, inbound, admin) =
+        spawn_server_with(&ca, &path, app.port(), &["--detect-timeout", "300ms"]);
+    wait_ready(admin).await;
+    let mut tcp = tokio::net::TcpStream::connect(inbound).await.unwrap();
+    let mut greeting = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut greeting))
+        .await
+        .expect("the greeting arrives after the detection timeout")
+        .unwrap();
+    assert_eq!(&greeting, b"220 palisade-test ready\r\n");
+    let (_, _, m) = http_get(admin, "/metrics", "a").await;
+    assert!(
+        m.contains(&format!(
+            "palisade_detect_timeouts_total{{port=\"{}\"}} 1",
+            app.port()
+        )),
+        "{m}"
+    );
+    let log = std::fs::read_to_string(ca.dir.path().join("proxy.log")).unwrap();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("protocol detection timed out"))
+        })
+        .unwrap_or_else(|| panic!("no detection-timeout line in {log}"));
+    assert_eq!(line["level"], "WARN");
+    assert_eq!(line["fields"]["port"], app.port());
+    let message = line["fields"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("palisade.dev/opaque-ports"),
+        "the line names the annotation: {message}"
+    );
 }
 
 #[test]
