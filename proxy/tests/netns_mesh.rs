@@ -710,3 +710,49 @@ fn l7_authorization_h2_and_path_tricks() {
         "h2load to a denied path:\n{report}"
     );
 }
+
+/// A destination that never answers a SYN (an address on the pod network
+/// with no pod: ARP goes unanswered) costs the caller the sidecar's connect
+/// timeout, not the kernel's minutes of SYN retries. An unmeshed
+/// destination is passed through at L4, so the caller's connection is
+/// reset, and the sidecar logs why.
+#[test]
+fn connect_timeout_bounds_an_unreachable_destination() {
+    let m = mesh_with(
+        "meshconnto",
+        "STRICT",
+        OPEN,
+        OPEN,
+        &["--connect-timeout", "500ms"],
+    );
+    let start = Instant::now();
+    let out = m
+        .client
+        .exec(&[
+            "curl",
+            "-sS",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://198.18.0.250:8080/",
+        ])
+        .unwrap();
+    let took = start.elapsed();
+    let log = m.client_sidecar.log_text();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stdout) == "000",
+        "curl should fail without an answer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "the connect timeout is 500 ms, the request took {took:?}"
+    );
+    assert!(
+        log.contains("198.18.0.250:8080") && log.contains("timed out after 500ms"),
+        "the sidecar says why: {log}"
+    );
+}
