@@ -36,10 +36,10 @@ fn spawn_server(
     cfg_path: &std::path::Path,
     app_port: u16,
 ) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
-    spawn_server_with(ca, cfg_path, app_port, &[])
+    spawn_server_with(ca, cfg_path, app_port, &["--workers", "1"])
 }
 
-/// [`spawn_server`] with extra `run` flags.
+/// [`spawn_server`] with other `run` flags (`--workers` among them).
 fn spawn_server_with(
     ca: &TestCa,
     cfg_path: &std::path::Path,
@@ -63,14 +63,7 @@ fn spawn_server_with(
         .args(["--outbound-listen", &outbound])
         .args(["--admin-listen", &admin.to_string()])
         .args(["--inbound-app-port", &app_port.to_string()])
-        .args([
-            "--workers",
-            "1",
-            "--config-poll",
-            "1h",
-            "--drain-deadline",
-            "5s",
-        ])
+        .args(["--config-poll", "1h", "--drain-deadline", "5s"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(ca.dir.path().join("proxy.log")).unwrap())
@@ -181,8 +174,12 @@ async fn a_detection_timeout_log_line_names_the_fixing_annotation() {
     let mut cfg = config("back", "server", "127.0.0.2");
     cfg.inbound.mtls = MtlsMode::Permissive;
     let path = ca.write_config("bin.json", &cfg);
-    let (_child, inbound, admin) =
-        spawn_server_with(&ca, &path, app.port(), &["--detect-timeout", "300ms"]);
+    let (_child, inbound, admin) = spawn_server_with(
+        &ca,
+        &path,
+        app.port(),
+        &["--workers", "1", "--detect-timeout", "300ms"],
+    );
     wait_ready(admin).await;
     let mut tcp = tokio::net::TcpStream::connect(inbound).await.unwrap();
     let mut greeting = [0u8; 25];
@@ -216,6 +213,34 @@ async fn a_detection_timeout_log_line_names_the_fixing_annotation() {
         message.contains("palisade.dev/opaque-ports"),
         "the line names the annotation: {message}"
     );
+}
+
+/// The data-plane threads of a running sidecar, by their name (tokio gives
+/// its blocking threads the same name; the data plane starts none).
+fn data_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("palisade-data"))
+        .count()
+}
+
+/// `--workers N` sets the data-plane threads, so benchmarks compare at
+/// equal threads with other proxies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sets_the_data_plane_threads() {
+    let ca = TestCa::new();
+    let app = http_app("app").await;
+    let mut cfg = config("back", "server", "127.0.0.2");
+    cfg.inbound.mtls = MtlsMode::Permissive;
+    let path = ca.write_config("bin.json", &cfg);
+    for workers in [1, 3] {
+        let n = workers.to_string();
+        let (child, inbound, admin) = spawn_server_with(&ca, &path, app.port(), &["--workers", &n]);
+        wait_ready(admin).await;
+        assert_eq!(http_get(inbound, "/x", "h").await.0, 200);
+        assert_eq!(data_threads(child.0.id()), workers, "--workers {workers}");
+    }
 }
 
 #[test]
