@@ -756,3 +756,43 @@ fn connect_timeout_bounds_an_unreachable_destination() {
         "the sidecar says why: {log}"
     );
 }
+
+/// The sidecar hands allowed requests to the app at the pod's own IP, never
+/// at 127.0.0.1: a server bound only to localhost (an admin or debug port)
+/// stays out of reach from the network, meshed or not.
+#[test]
+fn a_localhost_only_server_is_not_exposed_through_the_sidecar() {
+    let m = mesh("meshlocal", "STRICT", OPEN, OPEN);
+    let secret = tempfile::tempdir().unwrap();
+    std::fs::write(secret.path().join("hello.txt"), "localhost only\n").unwrap();
+    let mut cmd = m.server.command("python3");
+    cmd.args([
+        "-m",
+        "http.server",
+        "9091",
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+    ])
+    .arg(secret.path())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    m.server.spawn(cmd).unwrap();
+    m.server
+        .wait_for_tcp("127.0.0.1", 9091, Duration::from_secs(10))
+        .unwrap();
+    // Inside the pod the localhost server answers.
+    let (_, code, body) = curl(&m.server, "http://127.0.0.1:9091/hello.txt");
+    assert_eq!((code.as_str(), body.trim()), ("200", "localhost only"));
+    // Through both sidecars it does not, while the pod's real port does.
+    let (_, code, body) = curl(&m.client, &format!("http://{}:9091/hello.txt", m.server.ip));
+    assert!(
+        code != "200" && !body.contains("localhost only"),
+        "localhost-only server reached through the sidecar: {code} {body}"
+    );
+    assert_ok(
+        &m.client,
+        &format!("http://{}:8080/hello.txt", m.server.ip),
+        &[&m.client_sidecar, &m.server_sidecar],
+    );
+}
