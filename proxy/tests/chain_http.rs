@@ -188,16 +188,7 @@ async fn denied_by_header_can_be_turned_off() {
 async fn h2_prior_knowledge_through_the_chain() {
     let app = http_app("app").await;
     let c = chain(app, |_, _| {}).await;
-    let tcp = tokio::net::TcpStream::connect(c.a.outbound_addr)
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c_client(c.a.outbound_addr).await;
     for i in 0..3 {
         let req = hyper::Request::builder()
             .uri(format!("http://server.back:80/h2/{i}"))

@@ -79,14 +79,7 @@ async fn an_oversized_request_head_is_refused_by_either_sidecar() {
         &reply[..reply.len().min(80)]
     );
     // HTTP/2 (prior knowledge) at the client's sidecar: the header list cap.
-    let tcp = TcpStream::connect(c.a.outbound_addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c_client(c.a.outbound_addr).await;
     let req = http::Request::builder()
         .uri("http://svc/big")
         .header("x-big", big.as_str())
@@ -99,40 +92,25 @@ async fn an_oversized_request_head_is_refused_by_either_sidecar() {
     assert_eq!(resp.status().as_u16(), 431, "oversized HTTP/2 header list");
     // A head just under the cap goes through both hops.
     let fits = "y".repeat(8 * 1024);
-    let (status, _, body) = http_request(
-        c.a.outbound_addr,
-        "GET",
-        "/fits",
-        "svc",
-        &[("x-fits", fits.as_str())],
-    )
-    .await;
+    let (status, body) = get_with(c.a.outbound_addr, "/fits", &fits).await;
     assert_eq!(status, 200, "{body}");
 
     // The server's sidecar enforces its own cap on what a peer sidecar
     // sends: with a roomy client sidecar, the head passes A and B refuses.
     let c = chain_full(app, opts(), limited(small), |_, _| {}).await;
-    let (status, _, body) = http_request(
-        c.a.outbound_addr,
-        "GET",
-        "/big",
-        "svc",
-        &[("x-big", big.as_str())],
-    )
-    .await;
+    let (status, body) = get_with(c.a.outbound_addr, "/big", &big).await;
     assert_eq!(
         status, 431,
         "oversized head at the server's sidecar: {body}"
     );
-    let (status, _, _) = http_request(
-        c.a.outbound_addr,
-        "GET",
-        "/fits",
-        "svc",
-        &[("x-fits", fits.as_str())],
-    )
-    .await;
+    let (status, _) = get_with(c.a.outbound_addr, "/fits", &fits).await;
     assert_eq!(status, 200, "the mesh connection survives the refusal");
+}
+
+/// A GET carrying `value` in an `x-filler` header: (status, body).
+async fn get_with(addr: std::net::SocketAddr, path: &str, value: &str) -> (u16, String) {
+    let (status, _, body) = http_request(addr, "GET", path, "svc", &[("x-filler", value)]).await;
+    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

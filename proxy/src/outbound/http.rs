@@ -8,6 +8,7 @@ use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -231,30 +232,57 @@ async fn send_mesh(
         }
         match sender.try_send_request(req).await {
             Ok(resp) => return proxied(resp).await,
-            Err(mut e) => {
+            Err(e) => {
                 if sender.is_closed() {
                     ctx.mesh_pool.evict(addr, identity);
                 }
-                if our_request_body_failed(e.error()) {
-                    tracing::debug!(%addr, error = %e.error(), "request body from the caller failed");
-                    return local_response(StatusCode::BAD_REQUEST, "bad request body\n");
-                }
-                match e.take_message() {
-                    Some(unsent) if !retried => {
+                let body_failed = our_request_body_failed(e.error());
+                match after_failed_send(addr, e, body_failed, !retried) {
+                    AfterFailure::Resend(unsent) => {
                         retried = true;
                         ctx.mesh_pool.evict(addr, identity);
-                        tracing::debug!(%addr, error = %e.error(), "request not sent on the pooled mesh connection; sending it on a new one");
                         req = unsent;
                     }
-                    _ => {
-                        tracing::debug!(%addr, error = %e.error(), "mesh request failed");
-                        return local_response(
-                            StatusCode::BAD_GATEWAY,
-                            "peer sidecar request failed\n",
-                        );
-                    }
+                    AfterFailure::Answer(answer) => return answer,
                 }
             }
+        }
+    }
+}
+
+/// What follows a request that failed on a pooled mesh connection.
+enum AfterFailure {
+    /// It was never sent: it goes out once more on a new connection.
+    Resend(Request<Incoming>),
+    /// The caller's answer: 400 when the caller's own body failed, 502
+    /// otherwise.
+    Answer(Response<RespBody>),
+}
+
+fn after_failed_send(
+    addr: std::net::SocketAddr,
+    mut e: TrySendError<Request<Incoming>>,
+    body_failed: bool,
+    may_resend: bool,
+) -> AfterFailure {
+    if body_failed {
+        tracing::debug!(%addr, error = %e.error(), "request body from the caller failed");
+        return AfterFailure::Answer(local_response(
+            StatusCode::BAD_REQUEST,
+            "bad request body\n",
+        ));
+    }
+    match e.take_message() {
+        Some(unsent) if may_resend => {
+            tracing::debug!(%addr, error = %e.error(), "request not sent on the pooled mesh connection; sending it on a new one");
+            AfterFailure::Resend(unsent)
+        }
+        _ => {
+            tracing::debug!(%addr, error = %e.error(), "mesh request failed");
+            AfterFailure::Answer(local_response(
+                StatusCode::BAD_GATEWAY,
+                "peer sidecar request failed\n",
+            ))
         }
     }
 }
@@ -303,24 +331,18 @@ async fn send_mesh_h1(
                 ctx.mesh_pool_h1.checkin(addr, identity, sender);
                 return proxied(resp).await;
             }
-            Err(e) if e.error().is_user() => {
-                tracing::debug!(%addr, error = %e.error(), "request body from the caller failed");
-                return local_response(StatusCode::BAD_REQUEST, "bad request body\n");
+            Err(e) => {
+                // hyper's HTTP/1 client reports the caller's failed body as
+                // an error of the user's body stream.
+                let body_failed = e.error().is_user();
+                match after_failed_send(addr, e, body_failed, !retried) {
+                    AfterFailure::Resend(unsent) => {
+                        retried = true;
+                        req = unsent;
+                    }
+                    AfterFailure::Answer(answer) => return answer,
+                }
             }
-            Err(mut e) => match e.take_message() {
-                Some(unsent) if !retried => {
-                    retried = true;
-                    tracing::debug!(%addr, error = %e.error(), "request not sent on the kept mesh connection; sending it on a new one");
-                    req = unsent;
-                }
-                _ => {
-                    tracing::debug!(%addr, error = %e.error(), "mesh request failed");
-                    return local_response(
-                        StatusCode::BAD_GATEWAY,
-                        "peer sidecar request failed\n",
-                    );
-                }
-            },
         }
     }
 }

@@ -379,6 +379,19 @@ pub async fn http_request(
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// An HTTP/2 prior-knowledge (h2c) client connection to `addr`.
+pub async fn h2c_client(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// Sends raw bytes and reads the reply until EOF or `timeout`.
 pub async fn raw_exchange(addr: SocketAddr, send: &[u8], timeout: Duration) -> Vec<u8> {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
