@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::*;
 
 /// `/bytes/N`: N bytes (a pattern from the path) with Content-Length.
@@ -48,18 +47,6 @@ async fn sized_app() -> std::net::SocketAddr {
     .await
 }
 
-async fn h2_client(
-    addr: std::net::SocketAddr,
-) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    sender
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_streams_of_mixed_sizes_arrive_whole() {
     let app = sized_app().await;
@@ -69,7 +56,7 @@ async fn many_concurrent_streams_of_mixed_sizes_arrive_whole() {
     ];
     let mut tasks = Vec::new();
     for client in 0..6 {
-        let sender = h2_client(c.a.outbound_addr).await;
+        let sender = h2c_client::<Full<Bytes>>(c.a.outbound_addr).await;
         for (i, &n) in sizes.iter().enumerate() {
             for rep in 0..4 {
                 let mut sender = sender.clone();
@@ -124,7 +111,7 @@ async fn a_late_body_of_known_length_is_waited_for_and_arrives() {
 async fn a_streaming_response_shows_its_head_before_its_body() {
     let app = sized_app().await;
     let c = chain(app, |_, _| {}).await;
-    let mut sender = h2_client(c.a.outbound_addr).await;
+    let mut sender = h2c_client::<Full<Bytes>>(c.a.outbound_addr).await;
     let started = Instant::now();
     let resp = sender
         .send_request(

@@ -37,6 +37,19 @@ fn skip_l4(reason: &'static str, detail: impl Into<String>) -> L4Layer {
     }
 }
 
+/// The mTLS layer where no sidecar terminates the connection: plain,
+/// accepted as such.
+fn plain_mtls(detail: impl Into<String>) -> MtlsLayer {
+    MtlsLayer {
+        verdict: LayerVerdict::Skip,
+        mode: None,
+        policy: None,
+        mtls: false,
+        plaintext_accepted: true,
+        detail: detail.into(),
+    }
+}
+
 /// The authorization layer where it does not apply (not proxied, not TCP,
 /// outside the mesh).
 fn skip_authz(detail: impl Into<String>) -> AuthzLayer {
@@ -307,14 +320,7 @@ fn judge(
             port,
             verdict: LayerVerdict::Allow,
             egress: same(),
-            mtls: MtlsLayer {
-                verdict: LayerVerdict::Skip,
-                mode: None,
-                policy: None,
-                mtls: false,
-                plaintext_accepted: true,
-                detail: "same pod: not proxied".into(),
-            },
+            mtls: plain_mtls("same pod: not proxied"),
             ingress: same(),
             authorization: skip_authz("same pod: not proxied"),
         });
@@ -416,16 +422,9 @@ fn judge(
         _ if let Some(dp) = dst_host_network => {
             let name = cluster.pods[dp].key();
             (
-                MtlsLayer {
-                    verdict: LayerVerdict::Skip,
-                    mode: None,
-                    policy: None,
-                    mtls: false,
-                    plaintext_accepted: true,
-                    detail: format!(
-                        "mtls: {name} is a hostNetwork pod, which runs no sidecar: plain TCP"
-                    ),
-                },
+                plain_mtls(format!(
+                    "mtls: {name} is a hostNetwork pod, which runs no sidecar: plain TCP"
+                )),
                 host_network_l4(&format!("ingress at {name}")),
                 skip_authz(format!(
                     "authorization: {name} is a hostNetwork pod, which runs no sidecar"
@@ -433,14 +432,7 @@ fn judge(
             )
         }
         _ => (
-            MtlsLayer {
-                verdict: LayerVerdict::Skip,
-                mode: None,
-                policy: None,
-                mtls: false,
-                plaintext_accepted: true,
-                detail: format!("mtls: {dst_ip} is outside the mesh: plain TCP"),
-            },
+            plain_mtls(format!("mtls: {dst_ip} is outside the mesh: plain TCP")),
             skip_l4(
                 "outside-cluster",
                 format!("ingress: {dst_ip} is outside the cluster; no NetworkPolicy applies"),
