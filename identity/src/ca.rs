@@ -19,7 +19,7 @@ use crate::bundle::{BundleError, TrustBundle, infer_trust_domain};
 use crate::pem::{self, PemError};
 use crate::provider::default_provider;
 use crate::spiffe_id::{SpiffeId, TrustDomain};
-use crate::verify::{PeerRole, SvidError, verify_svid_chain};
+use crate::verify::{NotASigner, PeerRole, SvidError, signing_cert_rules, verify_svid_chain};
 
 /// Default SVID lifetime.
 pub const DEFAULT_SVID_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -454,21 +454,13 @@ struct CaCertInfo {
 fn ca_cert_info(der: &CertificateDer<'_>) -> Result<CaCertInfo, CaError> {
     let (_, cert) =
         X509Certificate::from_der(der).map_err(|e| CaError::BadCaCert(e.to_string()))?;
-    let bc = cert
-        .basic_constraints()
-        .map_err(|e| CaError::BadCaCert(e.to_string()))?;
-    if !bc.is_some_and(|b| b.value.ca) {
-        return Err(CaError::NotACa);
-    }
-    // "The key usage extension MUST be set on all SVIDs" and "SVID signing
-    // certificates MUST set `keyCertSign`" (X509-SVID 4.3): no extension, no
-    // keyCertSign.
-    let ku = cert
-        .key_usage()
-        .map_err(|e| CaError::BadCaCert(e.to_string()))?;
-    if !ku.is_some_and(|ku| ku.value.key_cert_sign()) {
-        return Err(CaError::NoKeyCertSign);
-    }
+    // "SVID signing certificates MUST set `keyCertSign`" (X509-SVID 4.3):
+    // no key usage extension, no keyCertSign.
+    signing_cert_rules(&cert).map_err(|e| match e {
+        NotASigner::NotCa => CaError::NotACa,
+        NotASigner::NoKeyCertSign => CaError::NoKeyCertSign,
+        NotASigner::Malformed(m) => CaError::BadCaCert(m),
+    })?;
     Ok(CaCertInfo {
         spki: cert.public_key().raw.to_vec(),
         self_signed: cert.subject() == cert.issuer() && cert.verify_signature(None).is_ok(),

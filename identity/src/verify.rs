@@ -153,19 +153,39 @@ pub fn verify_svid(
 /// "SVID signing certificates MUST set `keyCertSign`" (X509-SVID 4.3).
 pub fn check_signing_cert(der: &CertificateDer<'_>) -> Result<(), SvidError> {
     let cert = parse(der)?;
+    signing_cert_rules(&cert).map_err(|e| match e {
+        NotASigner::NotCa => SvidError::SigningCertNotCa,
+        NotASigner::NoKeyCertSign => SvidError::SigningCertNoKeyCertSign {
+            subject: cert.subject().to_string(),
+        },
+        NotASigner::Malformed(m) => SvidError::Malformed(m),
+    })
+}
+
+/// Why a certificate may not sign SVIDs.
+pub(crate) enum NotASigner {
+    /// Basic constraints absent or `cA` false (X509-SVID 4.1).
+    NotCa,
+    /// Key usage absent or without `keyCertSign` (X509-SVID 4.3: "The key
+    /// usage extension MUST be set on all SVIDs").
+    NoKeyCertSign,
+    Malformed(String),
+}
+
+/// The X509-SVID signing-certificate rules on a parsed certificate; shared
+/// by chain verification and the CA's own certificates.
+pub(crate) fn signing_cert_rules(cert: &X509Certificate<'_>) -> Result<(), NotASigner> {
     let bc = cert
         .basic_constraints()
-        .map_err(|e| SvidError::Malformed(e.to_string()))?;
+        .map_err(|e| NotASigner::Malformed(e.to_string()))?;
     if !bc.is_some_and(|bc| bc.value.ca) {
-        return Err(SvidError::SigningCertNotCa);
+        return Err(NotASigner::NotCa);
     }
     let ku = cert
         .key_usage()
-        .map_err(|e| SvidError::Malformed(e.to_string()))?;
+        .map_err(|e| NotASigner::Malformed(e.to_string()))?;
     if !ku.is_some_and(|ku| ku.value.key_cert_sign()) {
-        return Err(SvidError::SigningCertNoKeyCertSign {
-            subject: cert.subject().to_string(),
-        });
+        return Err(NotASigner::NoKeyCertSign);
     }
     Ok(())
 }
