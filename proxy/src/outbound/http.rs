@@ -24,6 +24,7 @@ use crate::forward::{
 use crate::metrics::{Direction, Layer, Outcome};
 use crate::state::{PeerRoute, peer_route};
 
+use super::pool::Checkout;
 use super::service::{self, Target};
 
 pub async fn serve<I>(ctx: Arc<Ctx>, io: I, client: ClientAddr, target: Target, inner: MeshInner)
@@ -206,7 +207,7 @@ async fn send_mesh(
 ) -> Response<RespBody> {
     let mut retried = false;
     loop {
-        let mut sender = match ctx
+        let Checkout { mut sender, fresh } = match ctx
             .mesh_pool
             .get(
                 &ctx.tls,
@@ -220,9 +221,12 @@ async fn send_mesh(
             Ok(s) => s,
             Err(e) => return peer_unreachable(addr, identity, &e),
         };
+        // Only a connection that sat in the pool earns a second try: one
+        // opened for this request and closed at once was refused.
+        let may_resend = !retried && !fresh;
         if let Err(e) = sender.ready().await {
             ctx.mesh_pool.evict(addr, identity);
-            if !retried {
+            if may_resend {
                 retried = true;
                 tracing::debug!(%addr, error = %e, "pooled mesh connection closed; opening a new one");
                 continue;
@@ -237,7 +241,7 @@ async fn send_mesh(
                     ctx.mesh_pool.evict(addr, identity);
                 }
                 let body_failed = our_request_body_failed(e.error());
-                match after_failed_send(addr, e, body_failed, !retried) {
+                match after_failed_send(addr, e, body_failed, may_resend) {
                     AfterFailure::Resend(unsent) => {
                         retried = true;
                         ctx.mesh_pool.evict(addr, identity);
@@ -312,7 +316,7 @@ async fn send_mesh_h1(
 ) -> Response<RespBody> {
     let mut retried = false;
     loop {
-        let mut sender = match ctx
+        let Checkout { mut sender, fresh } = match ctx
             .mesh_pool_h1
             .checkout(
                 &ctx.tls,
@@ -335,7 +339,7 @@ async fn send_mesh_h1(
                 // hyper's HTTP/1 client reports the caller's failed body as
                 // an error of the user's body stream.
                 let body_failed = e.error().is_user();
-                match after_failed_send(addr, e, body_failed, !retried) {
+                match after_failed_send(addr, e, body_failed, !retried && !fresh) {
                     AfterFailure::Resend(unsent) => {
                         retried = true;
                         req = unsent;

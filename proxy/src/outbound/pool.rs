@@ -27,6 +27,15 @@ pub struct MeshPool {
     connecting: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// A sender handed out by a mesh pool.
+pub struct Checkout<S> {
+    pub sender: S,
+    /// Opened for this request rather than found in the pool: if it fails
+    /// before the request is sent, the peer refused it, and another try
+    /// would only be refused again.
+    pub fresh: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error(transparent)]
@@ -47,9 +56,13 @@ impl MeshPool {
         addr: SocketAddr,
         identity: &str,
         timeout: Duration,
-    ) -> Result<SendRequest<Incoming>, PoolError> {
+    ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
+        let pooled = |sender| Checkout {
+            sender,
+            fresh: false,
+        };
         if let Some(s) = self.cached(addr, identity) {
-            return Ok(s);
+            return Ok(pooled(s));
         }
         let gate = match self.connecting.lock() {
             Ok(mut c) => c.entry(addr).or_default().clone(),
@@ -57,9 +70,15 @@ impl MeshPool {
         };
         let _attempt = gate.lock().await;
         if let Some(s) = self.cached(addr, identity) {
-            return Ok(s);
+            return Ok(pooled(s));
         }
-        let connected = self.connect(tls, metrics, addr, identity, timeout).await;
+        let connected = self
+            .connect(tls, metrics, addr, identity, timeout)
+            .await
+            .map(|sender| Checkout {
+                sender,
+                fresh: true,
+            });
         // Waiters hold the gate already; later requests find the connection
         // (or try again after a failure).
         if let Ok(mut c) = self.connecting.lock() {

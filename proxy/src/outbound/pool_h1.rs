@@ -15,7 +15,7 @@ use crate::metrics::{Direction, Metrics};
 use crate::tls::MeshTls;
 
 use super::connect;
-use super::pool::PoolError;
+use super::pool::{Checkout, PoolError};
 
 /// Idle connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 512;
@@ -47,9 +47,12 @@ impl MeshPoolH1 {
         addr: SocketAddr,
         identity: &str,
         timeout: Duration,
-    ) -> Result<SendRequest<Incoming>, PoolError> {
-        if let Some((s, _)) = self.idle.take_ready(addr, identity) {
-            return Ok(s);
+    ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
+        if let Some((sender, _)) = self.idle.take_ready(addr, identity) {
+            return Ok(Checkout {
+                sender,
+                fresh: false,
+            });
         }
         let stream = connect::mesh(tls, addr, identity, MeshInner::Http1, timeout).await?;
         metrics.handshake(Direction::Outbound);
@@ -62,7 +65,10 @@ impl MeshPoolH1 {
                 tracing::debug!(%addr, error = %e, "pooled mesh connection ended");
             }
         });
-        Ok(sender)
+        Ok(Checkout {
+            sender,
+            fresh: true,
+        })
     }
 
     /// Closes the connections idle past the idle timeout.
