@@ -10,7 +10,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::plain_pool::PlainPool;
+use crate::plain_pool::{PlainError, PlainPool};
 
 /// A response body: proxied from upstream, or generated here.
 pub type RespBody = Either<crate::prefetch::Proxied, Full<Bytes>>;
@@ -44,6 +44,27 @@ pub fn local_response(status: StatusCode, body: &'static str) -> Response<RespBo
 
 pub fn ok<T>(t: T) -> Result<T, Infallible> {
     Ok(t)
+}
+
+/// The request body being forwarded (the caller's, read by hyper) failed:
+/// it broke off or held a malformed chunk, which is the caller's fault, not
+/// the upstream's. An HTTP/1 client reports it as an error of the user's
+/// body caused by hyper's own read error (other user errors, such as a
+/// dispatch task gone, are not the caller's); an HTTP/2 client as a stream
+/// reset with INTERNAL_ERROR that hyper itself sent.
+pub fn caller_body_failed(e: &hyper::Error) -> bool {
+    let cause = std::error::Error::source(e);
+    if e.is_user() {
+        return cause.is_some_and(|c| c.is::<hyper::Error>());
+    }
+    cause
+        .and_then(|c| c.downcast_ref::<h2::Error>())
+        .is_some_and(|h| {
+            h.is_reset()
+                && !h.is_remote()
+                && !h.is_library()
+                && h.reason() == Some(h2::Reason::INTERNAL_ERROR)
+        })
 }
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110
@@ -123,7 +144,7 @@ pub async fn send_plain(
             }
             None => proxied(resp).await,
         },
-        Err(e) if e.client_body_failed() => {
+        Err(e) if matches!(&e, PlainError::Http { source, .. } if caller_body_failed(source)) => {
             // The caller's body broke off or was malformed (a bad chunk):
             // the caller's fault, not the upstream's.
             tracing::debug!(error = %e, "request body from the caller failed");

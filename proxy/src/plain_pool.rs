@@ -43,14 +43,6 @@ pub enum PlainError {
     },
 }
 
-impl PlainError {
-    /// The request body being forwarded failed (the caller sent a malformed
-    /// or truncated body), as opposed to the upstream failing.
-    pub fn client_body_failed(&self) -> bool {
-        matches!(self, PlainError::Http { source, .. } if source.is_user())
-    }
-}
-
 /// What goes on the wire: the forwarded body, or none for a replayed
 /// request.
 type Outgoing<B> = Either<B, Empty<Bytes>>;

@@ -18,8 +18,8 @@ use crate::addrs::ClientAddr;
 use crate::ctx::Ctx;
 use crate::detect::MeshInner;
 use crate::forward::{
-    RespBody, is_upgrade, local_response, proxied, send_plain, splice_upgrade, strip_hop_by_hop,
-    upgrade_response,
+    RespBody, caller_body_failed, is_upgrade, local_response, proxied, send_plain, splice_upgrade,
+    strip_hop_by_hop, upgrade_response,
 };
 use crate::metrics::{Direction, Layer, Outcome};
 use crate::state::{PeerRoute, peer_route};
@@ -240,8 +240,7 @@ async fn send_mesh(
                 if sender.is_closed() {
                     ctx.mesh_pool.evict(addr, identity);
                 }
-                let body_failed = our_request_body_failed(e.error());
-                match after_failed_send(addr, e, body_failed, may_resend) {
+                match after_failed_send(addr, e, may_resend) {
                     AfterFailure::Resend(unsent) => {
                         retried = true;
                         ctx.mesh_pool.evict(addr, identity);
@@ -266,10 +265,9 @@ enum AfterFailure {
 fn after_failed_send(
     addr: std::net::SocketAddr,
     mut e: TrySendError<Request<Incoming>>,
-    body_failed: bool,
     may_resend: bool,
 ) -> AfterFailure {
-    if body_failed {
+    if caller_body_failed(e.error()) {
         tracing::debug!(%addr, error = %e.error(), "request body from the caller failed");
         return AfterFailure::Answer(local_response(
             StatusCode::BAD_REQUEST,
@@ -289,20 +287,6 @@ fn after_failed_send(
             ))
         }
     }
-}
-
-/// hyper resets the stream itself, with INTERNAL_ERROR, when the request
-/// body it forwards fails: the caller's body broke off or was malformed (a
-/// bad chunk), which is the caller's fault, not the peer's.
-fn our_request_body_failed(e: &hyper::Error) -> bool {
-    std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<h2::Error>())
-        .is_some_and(|h| {
-            h.is_reset()
-                && !h.is_remote()
-                && !h.is_library()
-                && h.reason() == Some(h2::Reason::INTERNAL_ERROR)
-        })
 }
 
 /// [`send_mesh`] over a pooled HTTP/1.1 connection (`--mesh-protocol
@@ -335,18 +319,13 @@ async fn send_mesh_h1(
                 ctx.mesh_pool_h1.checkin(addr, identity, sender);
                 return proxied(resp).await;
             }
-            Err(e) => {
-                // hyper's HTTP/1 client reports the caller's failed body as
-                // an error of the user's body stream.
-                let body_failed = e.error().is_user();
-                match after_failed_send(addr, e, body_failed, !retried && !fresh) {
-                    AfterFailure::Resend(unsent) => {
-                        retried = true;
-                        req = unsent;
-                    }
-                    AfterFailure::Answer(answer) => return answer,
+            Err(e) => match after_failed_send(addr, e, !retried && !fresh) {
+                AfterFailure::Resend(unsent) => {
+                    retried = true;
+                    req = unsent;
                 }
-            }
+                AfterFailure::Answer(answer) => return answer,
+            },
         }
     }
 }
