@@ -49,6 +49,10 @@ pub enum CaError {
     NotACa,
     #[error("CA certificate may not sign certificates (no key usage extension with keyCertSign)")]
     NoKeyCertSign,
+    #[error(
+        "CA certificate SPIFFE ID {0} has a path: the SPIFFE ID of a signing certificate MUST NOT have a path component"
+    )]
+    SigningIdWithPath(String),
     #[error("CA private key does not match the CA certificate's public key")]
     KeyMismatch,
     #[error("CA private key is unreadable: {0}")]
@@ -459,6 +463,7 @@ fn ca_cert_info(der: &CertificateDer<'_>) -> Result<CaCertInfo, CaError> {
     signing_cert_rules(&cert).map_err(|e| match e {
         NotASigner::NotCa => CaError::NotACa,
         NotASigner::NoKeyCertSign => CaError::NoKeyCertSign,
+        NotASigner::IdWithPath(id) => CaError::SigningIdWithPath(id),
         NotASigner::Malformed(m) => CaError::BadCaCert(m),
     })?;
     Ok(CaCertInfo {

@@ -70,6 +70,10 @@ pub enum SvidError {
         "signing certificate {subject} lacks keyCertSign: SVID signing certificates MUST set keyCertSign in the key usage extension"
     )]
     SigningCertNoKeyCertSign { subject: String },
+    #[error(
+        "signing certificate SPIFFE ID {id} has a path: the SPIFFE ID of a signing certificate MUST NOT have a path component"
+    )]
+    SigningCertIdWithPath { id: String },
     #[error("trust domain: peer {id} is not in the bundle's trust domain {expected}")]
     TrustDomainMismatch { id: String, expected: String },
     #[error("peer identity: got {got}, expected {expected}")]
@@ -150,7 +154,8 @@ pub fn verify_svid(
 
 /// The X509-SVID rules for a signing certificate (an intermediate of a chain):
 /// "Signing certificates MUST set the `cA` field to `true`" (X509-SVID 4.1) and
-/// "SVID signing certificates MUST set `keyCertSign`" (X509-SVID 4.3).
+/// "SVID signing certificates MUST set `keyCertSign`" (X509-SVID 4.3), and a
+/// SPIFFE ID, if it carries one, has no path (X509-SVID 3.2).
 pub fn check_signing_cert(der: &CertificateDer<'_>) -> Result<(), SvidError> {
     let cert = parse(der)?;
     signing_cert_rules(&cert).map_err(|e| match e {
@@ -158,6 +163,7 @@ pub fn check_signing_cert(der: &CertificateDer<'_>) -> Result<(), SvidError> {
         NotASigner::NoKeyCertSign => SvidError::SigningCertNoKeyCertSign {
             subject: cert.subject().to_string(),
         },
+        NotASigner::IdWithPath(id) => SvidError::SigningCertIdWithPath { id },
         NotASigner::Malformed(m) => SvidError::Malformed(m),
     })
 }
@@ -169,6 +175,9 @@ pub(crate) enum NotASigner {
     /// Key usage absent or without `keyCertSign` (X509-SVID 4.3: "The key
     /// usage extension MUST be set on all SVIDs").
     NoKeyCertSign,
+    /// A `spiffe://` URI SAN with a path (X509-SVID 3.2: "If present, the
+    /// SPIFFE ID of a signing certificate MUST NOT have a path component").
+    IdWithPath(String),
     Malformed(String),
 }
 
@@ -186,6 +195,20 @@ pub(crate) fn signing_cert_rules(cert: &X509Certificate<'_>) -> Result<(), NotAS
         .map_err(|e| NotASigner::Malformed(e.to_string()))?;
     if !ku.is_some_and(|ku| ku.value.key_cert_sign()) {
         return Err(NotASigner::NoKeyCertSign);
+    }
+    // "A signing certificate SHOULD itself be an SVID. If present, the SPIFFE
+    // ID of a signing certificate MUST NOT have a path component" (X509-SVID
+    // 3.2). No SPIFFE ID, or a URI of another scheme, is allowed.
+    let sans = cert
+        .subject_alternative_name()
+        .map_err(|e| NotASigner::Malformed(e.to_string()))?;
+    for name in sans.iter().flat_map(|s| s.value.general_names.iter()) {
+        if let GeneralName::URI(uri) = name
+            && let Ok(id) = SpiffeId::parse(uri)
+            && !id.path().is_empty()
+        {
+            return Err(NotASigner::IdWithPath(id.to_string()));
+        }
     }
     Ok(())
 }

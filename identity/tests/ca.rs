@@ -264,3 +264,24 @@ fn refuses_a_signing_certificate_without_key_usage() {
         CertificateAuthority::from_pem(&root.pem(), &key.serialize_pem(), None, None).unwrap_err();
     assert!(matches!(err, CaError::NoKeyCertSign), "{err}");
 }
+
+#[test]
+fn refuses_a_signing_certificate_whose_spiffe_id_has_a_path() {
+    // "If present, the SPIFFE ID of a signing certificate MUST NOT have a path
+    // component" (X509-SVID 3.2): such a CA would sign SVIDs no conforming
+    // validator should accept.
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.subject_alt_names = vec![SanType::URI(
+        format!("spiffe://{TD}/ca").try_into().unwrap(),
+    )];
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let root = params.self_signed(&key).unwrap();
+    let err =
+        CertificateAuthority::from_pem(&root.pem(), &key.serialize_pem(), None, None).unwrap_err();
+    assert!(
+        matches!(err, CaError::SigningIdWithPath(ref id) if id == "spiffe://mesh.test/ca"),
+        "{err}"
+    );
+}

@@ -476,3 +476,60 @@ fn upstream_verify_cases() {
         id("spiffe://domain1.test/workload")
     );
 }
+
+#[test]
+fn rejects_a_signing_certificate_whose_spiffe_id_has_a_path() {
+    // "If present, the SPIFFE ID of a signing certificate MUST NOT have a path
+    // component" (X509-SVID 3.2); go-spiffe x509svid svid_test (v2.0) "Signing
+    // certificate with non root ID": "signing certificate SPIFFE ID must not
+    // have a path component".
+    let err = verify_via_intermediate(|p| {
+        p.subject_alt_names = vec![SanType::URI(
+            "spiffe://mesh.test/workload-1".try_into().unwrap(),
+        )];
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, SvidError::SigningCertIdWithPath { ref id } if id == "spiffe://mesh.test/workload-1"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("MUST NOT have a path"), "{err}");
+    // "A signing certificate SHOULD itself be an SVID" (X509-SVID 3.2): one
+    // without a SPIFFE ID, or with another kind of URI, is still a signer.
+    verify_via_intermediate(|p| p.subject_alt_names.clear()).unwrap();
+    verify_via_intermediate(|p| {
+        p.subject_alt_names = vec![SanType::URI("https://ca.example/int".try_into().unwrap())];
+    })
+    .unwrap();
+    // The trust domain ID of another trust domain is fine ("MAY be used to
+    // issue further signing certificates in the same or different trust
+    // domains").
+    verify_via_intermediate(|p| {
+        p.subject_alt_names = vec![SanType::URI("spiffe://other.test".try_into().unwrap())];
+    })
+    .unwrap();
+}
+
+#[test]
+fn credentials_refuse_a_chain_whose_signing_certificate_id_has_a_path() {
+    // X509-SVID 3.2, as above, for our own SVID chain (go-spiffe x509svid.Parse
+    // validates the signing certificates the SVID carries).
+    let root = TestCa::new(TD);
+    let int = root.intermediate_with(TD, "int with path", |p| {
+        p.subject_alt_names = vec![SanType::URI(
+            "spiffe://mesh.test/workload-1".try_into().unwrap(),
+        )];
+    });
+    let (leaf, key) = int.sign(&good_leaf(ID));
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let err =
+        palisade_identity::Credentials::new(vec![leaf, int.cert.clone()], key, root.bundle(TD))
+            .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            palisade_identity::CredentialsError::Svid(SvidError::SigningCertIdWithPath { .. })
+        ),
+        "{err}"
+    );
+}
