@@ -63,6 +63,10 @@ pub enum SvidError {
     )]
     MissingEku { purpose: &'static str },
     #[error(
+        "signing certificate extended key usage lacks {purpose}: the verifier imposes a signing certificate's EKU on the certificates below it (X509-SVID 4.4)"
+    )]
+    SigningCertMissingEku { purpose: &'static str },
+    #[error(
         "signing certificate is not a CA: signing certificates MUST have the CA flag (basic constraints cA) set to true"
     )]
     SigningCertNotCa,
@@ -355,12 +359,16 @@ fn map_path_error(e: webpki::Error, now: UnixTime, role: PeerRole) -> SvidError 
         },
         E::CaUsedAsEndEntity => SvidError::LeafIsCa,
         E::EndEntityUsedAsCa => SvidError::SigningCertNotCa,
-        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => SvidError::MissingEku {
-            purpose: match role {
-                PeerRole::Client => "clientAuth",
-                PeerRole::Server => "serverAuth",
-            },
-        },
+        // check_leaf has already required both purposes of a leaf EKU, so
+        // webpki's EKU failure is a signing certificate's.
+        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => {
+            SvidError::SigningCertMissingEku {
+                purpose: match role {
+                    PeerRole::Client => "clientAuth",
+                    PeerRole::Server => "serverAuth",
+                },
+            }
+        }
         E::BadDer | E::BadDerTime | E::TrailingData(_) => SvidError::Malformed(format!("{e:?}")),
         other => SvidError::Path(format!("{other:?}")),
     }

@@ -533,3 +533,34 @@ fn credentials_refuse_a_chain_whose_signing_certificate_id_has_a_path() {
         "{err}"
     );
 }
+
+#[test]
+fn a_signing_certificate_eku_without_the_peer_purpose_is_named_as_such() {
+    // "Signing certificates MAY include an Extended Key Usage extension ...
+    // Some X.509 implementations will impose EKU constraints in intermediate
+    // CA certificates on all certificates below them" (X509-SVID 4.4). webpki
+    // does; the leaf here has both purposes, so the error must name the
+    // signing certificate, not the leaf.
+    let err = verify_via_intermediate(|p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SvidError::SigningCertMissingEku {
+                purpose: "clientAuth"
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("signing certificate"), "{err}");
+    // With both purposes (or none) the chain verifies.
+    verify_via_intermediate(|p| {
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+    })
+    .unwrap();
+}
