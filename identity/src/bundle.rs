@@ -24,6 +24,8 @@ pub enum BundleError {
     MixedTrustDomains(TrustDomain, TrustDomain),
     #[error("bundle root carries an invalid SPIFFE ID: {0}")]
     BadRootId(SpiffeIdError),
+    #[error("SPIFFE bundle: {0}")]
+    SpiffeBundle(#[from] SpiffeBundleError),
 }
 
 /// Roots of one trust domain (plus optional aliases whose IDs are also accepted).
@@ -137,4 +139,306 @@ pub fn infer_trust_domain(certs: &[CertificateDer<'_>]) -> Result<TrustDomain, B
         }
     }
     found.ok_or(BundleError::NoTrustDomain)
+}
+
+// === SPIFFE bundle format ===
+
+/// The `use` of a JWK holding an X509-SVID CA certificate (X509-SVID 6.1).
+const X509_SVID_USE: &str = "x509-svid";
+/// The `use` of a JWK holding a JWT-SVID signing key (JWT-SVID 6).
+const JWT_SVID_USE: &str = "jwt-svid";
+
+/// Why a SPIFFE bundle document could not be read or written. Texts follow
+/// go-spiffe `bundle/spiffebundle`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpiffeBundleError {
+    #[error("unable to parse JWKS: {0}")]
+    Json(String),
+    /// "The parameter `keys` MUST be present." (SPIFFE Trust Domain and Bundle 4.1.3)
+    #[error("no authorities found")]
+    NoKeys,
+    /// go-spiffe: an `x509-svid` entry carries exactly one certificate in `x5c`
+    /// (X509-SVID 6.1: "The value MUST include exactly one CA certificate").
+    #[error("expected a single certificate in x509-svid entry {index}; got {count}")]
+    X5cCount { index: usize, count: usize },
+    #[error("x509-svid entry {index}: x5c certificate is not base64 DER X.509: {reason}")]
+    BadCertificate { index: usize, reason: String },
+    #[error(
+        "unable to parse JWKS: invalid JWK {index}: public key does not match its x5c certificate"
+    )]
+    KeyMismatch { index: usize },
+    /// go-spiffe: a `jwt-svid` entry needs a key ID.
+    #[error("error adding authority {index} of JWKS: keyID cannot be empty")]
+    MissingKeyId { index: usize },
+    #[error("root {index}: cannot express its public key as a JWK: {reason}")]
+    UnsupportedKey { index: usize, reason: String },
+}
+
+/// The X509-SVID part of a SPIFFE bundle: an RFC 7517 JWK Set per "The SPIFFE
+/// Trust Domain and Bundle" section 4 and X509-SVID section 6. The trust
+/// domain is not part of the document; keep it beside (section 3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpiffeBundle {
+    /// The CA certificates of the `x509-svid` entries, DER, in document order,
+    /// without duplicates.
+    pub x509_authorities: Vec<CertificateDer<'static>>,
+    /// `spiffe_sequence` (section 4.1.1).
+    pub sequence_number: Option<u64>,
+    /// `spiffe_refresh_hint` in seconds (section 4.1.2).
+    pub refresh_hint: Option<i64>,
+}
+
+impl SpiffeBundle {
+    /// Parses a SPIFFE bundle document, as go-spiffe `spiffebundle.Parse`:
+    /// `keys` must be present; an `x509-svid` entry must carry exactly one
+    /// `x5c` certificate whose public key is the entry's key; a `jwt-svid`
+    /// entry must have a `kid` (JWT keys are checked, not kept). Entries with
+    /// another or no `use`, or with a key type other than `EC`, `RSA` or `OKP`,
+    /// are ignored ("Clients encountering unknown key types or uses MUST ignore
+    /// the corresponding JWK element", section 4.1.3). Unknown members are
+    /// ignored (section 4.1).
+    pub fn parse(text: &str) -> Result<Self, SpiffeBundleError> {
+        use serde_json::Value;
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| SpiffeBundleError::Json(e.to_string()))?;
+        let Value::Object(doc) = doc else {
+            return Err(SpiffeBundleError::Json(
+                "a SPIFFE bundle is a JSON object".into(),
+            ));
+        };
+        let member = |name: &str| doc.get(name).filter(|v| !v.is_null());
+        let sequence_number = member("spiffe_sequence")
+            .map(|v| {
+                v.as_u64().ok_or_else(|| {
+                    SpiffeBundleError::Json(
+                        "spiffe_sequence is not an unsigned 64-bit integer".into(),
+                    )
+                })
+            })
+            .transpose()?;
+        let refresh_hint = member("spiffe_refresh_hint")
+            .map(|v| {
+                v.as_i64().ok_or_else(|| {
+                    SpiffeBundleError::Json("spiffe_refresh_hint is not a 64-bit integer".into())
+                })
+            })
+            .transpose()?;
+        let keys = match member("keys") {
+            None => return Err(SpiffeBundleError::NoKeys),
+            Some(Value::Array(keys)) => keys,
+            Some(_) => return Err(SpiffeBundleError::Json("keys is not an array".into())),
+        };
+        let mut x509_authorities: Vec<CertificateDer<'static>> = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            let Value::Object(key) = key else {
+                return Err(SpiffeBundleError::Json(format!(
+                    "key {index} is not an object"
+                )));
+            };
+            let string = |name: &str| key.get(name).and_then(Value::as_str);
+            if !matches!(string("kty"), Some("EC" | "RSA" | "OKP")) {
+                continue;
+            }
+            match string("use") {
+                Some(X509_SVID_USE) => {
+                    let x5c = match key.get("x5c") {
+                        None | Some(Value::Null) => Vec::new(),
+                        Some(Value::Array(certs)) => certs.iter().collect(),
+                        Some(_) => {
+                            return Err(SpiffeBundleError::Json(format!(
+                                "x5c of key {index} is not an array"
+                            )));
+                        }
+                    };
+                    let [cert] = x5c.as_slice() else {
+                        return Err(SpiffeBundleError::X5cCount {
+                            index,
+                            count: x5c.len(),
+                        });
+                    };
+                    let der = cert
+                        .as_str()
+                        .and_then(|b64| pem::base64_decode_with(b64, pem::STANDARD, true))
+                        .ok_or_else(|| SpiffeBundleError::BadCertificate {
+                            index,
+                            reason: "not standard padded base64".into(),
+                        })?;
+                    let jwk = cert_jwk(&der)
+                        .map_err(|reason| SpiffeBundleError::BadCertificate { index, reason })?;
+                    if !jwk_matches(key, &jwk) {
+                        return Err(SpiffeBundleError::KeyMismatch { index });
+                    }
+                    let der = CertificateDer::from(der);
+                    if !x509_authorities.contains(&der) {
+                        x509_authorities.push(der);
+                    }
+                }
+                Some(JWT_SVID_USE) if string("kid").is_none_or(str::is_empty) => {
+                    return Err(SpiffeBundleError::MissingKeyId { index });
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            x509_authorities,
+            sequence_number,
+            refresh_hint,
+        })
+    }
+
+    /// The document: one `x509-svid` JWK per CA certificate with its public key
+    /// parameters and `x5c` holding just that certificate, no `kid` (X509-SVID
+    /// 6.1), then `spiffe_sequence` and `spiffe_refresh_hint` when set.
+    pub fn to_json(&self) -> Result<String, SpiffeBundleError> {
+        let mut keys = Vec::with_capacity(self.x509_authorities.len());
+        for (index, der) in self.x509_authorities.iter().enumerate() {
+            let mut jwk = cert_jwk(der)
+                .map_err(|reason| SpiffeBundleError::UnsupportedKey { index, reason })?;
+            jwk.insert("use".into(), X509_SVID_USE.into());
+            jwk.insert(
+                "x5c".into(),
+                serde_json::Value::Array(vec![
+                    pem::base64_encode_with(der, pem::STANDARD, true).into(),
+                ]),
+            );
+            keys.push(serde_json::Value::Object(jwk));
+        }
+        let mut doc = serde_json::Map::new();
+        doc.insert("keys".into(), keys.into());
+        if let Some(seq) = self.sequence_number {
+            doc.insert("spiffe_sequence".into(), seq.into());
+        }
+        if let Some(hint) = self.refresh_hint {
+            doc.insert("spiffe_refresh_hint".into(), hint.into());
+        }
+        serde_json::to_string_pretty(&serde_json::Value::Object(doc))
+            .map_err(|e| SpiffeBundleError::Json(e.to_string()))
+    }
+}
+
+/// Looks like a SPIFFE bundle (JSON) rather than PEM.
+pub fn is_spiffe_bundle(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
+impl TrustBundle {
+    /// A bundle for `trust_domain` from a SPIFFE bundle document (its
+    /// `x509-svid` entries). "If no `x509-svid` JWK entries are present in the
+    /// bundle, then the trust domain does not support X509-SVID" (X509-SVID
+    /// 6.2): [`BundleError::Empty`].
+    pub fn from_spiffe_bundle(trust_domain: TrustDomain, json: &str) -> Result<Self, BundleError> {
+        Self::new(trust_domain, SpiffeBundle::parse(json)?.x509_authorities)
+    }
+
+    /// Like [`TrustBundle::from_spiffe_bundle`], the trust domain read from
+    /// the roots' `spiffe://<td>` URI SAN.
+    pub fn from_spiffe_bundle_infer(json: &str) -> Result<Self, BundleError> {
+        let roots = SpiffeBundle::parse(json)?.x509_authorities;
+        if roots.is_empty() {
+            return Err(BundleError::Empty);
+        }
+        let td = infer_trust_domain(&roots)?;
+        Self::new(td, roots)
+    }
+
+    /// The roots as a SPIFFE bundle document.
+    pub fn to_spiffe_bundle(
+        &self,
+        sequence_number: Option<u64>,
+        refresh_hint: Option<i64>,
+    ) -> Result<String, SpiffeBundleError> {
+        SpiffeBundle {
+            x509_authorities: self.roots.clone(),
+            sequence_number,
+            refresh_hint,
+        }
+        .to_json()
+    }
+}
+
+/// The RFC 7518 section 6 public key parameters (`kty` and its members) of a
+/// certificate's key: EC P-256/P-384/P-521, RSA, or Ed25519 (RFC 8037).
+fn cert_jwk(der: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    use x509_parser::oid_registry::{
+        OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
+        OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+    };
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let cert = match X509Certificate::from_der(der) {
+        Ok(([], cert)) => cert,
+        Ok(_) => return Err("trailing data after certificate".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let spki = cert.public_key();
+    let b64 = |b: &[u8]| serde_json::Value::from(pem::base64_encode_with(b, pem::URL_SAFE, false));
+    let mut jwk = serde_json::Map::new();
+    let alg = &spki.algorithm.algorithm;
+    if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .ok_or("EC key without a named curve")?;
+        let (crv, size) = if curve == OID_EC_P256 {
+            ("P-256", 32)
+        } else if curve == OID_NIST_EC_P384 {
+            ("P-384", 48)
+        } else if curve == OID_NIST_EC_P521 {
+            ("P-521", 66)
+        } else {
+            return Err(format!("unsupported EC curve {curve}"));
+        };
+        let point = spki.subject_public_key.data.as_ref();
+        match point.split_first() {
+            Some((4, xy)) if xy.len() == 2 * size => {
+                jwk.insert("kty".into(), "EC".into());
+                jwk.insert("crv".into(), crv.into());
+                jwk.insert("x".into(), b64(&xy[..size]));
+                jwk.insert("y".into(), b64(&xy[size..]));
+            }
+            _ => return Err("EC point is not an uncompressed point of its curve".into()),
+        }
+    } else if *alg == OID_PKCS1_RSAENCRYPTION {
+        let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed() else {
+            return Err("malformed RSA public key".into());
+        };
+        jwk.insert("kty".into(), "RSA".into());
+        jwk.insert("n".into(), b64(strip_leading_zeros(rsa.modulus)));
+        jwk.insert("e".into(), b64(strip_leading_zeros(rsa.exponent)));
+    } else if *alg == OID_SIG_ED25519 {
+        jwk.insert("kty".into(), "OKP".into());
+        jwk.insert("crv".into(), "Ed25519".into());
+        jwk.insert("x".into(), b64(spki.subject_public_key.data.as_ref()));
+    } else {
+        return Err(format!("unsupported public key algorithm {alg}"));
+    }
+    Ok(jwk)
+}
+
+/// True if the key parameters of `entry` are those of the certificate
+/// (`expected`, from [`cert_jwk`]); integers compare without leading zeros.
+fn jwk_matches(
+    entry: &serde_json::Map<String, serde_json::Value>,
+    expected: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    let decode = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_str)
+            .and_then(|s| pem::base64_decode_with(s, pem::URL_SAFE, false))
+    };
+    expected.iter().all(|(name, want)| match name.as_str() {
+        "kty" | "crv" => entry.get(name) == Some(want),
+        _ => match (decode(entry.get(name)), decode(Some(want))) {
+            (Some(got), Some(want)) => strip_leading_zeros(&got) == strip_leading_zeros(&want),
+            _ => false,
+        },
+    })
+}
+
+fn strip_leading_zeros(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|&x| x != 0)
+        .unwrap_or(b.len().saturating_sub(1));
+    &b[start..]
 }

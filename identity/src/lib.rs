@@ -15,7 +15,7 @@ pub mod spiffe_id;
 pub mod tls;
 pub mod verify;
 
-pub use bundle::{BundleError, TrustBundle};
+pub use bundle::{BundleError, SpiffeBundle, SpiffeBundleError, TrustBundle};
 pub use ca::{CaError, CaOptions, CertificateAuthority, IssuedSvid};
 pub use credentials::{CredentialStore, Credentials, CredentialsError};
 pub use spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};

@@ -51,3 +51,11 @@ fn every_single_byte_mutation_of_a_valid_svid_is_handled() {
     }
     assert_eq!(accepted, 0, "a mutated SVID was accepted");
 }
+
+proptest! {
+    #[test]
+    fn spiffe_bundle_parse_never_panics(s in "\\PC{0,64}|\\{\"keys\":\\[\\{\"use\":\"x509-svid\",\"kty\":\"(EC|RSA|OKP)\",\"x5c\":\\[\"[A-Za-z0-9+/=]{0,40}\"\\]\\}\\]\\}") {
+        // A SPIFFE bundle may come from a federated trust domain's endpoint.
+        let _ = palisade_identity::SpiffeBundle::parse(&s);
+    }
+}

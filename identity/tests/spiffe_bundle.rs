@@ -1,0 +1,283 @@
+//! The SPIFFE bundle format (an RFC 7517 JWK Set): "The SPIFFE Trust Domain
+//! and Bundle" section 4 and X509-SVID section 6, with the parse errors of
+//! go-spiffe `bundle/spiffebundle` (bundle_test.go `testCases`). Documents are
+//! built here from our own test CA, in the shape of go-spiffe's testdata.
+mod common;
+
+use common::{TD, TestCa, good_leaf, id, td, verify};
+use palisade_identity::bundle::is_spiffe_bundle;
+use palisade_identity::{BundleError, SpiffeBundle, SpiffeBundleError, TrustBundle};
+use serde_json::{Value, json};
+
+fn b64(der: &[u8]) -> String {
+    // Standard padded base64 (RFC 7517 4.7 `x5c`), via our PEM encoder.
+    palisade_identity::pem::encode("X", der)
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect()
+}
+
+/// The `x509-svid` JWK our encoder writes for `ca`'s root.
+fn x509_entry(ca: &TestCa) -> Value {
+    let doc: Value =
+        serde_json::from_str(&ca.bundle(TD).to_spiffe_bundle(None, None).unwrap()).unwrap();
+    doc["keys"][0].clone()
+}
+
+/// A `jwt-svid` JWK (an EC P-256 key with a key ID), as go-spiffe's testdata.
+fn jwt_entry() -> Value {
+    json!({
+        "use": "jwt-svid",
+        "kty": "EC",
+        "kid": "C6vs25welZOx6WksNYfbMfiw9l96pMnD",
+        "crv": "P-256",
+        "x": "ngLYQnlfF6GsojUwqtcEE3WgTNG2RUlsGhK73RNEl5k",
+        "y": "tKbiDSUSsQ3F1P7wteeHNXIcU-cx6CgSbroeQrQHTLM"
+    })
+}
+
+fn parse(doc: &Value) -> Result<SpiffeBundle, SpiffeBundleError> {
+    SpiffeBundle::parse(&doc.to_string())
+}
+
+#[test]
+fn writes_one_x509_svid_jwk_per_root_with_exactly_one_x5c_and_no_kid() {
+    // "The `use` parameter of each JWK entry MUST be set to `x509-svid`.
+    // Additionally, the `kid` parameter of each JWK entry MUST NOT be set." and
+    // "MUST contain the `x5c` parameter ... exactly one CA certificate"
+    // (X509-SVID 6.1); `kty` MUST be set (Trust Domain and Bundle 4.2.1).
+    let old = TestCa::new(TD);
+    let new = TestCa::new(TD);
+    let bundle = TrustBundle::new(td(TD), vec![old.cert.clone(), new.cert.clone()]).unwrap();
+    let doc: Value =
+        serde_json::from_str(&bundle.to_spiffe_bundle(Some(2), Some(2_419_200)).unwrap()).unwrap();
+    assert_eq!(doc["spiffe_sequence"], 2);
+    assert_eq!(doc["spiffe_refresh_hint"], 2_419_200);
+    let keys = doc["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    for (key, root) in keys.iter().zip([&old.cert, &new.cert]) {
+        assert_eq!(key["use"], "x509-svid");
+        assert_eq!(key["kty"], "EC");
+        assert_eq!(key["crv"], "P-256");
+        assert!(key.get("kid").is_none(), "{key}");
+        assert_eq!(key["x5c"], json!([b64(root)]));
+        // RFC 7518 6.2.1.2: x and y are 32 bytes each for P-256, base64url.
+        for c in ["x", "y"] {
+            let s = key[c].as_str().unwrap();
+            assert_eq!(s.len(), 43, "{c}={s}");
+            assert!(!s.contains(['+', '/', '=']), "{c}={s}");
+        }
+    }
+    // Without sequence and refresh hint, neither member is written.
+    let doc: Value = serde_json::from_str(&bundle.to_spiffe_bundle(None, None).unwrap()).unwrap();
+    assert!(doc.get("spiffe_sequence").is_none() && doc.get("spiffe_refresh_hint").is_none());
+}
+
+#[test]
+fn round_trips_and_verifies_svids_against_the_parsed_roots() {
+    let ca = TestCa::new(TD);
+    let json = ca.bundle(TD).to_spiffe_bundle(Some(7), Some(300)).unwrap();
+    assert!(is_spiffe_bundle(&json));
+    assert!(!is_spiffe_bundle(&ca.bundle(TD).to_pem()));
+    let parsed = SpiffeBundle::parse(&json).unwrap();
+    assert_eq!(parsed.x509_authorities, vec![ca.cert.clone()]);
+    assert_eq!(parsed.sequence_number, Some(7));
+    assert_eq!(parsed.refresh_hint, Some(300));
+    assert_eq!(parsed.to_json().unwrap(), json);
+    let (leaf, _) = ca.sign(&good_leaf("spiffe://mesh.test/workload"));
+    for bundle in [
+        TrustBundle::from_spiffe_bundle(td(TD), &json).unwrap(),
+        TrustBundle::from_spiffe_bundle_infer(&json).unwrap(),
+    ] {
+        assert_eq!(bundle.trust_domain().as_str(), TD);
+        assert_eq!(
+            verify(&bundle, std::slice::from_ref(&leaf)).unwrap(),
+            id("spiffe://mesh.test/workload")
+        );
+    }
+}
+
+#[test]
+fn upstream_parse_cases() {
+    // go-spiffe spiffebundle bundle_test.go TestParse, case by case.
+    let ca = TestCa::new(TD);
+    let x509 = x509_entry(&ca);
+    // "spiffebundle_valid_1.json": one x509-svid and one jwt-svid entry.
+    let b = parse(&json!({ "keys": [x509, jwt_entry()] })).unwrap();
+    assert_eq!(b.x509_authorities, vec![ca.cert.clone()]);
+    assert_eq!((b.sequence_number, b.refresh_hint), (None, None));
+    // "spiffebundle_valid_2.json": refresh hint 60 s, sequence number 1.
+    let b = parse(&json!({
+        "keys": [x509, jwt_entry()], "spiffe_refresh_hint": 60, "spiffe_sequence": 1
+    }))
+    .unwrap();
+    assert_eq!((b.sequence_number, b.refresh_hint), (Some(1), Some(60)));
+    // "spiffebundle_missing_kid.json":
+    // "spiffebundle: error adding authority 1 of JWKS: keyID cannot be empty"
+    let mut no_kid = jwt_entry();
+    no_kid.as_object_mut().unwrap().remove("kid");
+    let err = parse(&json!({ "keys": [x509, no_kid] })).unwrap_err();
+    assert_eq!(err, SpiffeBundleError::MissingKeyId { index: 1 });
+    assert_eq!(
+        err.to_string(),
+        "error adding authority 1 of JWKS: keyID cannot be empty"
+    );
+    // "spiffebundle_no_keys.json": "spiffebundle: no authorities found"
+    // ("The parameter `keys` MUST be present", Trust Domain and Bundle 4.1.3).
+    for doc in [json!({}), json!({ "keys": null, "spiffe_sequence": 1 })] {
+        let err = parse(&doc).unwrap_err();
+        assert_eq!(err, SpiffeBundleError::NoKeys);
+        assert_eq!(err.to_string(), "no authorities found");
+    }
+    // "spiffebundle_multiple_x509.json": "spiffebundle: expected a single
+    // certificate in x509-svid entry 0; got 2"
+    let mut two = x509.clone();
+    let cert = two["x5c"][0].clone();
+    two["x5c"] = json!([cert.clone(), cert]);
+    let err = parse(&json!({ "keys": [two, jwt_entry()] })).unwrap_err();
+    assert_eq!(err, SpiffeBundleError::X5cCount { index: 0, count: 2 });
+    assert_eq!(
+        err.to_string(),
+        "expected a single certificate in x509-svid entry 0; got 2"
+    );
+    // TestParse "testdata/does-not-exist.json" (no bytes): "spiffebundle:
+    // unable to parse JWKS: unexpected end of JSON input"
+    let err = SpiffeBundle::parse("").unwrap_err();
+    assert!(err.to_string().starts_with("unable to parse JWKS"), "{err}");
+}
+
+#[test]
+fn ignores_entries_of_unknown_or_missing_use_and_unknown_key_type() {
+    // "Clients encountering unknown `use` values MUST ignore the entire JWK
+    // element" (Trust Domain and Bundle 4.2.2); go-spiffe testdata
+    // spiffebundle_unrecognized_use.json and spiffebundle_missing_use.json.
+    let ca = TestCa::new(TD);
+    let x509 = x509_entry(&ca);
+    let mut other_use = jwt_entry();
+    other_use["use"] = json!("invalid");
+    let mut no_use = jwt_entry();
+    no_use.as_object_mut().unwrap().remove("use");
+    // Case-sensitive ("The values are case sensitive").
+    let mut upper = x509.clone();
+    upper["use"] = json!("X509-SVID");
+    // "Clients encountering an unknown key type MUST ignore the entire JWK
+    // element" (4.2.1), and unknown members are not required (4.1).
+    let mut unknown_kty = x509.clone();
+    unknown_kty["kty"] = json!("XYZ");
+    let b = parse(&json!({
+        "keys": [other_use, x509, no_use, upper, unknown_kty],
+        "spiffe_extension": {"a": 1}
+    }))
+    .unwrap();
+    assert_eq!(b.x509_authorities, vec![ca.cert.clone()]);
+}
+
+#[test]
+fn a_bundle_without_x509_svid_entries_supports_no_x509_svid() {
+    // "If no `x509-svid` JWK entries are present in the bundle, then the trust
+    // domain does not support X509-SVID" (X509-SVID 6.2).
+    let doc = json!({ "keys": [jwt_entry()] }).to_string();
+    assert!(
+        SpiffeBundle::parse(&doc)
+            .unwrap()
+            .x509_authorities
+            .is_empty()
+    );
+    assert!(matches!(
+        TrustBundle::from_spiffe_bundle(td(TD), &doc),
+        Err(BundleError::Empty)
+    ));
+    assert!(matches!(
+        TrustBundle::from_spiffe_bundle_infer(&doc),
+        Err(BundleError::Empty)
+    ));
+}
+
+#[test]
+fn refuses_malformed_x509_svid_entries() {
+    let ca = TestCa::new(TD);
+    let x509 = x509_entry(&ca);
+    // x5c absent or empty: go-spiffe counts 0 certificates.
+    for x5c in [None, Some(json!([]))] {
+        let mut e = x509.clone();
+        match x5c {
+            Some(v) => e["x5c"] = v,
+            None => {
+                e.as_object_mut().unwrap().remove("x5c");
+            }
+        }
+        assert_eq!(
+            parse(&json!({ "keys": [e] })).unwrap_err(),
+            SpiffeBundleError::X5cCount { index: 0, count: 0 }
+        );
+    }
+    // Not base64 (RFC 7517 4.7: standard base64, not base64url), not DER.
+    for bad in [json!("%%%"), json!(b64(b"not a certificate")), json!(12)] {
+        let mut e = x509.clone();
+        e["x5c"] = json!([bad]);
+        assert!(
+            matches!(
+                parse(&json!({ "keys": [e] })),
+                Err(SpiffeBundleError::BadCertificate { index: 0, .. })
+            ),
+            "{bad}"
+        );
+    }
+    // The JWK's key is not the certificate's (go-jose: "invalid JWK, public
+    // keys mismatch").
+    let other = x509_entry(&TestCa::new(TD));
+    let mut e = x509.clone();
+    e["x"] = other["x"].clone();
+    assert_eq!(
+        parse(&json!({ "keys": [e] })).unwrap_err(),
+        SpiffeBundleError::KeyMismatch { index: 0 }
+    );
+    // Wrong JSON types.
+    for doc in [
+        json!([]),
+        json!({ "keys": {} }),
+        json!({ "keys": [1] }),
+        json!({ "keys": [], "spiffe_sequence": -1 }),
+        json!({ "keys": [], "spiffe_sequence": "1" }),
+        json!({ "keys": [], "spiffe_refresh_hint": 1.5 }),
+    ] {
+        assert!(
+            matches!(parse(&doc), Err(SpiffeBundleError::Json(_))),
+            "{doc}"
+        );
+    }
+}
+
+#[test]
+fn the_same_root_twice_is_kept_once() {
+    // go-spiffe AddX509Authority: "If the authority already exists in the
+    // bundle, the contents of the bundle will remain unchanged."
+    let ca = TestCa::new(TD);
+    let x509 = x509_entry(&ca);
+    let b = parse(&json!({ "keys": [x509, x509] })).unwrap();
+    assert_eq!(b.x509_authorities.len(), 1);
+}
+
+#[test]
+fn writes_rsa_roots_with_n_and_e() {
+    // RFC 7518 6.3.1: an RSA root has kty RSA, n and e (e = AQAB for 65537);
+    // the document parses back to the same root.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        format!("spiffe://{TD}").try_into().unwrap(),
+    )];
+    let root = params.self_signed(&key).unwrap().der().clone();
+    let bundle = TrustBundle::new(td(TD), vec![root.clone()]).unwrap();
+    let json = bundle.to_spiffe_bundle(None, None).unwrap();
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["keys"][0]["kty"], "RSA");
+    assert_eq!(doc["keys"][0]["e"], "AQAB");
+    assert!(doc["keys"][0]["n"].as_str().unwrap().len() > 300);
+    assert_eq!(
+        SpiffeBundle::parse(&json).unwrap().x509_authorities,
+        vec![root]
+    );
+}
