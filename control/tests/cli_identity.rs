@@ -324,3 +324,36 @@ fn id_parse_prints_valid_ids_and_names_the_broken_rule() {
         assert!(stdout(&o).is_empty());
     }
 }
+
+#[test]
+fn verify_accepts_a_spiffe_bundle_document() {
+    // A SPIFFE bundle (JWK Set, "The SPIFFE Trust Domain and Bundle" 4 and
+    // X509-SVID 6) is accepted wherever a PEM bundle is; like PEM it does not
+    // name its trust domain, which comes from --trust-domain or the roots.
+    let (_ca, out) = ca_and_svid(true, ID, "24h");
+    let pem = std::fs::read_to_string(out.path().join("bundle.pem")).unwrap();
+    let roots = palisade_identity::TrustBundle::from_pem_infer(&pem).unwrap();
+    let json = out.path().join("bundle.json");
+    std::fs::write(&json, roots.to_spiffe_bundle(Some(1), Some(300)).unwrap()).unwrap();
+    let cert = out.path().join("svid.pem");
+    for extra in [&[][..], &["--trust-domain", "mesh.test"][..]] {
+        let mut args = vec!["cert", "verify", "--bundle", s(&json), "--cert", s(&cert)];
+        args.extend_from_slice(extra);
+        let o = palisade(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stdout(&o), format!("{ID}\n"));
+    }
+    // A malformed document is bad input (exit 2) naming the SPIFFE bundle rule.
+    std::fs::write(
+        &json,
+        r#"{"keys": [{"use": "x509-svid", "kty": "EC", "x5c": []}]}"#,
+    )
+    .unwrap();
+    let o = palisade(&["cert", "verify", "--bundle", s(&json), "--cert", s(&cert)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("expected a single certificate in x509-svid entry 0; got 0"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Subcommand;
+use palisade_identity::bundle::is_spiffe_bundle;
 use palisade_identity::credentials::{
     SVID_BUNDLE_FILE, SVID_CERT_FILE, SVID_KEY_FILE, write_svid_dir,
 };
@@ -62,7 +63,7 @@ pub enum CertCommand {
     },
     /// Verify an X509-SVID chain against a trust bundle; prints the SPIFFE ID.
     Verify {
-        /// PEM file with the bundle's root certificates.
+        /// The bundle's root certificates: PEM, or a SPIFFE bundle (JWK Set).
         #[arg(long)]
         bundle: PathBuf,
         /// PEM file with the leaf followed by any intermediates.
@@ -212,11 +213,16 @@ fn cert_verify(bundle_path: &Path, cert_path: &Path, trust_domain: Option<&str>)
         Ok(t) => t,
         Err(e) => return fail(BAD_INPUT, format_args!("{}: {e}", cert_path.display())),
     };
+    // PEM roots, or a SPIFFE bundle (JWK Set) document, which does not name
+    // its trust domain either.
+    let spiffe = is_spiffe_bundle(&bundle_pem);
     let bundle = match trust_domain {
         Some(td) => match TrustDomain::new(td) {
+            Ok(td) if spiffe => TrustBundle::from_spiffe_bundle(td, &bundle_pem),
             Ok(td) => TrustBundle::from_pem(td, &bundle_pem),
             Err(e) => return fail(BAD_INPUT, format_args!("--trust-domain: {e}")),
         },
+        None if spiffe => TrustBundle::from_spiffe_bundle_infer(&bundle_pem),
         None => TrustBundle::from_pem_infer(&bundle_pem),
     };
     let bundle = match bundle {
