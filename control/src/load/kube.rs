@@ -414,118 +414,192 @@ fn valid_label_name(s: &str) -> bool {
 /// IsDNS1123Subdomain: at most 253 characters, dot-separated labels of
 /// lowercase alphanumerics and '-', each beginning and ending alphanumeric.
 fn valid_dns_subdomain(s: &str) -> bool {
-    let label = |l: &str| {
-        let edge =
-            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        edge(l.chars().next())
-            && edge(l.chars().last())
-            && l.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    };
-    s.len() <= 253 && s.split('.').all(label)
+    s.len() <= 253 && s.split('.').all(dns_label_chars)
 }
 
-fn parse_net(field: &str, s: &str) -> Result<IpNet, FieldError> {
-    IpNet::from_str(s).map(|n| n.trunc()).map_err(|_| {
+fn dns_label_chars(l: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    edge(l.chars().next())
+        && edge(l.chars().last())
+        && l.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A `cidr` or `except` of an ipBlock, as the API server validates these
+/// "legacy" CIDR fields (IsValidCIDRForLegacyField with strict validation,
+/// KEP-4858's StrictIPCIDRValidation, on by default): an address and a
+/// prefix length, no leading 0s in either, no IPv4-mapped IPv6 address, and
+/// no bits set beyond the prefix length (`192.168.1.5/24` is ambiguous:
+/// `192.168.1.0/24` or `192.168.1.5/32`?). IPv6 need not be canonical text.
+fn parse_cidr(field: &str, s: &str) -> Result<IpNet, FieldError> {
+    if s.is_empty() {
+        return Err(FieldError::new(field, "required"));
+    }
+    let invalid = |why: &str| {
         FieldError::new(
             field,
-            format!("{s:?} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32"),
+            format!("{s:?} {why} (a CIDR such as 10.9.8.0/24 or 2001:db8::/64)"),
         )
-    })
+    };
+    let Some((addr, len)) = s.split_once('/') else {
+        return Err(invalid("is not a valid CIDR value"));
+    };
+    let ip = IpAddr::from_str(addr).map_err(|_| invalid("is not a valid CIDR value"))?;
+    if !len.bytes().all(|b| b.is_ascii_digit()) || len.is_empty() {
+        return Err(invalid("is not a valid CIDR value"));
+    }
+    let leading_zero = |part: &str| part.len() > 1 && part.starts_with('0');
+    if leading_zero(len) || (ip.is_ipv4() && addr.split('.').any(leading_zero)) {
+        return Err(invalid("must not have leading 0s in IP or prefix length"));
+    }
+    if let IpAddr::V6(v6) = ip
+        && v6.to_ipv4_mapped().is_some()
+    {
+        return Err(invalid("must not have an IPv4-mapped IPv6 address"));
+    }
+    let net = len
+        .parse::<u8>()
+        .ok()
+        .and_then(|n| IpNet::new(ip, n).ok())
+        .ok_or_else(|| invalid("is not a valid CIDR value"))?;
+    if net.trunc() != net {
+        return Err(invalid(&format!(
+            "must not have bits set beyond the prefix length (did you mean {} or {}/{}?)",
+            net.trunc(),
+            ip,
+            net.max_prefix_len()
+        )));
+    }
+    Ok(net)
 }
 
-fn peer(field: &str, p: &net::NetworkPolicyPeer) -> Result<NetpolPeer, FieldError> {
-    match (&p.ip_block, &p.namespace_selector, &p.pod_selector) {
-        (Some(block), None, None) => {
-            let cidr = parse_net(&format!("{field}.ipBlock.cidr"), &block.cidr)?;
-            let mut except = Vec::new();
-            for (i, e) in block.except.iter().flatten().enumerate() {
-                let f = format!("{field}.ipBlock.except[{i}]");
-                let net = parse_net(&f, e)?;
-                // API validation: "Except values will be rejected if they are
-                // outside the cidr range", and ValidateIPBlock requires each
-                // to be "a strict subset of `cidr`" (a longer prefix).
-                if !cidr.contains(&net) {
-                    return Err(FieldError::new(
-                        f,
-                        format!("{net} is outside the ipBlock cidr {cidr}"),
-                    ));
-                }
-                if net.prefix_len() <= cidr.prefix_len() {
-                    return Err(FieldError::new(
-                        f,
-                        format!("{net} must be a strict subset of the ipBlock cidr {cidr}"),
-                    ));
-                }
-                except.push(net);
-            }
-            Ok(NetpolPeer::IpBlock { cidr, except })
+/// ValidateIPBlock: a valid `cidr`, and each `except` valid and "a strict
+/// subset of `cidr`" (inside it, with a longer prefix; so also of the same
+/// IP family). Every problem is reported.
+fn ip_block(field: &str, block: &net::IPBlock) -> Result<NetpolPeer, Vec<FieldError>> {
+    let cidr = parse_cidr(&format!("{field}.cidr"), &block.cidr).map_err(|e| vec![e])?;
+    let mut except = Vec::new();
+    let mut errors = Vec::new();
+    for (i, e) in block.except.iter().flatten().enumerate() {
+        let f = format!("{field}.except[{i}]");
+        match parse_cidr(&f, e) {
+            Ok(net) if !cidr.contains(&net) => errors.push(FieldError::new(
+                f,
+                format!(
+                    "{net} is outside the ipBlock cidr {cidr} (must be a strict subset of `cidr`)"
+                ),
+            )),
+            Ok(net) if net.prefix_len() <= cidr.prefix_len() => errors.push(FieldError::new(
+                f,
+                format!("{net} must be a strict subset of the ipBlock cidr {cidr}"),
+            )),
+            Ok(net) => except.push(net),
+            Err(e) => errors.push(e),
         }
-        (Some(_), _, _) => Err(FieldError::new(
+    }
+    if errors.is_empty() {
+        Ok(NetpolPeer::IpBlock { cidr, except })
+    } else {
+        Err(errors)
+    }
+}
+
+/// ValidateNetworkPolicyPeer: each selector and the ipBlock are validated,
+/// then "must specify a peer" and "may not specify both ipBlock and another
+/// peer" on the peer itself.
+fn peer(field: &str, p: &net::NetworkPolicyPeer) -> Result<NetpolPeer, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let sel = |key: &str, s: &Option<LabelSelector>, errors: &mut Vec<FieldError>| {
+        s.as_ref().and_then(|s| {
+            selector(&format!("{field}.{key}"), s)
+                .map_err(|e| errors.push(e))
+                .ok()
+        })
+    };
+    let pods = sel("podSelector", &p.pod_selector, &mut errors);
+    let namespaces = sel("namespaceSelector", &p.namespace_selector, &mut errors);
+    let block = p.ip_block.as_ref().and_then(|b| {
+        ip_block(&format!("{field}.ipBlock"), b)
+            .map_err(|e| errors.extend(e))
+            .ok()
+    });
+    match (&p.ip_block, &p.namespace_selector, &p.pod_selector) {
+        (None, None, None) => errors.push(FieldError::new(
+            field,
+            "must specify a peer: podSelector, namespaceSelector or ipBlock (use `{}` selectors to select all)",
+        )),
+        (Some(_), None, None) | (None, _, _) => {}
+        (Some(_), _, _) => errors.push(FieldError::new(
             field,
             "ipBlock cannot be combined with podSelector or namespaceSelector in one peer",
         )),
-        (None, None, None) => Err(FieldError::new(
-            field,
-            "a peer needs podSelector, namespaceSelector or ipBlock (use `{}` selectors to select all)",
-        )),
-        (None, ns, pods) => Ok(NetpolPeer::Pods {
-            namespaces: ns
-                .as_ref()
-                .map(|s| selector(&format!("{field}.namespaceSelector"), s))
-                .transpose()?,
-            pods: pods
-                .as_ref()
-                .map(|s| selector(&format!("{field}.podSelector"), s))
-                .transpose()?,
-        }),
     }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(match block {
+        Some(b) => b,
+        None => NetpolPeer::Pods { namespaces, pods },
+    })
 }
 
-fn policy_port(field: &str, p: &net::NetworkPolicyPort) -> Result<NetpolPort, FieldError> {
-    let protocol = protocol(&format!("{field}.protocol"), p.protocol.as_deref())?;
-    // ValidateNetworkPolicyPort checks a string port with IsValidPortName
-    // ("must contain at least one letter"), so `port: "80"` is rejected,
-    // not read as a number.
-    if let Some(IntOrString::String(s)) = &p.port
-        && !valid_port_name(s)
-    {
-        return Err(FieldError::new(
-            format!("{field}.port"),
-            format!(
-                "{s:?} is not a valid port name (IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-', at least one letter); write a port number without quotes"
-            ),
-        ));
-    }
-    let port = p
-        .port
-        .as_ref()
-        .map(|pr| port_ref(&format!("{field}.port"), pr))
-        .transpose()?;
-    let end_port = match (p.end_port, &port) {
-        (None, _) => None,
-        (Some(e), Some(PortRef::Number(start))) => {
-            let end = port_number(&format!("{field}.endPort"), e)?;
-            if end < *start {
-                return Err(FieldError::new(
-                    format!("{field}.endPort"),
-                    format!("endPort {end} is less than port {start}"),
-                ));
-            }
-            Some(end)
-        }
-        (Some(_), _) => {
-            return Err(FieldError::new(
-                format!("{field}.endPort"),
-                "endPort requires a numeric port (it cannot be used with a named port or without port)",
+/// ValidateNetworkPolicyPort: the protocol, the port (a number 1-65535 or
+/// an IANA_SVC_NAME) and the endPort are each checked, every problem
+/// reported.
+fn policy_port(field: &str, p: &net::NetworkPolicyPort) -> Result<NetpolPort, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let protocol = protocol(&format!("{field}.protocol"), p.protocol.as_deref())
+        .map_err(|e| errors.push(e))
+        .ok();
+    let port = match &p.port {
+        None => None,
+        Some(IntOrString::Int(n)) => port_number(&format!("{field}.port"), *n)
+            .map(PortRef::Number)
+            .map_err(|e| errors.push(e))
+            .ok(),
+        // IsValidPortName ("must contain at least one letter"), so
+        // `port: "80"` is rejected, not read as a number.
+        Some(IntOrString::String(s)) if valid_port_name(s) => Some(PortRef::Name(s.clone())),
+        Some(IntOrString::String(s)) => {
+            errors.push(FieldError::new(
+                format!("{field}.port"),
+                format!(
+                    "{s:?} is not a valid port name (IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-', at least one letter); write a port number without quotes"
+                ),
             ));
+            None
         }
     };
-    Ok(NetpolPort {
-        protocol,
-        port,
-        end_port,
-    })
+    let end_field = format!("{field}.endPort");
+    let end_port = match (p.end_port, &p.port) {
+        (None, _) => None,
+        (Some(end), Some(IntOrString::Int(start))) => {
+            if end < *start {
+                errors.push(FieldError::new(
+                    &end_field,
+                    format!("endPort {end} is less than port {start} (must be greater than or equal to `port`)"),
+                ));
+            }
+            port_number(&end_field, end)
+                .map_err(|e| errors.push(e))
+                .ok()
+        }
+        (Some(_), _) => {
+            errors.push(FieldError::new(
+                &end_field,
+                "endPort requires a numeric port (it cannot be used with a named port or without port)",
+            ));
+            None
+        }
+    };
+    match protocol {
+        Some(protocol) if errors.is_empty() => Ok(NetpolPort {
+            protocol,
+            port,
+            end_port,
+        }),
+        _ => Err(errors),
+    }
 }
 
 fn rule(
@@ -543,7 +617,7 @@ fn rule(
             .enumerate()
             .filter_map(|(i, p)| {
                 peer(&format!("{field}.{peer_key}[{i}]"), p)
-                    .map_err(|e| errors.push(e))
+                    .map_err(|e| errors.extend(e))
                     .ok()
             })
             .collect()
@@ -553,7 +627,7 @@ fn rule(
             .enumerate()
             .filter_map(|(i, p)| {
                 policy_port(&format!("{field}.ports[{i}]"), p)
-                    .map_err(|e| errors.push(e))
+                    .map_err(|e| errors.extend(e))
                     .ok()
             })
             .collect()
