@@ -339,3 +339,37 @@ fn ip_block_cidrs_are_validated_strictly() {
         expect_ok(good, &block(&format!("{{cidr: {good}}}")));
     }
 }
+
+// ValidateNetworkPolicy starts with ValidateObjectMeta(&np.ObjectMeta, true,
+// ValidateNetworkPolicyName, ...): the name is a DNS-1123 subdomain
+// (NameIsDNSSubdomain) and the namespace a DNS-1123 label
+// (ValidateNamespaceName).
+#[test]
+fn network_policy_name_and_namespace_are_validated() {
+    let doc = |ns: &str, name: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: {ns}\n  name: {name}\nspec:\n  podSelector: {{}}\n"
+        )
+    };
+    for bad in [
+        "Foo",
+        "foo_bar",
+        "-foo",
+        "foo.",
+        "'foo bar'",
+        &"a".repeat(254),
+    ] {
+        assert_eq!(error_fields(&doc("bar", bad)), ["metadata.name"], "{bad}");
+    }
+    for bad in ["Bar", "bar.baz", "bar_baz", &"b".repeat(64)] {
+        assert_eq!(
+            error_fields(&doc(bad, "foo")),
+            ["metadata.namespace"],
+            "{bad}"
+        );
+    }
+    for good in ["foo", "foo.bar", "allow-80", "0a", &"a".repeat(253)] {
+        assert!(error_fields(&doc("bar", good)).is_empty(), "{good}");
+    }
+    assert!(error_fields(&doc(&"b".repeat(63), "foo")).is_empty());
+}

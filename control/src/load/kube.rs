@@ -417,6 +417,12 @@ fn valid_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(dns_label_chars)
 }
 
+/// IsDNS1123Label: at most 63 lowercase alphanumerics or '-', beginning and
+/// ending with an alphanumeric.
+fn valid_dns_label(s: &str) -> bool {
+    s.len() <= 63 && dns_label_chars(s)
+}
+
 fn dns_label_chars(l: &str) -> bool {
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     edge(l.chars().next())
@@ -644,6 +650,26 @@ pub(super) fn network_policy(
     let np: net::NetworkPolicy = typed(value)?;
     let spec = np.spec.unwrap_or_default();
     let mut errors = Vec::new();
+    // ValidateObjectMeta with ValidateNetworkPolicyName (NameIsDNSSubdomain)
+    // and, the kind being namespaced, ValidateNamespaceName (a DNS label).
+    if !valid_dns_subdomain(&head.name) {
+        errors.push(FieldError::new(
+            "metadata.name",
+            format!(
+                "{:?} is not a valid name (a DNS-1123 subdomain: at most 253 lowercase alphanumerics, '-' or '.', beginning and ending with an alphanumeric)",
+                head.name
+            ),
+        ));
+    }
+    if !valid_dns_label(&head.namespace) {
+        errors.push(FieldError::new(
+            "metadata.namespace",
+            format!(
+                "{:?} is not a valid namespace name (a DNS-1123 label: at most 63 lowercase alphanumerics or '-', beginning and ending with an alphanumeric)",
+                head.namespace
+            ),
+        ));
+    }
     let pod_selector = match &spec.pod_selector {
         Some(s) => selector("spec.podSelector", s)
             .map_err(|e| errors.push(e))
