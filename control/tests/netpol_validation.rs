@@ -373,3 +373,51 @@ fn network_policy_name_and_namespace_are_validated() {
     }
     assert!(error_fields(&doc(&"b".repeat(63), "foo")).is_empty());
 }
+
+// kubectl apply validates with --validate=strict by default, and the API
+// server then refuses what it cannot decode: `strict decoding error: unknown
+// field "spec.ingress[0].form"`. A misspelt key must not be dropped, since a
+// rule without its `from` allows every source.
+#[test]
+fn unknown_network_policy_fields_are_errors() {
+    let cases = [
+        (
+            "  podSelector: {}\n  ingress:\n    - form:\n        - podSelector: {matchLabels: {a: b}}\n",
+            "spec.ingress[0].form",
+        ),
+        (
+            "  podSelector: {}\n  egress:\n    - too:\n        - podSelector: {}\n",
+            "spec.egress[0].too",
+        ),
+        ("  podselector: {}\n  ingress: []\n", "spec.podselector"),
+        ("  podSelector: {}\n  ingres: []\n", "spec.ingres"),
+        (
+            "  podSelector: {matchlabels: {a: b}}\n",
+            "spec.podSelector.matchlabels",
+        ),
+        (
+            "  podSelector: {matchExpressions: [{key: a, operator: In, value: [b]}]}\n",
+            "spec.podSelector.matchExpressions[0].value",
+        ),
+        (
+            "  podSelector: {}\n  ingress:\n    - from:\n        - namespaceSelector: {}\n          podselector: {matchLabels: {a: b}}\n",
+            "spec.ingress[0].from[0].podselector",
+        ),
+        (
+            "  podSelector: {}\n  ingress:\n    - from:\n        - ipBlock: {cidr: 10.0.0.0/8, exept: [10.1.0.0/16]}\n",
+            "spec.ingress[0].from[0].ipBlock.exept",
+        ),
+        (
+            "  podSelector: {}\n  ingress:\n    - ports:\n        - {port: 80, end_port: 90}\n",
+            "spec.ingress[0].ports[0].end_port",
+        ),
+    ];
+    for (spec, field) in cases {
+        assert_eq!(error_fields(&np(spec)), [field], "{spec}");
+    }
+    let top = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: bar\n  name: foo\n  lables: {a: b}\nspec:\n  podSelector: {}\nspecs: {}\n";
+    assert_eq!(error_fields(top), ["metadata.lables", "specs"]);
+    // Every field of the API is known.
+    let full = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: bar\n  name: foo\n  labels: {a: b}\n  annotations: {a: b}\n  uid: 0e0b5d39-8b4b-4a7e-9c1b-6b2c1f8c1d11\n  resourceVersion: '1'\n  generation: 1\n  creationTimestamp: '2024-01-01T00:00:00Z'\n  managedFields: []\nspec:\n  podSelector:\n    matchLabels: {a: b}\n    matchExpressions: [{key: c, operator: In, values: [d]}]\n  policyTypes: [Ingress, Egress]\n  ingress:\n    - from:\n        - podSelector: {}\n          namespaceSelector: {}\n        - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}\n      ports:\n        - {protocol: TCP, port: 80, endPort: 90}\n  egress:\n    - to:\n        - podSelector: {}\n      ports:\n        - {port: dns, protocol: UDP}\n";
+    assert!(error_fields(full).is_empty(), "{:?}", error_fields(full));
+}

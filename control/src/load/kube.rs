@@ -431,6 +431,122 @@ fn dns_label_chars(l: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// The fields of a NetworkPolicy (networking.k8s.io/v1), its ObjectMeta and
+/// its parts, for strict decoding.
+const NP_OBJECT: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+const OBJECT_META: &[&str] = &[
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+];
+const NP_SPEC: &[&str] = &["podSelector", "policyTypes", "ingress", "egress"];
+const NP_PEER: &[&str] = &["podSelector", "namespaceSelector", "ipBlock"];
+const NP_IP_BLOCK: &[&str] = &["cidr", "except"];
+const NP_PORT: &[&str] = &["protocol", "port", "endPort"];
+const LABEL_SELECTOR: &[&str] = &["matchLabels", "matchExpressions"];
+const SELECTOR_REQUIREMENT: &[&str] = &["key", "operator", "values"];
+
+/// Keys of a NetworkPolicy that the API does not have. `kubectl apply`
+/// validates strictly by default, and the API server then refuses them
+/// (`strict decoding error: unknown field "spec.ingress[0].form"`); the
+/// typed read would drop them silently, and a rule that lost its `from` to
+/// a typo allows every source.
+fn unknown_network_policy_fields(value: &serde_yaml::Value) -> Vec<FieldError> {
+    fn closed(
+        v: Option<&serde_yaml::Value>,
+        path: &str,
+        known: &[&str],
+        errors: &mut Vec<FieldError>,
+    ) {
+        let Some(map) = v.and_then(serde_yaml::Value::as_mapping) else {
+            return; // absent, or a type error the typed read reports
+        };
+        for key in map.keys() {
+            let name = match key {
+                serde_yaml::Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other)
+                    .map(|s| s.trim_end().to_string())
+                    .unwrap_or_default(),
+            };
+            if !known.contains(&name.as_str()) {
+                let field = if path.is_empty() {
+                    name
+                } else {
+                    format!("{path}.{name}")
+                };
+                errors.push(FieldError::new(field, "unknown field"));
+            }
+        }
+    }
+    fn items(v: Option<&serde_yaml::Value>) -> impl Iterator<Item = (usize, &serde_yaml::Value)> {
+        v.and_then(serde_yaml::Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .enumerate()
+    }
+    fn selector(v: Option<&serde_yaml::Value>, path: &str, errors: &mut Vec<FieldError>) {
+        closed(v, path, LABEL_SELECTOR, errors);
+        for (i, req) in items(v.and_then(|s| s.get("matchExpressions"))) {
+            closed(
+                Some(req),
+                &format!("{path}.matchExpressions[{i}]"),
+                SELECTOR_REQUIREMENT,
+                errors,
+            );
+        }
+    }
+    let mut errors = Vec::new();
+    closed(Some(value), "", NP_OBJECT, &mut errors);
+    closed(value.get("metadata"), "metadata", OBJECT_META, &mut errors);
+    let spec = value.get("spec");
+    closed(spec, "spec", NP_SPEC, &mut errors);
+    selector(
+        spec.and_then(|s| s.get("podSelector")),
+        "spec.podSelector",
+        &mut errors,
+    );
+    for (direction, peers) in [("ingress", "from"), ("egress", "to")] {
+        for (i, rule) in items(spec.and_then(|s| s.get(direction))) {
+            let path = format!("spec.{direction}[{i}]");
+            closed(Some(rule), &path, &[peers, "ports"], &mut errors);
+            for (j, peer) in items(rule.get(peers)) {
+                let path = format!("{path}.{peers}[{j}]");
+                closed(Some(peer), &path, NP_PEER, &mut errors);
+                for key in ["podSelector", "namespaceSelector"] {
+                    selector(peer.get(key), &format!("{path}.{key}"), &mut errors);
+                }
+                closed(
+                    peer.get("ipBlock"),
+                    &format!("{path}.ipBlock"),
+                    NP_IP_BLOCK,
+                    &mut errors,
+                );
+            }
+            for (j, port) in items(rule.get("ports")) {
+                closed(
+                    Some(port),
+                    &format!("{path}.ports[{j}]"),
+                    NP_PORT,
+                    &mut errors,
+                );
+            }
+        }
+    }
+    errors
+}
+
 /// A `cidr` or `except` of an ipBlock, as the API server validates these
 /// "legacy" CIDR fields (IsValidCIDRForLegacyField with strict validation,
 /// KEP-4858's StrictIPCIDRValidation, on by default): an address and a
@@ -647,9 +763,12 @@ pub(super) fn network_policy(
     origin: Origin,
 ) -> Result<NetworkPolicy, Vec<FieldError>> {
     expect_version(head, &["v1"])?;
+    let mut errors = unknown_network_policy_fields(&value);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     let np: net::NetworkPolicy = typed(value)?;
     let spec = np.spec.unwrap_or_default();
-    let mut errors = Vec::new();
     // ValidateObjectMeta with ValidateNetworkPolicyName (NameIsDNSSubdomain)
     // and, the kind being namespaced, ValidateNamespaceName (a DNS label).
     if !valid_dns_subdomain(&head.name) {
