@@ -6,7 +6,7 @@ mod policy_support;
 use std::path::PathBuf;
 
 use palisade_api::{AuthzAction, MtlsMode, PathNormalization};
-use palisade_control::cluster::{NAMESPACE_NAME_LABEL, PeerAuthMode};
+use palisade_control::cluster::{NAMESPACE_NAME_LABEL, PeerAuthMode, PortRef};
 use palisade_control::load::{load_dir, load_sources};
 use policy_support::{load, try_load};
 
@@ -497,5 +497,42 @@ fn pods_read_spec_host_network() {
             e[0]
         );
         assert!(e[0].contains("boolean"), "{bad}: {}", e[0]);
+    }
+}
+
+// pkg/apis/core/v1 SetDefaults_Service: "if sp.TargetPort ==
+// intstr.FromInt32(0) || sp.TargetPort == intstr.FromString("") {
+// sp.TargetPort = intstr.FromInt32(sp.Port) }"; then validateServicePort
+// checks it with ValidatePortNumOrName, where a string is IsValidPortName
+// ("must contain at least one letter"): `targetPort: "8080"` is refused,
+// not read as 8080.
+#[test]
+fn service_target_port_defaulting_and_validation() {
+    let svc = |target: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{namespace: x, name: s}}\nspec:\n  selector: {{app: a}}\n  ports:\n    - port: 8080\n      {target}\n"
+        )
+    };
+    for (target, want) in [
+        ("", PortRef::Number(8080)),
+        ("targetPort: 0", PortRef::Number(8080)),
+        ("targetPort: ''", PortRef::Number(8080)),
+        ("targetPort: 80", PortRef::Number(80)),
+        ("targetPort: http", PortRef::Name("http".into())),
+    ] {
+        let c = load(&[&svc(target)]);
+        assert_eq!(c.services[0].ports[0].target, want, "{target}");
+    }
+    for bad in [
+        "targetPort: '80'",
+        "targetPort: 70000",
+        "targetPort: -1",
+        "targetPort: Http",
+    ] {
+        let e = errors(&[&svc(bad)]);
+        assert!(
+            e.len() == 1 && e[0].contains("field spec.ports[0].targetPort"),
+            "{bad}: {e:?}"
+        );
     }
 }

@@ -73,20 +73,18 @@ fn port_number(field: &str, n: i32) -> Result<u16, FieldError> {
     }
 }
 
+/// A Service's targetPort, as ValidatePortNumOrName checks it: a number
+/// 1-65535 or an IANA_SVC_NAME (a quoted number is neither).
 fn port_ref(field: &str, p: &IntOrString) -> Result<PortRef, FieldError> {
     match p {
         IntOrString::Int(n) => port_number(field, *n).map(PortRef::Number),
-        IntOrString::String(s) => match s.parse::<i32>() {
-            // The API server treats a numeric string as the number.
-            Ok(n) => port_number(field, n).map(PortRef::Number),
-            Err(_) if valid_port_name(s) => Ok(PortRef::Name(s.clone())),
-            Err(_) => Err(FieldError::new(
-                field,
-                format!(
-                    "{s:?} is neither a port number nor a valid port name (IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-')"
-                ),
-            )),
-        },
+        IntOrString::String(s) if valid_port_name(s) => Ok(PortRef::Name(s.clone())),
+        IntOrString::String(s) => Err(FieldError::new(
+            field,
+            format!(
+                "{s:?} is not a valid port name (IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-', at least one letter); write a port number without quotes"
+            ),
+        )),
     }
 }
 
@@ -317,8 +315,10 @@ pub(super) fn service(
         let field = format!("spec.ports[{i}]");
         let port = port_number(&format!("{field}.port"), p.port);
         let proto = protocol(&format!("{field}.protocol"), p.protocol.as_deref());
+        // SetDefaults_Service: a missing, 0 or "" targetPort is the port.
         let target = match &p.target_port {
-            None => port.clone().map(PortRef::Number),
+            None | Some(IntOrString::Int(0)) => port.clone().map(PortRef::Number),
+            Some(IntOrString::String(s)) if s.is_empty() => port.clone().map(PortRef::Number),
             Some(t) => port_ref(&format!("{field}.targetPort"), t),
         };
         match (port, proto, target) {
