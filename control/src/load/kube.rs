@@ -133,10 +133,25 @@ pub(super) fn pod(
         }
     }
     let mut node_ips = host_ips(&status, &mut errors);
+    // The pod's ports: its containers', then its native sidecars' (init
+    // containers with `restartPolicy: Always`, which run beside them), the
+    // order in which FindPort (pkg/api/v1/pod/util.go) looks a name up.
+    let containers = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.containers[{i}]"), c));
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, c)| c.restart_policy.as_deref() == Some("Always"))
+        .map(|(i, c)| (format!("spec.initContainers[{i}]"), c));
     let mut ports = Vec::new();
-    for (ci, c) in spec.containers.iter().enumerate() {
+    for (container, c) in containers.chain(sidecars) {
         for (pi, p) in c.ports.iter().flatten().enumerate() {
-            let field = format!("spec.containers[{ci}].ports[{pi}]");
+            let field = format!("{container}.ports[{pi}]");
             let port = match port_number(&format!("{field}.containerPort"), p.container_port) {
                 Ok(n) => n,
                 Err(e) => {
