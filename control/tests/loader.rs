@@ -6,7 +6,7 @@ mod policy_support;
 use std::path::PathBuf;
 
 use palisade_api::{AuthzAction, MtlsMode, PathNormalization};
-use palisade_control::cluster::{NAMESPACE_NAME_LABEL, PeerAuthMode};
+use palisade_control::cluster::{NAMESPACE_NAME_LABEL, PeerAuthMode, PortRef};
 use palisade_control::load::{load_dir, load_sources};
 use policy_support::{load, try_load};
 
@@ -498,4 +498,71 @@ fn pods_read_spec_host_network() {
         );
         assert!(e[0].contains("boolean"), "{bad}: {}", e[0]);
     }
+}
+
+// pkg/apis/core/v1 SetDefaults_Service: "if sp.TargetPort ==
+// intstr.FromInt32(0) || sp.TargetPort == intstr.FromString("") {
+// sp.TargetPort = intstr.FromInt32(sp.Port) }"; then validateServicePort
+// checks it with ValidatePortNumOrName, where a string is IsValidPortName
+// ("must contain at least one letter"): `targetPort: "8080"` is refused,
+// not read as 8080.
+#[test]
+fn service_target_port_defaulting_and_validation() {
+    let svc = |target: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{namespace: x, name: s}}\nspec:\n  selector: {{app: a}}\n  ports:\n    - port: 8080\n      {target}\n"
+        )
+    };
+    for (target, want) in [
+        ("", PortRef::Number(8080)),
+        ("targetPort: 0", PortRef::Number(8080)),
+        ("targetPort: ''", PortRef::Number(8080)),
+        ("targetPort: 80", PortRef::Number(80)),
+        ("targetPort: http", PortRef::Name("http".into())),
+    ] {
+        let c = load(&[&svc(target)]);
+        assert_eq!(c.services[0].ports[0].target, want, "{target}");
+    }
+    for bad in [
+        "targetPort: '80'",
+        "targetPort: 70000",
+        "targetPort: -1",
+        "targetPort: Http",
+    ] {
+        let e = errors(&[&svc(bad)]);
+        assert!(
+            e.len() == 1 && e[0].contains("field spec.ports[0].targetPort"),
+            "{bad}: {e:?}"
+        );
+    }
+}
+
+// pkg/api/v1/pod/util.go FindPort: a Service's named targetPort is looked up
+// in the pod's containers, then "also support sidecar container
+// (initContainer with restartPolicy=Always)"; an ordinary init container,
+// which has exited by the time the pod serves, does not count.
+#[test]
+fn named_ports_of_native_sidecars_are_pod_ports() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {namespace: x, name: a, labels: {app: a}}\nspec:\n  initContainers:\n    - name: setup\n      ports: [{name: setup, containerPort: 9000}]\n    - name: side\n      restartPolicy: Always\n      ports: [{name: metrics, containerPort: 9090}, {name: http, containerPort: 7070}]\n  containers:\n    - name: app\n      ports: [{name: http, containerPort: 8080}]\nstatus:\n  podIP: 198.18.0.1\n";
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {namespace: x, name: s}\nspec:\n  selector: {app: a}\n  ports:\n    - {name: m, port: 90, targetPort: metrics}\n    - {name: h, port: 80, targetPort: http}\n    - {name: s, port: 91, targetPort: setup}\n";
+    let cluster = load(&[pod, svc]);
+    let compiler = palisade_control::compile::Compiler::new(&cluster);
+    let resolved = palisade_control::compile::services::resolve(
+        compiler.index(),
+        cluster.service("x", "s").unwrap(),
+    );
+    let ports: Vec<Vec<u16>> = resolved
+        .ports
+        .iter()
+        .map(|p| p.endpoints.iter().map(|e| e.port).collect())
+        .collect();
+    // The sidecar's port; the app container's `http` first; none for the
+    // ordinary init container.
+    assert_eq!(ports, [vec![9090], vec![8080], vec![]]);
+    let bad = pod.replace("containerPort: 9090", "containerPort: 0");
+    let e = errors(&[&bad]);
+    assert!(
+        e[0].contains("spec.initContainers[1].ports[0].containerPort"),
+        "{e:?}"
+    );
 }

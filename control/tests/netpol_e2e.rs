@@ -12,7 +12,7 @@ use palisade_control::check::{self, CheckReport, CheckRequest, Destination, Sour
 use palisade_control::cluster::PortRef;
 use palisade_control::compile::Compiler;
 use policy_support::{
-    Peer, Reachability, allowed, check_pods, load, validate, xyz_ip, xyz_topology,
+    Peer, Reachability, allowed, check_pods, load, validate, validate_in, xyz_ip, xyz_topology,
 };
 
 /// A NetworkPolicy as upstream's generators make it: `SetSpecEgressRules`
@@ -1252,4 +1252,116 @@ fn host_network_pods_stay_service_endpoints() {
     assert_eq!(r.endpoints[0].workload.as_deref(), Some("x/h"));
     assert_eq!(r.endpoints[0].ingress.reason, "host-network");
     assert!(!r.endpoints[0].mtls.mtls);
+}
+
+/// `xyz_topology` with extra labels on namespace `ns` (upstream
+/// `AddNamespaceLabel`).
+fn with_namespace_label(ns: &str, label: &str) -> String {
+    let from = format!("kind: Namespace\nmetadata:\n  name: {ns}\n  labels:\n");
+    let topology = xyz_topology();
+    assert!(topology.contains(&from));
+    topology.replace(&from, &format!("{from}    {label}\n"))
+}
+
+/// `xyz_topology` with extra labels on pod `ns/pod` (upstream `AddPodLabels`).
+fn with_pod_label(ns: &str, pod: &str, label: &str) -> String {
+    let from = format!("  namespace: {ns}\n  name: {pod}\n  labels:\n");
+    let topology = xyz_topology();
+    assert!(topology.contains(&from));
+    topology.replace(&from, &format!("{from}    {label}\n"))
+}
+
+// It("should allow ingress access from updated namespace")
+#[test]
+fn ingress_from_updated_namespace() {
+    let p = np(
+        "x",
+        "allow-client-a-via-ns-selector",
+        "  podSelector:\n    matchLabels: {pod: a}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchLabels: {ns2: updated}",
+    );
+    let mut r = Reachability::new(true);
+    r.expect_all_ingress("x/a", false);
+    validate(&p, 80, Tcp, &r);
+    let mut with_label = Reachability::new(true);
+    with_label.expect_all_ingress("x/a", false);
+    with_label.expect_peer(Peer::ns("y"), Peer::any(), true);
+    validate_in(
+        &with_namespace_label("y", "ns2: updated"),
+        &p,
+        80,
+        Tcp,
+        &with_label,
+    );
+}
+
+// It("should allow ingress access from updated pod")
+#[test]
+fn ingress_from_updated_pod() {
+    let p = np(
+        "x",
+        "allow-client-a-via-pod-selector",
+        "  podSelector:\n    matchLabels: {pod: a}\n  ingress:\n    - from:\n        - podSelector:\n            matchLabels: {pod: b, pod2: updated}",
+    );
+    let mut r = Reachability::new(true);
+    r.expect_all_ingress("x/a", false);
+    validate(&p, 80, Tcp, &r);
+    let mut with_label = Reachability::new(true);
+    with_label.expect_all_ingress("x/a", false);
+    with_label.expect("x/b", "x/a", true);
+    validate_in(
+        &with_pod_label("x", "b", "pod2: updated"),
+        &p,
+        80,
+        Tcp,
+        &with_label,
+    );
+}
+
+// It("should deny ingress access to updated pod")
+#[test]
+fn deny_ingress_to_updated_pod() {
+    let p = np(
+        "x",
+        "deny-ingress-via-label-selector",
+        "  podSelector:\n    matchLabels: {target: isolated}\n  ingress: []",
+    );
+    validate(&p, 80, Tcp, &Reachability::new(true));
+    let mut isolated = Reachability::new(true);
+    isolated.expect_all_ingress("x/a", false);
+    validate_in(
+        &with_pod_label("x", "a", "target: isolated"),
+        &p,
+        80,
+        Tcp,
+        &isolated,
+    );
+}
+
+// It("should enforce egress policy allowing traffic to a server in a different namespace based on PodSelector and NamespaceSelector")
+#[test]
+fn egress_to_pod_in_other_namespace_by_pod_and_namespace_selector() {
+    let p = np(
+        "x",
+        "allow-to-ns-y-pod-a",
+        "  podSelector:\n    matchLabels: {pod: a}\n  egress:\n    - to:\n        - namespaceSelector:\n            matchLabels: {kubernetes.io/metadata.name: y}\n          podSelector:\n            matchLabels: {pod: a}",
+    );
+    let mut r = Reachability::new(true);
+    r.expect_all_egress("x/a", false);
+    r.expect("x/a", "y/a", true);
+    validate(&p, 80, Tcp, &r);
+}
+
+// It("should stop enforcing policies after they are deleted")
+#[test]
+fn policies_stop_applying_once_deleted() {
+    let deny = np(
+        "x",
+        "deny-all",
+        "  podSelector: {}\n  ingress: []\n  egress: []\n  policyTypes: [Ingress, Egress]",
+    );
+    let mut r = Reachability::new(true);
+    r.expect_peer(Peer::ns("x"), Peer::any(), false);
+    r.expect_peer(Peer::any(), Peer::ns("x"), false);
+    validate(&deny, 80, Tcp, &r);
+    validate("", 80, Tcp, &Reachability::new(true));
 }

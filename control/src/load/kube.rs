@@ -73,20 +73,18 @@ fn port_number(field: &str, n: i32) -> Result<u16, FieldError> {
     }
 }
 
+/// A Service's targetPort, as ValidatePortNumOrName checks it: a number
+/// 1-65535 or an IANA_SVC_NAME (a quoted number is neither).
 fn port_ref(field: &str, p: &IntOrString) -> Result<PortRef, FieldError> {
     match p {
         IntOrString::Int(n) => port_number(field, *n).map(PortRef::Number),
-        IntOrString::String(s) => match s.parse::<i32>() {
-            // The API server treats a numeric string as the number.
-            Ok(n) => port_number(field, n).map(PortRef::Number),
-            Err(_) if valid_port_name(s) => Ok(PortRef::Name(s.clone())),
-            Err(_) => Err(FieldError::new(
-                field,
-                format!(
-                    "{s:?} is neither a port number nor a valid port name (IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-')"
-                ),
-            )),
-        },
+        IntOrString::String(s) if valid_port_name(s) => Ok(PortRef::Name(s.clone())),
+        IntOrString::String(s) => Err(FieldError::new(
+            field,
+            format!(
+                "{s:?} is not a valid port name (IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-', at least one letter); write a port number without quotes"
+            ),
+        )),
     }
 }
 
@@ -135,10 +133,25 @@ pub(super) fn pod(
         }
     }
     let mut node_ips = host_ips(&status, &mut errors);
+    // The pod's ports: its containers', then its native sidecars' (init
+    // containers with `restartPolicy: Always`, which run beside them), the
+    // order in which FindPort (pkg/api/v1/pod/util.go) looks a name up.
+    let containers = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.containers[{i}]"), c));
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, c)| c.restart_policy.as_deref() == Some("Always"))
+        .map(|(i, c)| (format!("spec.initContainers[{i}]"), c));
     let mut ports = Vec::new();
-    for (ci, c) in spec.containers.iter().enumerate() {
+    for (container, c) in containers.chain(sidecars) {
         for (pi, p) in c.ports.iter().flatten().enumerate() {
-            let field = format!("spec.containers[{ci}].ports[{pi}]");
+            let field = format!("{container}.ports[{pi}]");
             let port = match port_number(&format!("{field}.containerPort"), p.container_port) {
                 Ok(n) => n,
                 Err(e) => {
@@ -317,8 +330,10 @@ pub(super) fn service(
         let field = format!("spec.ports[{i}]");
         let port = port_number(&format!("{field}.port"), p.port);
         let proto = protocol(&format!("{field}.protocol"), p.protocol.as_deref());
+        // SetDefaults_Service: a missing, 0 or "" targetPort is the port.
         let target = match &p.target_port {
-            None => port.clone().map(PortRef::Number),
+            None | Some(IntOrString::Int(0)) => port.clone().map(PortRef::Number),
+            Some(IntOrString::String(s)) if s.is_empty() => port.clone().map(PortRef::Number),
             Some(t) => port_ref(&format!("{field}.targetPort"), t),
         };
         match (port, proto, target) {
@@ -414,118 +429,314 @@ fn valid_label_name(s: &str) -> bool {
 /// IsDNS1123Subdomain: at most 253 characters, dot-separated labels of
 /// lowercase alphanumerics and '-', each beginning and ending alphanumeric.
 fn valid_dns_subdomain(s: &str) -> bool {
-    let label = |l: &str| {
-        let edge =
-            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        edge(l.chars().next())
-            && edge(l.chars().last())
-            && l.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    };
-    s.len() <= 253 && s.split('.').all(label)
+    s.len() <= 253 && s.split('.').all(dns_label_chars)
 }
 
-fn parse_net(field: &str, s: &str) -> Result<IpNet, FieldError> {
-    IpNet::from_str(s).map(|n| n.trunc()).map_err(|_| {
+/// IsDNS1123Label: at most 63 lowercase alphanumerics or '-', beginning and
+/// ending with an alphanumeric.
+fn valid_dns_label(s: &str) -> bool {
+    s.len() <= 63 && dns_label_chars(s)
+}
+
+fn dns_label_chars(l: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    edge(l.chars().next())
+        && edge(l.chars().last())
+        && l.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The fields of a NetworkPolicy (networking.k8s.io/v1), its ObjectMeta and
+/// its parts, for strict decoding.
+const NP_OBJECT: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+const OBJECT_META: &[&str] = &[
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+];
+const NP_SPEC: &[&str] = &["podSelector", "policyTypes", "ingress", "egress"];
+const NP_PEER: &[&str] = &["podSelector", "namespaceSelector", "ipBlock"];
+const NP_IP_BLOCK: &[&str] = &["cidr", "except"];
+const NP_PORT: &[&str] = &["protocol", "port", "endPort"];
+const LABEL_SELECTOR: &[&str] = &["matchLabels", "matchExpressions"];
+const SELECTOR_REQUIREMENT: &[&str] = &["key", "operator", "values"];
+
+/// Keys of a NetworkPolicy that the API does not have. `kubectl apply`
+/// validates strictly by default, and the API server then refuses them
+/// (`strict decoding error: unknown field "spec.ingress[0].form"`); the
+/// typed read would drop them silently, and a rule that lost its `from` to
+/// a typo allows every source.
+fn unknown_network_policy_fields(value: &serde_yaml::Value) -> Vec<FieldError> {
+    fn closed(
+        v: Option<&serde_yaml::Value>,
+        path: &str,
+        known: &[&str],
+        errors: &mut Vec<FieldError>,
+    ) {
+        let Some(map) = v.and_then(serde_yaml::Value::as_mapping) else {
+            return; // absent, or a type error the typed read reports
+        };
+        for key in map.keys() {
+            let name = match key {
+                serde_yaml::Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other)
+                    .map(|s| s.trim_end().to_string())
+                    .unwrap_or_default(),
+            };
+            if !known.contains(&name.as_str()) {
+                let field = if path.is_empty() {
+                    name
+                } else {
+                    format!("{path}.{name}")
+                };
+                errors.push(FieldError::new(field, "unknown field"));
+            }
+        }
+    }
+    fn items(v: Option<&serde_yaml::Value>) -> impl Iterator<Item = (usize, &serde_yaml::Value)> {
+        v.and_then(serde_yaml::Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .enumerate()
+    }
+    fn selector(v: Option<&serde_yaml::Value>, path: &str, errors: &mut Vec<FieldError>) {
+        closed(v, path, LABEL_SELECTOR, errors);
+        for (i, req) in items(v.and_then(|s| s.get("matchExpressions"))) {
+            closed(
+                Some(req),
+                &format!("{path}.matchExpressions[{i}]"),
+                SELECTOR_REQUIREMENT,
+                errors,
+            );
+        }
+    }
+    let mut errors = Vec::new();
+    closed(Some(value), "", NP_OBJECT, &mut errors);
+    closed(value.get("metadata"), "metadata", OBJECT_META, &mut errors);
+    let spec = value.get("spec");
+    closed(spec, "spec", NP_SPEC, &mut errors);
+    selector(
+        spec.and_then(|s| s.get("podSelector")),
+        "spec.podSelector",
+        &mut errors,
+    );
+    for (direction, peers) in [("ingress", "from"), ("egress", "to")] {
+        for (i, rule) in items(spec.and_then(|s| s.get(direction))) {
+            let path = format!("spec.{direction}[{i}]");
+            closed(Some(rule), &path, &[peers, "ports"], &mut errors);
+            for (j, peer) in items(rule.get(peers)) {
+                let path = format!("{path}.{peers}[{j}]");
+                closed(Some(peer), &path, NP_PEER, &mut errors);
+                for key in ["podSelector", "namespaceSelector"] {
+                    selector(peer.get(key), &format!("{path}.{key}"), &mut errors);
+                }
+                closed(
+                    peer.get("ipBlock"),
+                    &format!("{path}.ipBlock"),
+                    NP_IP_BLOCK,
+                    &mut errors,
+                );
+            }
+            for (j, port) in items(rule.get("ports")) {
+                closed(
+                    Some(port),
+                    &format!("{path}.ports[{j}]"),
+                    NP_PORT,
+                    &mut errors,
+                );
+            }
+        }
+    }
+    errors
+}
+
+/// A `cidr` or `except` of an ipBlock, as the API server validates these
+/// "legacy" CIDR fields (IsValidCIDRForLegacyField with strict validation,
+/// KEP-4858's StrictIPCIDRValidation, on by default): an address and a
+/// prefix length, no leading 0s in either, no IPv4-mapped IPv6 address, and
+/// no bits set beyond the prefix length (`192.168.1.5/24` is ambiguous:
+/// `192.168.1.0/24` or `192.168.1.5/32`?). IPv6 need not be canonical text.
+fn parse_cidr(field: &str, s: &str) -> Result<IpNet, FieldError> {
+    if s.is_empty() {
+        return Err(FieldError::new(field, "required"));
+    }
+    let invalid = |why: &str| {
         FieldError::new(
             field,
-            format!("{s:?} is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32"),
+            format!("{s:?} {why} (a CIDR such as 10.9.8.0/24 or 2001:db8::/64)"),
         )
-    })
+    };
+    let Some((addr, len)) = s.split_once('/') else {
+        return Err(invalid("is not a valid CIDR value"));
+    };
+    let ip = IpAddr::from_str(addr).map_err(|_| invalid("is not a valid CIDR value"))?;
+    if !len.bytes().all(|b| b.is_ascii_digit()) || len.is_empty() {
+        return Err(invalid("is not a valid CIDR value"));
+    }
+    let leading_zero = |part: &str| part.len() > 1 && part.starts_with('0');
+    if leading_zero(len) || (ip.is_ipv4() && addr.split('.').any(leading_zero)) {
+        return Err(invalid("must not have leading 0s in IP or prefix length"));
+    }
+    if let IpAddr::V6(v6) = ip
+        && v6.to_ipv4_mapped().is_some()
+    {
+        return Err(invalid("must not have an IPv4-mapped IPv6 address"));
+    }
+    let net = len
+        .parse::<u8>()
+        .ok()
+        .and_then(|n| IpNet::new(ip, n).ok())
+        .ok_or_else(|| invalid("is not a valid CIDR value"))?;
+    if net.trunc() != net {
+        return Err(invalid(&format!(
+            "must not have bits set beyond the prefix length (did you mean {} or {}/{}?)",
+            net.trunc(),
+            ip,
+            net.max_prefix_len()
+        )));
+    }
+    Ok(net)
 }
 
-fn peer(field: &str, p: &net::NetworkPolicyPeer) -> Result<NetpolPeer, FieldError> {
-    match (&p.ip_block, &p.namespace_selector, &p.pod_selector) {
-        (Some(block), None, None) => {
-            let cidr = parse_net(&format!("{field}.ipBlock.cidr"), &block.cidr)?;
-            let mut except = Vec::new();
-            for (i, e) in block.except.iter().flatten().enumerate() {
-                let f = format!("{field}.ipBlock.except[{i}]");
-                let net = parse_net(&f, e)?;
-                // API validation: "Except values will be rejected if they are
-                // outside the cidr range", and ValidateIPBlock requires each
-                // to be "a strict subset of `cidr`" (a longer prefix).
-                if !cidr.contains(&net) {
-                    return Err(FieldError::new(
-                        f,
-                        format!("{net} is outside the ipBlock cidr {cidr}"),
-                    ));
-                }
-                if net.prefix_len() <= cidr.prefix_len() {
-                    return Err(FieldError::new(
-                        f,
-                        format!("{net} must be a strict subset of the ipBlock cidr {cidr}"),
-                    ));
-                }
-                except.push(net);
-            }
-            Ok(NetpolPeer::IpBlock { cidr, except })
+/// ValidateIPBlock: a valid `cidr`, and each `except` valid and "a strict
+/// subset of `cidr`" (inside it, with a longer prefix; so also of the same
+/// IP family). Every problem is reported.
+fn ip_block(field: &str, block: &net::IPBlock) -> Result<NetpolPeer, Vec<FieldError>> {
+    let cidr = parse_cidr(&format!("{field}.cidr"), &block.cidr).map_err(|e| vec![e])?;
+    let mut except = Vec::new();
+    let mut errors = Vec::new();
+    for (i, e) in block.except.iter().flatten().enumerate() {
+        let f = format!("{field}.except[{i}]");
+        match parse_cidr(&f, e) {
+            Ok(net) if !cidr.contains(&net) => errors.push(FieldError::new(
+                f,
+                format!(
+                    "{net} is outside the ipBlock cidr {cidr} (must be a strict subset of `cidr`)"
+                ),
+            )),
+            Ok(net) if net.prefix_len() <= cidr.prefix_len() => errors.push(FieldError::new(
+                f,
+                format!("{net} must be a strict subset of the ipBlock cidr {cidr}"),
+            )),
+            Ok(net) => except.push(net),
+            Err(e) => errors.push(e),
         }
-        (Some(_), _, _) => Err(FieldError::new(
+    }
+    if errors.is_empty() {
+        Ok(NetpolPeer::IpBlock { cidr, except })
+    } else {
+        Err(errors)
+    }
+}
+
+/// ValidateNetworkPolicyPeer: each selector and the ipBlock are validated,
+/// then "must specify a peer" and "may not specify both ipBlock and another
+/// peer" on the peer itself.
+fn peer(field: &str, p: &net::NetworkPolicyPeer) -> Result<NetpolPeer, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let sel = |key: &str, s: &Option<LabelSelector>, errors: &mut Vec<FieldError>| {
+        s.as_ref().and_then(|s| {
+            selector(&format!("{field}.{key}"), s)
+                .map_err(|e| errors.push(e))
+                .ok()
+        })
+    };
+    let pods = sel("podSelector", &p.pod_selector, &mut errors);
+    let namespaces = sel("namespaceSelector", &p.namespace_selector, &mut errors);
+    let block = p.ip_block.as_ref().and_then(|b| {
+        ip_block(&format!("{field}.ipBlock"), b)
+            .map_err(|e| errors.extend(e))
+            .ok()
+    });
+    match (&p.ip_block, &p.namespace_selector, &p.pod_selector) {
+        (None, None, None) => errors.push(FieldError::new(
+            field,
+            "must specify a peer: podSelector, namespaceSelector or ipBlock (use `{}` selectors to select all)",
+        )),
+        (Some(_), None, None) | (None, _, _) => {}
+        (Some(_), _, _) => errors.push(FieldError::new(
             field,
             "ipBlock cannot be combined with podSelector or namespaceSelector in one peer",
         )),
-        (None, None, None) => Err(FieldError::new(
-            field,
-            "a peer needs podSelector, namespaceSelector or ipBlock (use `{}` selectors to select all)",
-        )),
-        (None, ns, pods) => Ok(NetpolPeer::Pods {
-            namespaces: ns
-                .as_ref()
-                .map(|s| selector(&format!("{field}.namespaceSelector"), s))
-                .transpose()?,
-            pods: pods
-                .as_ref()
-                .map(|s| selector(&format!("{field}.podSelector"), s))
-                .transpose()?,
-        }),
     }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(match block {
+        Some(b) => b,
+        None => NetpolPeer::Pods { namespaces, pods },
+    })
 }
 
-fn policy_port(field: &str, p: &net::NetworkPolicyPort) -> Result<NetpolPort, FieldError> {
-    let protocol = protocol(&format!("{field}.protocol"), p.protocol.as_deref())?;
-    // ValidateNetworkPolicyPort checks a string port with IsValidPortName
-    // ("must contain at least one letter"), so `port: "80"` is rejected,
-    // not read as a number.
-    if let Some(IntOrString::String(s)) = &p.port
-        && !valid_port_name(s)
-    {
-        return Err(FieldError::new(
-            format!("{field}.port"),
-            format!(
-                "{s:?} is not a valid port name (IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-', at least one letter); write a port number without quotes"
-            ),
-        ));
-    }
-    let port = p
-        .port
-        .as_ref()
-        .map(|pr| port_ref(&format!("{field}.port"), pr))
-        .transpose()?;
-    let end_port = match (p.end_port, &port) {
-        (None, _) => None,
-        (Some(e), Some(PortRef::Number(start))) => {
-            let end = port_number(&format!("{field}.endPort"), e)?;
-            if end < *start {
-                return Err(FieldError::new(
-                    format!("{field}.endPort"),
-                    format!("endPort {end} is less than port {start}"),
-                ));
-            }
-            Some(end)
-        }
-        (Some(_), _) => {
-            return Err(FieldError::new(
-                format!("{field}.endPort"),
-                "endPort requires a numeric port (it cannot be used with a named port or without port)",
+/// ValidateNetworkPolicyPort: the protocol, the port (a number 1-65535 or
+/// an IANA_SVC_NAME) and the endPort are each checked, every problem
+/// reported.
+fn policy_port(field: &str, p: &net::NetworkPolicyPort) -> Result<NetpolPort, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let protocol = protocol(&format!("{field}.protocol"), p.protocol.as_deref())
+        .map_err(|e| errors.push(e))
+        .ok();
+    let port = match &p.port {
+        None => None,
+        Some(IntOrString::Int(n)) => port_number(&format!("{field}.port"), *n)
+            .map(PortRef::Number)
+            .map_err(|e| errors.push(e))
+            .ok(),
+        // IsValidPortName ("must contain at least one letter"), so
+        // `port: "80"` is rejected, not read as a number.
+        Some(IntOrString::String(s)) if valid_port_name(s) => Some(PortRef::Name(s.clone())),
+        Some(IntOrString::String(s)) => {
+            errors.push(FieldError::new(
+                format!("{field}.port"),
+                format!(
+                    "{s:?} is not a valid port name (IANA_SVC_NAME: 1-15 lowercase alphanumerics or '-', at least one letter); write a port number without quotes"
+                ),
             ));
+            None
         }
     };
-    Ok(NetpolPort {
-        protocol,
-        port,
-        end_port,
-    })
+    let end_field = format!("{field}.endPort");
+    let end_port = match (p.end_port, &p.port) {
+        (None, _) => None,
+        (Some(end), Some(IntOrString::Int(start))) => {
+            if end < *start {
+                errors.push(FieldError::new(
+                    &end_field,
+                    format!("endPort {end} is less than port {start} (must be greater than or equal to `port`)"),
+                ));
+            }
+            port_number(&end_field, end)
+                .map_err(|e| errors.push(e))
+                .ok()
+        }
+        (Some(_), _) => {
+            errors.push(FieldError::new(
+                &end_field,
+                "endPort requires a numeric port (it cannot be used with a named port or without port)",
+            ));
+            None
+        }
+    };
+    match protocol {
+        Some(protocol) if errors.is_empty() => Ok(NetpolPort {
+            protocol,
+            port,
+            end_port,
+        }),
+        _ => Err(errors),
+    }
 }
 
 fn rule(
@@ -543,7 +754,7 @@ fn rule(
             .enumerate()
             .filter_map(|(i, p)| {
                 peer(&format!("{field}.{peer_key}[{i}]"), p)
-                    .map_err(|e| errors.push(e))
+                    .map_err(|e| errors.extend(e))
                     .ok()
             })
             .collect()
@@ -553,7 +764,7 @@ fn rule(
             .enumerate()
             .filter_map(|(i, p)| {
                 policy_port(&format!("{field}.ports[{i}]"), p)
-                    .map_err(|e| errors.push(e))
+                    .map_err(|e| errors.extend(e))
                     .ok()
             })
             .collect()
@@ -567,9 +778,32 @@ pub(super) fn network_policy(
     origin: Origin,
 ) -> Result<NetworkPolicy, Vec<FieldError>> {
     expect_version(head, &["v1"])?;
+    let mut errors = unknown_network_policy_fields(&value);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     let np: net::NetworkPolicy = typed(value)?;
     let spec = np.spec.unwrap_or_default();
-    let mut errors = Vec::new();
+    // ValidateObjectMeta with ValidateNetworkPolicyName (NameIsDNSSubdomain)
+    // and, the kind being namespaced, ValidateNamespaceName (a DNS label).
+    if !valid_dns_subdomain(&head.name) {
+        errors.push(FieldError::new(
+            "metadata.name",
+            format!(
+                "{:?} is not a valid name (a DNS-1123 subdomain: at most 253 lowercase alphanumerics, '-' or '.', beginning and ending with an alphanumeric)",
+                head.name
+            ),
+        ));
+    }
+    if !valid_dns_label(&head.namespace) {
+        errors.push(FieldError::new(
+            "metadata.namespace",
+            format!(
+                "{:?} is not a valid namespace name (a DNS-1123 label: at most 63 lowercase alphanumerics or '-', beginning and ending with an alphanumeric)",
+                head.namespace
+            ),
+        ));
+    }
     let pod_selector = match &spec.pod_selector {
         Some(s) => selector("spec.podSelector", s)
             .map_err(|e| errors.push(e))

@@ -216,8 +216,19 @@ pub fn allowed(r: &CheckReport) -> bool {
 /// it on mismatch. Loopback pairs are ignored, as upstream does
 /// (`ignoreLoopback`); Palisade always allows them.
 pub fn validate(policies: &str, port: u16, protocol: Protocol, reach: &Reachability) {
-    let topology = xyz_topology();
-    let cluster = load(&[&topology, policies]);
+    validate_in(&xyz_topology(), policies, port, protocol, reach);
+}
+
+/// `validate` over another topology (upstream's label updates on the
+/// namespaces and pods of `xyz_topology`).
+pub fn validate_in(
+    topology: &str,
+    policies: &str,
+    port: u16,
+    protocol: Protocol,
+    reach: &Reachability,
+) {
+    let cluster = load(&[topology, policies]);
     let compiler = Compiler::new(&cluster);
     let mut wrong = Vec::new();
     let mut table = String::from("from\\to ");
