@@ -447,8 +447,10 @@ fn dns_label_chars(l: &str) -> bool {
 }
 
 /// The fields of a NetworkPolicy (networking.k8s.io/v1), its ObjectMeta and
-/// its parts, for strict decoding.
-const NP_OBJECT: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+/// its parts, for strict decoding. `status` is read and ignored: exports
+/// from clusters before 1.27, whose NetworkPolicy still had a (never used)
+/// status, carry `status: {}`.
+const NP_OBJECT: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 const OBJECT_META: &[&str] = &[
     "annotations",
     "creationTimestamp",
