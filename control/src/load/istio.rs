@@ -218,8 +218,10 @@ struct AuthorizationPolicySpec {
     action: Option<String>,
     #[serde(default)]
     provider: Option<serde_yaml::Value>,
+    /// `None` when absent; a null element is kept as `None` so that it is
+    /// refused rather than read as the empty rule `{}`.
     #[serde(default)]
-    rules: Vec<RuleSpec>,
+    rules: Option<Vec<Option<RuleSpec>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -487,9 +489,28 @@ pub(super) fn authorization_policy(
             "provider is only valid with action CUSTOM",
         ));
     }
+    // Istio's validation: "DENY action without `rules` is meaningless as it
+    // will never be triggered, add an empty rule `{}` if you want it be
+    // triggered for every request" (`in.Rules == nil`, which protojson also
+    // leaves for `rules: []`).
+    if spec.action.as_deref() == Some("DENY") && spec.rules.as_ref().is_none_or(Vec::is_empty) {
+        errors.push(FieldError::new(
+            "spec.rules",
+            "a DENY policy without rules never matches; add an empty rule `{}` to deny every request",
+        ));
+    }
     let mut rules = Vec::new();
-    for (ri, r) in spec.rules.iter().enumerate() {
+    for (ri, r) in spec.rules.iter().flatten().enumerate() {
         let field = format!("spec.rules[{ri}]");
+        // Istio's validation: "`rule` must not be nil"; `{}` is the rule
+        // that matches everything, a null is a mistake.
+        let Some(r) = r else {
+            errors.push(FieldError::new(
+                field,
+                "a rule must not be null (write `{}` for a rule that matches every request)",
+            ));
+            continue;
+        };
         // Istio's validation: "`from` must not be empty", "`to` must not be
         // empty".
         for (name, empty) in [

@@ -1,0 +1,74 @@
+//! Cases of upstream Istio's `TestValidateAuthorizationPolicy` and
+//! `TestValidatePeerAuthentication` (pkg/config/validation/validation_test.go)
+//! and the `ValidateAuthorizationPolicy` / `ValidatePeerAuthentication` rules
+//! they exercise (pkg/config/validation/validation.go), where Palisade used to
+//! accept what Istio refuses or refuse what it accepts. Each test names the
+//! upstream case or check it follows.
+mod policy_support;
+
+use policy_support::try_load;
+
+fn ap(spec: &str) -> String {
+    format!(
+        "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  namespace: foo\n  name: p\nspec:\n{spec}\n"
+    )
+}
+
+fn pa(spec: &str) -> String {
+    format!(
+        "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  namespace: foo\n  name: p\nspec:\n{spec}\n"
+    )
+}
+
+/// Loads one document; `Ok(())` or the error text.
+fn verdict(doc: &str) -> Result<(), String> {
+    try_load(&[doc]).map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[track_caller]
+fn valid(case: &str, doc: &str) {
+    if let Err(e) = verdict(doc) {
+        panic!("{case}: Istio accepts this, Palisade refused it: {e}\n{doc}");
+    }
+}
+
+/// Refused, with an error that names `field`.
+#[track_caller]
+fn invalid(case: &str, doc: &str, field: &str) {
+    match verdict(doc) {
+        Ok(()) => panic!("{case}: Istio refuses this, Palisade accepted it\n{doc}"),
+        Err(e) => assert!(
+            e.contains(field),
+            "{case}: error does not name {field:?}: {e}"
+        ),
+    }
+}
+
+// `ValidateAuthorizationPolicy`: `if in.Action == DENY && in.Rules == nil`
+// "DENY action without `rules` is meaningless as it will never be triggered,
+// add an empty rule `{}` if you want it be triggered for every request"
+// (case "deny-rules-nil"; "allow-rules-nil" stays valid). protojson leaves
+// a repeated field nil for `[]` too. And "`rule` must not be nil, found at
+// rule %d": a null rule is not an empty rule `{}` (which matches everything).
+#[test]
+fn deny_without_rules_and_null_rules_are_refused() {
+    invalid("deny-rules-nil", &ap("  action: DENY"), "spec.rules");
+    invalid(
+        "deny-rules-empty",
+        &ap("  action: DENY\n  rules: []"),
+        "spec.rules",
+    );
+    valid("allow-rules-nil", &ap("  action: ALLOW"));
+    valid("audit-rules-nil", &ap("  action: AUDIT"));
+    valid("dry-run-valid-deny", &ap("  action: DENY\n  rules: [{}]"));
+    invalid(
+        "rule-nil",
+        &ap("  action: ALLOW\n  rules:\n  - "),
+        "spec.rules[0]",
+    );
+    invalid(
+        "rule-nil-second",
+        &ap("  action: DENY\n  rules:\n  - {}\n  - null"),
+        "spec.rules[1]",
+    );
+}
