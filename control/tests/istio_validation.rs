@@ -72,3 +72,37 @@ fn deny_without_rules_and_null_rules_are_refused() {
         "spec.rules[1]",
     );
 }
+
+// `validateWorkloadSelector`, used by `ValidateAuthorizationPolicy` and
+// `ValidatePeerAuthentication`: "empty key is not supported in selector",
+// "wildcard is not supported in selector" (a `*` in a key or a value);
+// cases "selector-empty-key", "selector-wildcard-value",
+// "selector-wildcard-key", while "selector-empty-value" and
+// "selector-empty-labels" stay valid.
+#[test]
+fn workload_selector_empty_key_or_wildcard_is_refused() {
+    for (make, kind) in [(ap as fn(&str) -> String, "ap"), (pa, "pa")] {
+        let sel = |labels: &str| make(&format!("  selector:\n    matchLabels: {labels}"));
+        let case = |name: &str| format!("{kind} {name}");
+        invalid(
+            &case("selector-empty-key"),
+            &sel("{app: httpbin, '': v1}"),
+            "spec.selector.matchLabels",
+        );
+        invalid(
+            &case("selector-wildcard-value"),
+            &sel("{app: 'httpbin-*'}"),
+            "spec.selector.matchLabels",
+        );
+        invalid(
+            &case("selector-wildcard-key"),
+            &sel("{'app-*': httpbin}"),
+            "spec.selector.matchLabels",
+        );
+        valid(
+            &case("selector-empty-value"),
+            &sel("{app: '', version: v1}"),
+        );
+        valid(&case("selector-empty-labels"), &make("  selector: {}"));
+    }
+}

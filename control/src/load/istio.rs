@@ -40,6 +40,24 @@ struct WorkloadSelector {
     match_labels: Labels,
 }
 
+/// Istio's `validateWorkloadSelector`: "empty key is not supported in
+/// selector" and "wildcard is not supported in selector" (a `*` in a key or a
+/// value). An empty value, or no labels at all, is valid.
+fn check_selector(selector: Option<&WorkloadSelector>, errors: &mut Vec<FieldError>) {
+    for (k, v) in selector.iter().flat_map(|s| &s.match_labels) {
+        let field = || format!("spec.selector.matchLabels[{k:?}]");
+        if k.is_empty() {
+            errors.push(FieldError::new(field(), "a label key must not be empty"));
+        }
+        if k.contains('*') || v.contains('*') {
+            errors.push(FieldError::new(
+                field(),
+                format!("{k}={v}: wildcards are not supported in a workload selector"),
+            ));
+        }
+    }
+}
+
 // === PeerAuthentication ===
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +136,7 @@ pub(super) fn peer_authentication(
     let spec = obj.spec.unwrap_or_default();
     let mut errors = Vec::new();
     let creation_timestamp = created.map_err(|e| errors.push(e)).unwrap_or(None);
+    check_selector(spec.selector.as_ref(), &mut errors);
     // Istio (`ComposePeerAuthentication`, `ValidatePeerAuthentication`):
     // `spec.Selector == nil || len(spec.Selector.MatchLabels) == 0` is a
     // mesh- or namespace-level policy, so an empty selector is no selector.
@@ -453,6 +472,7 @@ pub(super) fn authorization_policy(
     let obj: Object<AuthorizationPolicySpec> = typed(value)?;
     let spec = obj.spec.unwrap_or_default();
     let mut errors = Vec::new();
+    check_selector(spec.selector.as_ref(), &mut errors);
     if spec.target_ref.is_some() || spec.target_refs.is_some() {
         let which = if spec.target_ref.is_some() {
             "spec.targetRef"
