@@ -106,3 +106,45 @@ fn workload_selector_empty_key_or_wildcard_is_refused() {
         valid(&case("selector-empty-labels"), &make("  selector: {}"));
     }
 }
+
+// `ValidateAuthorizationPolicy`: "cannot set serviceAccounts with namespaces
+// or principals" when a source has `principals`, `notPrincipals`,
+// `namespaces` or `notNamespaces` beside `serviceAccounts` or
+// `notServiceAccounts` (case "serviceAccounts and namespaces"; "good
+// serviceAccounts" and upstream builder testdata http/allow-full-rule-in.yaml,
+// with `serviceAccounts` and `notServiceAccounts` together, stay valid).
+#[test]
+fn service_accounts_with_principals_or_namespaces_are_refused() {
+    let src = |fields: &str| {
+        ap(&format!(
+            "  rules:\n  - from:\n    - source: {{{fields}}}\n    - source: {{principals: [sa2]}}"
+        ))
+    };
+    for other in [
+        "namespaces: [ns]",
+        "notNamespaces: [ns]",
+        "principals: [p]",
+        "notPrincipals: [p]",
+    ] {
+        for sa in [
+            "serviceAccounts: [ns1/sa1]",
+            "notServiceAccounts: [ns1/sa1]",
+        ] {
+            invalid(
+                "serviceAccounts and namespaces",
+                &src(&format!("{sa}, {other}")),
+                "spec.rules[0].from[0].source",
+            );
+        }
+    }
+    valid(
+        "good serviceAccounts",
+        &src("serviceAccounts: [ns1/sa1, ns2/sa2]"),
+    );
+    valid(
+        "allow-full-rule-in.yaml",
+        &src(
+            "serviceAccounts: [my-ns/my-sa, sa-only], notServiceAccounts: [my-ns/my-sa-not, sa-not-only], ipBlocks: [1.2.3.4]",
+        ),
+    );
+}

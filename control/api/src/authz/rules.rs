@@ -228,6 +228,20 @@ impl Compiler<'_> {
             // Istio's validation: "From.Source must not be empty".
             return Err(self.err(at.to_owned(), "source must not be empty"));
         }
+        // Istio's validation: "cannot set serviceAccounts with namespaces or
+        // principals" (their `not` forms included).
+        let has_sa = !s.service_accounts.is_empty() || !s.not_service_accounts.is_empty();
+        let has_other = !s.principals.is_empty()
+            || !s.not_principals.is_empty()
+            || !s.namespaces.is_empty()
+            || !s.not_namespaces.is_empty();
+        if has_sa && has_other {
+            return Err(self.err(
+                at.to_owned(),
+                "serviceAccounts/notServiceAccounts cannot be set with principals, \
+                 notPrincipals, namespaces or notNamespaces in the same source",
+            ));
+        }
         let mut f = Vec::new();
         push(
             &mut f,
