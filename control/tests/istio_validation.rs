@@ -148,3 +148,63 @@ fn service_accounts_with_principals_or_namespaces_are_refused() {
         ),
     );
 }
+
+// `security.ValidatePorts` (operation `ports`/`notPorts` and the `when` key
+// `destination.port`): `strconv.ParseUint(port, 10, 32)` then `p > 65535`,
+// so `0` is a valid port (it matches no connection) while a sign, a name or
+// 65536 is refused (case "invalid ip and port in ipBlocks": "port1").
+#[test]
+fn authorization_ports_are_unsigned_decimals_up_to_65535() {
+    let op = |ports: &str| ap(&format!("  rules:\n  - to:\n    - operation: {{{ports}}}"));
+    let when = |v: &str| {
+        ap(&format!(
+            "  rules:\n  - when:\n    - {{key: destination.port, values: [{v:?}]}}"
+        ))
+    };
+    for ok in ["0", "80", "080", "65535"] {
+        valid("ValidatePorts", &op(&format!("ports: [{ok:?}]")));
+        valid("ValidatePorts", &op(&format!("notPorts: [{ok:?}]")));
+        valid("ValidatePorts", &when(ok));
+    }
+    for bad in ["+80", "-1", "65536", "port1", " 80", "8 0"] {
+        invalid(bad, &op(&format!("ports: [\"80\", {bad:?}]")), "ports[1]");
+        invalid(bad, &op(&format!("notPorts: [{bad:?}]")), "notPorts[0]");
+        invalid(bad, &when(bad), "when[0].values[0]");
+    }
+}
+
+// `ValidatePeerAuthentication`: "port level mTLS, if defined, must have at
+// least one element" (case "empty port level mtls") and "port must be in
+// range 1..65535" (case "port 0"); the keys are `uint32`, which protojson
+// reads as unsigned decimals, so a signed key is no port either.
+#[test]
+fn peer_authentication_port_level_mtls_keys() {
+    let sel = "  selector:\n    matchLabels: {app: httpbin}\n";
+    invalid(
+        "empty port level mtls",
+        &pa(&format!("{sel}  portLevelMtls: {{}}")),
+        "spec.portLevelMtls",
+    );
+    invalid(
+        "port 0",
+        &pa(&format!("{sel}  portLevelMtls:\n    0: {{mode: UNSET}}")),
+        "spec.portLevelMtls",
+    );
+    invalid(
+        "signed port",
+        &pa(&format!(
+            "{sel}  portLevelMtls:\n    '+8080': {{mode: STRICT}}"
+        )),
+        "spec.portLevelMtls",
+    );
+    valid(
+        "port level",
+        &pa(&format!("{sel}  portLevelMtls:\n    8080: {{mode: UNSET}}")),
+    );
+    valid(
+        "quoted port",
+        &pa(&format!(
+            "{sel}  portLevelMtls:\n    '8080': {{mode: DISABLE}}"
+        )),
+    );
+}

@@ -67,8 +67,9 @@ struct PeerAuthenticationSpec {
     selector: Option<WorkloadSelector>,
     #[serde(default)]
     mtls: Option<MtlsSpec>,
+    /// `None` when absent: Istio refuses a present but empty map.
     #[serde(default)]
-    port_level_mtls: BTreeMap<PortKey, MtlsSpec>,
+    port_level_mtls: Option<BTreeMap<PortKey, MtlsSpec>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,10 +150,13 @@ pub(super) fn peer_authentication(
         .map_err(|e| errors.push(e))
         .unwrap_or(PeerAuthMode::Unset);
     let mut port_level = BTreeMap::new();
-    for (key, spec_m) in &spec.port_level_mtls {
+    for (key, spec_m) in spec.port_level_mtls.iter().flatten() {
         let (field, port) = match key {
             PortKey::Number(n) => (format!("spec.portLevelMtls.{n}"), u16::try_from(*n).ok()),
-            PortKey::Text(s) => (format!("spec.portLevelMtls.{s}"), s.parse::<u16>().ok()),
+            PortKey::Text(s) => (
+                format!("spec.portLevelMtls.{s}"),
+                palisade_api::authz::parse_port(s),
+            ),
         };
         match port.filter(|p| *p > 0) {
             Some(p) => match mode(&format!("{field}.mode"), Some(spec_m)) {
@@ -163,6 +167,17 @@ pub(super) fn peer_authentication(
             },
             None => errors.push(FieldError::new(field, "port must be a number in 1-65535")),
         }
+    }
+    // Istio: "port level mTLS, if defined, must have at least one element".
+    if spec
+        .port_level_mtls
+        .as_ref()
+        .is_some_and(BTreeMap::is_empty)
+    {
+        errors.push(FieldError::new(
+            "spec.portLevelMtls",
+            "must have at least one port when present",
+        ));
     }
     // Istio: "portLevelMtls ... Port specific mutual TLS settings. These only
     // apply when a workload selector is specified."
@@ -354,15 +369,15 @@ fn ports(field: &str, values: &[String], errors: &mut Vec<FieldError>) -> Vec<u1
     values
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| match v.parse::<u16>() {
-            Ok(p) if p > 0 => Some(p),
-            _ => {
+        .filter_map(|(i, v)| {
+            let port = palisade_api::authz::parse_port(v);
+            if port.is_none() {
                 errors.push(FieldError::new(
                     format!("{field}[{i}]"),
-                    format!("{v:?} is not a port number (1-65535)"),
+                    format!("{v:?} is not a port number (0-65535)"),
                 ));
-                None
             }
+            port
         })
         .collect()
 }

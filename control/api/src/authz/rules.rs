@@ -341,10 +341,10 @@ impl Compiler<'_> {
             list.iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    v.parse::<u16>().map_err(|_| {
+                    parse_port(v).ok_or_else(|| {
                         self.err(
                             format!("{at}.{name}[{i}]"),
-                            format!("{v:?} is not a port number"),
+                            format!("{v:?} is not a port number (0-65535)"),
                         )
                     })
                 })
@@ -411,6 +411,18 @@ impl Compiler<'_> {
         }
         Ok(())
     }
+}
+
+/// A port value of an AuthorizationPolicy (`ports`, `notPorts`, the `when`
+/// key `destination.port`), read as Istio's `security.ValidatePorts` and
+/// `convertToPort` do: `strconv.ParseUint(v, 10, 32)` and at most 65535. So
+/// ASCII digits only (no sign, no space), and `0` is a port (that no
+/// connection has).
+pub fn parse_port(v: &str) -> Option<u16> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
 }
 
 fn parse_ip_or_cidr(v: &str) -> Option<IpNet> {
