@@ -208,3 +208,31 @@ fn peer_authentication_port_level_mtls_keys() {
         )),
     );
 }
+
+// Upstream case "good": two sources, two operations, and the conditions
+// `source.ip` and `request.headers[:authority]` (a pseudo-header).
+#[test]
+fn upstream_good_policy_loads() {
+    valid(
+        "good",
+        &ap(r#"  selector:
+    matchLabels: {app: httpbin, version: v1}
+  rules:
+  - from:
+    - source: {principals: [sa1]}
+    - source: {principals: [sa2]}
+    to:
+    - operation: {methods: [GET]}
+    - operation: {methods: [POST]}
+    when:
+    - {key: source.ip, values: [1.2.3.4, 5.6.7.0/24]}
+    - {key: "request.headers[:authority]", values: [v1, v2]}"#),
+    );
+    invalid(
+        "value-empty",
+        &ap(r#"  rules:
+  - when:
+    - {key: "request.headers[:authority]", values: [v1, ""]}"#),
+        "when[0].values[1]",
+    );
+}

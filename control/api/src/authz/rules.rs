@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 use super::context::{RequestContext, Subject};
-use super::fields::{Field, ServiceAccount, Values, all_match};
+use super::fields::{Field, HeaderKey, ServiceAccount, Values, all_match};
 use super::guard::Guard;
 use super::matchers::{PathPattern, StrPattern, TrustDomains};
 use super::path_guard::PathGuard;
@@ -51,7 +51,7 @@ pub struct ConditionKeyError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ConditionKey {
-    RequestHeader(HeaderName),
+    RequestHeader(HeaderKey),
     SourceIp,
     RemoteIp,
     SourceNamespace,
@@ -92,9 +92,22 @@ pub(crate) fn parse_condition_key(key: &str) -> Result<ConditionKey, ConditionKe
             if name.is_empty() {
                 return Err(err("empty header name"));
             }
+            // Envoy's header matchers see the request line and the host as
+            // pseudo-headers; Palisade has the two whose value it holds as
+            // Envoy does.
+            if name.starts_with(':') {
+                return match name.to_ascii_lowercase().as_str() {
+                    ":authority" => Ok(ConditionKey::RequestHeader(HeaderKey::Authority)),
+                    ":method" => Ok(ConditionKey::RequestHeader(HeaderKey::Method)),
+                    _ => Err(err(
+                        "of the pseudo-headers only :authority and :method are supported \
+                         (use paths/notPaths for the path)",
+                    )),
+                };
+            }
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| err("invalid HTTP header name"))?;
-            ConditionKey::RequestHeader(name)
+            ConditionKey::RequestHeader(HeaderKey::Name(name))
         }
         k if k.starts_with("request.auth.") => {
             return Err(err("JWT request authentication is not supported"));
