@@ -261,7 +261,14 @@ fn documents(nps: &[NetpolGen], aps: &[AuthzGen]) -> Vec<String> {
         .enumerate()
         .map(|(i, n)| render_netpol(i, n))
         .collect();
-    docs.extend(aps.iter().enumerate().map(|(i, a)| render_authz(i, a)));
+    // A DENY policy without rules never matches, and Istio refuses it
+    // ("DENY action without `rules` is meaningless"): leave it out.
+    docs.extend(
+        aps.iter()
+            .enumerate()
+            .filter(|(_, a)| !(a.deny && a.rules.is_empty()))
+            .map(|(i, a)| render_authz(i, a)),
+    );
     docs
 }
 

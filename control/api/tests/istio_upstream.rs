@@ -113,3 +113,47 @@ fn source_service_account_condition() {
     let wildcard = when("values", r#"["default/*"]"#);
     assert!(CompiledAuthz::new(&policies(&wildcard), &mesh()).is_err());
 }
+
+/// Istio `model.New`: `request.headers[<name>]` becomes Envoy's
+/// `HeaderMatcher` on `<name>`, and Envoy carries the request line and host
+/// as pseudo-headers, so upstream uses `request.headers[:authority]`
+/// (validation_test.go, case "good") and `request.headers[:method]`
+/// (builder testdata tcp/deny-both-http-tcp-in.yaml, rule[6]). `:authority`
+/// is the Host/`:authority` value as sent; `:method` the method.
+#[test]
+fn request_headers_pseudo_headers_authority_and_method() {
+    let when = |key: &str, values: &str| {
+        format!(
+            "- name: ns/p\n  action: ALLOW\n  rules:\n  - when:\n    - key: \"{key}\"\n      values: {values}\n"
+        )
+    };
+    let authz = compile(&when(
+        "request.headers[:authority]",
+        r#"["v1", "*.example.com"]"#,
+    ));
+    let at = |host: &str| get("/").http("GET", "/", host);
+    assert!(at("v1").allowed(&authz));
+    assert!(at("api.example.com").allowed(&authz));
+    assert!(!at("v2").allowed(&authz));
+    let authz = compile(&when("request.headers[:method]", r#"["GET"]"#));
+    assert!(get("/").allowed(&authz));
+    assert!(!get("/").http("POST", "/", "h").allowed(&authz));
+    // On TCP an ALLOW rule with an HTTP-only condition never matches.
+    assert!(!tcp_from(Some("cluster.local/ns/default/sa/sleep")).allowed(&authz));
+    // DENY on TCP: the HTTP-only condition is dropped, the rule denies all
+    // (tcp/deny-both-http-tcp-out.yaml, rule[6]: `any: true`).
+    let deny = compile(
+        "- name: ns/d\n  action: DENY\n  rules:\n  - when:\n    - key: \"request.headers[:method]\"\n      values: [\"GET\"]\n",
+    );
+    assert!(!tcp_from(Some("cluster.local/ns/default/sa/sleep")).allowed(&deny));
+    assert!(!get("/").allowed(&deny));
+    assert!(get("/").http("PUT", "/", "h").allowed(&deny));
+    // Pseudo-headers Palisade cannot see as Envoy does are refused, not
+    // silently never matched.
+    for key in ["request.headers[:path]", "request.headers[:scheme]"] {
+        let err = CompiledAuthz::new(&policies(&when(key, r#"["x"]"#)), &mesh())
+            .expect_err(key)
+            .to_string();
+        assert!(err.contains("when[0].key"), "{err}");
+    }
+}

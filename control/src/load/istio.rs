@@ -40,6 +40,24 @@ struct WorkloadSelector {
     match_labels: Labels,
 }
 
+/// Istio's `validateWorkloadSelector`: "empty key is not supported in
+/// selector" and "wildcard is not supported in selector" (a `*` in a key or a
+/// value). An empty value, or no labels at all, is valid.
+fn check_selector(selector: Option<&WorkloadSelector>, errors: &mut Vec<FieldError>) {
+    for (k, v) in selector.iter().flat_map(|s| &s.match_labels) {
+        let field = || format!("spec.selector.matchLabels[{k:?}]");
+        if k.is_empty() {
+            errors.push(FieldError::new(field(), "a label key must not be empty"));
+        }
+        if k.contains('*') || v.contains('*') {
+            errors.push(FieldError::new(
+                field(),
+                format!("{k}={v}: wildcards are not supported in a workload selector"),
+            ));
+        }
+    }
+}
+
 // === PeerAuthentication ===
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,8 +67,9 @@ struct PeerAuthenticationSpec {
     selector: Option<WorkloadSelector>,
     #[serde(default)]
     mtls: Option<MtlsSpec>,
+    /// `None` when absent: Istio refuses a present but empty map.
     #[serde(default)]
-    port_level_mtls: BTreeMap<PortKey, MtlsSpec>,
+    port_level_mtls: Option<BTreeMap<PortKey, MtlsSpec>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +137,7 @@ pub(super) fn peer_authentication(
     let spec = obj.spec.unwrap_or_default();
     let mut errors = Vec::new();
     let creation_timestamp = created.map_err(|e| errors.push(e)).unwrap_or(None);
+    check_selector(spec.selector.as_ref(), &mut errors);
     // Istio (`ComposePeerAuthentication`, `ValidatePeerAuthentication`):
     // `spec.Selector == nil || len(spec.Selector.MatchLabels) == 0` is a
     // mesh- or namespace-level policy, so an empty selector is no selector.
@@ -130,10 +150,13 @@ pub(super) fn peer_authentication(
         .map_err(|e| errors.push(e))
         .unwrap_or(PeerAuthMode::Unset);
     let mut port_level = BTreeMap::new();
-    for (key, spec_m) in &spec.port_level_mtls {
+    for (key, spec_m) in spec.port_level_mtls.iter().flatten() {
         let (field, port) = match key {
             PortKey::Number(n) => (format!("spec.portLevelMtls.{n}"), u16::try_from(*n).ok()),
-            PortKey::Text(s) => (format!("spec.portLevelMtls.{s}"), s.parse::<u16>().ok()),
+            PortKey::Text(s) => (
+                format!("spec.portLevelMtls.{s}"),
+                palisade_api::authz::parse_port(s),
+            ),
         };
         match port.filter(|p| *p > 0) {
             Some(p) => match mode(&format!("{field}.mode"), Some(spec_m)) {
@@ -144,6 +167,17 @@ pub(super) fn peer_authentication(
             },
             None => errors.push(FieldError::new(field, "port must be a number in 1-65535")),
         }
+    }
+    // Istio: "port level mTLS, if defined, must have at least one element".
+    if spec
+        .port_level_mtls
+        .as_ref()
+        .is_some_and(BTreeMap::is_empty)
+    {
+        errors.push(FieldError::new(
+            "spec.portLevelMtls",
+            "must have at least one port when present",
+        ));
     }
     // Istio: "portLevelMtls ... Port specific mutual TLS settings. These only
     // apply when a workload selector is specified."
@@ -218,8 +252,10 @@ struct AuthorizationPolicySpec {
     action: Option<String>,
     #[serde(default)]
     provider: Option<serde_yaml::Value>,
+    /// `None` when absent; a null element is kept as `None` so that it is
+    /// refused rather than read as the empty rule `{}`.
     #[serde(default)]
-    rules: Vec<RuleSpec>,
+    rules: Option<Vec<Option<RuleSpec>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,15 +369,15 @@ fn ports(field: &str, values: &[String], errors: &mut Vec<FieldError>) -> Vec<u1
     values
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| match v.parse::<u16>() {
-            Ok(p) if p > 0 => Some(p),
-            _ => {
+        .filter_map(|(i, v)| {
+            let port = palisade_api::authz::parse_port(v);
+            if port.is_none() {
                 errors.push(FieldError::new(
                     format!("{field}[{i}]"),
-                    format!("{v:?} is not a port number (1-65535)"),
+                    format!("{v:?} is not a port number (0-65535)"),
                 ));
-                None
             }
+            port
         })
         .collect()
 }
@@ -451,6 +487,7 @@ pub(super) fn authorization_policy(
     let obj: Object<AuthorizationPolicySpec> = typed(value)?;
     let spec = obj.spec.unwrap_or_default();
     let mut errors = Vec::new();
+    check_selector(spec.selector.as_ref(), &mut errors);
     if spec.target_ref.is_some() || spec.target_refs.is_some() {
         let which = if spec.target_ref.is_some() {
             "spec.targetRef"
@@ -487,9 +524,28 @@ pub(super) fn authorization_policy(
             "provider is only valid with action CUSTOM",
         ));
     }
+    // Istio's validation: "DENY action without `rules` is meaningless as it
+    // will never be triggered, add an empty rule `{}` if you want it be
+    // triggered for every request" (`in.Rules == nil`, which protojson also
+    // leaves for `rules: []`).
+    if spec.action.as_deref() == Some("DENY") && spec.rules.as_ref().is_none_or(Vec::is_empty) {
+        errors.push(FieldError::new(
+            "spec.rules",
+            "a DENY policy without rules never matches; add an empty rule `{}` to deny every request",
+        ));
+    }
     let mut rules = Vec::new();
-    for (ri, r) in spec.rules.iter().enumerate() {
+    for (ri, r) in spec.rules.iter().flatten().enumerate() {
         let field = format!("spec.rules[{ri}]");
+        // Istio's validation: "`rule` must not be nil"; `{}` is the rule
+        // that matches everything, a null is a mistake.
+        let Some(r) = r else {
+            errors.push(FieldError::new(
+                field,
+                "a rule must not be null (write `{}` for a rule that matches every request)",
+            ));
+            continue;
+        };
         // Istio's validation: "`from` must not be empty", "`to` must not be
         // empty".
         for (name, empty) in [

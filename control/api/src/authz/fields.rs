@@ -11,6 +11,7 @@
 //! HTTP-only fields (`hosts`, `methods`, `paths`, headers) evaluated without
 //! an HTTP request count as matched: Istio drops them from DENY and AUDIT
 //! rules on TCP; ALLOW rules that use them are skipped before this point.
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::header::HeaderName;
@@ -43,7 +44,17 @@ pub(crate) enum Values {
     /// Patterns lower-cased; matched case-insensitively.
     Host(Vec<StrPattern>),
     Path(Vec<PathPattern>),
-    Header(HeaderName, Vec<StrPattern>),
+    Header(HeaderKey, Vec<StrPattern>),
+}
+
+/// The header a `request.headers[<name>]` condition reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeaderKey {
+    Name(HeaderName),
+    /// `:authority`: the Host header or HTTP/2 `:authority`, as sent.
+    Authority,
+    /// `:method`.
+    Method,
 }
 
 impl Field {
@@ -102,9 +113,13 @@ impl Field {
                 Some(http) => p.iter().any(|p| p.matches(http.path)),
                 None => return true,
             },
-            Values::Header(name, p) => match &ctx.http {
+            Values::Header(key, p) => match &ctx.http {
                 Some(http) => {
-                    let value = http.header(name);
+                    let value = match key {
+                        HeaderKey::Name(name) => http.header(name),
+                        HeaderKey::Authority => Some(Cow::Borrowed(http.host.as_bytes())),
+                        HeaderKey::Method => Some(Cow::Borrowed(http.method.as_bytes())),
+                    };
                     let v = value.as_deref();
                     v.is_some_and(|v| p.iter().any(|p| p.matches(v)))
                 }

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use context::{HttpRequest, RequestContext};
-pub use rules::{AuthzError, ConditionKeyError, validate_condition_key};
+pub use rules::{AuthzError, ConditionKeyError, parse_port, validate_condition_key};
 
 use crate::config::{AuthorizationPolicy, AuthzAction, MeshSettings};
 use context::Subject;

@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 use super::context::{RequestContext, Subject};
-use super::fields::{Field, ServiceAccount, Values, all_match};
+use super::fields::{Field, HeaderKey, ServiceAccount, Values, all_match};
 use super::guard::Guard;
 use super::matchers::{PathPattern, StrPattern, TrustDomains};
 use super::path_guard::PathGuard;
@@ -51,7 +51,7 @@ pub struct ConditionKeyError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ConditionKey {
-    RequestHeader(HeaderName),
+    RequestHeader(HeaderKey),
     SourceIp,
     RemoteIp,
     SourceNamespace,
@@ -92,9 +92,22 @@ pub(crate) fn parse_condition_key(key: &str) -> Result<ConditionKey, ConditionKe
             if name.is_empty() {
                 return Err(err("empty header name"));
             }
+            // Envoy's header matchers see the request line and the host as
+            // pseudo-headers; Palisade has the two whose value it holds as
+            // Envoy does.
+            if name.starts_with(':') {
+                return match name.to_ascii_lowercase().as_str() {
+                    ":authority" => Ok(ConditionKey::RequestHeader(HeaderKey::Authority)),
+                    ":method" => Ok(ConditionKey::RequestHeader(HeaderKey::Method)),
+                    _ => Err(err(
+                        "of the pseudo-headers only :authority and :method are supported \
+                         (use paths/notPaths for the path)",
+                    )),
+                };
+            }
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| err("invalid HTTP header name"))?;
-            ConditionKey::RequestHeader(name)
+            ConditionKey::RequestHeader(HeaderKey::Name(name))
         }
         k if k.starts_with("request.auth.") => {
             return Err(err("JWT request authentication is not supported"));
@@ -228,6 +241,20 @@ impl Compiler<'_> {
             // Istio's validation: "From.Source must not be empty".
             return Err(self.err(at.to_owned(), "source must not be empty"));
         }
+        // Istio's validation: "cannot set serviceAccounts with namespaces or
+        // principals" (their `not` forms included).
+        let has_sa = !s.service_accounts.is_empty() || !s.not_service_accounts.is_empty();
+        let has_other = !s.principals.is_empty()
+            || !s.not_principals.is_empty()
+            || !s.namespaces.is_empty()
+            || !s.not_namespaces.is_empty();
+        if has_sa && has_other {
+            return Err(self.err(
+                at.to_owned(),
+                "serviceAccounts/notServiceAccounts cannot be set with principals, \
+                 notPrincipals, namespaces or notNamespaces in the same source",
+            ));
+        }
         let mut f = Vec::new();
         push(
             &mut f,
@@ -327,10 +354,10 @@ impl Compiler<'_> {
             list.iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    v.parse::<u16>().map_err(|_| {
+                    parse_port(v).ok_or_else(|| {
                         self.err(
                             format!("{at}.{name}[{i}]"),
-                            format!("{v:?} is not a port number"),
+                            format!("{v:?} is not a port number (0-65535)"),
                         )
                     })
                 })
@@ -397,6 +424,18 @@ impl Compiler<'_> {
         }
         Ok(())
     }
+}
+
+/// A port value of an AuthorizationPolicy (`ports`, `notPorts`, the `when`
+/// key `destination.port`), read as Istio's `security.ValidatePorts` and
+/// `convertToPort` do: `strconv.ParseUint(v, 10, 32)` and at most 65535. So
+/// ASCII digits only (no sign, no space), and `0` is a port (that no
+/// connection has).
+pub fn parse_port(v: &str) -> Option<u16> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
 }
 
 fn parse_ip_or_cidr(v: &str) -> Option<IpNet> {

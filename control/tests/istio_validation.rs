@@ -1,0 +1,238 @@
+//! Cases of upstream Istio's `TestValidateAuthorizationPolicy` and
+//! `TestValidatePeerAuthentication` (pkg/config/validation/validation_test.go)
+//! and the `ValidateAuthorizationPolicy` / `ValidatePeerAuthentication` rules
+//! they exercise (pkg/config/validation/validation.go), where Palisade used to
+//! accept what Istio refuses or refuse what it accepts. Each test names the
+//! upstream case or check it follows.
+mod policy_support;
+
+use policy_support::try_load;
+
+fn ap(spec: &str) -> String {
+    format!(
+        "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  namespace: foo\n  name: p\nspec:\n{spec}\n"
+    )
+}
+
+fn pa(spec: &str) -> String {
+    format!(
+        "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  namespace: foo\n  name: p\nspec:\n{spec}\n"
+    )
+}
+
+/// Loads one document; `Ok(())` or the error text.
+fn verdict(doc: &str) -> Result<(), String> {
+    try_load(&[doc]).map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[track_caller]
+fn valid(case: &str, doc: &str) {
+    if let Err(e) = verdict(doc) {
+        panic!("{case}: Istio accepts this, Palisade refused it: {e}\n{doc}");
+    }
+}
+
+/// Refused, with an error that names `field`.
+#[track_caller]
+fn invalid(case: &str, doc: &str, field: &str) {
+    match verdict(doc) {
+        Ok(()) => panic!("{case}: Istio refuses this, Palisade accepted it\n{doc}"),
+        Err(e) => assert!(
+            e.contains(field),
+            "{case}: error does not name {field:?}: {e}"
+        ),
+    }
+}
+
+// `ValidateAuthorizationPolicy`: `if in.Action == DENY && in.Rules == nil`
+// "DENY action without `rules` is meaningless as it will never be triggered,
+// add an empty rule `{}` if you want it be triggered for every request"
+// (case "deny-rules-nil"; "allow-rules-nil" stays valid). protojson leaves
+// a repeated field nil for `[]` too. And "`rule` must not be nil, found at
+// rule %d": a null rule is not an empty rule `{}` (which matches everything).
+#[test]
+fn deny_without_rules_and_null_rules_are_refused() {
+    invalid("deny-rules-nil", &ap("  action: DENY"), "spec.rules");
+    invalid(
+        "deny-rules-empty",
+        &ap("  action: DENY\n  rules: []"),
+        "spec.rules",
+    );
+    valid("allow-rules-nil", &ap("  action: ALLOW"));
+    valid("audit-rules-nil", &ap("  action: AUDIT"));
+    valid("dry-run-valid-deny", &ap("  action: DENY\n  rules: [{}]"));
+    invalid(
+        "rule-nil",
+        &ap("  action: ALLOW\n  rules:\n  - "),
+        "spec.rules[0]",
+    );
+    invalid(
+        "rule-nil-second",
+        &ap("  action: DENY\n  rules:\n  - {}\n  - null"),
+        "spec.rules[1]",
+    );
+}
+
+// `validateWorkloadSelector`, used by `ValidateAuthorizationPolicy` and
+// `ValidatePeerAuthentication`: "empty key is not supported in selector",
+// "wildcard is not supported in selector" (a `*` in a key or a value);
+// cases "selector-empty-key", "selector-wildcard-value",
+// "selector-wildcard-key", while "selector-empty-value" and
+// "selector-empty-labels" stay valid.
+#[test]
+fn workload_selector_empty_key_or_wildcard_is_refused() {
+    for (make, kind) in [(ap as fn(&str) -> String, "ap"), (pa, "pa")] {
+        let sel = |labels: &str| make(&format!("  selector:\n    matchLabels: {labels}"));
+        let case = |name: &str| format!("{kind} {name}");
+        invalid(
+            &case("selector-empty-key"),
+            &sel("{app: httpbin, '': v1}"),
+            "spec.selector.matchLabels",
+        );
+        invalid(
+            &case("selector-wildcard-value"),
+            &sel("{app: 'httpbin-*'}"),
+            "spec.selector.matchLabels",
+        );
+        invalid(
+            &case("selector-wildcard-key"),
+            &sel("{'app-*': httpbin}"),
+            "spec.selector.matchLabels",
+        );
+        valid(
+            &case("selector-empty-value"),
+            &sel("{app: '', version: v1}"),
+        );
+        valid(&case("selector-empty-labels"), &make("  selector: {}"));
+    }
+}
+
+// `ValidateAuthorizationPolicy`: "cannot set serviceAccounts with namespaces
+// or principals" when a source has `principals`, `notPrincipals`,
+// `namespaces` or `notNamespaces` beside `serviceAccounts` or
+// `notServiceAccounts` (case "serviceAccounts and namespaces"; "good
+// serviceAccounts" and upstream builder testdata http/allow-full-rule-in.yaml,
+// with `serviceAccounts` and `notServiceAccounts` together, stay valid).
+#[test]
+fn service_accounts_with_principals_or_namespaces_are_refused() {
+    let src = |fields: &str| {
+        ap(&format!(
+            "  rules:\n  - from:\n    - source: {{{fields}}}\n    - source: {{principals: [sa2]}}"
+        ))
+    };
+    for other in [
+        "namespaces: [ns]",
+        "notNamespaces: [ns]",
+        "principals: [p]",
+        "notPrincipals: [p]",
+    ] {
+        for sa in [
+            "serviceAccounts: [ns1/sa1]",
+            "notServiceAccounts: [ns1/sa1]",
+        ] {
+            invalid(
+                "serviceAccounts and namespaces",
+                &src(&format!("{sa}, {other}")),
+                "spec.rules[0].from[0].source",
+            );
+        }
+    }
+    valid(
+        "good serviceAccounts",
+        &src("serviceAccounts: [ns1/sa1, ns2/sa2]"),
+    );
+    valid(
+        "allow-full-rule-in.yaml",
+        &src(
+            "serviceAccounts: [my-ns/my-sa, sa-only], notServiceAccounts: [my-ns/my-sa-not, sa-not-only], ipBlocks: [1.2.3.4]",
+        ),
+    );
+}
+
+// `security.ValidatePorts` (operation `ports`/`notPorts` and the `when` key
+// `destination.port`): `strconv.ParseUint(port, 10, 32)` then `p > 65535`,
+// so `0` is a valid port (it matches no connection) while a sign, a name or
+// 65536 is refused (case "invalid ip and port in ipBlocks": "port1").
+#[test]
+fn authorization_ports_are_unsigned_decimals_up_to_65535() {
+    let op = |ports: &str| ap(&format!("  rules:\n  - to:\n    - operation: {{{ports}}}"));
+    let when = |v: &str| {
+        ap(&format!(
+            "  rules:\n  - when:\n    - {{key: destination.port, values: [{v:?}]}}"
+        ))
+    };
+    for ok in ["0", "80", "080", "65535"] {
+        valid("ValidatePorts", &op(&format!("ports: [{ok:?}]")));
+        valid("ValidatePorts", &op(&format!("notPorts: [{ok:?}]")));
+        valid("ValidatePorts", &when(ok));
+    }
+    for bad in ["+80", "-1", "65536", "port1", " 80", "8 0"] {
+        invalid(bad, &op(&format!("ports: [\"80\", {bad:?}]")), "ports[1]");
+        invalid(bad, &op(&format!("notPorts: [{bad:?}]")), "notPorts[0]");
+        invalid(bad, &when(bad), "when[0].values[0]");
+    }
+}
+
+// `ValidatePeerAuthentication`: "port level mTLS, if defined, must have at
+// least one element" (case "empty port level mtls") and "port must be in
+// range 1..65535" (case "port 0"); the keys are `uint32`, which protojson
+// reads as unsigned decimals, so a signed key is no port either.
+#[test]
+fn peer_authentication_port_level_mtls_keys() {
+    let sel = "  selector:\n    matchLabels: {app: httpbin}\n";
+    invalid(
+        "empty port level mtls",
+        &pa(&format!("{sel}  portLevelMtls: {{}}")),
+        "spec.portLevelMtls",
+    );
+    invalid(
+        "port 0",
+        &pa(&format!("{sel}  portLevelMtls:\n    0: {{mode: UNSET}}")),
+        "spec.portLevelMtls",
+    );
+    invalid(
+        "signed port",
+        &pa(&format!(
+            "{sel}  portLevelMtls:\n    '+8080': {{mode: STRICT}}"
+        )),
+        "spec.portLevelMtls",
+    );
+    valid(
+        "port level",
+        &pa(&format!("{sel}  portLevelMtls:\n    8080: {{mode: UNSET}}")),
+    );
+    valid(
+        "quoted port",
+        &pa(&format!(
+            "{sel}  portLevelMtls:\n    '8080': {{mode: DISABLE}}"
+        )),
+    );
+}
+
+// Upstream case "good": two sources, two operations, and the conditions
+// `source.ip` and `request.headers[:authority]` (a pseudo-header).
+#[test]
+fn upstream_good_policy_loads() {
+    valid(
+        "good",
+        &ap(r#"  selector:
+    matchLabels: {app: httpbin, version: v1}
+  rules:
+  - from:
+    - source: {principals: [sa1]}
+    - source: {principals: [sa2]}
+    to:
+    - operation: {methods: [GET]}
+    - operation: {methods: [POST]}
+    when:
+    - {key: source.ip, values: [1.2.3.4, 5.6.7.0/24]}
+    - {key: "request.headers[:authority]", values: [v1, v2]}"#),
+    );
+    invalid(
+        "value-empty",
+        &ap(r#"  rules:
+  - when:
+    - {key: "request.headers[:authority]", values: [v1, ""]}"#),
+        "when[0].values[1]",
+    );
+}
