@@ -1101,3 +1101,40 @@ fn workload_selector_scopes_upstream_scenario() {
     assert!(!at("/policy-foo-all"));
     assert!(!at("/"));
 }
+
+// tests/integration/security/testdata/authz/plaintext.yaml.tmpl ("This
+// authz policy denies access to the service if the request was not mTLS,
+// since mTLS is required in order to match source principals"): a
+// PERMISSIVE namespace, a DENY with `notPrincipals: ["*"]`; and
+// not-namespace.yaml.tmpl (DENY `notNamespaces: [allowed]`). A plaintext
+// peer has no principal and no namespace, so both `not` forms match it.
+#[test]
+fn plaintext_peers_match_not_principals_and_not_namespaces_in_deny() {
+    let permissive = pa("foo", "ns-default", "  mtls: {mode: PERMISSIVE}");
+    let deny_plain = ap(
+        "foo",
+        "httpbin",
+        "  selector:\n    matchLabels: {app: httpbin}\n  action: DENY\n  rules:\n    - from:\n        - source:\n            notPrincipals: [\"*\"]",
+    );
+    let c = cluster(&(permissive.clone() + &deny_plain));
+    let call = |c: &Cluster, from: &str, plaintext: bool| {
+        let r = req(c, from, "foo/httpbin", 8000, Some(("GET", "/")), plaintext);
+        (allowed(&r), r.endpoints[0].mtls.mtls)
+    };
+    assert_eq!(call(&c, "test/client", false), (true, true));
+    assert_eq!(call(&c, "test/client", true), (false, false));
+    let deny_ns = ap(
+        "foo",
+        "httpbin-deny",
+        "  selector:\n    matchLabels: {app: httpbin}\n  action: DENY\n  rules:\n    - from:\n        - source:\n            notNamespaces: [test]",
+    );
+    let c = cluster(&(permissive + &deny_ns));
+    assert_eq!(call(&c, "test/client", false), (true, true));
+    assert_eq!(call(&c, "dev/client", false), (false, true));
+    assert_eq!(call(&c, "test/client", true), (false, false));
+    // With DISABLE the caller's sidecar sends plaintext, so the same DENY
+    // catches even a mesh caller.
+    let disable = pa("foo", "ns-default", "  mtls: {mode: DISABLE}");
+    let c = cluster(&(disable + &deny_ns));
+    assert_eq!(call(&c, "test/client", false), (false, false));
+}
