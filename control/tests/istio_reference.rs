@@ -848,18 +848,21 @@ fn explicit_empty_from_or_to_is_refused() {
     }
 }
 
+/// A workload's mode and its mode on each of some ports.
+type Modes = (MtlsMode, Vec<(u16, MtlsMode)>);
+
 /// The effective mode of `my-ns/foo` per port: `(mode, [(port, mode)])`
 /// for ports 80, 90, 100 and 8000.
-fn compose(policies: &str) -> (MtlsMode, Vec<(u16, MtlsMode)>) {
+fn compose(policies: &str) -> Modes {
     let mesh_config = "---\napiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec:\n  rootNamespace: root-namespace\n";
-    let foo = pod(
+    let workload = pod(
         "my-ns",
         "foo",
         "foo",
         "{app: foo, stage: prod}",
         "198.18.7.10",
     );
-    let c = load(&[mesh_config, &foo, policies]);
+    let c = load(&[mesh_config, &workload, policies]);
     let compiler = Compiler::new(&c);
     let m = compiler.effective_mtls(c.pod_index("my-ns", "foo").unwrap());
     let ports = [80, 90, 100, 8000]
@@ -880,7 +883,7 @@ fn compose_peer_authentication_upstream_table() {
     let (now, ago) = ("2024-06-01T00:00:01Z", "2024-06-01T00:00:00Z");
     let all = |m: MtlsMode| (m, vec![(80, m), (90, m), (100, m), (8000, m)]);
     let sel = |labels: &str| format!("  selector:\n    matchLabels: {labels}\n");
-    let cases: Vec<(&str, String, (MtlsMode, Vec<(u16, MtlsMode)>))> = vec![
+    let cases: Vec<(&str, String, Modes)> = vec![
         ("no config", String::new(), all(Permissive)),
         (
             "mesh only",
