@@ -847,3 +847,297 @@ fn explicit_empty_from_or_to_is_refused() {
         );
     }
 }
+
+/// A workload's mode and its mode on each of some ports.
+type Modes = (MtlsMode, Vec<(u16, MtlsMode)>);
+
+/// The effective mode of `my-ns/foo` per port: `(mode, [(port, mode)])`
+/// for ports 80, 90, 100 and 8000.
+fn compose(policies: &str) -> Modes {
+    let mesh_config = "---\napiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec:\n  rootNamespace: root-namespace\n";
+    let workload = pod(
+        "my-ns",
+        "foo",
+        "foo",
+        "{app: foo, stage: prod}",
+        "198.18.7.10",
+    );
+    let c = load(&[mesh_config, &workload, policies]);
+    let compiler = Compiler::new(&c);
+    let m = compiler.effective_mtls(c.pod_index("my-ns", "foo").unwrap());
+    let ports = [80, 90, 100, 8000]
+        .into_iter()
+        .map(|p| (p, m.port_mtls.get(&p).copied().unwrap_or(m.mode)))
+        .collect();
+    (m.mode, ports)
+}
+
+// pilot/pkg/security/authn/policy_applier_test.go, `TestComposePeerAuthentication`
+// (root namespace "root-namespace", here set by MeshConfig), every case by
+// name; "second ago" and "second later" share a timestamp, so the first by
+// name wins (names without spaces, as Kubernetes requires).
+#[test]
+fn compose_peer_authentication_upstream_table() {
+    use MtlsMode::{Disable, Permissive, Strict};
+    let at = |ns: &str, name: &str, t: &str, spec: &str| pa_at(ns, name, Some(t), spec);
+    let (now, ago) = ("2024-06-01T00:00:01Z", "2024-06-01T00:00:00Z");
+    let all = |m: MtlsMode| (m, vec![(80, m), (90, m), (100, m), (8000, m)]);
+    let sel = |labels: &str| format!("  selector:\n    matchLabels: {labels}\n");
+    let cases: Vec<(&str, String, Modes)> = vec![
+        ("no config", String::new(), all(Permissive)),
+        (
+            "mesh only",
+            pa("root-namespace", "default", "  mtls: {mode: STRICT}"),
+            all(Strict),
+        ),
+        (
+            "mesh vs namespace",
+            pa(
+                "root-namespace",
+                "default",
+                "  selector: {matchLabels: {}}\n  mtls: {mode: STRICT}",
+            ) + &pa("my-ns", "default", "  mtls: {mode: PERMISSIVE}"),
+            all(Permissive),
+        ),
+        (
+            "ignore non-emptypb selector in root namespace",
+            pa(
+                "root-namespace",
+                "default",
+                &(sel("{app: foo}") + "  mtls: {mode: STRICT}"),
+            ),
+            all(Permissive),
+        ),
+        (
+            "workload vs namespace config",
+            pa("my-ns", "default", "  {}") + &pa("my-ns", "foo", &sel("{app: foo}")),
+            all(Permissive),
+        ),
+        (
+            "workload vs mesh config",
+            pa("my-ns", "default", "  mtls: {mode: PERMISSIVE}")
+                + &pa("root-namespace", "default", "  mtls: {mode: DISABLE}"),
+            all(Permissive),
+        ),
+        (
+            "multiple mesh policy",
+            at("root-namespace", "now", now, "  mtls: {mode: DISABLE}")
+                + &at(
+                    "root-namespace",
+                    "second-ago",
+                    ago,
+                    "  mtls: {mode: PERMISSIVE}",
+                )
+                + &at(
+                    "root-namespace",
+                    "second-later",
+                    ago,
+                    "  mtls: {mode: STRICT}",
+                ),
+            all(Permissive),
+        ),
+        (
+            "multiple namespace policy",
+            at("my-ns", "now", now, "  mtls: {mode: DISABLE}")
+                + &at("my-ns", "second-ago", ago, "  mtls: {mode: PERMISSIVE}")
+                + &at("my-ns", "second-later", ago, "  mtls: {mode: STRICT}"),
+            all(Permissive),
+        ),
+        (
+            "multiple workload policy",
+            at(
+                "my-ns",
+                "now",
+                now,
+                &(sel("{app: foo}") + "  mtls: {mode: DISABLE}"),
+            ) + &at(
+                "my-ns",
+                "second-ago",
+                ago,
+                &(sel("{app: foo}") + "  mtls: {mode: PERMISSIVE}"),
+            ) + &at(
+                "my-ns",
+                "second-later",
+                ago,
+                &(sel("{stage: prod}") + "  mtls: {mode: STRICT}"),
+            ),
+            all(Permissive),
+        ),
+        (
+            "inheritance: default mesh",
+            pa("root-namespace", "default", "  mtls: {mode: UNSET}"),
+            all(Permissive),
+        ),
+        (
+            "inheritance: mesh to workload",
+            pa("root-namespace", "default", "  mtls: {mode: STRICT}")
+                + &pa("my-ns", "foo", &sel("{app: foo}")),
+            all(Strict),
+        ),
+        (
+            "inheritance: namespace to workload",
+            pa("my-ns", "default", "  mtls: {mode: STRICT}")
+                + &pa("my-ns", "foo", &sel("{app: foo}")),
+            all(Strict),
+        ),
+        (
+            "inheritance: mesh to namespace to workload",
+            pa("root-namespace", "default", "  mtls: {mode: STRICT}")
+                + &pa("my-ns", "default", "  mtls: {mode: UNSET}")
+                + &pa("my-ns", "foo", &sel("{app: foo}")),
+            all(Strict),
+        ),
+        (
+            "port level",
+            pa("root-namespace", "default", "  mtls: {mode: STRICT}")
+                + &pa(
+                    "my-ns",
+                    "foo",
+                    &(sel("{app: foo}")
+                        + "  portLevelMtls:\n    80: {mode: DISABLE}\n    90: {mode: UNSET}\n    100: {}"),
+                ),
+            (
+                Strict,
+                vec![(80, Disable), (90, Strict), (100, Strict), (8000, Strict)],
+            ),
+        ),
+    ];
+    for (name, policies, want) in cases {
+        assert_eq!(compose(&policies), want, "{name}");
+    }
+    // The istio-system policy is an ordinary namespace policy once the root
+    // namespace is elsewhere.
+    let ns_policy = pa("istio-system", "default", "  mtls: {mode: STRICT}");
+    assert_eq!(
+        compose(&ns_policy),
+        all(Permissive),
+        "istio-system is not root"
+    );
+}
+
+// tests/integration/security/authz_test.go, `TestAuthz_WorkloadSelector`
+// with testdata workload.yaml.tmpl, workload-bad.yaml.tmpl (a selector that
+// matches no pod), workload-ns.yaml.tmpl (namespace-wide, in two
+// namespaces) and workload-system-ns.yaml.tmpl (a selector policy in the
+// root namespace "selects workloads for the service in all namespaces").
+#[test]
+fn workload_selector_scopes_upstream_scenario() {
+    let allow_path = |ns: &str, name: &str, selector: &str, path: &str| {
+        ap(
+            ns,
+            name,
+            &format!(
+                "{selector}  rules:\n    - to:\n        - operation:\n            paths: [\"{path}\"]"
+            ),
+        )
+    };
+    let sel = |labels: &str| format!("  selector:\n    matchLabels: {labels}\n");
+    let policies = [
+        allow_path(
+            "foo",
+            "policy-httpbin",
+            &sel("{app: httpbin}"),
+            "/policy-foo-httpbin",
+        ),
+        allow_path(
+            "foo",
+            "policy-other",
+            &sel("{app: other}"),
+            "/policy-foo-other",
+        ),
+        allow_path(
+            "foo",
+            "policy-httpbin-bad",
+            &sel("{app: httpbin, foo: bla}"),
+            "/policy-foo-httpbin-bad",
+        ),
+        allow_path("foo", "policy-ns-all", "", "/policy-foo-all"),
+        allow_path("test", "policy-ns-all", "", "/policy-test-all"),
+        allow_path(
+            "istio-system",
+            "policy-system-httpbin",
+            &sel("{app: httpbin}"),
+            "/policy-system-httpbin",
+        ),
+        allow_path(
+            "istio-system",
+            "policy-system-other",
+            &sel("{app: other}"),
+            "/policy-system-other",
+        ),
+    ]
+    .concat();
+    let c = cluster(&policies);
+    for (path, want) in [
+        ("/policy-foo-httpbin-bad", false),
+        ("/policy-foo-all", true),
+        ("/policy-test-all", false),
+        ("/policy-foo-httpbin", true),
+        ("/policy-system-httpbin", true),
+        ("/policy-foo-other", false),
+        ("/policy-system-other", false),
+    ] {
+        assert_eq!(get(&c, "dev/client", "GET", path), want, "{path}");
+    }
+    // The root namespace's selector policy reaches a matching pod in any
+    // namespace, and makes it default-deny there too.
+    let more = pod(
+        "test",
+        "httpbin",
+        "httpbin",
+        "{app: httpbin}",
+        "198.18.3.11",
+    );
+    let c = load(&[&mesh(), &more, &policies]);
+    let at = |path: &str| {
+        allowed(&req(
+            &c,
+            "dev/client",
+            "test/httpbin",
+            8000,
+            Some(("GET", path)),
+            false,
+        ))
+    };
+    assert!(at("/policy-system-httpbin"));
+    assert!(at("/policy-test-all"));
+    assert!(!at("/policy-foo-all"));
+    assert!(!at("/"));
+}
+
+// tests/integration/security/testdata/authz/plaintext.yaml.tmpl ("This
+// authz policy denies access to the service if the request was not mTLS,
+// since mTLS is required in order to match source principals"): a
+// PERMISSIVE namespace, a DENY with `notPrincipals: ["*"]`; and
+// not-namespace.yaml.tmpl (DENY `notNamespaces: [allowed]`). A plaintext
+// peer has no principal and no namespace, so both `not` forms match it.
+#[test]
+fn plaintext_peers_match_not_principals_and_not_namespaces_in_deny() {
+    let permissive = pa("foo", "ns-default", "  mtls: {mode: PERMISSIVE}");
+    let deny_plain = ap(
+        "foo",
+        "httpbin",
+        "  selector:\n    matchLabels: {app: httpbin}\n  action: DENY\n  rules:\n    - from:\n        - source:\n            notPrincipals: [\"*\"]",
+    );
+    let c = cluster(&(permissive.clone() + &deny_plain));
+    let call = |c: &Cluster, from: &str, plaintext: bool| {
+        let r = req(c, from, "foo/httpbin", 8000, Some(("GET", "/")), plaintext);
+        (allowed(&r), r.endpoints[0].mtls.mtls)
+    };
+    assert_eq!(call(&c, "test/client", false), (true, true));
+    assert_eq!(call(&c, "test/client", true), (false, false));
+    let deny_ns = ap(
+        "foo",
+        "httpbin-deny",
+        "  selector:\n    matchLabels: {app: httpbin}\n  action: DENY\n  rules:\n    - from:\n        - source:\n            notNamespaces: [test]",
+    );
+    let c = cluster(&(permissive + &deny_ns));
+    assert_eq!(call(&c, "test/client", false), (true, true));
+    assert_eq!(call(&c, "dev/client", false), (false, true));
+    assert_eq!(call(&c, "test/client", true), (false, false));
+    // With DISABLE the caller's sidecar sends plaintext, so the same DENY
+    // catches even a mesh caller.
+    let disable = pa("foo", "ns-default", "  mtls: {mode: DISABLE}");
+    let c = cluster(&(disable + &deny_ns));
+    assert_eq!(call(&c, "test/client", false), (false, false));
+}

@@ -157,3 +157,70 @@ fn request_headers_pseudo_headers_authority_and_method() {
         assert!(err.contains("when[0].key"), "{err}");
     }
 }
+
+/// A principal whose trust domain starts with `*` (`*-td/ns/foo/sa/bar`) is
+/// still expanded over the trust domain and its aliases, as Istio's
+/// trust-domain bundle does (pilot/pkg/security/trustdomain/bundle.go,
+/// `replaceTrustDomains`: "If the trust domain has a prefix * (e.g. *local
+/// from *local/ns/foo/sa/bar), keep the principal as-is for the matched
+/// trust domain. For others, replace the trust domain"; only a trust domain
+/// of exactly `*` is "not being enforced"). Cases: bundle_test.go "Two trust
+/// domain aliases with * prefix in trust domain"; builder tests
+/// "trust-domain-wildcard-in-principal" (simple-policy-principal-with-
+/// wildcard-out.yaml) and "trust-domain-aliases-in-source-principal"
+/// (td-aliases-source-principal-out.yaml).
+#[test]
+fn principal_with_a_wildcard_trust_domain_is_expanded_over_aliases() {
+    let with = |td: &str, aliases: &[&str], yaml: &str| {
+        let mesh = palisade_api::MeshSettings {
+            trust_domain: td.into(),
+            trust_domain_aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+            ..mesh()
+        };
+        CompiledAuthz::new(&policies(yaml), &mesh).unwrap()
+    };
+    let from = |p: &str| {
+        format!("- name: ns/p\n  action: ALLOW\n  rules:\n  - from:\n    - principals: [\"{p}\"]\n")
+    };
+    // bundle_test.go: td2 + [foo-td1, cluster.local], "*-td1/ns/foo/sa/bar"
+    // -> [td2/ns/foo/sa/bar, *-td1/ns/foo/sa/bar, cluster.local/ns/foo/sa/bar].
+    let authz = with(
+        "td2",
+        &["foo-td1", "cluster.local"],
+        &from("*-td1/ns/foo/sa/bar"),
+    );
+    assert!(tcp_from(Some("td2/ns/foo/sa/bar")).allowed(&authz));
+    assert!(tcp_from(Some("foo-td1/ns/foo/sa/bar")).allowed(&authz));
+    assert!(tcp_from(Some("cluster.local/ns/foo/sa/bar")).allowed(&authz));
+    assert!(
+        tcp_from(Some("any-td1/ns/foo/sa/bar")).allowed(&authz),
+        "kept as written"
+    );
+    assert!(!tcp_from(Some("td3/ns/foo/sa/bar")).allowed(&authz));
+    assert!(!tcp_from(Some("td2/ns/foo/sa/baz")).allowed(&authz));
+    // trust-domain-wildcard-in-principal: td1 + [foobar];
+    // "*bar/ns/foo/sa/p1" -> exact spiffe://td1/ns/foo/sa/p1 and the suffix
+    // form; "*/ns/foo/sa/p0" stays a suffix match only.
+    let authz = with("td1", &["foobar"], &from("*bar/ns/foo/sa/p1"));
+    assert!(tcp_from(Some("td1/ns/foo/sa/p1")).allowed(&authz));
+    assert!(tcp_from(Some("foobar/ns/foo/sa/p1")).allowed(&authz));
+    assert!(!tcp_from(Some("td1/ns/foo/sa/p0")).allowed(&authz));
+    let authz = with("td1", &["foobar"], &from("*/ns/foo/sa/p0"));
+    assert!(tcp_from(Some("elsewhere/ns/foo/sa/p0")).allowed(&authz));
+    // trust-domain-aliases-in-source-principal: new-td + [old-td,
+    // some-trustdomain]; source.principal "*-td/ns/foo/sa/prefix-td" ->
+    // the suffix form and exact some-trustdomain/ns/foo/sa/prefix-td.
+    let authz = with(
+        "new-td",
+        &["old-td", "some-trustdomain"],
+        "- name: ns/p\n  action: ALLOW\n  rules:\n  - when:\n    - key: source.principal\n      values: [\"*-td/ns/foo/sa/prefix-td\"]\n",
+    );
+    assert!(tcp_from(Some("some-trustdomain/ns/foo/sa/prefix-td")).allowed(&authz));
+    assert!(tcp_from(Some("old-td/ns/foo/sa/prefix-td")).allowed(&authz));
+    assert!(!tcp_from(Some("other/ns/foo/sa/prefix-td")).allowed(&authz));
+    // No trust domain of the bundle ends with the suffix: kept as written
+    // (bundle.go: "keep the policy as it is").
+    let authz = with("td1", &["td2"], &from("*-x/ns/foo/sa/bar"));
+    assert!(!tcp_from(Some("td1/ns/foo/sa/bar")).allowed(&authz));
+    assert!(tcp_from(Some("a-x/ns/foo/sa/bar")).allowed(&authz));
+}

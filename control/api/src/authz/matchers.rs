@@ -253,20 +253,37 @@ impl<'a> TrustDomains<'a> {
     /// as Istio's trust-domain bundle does ("Only generate configuration if
     /// the extracted trust domain from the policy is part of the trust domain
     /// list, or if the extracted/existing trust domain is "cluster.local"").
-    /// Principals with a wildcard trust domain or another shape are kept as
-    /// written.
+    /// A trust domain written `*<suffix>` stands for those ending with the
+    /// suffix: it is kept as written for them and replaced by each of the
+    /// others ("If the trust domain has a prefix * ... keep the principal
+    /// as-is for the matched trust domain. For others, replace the trust
+    /// domain", `replaceTrustDomains`). A trust domain of `*` and principals
+    /// of another shape are kept as written.
     pub(crate) fn expand(&self, principal: &str) -> Vec<String> {
         let parts: Vec<&str> = principal.split('/').collect();
-        if parts.len() != 5 || parts[0].contains('*') {
+        if parts.len() != 5 || parts[0] == "*" {
             return vec![principal.to_owned()];
         }
         let td = parts[0];
-        if !self.all.contains(&td) && td != CLUSTER_LOCAL {
+        let suffix = td.strip_prefix('*');
+        let enforced = match suffix {
+            Some(suffix) => self.all.iter().any(|t| t.ends_with(suffix)),
+            None => self.all.contains(&td) || td == CLUSTER_LOCAL,
+        };
+        if !enforced {
             return vec![principal.to_owned()];
         }
         let rest = &principal[td.len()..];
-        let mut out: Vec<String> = self.all.iter().map(|t| format!("{t}{rest}")).collect();
-        out.dedup();
+        let mut out: Vec<String> = Vec::with_capacity(self.all.len());
+        for t in &self.all {
+            let variant = match suffix {
+                Some(suffix) if t.ends_with(suffix) => principal.to_owned(),
+                _ => format!("{t}{rest}"),
+            };
+            if !out.contains(&variant) {
+                out.push(variant);
+            }
+        }
         out
     }
 }
