@@ -495,3 +495,48 @@ fn check_and_compile_explain_host_network_pods() {
         "{err}"
     );
 }
+
+// Istio, "Authorization Policy Conditions": `connection.sni`, "The server
+// name indication", supported for HTTP and TCP. `palisade check --sni`
+// gives the server name the caller's ClientHello carries; without it none
+// is sent (Palisade's sidecars dial a peer by IP), so a DENY on an SNI
+// pattern does not match.
+#[test]
+fn check_sni_is_judged_by_connection_sni_conditions() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = |name: &str, ip: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {{app: {name}}}}}\nspec: {{containers: [{{name: c, ports: [{{containerPort: 443}}]}}]}}\nstatus: {{phase: Running, podIP: {ip}}}\n"
+        )
+    };
+    let deny = "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-legacy-sni, namespace: x}\nspec:\n  selector: {matchLabels: {app: b}}\n  action: DENY\n  rules:\n  - when:\n    - key: connection.sni\n      values: ['*.legacy.example']\n";
+    std::fs::write(
+        dir.path().join("x.yaml"),
+        format!(
+            "{}{}{deny}",
+            pod("a", "198.18.0.10"),
+            pod("b", "198.18.0.11")
+        ),
+    )
+    .unwrap();
+    let d = dir.path().display().to_string();
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "check", "--config", &d, "--from", "x/a", "--to", "x/b", "--port", "443",
+        ];
+        args.extend_from_slice(extra);
+        let o = palisade(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let out = check(&["--sni", "db.legacy.example"]);
+    assert_eq!(out.lines().next(), Some("deny"), "{out}");
+    assert!(
+        out.contains("matched DENY policy x/deny-legacy-sni rule 0"),
+        "{out}"
+    );
+    let out = check(&["--sni", "db.current.example"]);
+    assert_eq!(out.lines().next(), Some("allow"), "{out}");
+    let out = check(&[]);
+    assert_eq!(out.lines().next(), Some("allow"), "{out}");
+}

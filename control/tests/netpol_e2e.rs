@@ -774,6 +774,7 @@ fn from_ip(
         protocol,
         http: None,
         plaintext: true,
+        sni: None,
     };
     check::check(compiler, &req).unwrap()
 }
@@ -800,6 +801,7 @@ fn to_ip(
         protocol,
         http: None,
         plaintext: false,
+        sni: None,
     };
     check::check(compiler, &req).unwrap()
 }
@@ -1245,6 +1247,7 @@ fn host_network_pods_stay_service_endpoints() {
         protocol: Tcp,
         http: None,
         plaintext: false,
+        sni: None,
     };
     let r = check::check(&compiler, &req).unwrap();
     assert!(allowed(&r), "{r:#?}");

@@ -65,6 +65,7 @@ fn run(cluster: &Cluster, c: &Case<'_>) -> check::CheckReport {
             headers: vec![],
         }),
         plaintext: c.plaintext,
+        sni: None,
     };
     let compiler = Compiler::new(cluster);
     check::check(&compiler, &req).unwrap()

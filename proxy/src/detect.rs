@@ -93,17 +93,47 @@ pub fn detect_tls(buf: &[u8]) -> TlsDetect {
         }
         return TlsDetect::Incomplete;
     };
-    match client_hello_alpns(record) {
-        Some(alpns) => TlsDetect::ClientHello {
-            mesh: alpns.iter().any(|p| MeshInner::from_alpn(p).is_some()),
+    match client_hello_extensions(record) {
+        Some(hello) => TlsDetect::ClientHello {
+            mesh: hello
+                .alpns
+                .iter()
+                .any(|p| MeshInner::from_alpn(p).is_some()),
         },
         None => TlsDetect::NotTls,
     }
 }
 
-/// The ALPN protocol names of a ClientHello handshake message, or `None`
-/// when the bytes are not a well-formed ClientHello.
-fn client_hello_alpns(msg: &[u8]) -> Option<Vec<&[u8]>> {
+/// The server name (SNI, RFC 6066 3) a ClientHello at the start of `buf`
+/// asks for: what authorization's `connection.sni` matches. `None` when
+/// `buf` does not start with a complete ClientHello record or the hello
+/// carries no host name.
+pub fn client_hello_sni(buf: &[u8]) -> Option<String> {
+    if buf.len() < 5 || buf[0] != 0x16 || buf[1] != 0x03 {
+        return None;
+    }
+    let record_len = usize::from(u16::from_be_bytes([buf[3], buf[4]]));
+    let record = buf.get(5..5 + record_len)?;
+    let name = client_hello_extensions(record)?.sni?;
+    // A host name is ASCII (RFC 6066: "represented as a byte string using
+    // ASCII encoding without a trailing dot"); anything else matches no
+    // pattern rather than being guessed at.
+    if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    std::str::from_utf8(name).ok().map(str::to_owned)
+}
+
+/// What detection and authorization read from a ClientHello.
+struct HelloExtensions<'a> {
+    alpns: Vec<&'a [u8]>,
+    /// The `host_name` entry of the server_name extension.
+    sni: Option<&'a [u8]>,
+}
+
+/// The ALPN protocol names and server name of a ClientHello handshake
+/// message, or `None` when the bytes are not a well-formed ClientHello.
+fn client_hello_extensions(msg: &[u8]) -> Option<HelloExtensions<'_>> {
     let mut r = Reader(msg);
     if r.u8()? != 0x01 {
         return None; // not a ClientHello
@@ -119,9 +149,12 @@ fn client_hello_alpns(msg: &[u8]) -> Option<Vec<&[u8]>> {
     r.take(suites)?;
     let comp = usize::from(r.u8()?);
     r.take(comp)?;
-    let mut alpns = Vec::new();
+    let mut hello = HelloExtensions {
+        alpns: Vec::new(),
+        sni: None,
+    };
     if r.0.is_empty() {
-        return Some(alpns);
+        return Some(hello);
     }
     let ext_len = usize::from(r.u16()?);
     let mut exts = Reader(r.take(ext_len.min(r.0.len()))?);
@@ -136,11 +169,25 @@ fn client_hello_alpns(msg: &[u8]) -> Option<Vec<&[u8]>> {
             let mut names = Reader(list.take(list_len)?);
             while !names.0.is_empty() {
                 let n = usize::from(names.u8()?);
-                alpns.push(names.take(n)?);
+                hello.alpns.push(names.take(n)?);
+            }
+        } else if ty == 0 {
+            // RFC 6066 3: ServerNameList server_name_list<1..2^16-1>, each
+            // a NameType (host_name = 0) and an opaque HostName<1..2^16-1>.
+            let mut list = Reader(data);
+            let list_len = usize::from(list.u16()?);
+            let mut names = Reader(list.take(list_len)?);
+            while !names.0.is_empty() {
+                let kind = names.u8()?;
+                let n = usize::from(names.u16()?);
+                let name = names.take(n)?;
+                if kind == 0 && hello.sni.is_none() {
+                    hello.sni = Some(name);
+                }
             }
         }
     }
-    Some(alpns)
+    Some(hello)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -253,6 +300,12 @@ mod tests {
 
     /// A real ClientHello from rustls with the given ALPN list.
     fn client_hello(alpn: &[&[u8]]) -> Vec<u8> {
+        client_hello_for("x", alpn)
+    }
+
+    /// A real ClientHello from rustls for `server` (a DNS name sends SNI,
+    /// an IP address does not).
+    fn client_hello_for(server: &str, alpn: &[&[u8]]) -> Vec<u8> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut roots = rustls::RootCertStore::empty();
         let ca = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
@@ -261,9 +314,11 @@ mod tests {
             .with_root_certificates(roots)
             .with_no_client_auth();
         cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
-        let mut conn =
-            rustls::ClientConnection::new(std::sync::Arc::new(cfg), "x".try_into().unwrap())
-                .unwrap();
+        let mut conn = rustls::ClientConnection::new(
+            std::sync::Arc::new(cfg),
+            server.to_owned().try_into().unwrap(),
+        )
+        .unwrap();
         let mut out = Vec::new();
         conn.write_tls(&mut out).unwrap();
         out
@@ -274,6 +329,31 @@ mod tests {
         let hello = client_hello(&[MESH_ALPN_H2]);
         assert_eq!(detect_tls(&hello), TlsDetect::ClientHello { mesh: true });
         assert_eq!(detect_tls(&hello[..10]), TlsDetect::Incomplete);
+    }
+
+    #[test]
+    fn the_server_name_of_a_client_hello_is_read() {
+        let hello = client_hello_for("api.example.com", &[b"h2"]);
+        assert_eq!(client_hello_sni(&hello).as_deref(), Some("api.example.com"));
+        let mesh = client_hello_for(
+            "outbound_.80_._.web.default.svc.cluster.local",
+            &[MESH_ALPN_H2],
+        );
+        assert_eq!(
+            client_hello_sni(&mesh).as_deref(),
+            Some("outbound_.80_._.web.default.svc.cluster.local")
+        );
+        // An IP address as the server sends no SNI (RFC 6066 3: "Literal
+        // IPv4 and IPv6 addresses are not permitted in HostName").
+        assert_eq!(client_hello_sni(&client_hello_for("192.0.2.7", &[])), None);
+        // Incomplete, not TLS, or not a hello: nothing.
+        assert_eq!(client_hello_sni(&hello[..hello.len() - 1]), None);
+        assert_eq!(client_hello_sni(b"GET / HTTP/1.1\r\n\r\n"), None);
+        for len in 0..hello.len() {
+            let mut cut = hello[..len].to_vec();
+            cut.extend((0..16).map(|i| i as u8));
+            let _ = client_hello_sni(&cut);
+        }
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct AccessView<'a> {
     pub dest_port: u16,
     /// `None` for non-HTTP traffic (checked once per connection).
     pub http: Option<HttpView<'a>>,
+    /// The server name of the connection's TLS ClientHello.
+    pub sni: Option<&'a str>,
 }
 
 impl<'a> AccessView<'a> {
@@ -77,7 +79,14 @@ impl<'a> AccessView<'a> {
             dest_ip: dest.ip(),
             dest_port: dest.port(),
             http,
+            sni: None,
         }
+    }
+
+    /// The same view, for a connection whose ClientHello asked for `sni`.
+    pub fn with_sni(mut self, sni: Option<&'a str>) -> Self {
+        self.sni = sni;
+        self
     }
 }
 
@@ -134,6 +143,9 @@ pub fn authorize(snapshot: &crate::state::Snapshot, view: &AccessView<'_>) -> Re
         view.dest_ip,
         view.dest_port,
     );
+    if let Some(sni) = view.sni {
+        ctx = ctx.with_sni(sni);
+    }
     if let Some(h) = &view.http {
         ctx = ctx.with_http(HttpRequest {
             method: h.method,

@@ -21,6 +21,8 @@ pub enum ConnInfo {
         /// The port policy is judged on and the IP the app is reached at.
         dest: SocketAddr,
         peer_identity: Option<String>,
+        /// The server name of the connection's TLS ClientHello.
+        sni: Option<String>,
         /// Opaque TCP: authorization is per connection, so re-run it.
         opaque: bool,
     },
@@ -103,6 +105,7 @@ impl ConnTracker {
                     source,
                     dest,
                     peer_identity,
+                    sni,
                     opaque,
                 } => {
                     let l4 = policy::ingress(snapshot, *source, dest.port());
@@ -110,7 +113,8 @@ impl ConnTracker {
                         if *opaque {
                             policy::authorize(
                                 snapshot,
-                                &AccessView::new(*source, peer_identity.as_deref(), *dest, None),
+                                &AccessView::new(*source, peer_identity.as_deref(), *dest, None)
+                                    .with_sni(sni.as_deref()),
                             )
                         } else {
                             Ok(())

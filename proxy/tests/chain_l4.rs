@@ -6,7 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use palisade_api::{Endpoint, MtlsMode, Service, ServicePort};
+use palisade_api::{
+    AuthzAction, AuthzCondition, AuthzRule, Endpoint, MtlsMode, Service, ServicePort,
+};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -452,4 +454,75 @@ async fn rewritten_svid_dir_applies_to_new_connections_only() {
         .unwrap()
         .unwrap();
     assert_eq!(&got, b"after!\n");
+}
+
+/// A ClientHello for `server_name`, as a TLS client of the app would send.
+fn app_client_hello(server_name: &str) -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let mut conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(cfg),
+        server_name.to_owned().try_into().unwrap(),
+    )
+    .unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// Istio's `connection.sni` condition: the server name of the app's own
+/// TLS, passing through a PERMISSIVE port as opaque bytes, is what a rule
+/// matches (Envoy's TLS inspector reads it the same way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_sni_of_the_apps_own_tls_is_authorized() {
+    let app = echo_app().await;
+    let c = chain(app, |_, b| {
+        b.inbound.mtls = MtlsMode::Permissive;
+        b.authorization = vec![authz(
+            "back/deny-blocked-sni",
+            AuthzAction::Deny,
+            vec![AuthzRule {
+                from: vec![],
+                to: vec![],
+                when: vec![AuthzCondition {
+                    key: "connection.sni".into(),
+                    values: vec!["*.blocked.example".into()],
+                    not_values: vec![],
+                }],
+            }],
+        )];
+    })
+    .await;
+
+    let hello = app_client_hello("api.allowed.example");
+    let echoed = raw_exchange(c.b.inbound_addr, &hello, Duration::from_millis(800)).await;
+    assert_eq!(
+        echoed, hello,
+        "an allowed server name passes through to the app untouched"
+    );
+
+    let hello = app_client_hello("api.blocked.example");
+    let started = Instant::now();
+    let echoed = raw_exchange(c.b.inbound_addr, &hello, Duration::from_secs(5)).await;
+    assert!(
+        echoed.is_empty(),
+        "a denied server name never reaches the app"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the denial closes at once"
+    );
+    let m = metrics(&c.b).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "palisade_denials_total{direction=\"Inbound\",layer=\"Authz\"}"
+        ),
+        1.0,
+        "{m}"
+    );
 }

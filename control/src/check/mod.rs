@@ -477,7 +477,10 @@ fn authorize(
     } else {
         None
     };
-    let ctx = RequestContext::tcp(peer, ends.src_ip, dst_ip, port);
+    let mut ctx = RequestContext::tcp(peer, ends.src_ip, dst_ip, port);
+    if let Some(sni) = ends.req.sni.as_deref() {
+        ctx = ctx.with_sni(sni);
+    }
     let mut headers = http::HeaderMap::new();
     let (decision, traffic, detail_prefix) = match &ends.req.http {
         Some(h) => {

@@ -57,6 +57,9 @@ pub struct CheckRequest {
     pub http: Option<HttpSpec>,
     /// The caller presents no identity.
     pub plaintext: bool,
+    /// The server name the caller's TLS ClientHello asks for, as
+    /// authorization's `connection.sni` sees it.
+    pub sni: Option<String>,
 }
 
 pub fn parse_protocol(s: &str) -> Result<Protocol, CheckInputError> {

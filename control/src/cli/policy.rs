@@ -74,6 +74,11 @@ pub struct CheckArgs {
     /// The caller presents no identity (no mTLS).
     #[arg(long)]
     pub plaintext: bool,
+    /// The server name (SNI) of the caller's TLS ClientHello, for
+    /// `connection.sni` conditions; by default none is sent, as Palisade's
+    /// sidecars connect to a peer by its IP address.
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub output: ReportFormat,
 }
@@ -177,6 +182,7 @@ fn build_request(
         protocol,
         http,
         plaintext: a.plaintext,
+        sni: a.sni.clone(),
     })
 }
 

@@ -272,6 +272,7 @@ fn row(compiler: &Compiler<'_>, p: &Planned, result: ProbeResult) -> Row {
         protocol: p.probe.protocol,
         http,
         plaintext: !p.meshed,
+        sni: None,
     };
     let (predicted, mtls, decided_by) = match check(compiler, &request) {
         Ok(report) => {

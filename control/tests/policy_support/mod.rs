@@ -176,6 +176,7 @@ pub fn request(
         protocol,
         http: None,
         plaintext: false,
+        sni: None,
     }
 }
 

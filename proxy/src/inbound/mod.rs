@@ -33,6 +33,10 @@ pub struct InboundConn {
     pub app: SocketAddr,
     /// The verified SPIFFE ID of an mTLS peer.
     pub peer_identity: Option<String>,
+    /// The server name the connection's TLS ClientHello asked for (the
+    /// mesh hello, or the app's own TLS passing through): what
+    /// `connection.sni` matches.
+    pub sni: Option<String>,
 }
 
 impl InboundConn {
@@ -45,6 +49,7 @@ impl InboundConn {
             self.app,
             http,
         )
+        .with_sni(self.sni.as_deref())
     }
 }
 
@@ -89,10 +94,11 @@ pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig:
              palisade.dev/opaque-ports"
         );
     }
+    let sni = crate::detect::client_hello_sni(&buf);
     let io = PrefixedIo::new(buf.freeze(), tcp);
 
     if detected == Detected::Mesh {
-        serve_mesh(ctx, io, client, app).await;
+        serve_mesh(ctx, io, client, app, sni).await;
         return;
     }
 
@@ -119,6 +125,7 @@ pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig:
         client,
         app,
         peer_identity: None,
+        sni,
     };
     if !l4::admit(&ctx, &conn) {
         return;
@@ -130,7 +137,13 @@ pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig:
     }
 }
 
-async fn serve_mesh(ctx: Arc<Ctx>, io: PrefixedIo<TcpStream>, client: ClientAddr, app: SocketAddr) {
+async fn serve_mesh(
+    ctx: Arc<Ctx>,
+    io: PrefixedIo<TcpStream>,
+    client: ClientAddr,
+    app: SocketAddr,
+    sni: Option<String>,
+) {
     let (tls, peer_identity, inner) = match ctx.tls.accept(io).await {
         Ok(accepted) => accepted,
         Err(e) => {
@@ -144,6 +157,7 @@ async fn serve_mesh(ctx: Arc<Ctx>, io: PrefixedIo<TcpStream>, client: ClientAddr
         client,
         app,
         peer_identity: Some(peer_identity),
+        sni,
     };
     if !l4::admit(&ctx, &conn) {
         return;
@@ -160,6 +174,7 @@ pub fn conn_info(conn: &InboundConn, opaque: bool) -> ConnInfo {
         source: conn.client.0.ip(),
         dest: conn.app,
         peer_identity: conn.peer_identity.clone(),
+        sni: conn.sni.clone(),
         opaque,
     }
 }
