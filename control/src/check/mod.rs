@@ -245,17 +245,14 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
                     ))
                 })?;
             let mut targets = Vec::new();
-            for i in crate::compile::services::selected_pods(compiler.index(), svc) {
+            for i in crate::compile::services::endpoint_pods(compiler.index(), svc) {
                 let p = &cluster.pods[i];
-                if !p.ready {
-                    continue;
-                }
+                let mut ips = p.ips.iter().filter(|ip| svc.serves_family(ip));
                 if let Some(port) = target_port(p, &sp.target, sp.protocol)
-                    && let Some(ip) = p
-                        .ips
-                        .iter()
+                    && let Some(ip) = ips
+                        .clone()
                         .find(|ip| ip.is_ipv4() == src_ip.is_ipv4())
-                        .or(p.ips.first())
+                        .or(ips.next())
                 {
                     targets.push((Some(i), *ip, port));
                 }
