@@ -279,3 +279,49 @@ fn load_balancer_node_port_and_headless_services() {
     assert!(load(&[NS, &p, &h]).services[0].cluster_ips.is_empty());
     assert_eq!(endpoint_ips(&[NS, &p, &h]), [ip("198.18.0.1")]);
 }
+
+// ValidateService: "may not be used when `type` is 'ClusterIP'" for a
+// nodePort; sessionAffinity NotSupported, sessionAffinityConfig "must not be
+// set when session affinity is None", validateClientIPAffinityConfig
+// timeoutSeconds in 1-86400; internalTrafficPolicy and
+// externalTrafficPolicy NotSupported values, externalTrafficPolicy "may only
+// be set for externally-accessible services". validation_test.go cases
+// "invalid node port with clusterIP", "invalid sessionAffinity",
+// "sessionAffinityConfig can't be set when session affinity is None",
+// "invalid timeoutSeconds field", "invalid internalTrafficPolicy field",
+// "externalTrafficPolicy is set on ClusterIP service".
+#[test]
+fn service_node_port_affinity_and_traffic_policies_are_validated() {
+    for (spec, field) in [
+        (
+            "  ports: [{port: 80, nodePort: 30080}]\n",
+            "spec.ports[0].nodePort",
+        ),
+        (
+            "  sessionAffinity: Sticky\n  ports: [{port: 80}]\n",
+            "spec.sessionAffinity",
+        ),
+        (
+            "  sessionAffinity: None\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 90}}\n  ports: [{port: 80}]\n",
+            "spec.sessionAffinityConfig",
+        ),
+        (
+            "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 86401}}\n  ports: [{port: 80}]\n",
+            "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+        ),
+        (
+            "  internalTrafficPolicy: Node\n  ports: [{port: 80}]\n",
+            "spec.internalTrafficPolicy",
+        ),
+        (
+            "  externalTrafficPolicy: Local\n  ports: [{port: 80}]\n",
+            "spec.externalTrafficPolicy",
+        ),
+    ] {
+        let e = errors(&[&svc(spec)]);
+        assert!(e.len() == 1 && e[0].contains(field), "{spec}: {e:?}");
+    }
+    load(&[&svc(
+        "  type: NodePort\n  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n  sessionAffinity: ClientIP\n  ports: [{port: 80, nodePort: 30080}]\n",
+    )]);
+}

@@ -504,6 +504,79 @@ pub(super) fn service(
             (a, b, c) => errors.extend([a.err(), b.err(), c.err()].into_iter().flatten()),
         }
     }
+    // validateServicePort's caller: a nodePort on a ClusterIP Service.
+    for (i, p) in ports_list.iter().enumerate() {
+        match p.node_port {
+            Some(n) if n != 0 && kind == "ClusterIP" => errors.push(FieldError::new(
+                format!("spec.ports[{i}].nodePort"),
+                "may not be used when `type` is 'ClusterIP'",
+            )),
+            Some(n) if n != 0 => {
+                if let Err(e) = port_number(&format!("spec.ports[{i}].nodePort"), n) {
+                    errors.push(e);
+                }
+            }
+            _ => {}
+        }
+    }
+    // sessionAffinity: None or ClientIP; a config only with ClientIP, its
+    // timeoutSeconds in 1-86400 (validateClientIPAffinityConfig).
+    let affinity = spec.session_affinity.as_deref().unwrap_or("None");
+    match affinity {
+        "None" if spec.session_affinity_config.is_some() => errors.push(FieldError::new(
+            "spec.sessionAffinityConfig",
+            "must not be set when session affinity is None",
+        )),
+        "None" => {}
+        "ClientIP" => {
+            if let Some(t) = spec
+                .session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                && !(1..=86400).contains(&t)
+            {
+                errors.push(FieldError::new(
+                    "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                    format!("{t} is out of range 1-86400"),
+                ));
+            }
+        }
+        other => errors.push(FieldError::new(
+            "spec.sessionAffinity",
+            format!("unsupported value {other:?} (expected None or ClientIP)"),
+        )),
+    }
+    // internalTrafficPolicy and externalTrafficPolicy: Cluster or Local;
+    // the external one only on an externally accessible Service (NodePort,
+    // LoadBalancer, or with externalIPs).
+    if let Some(v) = spec.internal_traffic_policy.as_deref()
+        && !matches!(v, "Cluster" | "Local")
+    {
+        errors.push(FieldError::new(
+            "spec.internalTrafficPolicy",
+            format!("unsupported value {v:?} (expected Cluster or Local)"),
+        ));
+    }
+    if let Some(v) = spec
+        .external_traffic_policy
+        .as_deref()
+        .filter(|v| !v.is_empty())
+    {
+        let external = matches!(kind, "NodePort" | "LoadBalancer")
+            || spec.external_ips.as_ref().is_some_and(|l| !l.is_empty());
+        if !matches!(v, "Cluster" | "Local") {
+            errors.push(FieldError::new(
+                "spec.externalTrafficPolicy",
+                format!("unsupported value {v:?} (expected Cluster or Local)"),
+            ));
+        } else if !external {
+            errors.push(FieldError::new(
+                "spec.externalTrafficPolicy",
+                "may only be set for externally-accessible services (NodePort, LoadBalancer or with externalIPs)",
+            ));
+        }
+    }
     // ValidateLabels on spec.selector.
     for (k, v) in spec.selector.iter().flatten() {
         if !valid_label_key(k) {
