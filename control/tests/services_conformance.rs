@@ -325,3 +325,68 @@ fn service_node_port_affinity_and_traffic_policies_are_validated() {
         "  type: NodePort\n  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n  sessionAffinity: ClientIP\n  ports: [{port: 80, nodePort: 30080}]\n",
     )]);
 }
+
+// kube-proxy pkg/proxy/topology.go CategorizeEndpoints: with
+// `internalTrafficPolicy: Local` a client reaches only the ready endpoints
+// on its own node, and none if its node has none (topology_test.go
+// TestCategorizeEndpoints "internalTrafficPolicy: Local, with empty
+// endpoints" / "only remote endpoints": no fallback); Cluster (the default)
+// uses every endpoint.
+#[test]
+fn internal_traffic_policy_local_keeps_the_clients_node() {
+    let on = |name: &str, ip: &str, node: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n  containers: [{{name: c}}]\nstatus:\n  hostIP: {node}\n  podIP: {ip}\n"
+        )
+    };
+    let server =
+        |name: &str, ip: &str, node: &str| on(name, ip, node).replace("app: ", "app: a, x: ");
+    let docs = [
+        NS.to_string(),
+        on("client", "198.18.0.10", "10.0.0.1"),
+        on("far", "198.18.0.20", "10.0.0.3"),
+        server("s1", "198.18.0.1", "10.0.0.1"),
+        server("s2", "198.18.0.2", "10.0.0.2"),
+        svc("  clusterIP: 10.96.0.1\n  internalTrafficPolicy: Local\n  ports: [{port: 80}]\n"),
+    ];
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let cluster = load(&refs);
+    let compiler = Compiler::new(&cluster);
+    let seen = |client: &str| -> Vec<IpAddr> {
+        let c = compiler.compile_named(client).unwrap();
+        c.services
+            .iter()
+            .filter(|s| s.name == "x/s")
+            .flat_map(|s| s.ports[0].endpoints.iter().map(|e| e.ip))
+            .collect()
+    };
+    assert_eq!(seen("x/client"), [ip("198.18.0.1")]);
+    assert!(seen("x/far").is_empty());
+    // check agrees: one endpoint judged from x/client, none from x/far.
+    let req = |from: &str| palisade_control::check::CheckRequest {
+        source: palisade_control::check::Source::Pod {
+            pod: cluster.pod_index("x", from).unwrap(),
+            ip: cluster.pods[cluster.pod_index("x", from).unwrap()].ips[0],
+        },
+        destination: palisade_control::check::Destination::Service {
+            service: cluster.services.iter().position(|s| s.name == "s").unwrap(),
+        },
+        port: palisade_control::cluster::PortRef::Number(80),
+        protocol: palisade_api::Protocol::Tcp,
+        http: None,
+        plaintext: false,
+    };
+    let r = palisade_control::check::check(&compiler, &req("client")).unwrap();
+    assert_eq!(r.endpoints.len(), 1, "{r:#?}");
+    let r = palisade_control::check::check(&compiler, &req("far")).unwrap();
+    assert!(r.endpoints.is_empty(), "{r:#?}");
+    // Cluster: both, from anywhere.
+    let mut cluster_docs = docs.clone();
+    cluster_docs[5] = svc("  clusterIP: 10.96.0.1\n  ports: [{port: 80}]\n");
+    let refs: Vec<&str> = cluster_docs.iter().map(String::as_str).collect();
+    let cluster = load(&refs);
+    let compiler = Compiler::new(&cluster);
+    let c = compiler.compile_named("x/far").unwrap();
+    let s = c.services.iter().find(|s| s.name == "x/s").unwrap();
+    assert_eq!(s.ports[0].endpoints.len(), 2);
+}

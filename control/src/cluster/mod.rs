@@ -180,6 +180,10 @@ pub struct Service {
     /// not defaulted) both.
     pub ipv4: bool,
     pub ipv6: bool,
+    /// `spec.internalTrafficPolicy: Local`: a client in the cluster reaches
+    /// only the endpoints on its own node, and none when its node has none
+    /// (kube-proxy CategorizeEndpoints: no fallback to other nodes).
+    pub internal_local: bool,
     pub origin: Origin,
 }
 

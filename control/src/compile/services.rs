@@ -67,6 +67,35 @@ pub fn endpoint_pods(index: &ClusterIndex<'_>, svc: &Service) -> Vec<usize> {
         .collect()
 }
 
+/// Whether `pod` runs on the node whose addresses are `node_ips` (a pod
+/// whose node is not known is on none).
+pub fn on_node(pod: &Pod, node_ips: &[std::net::IpAddr]) -> bool {
+    pod.node_ips.iter().any(|ip| node_ips.contains(ip))
+}
+
+/// The Service as a client on the node `client_node_ips` sees it: with
+/// `internalTrafficPolicy: Local`, only the endpoints on that node.
+pub fn for_client(
+    index: &ClusterIndex<'_>,
+    svc: &Service,
+    resolved: &ApiService,
+    client_node_ips: &[std::net::IpAddr],
+) -> ApiService {
+    let mut out = resolved.clone();
+    if svc.internal_local {
+        let cluster = index.cluster;
+        for port in &mut out.ports {
+            port.endpoints.retain(|e| {
+                e.workload
+                    .split_once('/')
+                    .and_then(|(ns, name)| cluster.pod_index(ns, name))
+                    .is_some_and(|i| on_node(&cluster.pods[i], client_node_ips))
+            });
+        }
+    }
+    out
+}
+
 pub fn resolve(index: &ClusterIndex<'_>, svc: &Service) -> ApiService {
     let pods = endpoint_pods(index, svc);
     let ports = svc

@@ -618,6 +618,7 @@ pub(super) fn service(
             .filter(|s| !s.is_empty() && !external_name)
             .map(|s| Selector::from_match_labels(&s)),
         publish_not_ready_addresses: spec.publish_not_ready_addresses.unwrap_or(false),
+        internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
         ipv4,
         ipv6,
         origin,
