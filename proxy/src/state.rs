@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicUsize;
 
 use arc_swap::ArcSwap;
 use palisade_api::authz::AuthzError;
-use palisade_api::{Endpoint, MtlsMode, Peer, ProxyConfig};
+use palisade_api::{Endpoint, MtlsMode, Peer, Protocol, ProxyConfig};
 
 use crate::policy::CompiledPolicy;
 
@@ -49,23 +49,31 @@ impl Snapshot {
             .map(|(i, p)| (p.ip.to_canonical(), i))
             .collect();
         let mut services = HashMap::new();
+        // Keyed as kube-proxy keys a Service port, by cluster IP, port and
+        // protocol: this table serves captured TCP, so only TCP ports (a
+        // UDP port of the same number must not take their place). And per
+        // family, as kube-proxy runs one proxier per family: a cluster IP
+        // leads to the endpoints of its own family.
         for svc in &config.services {
-            for port in &svc.ports {
-                let target = Arc::new(ServiceTarget {
-                    name: svc.name.clone(),
-                    app_protocol: port.app_protocol.clone(),
-                    endpoints: port.endpoints.clone(),
-                    in_flight: port
+            for port in svc.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
+                for ip in &svc.cluster_ips {
+                    let vip = ip.to_canonical();
+                    let endpoints: Vec<Endpoint> = port
                         .endpoints
                         .iter()
-                        .map(|_| Arc::new(AtomicUsize::new(0)))
-                        .collect(),
-                });
-                for ip in &svc.cluster_ips {
-                    services.insert(
-                        SocketAddr::new(ip.to_canonical(), port.port),
-                        target.clone(),
-                    );
+                        .filter(|e| e.ip.to_canonical().is_ipv4() == vip.is_ipv4())
+                        .cloned()
+                        .collect();
+                    let target = Arc::new(ServiceTarget {
+                        name: svc.name.clone(),
+                        app_protocol: port.app_protocol.clone(),
+                        in_flight: endpoints
+                            .iter()
+                            .map(|_| Arc::new(AtomicUsize::new(0)))
+                            .collect(),
+                        endpoints,
+                    });
+                    services.insert(SocketAddr::new(vip, port.port), target);
                 }
             }
         }
@@ -157,4 +165,64 @@ fn is_http_app_protocol(p: &str) -> bool {
         p.to_ascii_lowercase().as_str(),
         "http" | "http2" | "h2c" | "grpc" | "kubernetes.io/h2c" | "kubernetes.io/ws"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kube-proxy keys a Service port by (cluster IP, port, protocol) and
+    /// runs one proxier per IP family (pkg/proxy ServicePortName carries the
+    /// protocol; the IPv4 proxier sees IPv4 endpoints only). The sidecar's
+    /// table serves TCP connections: a UDP port of the same number (DNS on
+    /// 53/UDP and 53/TCP) must not take the TCP port's place, and the IPv4
+    /// cluster IP of a dual-stack Service must lead to IPv4 endpoints.
+    #[test]
+    fn service_table_is_tcp_and_per_family() {
+        let config: ProxyConfig = serde_yaml::from_str(
+            r#"
+version: "v1"
+mesh: { trustDomain: cluster.local }
+workload:
+  namespace: x
+  name: a
+  serviceAccount: default
+  identity: spiffe://cluster.local/ns/x/sa/default
+  ips: [198.18.0.2]
+inbound: { mtls: STRICT, ingress: { isolated: false } }
+outbound: { egress: { isolated: false } }
+services:
+  - name: kube-system/dns
+    clusterIps: [198.19.255.10, "fd00::10"]
+    ports:
+      - port: 53
+        protocol: TCP
+        endpoints:
+          - { ip: 198.18.0.5, port: 5353, workload: kube-system/dns }
+          - { ip: "fd00::5", port: 5353, workload: kube-system/dns }
+      - port: 53
+        protocol: UDP
+        endpoints:
+          - { ip: 198.18.0.5, port: 53, workload: kube-system/dns }
+          - { ip: "fd00::5", port: 53, workload: kube-system/dns }
+"#,
+        )
+        .unwrap();
+        let snap = Snapshot::compile(config, "v1".into()).unwrap();
+        let v4 = snap.service("198.19.255.10:53".parse().unwrap()).unwrap();
+        let got: Vec<SocketAddr> = v4
+            .endpoints
+            .iter()
+            .map(|e| SocketAddr::new(e.ip, e.port))
+            .collect();
+        assert_eq!(got, ["198.18.0.5:5353".parse().unwrap()]);
+        let v6 = snap.service("[fd00::10]:53".parse().unwrap()).unwrap();
+        let got: Vec<SocketAddr> = v6
+            .endpoints
+            .iter()
+            .map(|e| SocketAddr::new(e.ip, e.port))
+            .collect();
+        assert_eq!(got, ["[fd00::5]:5353".parse().unwrap()]);
+        assert_eq!(v6.in_flight.len(), 1);
+    }
 }

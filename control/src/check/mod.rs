@@ -245,17 +245,22 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
                     ))
                 })?;
             let mut targets = Vec::new();
-            for i in crate::compile::services::selected_pods(compiler.index(), svc) {
+            // internalTrafficPolicy: Local: the endpoints on the client's
+            // node only (a client that is not a known pod has none).
+            let client_node = src_pod
+                .map(|i| cluster.pods[i].node_ips.as_slice())
+                .unwrap_or_default();
+            for i in crate::compile::services::endpoint_pods(compiler.index(), svc) {
                 let p = &cluster.pods[i];
-                if !p.ready {
+                if svc.internal_local && !crate::compile::services::on_node(p, client_node) {
                     continue;
                 }
+                let mut ips = p.ips.iter().filter(|ip| svc.serves_family(ip));
                 if let Some(port) = target_port(p, &sp.target, sp.protocol)
-                    && let Some(ip) = p
-                        .ips
-                        .iter()
+                    && let Some(ip) = ips
+                        .clone()
                         .find(|ip| ip.is_ipv4() == src_ip.is_ipv4())
-                        .or(p.ips.first())
+                        .or(ips.next())
                 {
                     targets.push((Some(i), *ip, port));
                 }

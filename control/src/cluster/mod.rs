@@ -96,8 +96,15 @@ pub struct Pod {
     pub ports: Vec<PodPort>,
     /// From the `palisade.dev/opaque-ports` annotation.
     pub opaque_ports: Vec<u16>,
-    /// Ready to serve as a Service endpoint (not finished, not Ready=False).
+    /// The pod's `Ready` condition is `True` (podutil.IsPodReady; the
+    /// condition already folds in `spec.readinessGates`), and it is not
+    /// finished. A pod whose status lists no condition at all (a
+    /// hand-written manifest) counts as ready: see `load::kube::pod`.
     pub ready: bool,
+    /// `metadata.deletionTimestamp` is set: the pod is shutting down. The
+    /// EndpointSlice controller marks its endpoint not ready (`serving` per
+    /// readiness, `terminating` true) unless `publishNotReadyAddresses`.
+    pub terminating: bool,
     pub origin: Origin,
 }
 
@@ -156,11 +163,35 @@ pub struct ServicePort {
 pub struct Service {
     pub namespace: String,
     pub name: String,
+    /// The virtual IPs; empty for a headless (`clusterIP: None`) or an
+    /// `ExternalName` Service, which clients do not reach through a VIP.
     pub cluster_ips: Vec<IpAddr>,
     pub ports: Vec<ServicePort>,
-    /// `None`: no selector (endpoints managed elsewhere; none here).
+    /// `None`: no selector (endpoints managed elsewhere; none here), and
+    /// always for an `ExternalName` Service, which the EndpointSlice
+    /// controller gives no endpoints (kubernetes/kubernetes#105986).
     pub selector: Option<Selector>,
+    /// `spec.publishNotReadyAddresses`: not-ready and terminating pods are
+    /// ready endpoints.
+    pub publish_not_ready_addresses: bool,
+    /// The address families whose pod IPs become endpoints (the
+    /// EndpointSlice controller's getAddressTypesForService):
+    /// `spec.ipFamilies`, else the family of the cluster IP, else (headless,
+    /// not defaulted) both.
+    pub ipv4: bool,
+    pub ipv6: bool,
+    /// `spec.internalTrafficPolicy: Local`: a client in the cluster reaches
+    /// only the endpoints on its own node, and none when its node has none
+    /// (kube-proxy CategorizeEndpoints: no fallback to other nodes).
+    pub internal_local: bool,
     pub origin: Origin,
+}
+
+impl Service {
+    /// Whether pod address `ip` is of a family this Service publishes.
+    pub fn serves_family(&self, ip: &IpAddr) -> bool {
+        if ip.is_ipv4() { self.ipv4 } else { self.ipv6 }
+    }
 }
 
 /// A `networking.k8s.io/v1` NetworkPolicy, validated.

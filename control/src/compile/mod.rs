@@ -322,7 +322,9 @@ impl<'a> Compiler<'a> {
                                 .any(|e| pod.ips.contains(&e.ip) || pod.node_ips.contains(&e.ip))
                         })
                 })
-                .map(|(_, s)| s.clone())
+                .map(|(i, s)| {
+                    services::for_client(&self.index, &cluster.services[i], s, &pod.node_ips)
+                })
                 .collect(),
             authorization: self.authz.policies_for(pod),
         };

@@ -47,8 +47,57 @@ pub fn selected_pods(index: &ClusterIndex<'_>, svc: &Service) -> Vec<usize> {
     }
 }
 
+/// Whether a pod the Service selects is one of its ready endpoints, as the
+/// EndpointSlice controller decides (staging/src/k8s.io/endpointslice
+/// utils.go `podToEndpoint`, util `ShouldPodBeInEndpoints`): it has an
+/// address and is not terminal (a finished pod keeps none, see
+/// `load::kube::pod`), and `ready := service.Spec.PublishNotReadyAddresses
+/// || (serving && !terminating)` with `serving` the pod's Ready condition
+/// and `terminating` its deletionTimestamp. Only ready endpoints take
+/// traffic here.
+pub fn is_ready_endpoint(pod: &Pod, svc: &Service) -> bool {
+    !pod.ips.is_empty() && (svc.publish_not_ready_addresses || (pod.ready && !pod.terminating))
+}
+
+/// The selected pods that are ready endpoints of `svc`.
+pub fn endpoint_pods(index: &ClusterIndex<'_>, svc: &Service) -> Vec<usize> {
+    selected_pods(index, svc)
+        .into_iter()
+        .filter(|&i| is_ready_endpoint(&index.cluster.pods[i], svc))
+        .collect()
+}
+
+/// Whether `pod` runs on the node whose addresses are `node_ips` (a pod
+/// whose node is not known is on none).
+pub fn on_node(pod: &Pod, node_ips: &[std::net::IpAddr]) -> bool {
+    pod.node_ips.iter().any(|ip| node_ips.contains(ip))
+}
+
+/// The Service as a client on the node `client_node_ips` sees it: with
+/// `internalTrafficPolicy: Local`, only the endpoints on that node.
+pub fn for_client(
+    index: &ClusterIndex<'_>,
+    svc: &Service,
+    resolved: &ApiService,
+    client_node_ips: &[std::net::IpAddr],
+) -> ApiService {
+    let mut out = resolved.clone();
+    if svc.internal_local {
+        let cluster = index.cluster;
+        for port in &mut out.ports {
+            port.endpoints.retain(|e| {
+                e.workload
+                    .split_once('/')
+                    .and_then(|(ns, name)| cluster.pod_index(ns, name))
+                    .is_some_and(|i| on_node(&cluster.pods[i], client_node_ips))
+            });
+        }
+    }
+    out
+}
+
 pub fn resolve(index: &ClusterIndex<'_>, svc: &Service) -> ApiService {
-    let pods = selected_pods(index, svc);
+    let pods = endpoint_pods(index, svc);
     let ports = svc
         .ports
         .iter()
@@ -56,10 +105,12 @@ pub fn resolve(index: &ClusterIndex<'_>, svc: &Service) -> ApiService {
             let mut endpoints: Vec<Endpoint> = pods
                 .iter()
                 .map(|&i| &index.cluster.pods[i])
-                .filter(|p| p.ready)
                 .filter_map(|p| {
                     let port = target_port(p, &sp.target, sp.protocol)?;
-                    Some(p.ips.iter().map(move |ip| Endpoint {
+                    // One EndpointSlice per address type of the Service:
+                    // only pod IPs of its families.
+                    let ips = p.ips.iter().filter(|ip| svc.serves_family(ip));
+                    Some(ips.map(move |ip| Endpoint {
                         ip: *ip,
                         port,
                         workload: p.key(),

@@ -138,7 +138,7 @@ fn plan(state: &LabState, cluster: &crate::cluster::Cluster, opts: &ProbeOptions
                 continue;
             };
             let endpoints: Vec<String> =
-                crate::compile::services::selected_pods(compiler.index(), svc)
+                crate::compile::services::endpoint_pods(compiler.index(), svc)
                     .into_iter()
                     .map(|p| cluster.pods[p].key())
                     .collect();

@@ -213,11 +213,17 @@ pub(super) fn pod(
         ips.clear();
         node_ips.clear();
     }
-    let not_ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "False");
+    // podutil.IsPodReady: the `Ready` condition with status `True` (in a
+    // cluster it already reflects `spec.readinessGates`); `False`,
+    // `Unknown` or no `Ready` condition among the listed ones is not ready.
+    // Our choice: a status that lists no condition at all is a hand-written
+    // manifest (the API server's pods always carry conditions once
+    // scheduled), read as ready, so a directory of plain YAML has endpoints.
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let condition_ready = conditions.is_empty()
+        || conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -238,7 +244,8 @@ pub(super) fn pod(
         host_network: spec.host_network.unwrap_or(false),
         ports,
         opaque_ports,
-        ready: !finished && !not_ready,
+        ready: !finished && condition_ready,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
         origin,
     })
 }
@@ -299,6 +306,31 @@ pub(super) fn service(
     let svc: core::Service = typed(value)?;
     let spec = svc.spec.unwrap_or_default();
     let mut errors = Vec::new();
+    // ValidateService (pkg/apis/core/validation/validation.go), the parts
+    // that decide what a client reaches. The name: ValidateServiceName,
+    // NameIsDNS1035Label (it becomes a DNS label and an env var prefix).
+    if !valid_dns1035_label(&head.name) {
+        errors.push(FieldError::new(
+            "metadata.name",
+            format!(
+                "{:?} is not a valid Service name (a DNS-1035 label: at most 63 lowercase alphanumerics or '-', beginning with a letter and ending with an alphanumeric)",
+                head.name
+            ),
+        ));
+    }
+    let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
+    if !matches!(
+        kind,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
+        errors.push(FieldError::new(
+            "spec.type",
+            format!(
+                "unsupported Service type {kind:?} (expected ClusterIP, NodePort, LoadBalancer or ExternalName)"
+            ),
+        ));
+    }
+    let external_name = kind == "ExternalName";
     let mut cluster_ips = Vec::new();
     let strings: Vec<(String, String)> = match &spec.cluster_ips {
         Some(list) if !list.is_empty() => list
@@ -312,22 +344,134 @@ pub(super) fn service(
             .map(|s| ("spec.clusterIP".to_string(), s.clone()))
             .collect(),
     };
+    // validateClusterIPs: clusterIPs[0] is clusterIP, "None" stands alone,
+    // at most two, of different families.
+    if let (Some(ip), Some(list)) = (&spec.cluster_ip, &spec.cluster_ips)
+        && let Some(first) = list.first()
+        && !ip.is_empty()
+        && ip != first
+    {
+        errors.push(FieldError::new(
+            "spec.clusterIPs[0]",
+            format!("{first:?} must match spec.clusterIP {ip:?}"),
+        ));
+    }
+    let headless = strings.first().is_some_and(|(_, s)| s == "None");
+    if headless && strings.len() > 1 {
+        errors.push(FieldError::new(
+            "spec.clusterIPs",
+            "must be [\"None\"] alone for a headless Service (no other address beside \"None\")",
+        ));
+    }
+    if strings.len() > 2 {
+        errors.push(FieldError::new(
+            "spec.clusterIPs",
+            format!(
+                "may hold at most two addresses, one per family (got {})",
+                strings.len()
+            ),
+        ));
+    }
+    let named_ips = strings.iter().any(|(_, s)| !s.is_empty());
+    if external_name && named_ips {
+        errors.push(FieldError::new(
+            "spec.clusterIP",
+            "must be empty for ExternalName services",
+        ));
+    }
+    if headless && matches!(kind, "NodePort" | "LoadBalancer") {
+        errors.push(FieldError::new(
+            "spec.clusterIP",
+            format!("may not be set to 'None' for {kind} services"),
+        ));
+    }
     for (field, s) in strings {
         if s == "None" || s.is_empty() {
-            continue; // headless
+            continue; // headless, or not allocated yet
         }
         match IpAddr::from_str(&s) {
-            Ok(ip) if !cluster_ips.contains(&ip) => cluster_ips.push(ip),
-            Ok(_) => {}
+            Ok(ip) if cluster_ips.iter().any(|c: &IpAddr| c.is_ipv4() == ip.is_ipv4()) => {
+                errors.push(FieldError::new(
+                    field,
+                    format!("{ip} is of the same family as another cluster IP (dual-stack takes one IPv4 and one IPv6 address)"),
+                ))
+            }
+            Ok(ip) => cluster_ips.push(ip),
             Err(_) => errors.push(FieldError::new(
                 field,
-                format!("{s:?} is not an IP address (or \"None\")"),
+                format!("{s:?} must be empty, 'None', or a valid IP address"),
             )),
         }
     }
-    let mut ports = Vec::new();
-    for (i, p) in spec.ports.iter().flatten().enumerate() {
+    if external_name {
+        // ExternalName: a DNS name (a trailing dot allowed), no VIP.
+        let name = spec.external_name.as_deref().unwrap_or("");
+        let fqdn = name.strip_suffix('.').unwrap_or(name);
+        if fqdn.is_empty() {
+            errors.push(FieldError::new(
+                "spec.externalName",
+                "required for ExternalName services",
+            ));
+        } else if !valid_dns_subdomain(fqdn) {
+            errors.push(FieldError::new(
+                "spec.externalName",
+                format!("{name:?} is not a valid DNS name (a DNS-1123 subdomain)"),
+            ));
+        }
+        cluster_ips.clear();
+    }
+    // spec.ipFamilies: IPv4 or IPv6, at most two, no repeat.
+    let mut families = Vec::new();
+    for (i, f) in spec.ip_families.iter().flatten().enumerate() {
+        let field = format!("spec.ipFamilies[{i}]");
+        match f.as_str() {
+            "IPv4" | "IPv6" if families.contains(&f.as_str()) => {
+                errors.push(FieldError::new(field, format!("duplicate family {f:?}")))
+            }
+            "IPv4" | "IPv6" => families.push(f.as_str()),
+            other => errors.push(FieldError::new(
+                field,
+                format!("unsupported family {other:?} (expected IPv4 or IPv6)"),
+            )),
+        }
+    }
+    let ports_list = spec.ports.as_deref().unwrap_or_default();
+    if ports_list.is_empty() && !headless && !external_name {
+        errors.push(FieldError::new(
+            "spec.ports",
+            "required: a Service with a cluster IP needs at least one port",
+        ));
+    }
+    let mut ports: Vec<ServicePort> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for (i, p) in ports_list.iter().enumerate() {
         let field = format!("spec.ports[{i}]");
+        // validateServicePort: a name is required when there is more than
+        // one port; a name is a DNS-1123 label and unique.
+        match p.name.as_deref().filter(|n| !n.is_empty()) {
+            None if ports_list.len() > 1 => errors.push(FieldError::new(
+                format!("{field}.name"),
+                "required when a Service has more than one port",
+            )),
+            None => {}
+            Some(n) if !valid_dns_label(n) => errors.push(FieldError::new(
+                format!("{field}.name"),
+                format!("{n:?} is not a valid port name (a DNS-1123 label: at most 63 lowercase alphanumerics or '-', beginning and ending with an alphanumeric)"),
+            )),
+            Some(n) if names.contains(&n) => errors.push(FieldError::new(
+                format!("{field}.name"),
+                format!("duplicate port name {n:?}"),
+            )),
+            Some(n) => names.push(n),
+        }
+        if let Some(ap) = &p.app_protocol
+            && !valid_label_key(ap)
+        {
+            errors.push(FieldError::new(
+                format!("{field}.appProtocol"),
+                format!("{ap:?} is not a valid appProtocol (a qualified name: {LABEL_KEY_RULE})"),
+            ));
+        }
         let port = port_number(&format!("{field}.port"), p.port);
         let proto = protocol(&format!("{field}.protocol"), p.protocol.as_deref());
         // SetDefaults_Service: a missing, 0 or "" targetPort is the port.
@@ -337,30 +481,156 @@ pub(super) fn service(
             Some(t) => port_ref(&format!("{field}.targetPort"), t),
         };
         match (port, proto, target) {
-            (Ok(port), Ok(protocol), Ok(target)) => ports.push(ServicePort {
-                name: p.name.clone(),
-                port,
-                protocol,
-                app_protocol: p.app_protocol.clone(),
-                target,
-            }),
+            (Ok(port), Ok(protocol), Ok(target)) => {
+                // ValidateService: "Check for duplicate Ports, considering
+                // (protocol,port) pairs".
+                if ports
+                    .iter()
+                    .any(|q| q.port == port && q.protocol == protocol)
+                {
+                    errors.push(FieldError::new(
+                        &field,
+                        format!("duplicate port {port}/{}", protocol_label(protocol)),
+                    ));
+                }
+                ports.push(ServicePort {
+                    name: p.name.clone().filter(|n| !n.is_empty()),
+                    port,
+                    protocol,
+                    app_protocol: p.app_protocol.clone(),
+                    target,
+                })
+            }
             (a, b, c) => errors.extend([a.err(), b.err(), c.err()].into_iter().flatten()),
+        }
+    }
+    // validateServicePort's caller: a nodePort on a ClusterIP Service.
+    for (i, p) in ports_list.iter().enumerate() {
+        match p.node_port {
+            Some(n) if n != 0 && kind == "ClusterIP" => errors.push(FieldError::new(
+                format!("spec.ports[{i}].nodePort"),
+                "may not be used when `type` is 'ClusterIP'",
+            )),
+            Some(n) if n != 0 => {
+                if let Err(e) = port_number(&format!("spec.ports[{i}].nodePort"), n) {
+                    errors.push(e);
+                }
+            }
+            _ => {}
+        }
+    }
+    // sessionAffinity: None or ClientIP; a config only with ClientIP, its
+    // timeoutSeconds in 1-86400 (validateClientIPAffinityConfig).
+    let affinity = spec.session_affinity.as_deref().unwrap_or("None");
+    match affinity {
+        "None" if spec.session_affinity_config.is_some() => errors.push(FieldError::new(
+            "spec.sessionAffinityConfig",
+            "must not be set when session affinity is None",
+        )),
+        "None" => {}
+        "ClientIP" => {
+            if let Some(t) = spec
+                .session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                && !(1..=86400).contains(&t)
+            {
+                errors.push(FieldError::new(
+                    "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                    format!("{t} is out of range 1-86400"),
+                ));
+            }
+        }
+        other => errors.push(FieldError::new(
+            "spec.sessionAffinity",
+            format!("unsupported value {other:?} (expected None or ClientIP)"),
+        )),
+    }
+    // internalTrafficPolicy and externalTrafficPolicy: Cluster or Local;
+    // the external one only on an externally accessible Service (NodePort,
+    // LoadBalancer, or with externalIPs).
+    if let Some(v) = spec.internal_traffic_policy.as_deref()
+        && !matches!(v, "Cluster" | "Local")
+    {
+        errors.push(FieldError::new(
+            "spec.internalTrafficPolicy",
+            format!("unsupported value {v:?} (expected Cluster or Local)"),
+        ));
+    }
+    if let Some(v) = spec
+        .external_traffic_policy
+        .as_deref()
+        .filter(|v| !v.is_empty())
+    {
+        let external = matches!(kind, "NodePort" | "LoadBalancer")
+            || spec.external_ips.as_ref().is_some_and(|l| !l.is_empty());
+        if !matches!(v, "Cluster" | "Local") {
+            errors.push(FieldError::new(
+                "spec.externalTrafficPolicy",
+                format!("unsupported value {v:?} (expected Cluster or Local)"),
+            ));
+        } else if !external {
+            errors.push(FieldError::new(
+                "spec.externalTrafficPolicy",
+                "may only be set for externally-accessible services (NodePort, LoadBalancer or with externalIPs)",
+            ));
+        }
+    }
+    // ValidateLabels on spec.selector.
+    for (k, v) in spec.selector.iter().flatten() {
+        if !valid_label_key(k) {
+            errors.push(FieldError::new(
+                "spec.selector",
+                format!("{k:?} is not a valid label key ({LABEL_KEY_RULE})"),
+            ));
+        } else if !valid_label_value(v) {
+            errors.push(FieldError::new(
+                format!("spec.selector[{k}]"),
+                format!("{v:?} is not a valid label value ({LABEL_VALUE_RULE})"),
+            ));
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
+    // getAddressTypesForService: ipFamilies, else the cluster IP's family,
+    // else (headless, not defaulted) both.
+    let (ipv4, ipv6) = if !families.is_empty() {
+        (families.contains(&"IPv4"), families.contains(&"IPv6"))
+    } else if !cluster_ips.is_empty() {
+        (
+            cluster_ips.iter().any(IpAddr::is_ipv4),
+            cluster_ips.iter().any(IpAddr::is_ipv6),
+        )
+    } else {
+        (true, true)
+    };
     Ok(Service {
         namespace: head.namespace.clone(),
         name: head.name.clone(),
         cluster_ips,
         ports,
+        // The EndpointSlice controller's syncService: "services with Type
+        // ExternalName receive no endpoints from this controller".
         selector: spec
             .selector
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty() && !external_name)
             .map(|s| Selector::from_match_labels(&s)),
+        publish_not_ready_addresses: spec.publish_not_ready_addresses.unwrap_or(false),
+        internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+        ipv4,
+        ipv6,
         origin,
     })
+}
+
+fn protocol_label(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+        Protocol::Sctp => "SCTP",
+    }
 }
 
 fn selector(field: &str, sel: &LabelSelector) -> Result<Selector, FieldError> {
@@ -436,6 +706,11 @@ fn valid_dns_subdomain(s: &str) -> bool {
 /// ending with an alphanumeric.
 fn valid_dns_label(s: &str) -> bool {
     s.len() <= 63 && dns_label_chars(s)
+}
+
+/// IsDNS1035Label: a DNS-1123 label that begins with a letter.
+fn valid_dns1035_label(s: &str) -> bool {
+    valid_dns_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 fn dns_label_chars(l: &str) -> bool {

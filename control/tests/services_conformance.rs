@@ -1,0 +1,392 @@
+//! Service -> endpoint semantics and Service validation against upstream
+//! Kubernetes: the EndpointSlice controller (staging/src/k8s.io/endpointslice
+//! utils.go, reconciler.go; pkg/controller/endpointslice), pod readiness
+//! (pkg/api/v1/pod/util.go IsPodReady) and ValidateService
+//! (pkg/apis/core/validation/validation.go).
+mod policy_support;
+
+use std::net::IpAddr;
+
+use palisade_control::compile::{Compiler, services};
+use policy_support::{load, try_load};
+
+const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n";
+
+fn pod(name: &str, ip: &str, extra_meta: &str, status: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n  name: {name}\n  labels: {{app: a}}\n{extra_meta}spec:\n  containers:\n    - name: c\n      ports: [{{name: http, containerPort: 8080}}]\nstatus:\n  podIP: {ip}\n{status}"
+    )
+}
+
+fn svc(spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{namespace: x, name: s}}\nspec:\n  selector: {{app: a}}\n{spec}"
+    )
+}
+
+const PORTS: &str = "  ports:\n    - {port: 80, targetPort: http}\n";
+
+/// The endpoint IPs of the first port of x/s.
+fn endpoint_ips(docs: &[&str]) -> Vec<IpAddr> {
+    let cluster = load(docs);
+    let compiler = Compiler::new(&cluster);
+    let s = services::resolve(compiler.index(), cluster.service("x", "s").unwrap());
+    s.ports[0].endpoints.iter().map(|e| e.ip).collect()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn errors(docs: &[&str]) -> Vec<String> {
+    match try_load(docs) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+const READY: &str = "  conditions:\n    - {type: Ready, status: 'True'}\n";
+
+// pkg/api/v1/pod/util.go IsPodReady: "returns true if a pod is ready; false
+// otherwise": the Ready condition with status True. Ready=Unknown (a node
+// that stopped reporting) or a condition list without Ready is not ready;
+// endpointslice utils.go podToEndpoint: `serving := IsPodReady(pod)`,
+// `ready := PublishNotReadyAddresses || (serving && !terminating)`.
+#[test]
+fn endpoint_ready_only_with_ready_condition_true() {
+    let cases = [
+        ("ready", READY, true),
+        // Our choice (README): a status with no condition at all is a
+        // hand-written manifest, read as ready.
+        ("hand-written", "", true),
+        (
+            "unknown",
+            "  conditions:\n    - {type: Ready, status: Unknown}\n",
+            false,
+        ),
+        (
+            "not-ready",
+            "  conditions:\n    - {type: Ready, status: 'False'}\n",
+            false,
+        ),
+        (
+            "no-ready",
+            "  conditions:\n    - {type: PodScheduled, status: 'True'}\n",
+            false,
+        ),
+        (
+            "gates",
+            "  conditions:\n    - {type: ContainersReady, status: 'True'}\n    - {type: Ready, status: 'False'}\n",
+            false,
+        ),
+    ];
+    for (name, status, want) in cases {
+        let p = pod(name, "198.18.0.1", "", status);
+        let got = endpoint_ips(&[NS, &p, &svc(PORTS)]);
+        assert_eq!(!got.is_empty(), want, "{name}: {got:?}");
+    }
+}
+
+// endpointslice utils.go podToEndpoint: "ready should never be true if a pod
+// is terminating, unless publishNotReadyAddresses was set"
+// (`terminating := pod.DeletionTimestamp != nil`); reconciler_test.go
+// TestReconcile1Pod "publishNotReadyAddresses" cases.
+#[test]
+fn terminating_pods_are_not_ready_endpoints() {
+    let meta = "  deletionTimestamp: '2026-01-01T00:00:00Z'\n";
+    let terminating = pod("t", "198.18.0.2", meta, READY);
+    let live = pod("l", "198.18.0.1", "", READY);
+    assert_eq!(
+        endpoint_ips(&[NS, &live, &terminating, &svc(PORTS)]),
+        [ip("198.18.0.1")]
+    );
+    let publish = svc(&format!("  publishNotReadyAddresses: true\n{PORTS}"));
+    assert_eq!(
+        endpoint_ips(&[NS, &live, &terminating, &publish]),
+        [ip("198.18.0.1"), ip("198.18.0.2")]
+    );
+}
+
+// endpoints_controller.go / endpointslice: with publishNotReadyAddresses
+// a not-ready pod is a ready endpoint; a terminal pod or one without an IP
+// still is not (ShouldPodBeInEndpoints).
+#[test]
+fn publish_not_ready_addresses_makes_not_ready_pods_endpoints() {
+    let not_ready = pod(
+        "n",
+        "198.18.0.3",
+        "",
+        "  conditions:\n    - {type: Ready, status: 'False'}\n",
+    );
+    let failed = pod("f", "198.18.0.4", "", "  phase: Failed\n");
+    let no_ip = "apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n  name: p\n  labels: {app: a}\nspec:\n  containers: [{name: c}]\n";
+    let publish = svc("  publishNotReadyAddresses: true\n  ports:\n    - {port: 80}\n");
+    assert_eq!(
+        endpoint_ips(&[NS, &not_ready, &failed, no_ip, &publish]),
+        [ip("198.18.0.3")]
+    );
+    assert!(endpoint_ips(&[NS, &not_ready, &svc(PORTS)]).is_empty());
+}
+
+// endpointslice controller syncService: "services with Type ExternalName
+// receive no endpoints from this controller" (kubernetes/kubernetes#105986),
+// and ValidateService: ExternalName's clusterIP "must be empty", its
+// externalName is required.
+#[test]
+fn external_name_services_have_no_endpoints_and_no_vip() {
+    let p = pod("a", "198.18.0.1", "", READY);
+    let ext =
+        svc("  type: ExternalName\n  externalName: db.example.com.\n  ports:\n    - {port: 80}\n");
+    let cluster = load(&[NS, &p, &ext]);
+    let s = cluster.service("x", "s").unwrap();
+    assert!(s.cluster_ips.is_empty() && s.selector.is_none(), "{s:?}");
+    assert!(endpoint_ips(&[NS, &p, &ext]).is_empty());
+    let e = errors(&[&svc(
+        "  type: ExternalName\n  externalName: db.example.com\n  clusterIP: 10.96.0.10\n",
+    )]);
+    assert!(
+        e.len() == 1 && e[0].contains("spec.clusterIP") && e[0].contains("ExternalName"),
+        "{e:?}"
+    );
+    let e = errors(&[&svc("  type: ExternalName\n")]);
+    assert!(e.len() == 1 && e[0].contains("spec.externalName"), "{e:?}");
+    let e = errors(&[&svc("  type: External\n  ports: [{port: 80}]\n")]);
+    assert!(e.len() == 1 && e[0].contains("spec.type"), "{e:?}");
+}
+
+// endpointslice reconciler.go getAddressTypesForService: the address types
+// are spec.ipFamilies, else the clusterIP's family; headless without
+// ipFamilies gets both. A single-stack IPv4 Service of dual-stack pods has
+// IPv4 endpoints only.
+#[test]
+fn endpoints_follow_the_service_ip_families() {
+    let p = "apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n  name: d\n  labels: {app: a}\nspec:\n  containers: [{name: c}]\nstatus:\n  podIPs: [{ip: 198.18.0.1}, {ip: 'fd00::1'}]\n";
+    let v4 = ip("198.18.0.1");
+    let v6 = ip("fd00::1");
+    let cases = [
+        ("  clusterIP: 10.96.0.1\n", vec![v4]),
+        ("  clusterIP: 'fd00:96::1'\n", vec![v6]),
+        ("  clusterIP: None\n", vec![v4, v6]),
+        ("  clusterIP: None\n  ipFamilies: [IPv6]\n", vec![v6]),
+        (
+            "  clusterIPs: [10.96.0.1, 'fd00:96::1']\n  ipFamilies: [IPv4, IPv6]\n",
+            vec![v4, v6],
+        ),
+    ];
+    for (spec, want) in cases {
+        let s = svc(&format!("{spec}  ports: [{{port: 80}}]\n"));
+        assert_eq!(endpoint_ips(&[NS, p, &s]), want, "{spec}");
+    }
+}
+
+// validation.go validateServicePort: `requireName` when len(ports) > 1
+// ("spec.ports[1].name: Required value"), a name is a DNS-1123 label and
+// unique; ValidateService: "Check for duplicate Ports, considering
+// (protocol,port) pairs". validation_test.go TestValidateServiceCreate
+// cases "missing port name", "invalid port name", "dup port name",
+// "duplicate ports", "duplicate ports (with protocol)" (and "dup port
+// different protocol" is valid).
+#[test]
+fn service_port_names_and_duplicates() {
+    let e = errors(&[&svc(
+        "  ports:\n    - {name: a, port: 80}\n    - {port: 81}\n",
+    )]);
+    assert!(e.len() == 1 && e[0].contains("spec.ports[1].name"), "{e:?}");
+    let e = errors(&[&svc(
+        "  ports:\n    - {name: a, port: 80}\n    - {name: a, port: 81}\n",
+    )]);
+    assert!(
+        e.len() == 1 && e[0].contains("spec.ports[1].name") && e[0].contains("duplicate"),
+        "{e:?}"
+    );
+    let e = errors(&[&svc("  ports:\n    - {name: Http, port: 80}\n")]);
+    assert!(e.len() == 1 && e[0].contains("spec.ports[0].name"), "{e:?}");
+    let e = errors(&[&svc(
+        "  ports:\n    - {name: a, port: 80}\n    - {name: b, port: 80, targetPort: 81}\n",
+    )]);
+    assert!(e.len() == 1 && e[0].contains("spec.ports[1]:"), "{e:?}");
+    // Same port, other protocol: valid (DNS on 53/TCP and 53/UDP).
+    let c = load(&[&svc(
+        "  ports:\n    - {name: a, port: 53}\n    - {name: b, port: 53, protocol: UDP}\n",
+    )]);
+    assert_eq!(c.services[0].ports.len(), 2);
+    // One unnamed port is fine.
+    load(&[&svc("  ports:\n    - {port: 80}\n")]);
+}
+
+// ValidateService: ports are required unless headless or ExternalName;
+// validation_test.go "missing ports" / "missing ports but headless".
+#[test]
+fn service_ports_required_unless_headless() {
+    let e = errors(&[&svc("  clusterIP: 10.96.0.1\n")]);
+    assert!(e.len() == 1 && e[0].contains("spec.ports"), "{e:?}");
+    load(&[&svc("  clusterIP: None\n")]);
+}
+
+// ValidateService: NameIsDNS1035Label for metadata.name; ValidateLabels on
+// spec.selector; IsQualifiedName on appProtocol ("invalid appProtocol");
+// validateClusterIPs (clusterIPs[0] is clusterIP, "None" alone, at most one
+// address per family); NodePort and LoadBalancer may not be headless.
+#[test]
+fn service_metadata_selector_app_protocol_and_cluster_ips_are_validated() {
+    let named = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{namespace: x, name: {name}}}\nspec:\n  ports: [{{port: 80}}]\n"
+        )
+    };
+    let e = errors(&[&named("1abc")]);
+    assert!(e.len() == 1 && e[0].contains("metadata.name"), "{e:?}");
+    let e = errors(&[&svc("  ports: [{port: 80, appProtocol: 'a b'}]\n")]);
+    assert!(
+        e.len() == 1 && e[0].contains("spec.ports[0].appProtocol"),
+        "{e:?}"
+    );
+    load(&[&svc(
+        "  ports: [{port: 80, appProtocol: kubernetes.io/h2c}]\n",
+    )]);
+    let e = errors(&[&svc(PORTS).replace("{app: a}", "{'bad key!': a}")]);
+    assert!(e.len() == 1 && e[0].contains("spec.selector"), "{e:?}");
+    for (spec, field) in [
+        (
+            "  clusterIP: 10.96.0.1\n  clusterIPs: [10.96.0.2]\n",
+            "spec.clusterIPs[0]",
+        ),
+        ("  clusterIPs: [None, 10.96.0.1]\n", "spec.clusterIPs"),
+        (
+            "  clusterIPs: [10.96.0.1, 10.96.0.2]\n",
+            "spec.clusterIPs[1]",
+        ),
+        ("  type: NodePort\n  clusterIP: None\n", "spec.clusterIP"),
+        ("  ipFamilies: [IPv5]\n", "spec.ipFamilies[0]"),
+    ] {
+        let e = errors(&[&svc(&format!("{spec}  ports: [{{port: 80}}]\n"))]);
+        assert!(e.len() == 1 && e[0].contains(field), "{spec}: {e:?}");
+    }
+}
+
+// Types: LoadBalancer and NodePort keep the ClusterIP behaviour (a VIP and
+// endpoints); headless has endpoints but no VIP.
+#[test]
+fn load_balancer_node_port_and_headless_services() {
+    let p = pod("a", "198.18.0.1", "", READY);
+    for ty in ["NodePort", "LoadBalancer"] {
+        let s = svc(&format!("  type: {ty}\n  clusterIP: 10.96.0.1\n{PORTS}"));
+        let cluster = load(&[NS, &p, &s]);
+        assert_eq!(cluster.services[0].cluster_ips, [ip("10.96.0.1")]);
+        assert_eq!(endpoint_ips(&[NS, &p, &s]), [ip("198.18.0.1")], "{ty}");
+    }
+    let h = svc(&format!("  clusterIP: None\n{PORTS}"));
+    assert!(load(&[NS, &p, &h]).services[0].cluster_ips.is_empty());
+    assert_eq!(endpoint_ips(&[NS, &p, &h]), [ip("198.18.0.1")]);
+}
+
+// ValidateService: "may not be used when `type` is 'ClusterIP'" for a
+// nodePort; sessionAffinity NotSupported, sessionAffinityConfig "must not be
+// set when session affinity is None", validateClientIPAffinityConfig
+// timeoutSeconds in 1-86400; internalTrafficPolicy and
+// externalTrafficPolicy NotSupported values, externalTrafficPolicy "may only
+// be set for externally-accessible services". validation_test.go cases
+// "invalid node port with clusterIP", "invalid sessionAffinity",
+// "sessionAffinityConfig can't be set when session affinity is None",
+// "invalid timeoutSeconds field", "invalid internalTrafficPolicy field",
+// "externalTrafficPolicy is set on ClusterIP service".
+#[test]
+fn service_node_port_affinity_and_traffic_policies_are_validated() {
+    for (spec, field) in [
+        (
+            "  ports: [{port: 80, nodePort: 30080}]\n",
+            "spec.ports[0].nodePort",
+        ),
+        (
+            "  sessionAffinity: Sticky\n  ports: [{port: 80}]\n",
+            "spec.sessionAffinity",
+        ),
+        (
+            "  sessionAffinity: None\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 90}}\n  ports: [{port: 80}]\n",
+            "spec.sessionAffinityConfig",
+        ),
+        (
+            "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 86401}}\n  ports: [{port: 80}]\n",
+            "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+        ),
+        (
+            "  internalTrafficPolicy: Node\n  ports: [{port: 80}]\n",
+            "spec.internalTrafficPolicy",
+        ),
+        (
+            "  externalTrafficPolicy: Local\n  ports: [{port: 80}]\n",
+            "spec.externalTrafficPolicy",
+        ),
+    ] {
+        let e = errors(&[&svc(spec)]);
+        assert!(e.len() == 1 && e[0].contains(field), "{spec}: {e:?}");
+    }
+    load(&[&svc(
+        "  type: NodePort\n  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n  sessionAffinity: ClientIP\n  ports: [{port: 80, nodePort: 30080}]\n",
+    )]);
+}
+
+// kube-proxy pkg/proxy/topology.go CategorizeEndpoints: with
+// `internalTrafficPolicy: Local` a client reaches only the ready endpoints
+// on its own node, and none if its node has none (topology_test.go
+// TestCategorizeEndpoints "internalTrafficPolicy: Local, with empty
+// endpoints" / "only remote endpoints": no fallback); Cluster (the default)
+// uses every endpoint.
+#[test]
+fn internal_traffic_policy_local_keeps_the_clients_node() {
+    let on = |name: &str, ip: &str, node: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n  containers: [{{name: c}}]\nstatus:\n  hostIP: {node}\n  podIP: {ip}\n"
+        )
+    };
+    let server =
+        |name: &str, ip: &str, node: &str| on(name, ip, node).replace("app: ", "app: a, x: ");
+    let docs = [
+        NS.to_string(),
+        on("client", "198.18.0.10", "10.0.0.1"),
+        on("far", "198.18.0.20", "10.0.0.3"),
+        server("s1", "198.18.0.1", "10.0.0.1"),
+        server("s2", "198.18.0.2", "10.0.0.2"),
+        svc("  clusterIP: 10.96.0.1\n  internalTrafficPolicy: Local\n  ports: [{port: 80}]\n"),
+    ];
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let cluster = load(&refs);
+    let compiler = Compiler::new(&cluster);
+    let seen = |client: &str| -> Vec<IpAddr> {
+        let c = compiler.compile_named(client).unwrap();
+        c.services
+            .iter()
+            .filter(|s| s.name == "x/s")
+            .flat_map(|s| s.ports[0].endpoints.iter().map(|e| e.ip))
+            .collect()
+    };
+    assert_eq!(seen("x/client"), [ip("198.18.0.1")]);
+    assert!(seen("x/far").is_empty());
+    // check agrees: one endpoint judged from x/client, none from x/far.
+    let req = |from: &str| palisade_control::check::CheckRequest {
+        source: palisade_control::check::Source::Pod {
+            pod: cluster.pod_index("x", from).unwrap(),
+            ip: cluster.pods[cluster.pod_index("x", from).unwrap()].ips[0],
+        },
+        destination: palisade_control::check::Destination::Service {
+            service: cluster.services.iter().position(|s| s.name == "s").unwrap(),
+        },
+        port: palisade_control::cluster::PortRef::Number(80),
+        protocol: palisade_api::Protocol::Tcp,
+        http: None,
+        plaintext: false,
+    };
+    let r = palisade_control::check::check(&compiler, &req("client")).unwrap();
+    assert_eq!(r.endpoints.len(), 1, "{r:#?}");
+    let r = palisade_control::check::check(&compiler, &req("far")).unwrap();
+    assert!(r.endpoints.is_empty(), "{r:#?}");
+    // Cluster: both, from anywhere.
+    let mut cluster_docs = docs.clone();
+    cluster_docs[5] = svc("  clusterIP: 10.96.0.1\n  ports: [{port: 80}]\n");
+    let refs: Vec<&str> = cluster_docs.iter().map(String::as_str).collect();
+    let cluster = load(&refs);
+    let compiler = Compiler::new(&cluster);
+    let c = compiler.compile_named("x/far").unwrap();
+    let s = c.services.iter().find(|s| s.name == "x/s").unwrap();
+    assert_eq!(s.ports[0].endpoints.len(), 2);
+}
