@@ -375,6 +375,7 @@ fn internal_traffic_policy_local_keeps_the_clients_node() {
         protocol: palisade_api::Protocol::Tcp,
         http: None,
         plaintext: false,
+        sni: None,
     };
     let r = palisade_control::check::check(&compiler, &req("client")).unwrap();
     assert_eq!(r.endpoints.len(), 1, "{r:#?}");
