@@ -391,3 +391,90 @@ fn internal_traffic_policy_local_keeps_the_clients_node() {
     let s = c.services.iter().find(|s| s.name == "x/s").unwrap();
     assert_eq!(s.ports[0].endpoints.len(), 2);
 }
+
+// kube-proxy pkg/proxy/topology.go CategorizeEndpoints (KEP-1669,
+// ProxyTerminatingEndpoints, GA in 1.28): "if there are no ready
+// endpoints, use serving terminating endpoints" for cluster traffic, and
+// for internalTrafficPolicy Local among the local endpoints, "if there are
+// no ready local endpoints, use serving terminating local endpoints"; an
+// endpoint that is terminating and not serving is never used. Upstream e2e
+// (test/e2e/network/service.go): "should fallback to terminating endpoints
+// when there are no ready endpoints with internalTrafficPolicy=Cluster" and
+// "...=Local".
+#[test]
+fn serving_terminating_endpoints_answer_only_when_none_is_ready() {
+    let gone = "  deletionTimestamp: '2026-01-01T00:00:00Z'\n";
+    let not_ready = "  conditions:\n    - {type: Ready, status: 'False'}\n";
+    let live = pod("live", "198.18.0.1", "", READY);
+    let serving_terminating = pod("st", "198.18.0.2", gone, READY);
+    let dead_terminating = pod("dt", "198.18.0.3", gone, not_ready);
+    // A ready endpoint exists: the terminating ones stay out.
+    assert_eq!(
+        endpoint_ips(&[
+            NS,
+            &live,
+            &serving_terminating,
+            &dead_terminating,
+            &svc(PORTS)
+        ]),
+        [ip("198.18.0.1")]
+    );
+    // None ready: the serving terminating one answers, never the one that
+    // no longer passes its readiness probe.
+    assert_eq!(
+        endpoint_ips(&[NS, &serving_terminating, &dead_terminating, &svc(PORTS)]),
+        [ip("198.18.0.2")]
+    );
+    assert!(endpoint_ips(&[NS, &dead_terminating, &svc(PORTS)]).is_empty());
+
+    // Local: the choice is made per node. A client on 10.0.0.1 has only a
+    // serving terminating endpoint there and gets it, although a ready one
+    // runs on 10.0.0.2; a client on 10.0.0.2 gets that ready one.
+    let on = |name: &str, ip: &str, node: &str, meta: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n  name: {name}\n{meta}  labels: {{app: {name}}}\nspec:\n  containers: [{{name: c}}]\nstatus:\n  hostIP: {node}\n  podIP: {ip}\n{READY}"
+        )
+    };
+    let server = |name: &str, ip: &str, node: &str, meta: &str| {
+        on(name, ip, node, meta).replace("app: ", "app: a, x: ")
+    };
+    let docs = [
+        NS.to_string(),
+        on("c1", "198.18.0.10", "10.0.0.1", ""),
+        on("c2", "198.18.0.11", "10.0.0.2", ""),
+        server("old", "198.18.0.1", "10.0.0.1", gone),
+        server("new", "198.18.0.2", "10.0.0.2", ""),
+        svc("  clusterIP: 10.96.0.1\n  internalTrafficPolicy: Local\n  ports: [{port: 80}]\n"),
+    ];
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let cluster = load(&refs);
+    let compiler = Compiler::new(&cluster);
+    let seen = |client: &str| -> Vec<IpAddr> {
+        let c = compiler.compile_named(client).unwrap();
+        c.services
+            .iter()
+            .filter(|s| s.name == "x/s")
+            .flat_map(|s| s.ports[0].endpoints.iter().map(|e| e.ip))
+            .collect()
+    };
+    assert_eq!(seen("x/c1"), [ip("198.18.0.1")]);
+    assert_eq!(seen("x/c2"), [ip("198.18.0.2")]);
+    // check judges the same endpoint from x/c1.
+    let req = palisade_control::check::CheckRequest {
+        source: palisade_control::check::Source::Pod {
+            pod: cluster.pod_index("x", "c1").unwrap(),
+            ip: ip("198.18.0.10"),
+        },
+        destination: palisade_control::check::Destination::Service {
+            service: cluster.services.iter().position(|s| s.name == "s").unwrap(),
+        },
+        port: palisade_control::cluster::PortRef::Number(80),
+        protocol: palisade_api::Protocol::Tcp,
+        http: None,
+        plaintext: false,
+        sni: None,
+    };
+    let r = palisade_control::check::check(&compiler, &req).unwrap();
+    assert_eq!(r.endpoints.len(), 1, "{r:#?}");
+    assert_eq!(r.endpoints[0].ip, ip("198.18.0.1"), "{r:#?}");
+}

@@ -250,11 +250,13 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
             let client_node = src_pod
                 .map(|i| cluster.pods[i].node_ips.as_slice())
                 .unwrap_or_default();
-            for i in crate::compile::services::endpoint_pods(compiler.index(), svc) {
+            for i in crate::compile::services::answering_pods(
+                compiler.index(),
+                svc,
+                sp,
+                Some(client_node),
+            ) {
                 let p = &cluster.pods[i];
-                if svc.internal_local && !crate::compile::services::on_node(p, client_node) {
-                    continue;
-                }
                 let mut ips = p.ips.iter().filter(|ip| svc.serves_family(ip));
                 if let Some(port) = target_port(p, &sp.target, sp.protocol)
                     && let Some(ip) = ips
