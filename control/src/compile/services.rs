@@ -73,9 +73,18 @@ pub fn is_serving_terminating(pod: &Pod) -> bool {
 /// The selected pods that answer `svc` for a client in the cluster: its
 /// ready endpoints, or, when it has none, its serving terminating ones.
 pub fn endpoint_pods(index: &ClusterIndex<'_>, svc: &Service) -> Vec<usize> {
-    let selected = selected_pods(index, svc);
+    ready_or_serving_terminating(index, svc, selected_pods(index, svc))
+}
+
+/// Of `candidates`, the ready endpoints of `svc`, or the serving
+/// terminating ones when none is ready.
+fn ready_or_serving_terminating(
+    index: &ClusterIndex<'_>,
+    svc: &Service,
+    candidates: Vec<usize>,
+) -> Vec<usize> {
     let pods = &index.cluster.pods;
-    let ready: Vec<usize> = selected
+    let ready: Vec<usize> = candidates
         .iter()
         .copied()
         .filter(|&i| is_ready_endpoint(&pods[i], svc))
@@ -83,7 +92,7 @@ pub fn endpoint_pods(index: &ClusterIndex<'_>, svc: &Service) -> Vec<usize> {
     if !ready.is_empty() {
         return ready;
     }
-    selected
+    candidates
         .into_iter()
         .filter(|&i| is_serving_terminating(&pods[i]))
         .collect()
@@ -115,18 +124,7 @@ pub fn answering_pods(
                 }
         })
         .collect();
-    let ready: Vec<usize> = candidates
-        .iter()
-        .copied()
-        .filter(|&i| is_ready_endpoint(&pods[i], svc))
-        .collect();
-    if !ready.is_empty() {
-        return ready;
-    }
-    candidates
-        .into_iter()
-        .filter(|&i| is_serving_terminating(&pods[i]))
-        .collect()
+    ready_or_serving_terminating(index, svc, candidates)
 }
 
 /// The endpoints of one Service port on `pods`, sorted.
