@@ -17,59 +17,77 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success());
 }
 
-async fn wait_ready(admin: std::net::SocketAddr) {
+/// Waits until the sidecar at `admin` answers /ready; false if `child`
+/// exits first (a listener port taken meanwhile by a parallel test: the
+/// ports are picked free, then released) or 10 s pass.
+async fn wait_ready(child: &mut Running, admin: std::net::SocketAddr) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
+        if child.0.try_wait().ok().flatten().is_some() {
+            return false;
+        }
         if tokio::net::TcpStream::connect(admin).await.is_ok()
             && http_get(admin, "/ready", "a").await.0 == 200
         {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("not ready");
+    false
 }
 
-/// A server sidecar binary (explicit mode) in front of `app`.
-fn spawn_server(
+/// A ready server sidecar binary (explicit mode) in front of `app`.
+async fn spawn_server(
     ca: &TestCa,
     cfg_path: &std::path::Path,
     app_port: u16,
 ) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
-    spawn_server_with(ca, cfg_path, app_port, &["--workers", "1"])
+    spawn_server_with(ca, cfg_path, app_port, &["--workers", "1"]).await
 }
 
-/// [`spawn_server`] with other `run` flags (`--workers` among them).
-fn spawn_server_with(
+/// [`spawn_server`] with other `run` flags (`--workers` among them). A
+/// start that fails (a port picked free and taken before the sidecar bound
+/// it) is retried on new ports; the last attempt's log is in the panic.
+async fn spawn_server_with(
     ca: &TestCa,
     cfg_path: &std::path::Path,
     app_port: u16,
     extra: &[&str],
 ) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
     let svid = ca.svid_dir("bin", &id("back", "server"));
-    let inbound: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2"))
-        .parse()
-        .unwrap();
-    let admin: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2"))
-        .parse()
-        .unwrap();
-    let outbound = format!("127.0.0.2:{}", free_port("127.0.0.2"));
-    let child = Command::new(env!("CARGO_BIN_EXE_palisade-proxy"))
-        .args(["run", "--config"])
-        .arg(cfg_path)
-        .arg("--svid-dir")
-        .arg(&svid)
-        .args(["--inbound-listen", &inbound.to_string()])
-        .args(["--outbound-listen", &outbound])
-        .args(["--admin-listen", &admin.to_string()])
-        .args(["--inbound-app-port", &app_port.to_string()])
-        .args(["--config-poll", "1h", "--drain-deadline", "5s"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(ca.dir.path().join("proxy.log")).unwrap())
-        .spawn()
-        .unwrap();
-    (Running(child), inbound, admin)
+    let log = ca.dir.path().join("proxy.log");
+    for _attempt in 0..4 {
+        let inbound: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2"))
+            .parse()
+            .unwrap();
+        let admin: std::net::SocketAddr = format!("127.0.0.2:{}", free_port("127.0.0.2"))
+            .parse()
+            .unwrap();
+        let outbound = format!("127.0.0.2:{}", free_port("127.0.0.2"));
+        let child = Command::new(env!("CARGO_BIN_EXE_palisade-proxy"))
+            .args(["run", "--config"])
+            .arg(cfg_path)
+            .arg("--svid-dir")
+            .arg(&svid)
+            .args(["--inbound-listen", &inbound.to_string()])
+            .args(["--outbound-listen", &outbound])
+            .args(["--admin-listen", &admin.to_string()])
+            .args(["--inbound-app-port", &app_port.to_string()])
+            .args(["--config-poll", "1h", "--drain-deadline", "5s"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut child = Running(child);
+        if wait_ready(&mut child, admin).await {
+            return (child, inbound, admin);
+        }
+    }
+    panic!(
+        "the sidecar never became ready: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,8 +97,7 @@ async fn admin_endpoints_and_sighup_reload() {
     let mut cfg = config("back", "server", "127.0.0.2");
     cfg.inbound.mtls = MtlsMode::Permissive;
     let path = ca.write_config("bin.json", &cfg);
-    let (child, inbound, admin) = spawn_server(&ca, &path, app.port());
-    wait_ready(admin).await;
+    let (child, inbound, admin) = spawn_server(&ca, &path, app.port()).await;
     assert_eq!(http_get(admin, "/live", "a").await.0, 200);
     let (s, _, body) = http_get(admin, "/config", "a").await;
     assert_eq!(s, 200);
@@ -140,8 +157,7 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     let mut cfg = config("back", "server", "127.0.0.2");
     cfg.inbound.mtls = MtlsMode::Permissive;
     let path = ca.write_config("bin.json", &cfg);
-    let (mut child, inbound, admin) = spawn_server(&ca, &path, app.port());
-    wait_ready(admin).await;
+    let (mut child, inbound, _admin) = spawn_server(&ca, &path, app.port()).await;
     let req = tokio::spawn(async move { http_get(inbound, "/slow", "h").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     signal(&child.0, "-TERM");
@@ -179,8 +195,8 @@ async fn a_detection_timeout_log_line_names_the_fixing_annotation() {
         &path,
         app.port(),
         &["--workers", "1", "--detect-timeout", "300ms"],
-    );
-    wait_ready(admin).await;
+    )
+    .await;
     let mut tcp = tokio::net::TcpStream::connect(inbound).await.unwrap();
     let mut greeting = [0u8; 25];
     tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut greeting))
@@ -236,8 +252,8 @@ async fn workers_sets_the_data_plane_threads() {
     let path = ca.write_config("bin.json", &cfg);
     for workers in [1, 3] {
         let n = workers.to_string();
-        let (child, inbound, admin) = spawn_server_with(&ca, &path, app.port(), &["--workers", &n]);
-        wait_ready(admin).await;
+        let (child, inbound, _admin) =
+            spawn_server_with(&ca, &path, app.port(), &["--workers", &n]).await;
         assert_eq!(http_get(inbound, "/x", "h").await.0, 200);
         assert_eq!(data_threads(child.0.id()), workers, "--workers {workers}");
     }
