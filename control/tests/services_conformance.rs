@@ -47,6 +47,38 @@ fn errors(docs: &[&str]) -> Vec<String> {
 
 const READY: &str = "  conditions:\n    - {type: Ready, status: 'True'}\n";
 
+/// The endpoint IPs of x/s's first port in `client`'s compiled config.
+fn endpoints_seen_by(compiler: &Compiler<'_>, client: &str) -> Vec<IpAddr> {
+    let c = compiler.compile_named(client).unwrap();
+    c.services
+        .iter()
+        .filter(|s| s.name == "x/s")
+        .flat_map(|s| s.ports[0].endpoints.iter().map(|e| e.ip))
+        .collect()
+}
+
+/// `palisade check` from pod x/`from` to Service x/s port 80 over mTLS.
+fn service_check_request(
+    cluster: &palisade_control::cluster::Cluster,
+    from: &str,
+) -> palisade_control::check::CheckRequest {
+    let pod = cluster.pod_index("x", from).unwrap();
+    palisade_control::check::CheckRequest {
+        source: palisade_control::check::Source::Pod {
+            pod,
+            ip: cluster.pods[pod].ips[0],
+        },
+        destination: palisade_control::check::Destination::Service {
+            service: cluster.services.iter().position(|s| s.name == "s").unwrap(),
+        },
+        port: palisade_control::cluster::PortRef::Number(80),
+        protocol: palisade_api::Protocol::Tcp,
+        http: None,
+        plaintext: false,
+        sni: None,
+    }
+}
+
 // pkg/api/v1/pod/util.go IsPodReady: "returns true if a pod is ready; false
 // otherwise": the Ready condition with status True. Ready=Unknown (a node
 // that stopped reporting) or a condition list without Ready is not ready;
@@ -352,31 +384,11 @@ fn internal_traffic_policy_local_keeps_the_clients_node() {
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
     let cluster = load(&refs);
     let compiler = Compiler::new(&cluster);
-    let seen = |client: &str| -> Vec<IpAddr> {
-        let c = compiler.compile_named(client).unwrap();
-        c.services
-            .iter()
-            .filter(|s| s.name == "x/s")
-            .flat_map(|s| s.ports[0].endpoints.iter().map(|e| e.ip))
-            .collect()
-    };
+    let seen = |client: &str| endpoints_seen_by(&compiler, client);
     assert_eq!(seen("x/client"), [ip("198.18.0.1")]);
     assert!(seen("x/far").is_empty());
     // check agrees: one endpoint judged from x/client, none from x/far.
-    let req = |from: &str| palisade_control::check::CheckRequest {
-        source: palisade_control::check::Source::Pod {
-            pod: cluster.pod_index("x", from).unwrap(),
-            ip: cluster.pods[cluster.pod_index("x", from).unwrap()].ips[0],
-        },
-        destination: palisade_control::check::Destination::Service {
-            service: cluster.services.iter().position(|s| s.name == "s").unwrap(),
-        },
-        port: palisade_control::cluster::PortRef::Number(80),
-        protocol: palisade_api::Protocol::Tcp,
-        http: None,
-        plaintext: false,
-        sni: None,
-    };
+    let req = |from: &str| service_check_request(&cluster, from);
     let r = palisade_control::check::check(&compiler, &req("client")).unwrap();
     assert_eq!(r.endpoints.len(), 1, "{r:#?}");
     let r = palisade_control::check::check(&compiler, &req("far")).unwrap();
@@ -449,31 +461,11 @@ fn serving_terminating_endpoints_answer_only_when_none_is_ready() {
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
     let cluster = load(&refs);
     let compiler = Compiler::new(&cluster);
-    let seen = |client: &str| -> Vec<IpAddr> {
-        let c = compiler.compile_named(client).unwrap();
-        c.services
-            .iter()
-            .filter(|s| s.name == "x/s")
-            .flat_map(|s| s.ports[0].endpoints.iter().map(|e| e.ip))
-            .collect()
-    };
+    let seen = |client: &str| endpoints_seen_by(&compiler, client);
     assert_eq!(seen("x/c1"), [ip("198.18.0.1")]);
     assert_eq!(seen("x/c2"), [ip("198.18.0.2")]);
     // check judges the same endpoint from x/c1.
-    let req = palisade_control::check::CheckRequest {
-        source: palisade_control::check::Source::Pod {
-            pod: cluster.pod_index("x", "c1").unwrap(),
-            ip: ip("198.18.0.10"),
-        },
-        destination: palisade_control::check::Destination::Service {
-            service: cluster.services.iter().position(|s| s.name == "s").unwrap(),
-        },
-        port: palisade_control::cluster::PortRef::Number(80),
-        protocol: palisade_api::Protocol::Tcp,
-        http: None,
-        plaintext: false,
-        sni: None,
-    };
+    let req = service_check_request(&cluster, "c1");
     let r = palisade_control::check::check(&compiler, &req).unwrap();
     assert_eq!(r.endpoints.len(), 1, "{r:#?}");
     assert_eq!(r.endpoints[0].ip, ip("198.18.0.1"), "{r:#?}");
