@@ -78,3 +78,14 @@ pub struct Ctx {
     pub mesh_pool: MeshPool,
     pub mesh_pool_h1: crate::outbound::pool_h1::MeshPoolH1,
 }
+
+impl Ctx {
+    /// Opens mTLS connections to peer sidecars with our SVID and limits.
+    pub fn mesh_dialer(&self) -> crate::outbound::connect::MeshDialer<'_> {
+        crate::outbound::connect::MeshDialer {
+            tls: &self.tls,
+            metrics: &self.metrics,
+            timeout: self.opts.connect_timeout,
+        }
+    }
+}

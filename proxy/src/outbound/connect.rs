@@ -9,6 +9,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::batched_io::Batched;
 use crate::detect::MeshInner;
+use crate::metrics::{Direction, Metrics};
 use crate::tls::{MeshTls, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,17 +36,33 @@ pub async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Conne
     }
 }
 
-pub async fn mesh(
-    tls: &MeshTls,
-    addr: SocketAddr,
-    identity: &str,
-    inner: MeshInner,
-    timeout: Duration,
-) -> Result<TlsStream<Batched<TcpStream>>, ConnectError> {
-    let tcp = tcp(addr, timeout).await?;
-    match tokio::time::timeout(timeout, tls.connect(tcp, identity, inner)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(source)) => Err(ConnectError::Tls { addr, source }),
-        Err(_) => Err(ConnectError::Timeout { addr, timeout }),
+/// What opening an mTLS connection to a peer sidecar needs: our SVID's
+/// TLS configs, the metrics that count the handshake, and the connect
+/// timeout (for TCP and for the handshake each).
+pub struct MeshDialer<'a> {
+    pub tls: &'a MeshTls,
+    pub metrics: &'a Metrics,
+    pub timeout: Duration,
+}
+
+impl MeshDialer<'_> {
+    /// TCP to `addr`, then mTLS requiring `identity` with the ALPN token
+    /// for `inner`; a completed handshake is counted.
+    pub async fn dial(
+        &self,
+        addr: SocketAddr,
+        identity: &str,
+        inner: MeshInner,
+    ) -> Result<TlsStream<Batched<TcpStream>>, ConnectError> {
+        let timeout = self.timeout;
+        let tcp = tcp(addr, timeout).await?;
+        match tokio::time::timeout(timeout, self.tls.connect(tcp, identity, inner)).await {
+            Ok(Ok(s)) => {
+                self.metrics.handshake(Direction::Outbound);
+                Ok(s)
+            }
+            Ok(Err(source)) => Err(ConnectError::Tls { addr, source }),
+            Err(_) => Err(ConnectError::Timeout { addr, timeout }),
+        }
     }
 }

@@ -207,20 +207,11 @@ async fn send_mesh(
 ) -> Response<RespBody> {
     let mut retried = false;
     loop {
-        let Checkout { mut sender, fresh } = match ctx
-            .mesh_pool
-            .get(
-                &ctx.tls,
-                &ctx.metrics,
-                addr,
-                identity,
-                ctx.opts.connect_timeout,
-            )
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => return peer_unreachable(addr, identity, &e),
-        };
+        let Checkout { mut sender, fresh } =
+            match ctx.mesh_pool.get(&ctx.mesh_dialer(), addr, identity).await {
+                Ok(s) => s,
+                Err(e) => return peer_unreachable(addr, identity, &e),
+            };
         // Only a connection that sat in the pool earns a second try: one
         // opened for this request and closed at once was refused.
         let may_resend = !retried && !fresh;
@@ -302,13 +293,7 @@ async fn send_mesh_h1(
     loop {
         let Checkout { mut sender, fresh } = match ctx
             .mesh_pool_h1
-            .checkout(
-                &ctx.tls,
-                &ctx.metrics,
-                addr,
-                identity,
-                ctx.opts.connect_timeout,
-            )
+            .checkout(&ctx.mesh_dialer(), addr, identity)
             .await
         {
             Ok(s) => s,
@@ -338,19 +323,14 @@ async fn upgrade_over_mesh(
     identity: &str,
     mut req: Request<Incoming>,
 ) -> Response<RespBody> {
-    let stream = match super::connect::mesh(
-        &ctx.tls,
-        addr,
-        identity,
-        MeshInner::Http1,
-        ctx.opts.connect_timeout,
-    )
-    .await
+    let stream = match ctx
+        .mesh_dialer()
+        .dial(addr, identity, MeshInner::Http1)
+        .await
     {
         Ok(s) => s,
         Err(e) => return peer_unreachable(addr, identity, &e),
     };
-    ctx.metrics.handshake(Direction::Outbound);
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,

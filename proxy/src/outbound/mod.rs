@@ -101,17 +101,8 @@ async fn tunnel<I>(
     let addr = picked.addr;
     let guard = ctx.tracker.register(ConnInfo::Outbound { endpoint: addr });
     let result = match identity {
-        Some(id) => match connect::mesh(
-            &ctx.tls,
-            addr,
-            &id,
-            MeshInner::Opaque,
-            ctx.opts.connect_timeout,
-        )
-        .await
-        {
+        Some(id) => match ctx.mesh_dialer().dial(addr, &id, MeshInner::Opaque).await {
             Ok(mut tls) => {
-                ctx.metrics.handshake(Direction::Outbound);
                 tokio::select! {
                     r = crate::io::copy_bidirectional_idle(&mut io, &mut tls, ctx.opts.idle_timeout) => r.map(|_| ()).map_err(|source| connect::ConnectError::Io { addr, source }),
                     () = guard.killed() => Ok(()),

@@ -11,10 +11,8 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::detect::MeshInner;
-use crate::metrics::{Direction, Metrics};
-use crate::tls::MeshTls;
 
-use super::connect::{self, ConnectError};
+use super::connect::{ConnectError, MeshDialer};
 
 #[derive(Default)]
 pub struct MeshPool {
@@ -51,11 +49,9 @@ impl MeshPool {
     /// A ready sender to the peer sidecar at `addr`, connecting if needed.
     pub async fn get(
         &self,
-        tls: &MeshTls,
-        metrics: &Metrics,
+        dialer: &MeshDialer<'_>,
         addr: SocketAddr,
         identity: &str,
-        timeout: Duration,
     ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
         let pooled = |sender| Checkout {
             sender,
@@ -73,7 +69,7 @@ impl MeshPool {
             return Ok(pooled(s));
         }
         let connected = self
-            .connect(tls, metrics, addr, identity, timeout)
+            .connect(dialer, addr, identity)
             .await
             .map(|sender| Checkout {
                 sender,
@@ -89,14 +85,11 @@ impl MeshPool {
 
     async fn connect(
         &self,
-        tls: &MeshTls,
-        metrics: &Metrics,
+        dialer: &MeshDialer<'_>,
         addr: SocketAddr,
         identity: &str,
-        timeout: Duration,
     ) -> Result<SendRequest<Incoming>, PoolError> {
-        let stream = connect::mesh(tls, addr, identity, MeshInner::H2, timeout).await?;
-        metrics.handshake(Direction::Outbound);
+        let stream = dialer.dial(addr, identity, MeshInner::H2).await?;
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .adaptive_window(true)

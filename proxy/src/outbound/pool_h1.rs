@@ -11,10 +11,8 @@ use hyper_util::rt::TokioIo;
 
 use crate::detect::MeshInner;
 use crate::idle_senders::IdleSenders;
-use crate::metrics::{Direction, Metrics};
-use crate::tls::MeshTls;
 
-use super::connect;
+use super::connect::MeshDialer;
 use super::pool::{Checkout, PoolError};
 
 /// Idle connections kept per endpoint.
@@ -42,11 +40,9 @@ impl MeshPoolH1 {
     /// A sender ready for one request to the peer sidecar at `addr`.
     pub async fn checkout(
         &self,
-        tls: &MeshTls,
-        metrics: &Metrics,
+        dialer: &MeshDialer<'_>,
         addr: SocketAddr,
         identity: &str,
-        timeout: Duration,
     ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
         if let Some((sender, _)) = self.idle.take_ready(addr, identity) {
             return Ok(Checkout {
@@ -54,8 +50,7 @@ impl MeshPoolH1 {
                 fresh: false,
             });
         }
-        let stream = connect::mesh(tls, addr, identity, MeshInner::Http1, timeout).await?;
-        metrics.handshake(Direction::Outbound);
+        let stream = dialer.dial(addr, identity, MeshInner::Http1).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
