@@ -45,6 +45,11 @@ async fn mtls_handshake_gives_both_sides_the_peer_id() {
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
     assert_eq!(conn.alpn_protocol(), Some(&b"palisade-mesh/h2"[..]));
+    // Mesh links use AES-128-GCM, as Envoy's BoringSSL prefers (provider.rs).
+    assert_eq!(
+        conn.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+    );
     assert_eq!(accepted.recv().await.unwrap().unwrap(), CLIENT);
     assert_eq!(echo(&mut tls, b"hello").await, b"hello");
 }
