@@ -142,7 +142,11 @@ pub async fn send_plain(
                 }
                 upgrade_response(resp)
             }
-            None => proxied(resp).await,
+            // The answer may go back over HTTP/2 in TLS (a mesh caller).
+            None => proxied(resp).await.map(|body| match body {
+                Either::Left(body) => Either::Left(body.record_sized()),
+                local => local,
+            }),
         },
         Err(e) if matches!(&e, PlainError::Http { source, .. } if caller_body_failed(source)) => {
             // The caller's body broke off or was malformed (a bad chunk):

@@ -17,6 +17,12 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 /// Largest declared body length whose first frame is awaited.
 pub const PREFETCH_MAX: u64 = 64 * 1024;
 
+/// The largest DATA frame payload whose frame (with its 9-byte HTTP/2
+/// header) still fits one TLS record (16 KiB of plaintext). HTTP/2 writes
+/// each DATA frame by itself, so a full 16 KiB frame costs a second TLS
+/// record of 9 bytes: a second seal and open, record header and tag.
+pub const RECORD_SIZED_DATA: usize = 16 * 1024 - 9;
+
 /// An upstream body, possibly with its first frame already read.
 #[derive(Debug)]
 pub struct Proxied {
@@ -24,6 +30,9 @@ pub struct Proxied {
     /// Data bytes in `first` (for the size hint).
     first_len: u64,
     rest: Incoming,
+    /// Data frames longer than this are handed on in pieces of this size
+    /// (slices of the same buffer, no copy).
+    max_data: usize,
 }
 
 impl From<Incoming> for Proxied {
@@ -32,6 +41,31 @@ impl From<Incoming> for Proxied {
             first: None,
             first_len: 0,
             rest,
+            max_data: usize::MAX,
+        }
+    }
+}
+
+impl Proxied {
+    /// Hands data on in pieces of at most [`RECORD_SIZED_DATA`] bytes, for a
+    /// body that may leave over HTTP/2 inside TLS.
+    pub fn record_sized(mut self) -> Self {
+        self.max_data = RECORD_SIZED_DATA;
+        self
+    }
+
+    /// `frame`, or its first `max_data` bytes with the rest kept for the
+    /// next poll.
+    fn split_data(&mut self, frame: Frame<Bytes>) -> Frame<Bytes> {
+        match frame.into_data() {
+            Ok(mut data) if data.len() > self.max_data => {
+                let head = data.split_to(self.max_data);
+                self.first_len = data.len() as u64;
+                self.first = Some(Ok(Frame::data(data)));
+                Frame::data(head)
+            }
+            Ok(data) => Frame::data(data),
+            Err(frame) => frame,
         }
     }
 }
@@ -56,6 +90,7 @@ pub async fn with_first_frame(resp: Response<Incoming>) -> Response<Proxied> {
             first,
             first_len,
             rest,
+            max_data: usize::MAX,
         },
     )
 }
@@ -68,11 +103,14 @@ impl Body for Proxied {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(first) = self.first.take() {
-            self.first_len = 0;
-            return Poll::Ready(Some(first));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
+        let next = match self.first.take() {
+            Some(first) => {
+                self.first_len = 0;
+                Some(first)
+            }
+            None => std::task::ready!(Pin::new(&mut self.rest).poll_frame(cx)),
+        };
+        Poll::Ready(next.map(|frame| frame.map(|f| self.split_data(f))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -87,5 +125,92 @@ impl Body for Proxied {
             hint.set_upper(upper.saturating_add(self.first_len));
         }
         hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+
+    /// A response with `body` as one chunk, read back by a real HTTP/1 client.
+    async fn fetched(body: Bytes, chunked: bool) -> Response<Incoming> {
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |_req| {
+                let body = body.clone();
+                async move {
+                    let mut resp = Response::new(Full::new(body.clone()));
+                    if chunked {
+                        resp.headers_mut()
+                            .insert("transfer-encoding", "chunked".parse().unwrap());
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server_io), service)
+                .await;
+        });
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client_io))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("/")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send.send_request(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn record_sized_bodies_come_in_pieces_that_fit_one_tls_record_each() {
+        let body: Bytes = (0..200_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>()
+            .into();
+        for chunked in [false, true] {
+            let resp = with_first_frame(fetched(body.clone(), chunked).await).await;
+            let (_, mut proxied) = resp.into_parts();
+            proxied = proxied.record_sized();
+            let mut got = Vec::new();
+            let mut pieces = 0;
+            while let Some(frame) = proxied.frame().await {
+                let data = frame.unwrap().into_data().unwrap();
+                assert!(data.len() <= RECORD_SIZED_DATA, "{} bytes", data.len());
+                assert!(!data.is_empty());
+                got.extend_from_slice(&data);
+                pieces += 1;
+            }
+            assert_eq!(got, body, "chunked={chunked}");
+            assert!(pieces >= body.len().div_ceil(RECORD_SIZED_DATA));
+            // (hyper's chunked `Incoming` never says it has ended)
+            assert!(chunked || proxied.is_end_stream());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_size_hint_counts_a_kept_back_piece() {
+        let body = Bytes::from(vec![7u8; 40_000]);
+        let resp = with_first_frame(fetched(body, false).await).await;
+        let mut proxied = resp.into_body().record_sized();
+        assert_eq!(proxied.size_hint().exact(), Some(40_000));
+        let first = proxied.frame().await.unwrap().unwrap().into_data().unwrap();
+        let left = 40_000 - first.len() as u64;
+        assert_eq!(proxied.size_hint().lower(), left);
+        assert!(!proxied.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn bodies_not_record_sized_pass_as_read() {
+        let body = Bytes::from(vec![1u8; 40_000]);
+        let resp = with_first_frame(fetched(body, false).await).await;
+        let mut proxied = resp.into_body();
+        let mut sizes = Vec::new();
+        while let Some(frame) = proxied.frame().await {
+            sizes.push(frame.unwrap().into_data().unwrap().len());
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), 40_000);
+        assert!(sizes.iter().any(|&n| n > RECORD_SIZED_DATA), "{sizes:?}");
     }
 }
