@@ -470,3 +470,41 @@ fn serving_terminating_endpoints_answer_only_when_none_is_ready() {
     assert_eq!(r.endpoints.len(), 1, "{r:#?}");
     assert_eq!(r.endpoints[0].ip, ip("198.18.0.1"), "{r:#?}");
 }
+
+/// `sessionAffinity: ClientIP` reaches the sidecar's config with its
+/// timeout (`sessionAffinityConfig.clientIP.timeoutSeconds`, defaulted to
+/// 10800 as SetDefaults_Service does); `None` (or no field) carries none.
+#[test]
+fn client_ip_session_affinity_reaches_the_proxy_config_with_its_timeout() {
+    let affinity_of = |spec: &str| {
+        let doc = svc(spec);
+        let cluster = load(&[NS, &doc]);
+        let compiler = Compiler::new(&cluster);
+        services::resolve(compiler.index(), cluster.service("x", "s").unwrap()).session_affinity
+    };
+    let with = |t: u32| Some(palisade_api::SessionAffinity { timeout_seconds: t });
+    assert_eq!(
+        affinity_of(&format!("  sessionAffinity: ClientIP\n{PORTS}")),
+        with(10800)
+    );
+    assert_eq!(
+        affinity_of(&format!(
+            "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 15}}}}\n{PORTS}"
+        )),
+        with(15)
+    );
+    assert_eq!(
+        affinity_of(&format!(
+            "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {{clientIP: {{}}}}\n{PORTS}"
+        )),
+        with(10800)
+    );
+    assert_eq!(
+        affinity_of(&format!("  sessionAffinity: None\n{PORTS}")),
+        None
+    );
+    assert_eq!(affinity_of(PORTS), None);
+    // And it round-trips through the config the sidecar reads.
+    let json = serde_json::to_string(&with(15)).unwrap();
+    assert_eq!(json, r#"{"timeoutSeconds":15}"#);
+}

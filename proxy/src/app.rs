@@ -164,6 +164,7 @@ impl Proxy {
             tls: tls.clone(),
             mesh_pool: MeshPool::default(),
             mesh_pool_h1: Default::default(),
+            affinities: Default::default(),
         });
 
         data.spawn(keep_a_timer_pending());

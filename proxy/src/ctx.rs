@@ -77,6 +77,9 @@ pub struct Ctx {
     /// Pooled HTTP/2-over-mTLS connections to peer sidecars.
     pub mesh_pool: MeshPool,
     pub mesh_pool_h1: crate::outbound::pool_h1::MeshPoolH1,
+    /// Client-IP session affinities of the Services this pod calls; kept
+    /// across config versions.
+    pub affinities: crate::outbound::affinity::Affinities,
 }
 
 impl Ctx {

@@ -34,7 +34,11 @@ pub struct Snapshot {
 /// A Service port's ready endpoints and the balancer's in-flight counts.
 pub struct ServiceTarget {
     pub name: String,
+    /// The cluster IP and port this target answers for.
+    pub service_port: SocketAddr,
     pub app_protocol: Option<String>,
+    /// `sessionAffinity: ClientIP`: how long a pick stays sticky.
+    pub affinity: Option<std::time::Duration>,
     pub endpoints: Vec<Endpoint>,
     pub in_flight: Vec<Arc<AtomicUsize>>,
 }
@@ -66,7 +70,11 @@ impl Snapshot {
                         .collect();
                     let target = Arc::new(ServiceTarget {
                         name: svc.name.clone(),
+                        service_port: SocketAddr::new(vip, port.port),
                         app_protocol: port.app_protocol.clone(),
+                        affinity: svc
+                            .session_affinity
+                            .map(|a| std::time::Duration::from_secs(u64::from(a.timeout_seconds))),
                         in_flight: endpoints
                             .iter()
                             .map(|_| Arc::new(AtomicUsize::new(0)))

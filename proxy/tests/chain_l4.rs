@@ -313,10 +313,16 @@ async fn invalid_config_is_ignored_and_the_last_good_one_stays() {
     assert_eq!(http_get(c.a.outbound_addr, "/", "x").await.0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_vip_spreads_across_endpoints_with_egress_per_endpoint() {
-    init_tracing();
-    let ca = TestCa::new();
+/// Three backend sidecars behind one Service cluster IP, each with its own
+/// app answering `app=one`, `app=two` or `app=three`, and the client-side
+/// config calling that cluster IP (egress not isolated).
+struct VipServers {
+    servers: Vec<palisade_proxy::app::Proxy>,
+    client_config: palisade_api::ProxyConfig,
+    vip: std::net::SocketAddr,
+}
+
+async fn vip_servers(ca: &TestCa) -> VipServers {
     let app1 = http_app("one").await;
     let app2 = http_app("two").await;
     let app3 = http_app("three").await;
@@ -345,8 +351,7 @@ async fn service_vip_spreads_across_endpoints_with_egress_per_endpoint() {
     }
     let vip: std::net::SocketAddr = "198.18.100.10:80".parse().unwrap();
     let mut a = config("front", "client", "127.0.0.1");
-    for (ip, s) in ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().zip(&servers) {
-        let _ = s;
+    for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
         a.peers.push(peer(ip, "back", "server"));
     }
     a.services.push(Service {
@@ -366,7 +371,41 @@ async fn service_vip_spreads_across_endpoints_with_egress_per_endpoint() {
                 })
                 .collect(),
         }],
+        session_affinity: None,
     });
+    VipServers {
+        servers,
+        client_config: a,
+        vip,
+    }
+}
+
+/// Which app answered each of `n` requests through `outbound`, counted; a
+/// new client connection per request (`http_get`), as kube-proxy balances
+/// connections.
+async fn answers(
+    outbound: std::net::SocketAddr,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let (s, _, body) = http_get(outbound, &format!("/{i}"), "server.back").await;
+        assert_eq!(s, 200, "{body}");
+        let name = body.split_whitespace().next().unwrap().to_string();
+        *seen.entry(name).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_vip_spreads_across_endpoints_with_egress_per_endpoint() {
+    init_tracing();
+    let ca = TestCa::new();
+    let VipServers {
+        servers: _servers,
+        client_config: mut a,
+        vip,
+    } = vip_servers(&ca).await;
     // Egress allows the first two endpoints only: the third never gets traffic.
     a.outbound.egress = only_from("front/egress", &["127.0.0.2/32", "127.0.0.3/32"]);
     let a_path = ca.write_config("a.json", &a);
@@ -380,13 +419,7 @@ async fn service_vip_spreads_across_endpoints_with_egress_per_endpoint() {
             ..opts()
         },
     );
-    let mut seen = std::collections::BTreeMap::new();
-    for i in 0..40 {
-        let (s, _, body) = http_get(a.outbound_addr, &format!("/{i}"), "server.back").await;
-        assert_eq!(s, 200, "{body}");
-        let name = body.split_whitespace().next().unwrap().to_string();
-        *seen.entry(name).or_insert(0) += 1;
-    }
+    let seen = answers(a.outbound_addr, 40).await;
     assert!(
         !seen.contains_key("app=three"),
         "egress denies endpoint three: {seen:?}"
@@ -406,6 +439,55 @@ async fn service_vip_spreads_across_endpoints_with_egress_per_endpoint() {
     )
     .await;
     assert!(reply.is_empty());
+}
+
+/// Kubernetes conformance (test/e2e/network/service.go): "should have
+/// session affinity work for service with type clusterIP" (every request of
+/// one client reaches the same pod) and "should be able to switch session
+/// affinity for service with type clusterIP" (with None the requests reach
+/// several pods; back to ClientIP they stick again). Each request is a new
+/// client connection and is balanced on its own, so only the affinity can
+/// keep them together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_session_affinity_client_ip_sticks_and_can_be_switched() {
+    init_tracing();
+    let ca = TestCa::new();
+    let VipServers {
+        servers: _servers,
+        client_config: mut a,
+        vip,
+    } = vip_servers(&ca).await;
+    a.services[0].session_affinity = Some(palisade_api::SessionAffinity {
+        timeout_seconds: 10800,
+    });
+    let a_path = ca.write_config("a.json", &a);
+    let a_svid = ca.svid_dir("a", &id("front", "client"));
+    let a = sidecar(
+        &a_path,
+        &a_svid,
+        "127.0.0.1",
+        palisade_proxy::ctx::Options {
+            outbound_to: Some(vip),
+            ..opts()
+        },
+    );
+    let sticky = answers(a.outbound_addr, 20).await;
+    assert_eq!(sticky.len(), 1, "ClientIP affinity: {sticky:?}");
+
+    let mut cfg = a.ctx.state.load().config.clone();
+    cfg.services[0].session_affinity = None;
+    write_config(&a_path, &cfg);
+    wait_for_version(&a, &cfg).await;
+    let spread = answers(a.outbound_addr, 30).await;
+    assert!(spread.len() > 1, "affinity None: {spread:?}");
+
+    cfg.services[0].session_affinity = Some(palisade_api::SessionAffinity {
+        timeout_seconds: 10800,
+    });
+    write_config(&a_path, &cfg);
+    wait_for_version(&a, &cfg).await;
+    let again = answers(a.outbound_addr, 20).await;
+    assert_eq!(again.len(), 1, "ClientIP again: {again:?}");
 }
 
 pub async fn wait_for_version(p: &palisade_proxy::app::Proxy, cfg: &palisade_api::ProxyConfig) {

@@ -237,6 +237,37 @@ pub struct Service {
     pub name: String,
     pub cluster_ips: Vec<IpAddr>,
     pub ports: Vec<ServicePort>,
+    /// `spec.sessionAffinity: ClientIP`; absent for `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinity>,
+}
+
+/// Client-IP session affinity, as kube-proxy applies it: each Service port
+/// sends a client back to the endpoint it last reached while that endpoint
+/// stays an endpoint, until `timeout_seconds` pass without a new connection
+/// from that client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionAffinity {
+    /// `sessionAffinityConfig.clientIP.timeoutSeconds` (1 to 86400; 10800
+    /// when not set).
+    #[serde(deserialize_with = "affinity_timeout")]
+    pub timeout_seconds: u32,
+}
+
+/// Kubernetes' default `timeoutSeconds` (three hours).
+pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10800;
+
+/// The range `validateClientIPAffinityConfig` allows: more than 0, at most a day.
+fn affinity_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let t = u32::deserialize(d)?;
+    if (1..=86400).contains(&t) {
+        Ok(t)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "timeoutSeconds {t} is out of range 1-86400"
+        )))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

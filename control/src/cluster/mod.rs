@@ -184,6 +184,9 @@ pub struct Service {
     /// only the endpoints on its own node, and none when its node has none
     /// (kube-proxy CategorizeEndpoints: no fallback to other nodes).
     pub internal_local: bool,
+    /// `spec.sessionAffinity: ClientIP`: its timeout in seconds
+    /// (`sessionAffinityConfig.clientIP.timeoutSeconds`, 10800 by default).
+    pub client_ip_affinity: Option<u32>,
     pub origin: Origin,
 }
 

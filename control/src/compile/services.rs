@@ -201,5 +201,8 @@ pub fn resolve(index: &ClusterIndex<'_>, svc: &Service) -> ApiService {
         name: format!("{}/{}", svc.namespace, svc.name),
         cluster_ips,
         ports,
+        session_affinity: svc
+            .client_ip_affinity
+            .map(|timeout_seconds| palisade_api::SessionAffinity { timeout_seconds }),
     }
 }

@@ -619,6 +619,14 @@ pub(super) fn service(
             .map(|s| Selector::from_match_labels(&s)),
         publish_not_ready_addresses: spec.publish_not_ready_addresses.unwrap_or(false),
         internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+        client_ip_affinity: (affinity == "ClientIP").then(|| {
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .and_then(|t| u32::try_from(t).ok())
+                .unwrap_or(palisade_api::DEFAULT_AFFINITY_TIMEOUT_SECONDS)
+        }),
         ipv4,
         ipv6,
         origin,

@@ -10,7 +10,7 @@ use super::service::{self, Picked, Target};
 /// The endpoint this connection goes to, or `None` when egress denies it.
 pub fn admit(ctx: &Ctx, client: ClientAddr, orig: OrigDstAddr, target: &Target) -> Option<Picked> {
     let snap = ctx.state.load();
-    match service::pick(&snap, target) {
+    match service::pick(&snap, &ctx.affinities, target) {
         Ok(p) => Some(p),
         Err(denied) => {
             crate::logs::denied_connection(

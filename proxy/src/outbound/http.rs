@@ -77,7 +77,7 @@ async fn proxy_request(
 ) -> Response<RespBody> {
     let picked = {
         let snap = ctx.state.load();
-        service::pick(&snap, target).map(|p| {
+        service::pick(&snap, &ctx.affinities, target).map(|p| {
             let route = peer_route(&snap, p.addr, target.app_protocol());
             (p, route)
         })

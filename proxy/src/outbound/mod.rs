@@ -2,6 +2,7 @@
 //! listener (or sent to `--outbound-to`). Stages: Service translation and
 //! egress policy, peer lookup, then per-request HTTP over the mesh pool or
 //! an opaque mTLS (or plain) tunnel.
+pub mod affinity;
 pub mod connect;
 pub mod egress;
 pub mod http;

@@ -1,11 +1,14 @@
 //! Service translation: a Service's virtual IP and port become one ready
 //! endpoint, chosen by power of two choices over in-flight counts among the
 //! endpoints egress policy allows (NetworkPolicy applies to pods, not to
-//! Service IPs).
+//! Service IPs), or, for a Service with client-IP session affinity, the
+//! endpoint this pod reached last while it remains (see [`super::affinity`]).
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
+use super::affinity::Affinities;
 use crate::policy::{self, Denied};
 use crate::state::{ServiceTarget, Snapshot};
 
@@ -49,7 +52,7 @@ impl Drop for Picked {
 }
 
 /// Picks an endpoint egress allows. `Err` names why nothing is allowed.
-pub fn pick(snap: &Snapshot, target: &Target) -> Result<Picked, Denied> {
+pub fn pick(snap: &Snapshot, affinities: &Affinities, target: &Target) -> Result<Picked, Denied> {
     match target {
         Target::Endpoint(addr) => {
             policy::egress(snap, addr.ip(), addr.port())?;
@@ -58,7 +61,44 @@ pub fn pick(snap: &Snapshot, target: &Target) -> Result<Picked, Denied> {
                 in_flight: None,
             })
         }
-        Target::Service(svc) => pick_endpoint(snap, svc),
+        Target::Service(svc) => match svc.affinity {
+            None => pick_endpoint(snap, svc),
+            Some(timeout) => {
+                let now = Instant::now();
+                let picked = sticky_endpoint(snap, affinities, svc, now)
+                    .map_or_else(|| pick_endpoint(snap, svc), Ok)?;
+                affinities.record(svc.service_port, picked.addr, timeout, now);
+                Ok(picked)
+            }
+        },
+    }
+}
+
+/// The endpoint this pod's affinity to `svc` names, if it has not expired,
+/// is still one of the Service port's endpoints and egress still allows it.
+fn sticky_endpoint(
+    snap: &Snapshot,
+    affinities: &Affinities,
+    svc: &ServiceTarget,
+    now: Instant,
+) -> Option<Picked> {
+    let addr = affinities.current(svc.service_port, now)?;
+    let i = svc
+        .endpoints
+        .iter()
+        .position(|ep| SocketAddr::new(ep.ip, ep.port) == addr)?;
+    policy::egress(snap, addr.ip(), addr.port()).ok()?;
+    Some(in_flight(svc, i))
+}
+
+/// Endpoint `i` of `svc`, counted as in flight.
+fn in_flight(svc: &ServiceTarget, i: usize) -> Picked {
+    let ep = &svc.endpoints[i];
+    let counter = svc.in_flight[i].clone();
+    counter.fetch_add(1, Ordering::Relaxed);
+    Picked {
+        addr: SocketAddr::new(ep.ip, ep.port),
+        in_flight: Some(counter),
     }
 }
 
@@ -127,11 +167,153 @@ fn pick_endpoint(snap: &Snapshot, svc: &ServiceTarget) -> Result<Picked, Denied>
             }
         }
     };
-    let ep = &svc.endpoints[chosen];
-    let counter = svc.in_flight[chosen].clone();
-    counter.fetch_add(1, Ordering::Relaxed);
-    Ok(Picked {
-        addr: SocketAddr::new(ep.ip, ep.port),
-        in_flight: Some(counter),
-    })
+    Ok(in_flight(svc, chosen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_api::ProxyConfig;
+    use std::collections::BTreeSet;
+
+    /// A pod calling `web` (cluster IP 198.19.0.10:80, three endpoints),
+    /// with `affinity` as the Service's sessionAffinity and egress allowing
+    /// `egress_to` (every endpoint when empty).
+    fn snapshot(affinity: &str, endpoints: &[&str], egress_to: &[&str]) -> Snapshot {
+        let eps: String = endpoints
+            .iter()
+            .map(|ip| format!("          - {{ ip: {ip}, port: 8080, workload: x/web }}\n"))
+            .collect();
+        let egress = if egress_to.is_empty() {
+            "{ isolated: false }".to_string()
+        } else {
+            let nets: Vec<String> = egress_to.iter().map(|ip| format!("{ip}/32")).collect();
+            format!(
+                "{{ isolated: true, rules: [{{ policy: x/egress, rule: 0, peers: [{{ description: test, nets: [{}] }}] }}] }}",
+                nets.join(", ")
+            )
+        };
+        let yaml = format!(
+            r#"
+version: "v1"
+mesh: {{ trustDomain: cluster.local }}
+workload:
+  namespace: x
+  name: client
+  serviceAccount: default
+  identity: spiffe://cluster.local/ns/x/sa/default
+  ips: [198.18.0.2]
+inbound: {{ mtls: STRICT, ingress: {{ isolated: false }} }}
+outbound: {{ egress: {egress} }}
+services:
+  - name: x/web
+    clusterIps: [198.19.0.10]
+    {affinity}
+    ports:
+      - port: 80
+        protocol: TCP
+        endpoints:
+{eps}"#
+        );
+        let config: ProxyConfig = serde_yaml::from_str(&yaml).unwrap();
+        Snapshot::compile(config, "v1".into()).unwrap()
+    }
+
+    const VIP: &str = "198.19.0.10:80";
+    const THREE: &[&str] = &["198.18.0.5", "198.18.0.6", "198.18.0.7"];
+    const CLIENT_IP: &str = "sessionAffinity: { timeoutSeconds: 10800 }";
+
+    fn picks(snap: &Snapshot, affinities: &Affinities, n: usize) -> BTreeSet<SocketAddr> {
+        let target = resolve(snap, VIP.parse().unwrap());
+        (0..n)
+            .map(|_| pick(snap, affinities, &target).unwrap().addr)
+            .collect()
+    }
+
+    #[test]
+    fn without_affinity_picks_spread() {
+        let snap = snapshot("", THREE, &[]);
+        assert!(picks(&snap, &Affinities::default(), 60).len() > 1);
+    }
+
+    /// Kubernetes conformance "should have session affinity work for
+    /// service with type clusterIP": every request from one client reaches
+    /// the same pod.
+    #[test]
+    fn client_ip_affinity_sticks_to_one_endpoint() {
+        let snap = snapshot(CLIENT_IP, THREE, &[]);
+        let affinities = Affinities::default();
+        assert_eq!(picks(&snap, &affinities, 60).len(), 1);
+        assert_eq!(affinities.live(Instant::now()), 1);
+    }
+
+    #[test]
+    fn affinity_survives_a_new_config_version_while_its_endpoint_remains() {
+        let affinities = Affinities::default();
+        let first = picks(&snapshot(CLIENT_IP, THREE, &[]), &affinities, 1);
+        let first = *first.iter().next().unwrap();
+        // A new version (same endpoints, reordered, plus one more).
+        let mut more: Vec<&str> = THREE.iter().rev().copied().collect();
+        more.push("198.18.0.8");
+        let again = picks(&snapshot(CLIENT_IP, &more, &[]), &affinities, 30);
+        assert_eq!(again, BTreeSet::from([first]));
+        // The endpoint goes away: another is picked, and then kept.
+        let rest: Vec<String> = more
+            .iter()
+            .filter(|ip| **ip != first.ip().to_string())
+            .map(|s| s.to_string())
+            .collect();
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        let moved = picks(&snapshot(CLIENT_IP, &rest, &[]), &affinities, 30);
+        assert_eq!(moved.len(), 1);
+        assert_ne!(moved, BTreeSet::from([first]));
+    }
+
+    #[test]
+    fn affinity_never_overrides_egress_policy() {
+        let affinities = Affinities::default();
+        let first = *picks(&snapshot(CLIENT_IP, THREE, &[]), &affinities, 1)
+            .iter()
+            .next()
+            .unwrap();
+        let others: Vec<String> = THREE
+            .iter()
+            .filter(|ip| **ip != first.ip().to_string())
+            .map(|s| s.to_string())
+            .collect();
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        let snap = snapshot(CLIENT_IP, THREE, &others);
+        let now = picks(&snap, &affinities, 30);
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert!(!now.contains(&first), "egress denies {first}");
+    }
+
+    #[test]
+    fn an_expired_affinity_lets_the_balancer_choose_again() {
+        let snap = snapshot("sessionAffinity: { timeoutSeconds: 1 }", THREE, &[]);
+        let affinities = Affinities::default();
+        let target = resolve(&snap, VIP.parse().unwrap());
+        let Target::Service(svc) = &target else {
+            panic!("not a Service")
+        };
+        let first = pick(&snap, &affinities, &target).unwrap().addr;
+        let later = Instant::now() + std::time::Duration::from_secs(2);
+        assert_eq!(affinities.current(svc.service_port, later), None);
+        assert!(sticky_endpoint(&snap, &affinities, svc, later).is_none());
+        assert!(
+            sticky_endpoint(&snap, &affinities, svc, Instant::now())
+                .is_some_and(|p| p.addr == first)
+        );
+    }
+
+    #[test]
+    fn a_timeout_out_of_range_is_refused_when_the_config_is_read() {
+        for bad in ["0", "86401", "-1"] {
+            let yaml = format!(
+                "name: x/web\nclusterIps: [198.19.0.10]\nsessionAffinity: {{ timeoutSeconds: {bad} }}\nports: []\n"
+            );
+            let err = serde_yaml::from_str::<palisade_api::Service>(&yaml).unwrap_err();
+            assert!(err.to_string().contains("timeoutSeconds"), "{bad}: {err}");
+        }
+    }
 }
