@@ -86,6 +86,7 @@ pub struct Metrics {
     pub config_reload_errors: Counter,
     pub closed_by_policy_change: Family<DirectionLabels, Counter>,
     pub tls_handshakes: Family<DirectionLabels, Counter>,
+    pub endpoint_retries: Counter,
 }
 
 impl Default for Metrics {
@@ -107,6 +108,7 @@ impl Metrics {
             config_reload_errors: Counter::default(),
             closed_by_policy_change: Family::default(),
             tls_handshakes: Family::default(),
+            endpoint_retries: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -153,6 +155,11 @@ impl Metrics {
             "tls_handshakes",
             "Completed mTLS handshakes (outbound: originated; inbound: terminated)",
             m.tls_handshakes.clone(),
+        );
+        registry.register(
+            "endpoint_retries",
+            "Outbound connections and requests sent to another endpoint of their Service because the endpoint picked first could not be reached",
+            m.endpoint_retries.clone(),
         );
         Self { registry, ..m }
     }

@@ -490,6 +490,113 @@ async fn service_session_affinity_client_ip_sticks_and_can_be_switched() {
     assert_eq!(again.len(), 1, "ClientIP again: {again:?}");
 }
 
+/// An endpoint nothing listens on (its port was free a moment ago).
+fn dead_endpoint(ip: &str) -> Endpoint {
+    Endpoint {
+        ip: ip.parse().unwrap(),
+        port: free_port(ip),
+        workload: "back/gone".into(),
+    }
+}
+
+/// A pod deleted while its endpoint is still published (the window of a
+/// rolling update): a request that cannot reach it goes to another endpoint
+/// of the Service, as Istio's default retries (connect-failure, two retries,
+/// another host each time) send it. With two of four endpoints refusing
+/// connections, three attempts always find a live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_an_unreachable_endpoint_go_to_another_endpoint_of_the_service() {
+    init_tracing();
+    let ca = TestCa::new();
+    let VipServers {
+        servers: _servers,
+        client_config: mut a,
+        vip,
+    } = vip_servers(&ca).await;
+    // Meshed (a peer entry) but gone: the dial is refused.
+    for ip in ["127.0.0.5", "127.0.0.6"] {
+        a.peers.push(peer(ip, "back", "server"));
+        a.services[0].ports[0].endpoints.push(dead_endpoint(ip));
+    }
+    a.services[0].ports[0].endpoints.remove(2);
+    let a_path = ca.write_config("a.json", &a);
+    let a_svid = ca.svid_dir("a", &id("front", "client"));
+    let a = sidecar(
+        &a_path,
+        &a_svid,
+        "127.0.0.1",
+        palisade_proxy::ctx::Options {
+            outbound_to: Some(vip),
+            ..opts()
+        },
+    );
+    let seen = answers(a.outbound_addr, 30).await;
+    assert_eq!(seen.values().sum::<usize>(), 30, "{seen:?}");
+    let m = metrics(&a).await;
+    assert!(
+        metric_value(&m, "palisade_endpoint_retries_total") >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "palisade_requests_total{direction=\"Outbound\",status=\"502\"}"
+        ),
+        0.0,
+        "{m}"
+    );
+}
+
+/// The same for connections tunnelled at L4 (here to endpoints without a
+/// sidecar): nothing of the client's has gone upstream while the dial
+/// fails, so the next endpoint takes the connection unnoticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_an_unreachable_endpoint_go_to_another_endpoint_of_the_service() {
+    init_tracing();
+    let ca = TestCa::new();
+    let app = http_app("live").await;
+    let vip: std::net::SocketAddr = "198.18.100.11:80".parse().unwrap();
+    let mut a = config("front", "client", "127.0.0.1");
+    a.services.push(Service {
+        name: "back/plain".into(),
+        cluster_ips: vec![vip.ip()],
+        ports: vec![ServicePort {
+            name: Some("http".into()),
+            port: 80,
+            protocol: palisade_api::Protocol::Tcp,
+            app_protocol: None,
+            endpoints: vec![
+                dead_endpoint("127.0.0.7"),
+                dead_endpoint("127.0.0.8"),
+                Endpoint {
+                    ip: app.ip(),
+                    port: app.port(),
+                    workload: "back/plain".into(),
+                },
+            ],
+        }],
+        session_affinity: None,
+    });
+    let a_path = ca.write_config("a.json", &a);
+    let a_svid = ca.svid_dir("a", &id("front", "client"));
+    let a = sidecar(
+        &a_path,
+        &a_svid,
+        "127.0.0.1",
+        palisade_proxy::ctx::Options {
+            outbound_to: Some(vip),
+            ..opts()
+        },
+    );
+    let seen = answers(a.outbound_addr, 20).await;
+    assert_eq!(seen.get("app=live"), Some(&20), "{seen:?}");
+    let m = metrics(&a).await;
+    assert!(
+        metric_value(&m, "palisade_endpoint_retries_total") >= 1.0,
+        "{m}"
+    );
+}
+
 pub async fn wait_for_version(p: &palisade_proxy::app::Proxy, cfg: &palisade_api::ProxyConfig) {
     let want = cfg.compute_version();
     for _ in 0..100 {

@@ -135,7 +135,7 @@ async fn proxy_request(
             *req.version_mut() = http::Version::HTTP_2;
             // HTTP/2 carries the authority as a pseudo-header.
             req.headers_mut().remove(HOST);
-            send_mesh(ctx, picked.addr, &identity, req).await
+            send_mesh_retrying(ctx, target, picked, identity, MeshLink::H2, req).await
         }
         PeerRoute::Mesh { identity, .. } => {
             // HTTP/1 wants an origin-form target; Host carries the authority.
@@ -144,15 +144,16 @@ async fn proxy_request(
             }
             set_origin_target(&mut req);
             *req.version_mut() = http::Version::HTTP_11;
-            send_mesh_h1(ctx, picked.addr, &identity, req).await
+            send_mesh_retrying(ctx, target, picked, identity, MeshLink::Http1, req).await
         }
         PeerRoute::Plain => {
             set_origin_target(&mut req);
             *req.version_mut() = http::Version::HTTP_11;
-            send_plain(&ctx.plain, picked.addr, req).await
+            let resp = send_plain(&ctx.plain, picked.addr, req).await;
+            drop(picked);
+            resp
         }
     };
-    drop(picked);
     ctx.metrics
         .request(Direction::Outbound, resp.status().as_u16());
     resp
@@ -194,23 +195,89 @@ fn set_origin_target<B>(req: &mut Request<B>) {
     *req.uri_mut() = Uri::from(path_and_query(req));
 }
 
+/// The kind of pooled connection requests ride to peer sidecars.
+#[derive(Clone, Copy)]
+enum MeshLink {
+    H2,
+    Http1,
+}
+
+/// A request no byte of which reached the peer: no connection could be
+/// made, or the new connection was closed before taking it. It can go to
+/// another endpoint whatever its method; `answer` is for the caller if it
+/// goes nowhere.
+struct Unsent {
+    req: Request<Incoming>,
+    answer: Response<RespBody>,
+}
+
+/// Sends `req` to `picked` and, while it reaches no peer and `target` is a
+/// Service, to up to [`service::CONNECT_RETRIES`] other meshed endpoints
+/// (Istio's default `connect-failure`/`refused-stream` retries, each to
+/// another host). An endpoint without a sidecar ends the retries: the
+/// request is already in the form sidecars take.
+async fn send_mesh_retrying(
+    ctx: &Ctx,
+    target: &Target,
+    mut picked: service::Picked,
+    mut identity: String,
+    link: MeshLink,
+    req: Request<Incoming>,
+) -> Response<RespBody> {
+    let mut tried = Vec::new();
+    let mut req = req;
+    loop {
+        let sent = match link {
+            MeshLink::H2 => send_mesh(ctx, picked.addr, &identity, req).await,
+            MeshLink::Http1 => send_mesh_h1(ctx, picked.addr, &identity, req).await,
+        };
+        let unsent = match sent {
+            Ok(resp) => return resp,
+            Err(unsent) => unsent,
+        };
+        tried.push(picked.addr);
+        let next = (tried.len() <= service::CONNECT_RETRIES)
+            .then(|| {
+                let snap = ctx.state.load();
+                service::pick_another(&snap, &ctx.affinities, target, &tried).map(|p| {
+                    let route = peer_route(&snap, p.addr, target.app_protocol());
+                    (p, route)
+                })
+            })
+            .flatten();
+        let Some((next, PeerRoute::Mesh { identity: id, .. })) = next else {
+            return unsent.answer;
+        };
+        tracing::info!(endpoint = %picked.addr, next = %next.addr, "peer unreachable; sending the request to another endpoint of the Service");
+        ctx.metrics.endpoint_retries.inc();
+        picked = next;
+        identity = id;
+        req = unsent.req;
+    }
+}
+
 /// Sends `req` over the pooled HTTP/2 connection to the peer sidecar. A
 /// connection found closed before the request was handed to it (the peer
 /// restarted or sent GOAWAY while it sat in the pool) is dropped and the
 /// request goes out once on a new one: it was never sent, so this is safe
-/// for every method.
+/// for every method. `Err`: the request reached no peer.
 async fn send_mesh(
     ctx: &Ctx,
     addr: std::net::SocketAddr,
     identity: &str,
     mut req: Request<Incoming>,
-) -> Response<RespBody> {
+) -> Result<Response<RespBody>, Unsent> {
     let mut retried = false;
     loop {
         let Checkout { mut sender, fresh } =
             match ctx.mesh_pool.get(&ctx.mesh_dialer(), addr, identity).await {
                 Ok(s) => s,
-                Err(e) => return peer_unreachable(addr, identity, &e),
+                Err(e) => {
+                    return Err(Unsent {
+                        req,
+                        answer: peer_unreachable(addr, identity, &e),
+                    });
+                }
             };
         // Only a connection that sat in the pool earns a second try: one
         // opened for this request and closed at once was refused.
@@ -223,10 +290,13 @@ async fn send_mesh(
                 continue;
             }
             tracing::info!(%addr, error = %e, "pooled mesh connection failed");
-            return local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n");
+            return Err(Unsent {
+                req,
+                answer: local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n"),
+            });
         }
         match sender.try_send_request(req).await {
-            Ok(resp) => return proxied(resp).await,
+            Ok(resp) => return Ok(proxied(resp).await),
             Err(e) => {
                 if sender.is_closed() {
                     ctx.mesh_pool.evict(addr, identity);
@@ -237,7 +307,8 @@ async fn send_mesh(
                         ctx.mesh_pool.evict(addr, identity);
                         req = unsent;
                     }
-                    AfterFailure::Answer(answer) => return answer,
+                    AfterFailure::Elsewhere(unsent) => return Err(*unsent),
+                    AfterFailure::Answer(answer) => return Ok(answer),
                 }
             }
         }
@@ -248,6 +319,9 @@ async fn send_mesh(
 enum AfterFailure {
     /// It was never sent: it goes out once more on a new connection.
     Resend(Request<Incoming>),
+    /// It was never sent, on a connection opened for it: this peer is not
+    /// taking requests; another endpoint may.
+    Elsewhere(Box<Unsent>),
     /// The caller's answer: 400 when the caller's own body failed, 502
     /// otherwise.
     Answer(Response<RespBody>),
@@ -270,6 +344,13 @@ fn after_failed_send(
             tracing::debug!(%addr, error = %e.error(), "request not sent on the pooled mesh connection; sending it on a new one");
             AfterFailure::Resend(unsent)
         }
+        Some(unsent) => {
+            tracing::info!(%addr, error = %e.error(), "new mesh connection closed before taking the request");
+            AfterFailure::Elsewhere(Box::new(Unsent {
+                req: unsent,
+                answer: local_response(StatusCode::BAD_GATEWAY, "peer sidecar request failed\n"),
+            }))
+        }
         _ => {
             tracing::debug!(%addr, error = %e.error(), "mesh request failed");
             AfterFailure::Answer(local_response(
@@ -288,7 +369,7 @@ async fn send_mesh_h1(
     addr: std::net::SocketAddr,
     identity: &str,
     mut req: Request<Incoming>,
-) -> Response<RespBody> {
+) -> Result<Response<RespBody>, Unsent> {
     let mut retried = false;
     loop {
         let Checkout { mut sender, fresh } = match ctx
@@ -297,19 +378,25 @@ async fn send_mesh_h1(
             .await
         {
             Ok(s) => s,
-            Err(e) => return peer_unreachable(addr, identity, &e),
+            Err(e) => {
+                return Err(Unsent {
+                    req,
+                    answer: peer_unreachable(addr, identity, &e),
+                });
+            }
         };
         match sender.try_send_request(req).await {
             Ok(resp) => {
                 ctx.mesh_pool_h1.checkin(addr, identity, sender);
-                return proxied(resp).await;
+                return Ok(proxied(resp).await);
             }
             Err(e) => match after_failed_send(addr, e, !retried && !fresh) {
                 AfterFailure::Resend(unsent) => {
                     retried = true;
                     req = unsent;
                 }
-                AfterFailure::Answer(answer) => return answer,
+                AfterFailure::Elsewhere(unsent) => return Err(*unsent),
+                AfterFailure::Answer(answer) => return Ok(answer),
             },
         }
     }

@@ -73,7 +73,7 @@ pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig:
                         () = killed => {}
                     }
                 }
-                Ok(_) => tunnel(ctx, io, client, picked, Some(identity)).await,
+                Ok(_) => tunnel(ctx, io, client, &target, picked, Some(identity)).await,
                 Err(e) => {
                     tracing::debug!(%client, error = %e, "outbound detection failed");
                     ctx.metrics.connection(Direction::Outbound, Outcome::Failed);
@@ -83,48 +83,116 @@ pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig:
         PeerRoute::Mesh {
             identity,
             opaque: true,
-        } => tunnel(ctx, tcp, client, picked, Some(identity)).await,
-        PeerRoute::Plain => tunnel(ctx, tcp, client, picked, None).await,
+        } => tunnel(ctx, tcp, client, &target, picked, Some(identity)).await,
+        PeerRoute::Plain => tunnel(ctx, tcp, client, &target, picked, None).await,
     }
 }
 
-/// Opaque TCP to the endpoint: mTLS with ALPN `palisade/1` to a meshed
-/// peer, plain TCP otherwise.
+/// The upstream side of an opaque tunnel.
+enum Upstream {
+    Mesh(Box<tokio_rustls::client::TlsStream<crate::batched_io::Batched<TcpStream>>>),
+    Plain(TcpStream),
+}
+
+/// Opens the tunnel's upstream to `addr`: mTLS with ALPN `palisade/1` to a
+/// meshed peer (`identity`), plain TCP otherwise.
+async fn dial_upstream(
+    ctx: &Ctx,
+    addr: std::net::SocketAddr,
+    identity: Option<&str>,
+) -> Result<Upstream, connect::ConnectError> {
+    match identity {
+        Some(id) => ctx
+            .mesh_dialer()
+            .dial(addr, id, MeshInner::Opaque)
+            .await
+            .map(|tls| Upstream::Mesh(Box::new(tls))),
+        None => connect::tcp(addr, ctx.opts.connect_timeout)
+            .await
+            .map(Upstream::Plain),
+    }
+}
+
+/// Dials `picked`; when it cannot be reached and `target` is a Service, up
+/// to [`service::CONNECT_RETRIES`] other endpoints in turn (nothing of the
+/// client's has been sent yet, so the client cannot tell). `Err` carries
+/// the last endpoint tried.
+async fn dial_with_retries(
+    ctx: &Ctx,
+    target: &Target,
+    mut picked: service::Picked,
+    mut identity: Option<String>,
+) -> Result<(service::Picked, Upstream), (std::net::SocketAddr, connect::ConnectError)> {
+    let mut tried = Vec::new();
+    loop {
+        let error = match dial_upstream(ctx, picked.addr, identity.as_deref()).await {
+            Ok(up) => return Ok((picked, up)),
+            Err(e) => e,
+        };
+        tried.push(picked.addr);
+        let next = (tried.len() <= service::CONNECT_RETRIES)
+            .then(|| {
+                let snap = ctx.state.load();
+                service::pick_another(&snap, &ctx.affinities, target, &tried).map(|p| {
+                    let route = peer_route(&snap, p.addr, target.app_protocol());
+                    (p, route)
+                })
+            })
+            .flatten();
+        let Some((next, route)) = next else {
+            return Err((picked.addr, error));
+        };
+        tracing::info!(endpoint = %picked.addr, next = %next.addr, %error, "endpoint unreachable; trying another endpoint of the Service");
+        ctx.metrics.endpoint_retries.inc();
+        identity = match route {
+            PeerRoute::Mesh { identity, .. } => Some(identity),
+            PeerRoute::Plain => None,
+        };
+        picked = next;
+    }
+}
+
+/// Opaque TCP to the endpoint (another of the Service's when it cannot be
+/// reached): mTLS with ALPN `palisade/1` to a meshed peer, plain TCP
+/// otherwise.
 async fn tunnel<I>(
     ctx: Arc<Ctx>,
     mut io: I,
     client: ClientAddr,
+    target: &Target,
     picked: service::Picked,
     identity: Option<String>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    let (picked, upstream) = match dial_with_retries(&ctx, target, picked, identity).await {
+        Ok(ok) => ok,
+        Err((addr, e)) => {
+            tracing::info!(%client, endpoint = %addr, error = %e, "outbound connection failed");
+            ctx.metrics.connection(Direction::Outbound, Outcome::Failed);
+            return;
+        }
+    };
     let addr = picked.addr;
     let guard = ctx.tracker.register(ConnInfo::Outbound { endpoint: addr });
-    let result = match identity {
-        Some(id) => match ctx.mesh_dialer().dial(addr, &id, MeshInner::Opaque).await {
-            Ok(mut tls) => {
-                tokio::select! {
-                    r = crate::io::copy_bidirectional_idle(&mut io, &mut tls, ctx.opts.idle_timeout) => r.map(|_| ()).map_err(|source| connect::ConnectError::Io { addr, source }),
-                    () = guard.killed() => Ok(()),
-                }
-            }
-            Err(e) => Err(e),
+    let idle = ctx.opts.idle_timeout;
+    let copied = match upstream {
+        Upstream::Mesh(mut tls) => tokio::select! {
+            r = crate::io::copy_bidirectional_idle(&mut io, &mut *tls, idle) => r.map(|_| ()),
+            () = guard.killed() => Ok(()),
         },
-        None => match connect::tcp(addr, ctx.opts.connect_timeout).await {
-            Ok(mut tcp) => tokio::select! {
-                r = crate::io::copy_bidirectional_idle(&mut io, &mut tcp, ctx.opts.idle_timeout) => r.map(|_| ()).map_err(|source| connect::ConnectError::Io { addr, source }),
-                () = guard.killed() => Ok(()),
-            },
-            Err(e) => Err(e),
+        Upstream::Plain(mut tcp) => tokio::select! {
+            r = crate::io::copy_bidirectional_idle(&mut io, &mut tcp, idle) => r.map(|_| ()),
+            () = guard.killed() => Ok(()),
         },
     };
     drop(picked);
-    match result {
+    match copied {
         Ok(()) => ctx
             .metrics
             .connection(Direction::Outbound, Outcome::Completed),
-        Err(e) => {
+        Err(source) => {
+            let e = connect::ConnectError::Io { addr, source };
             tracing::info!(%client, endpoint = %addr, error = %e, "outbound connection failed");
             ctx.metrics.connection(Direction::Outbound, Outcome::Failed);
         }

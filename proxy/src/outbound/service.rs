@@ -62,16 +62,41 @@ pub fn pick(snap: &Snapshot, affinities: &Affinities, target: &Target) -> Result
             })
         }
         Target::Service(svc) => match svc.affinity {
-            None => pick_endpoint(snap, svc),
+            None => pick_endpoint(snap, svc, &[]),
             Some(timeout) => {
                 let now = Instant::now();
                 let picked = sticky_endpoint(snap, affinities, svc, now)
-                    .map_or_else(|| pick_endpoint(snap, svc), Ok)?;
+                    .map_or_else(|| pick_endpoint(snap, svc, &[]), Ok)?;
                 affinities.record(svc.service_port, picked.addr, timeout, now);
                 Ok(picked)
             }
         },
     }
+}
+
+/// Endpoints tried after the first when it cannot be reached, as Istio's
+/// default retry policy (two retries on `connect-failure` and
+/// `refused-stream`, each to another host).
+pub const CONNECT_RETRIES: usize = 2;
+
+/// Another endpoint of `target`, for a connection or request that never
+/// reached any of the endpoints in `tried`: one egress allows and not
+/// tried yet, or `None` (a fixed endpoint has no other). A Service with
+/// session affinity moves its affinity there.
+pub fn pick_another(
+    snap: &Snapshot,
+    affinities: &Affinities,
+    target: &Target,
+    tried: &[SocketAddr],
+) -> Option<Picked> {
+    let Target::Service(svc) = target else {
+        return None;
+    };
+    let picked = pick_endpoint(snap, svc, tried).ok()?;
+    if let Some(timeout) = svc.affinity {
+        affinities.record(svc.service_port, picked.addr, timeout, Instant::now());
+    }
+    Some(picked)
 }
 
 /// The endpoint this pod's affinity to `svc` names, if it has not expired,
@@ -102,7 +127,13 @@ fn in_flight(svc: &ServiceTarget, i: usize) -> Picked {
     }
 }
 
-fn pick_endpoint(snap: &Snapshot, svc: &ServiceTarget) -> Result<Picked, Denied> {
+/// Power of two choices among the endpoints egress allows, leaving out
+/// `exclude`.
+fn pick_endpoint(
+    snap: &Snapshot,
+    svc: &ServiceTarget,
+    exclude: &[SocketAddr],
+) -> Result<Picked, Denied> {
     let n = svc.endpoints.len();
     if n == 0 {
         return Err(Denied {
@@ -113,6 +144,13 @@ fn pick_endpoint(snap: &Snapshot, svc: &ServiceTarget) -> Result<Picked, Denied>
     }
     let allowed = |i: usize| {
         let ep = &svc.endpoints[i];
+        if exclude.contains(&SocketAddr::new(ep.ip, ep.port)) {
+            return Err(Denied {
+                policy: svc.name.clone(),
+                rule: String::new(),
+                reason: format!("endpoint {}:{} could not be reached", ep.ip, ep.port),
+            });
+        }
         policy::egress(snap, ep.ip, ep.port)
     };
     // Power of two choices among allowed endpoints: two random candidates,
@@ -304,6 +342,28 @@ services:
             sticky_endpoint(&snap, &affinities, svc, Instant::now())
                 .is_some_and(|p| p.addr == first)
         );
+    }
+
+    #[test]
+    fn another_endpoint_skips_those_tried_and_takes_the_affinity_along() {
+        let snap = snapshot(CLIENT_IP, THREE, &[]);
+        let affinities = Affinities::default();
+        let target = resolve(&snap, VIP.parse().unwrap());
+        let first = pick(&snap, &affinities, &target).unwrap().addr;
+        let second = pick_another(&snap, &affinities, &target, &[first])
+            .unwrap()
+            .addr;
+        assert_ne!(second, first);
+        // The affinity follows the endpoint that answered.
+        assert_eq!(picks(&snap, &affinities, 20), BTreeSet::from([second]));
+        let third = pick_another(&snap, &affinities, &target, &[first, second])
+            .unwrap()
+            .addr;
+        assert!(third != first && third != second);
+        assert!(pick_another(&snap, &affinities, &target, &[first, second, third]).is_none());
+        // A fixed endpoint has no other.
+        let fixed = Target::Endpoint(first);
+        assert!(pick_another(&snap, &affinities, &fixed, &[first]).is_none());
     }
 
     #[test]
