@@ -41,6 +41,9 @@ pub struct ServiceTarget {
     pub affinity: Option<std::time::Duration>,
     pub endpoints: Vec<Endpoint>,
     pub in_flight: Vec<Arc<AtomicUsize>>,
+    /// Endpoints found unreachable, set aside for a while (see
+    /// `outbound::service::set_aside`).
+    pub unreachable: crate::outbound::service::Unreachable,
 }
 
 impl Snapshot {
@@ -79,6 +82,7 @@ impl Snapshot {
                             .iter()
                             .map(|_| Arc::new(AtomicUsize::new(0)))
                             .collect(),
+                        unreachable: crate::outbound::service::Unreachable::new(endpoints.len()),
                         endpoints,
                     });
                     services.insert(SocketAddr::new(vip, port.port), target);

@@ -533,10 +533,10 @@ async fn requests_to_an_unreachable_endpoint_go_to_another_endpoint_of_the_servi
     let seen = answers(a.outbound_addr, 30).await;
     assert_eq!(seen.values().sum::<usize>(), 30, "{seen:?}");
     let m = metrics(&a).await;
-    assert!(
-        metric_value(&m, "palisade_endpoint_retries_total") >= 1.0,
-        "{m}"
-    );
+    // Each refusing endpoint costs one retry, then it is set aside (for
+    // longer than these requests take): two retries at most.
+    let retries = metric_value(&m, "palisade_endpoint_retries_total");
+    assert!((1.0..=2.0).contains(&retries), "{m}");
     assert_eq!(
         metric_value(
             &m,
@@ -591,10 +591,8 @@ async fn connections_to_an_unreachable_endpoint_go_to_another_endpoint_of_the_se
     let seen = answers(a.outbound_addr, 20).await;
     assert_eq!(seen.get("app=live"), Some(&20), "{seen:?}");
     let m = metrics(&a).await;
-    assert!(
-        metric_value(&m, "palisade_endpoint_retries_total") >= 1.0,
-        "{m}"
-    );
+    let retries = metric_value(&m, "palisade_endpoint_retries_total");
+    assert!((1.0..=2.0).contains(&retries), "{m}");
 }
 
 pub async fn wait_for_version(p: &palisade_proxy::app::Proxy, cfg: &palisade_api::ProxyConfig) {

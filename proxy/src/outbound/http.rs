@@ -235,6 +235,7 @@ async fn send_mesh_retrying(
             Ok(resp) => return resp,
             Err(unsent) => unsent,
         };
+        service::set_aside(target, picked.addr);
         tried.push(picked.addr);
         let next = (tried.len() <= service::CONNECT_RETRIES)
             .then(|| {

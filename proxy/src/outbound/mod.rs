@@ -129,6 +129,7 @@ async fn dial_with_retries(
             Ok(up) => return Ok((picked, up)),
             Err(e) => e,
         };
+        service::set_aside(target, picked.addr);
         tried.push(picked.addr);
         let next = (tried.len() <= service::CONNECT_RETRIES)
             .then(|| {

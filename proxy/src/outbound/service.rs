@@ -3,10 +3,13 @@
 //! endpoints egress policy allows (NetworkPolicy applies to pods, not to
 //! Service IPs), or, for a Service with client-IP session affinity, the
 //! endpoint this pod reached last while it remains (see [`super::affinity`]).
+//! An endpoint that could not be reached is set aside for a few seconds
+//! (passive outlier detection on connect failures), unless every endpoint
+//! is.
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::affinity::Affinities;
 use crate::policy::{self, Denied};
@@ -74,6 +77,83 @@ pub fn pick(snap: &Snapshot, affinities: &Affinities, target: &Target) -> Result
     }
 }
 
+/// How long an endpoint that could not be reached is passed over. A
+/// refused connection costs little, but an address that no longer answers
+/// costs a whole connect timeout: each request that picked it would wait
+/// that long before being sent elsewhere.
+pub const SET_ASIDE: Duration = Duration::from_secs(5);
+
+/// `at` in milliseconds from a process-wide epoch a second before the first
+/// call (so the present is never 0, which means "nothing set aside").
+fn now_ms(at: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(1)).unwrap_or(now)
+    });
+    u64::try_from(at.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Until when (in [`now_ms`] time) each endpoint of a Service port is set
+/// aside; lives as long as the config version it belongs to.
+pub struct Unreachable {
+    until: Vec<AtomicU64>,
+    /// The latest of `until`: 0, or in the past, when nothing is set aside,
+    /// so the common case reads one atomic and no clock.
+    latest: AtomicU64,
+}
+
+impl Unreachable {
+    pub fn new(endpoints: usize) -> Self {
+        Self {
+            until: (0..endpoints).map(|_| AtomicU64::new(0)).collect(),
+            latest: AtomicU64::new(0),
+        }
+    }
+
+    /// The current time, if some endpoint may be set aside now.
+    fn active_now(&self) -> Option<u64> {
+        let latest = self.latest.load(Ordering::Relaxed);
+        if latest == 0 {
+            return None;
+        }
+        let now = now_ms(Instant::now());
+        if now >= latest {
+            let _ = self
+                .latest
+                .compare_exchange(latest, 0, Ordering::Relaxed, Ordering::Relaxed);
+            return None;
+        }
+        Some(now)
+    }
+
+    fn is_set_aside(&self, i: usize, now: Option<u64>) -> bool {
+        now.is_some_and(|now| {
+            self.until
+                .get(i)
+                .is_some_and(|u| u.load(Ordering::Relaxed) > now)
+        })
+    }
+}
+
+/// Sets endpoint `addr` of `target` aside for [`SET_ASIDE`]: it could not
+/// be reached. A fixed endpoint (no Service) has no others to prefer.
+pub fn set_aside(target: &Target, addr: SocketAddr) {
+    let Target::Service(svc) = target else {
+        return;
+    };
+    let Some(i) = svc
+        .endpoints
+        .iter()
+        .position(|ep| SocketAddr::new(ep.ip, ep.port) == addr)
+    else {
+        return;
+    };
+    let until = now_ms(Instant::now() + SET_ASIDE);
+    svc.unreachable.until[i].store(until, Ordering::Relaxed);
+    svc.unreachable.latest.fetch_max(until, Ordering::Relaxed);
+}
+
 /// Endpoints tried after the first when it cannot be reached, as Istio's
 /// default retry policy (two retries on `connect-failure` and
 /// `refused-stream`, each to another host).
@@ -112,6 +192,12 @@ fn sticky_endpoint(
         .endpoints
         .iter()
         .position(|ep| SocketAddr::new(ep.ip, ep.port) == addr)?;
+    if svc
+        .unreachable
+        .is_set_aside(i, svc.unreachable.active_now())
+    {
+        return None;
+    }
     policy::egress(snap, addr.ip(), addr.port()).ok()?;
     Some(in_flight(svc, i))
 }
@@ -128,11 +214,26 @@ fn in_flight(svc: &ServiceTarget, i: usize) -> Picked {
 }
 
 /// Power of two choices among the endpoints egress allows, leaving out
-/// `exclude`.
+/// `exclude` and, while others remain, those set aside as unreachable.
 fn pick_endpoint(
     snap: &Snapshot,
     svc: &ServiceTarget,
     exclude: &[SocketAddr],
+) -> Result<Picked, Denied> {
+    match svc.unreachable.active_now() {
+        None => pick_among(snap, svc, exclude, None),
+        now => {
+            pick_among(snap, svc, exclude, now).or_else(|_| pick_among(snap, svc, exclude, None))
+        }
+    }
+}
+
+/// [`pick_endpoint`], passing over endpoints set aside at `now` (if given).
+fn pick_among(
+    snap: &Snapshot,
+    svc: &ServiceTarget,
+    exclude: &[SocketAddr],
+    now: Option<u64>,
 ) -> Result<Picked, Denied> {
     let n = svc.endpoints.len();
     if n == 0 {
@@ -144,7 +245,9 @@ fn pick_endpoint(
     }
     let allowed = |i: usize| {
         let ep = &svc.endpoints[i];
-        if exclude.contains(&SocketAddr::new(ep.ip, ep.port)) {
+        if exclude.contains(&SocketAddr::new(ep.ip, ep.port))
+            || svc.unreachable.is_set_aside(i, now)
+        {
             return Err(Denied {
                 policy: svc.name.clone(),
                 rule: String::new(),
@@ -364,6 +467,39 @@ services:
         // A fixed endpoint has no other.
         let fixed = Target::Endpoint(first);
         assert!(pick_another(&snap, &affinities, &fixed, &[first]).is_none());
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_is_passed_over_unless_all_are() {
+        let snap = snapshot("", THREE, &[]);
+        let affinities = Affinities::default();
+        let target = resolve(&snap, VIP.parse().unwrap());
+        let gone: SocketAddr = "198.18.0.5:8080".parse().unwrap();
+        set_aside(&target, gone);
+        let got = picks(&snap, &affinities, 60);
+        assert!(!got.contains(&gone), "{got:?}");
+        assert_eq!(got.len(), 2);
+        // With every endpoint set aside, they are all candidates again.
+        set_aside(&target, "198.18.0.6:8080".parse().unwrap());
+        set_aside(&target, "198.18.0.7:8080".parse().unwrap());
+        assert_eq!(picks(&snap, &affinities, 60).len(), 3);
+        // A sticky endpoint set aside is left too.
+        let sticky = snapshot(CLIENT_IP, THREE, &[]);
+        let target = resolve(&sticky, VIP.parse().unwrap());
+        let first = pick(&sticky, &affinities, &target).unwrap().addr;
+        set_aside(&target, first);
+        assert!(!picks(&sticky, &affinities, 20).contains(&first));
+    }
+
+    #[test]
+    fn being_set_aside_ends() {
+        let u = Unreachable::new(1);
+        u.until[0].store(now_ms(Instant::now()) + 1, Ordering::Relaxed);
+        u.latest
+            .store(now_ms(Instant::now()) + 1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(u.active_now(), None);
+        assert_eq!(u.latest.load(Ordering::Relaxed), 0);
     }
 
     #[test]
