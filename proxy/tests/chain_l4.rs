@@ -380,6 +380,27 @@ async fn vip_servers(ca: &TestCa) -> VipServers {
     }
 }
 
+/// The calling sidecar with `config`, its outbound listener sending to the
+/// Service's cluster IP `vip`; and its config file.
+fn vip_client(
+    ca: &TestCa,
+    config: &palisade_api::ProxyConfig,
+    vip: std::net::SocketAddr,
+) -> (palisade_proxy::app::Proxy, std::path::PathBuf) {
+    let path = ca.write_config("a.json", config);
+    let svid = ca.svid_dir("a", &id("front", "client"));
+    let proxy = sidecar(
+        &path,
+        &svid,
+        "127.0.0.1",
+        palisade_proxy::ctx::Options {
+            outbound_to: Some(vip),
+            ..opts()
+        },
+    );
+    (proxy, path)
+}
+
 /// Which app answered each of `n` requests through `outbound`, counted; a
 /// new client connection per request (`http_get`), as kube-proxy balances
 /// connections.
@@ -408,17 +429,7 @@ async fn service_vip_spreads_across_endpoints_with_egress_per_endpoint() {
     } = vip_servers(&ca).await;
     // Egress allows the first two endpoints only: the third never gets traffic.
     a.outbound.egress = only_from("front/egress", &["127.0.0.2/32", "127.0.0.3/32"]);
-    let a_path = ca.write_config("a.json", &a);
-    let a_svid = ca.svid_dir("a", &id("front", "client"));
-    let a = sidecar(
-        &a_path,
-        &a_svid,
-        "127.0.0.1",
-        palisade_proxy::ctx::Options {
-            outbound_to: Some(vip),
-            ..opts()
-        },
-    );
+    let (a, a_path) = vip_client(&ca, &a, vip);
     let seen = answers(a.outbound_addr, 40).await;
     assert!(
         !seen.contains_key("app=three"),
@@ -460,17 +471,7 @@ async fn service_session_affinity_client_ip_sticks_and_can_be_switched() {
     a.services[0].session_affinity = Some(palisade_api::SessionAffinity {
         timeout_seconds: 10800,
     });
-    let a_path = ca.write_config("a.json", &a);
-    let a_svid = ca.svid_dir("a", &id("front", "client"));
-    let a = sidecar(
-        &a_path,
-        &a_svid,
-        "127.0.0.1",
-        palisade_proxy::ctx::Options {
-            outbound_to: Some(vip),
-            ..opts()
-        },
-    );
+    let (a, a_path) = vip_client(&ca, &a, vip);
     let sticky = answers(a.outbound_addr, 20).await;
     assert_eq!(sticky.len(), 1, "ClientIP affinity: {sticky:?}");
 
@@ -519,17 +520,7 @@ async fn requests_to_an_unreachable_endpoint_go_to_another_endpoint_of_the_servi
         a.services[0].ports[0].endpoints.push(dead_endpoint(ip));
     }
     a.services[0].ports[0].endpoints.remove(2);
-    let a_path = ca.write_config("a.json", &a);
-    let a_svid = ca.svid_dir("a", &id("front", "client"));
-    let a = sidecar(
-        &a_path,
-        &a_svid,
-        "127.0.0.1",
-        palisade_proxy::ctx::Options {
-            outbound_to: Some(vip),
-            ..opts()
-        },
-    );
+    let (a, _) = vip_client(&ca, &a, vip);
     let seen = answers(a.outbound_addr, 30).await;
     assert_eq!(seen.values().sum::<usize>(), 30, "{seen:?}");
     let m = metrics(&a).await;
@@ -577,17 +568,7 @@ async fn connections_to_an_unreachable_endpoint_go_to_another_endpoint_of_the_se
         }],
         session_affinity: None,
     });
-    let a_path = ca.write_config("a.json", &a);
-    let a_svid = ca.svid_dir("a", &id("front", "client"));
-    let a = sidecar(
-        &a_path,
-        &a_svid,
-        "127.0.0.1",
-        palisade_proxy::ctx::Options {
-            outbound_to: Some(vip),
-            ..opts()
-        },
-    );
+    let (a, _) = vip_client(&ca, &a, vip);
     let seen = answers(a.outbound_addr, 20).await;
     assert_eq!(seen.get("app=live"), Some(&20), "{seen:?}");
     let m = metrics(&a).await;

@@ -235,17 +235,7 @@ async fn send_mesh_retrying(
             Ok(resp) => return resp,
             Err(unsent) => unsent,
         };
-        service::set_aside(target, picked.addr);
-        tried.push(picked.addr);
-        let next = (tried.len() <= service::CONNECT_RETRIES)
-            .then(|| {
-                let snap = ctx.state.load();
-                service::pick_another(&snap, &ctx.affinities, target, &tried).map(|p| {
-                    let route = peer_route(&snap, p.addr, target.app_protocol());
-                    (p, route)
-                })
-            })
-            .flatten();
+        let next = super::next_endpoint(ctx, target, picked.addr, &mut tried);
         let Some((next, PeerRoute::Mesh { identity: id, .. })) = next else {
             return unsent.answer;
         };

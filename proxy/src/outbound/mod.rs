@@ -113,6 +113,26 @@ async fn dial_upstream(
     }
 }
 
+/// After endpoint `failed` of `target` could not be reached: sets it aside
+/// and, while retries remain, picks another endpoint of the Service (with
+/// its route). `tried` collects the endpoints tried so far.
+pub(crate) fn next_endpoint(
+    ctx: &Ctx,
+    target: &Target,
+    failed: std::net::SocketAddr,
+    tried: &mut Vec<std::net::SocketAddr>,
+) -> Option<(service::Picked, PeerRoute)> {
+    service::set_aside(target, failed);
+    tried.push(failed);
+    if tried.len() > service::CONNECT_RETRIES {
+        return None;
+    }
+    let snap = ctx.state.load();
+    let next = service::pick_another(&snap, &ctx.affinities, target, tried)?;
+    let route = peer_route(&snap, next.addr, target.app_protocol());
+    Some((next, route))
+}
+
 /// Dials `picked`; when it cannot be reached and `target` is a Service, up
 /// to [`service::CONNECT_RETRIES`] other endpoints in turn (nothing of the
 /// client's has been sent yet, so the client cannot tell). `Err` carries
@@ -129,18 +149,7 @@ async fn dial_with_retries(
             Ok(up) => return Ok((picked, up)),
             Err(e) => e,
         };
-        service::set_aside(target, picked.addr);
-        tried.push(picked.addr);
-        let next = (tried.len() <= service::CONNECT_RETRIES)
-            .then(|| {
-                let snap = ctx.state.load();
-                service::pick_another(&snap, &ctx.affinities, target, &tried).map(|p| {
-                    let route = peer_route(&snap, p.addr, target.app_protocol());
-                    (p, route)
-                })
-            })
-            .flatten();
-        let Some((next, route)) = next else {
+        let Some((next, route)) = next_endpoint(ctx, target, picked.addr, &mut tried) else {
             return Err((picked.addr, error));
         };
         tracing::info!(endpoint = %picked.addr, next = %next.addr, %error, "endpoint unreachable; trying another endpoint of the Service");
