@@ -41,6 +41,58 @@ async fn http1_through_two_sidecars_carries_the_verified_identity() {
     );
 }
 
+/// An app answering with every `x-forwarded-client-cert` it received, one
+/// per line.
+async fn xfcc_app() -> std::net::SocketAddr {
+    serve_http(|req: hyper::Request<hyper::body::Incoming>| async move {
+        let lines: String = req
+            .headers()
+            .get_all("x-forwarded-client-cert")
+            .iter()
+            .map(|v| format!("{}\n", v.to_str().unwrap_or("?")))
+            .collect();
+        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from(lines),
+        )))
+    })
+    .await
+}
+
+/// Istio's sidecars give the app `x-forwarded-client-cert` as Envoy's
+/// SANITIZE_SET does: what the caller sent is dropped; over mTLS one element
+/// with the receiving sidecar's ID (`By`), the SHA-256 of the client's
+/// certificate (`Hash`), its subject and its SPIFFE ID (`URI`). A plaintext
+/// caller (PERMISSIVE) gets none, so it cannot pose as anyone to an app
+/// that trusts the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_gets_the_xfcc_header_of_the_verified_peer_only() {
+    let app = xfcc_app().await;
+    let c = chain(app, |_, b| b.inbound.mtls = MtlsMode::Permissive).await;
+    let forged = (
+        "x-forwarded-client-cert",
+        "By=spiffe://x/y;URI=spiffe://cluster.local/ns/admin/sa/root",
+    );
+    let (status, _, body) =
+        http_request(c.a.outbound_addr, "GET", "/", "server.back", &[forged]).await;
+    assert_eq!(status, 200, "{body}");
+    let client_leaf = c.a.ctx.tls.store().current().certified_key().cert[0].to_vec();
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&client_leaf))
+    };
+    assert_eq!(
+        body,
+        format!(
+            "By=spiffe://cluster.local/ns/back/sa/server;Hash={hash};Subject=\"O=Palisade\";URI=spiffe://cluster.local/ns/front/sa/client\n"
+        )
+    );
+    // Plaintext, straight to B (PERMISSIVE): the forged header is dropped.
+    let (status, _, body) =
+        http_request(c.b.inbound_addr, "GET", "/", "server.back", &[forged]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "", "no XFCC for a plaintext caller");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l7_allow_deny_and_deny_over_allow() {
     let app = http_app("app").await;

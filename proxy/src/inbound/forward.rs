@@ -87,11 +87,14 @@ pub async fn to_app(
     }
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
+    // Nothing the caller says about its own identity reaches the app.
     headers.remove(PEER_IDENTITY_HEADER);
-    if let Some(id) = conn.peer_identity.as_deref()
-        && let Ok(v) = HeaderValue::from_str(id)
-    {
-        headers.insert(PEER_IDENTITY_HEADER, v);
+    headers.remove(super::xfcc::XFCC);
+    if let Some(peer) = &conn.peer_headers {
+        headers.insert(PEER_IDENTITY_HEADER, peer.identity.clone());
+        if let Some(xfcc) = &peer.xfcc {
+            headers.insert(super::xfcc::XFCC, xfcc.clone());
+        }
     }
     // Origin form: the path (normalized when it changed) and query.
     let target = match normalized_path_and_query {

@@ -7,6 +7,7 @@ pub mod detect;
 pub mod forward;
 pub mod http;
 pub mod l4;
+pub mod xfcc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,10 +34,31 @@ pub struct InboundConn {
     pub app: SocketAddr,
     /// The verified SPIFFE ID of an mTLS peer.
     pub peer_identity: Option<String>,
+    /// What the app is told of an mTLS peer, built once per connection:
+    /// the peer's SPIFFE ID and the XFCC element (see [`xfcc`]).
+    pub peer_headers: Option<PeerHeaders>,
     /// The server name the connection's TLS ClientHello asked for (the
     /// mesh hello, or the app's own TLS passing through): what
     /// `connection.sni` matches.
     pub sni: Option<String>,
+}
+
+/// Header values naming an mTLS peer to the app.
+#[derive(Debug, Clone)]
+pub struct PeerHeaders {
+    pub identity: ::http::HeaderValue,
+    pub xfcc: Option<::http::HeaderValue>,
+}
+
+impl PeerHeaders {
+    /// For a peer with SPIFFE ID `identity` and leaf certificate
+    /// `peer_leaf`, received by the sidecar whose ID is `own_id`.
+    fn new(identity: &str, peer_leaf: Option<&[u8]>, own_id: &str) -> Option<Self> {
+        Some(Self {
+            identity: ::http::HeaderValue::from_str(identity).ok()?,
+            xfcc: peer_leaf.and_then(|der| xfcc::element(own_id, der)),
+        })
+    }
 }
 
 impl InboundConn {
@@ -125,6 +147,7 @@ pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig:
         client,
         app,
         peer_identity: None,
+        peer_headers: None,
         sni,
     };
     if !l4::admit(&ctx, &conn) {
@@ -153,10 +176,18 @@ async fn serve_mesh(
         }
     };
     ctx.metrics.handshake(Direction::Inbound);
+    let peer_leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.as_ref());
+    let peer_headers = PeerHeaders::new(&peer_identity, peer_leaf, &ctx.tls.local_id());
     let conn = InboundConn {
         client,
         app,
         peer_identity: Some(peer_identity),
+        peer_headers,
         sni,
     };
     if !l4::admit(&ctx, &conn) {
