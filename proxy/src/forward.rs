@@ -39,6 +39,7 @@ pub fn local_response(status: StatusCode, body: &'static str) -> Response<RespBo
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/plain"),
     );
+    resp.extensions_mut().insert(crate::grpc::LocalReply(body));
     resp
 }
 

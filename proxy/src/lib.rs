@@ -19,6 +19,7 @@ pub mod ctx;
 pub mod detect;
 pub mod drain;
 pub mod forward;
+pub mod grpc;
 pub mod heap;
 pub mod idle_senders;
 pub mod inbound;

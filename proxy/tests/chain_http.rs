@@ -93,6 +93,43 @@ async fn the_app_gets_the_xfcc_header_of_the_verified_peer_only() {
     assert_eq!(body, "", "no XFCC for a plaintext caller");
 }
 
+/// A real gRPC client (tonic) denied by an AuthorizationPolicy sees the
+/// gRPC error Istio's sidecars give it, `PERMISSION_DENIED: RBAC: access
+/// denied`, not an unexpected HTTP 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_client_denied_by_policy_gets_permission_denied() {
+    let app = http_app("app").await;
+    let c = chain(app, |_, b| {
+        b.authorization = vec![authz(
+            "back/deny-admin",
+            AuthzAction::Deny,
+            vec![paths_rule(&["/admin.Admin/*"])],
+        )];
+    })
+    .await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.a.outbound_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let err = grpc
+        .unary::<(), (), _>(
+            tonic::Request::new(()),
+            http::uri::PathAndQuery::from_static("/admin.Admin/Drop"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert_eq!(err.message(), "RBAC: access denied");
+    assert_eq!(
+        err.metadata().get("x-palisade-denied-by").unwrap(),
+        "back/deny-admin#0"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l7_allow_deny_and_deny_over_allow() {
     let app = http_app("app").await;

@@ -87,8 +87,12 @@ async fn handle_request(
         .opts
         .access_log
         .then(|| (req.method().clone(), req.uri().path().to_string()));
-    let resp = authorize_and_forward(ctx, conn, req).await;
+    let grpc = crate::grpc::is_grpc(req.headers());
+    let mut resp = authorize_and_forward(ctx, conn, req).await;
     let status = resp.status().as_u16();
+    if grpc {
+        resp = crate::grpc::local_reply(resp);
+    }
     ctx.metrics.request(Direction::Inbound, status);
     if let Some((method, path)) = access {
         crate::logs::access(

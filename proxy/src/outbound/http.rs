@@ -50,7 +50,15 @@ where
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let target = target.clone();
-        async move { crate::forward::ok(proxy_request(&ctx, client, &target, req).await) }
+        async move {
+            let grpc = crate::grpc::is_grpc(req.headers());
+            let resp = proxy_request(&ctx, client, &target, req).await;
+            crate::forward::ok(if grpc {
+                crate::grpc::local_reply(resp)
+            } else {
+                resp
+            })
+        }
     });
     let served = b.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);
