@@ -508,3 +508,54 @@ fn client_ip_session_affinity_reaches_the_proxy_config_with_its_timeout() {
     let json = serde_json::to_string(&with(15)).unwrap();
     assert_eq!(json, r#"{"timeoutSeconds":15}"#);
 }
+
+/// kube-proxy watches only Services without the labels
+/// `service.kubernetes.io/service-proxy-name` (another proxy serves them)
+/// and `service.kubernetes.io/headless` (cmd/kube-proxy: the informers'
+/// label selector). Upstream e2e "should implement
+/// service.kubernetes.io/service-proxy-name" and "... /headless": such a
+/// Service's cluster IP reaches nothing, and removing the label brings it
+/// back. The sidecar gets no cluster IP to translate for it, and `check`
+/// says why nothing answers.
+#[test]
+fn services_labelled_away_from_kube_proxy_have_no_cluster_ip_to_translate() {
+    let client = "apiVersion: v1\nkind: Pod\nmetadata: {namespace: x, name: client, labels: {app: c}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 198.18.0.10}\n";
+    let server = pod("server", "198.18.0.1", "", READY);
+    for label in [
+        "service.kubernetes.io/service-proxy-name: foo-bar",
+        "service.kubernetes.io/headless: ''",
+    ] {
+        let with = |labelled: bool| {
+            let meta = if labelled {
+                format!("metadata: {{namespace: x, name: s, labels: {{{label}}}}}")
+            } else {
+                "metadata: {namespace: x, name: s}".to_string()
+            };
+            format!(
+                "apiVersion: v1\nkind: Service\n{meta}\nspec:\n  selector: {{app: a}}\n  clusterIP: 10.96.0.7\n{PORTS}"
+            )
+        };
+        for labelled in [true, false] {
+            let svc_doc = with(labelled);
+            let cluster = load(&[NS, client, &server, &svc_doc]);
+            let compiler = Compiler::new(&cluster);
+            let config = compiler.compile_named("x/client").unwrap();
+            let s = config.services.iter().find(|s| s.name == "x/s").unwrap();
+            let report = palisade_control::check::check(
+                &compiler,
+                &service_check_request(&cluster, "client"),
+            )
+            .unwrap();
+            if labelled {
+                assert!(s.cluster_ips.is_empty(), "{label}: {s:?}");
+                assert_eq!(report.verdict, palisade_control::check::LayerVerdict::Deny);
+                let key = label.split(':').next().unwrap();
+                assert!(report.detail.contains(key), "{}", report.detail);
+                assert!(report.endpoints.is_empty());
+            } else {
+                assert_eq!(s.cluster_ips, [ip("10.96.0.7")], "{label}");
+                assert_eq!(report.endpoints.len(), 1, "{report:#?}");
+            }
+        }
+    }
+}

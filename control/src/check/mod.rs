@@ -245,6 +245,20 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
                     ))
                 })?;
             let mut targets = Vec::new();
+            if let Some(label) = svc.unproxied_by.filter(|_| !svc.cluster_ips.is_empty()) {
+                return Ok(CheckReport {
+                    verdict: LayerVerdict::Deny,
+                    from: ends.src_name.clone(),
+                    identity,
+                    source_ip: src_ip,
+                    to: format!("svc:{}/{}", svc.namespace, svc.name),
+                    protocol: req.protocol,
+                    endpoints: Vec::new(),
+                    detail: format!(
+                        "the Service is labelled {label}: kube-proxy leaves its cluster IP alone, and so does the mesh; nothing here answers there"
+                    ),
+                });
+            }
             // internalTrafficPolicy: Local: the endpoints on the client's
             // node only (a client that is not a known pod has none).
             let client_node = src_pod

@@ -187,8 +187,21 @@ pub struct Service {
     /// `spec.sessionAffinity: ClientIP`: its timeout in seconds
     /// (`sessionAffinityConfig.clientIP.timeoutSeconds`, 10800 by default).
     pub client_ip_affinity: Option<u32>,
+    /// The label that takes the Service away from kube-proxy, and so from
+    /// the mesh's cluster-IP translation: `service.kubernetes.io/service-proxy-name`
+    /// (another proxy serves it) or `service.kubernetes.io/headless`.
+    /// kube-proxy watches only Services without either.
+    pub unproxied_by: Option<&'static str>,
     pub origin: Origin,
 }
+
+/// Labels whose presence (any value) makes kube-proxy ignore a Service
+/// (cmd/kube-proxy: the informers' `!service.kubernetes.io/service-proxy-name,
+/// !service.kubernetes.io/headless` selector).
+pub const UNPROXIED_LABELS: [&str; 2] = [
+    "service.kubernetes.io/service-proxy-name",
+    "service.kubernetes.io/headless",
+];
 
 impl Service {
     /// Whether pod address `ip` is of a family this Service publishes.

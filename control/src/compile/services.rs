@@ -195,7 +195,13 @@ pub fn resolve(index: &ClusterIndex<'_>, svc: &Service) -> ApiService {
             }
         })
         .collect();
-    let mut cluster_ips = svc.cluster_ips.clone();
+    // A Service kube-proxy leaves alone has no cluster IP for the sidecar
+    // to translate either.
+    let mut cluster_ips = if svc.unproxied_by.is_some() {
+        Vec::new()
+    } else {
+        svc.cluster_ips.clone()
+    };
     cluster_ips.sort();
     ApiService {
         name: format!("{}/{}", svc.namespace, svc.name),

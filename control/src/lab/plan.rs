@@ -113,6 +113,9 @@ impl LabPlan {
         let services = cluster
             .services
             .iter()
+            // A Service kube-proxy leaves alone has no working cluster IP
+            // here: nothing to probe (and nothing to send out of the lab).
+            .filter(|svc| svc.unproxied_by.is_none())
             .filter_map(|svc| {
                 let ip = svc.cluster_ips.iter().find_map(|ip| match ip {
                     IpAddr::V4(v4) => Some(*v4),

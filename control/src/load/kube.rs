@@ -619,6 +619,12 @@ pub(super) fn service(
             .map(|s| Selector::from_match_labels(&s)),
         publish_not_ready_addresses: spec.publish_not_ready_addresses.unwrap_or(false),
         internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+        unproxied_by: crate::cluster::UNPROXIED_LABELS.into_iter().find(|key| {
+            svc.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(*key))
+        }),
         client_ip_affinity: (affinity == "ClientIP").then(|| {
             spec.session_affinity_config
                 .as_ref()
