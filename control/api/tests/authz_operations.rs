@@ -216,6 +216,25 @@ fn when_keys() {
     let sni = w("connection.sni", r#"["*.example.com"]"#);
     assert!(tcp_from(None).sni("api.example.com").allowed(&sni));
     assert!(!tcp_from(None).allowed(&sni), "no SNI");
+    // A server name is a DNS name: case and one trailing (root) dot do not
+    // make another name, so a DENY cannot be stepped around with them.
+    assert!(tcp_from(None).sni("API.Example.COM").allowed(&sni));
+    assert!(tcp_from(None).sni("api.example.com.").allowed(&sni));
+    assert!(!tcp_from(None).sni(".").allowed(&sni));
+    assert!(!tcp_from(None).sni("api.example.com..").allowed(&sni));
+    let upper = w("connection.sni", r#"["Admin.Example.com"]"#);
+    assert!(tcp_from(None).sni("admin.example.com").allowed(&upper));
+    let deny = rule(
+        "DENY",
+        "  - when:\n    - key: connection.sni\n      values: [\"admin.example.com\"]\n",
+    );
+    for evasion in [
+        "ADMIN.example.com",
+        "admin.example.com.",
+        "Admin.Example.Com.",
+    ] {
+        assert!(!tcp_from(None).sni(evasion).allowed(&deny), "{evasion}");
+    }
 
     // values and notValues are ANDed; notValues alone match an absent value.
     let both = rule(

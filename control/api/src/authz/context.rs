@@ -61,8 +61,12 @@ impl<'a> RequestContext<'a> {
         }
     }
 
+    /// The ClientHello's server name. One trailing dot (the root label,
+    /// which rustls and others accept) is dropped: `admin.example.com.` is
+    /// the name `admin.example.com`, and matching ignores case.
     pub fn with_sni(mut self, sni: &'a str) -> Self {
-        self.sni = Some(sni);
+        let sni = sni.strip_suffix('.').unwrap_or(sni);
+        self.sni = (!sni.is_empty()).then_some(sni);
         self
     }
 

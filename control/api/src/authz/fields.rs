@@ -98,7 +98,9 @@ impl Field {
             Values::ServiceAccount(accounts) => accounts.iter().any(|(ns, sa)| {
                 peer.namespace == Some(&**ns) && peer.service_account == Some(&**sa)
             }),
-            Values::Sni(p) => any_str(p, ctx.sni),
+            Values::Sni(p) => ctx
+                .sni
+                .is_some_and(|sni| p.iter().any(|p| p.matches_ignore_case(sni.as_bytes()))),
             Values::Method(p) => match &ctx.http {
                 Some(http) => any_str(p, Some(http.method)),
                 None => return true,

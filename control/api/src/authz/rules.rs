@@ -415,10 +415,13 @@ impl Compiler<'_> {
                 strings("notValues", neg)?,
                 Values::Namespace,
             ),
+            // A server name is a DNS name: case-insensitive, and a DENY
+            // must not be stepped around by `ADMIN.example.com` (see
+            // `AccessView::with_sni` for the trailing dot).
             ConditionKey::ConnectionSni => push(
                 out,
-                strings("values", pos)?,
-                strings("notValues", neg)?,
+                self.strings(&format!("{at}.values"), pos, true)?,
+                self.strings(&format!("{at}.notValues"), neg, true)?,
                 Values::Sni,
             ),
         }
