@@ -559,3 +559,57 @@ fn services_labelled_away_from_kube_proxy_have_no_cluster_ip_to_translate() {
         }
     }
 }
+
+/// kube-proxy leads a pod's traffic to a Service's `spec.externalIPs`, and
+/// to a LoadBalancer's ingress IPs, to the same endpoints as its cluster IP
+/// (an ingress with `ipMode: Proxy` is left to the load balancer, KEP-1860).
+/// The sidecar translates them alike, so a meshed client keeps mTLS and
+/// per-endpoint egress there too; `check --to <external IP>` is the Service.
+/// ValidateService refuses external IPs that are not IPs or are special
+/// (ValidateNonSpecialIP).
+#[test]
+fn external_and_load_balancer_ips_lead_to_the_endpoints() {
+    let server = pod("server", "198.18.0.1", "", READY);
+    let lb = "apiVersion: v1\nkind: Service\nmetadata: {namespace: x, name: s}\nspec:\n  type: LoadBalancer\n  selector: {app: a}\n  clusterIP: 10.96.0.7\n  externalIPs: [192.0.2.10, 192.0.2.10]\n  ports: [{port: 80, targetPort: http, nodePort: 30080}]\nstatus:\n  loadBalancer:\n    ingress:\n      - {ip: 203.0.113.5}\n      - {ip: 203.0.113.6, ipMode: Proxy}\n      - {hostname: lb.example.com}\n      - {ip: 192.0.2.10, ipMode: VIP}\n";
+    let cluster = load(&[NS, &server, lb]);
+    let compiler = Compiler::new(&cluster);
+    let s = services::resolve(compiler.index(), cluster.service("x", "s").unwrap());
+    assert_eq!(s.cluster_ips, [ip("10.96.0.7")]);
+    assert_eq!(s.external_ips, [ip("192.0.2.10"), ip("203.0.113.5")]);
+    // `check --to 203.0.113.5` is a question about the Service.
+    let dest =
+        palisade_control::check::request::parse_destination(&cluster, "203.0.113.5").unwrap();
+    assert!(
+        matches!(dest, palisade_control::check::Destination::Service { .. }),
+        "{dest:?}"
+    );
+    // A ClusterIP Service's load-balancer status is not programmed.
+    let plain = svc(
+        "  clusterIP: 10.96.0.8\n  ports: [{port: 80}]\nstatus:\n  loadBalancer:\n    ingress: [{ip: 203.0.113.9}]\n",
+    );
+    let cluster = load(&[NS, &server, &plain]);
+    let compiler = Compiler::new(&cluster);
+    let s = services::resolve(compiler.index(), cluster.service("x", "s").unwrap());
+    assert!(s.external_ips.is_empty());
+
+    for (bad, why) in [
+        ("300.1.1.1", "not a valid IP"),
+        ("0.0.0.0", "unspecified"),
+        ("127.0.0.2", "loopback"),
+        ("::1", "loopback"),
+        ("169.254.1.1", "link-local range"),
+        ("fe80::1", "link-local range"),
+        ("224.0.0.5", "link-local multicast"),
+        ("ff02::1", "link-local multicast"),
+    ] {
+        let doc = svc(&format!(
+            "  clusterIP: 10.96.0.9\n  externalIPs: [\"{bad}\"]\n  ports: [{{port: 80}}]\n"
+        ));
+        let errs = errors(&[NS, &doc]);
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("spec.externalIPs[0]") && e.contains(why)),
+            "{bad}: {errs:?}"
+        );
+    }
+}

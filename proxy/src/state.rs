@@ -63,7 +63,9 @@ impl Snapshot {
         // leads to the endpoints of its own family.
         for svc in &config.services {
             for port in svc.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
-                for ip in &svc.cluster_ips {
+                // External IPs lead to the endpoints as the cluster IPs do
+                // (kube-proxy treats a pod's traffic to them alike).
+                for ip in svc.cluster_ips.iter().chain(&svc.external_ips) {
                     let vip = ip.to_canonical();
                     let endpoints: Vec<Endpoint> = port
                         .endpoints
@@ -236,5 +238,44 @@ services:
             .collect();
         assert_eq!(got, ["[fd00::5]:5353".parse().unwrap()]);
         assert_eq!(v6.in_flight.len(), 1);
+    }
+
+    /// kube-proxy leads a pod's traffic to a Service's external IPs (and
+    /// load-balancer IPs) to the endpoints, as its cluster IP: so does the
+    /// sidecar, each keyed by its own address.
+    #[test]
+    fn external_ips_lead_to_the_endpoints_like_the_cluster_ip() {
+        let config: ProxyConfig = serde_yaml::from_str(
+            r#"
+version: "v1"
+mesh: { trustDomain: cluster.local }
+workload:
+  namespace: x
+  name: a
+  serviceAccount: default
+  identity: spiffe://cluster.local/ns/x/sa/default
+  ips: [198.18.0.2]
+inbound: { mtls: STRICT, ingress: { isolated: false } }
+outbound: { egress: { isolated: false } }
+services:
+  - name: x/web
+    clusterIps: [198.19.255.20]
+    externalIps: [192.0.2.10, 203.0.113.5]
+    ports:
+      - port: 80
+        protocol: TCP
+        endpoints:
+          - { ip: 198.18.0.5, port: 8080, workload: x/web }
+"#,
+        )
+        .unwrap();
+        let snap = Snapshot::compile(config, "v1".into()).unwrap();
+        for vip in ["198.19.255.20:80", "192.0.2.10:80", "203.0.113.5:80"] {
+            let t = snap.service(vip.parse().unwrap()).unwrap();
+            assert_eq!(t.name, "x/web");
+            assert_eq!(t.service_port, vip.parse().unwrap());
+            assert_eq!(t.endpoints.len(), 1);
+        }
+        assert!(snap.service("192.0.2.10:81".parse().unwrap()).is_none());
     }
 }

@@ -371,6 +371,7 @@ async fn vip_servers(ca: &TestCa) -> VipServers {
                 })
                 .collect(),
         }],
+        external_ips: Vec::new(),
         session_affinity: None,
     });
     VipServers {
@@ -566,6 +567,7 @@ async fn connections_to_an_unreachable_endpoint_go_to_another_endpoint_of_the_se
                 },
             ],
         }],
+        external_ips: Vec::new(),
         session_affinity: None,
     });
     let (a, _) = vip_client(&ca, &a, vip);

@@ -236,6 +236,10 @@ pub struct Service {
     /// `ns/name`
     pub name: String,
     pub cluster_ips: Vec<IpAddr>,
+    /// `spec.externalIPs` and load-balancer ingress IPs, which kube-proxy
+    /// also leads to the endpoints when a pod calls them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_ips: Vec<IpAddr>,
     pub ports: Vec<ServicePort>,
     /// `spec.sessionAffinity: ClientIP`; absent for `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

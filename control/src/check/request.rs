@@ -198,7 +198,7 @@ pub fn parse_destination(cluster: &Cluster, s: &str) -> Result<Destination, Chec
         if let Some(service) = cluster
             .services
             .iter()
-            .position(|x| x.cluster_ips.contains(&ip))
+            .position(|x| x.cluster_ips.contains(&ip) || x.external_ips.contains(&ip))
         {
             return Ok(Destination::Service { service });
         }

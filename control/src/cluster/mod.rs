@@ -166,6 +166,11 @@ pub struct Service {
     /// The virtual IPs; empty for a headless (`clusterIP: None`) or an
     /// `ExternalName` Service, which clients do not reach through a VIP.
     pub cluster_ips: Vec<IpAddr>,
+    /// Other addresses kube-proxy leads to the endpoints for a pod's
+    /// traffic: `spec.externalIPs` and a LoadBalancer's
+    /// `status.loadBalancer.ingress[].ip` (unless its `ipMode` is `Proxy`,
+    /// which kube-proxy leaves to the load balancer).
+    pub external_ips: Vec<IpAddr>,
     pub ports: Vec<ServicePort>,
     /// `None`: no selector (endpoints managed elsewhere; none here), and
     /// always for an `ExternalName` Service, which the EndpointSlice

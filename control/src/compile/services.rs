@@ -203,9 +203,19 @@ pub fn resolve(index: &ClusterIndex<'_>, svc: &Service) -> ApiService {
         svc.cluster_ips.clone()
     };
     cluster_ips.sort();
+    let external_ips = if svc.unproxied_by.is_some() {
+        Vec::new()
+    } else {
+        svc.external_ips
+            .iter()
+            .filter(|ip| !cluster_ips.contains(ip))
+            .copied()
+            .collect()
+    };
     ApiService {
         name: format!("{}/{}", svc.namespace, svc.name),
         cluster_ips,
+        external_ips,
         ports,
         session_affinity: svc
             .client_ip_affinity

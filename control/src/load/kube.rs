@@ -591,6 +591,7 @@ pub(super) fn service(
             ));
         }
     }
+    let external_ips = external_ips(&spec, svc.status.as_ref(), kind, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -610,6 +611,7 @@ pub(super) fn service(
         namespace: head.namespace.clone(),
         name: head.name.clone(),
         cluster_ips,
+        external_ips,
         ports,
         // The EndpointSlice controller's syncService: "services with Type
         // ExternalName receive no endpoints from this controller".
@@ -637,6 +639,78 @@ pub(super) fn service(
         ipv6,
         origin,
     })
+}
+
+/// `spec.externalIPs` (ValidateService: each a valid IP, then
+/// ValidateNonSpecialIP: not unspecified, loopback, link-local or
+/// link-local multicast) and, for a LoadBalancer, the ingress IPs of its
+/// status that kube-proxy programs (not `ipMode: Proxy`).
+fn external_ips(
+    spec: &core::ServiceSpec,
+    status: Option<&core::ServiceStatus>,
+    kind: &str,
+    errors: &mut Vec<FieldError>,
+) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for (i, s) in spec.external_ips.iter().flatten().enumerate() {
+        let field = format!("spec.externalIPs[{i}]");
+        match IpAddr::from_str(s) {
+            Err(_) => errors.push(FieldError::new(
+                field,
+                format!("{s:?} is not a valid IP address"),
+            )),
+            Ok(ip) => match special_ip(ip) {
+                Some(why) => errors.push(FieldError::new(field, format!("{ip} {why}"))),
+                None => out.push(ip),
+            },
+        }
+    }
+    if kind == "LoadBalancer" {
+        let ingress = status
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref());
+        for (i, ing) in ingress.into_iter().flatten().enumerate() {
+            if ing.ip_mode.as_deref() == Some("Proxy") {
+                continue;
+            }
+            let Some(s) = ing.ip.as_deref().filter(|s| !s.is_empty()) else {
+                continue; // a hostname only: DNS leads elsewhere
+            };
+            match IpAddr::from_str(s) {
+                Ok(ip) => out.push(ip),
+                Err(_) => errors.push(FieldError::new(
+                    format!("status.loadBalancer.ingress[{i}].ip"),
+                    format!("{s:?} is not a valid IP address"),
+                )),
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Why ValidateNonSpecialIP refuses `ip`, if it does.
+fn special_ip(ip: IpAddr) -> Option<&'static str> {
+    let link_local_multicast = match ip {
+        IpAddr::V4(v4) => v4.octets()[..3] == [224, 0, 0],
+        IpAddr::V6(v6) => v6.segments()[0] & 0xff0f == 0xff02,
+    };
+    let link_local = match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    };
+    if ip.is_unspecified() {
+        Some("may not be unspecified")
+    } else if ip.is_loopback() {
+        Some("may not be in the loopback range (127.0.0.0/8, ::1/128)")
+    } else if link_local {
+        Some("may not be in the link-local range (169.254.0.0/16, fe80::/10)")
+    } else if link_local_multicast {
+        Some("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
+    } else {
+        None
+    }
 }
 
 fn protocol_label(p: Protocol) -> &'static str {
