@@ -114,6 +114,18 @@ where
         Ok(resp)
     }
 
+    /// Makes sure a connection to `addr` is kept ready, opening one if none
+    /// is: a caller with other destinations to try learns that `addr`
+    /// cannot be reached before it hands its request over.
+    pub async fn prepare(&self, addr: SocketAddr) -> Result<(), PlainError> {
+        if self.idle.kept(addr) > 0 {
+            return Ok(());
+        }
+        let sender = self.connect(addr).await?;
+        self.idle.checkin(addr, "", sender);
+        Ok(())
+    }
+
     /// Idle connections kept for `addr`.
     pub fn kept(&self, addr: SocketAddr) -> usize {
         self.idle.kept(addr)

@@ -578,6 +578,71 @@ async fn connections_to_an_unreachable_endpoint_go_to_another_endpoint_of_the_se
     assert!((1.0..=2.0).contains(&retries), "{m}");
 }
 
+/// A long-lived client connection (a gRPC channel, an HTTP keep-alive
+/// pool) follows the Service's endpoints as the config changes: each
+/// request is balanced over the endpoints in force when it arrives. Among
+/// them here, two endpoints without a sidecar that refuse connections: a
+/// request that picks one goes to another endpoint instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_follows_endpoint_changes_and_skips_unreachable_plain_endpoints() {
+    init_tracing();
+    let ca = TestCa::new();
+    let VipServers {
+        servers: _servers,
+        client_config: mut a,
+        vip,
+    } = vip_servers(&ca).await;
+    // Start with the first meshed endpoint only.
+    a.services[0].ports[0].endpoints.truncate(1);
+    let (a, a_path) = vip_client(&ca, &a, vip);
+    let tcp = tokio::net::TcpStream::connect(a.outbound_addr)
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut ask = async |i: usize| {
+        use http_body_util::BodyExt;
+        sender.ready().await.unwrap();
+        let req = http::Request::get(format!("/{i}"))
+            .header("host", "server.back")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(status, 200, "{body}");
+        body.split_whitespace().next().unwrap().to_string()
+    };
+    assert_eq!(ask(0).await, "app=one");
+    // New endpoints: two gone (no sidecar, refusing) and a live one without
+    // a sidecar; the kept connection must reach the live ones only.
+    let plain = http_app("plain").await;
+    let mut cfg = a.ctx.state.load().config.clone();
+    let eps = &mut cfg.services[0].ports[0].endpoints;
+    eps.push(dead_endpoint("127.0.0.9"));
+    eps.push(dead_endpoint("127.0.0.10"));
+    eps.push(Endpoint {
+        ip: plain.ip(),
+        port: plain.port(),
+        workload: "back/plain".into(),
+    });
+    write_config(&a_path, &cfg);
+    wait_for_version(&a, &cfg).await;
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 1..=40 {
+        *seen.entry(ask(i).await).or_insert(0) += 1;
+    }
+    assert!(seen.get("app=plain").copied().unwrap_or(0) >= 5, "{seen:?}");
+    assert!(seen.get("app=one").copied().unwrap_or(0) >= 5, "{seen:?}");
+    let m = metrics(&a).await;
+    let retries = metric_value(&m, "palisade_endpoint_retries_total");
+    assert!((1.0..=2.0).contains(&retries), "{m}");
+}
+
 pub async fn wait_for_version(p: &palisade_proxy::app::Proxy, cfg: &palisade_api::ProxyConfig) {
     let want = cfg.compute_version();
     for _ in 0..100 {

@@ -27,8 +27,17 @@ use crate::state::{PeerRoute, peer_route};
 use super::pool::Checkout;
 use super::service::{self, Target};
 
-pub async fn serve<I>(ctx: Arc<Ctx>, io: I, client: ClientAddr, target: Target, inner: MeshInner)
-where
+/// Serves the app's HTTP on a captured connection to `orig`. Each request
+/// is resolved and balanced against the config in force when it arrives,
+/// so a long-lived connection (a gRPC channel) follows the Service's
+/// endpoints as they come and go.
+pub async fn serve<I>(
+    ctx: Arc<Ctx>,
+    io: I,
+    client: ClientAddr,
+    orig: std::net::SocketAddr,
+    inner: MeshInner,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -45,14 +54,12 @@ where
     } else {
         b.http1_only()
     };
-    let target = Arc::new(target);
     let svc_ctx = ctx.clone();
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
-        let target = target.clone();
         async move {
             let grpc = crate::grpc::is_grpc(req.headers());
-            let resp = proxy_request(&ctx, client, &target, req).await;
+            let resp = proxy_request(&ctx, client, orig, req).await;
             crate::forward::ok(if grpc {
                 crate::grpc::local_reply(resp)
             } else {
@@ -80,16 +87,19 @@ where
 async fn proxy_request(
     ctx: &Ctx,
     client: ClientAddr,
-    target: &Target,
+    orig: std::net::SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<RespBody> {
-    let picked = {
+    let (target, picked) = {
         let snap = ctx.state.load();
-        service::pick(&snap, &ctx.affinities, target).map(|p| {
+        let target = service::resolve(&snap, orig);
+        let picked = service::pick(&snap, &ctx.affinities, &target).map(|p| {
             let route = peer_route(&snap, p.addr, target.app_protocol());
             (p, route)
-        })
+        });
+        (target, picked)
     };
+    let target = &target;
     let (picked, route) = match picked {
         Ok(p) => p,
         Err(denied) => {
@@ -135,32 +145,7 @@ async fn proxy_request(
         PeerRoute::Mesh { identity, .. } if upgrade => {
             upgrade_over_mesh(ctx, picked.addr, &identity, req).await
         }
-        PeerRoute::Mesh { identity, .. } if ctx.opts.mesh_h2 => {
-            let Some(authority) = authority else {
-                return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
-            };
-            set_absolute_target(&mut req, authority);
-            *req.version_mut() = http::Version::HTTP_2;
-            // HTTP/2 carries the authority as a pseudo-header.
-            req.headers_mut().remove(HOST);
-            send_mesh_retrying(ctx, target, picked, identity, MeshLink::H2, req).await
-        }
-        PeerRoute::Mesh { identity, .. } => {
-            // HTTP/1 wants an origin-form target; Host carries the authority.
-            if authority.is_none() {
-                return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
-            }
-            set_origin_target(&mut req);
-            *req.version_mut() = http::Version::HTTP_11;
-            send_mesh_retrying(ctx, target, picked, identity, MeshLink::Http1, req).await
-        }
-        PeerRoute::Plain => {
-            set_origin_target(&mut req);
-            *req.version_mut() = http::Version::HTTP_11;
-            let resp = send_plain(&ctx.plain, picked.addr, req).await;
-            drop(picked);
-            resp
-        }
+        route => send_retrying(ctx, target, picked, route, authority, req).await,
     };
     ctx.metrics
         .request(Direction::Outbound, resp.status().as_u16());
@@ -203,13 +188,6 @@ fn set_origin_target<B>(req: &mut Request<B>) {
     *req.uri_mut() = Uri::from(path_and_query(req));
 }
 
-/// The kind of pooled connection requests ride to peer sidecars.
-#[derive(Clone, Copy)]
-enum MeshLink {
-    H2,
-    Http1,
-}
-
 /// A request no byte of which reached the peer: no connection could be
 /// made, or the new connection was closed before taking it. It can go to
 /// another endpoint whatever its method; `answer` is for the caller if it
@@ -219,39 +197,87 @@ struct Unsent {
     answer: Response<RespBody>,
 }
 
-/// Sends `req` to `picked` and, while it reaches no peer and `target` is a
-/// Service, to up to [`service::CONNECT_RETRIES`] other meshed endpoints
+/// Sends `req` to `picked` over its route and, while it reaches no
+/// endpoint (no connection could be made, or a new one was closed before
+/// taking it) and `target` is a Service, to up to
+/// [`service::CONNECT_RETRIES`] other endpoints, each over its own route
 /// (Istio's default `connect-failure`/`refused-stream` retries, each to
-/// another host). An endpoint without a sidecar ends the retries: the
-/// request is already in the form sidecars take.
-async fn send_mesh_retrying(
+/// another host). The request is put in the form each route takes.
+async fn send_retrying(
     ctx: &Ctx,
     target: &Target,
     mut picked: service::Picked,
-    mut identity: String,
-    link: MeshLink,
-    req: Request<Incoming>,
+    mut route: PeerRoute,
+    authority: Option<Authority>,
+    mut req: Request<Incoming>,
 ) -> Response<RespBody> {
     let mut tried = Vec::new();
-    let mut req = req;
     loop {
-        let sent = match link {
-            MeshLink::H2 => send_mesh(ctx, picked.addr, &identity, req).await,
-            MeshLink::Http1 => send_mesh_h1(ctx, picked.addr, &identity, req).await,
+        let sent = match &route {
+            PeerRoute::Mesh { identity, .. } => {
+                // Sidecars take the caller's authority; one that is none is
+                // refused.
+                let Some(authority) = authority.clone() else {
+                    return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
+                };
+                if ctx.opts.mesh_h2 {
+                    as_h2(&mut req, authority);
+                    send_mesh(ctx, picked.addr, identity, req).await
+                } else {
+                    as_http1(&mut req, Some(&authority));
+                    send_mesh_h1(ctx, picked.addr, identity, req).await
+                }
+            }
+            PeerRoute::Plain => {
+                as_http1(&mut req, authority.as_ref());
+                match ctx.plain.prepare(picked.addr).await {
+                    Ok(()) => return send_plain(&ctx.plain, picked.addr, req).await,
+                    Err(e) => {
+                        tracing::info!(endpoint = %picked.addr, error = %e, "cannot reach the endpoint");
+                        Err(Unsent {
+                            req,
+                            answer: local_response(
+                                StatusCode::BAD_GATEWAY,
+                                "upstream unavailable\n",
+                            ),
+                        })
+                    }
+                }
+            }
         };
         let unsent = match sent {
             Ok(resp) => return resp,
             Err(unsent) => unsent,
         };
-        let next = super::next_endpoint(ctx, target, picked.addr, &mut tried);
-        let Some((next, PeerRoute::Mesh { identity: id, .. })) = next else {
+        let Some((next, next_route)) = super::next_endpoint(ctx, target, picked.addr, &mut tried)
+        else {
             return unsent.answer;
         };
-        tracing::info!(endpoint = %picked.addr, next = %next.addr, "peer unreachable; sending the request to another endpoint of the Service");
+        tracing::info!(endpoint = %picked.addr, next = %next.addr, "endpoint unreachable; sending the request to another endpoint of the Service");
         ctx.metrics.endpoint_retries.inc();
         picked = next;
-        identity = id;
+        route = next_route;
         req = unsent.req;
+    }
+}
+
+/// `req` in the form HTTP/2 to a peer sidecar takes: the absolute target
+/// (`:scheme` and `:authority` come from it) and no `Host` header.
+fn as_h2<B>(req: &mut Request<B>, authority: Authority) {
+    set_absolute_target(req, authority);
+    *req.version_mut() = http::Version::HTTP_2;
+    req.headers_mut().remove(HOST);
+}
+
+/// `req` in the form HTTP/1.1 takes: an origin-form target, the authority
+/// in `Host`.
+fn as_http1<B>(req: &mut Request<B>, authority: Option<&Authority>) {
+    set_origin_target(req);
+    *req.version_mut() = http::Version::HTTP_11;
+    if !req.headers().contains_key(HOST)
+        && let Some(v) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(HOST, v);
     }
 }
 

@@ -69,7 +69,7 @@ pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig:
                         }
                     };
                     tokio::select! {
-                        () = http::serve(ctx.clone(), io, client, target.clone(), inner) => {}
+                        () = http::serve(ctx.clone(), io, client, orig.0, inner) => {}
                         () = killed => {}
                     }
                 }
