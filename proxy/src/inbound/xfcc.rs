@@ -187,4 +187,28 @@ mod tests {
     fn garbage_is_no_element() {
         assert!(element("spiffe://td/x", b"not a certificate").is_none());
     }
+
+    proptest::proptest! {
+        /// Whatever a peer's certificate holds (here: arbitrary bytes, and
+        /// a real certificate with bytes flipped), building the header
+        /// never panics, and what comes out is a valid header value.
+        #[test]
+        fn arbitrary_certificates_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            flips in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 0..8),
+        ) {
+            let _ = element("spiffe://td/x", &bytes);
+            let mut der = cert(
+                &[(DnType::CommonName, "a\"b,c"), (DnType::OrganizationName, "#x ")],
+                vec![SanType::URI("spiffe://td/y".try_into().unwrap())],
+            );
+            for (at, v) in flips {
+                let n = der.len();
+                der[at % n] ^= v;
+            }
+            if let Some(v) = element("spiffe://td/x", &der) {
+                proptest::prop_assert!(v.to_str().is_ok());
+            }
+        }
+    }
 }
