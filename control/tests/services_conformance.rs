@@ -504,6 +504,26 @@ fn client_ip_session_affinity_reaches_the_proxy_config_with_its_timeout() {
         None
     );
     assert_eq!(affinity_of(PORTS), None);
+    // check says what the affinity means for the caller.
+    let two = format!(
+        "{}\n---\n{}",
+        pod("p1", "198.18.0.1", "", READY),
+        pod("p2", "198.18.0.2", "", READY)
+    );
+    let client = "apiVersion: v1\nkind: Pod\nmetadata: {namespace: x, name: client, labels: {app: c}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 198.18.0.10}\n";
+    let doc = svc(&format!(
+        "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 60}}}}\n{PORTS}"
+    ));
+    let cluster = load(&[NS, &two, client, &doc]);
+    let compiler = Compiler::new(&cluster);
+    let report =
+        palisade_control::check::check(&compiler, &service_check_request(&cluster, "client"))
+            .unwrap();
+    assert!(
+        report.detail.contains("sessionAffinity ClientIP") && report.detail.contains("60 s"),
+        "{}",
+        report.detail
+    );
     // And it round-trips through the config the sidecar reads.
     let json = serde_json::to_string(&with(15)).unwrap();
     assert_eq!(json, r#"{"timeoutSeconds":15}"#);

@@ -290,7 +290,7 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
         .collect::<Result<_, _>>()?;
     let all_allow =
         !endpoints.is_empty() && endpoints.iter().all(|e| e.verdict == LayerVerdict::Allow);
-    let detail = if endpoints.is_empty() {
+    let mut detail = if endpoints.is_empty() {
         "the Service has no ready endpoint for this port: nothing can answer".to_string()
     } else if endpoints.len() > 1 {
         format!(
@@ -304,6 +304,14 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
     } else {
         String::new()
     };
+    if let Destination::Service { service } = &req.destination
+        && let Some(timeout) = cluster.services[*service].client_ip_affinity
+        && endpoints.len() > 1
+    {
+        detail.push_str(&format!(
+            "; sessionAffinity ClientIP: this client stays with the first endpoint it reaches for {timeout} s after its last connection"
+        ));
+    }
     Ok(CheckReport {
         verdict: if all_allow {
             LayerVerdict::Allow
