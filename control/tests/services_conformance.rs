@@ -633,3 +633,44 @@ fn external_and_load_balancer_ips_lead_to_the_endpoints() {
         );
     }
 }
+
+/// `check` sees the server name a sidecar sends when it calls through a
+/// Service (Istio's `outbound_.PORT_._.NAME.NS.svc.cluster.local`), so a
+/// `connection.sni` condition is judged as the sidecars will; `--sni`
+/// overrides it, and a pod called at its own address has none.
+#[test]
+fn check_judges_connection_sni_with_the_server_name_sidecars_send() {
+    let client = "apiVersion: v1\nkind: Pod\nmetadata: {namespace: x, name: client, labels: {app: c}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 198.18.0.10}\n";
+    let server = pod("server", "198.18.0.1", "", READY);
+    let service = svc(&format!("  clusterIP: 10.96.0.7\n{PORTS}"));
+    let deny = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {namespace: x, name: deny-sni}\nspec:\n  selector: {matchLabels: {app: a}}\n  action: DENY\n  rules:\n    - when:\n        - key: connection.sni\n          values: [\"outbound_.80_._.s.x.svc.cluster.local\"]\n";
+    let cluster = load(&[NS, client, &server, &service, deny]);
+    let compiler = Compiler::new(&cluster);
+    let verdict = |req: &palisade_control::check::CheckRequest| {
+        palisade_control::check::check(&compiler, req)
+            .unwrap()
+            .verdict
+    };
+    use palisade_control::check::LayerVerdict;
+    let via_service = service_check_request(&cluster, "client");
+    assert_eq!(verdict(&via_service), LayerVerdict::Deny);
+    let mut other_name = via_service.clone();
+    other_name.sni = Some("api.example.com".into());
+    assert_eq!(verdict(&other_name), LayerVerdict::Allow);
+    let mut to_pod = via_service.clone();
+    to_pod.destination = palisade_control::check::Destination::Pod {
+        pod: cluster.pod_index("x", "server").unwrap(),
+    };
+    to_pod.port = palisade_control::cluster::PortRef::Number(8080);
+    assert_eq!(verdict(&to_pod), LayerVerdict::Allow);
+    let mut plaintext = via_service.clone();
+    plaintext.plaintext = true;
+    let r = palisade_control::check::check(&compiler, &plaintext).unwrap();
+    assert!(
+        r.endpoints
+            .iter()
+            .all(|e| e.authorization.verdict != LayerVerdict::Deny
+                || !e.authorization.detail.contains("deny-sni")),
+        "{r:#?}"
+    );
+}

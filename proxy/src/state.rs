@@ -39,6 +39,9 @@ pub struct ServiceTarget {
     pub app_protocol: Option<String>,
     /// `sessionAffinity: ClientIP`: how long a pick stays sticky.
     pub affinity: Option<std::time::Duration>,
+    /// The server name mTLS to an endpoint of this port carries
+    /// (`palisade_api::sni::outbound_sni`).
+    pub sni: Option<Arc<str>>,
     pub endpoints: Vec<Endpoint>,
     pub in_flight: Vec<Arc<AtomicUsize>>,
     /// Endpoints found unreachable, set aside for a while (see
@@ -76,6 +79,7 @@ impl Snapshot {
                     let target = Arc::new(ServiceTarget {
                         name: svc.name.clone(),
                         service_port: SocketAddr::new(vip, port.port),
+                        sni: palisade_api::sni::outbound_sni(&svc.name, port.port).map(Arc::from),
                         app_protocol: port.app_protocol.clone(),
                         affinity: svc
                             .session_affinity

@@ -117,13 +117,21 @@ impl MeshTls {
         tcp: TcpStream,
         expected: &str,
         inner: MeshInner,
+        sni: Option<&str>,
     ) -> Result<client::TlsStream<Batched<TcpStream>>, TlsError> {
         let connector = self.connector(expected, inner)?;
         // The server name is not checked (the verifier checks the SPIFFE
-        // ID); an IP address sends no SNI.
-        let ip = tcp.peer_addr().map_err(TlsError::Handshake)?.ip();
+        // ID): it tells the peer which Service was called. Without one,
+        // the peer's IP address, which sends no SNI.
+        let name = match sni.and_then(|s| ServerName::try_from(s.to_string()).ok()) {
+            Some(name) => name,
+            None => {
+                let ip = tcp.peer_addr().map_err(TlsError::Handshake)?.ip();
+                ServerName::IpAddress(ip.into())
+            }
+        };
         let mut tls = connector
-            .connect(ServerName::IpAddress(ip.into()), Batched::new(tcp))
+            .connect(name, Batched::new(tcp))
             .await
             .map_err(TlsError::Handshake)?;
         tls.get_mut().0.set_batching(inner == MeshInner::H2);

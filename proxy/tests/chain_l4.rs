@@ -318,6 +318,8 @@ async fn invalid_config_is_ignored_and_the_last_good_one_stays() {
 /// config calling that cluster IP (egress not isolated).
 struct VipServers {
     servers: Vec<palisade_proxy::app::Proxy>,
+    /// Each server's config file, in the order of `servers`.
+    server_paths: Vec<std::path::PathBuf>,
     client_config: palisade_api::ProxyConfig,
     vip: std::net::SocketAddr,
 }
@@ -327,6 +329,7 @@ async fn vip_servers(ca: &TestCa) -> VipServers {
     let app2 = http_app("two").await;
     let app3 = http_app("three").await;
     let mut servers = Vec::new();
+    let mut server_paths = Vec::new();
     for (i, (ip, app)) in [
         ("127.0.0.2", app1),
         ("127.0.0.3", app2),
@@ -339,6 +342,7 @@ async fn vip_servers(ca: &TestCa) -> VipServers {
         cfg.peers.push(peer("127.0.0.1", "front", "client"));
         let path = ca.write_config(&format!("b{i}.json"), &cfg);
         let svid = ca.svid_dir(&format!("b{i}"), &id("back", "server"));
+        server_paths.push(path.clone());
         servers.push(sidecar(
             &path,
             &svid,
@@ -376,6 +380,7 @@ async fn vip_servers(ca: &TestCa) -> VipServers {
     });
     VipServers {
         servers,
+        server_paths,
         client_config: a,
         vip,
     }
@@ -427,6 +432,7 @@ async fn service_vip_spreads_across_endpoints_with_egress_per_endpoint() {
         servers: _servers,
         client_config: mut a,
         vip,
+        ..
     } = vip_servers(&ca).await;
     // Egress allows the first two endpoints only: the third never gets traffic.
     a.outbound.egress = only_from("front/egress", &["127.0.0.2/32", "127.0.0.3/32"]);
@@ -468,6 +474,7 @@ async fn service_session_affinity_client_ip_sticks_and_can_be_switched() {
         servers: _servers,
         client_config: mut a,
         vip,
+        ..
     } = vip_servers(&ca).await;
     a.services[0].session_affinity = Some(palisade_api::SessionAffinity {
         timeout_seconds: 10800,
@@ -514,6 +521,7 @@ async fn requests_to_an_unreachable_endpoint_go_to_another_endpoint_of_the_servi
         servers: _servers,
         client_config: mut a,
         vip,
+        ..
     } = vip_servers(&ca).await;
     // Meshed (a peer entry) but gone: the dial is refused.
     for ip in ["127.0.0.5", "127.0.0.6"] {
@@ -591,6 +599,7 @@ async fn a_kept_connection_follows_endpoint_changes_and_skips_unreachable_plain_
         servers: _servers,
         client_config: mut a,
         vip,
+        ..
     } = vip_servers(&ca).await;
     // Start with the first meshed endpoint only.
     a.services[0].ports[0].endpoints.truncate(1);
@@ -641,6 +650,59 @@ async fn a_kept_connection_follows_endpoint_changes_and_skips_unreachable_plain_
     let m = metrics(&a).await;
     let retries = metric_value(&m, "palisade_endpoint_retries_total");
     assert!((1.0..=2.0).contains(&retries), "{m}");
+}
+
+/// Between sidecars a connection made for a Service carries Istio's server
+/// name, `outbound_.PORT_._.NAME.NS.svc.cluster.local`, so `connection.sni`
+/// conditions match mesh traffic as they do in Istio; a pod called at its
+/// own address gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_connections_for_a_service_carry_istios_server_name() {
+    init_tracing();
+    let ca = TestCa::new();
+    let VipServers {
+        servers,
+        server_paths,
+        client_config: a,
+        vip,
+    } = vip_servers(&ca).await;
+    let deny = authz(
+        "back/deny-sni",
+        AuthzAction::Deny,
+        vec![AuthzRule {
+            from: vec![],
+            to: vec![],
+            when: vec![AuthzCondition {
+                key: "connection.sni".into(),
+                values: vec!["outbound_.80_._.server.back.svc.cluster.local".into()],
+                not_values: vec![],
+            }],
+        }],
+    );
+    for (s, path) in servers.iter().zip(&server_paths) {
+        let mut cfg = s.ctx.state.load().config.clone();
+        cfg.authorization = vec![deny.clone()];
+        write_config(path, &cfg);
+        wait_for_version(s, &cfg).await;
+    }
+    let (client, _) = vip_client(&ca, &a, vip);
+    let (status, headers, body) = http_get(client.outbound_addr, "/", "server.back").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(headers["x-palisade-denied-by"], "back/deny-sni#0");
+    // The same peer at its own address: no server name, nothing to deny.
+    let path = ca.write_config("direct.json", &a);
+    let svid = ca.svid_dir("direct", &id("front", "client"));
+    let direct = sidecar(
+        &path,
+        &svid,
+        "127.0.0.1",
+        palisade_proxy::ctx::Options {
+            outbound_to: Some(servers[0].inbound_addr),
+            ..opts()
+        },
+    );
+    let (status, _, body) = http_get(direct.outbound_addr, "/", "server.back").await;
+    assert_eq!(status, 200, "{body}");
 }
 
 pub async fn wait_for_version(p: &palisade_proxy::app::Proxy, cfg: &palisade_api::ProxyConfig) {

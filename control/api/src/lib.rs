@@ -8,6 +8,7 @@ pub mod compiled;
 pub mod config;
 pub mod l4;
 pub mod normalize;
+pub mod sni;
 pub mod stream;
 pub mod version;
 

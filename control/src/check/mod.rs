@@ -163,6 +163,9 @@ struct Ends<'a> {
     src_pod: Option<usize>,
     identity: Option<String>,
     req: &'a CheckRequest,
+    /// The server name the caller's sidecar sends when it calls through a
+    /// Service (`palisade_api::sni::outbound_sni`); none to a pod.
+    mesh_sni: Option<String>,
 }
 
 /// Judges `req` against the compiled cluster.
@@ -193,6 +196,7 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
         src_pod,
         identity: identity.clone(),
         req,
+        mesh_sni: service_sni(cluster, req),
     };
     let (to, targets): (String, Vec<(Option<usize>, IpAddr, u16)>) = match &req.destination {
         Destination::Pod { pod } => {
@@ -492,6 +496,22 @@ fn judge(
     })
 }
 
+/// The server name a sidecar sends for `req`'s destination Service port.
+fn service_sni(cluster: &crate::cluster::Cluster, req: &CheckRequest) -> Option<String> {
+    let Destination::Service { service } = &req.destination else {
+        return None;
+    };
+    let svc = cluster.services.get(*service)?;
+    let sp = svc.ports.iter().find(|sp| {
+        sp.protocol == req.protocol
+            && match &req.port {
+                PortRef::Number(n) => sp.port == *n,
+                PortRef::Name(name) => sp.name.as_deref() == Some(name.as_str()),
+            }
+    })?;
+    palisade_api::sni::outbound_sni(&format!("{}/{}", svc.namespace, svc.name), sp.port)
+}
+
 fn authorize(
     dc: &ProxyConfig,
     ends: &Ends<'_>,
@@ -507,7 +527,14 @@ fn authorize(
         None
     };
     let mut ctx = RequestContext::tcp(peer, ends.src_ip, dst_ip, port);
-    if let Some(sni) = ends.req.sni.as_deref() {
+    // `--sni` as given; else, between sidecars, the name the caller's
+    // sidecar sends for the Service it called.
+    let mesh_sni = if is_mtls {
+        ends.mesh_sni.as_deref()
+    } else {
+        None
+    };
+    if let Some(sni) = ends.req.sni.as_deref().or(mesh_sni) {
         ctx = ctx.with_sni(sni);
     }
     let mut headers = http::HeaderMap::new();

@@ -47,16 +47,18 @@ pub struct MeshDialer<'a> {
 
 impl MeshDialer<'_> {
     /// TCP to `addr`, then mTLS requiring `identity` with the ALPN token
-    /// for `inner`; a completed handshake is counted.
+    /// for `inner` and the server name `sni` (none without); a completed
+    /// handshake is counted.
     pub async fn dial(
         &self,
         addr: SocketAddr,
         identity: &str,
         inner: MeshInner,
+        sni: Option<&str>,
     ) -> Result<TlsStream<Batched<TcpStream>>, ConnectError> {
         let timeout = self.timeout;
         let tcp = tcp(addr, timeout).await?;
-        match tokio::time::timeout(timeout, self.tls.connect(tcp, identity, inner)).await {
+        match tokio::time::timeout(timeout, self.tls.connect(tcp, identity, inner, sni)).await {
             Ok(Ok(s)) => {
                 self.metrics.handshake(Direction::Outbound);
                 Ok(s)

@@ -143,7 +143,7 @@ async fn proxy_request(
     strip_hop_by_hop(req.headers_mut(), upgrade);
     let resp = match route {
         PeerRoute::Mesh { identity, .. } if upgrade => {
-            upgrade_over_mesh(ctx, picked.addr, &identity, req).await
+            upgrade_over_mesh(ctx, picked.addr, &identity, target.sni().map(|s| &**s), req).await
         }
         route => send_retrying(ctx, target, picked, route, authority, req).await,
     };
@@ -220,12 +220,13 @@ async fn send_retrying(
                 let Some(authority) = authority.clone() else {
                     return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
                 };
+                let sni = target.sni();
                 if ctx.opts.mesh_h2 {
                     as_h2(&mut req, authority);
-                    send_mesh(ctx, picked.addr, identity, req).await
+                    send_mesh(ctx, picked.addr, identity, sni, req).await
                 } else {
                     as_http1(&mut req, Some(&authority));
-                    send_mesh_h1(ctx, picked.addr, identity, req).await
+                    send_mesh_h1(ctx, picked.addr, identity, sni.map(|s| &**s), req).await
                 }
             }
             PeerRoute::Plain => {
@@ -290,25 +291,29 @@ async fn send_mesh(
     ctx: &Ctx,
     addr: std::net::SocketAddr,
     identity: &str,
+    sni: Option<&Arc<str>>,
     mut req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Unsent> {
     let mut retried = false;
     loop {
-        let Checkout { mut sender, fresh } =
-            match ctx.mesh_pool.get(&ctx.mesh_dialer(), addr, identity).await {
-                Ok(s) => s,
-                Err(e) => {
-                    return Err(Unsent {
-                        req,
-                        answer: peer_unreachable(addr, identity, &e),
-                    });
-                }
-            };
+        let Checkout { mut sender, fresh } = match ctx
+            .mesh_pool
+            .get(&ctx.mesh_dialer(), addr, identity, sni)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(Unsent {
+                    req,
+                    answer: peer_unreachable(addr, identity, &e),
+                });
+            }
+        };
         // Only a connection that sat in the pool earns a second try: one
         // opened for this request and closed at once was refused.
         let may_resend = !retried && !fresh;
         if let Err(e) = sender.ready().await {
-            ctx.mesh_pool.evict(addr, identity);
+            ctx.mesh_pool.evict(addr, identity, sni);
             if may_resend {
                 retried = true;
                 tracing::debug!(%addr, error = %e, "pooled mesh connection closed; opening a new one");
@@ -324,12 +329,12 @@ async fn send_mesh(
             Ok(resp) => return Ok(proxied(resp).await),
             Err(e) => {
                 if sender.is_closed() {
-                    ctx.mesh_pool.evict(addr, identity);
+                    ctx.mesh_pool.evict(addr, identity, sni);
                 }
                 match after_failed_send(addr, e, may_resend) {
                     AfterFailure::Resend(unsent) => {
                         retried = true;
-                        ctx.mesh_pool.evict(addr, identity);
+                        ctx.mesh_pool.evict(addr, identity, sni);
                         req = unsent;
                     }
                     AfterFailure::Elsewhere(unsent) => return Err(*unsent),
@@ -393,13 +398,14 @@ async fn send_mesh_h1(
     ctx: &Ctx,
     addr: std::net::SocketAddr,
     identity: &str,
+    sni: Option<&str>,
     mut req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Unsent> {
     let mut retried = false;
     loop {
         let Checkout { mut sender, fresh } = match ctx
             .mesh_pool_h1
-            .checkout(&ctx.mesh_dialer(), addr, identity)
+            .checkout(&ctx.mesh_dialer(), addr, identity, sni)
             .await
         {
             Ok(s) => s,
@@ -412,7 +418,7 @@ async fn send_mesh_h1(
         };
         match sender.try_send_request(req).await {
             Ok(resp) => {
-                ctx.mesh_pool_h1.checkin(addr, identity, sender);
+                ctx.mesh_pool_h1.checkin(addr, identity, sni, sender);
                 return Ok(proxied(resp).await);
             }
             Err(e) => match after_failed_send(addr, e, !retried && !fresh) {
@@ -433,11 +439,12 @@ async fn upgrade_over_mesh(
     ctx: &Ctx,
     addr: std::net::SocketAddr,
     identity: &str,
+    sni: Option<&str>,
     mut req: Request<Incoming>,
 ) -> Response<RespBody> {
     let stream = match ctx
         .mesh_dialer()
-        .dial(addr, identity, MeshInner::Http1)
+        .dial(addr, identity, MeshInner::Http1, sni)
         .await
     {
         Ok(s) => s,

@@ -100,11 +100,12 @@ async fn dial_upstream(
     ctx: &Ctx,
     addr: std::net::SocketAddr,
     identity: Option<&str>,
+    sni: Option<&str>,
 ) -> Result<Upstream, connect::ConnectError> {
     match identity {
         Some(id) => ctx
             .mesh_dialer()
-            .dial(addr, id, MeshInner::Opaque)
+            .dial(addr, id, MeshInner::Opaque, sni)
             .await
             .map(|tls| Upstream::Mesh(Box::new(tls))),
         None => connect::tcp(addr, ctx.opts.connect_timeout)
@@ -145,7 +146,8 @@ async fn dial_with_retries(
 ) -> Result<(service::Picked, Upstream), (std::net::SocketAddr, connect::ConnectError)> {
     let mut tried = Vec::new();
     loop {
-        let error = match dial_upstream(ctx, picked.addr, identity.as_deref()).await {
+        let sni = target.sni().map(|s| &**s);
+        let error = match dial_upstream(ctx, picked.addr, identity.as_deref(), sni).await {
             Ok(up) => return Ok((picked, up)),
             Err(e) => e,
         };

@@ -1,6 +1,8 @@
-//! Pooled HTTP/2-over-mTLS connections to peer sidecars, one per (endpoint,
-//! expected identity), multiplexing every request to that peer, so a client
-//! that opens a connection per request costs no TLS handshake.
+//! Pooled HTTP/2-over-mTLS connections to peer sidecars, one per endpoint
+//! and server name (the Service called; none for a pod's own address),
+//! with the expected identity checked, multiplexing every request to that
+//! peer, so a client that opens a connection per request costs no TLS
+//! handshake.
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,15 +16,19 @@ use crate::detect::MeshInner;
 
 use super::connect::{ConnectError, MeshDialer};
 
+/// A pooled connection's key: the endpoint and the server name its
+/// handshake carried.
+type PeerKey = (SocketAddr, Option<Arc<str>>);
+
 #[derive(Default)]
 pub struct MeshPool {
-    /// By endpoint; an endpoint has one identity, a different expected one
-    /// replaces the entry.
-    conns: Mutex<HashMap<SocketAddr, (String, SendRequest<Incoming>)>>,
-    /// One connection attempt per endpoint at a time: requests that find no
+    /// By endpoint and server name; an endpoint has one identity, a
+    /// different expected one replaces the entry.
+    conns: Mutex<HashMap<PeerKey, (String, SendRequest<Incoming>)>>,
+    /// One connection attempt per key at a time: requests that find no
     /// connection wait for the attempt under way instead of each opening
     /// their own.
-    connecting: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
+    connecting: Mutex<HashMap<PeerKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A sender handed out by a mesh pool.
@@ -46,30 +52,33 @@ pub enum PoolError {
 }
 
 impl MeshPool {
-    /// A ready sender to the peer sidecar at `addr`, connecting if needed.
+    /// A ready sender to the peer sidecar at `addr` whose connection
+    /// carried the server name `sni`, connecting if needed.
     pub async fn get(
         &self,
         dialer: &MeshDialer<'_>,
         addr: SocketAddr,
         identity: &str,
+        sni: Option<&Arc<str>>,
     ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
         let pooled = |sender| Checkout {
             sender,
             fresh: false,
         };
-        if let Some(s) = self.cached(addr, identity) {
+        let key: PeerKey = (addr, sni.cloned());
+        if let Some(s) = self.cached(&key, identity) {
             return Ok(pooled(s));
         }
         let gate = match self.connecting.lock() {
-            Ok(mut c) => c.entry(addr).or_default().clone(),
+            Ok(mut c) => c.entry(key.clone()).or_default().clone(),
             Err(_) => Arc::default(),
         };
         let _attempt = gate.lock().await;
-        if let Some(s) = self.cached(addr, identity) {
+        if let Some(s) = self.cached(&key, identity) {
             return Ok(pooled(s));
         }
         let connected = self
-            .connect(dialer, addr, identity)
+            .connect(dialer, &key, identity)
             .await
             .map(|sender| Checkout {
                 sender,
@@ -78,7 +87,7 @@ impl MeshPool {
         // Waiters hold the gate already; later requests find the connection
         // (or try again after a failure).
         if let Ok(mut c) = self.connecting.lock() {
-            c.remove(&addr);
+            c.remove(&key);
         }
         connected
     }
@@ -86,10 +95,13 @@ impl MeshPool {
     async fn connect(
         &self,
         dialer: &MeshDialer<'_>,
-        addr: SocketAddr,
+        key: &PeerKey,
         identity: &str,
     ) -> Result<SendRequest<Incoming>, PoolError> {
-        let stream = dialer.dial(addr, identity, MeshInner::H2).await?;
+        let addr = key.0;
+        let stream = dialer
+            .dial(addr, identity, MeshInner::H2, key.1.as_deref())
+            .await?;
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .adaptive_window(true)
@@ -104,29 +116,31 @@ impl MeshPool {
             }
         });
         if let Ok(mut conns) = self.conns.lock() {
-            conns.insert(addr, (identity.to_string(), sender.clone()));
+            conns.insert(key.clone(), (identity.to_string(), sender.clone()));
         }
         Ok(sender)
     }
 
-    fn cached(&self, addr: SocketAddr, identity: &str) -> Option<SendRequest<Incoming>> {
+    fn cached(&self, key: &PeerKey, identity: &str) -> Option<SendRequest<Incoming>> {
         let mut conns = self.conns.lock().ok()?;
-        match conns.get(&addr) {
+        match conns.get(key) {
             Some((id, s)) if id == identity && !s.is_closed() => Some(s.clone()),
             Some(_) => {
-                conns.remove(&addr);
+                conns.remove(key);
                 None
             }
             None => None,
         }
     }
 
-    /// Forgets the connection to `addr` (after an error on it).
-    pub fn evict(&self, addr: SocketAddr, identity: &str) {
+    /// Forgets the connection to `addr` with server name `sni` (after an
+    /// error on it).
+    pub fn evict(&self, addr: SocketAddr, identity: &str, sni: Option<&Arc<str>>) {
+        let key: PeerKey = (addr, sni.cloned());
         if let Ok(mut conns) = self.conns.lock()
-            && conns.get(&addr).is_some_and(|(id, _)| id == identity)
+            && conns.get(&key).is_some_and(|(id, _)| id == identity)
         {
-            conns.remove(&addr);
+            conns.remove(&key);
         }
     }
 

@@ -43,14 +43,15 @@ impl MeshPoolH1 {
         dialer: &MeshDialer<'_>,
         addr: SocketAddr,
         identity: &str,
+        sni: Option<&str>,
     ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
-        if let Some((sender, _)) = self.idle.take_ready(addr, identity) {
+        if let Some((sender, _)) = self.idle.take_ready(addr, &tag(identity, sni)) {
             return Ok(Checkout {
                 sender,
                 fresh: false,
             });
         }
-        let stream = dialer.dial(addr, identity, MeshInner::Http1).await?;
+        let stream = dialer.dial(addr, identity, MeshInner::Http1, sni).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -73,7 +74,22 @@ impl MeshPoolH1 {
 
     /// Returns a sender after its response arrived; it becomes ready again
     /// once the response body is done.
-    pub fn checkin(&self, addr: SocketAddr, identity: &str, sender: SendRequest<Incoming>) {
-        self.idle.checkin(addr, identity, sender);
+    pub fn checkin(
+        &self,
+        addr: SocketAddr,
+        identity: &str,
+        sni: Option<&str>,
+        sender: SendRequest<Incoming>,
+    ) {
+        self.idle.checkin(addr, &tag(identity, sni), sender);
+    }
+}
+
+/// What a kept connection must match besides its endpoint: the expected
+/// identity and the server name its handshake carried.
+fn tag(identity: &str, sni: Option<&str>) -> String {
+    match sni {
+        Some(sni) => format!("{identity} {sni}"),
+        None => identity.to_string(),
     }
 }

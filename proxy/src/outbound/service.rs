@@ -23,6 +23,15 @@ pub enum Target {
 }
 
 impl Target {
+    /// The server name mTLS to this target's endpoints carries: the
+    /// Service port's, none for a pod's own address.
+    pub fn sni(&self) -> Option<&Arc<str>> {
+        match self {
+            Target::Service(s) => s.sni.as_ref(),
+            Target::Endpoint(_) => None,
+        }
+    }
+
     /// The Service's declared `appProtocol`, if any.
     pub fn app_protocol(&self) -> Option<&str> {
         match self {
