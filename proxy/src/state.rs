@@ -195,22 +195,31 @@ mod tests {
     /// table serves TCP connections: a UDP port of the same number (DNS on
     /// 53/UDP and 53/TCP) must not take the TCP port's place, and the IPv4
     /// cluster IP of a dual-stack Service must lead to IPv4 endpoints.
-    #[test]
-    fn service_table_is_tcp_and_per_family() {
-        let config: ProxyConfig = serde_yaml::from_str(
+    /// A pod x/a whose config lists `services` (YAML, the list's items).
+    fn with_services(services: &str) -> Snapshot {
+        let config: ProxyConfig = serde_yaml::from_str(&format!(
             r#"
 version: "v1"
-mesh: { trustDomain: cluster.local }
+mesh: {{ trustDomain: cluster.local }}
 workload:
   namespace: x
   name: a
   serviceAccount: default
   identity: spiffe://cluster.local/ns/x/sa/default
   ips: [198.18.0.2]
-inbound: { mtls: STRICT, ingress: { isolated: false } }
-outbound: { egress: { isolated: false } }
+inbound: {{ mtls: STRICT, ingress: {{ isolated: false }} }}
+outbound: {{ egress: {{ isolated: false }} }}
 services:
-  - name: kube-system/dns
+{services}"#
+        ))
+        .unwrap();
+        Snapshot::compile(config, "v1".into()).unwrap()
+    }
+
+    #[test]
+    fn service_table_is_tcp_and_per_family() {
+        let snap = with_services(
+            r#"  - name: kube-system/dns
     clusterIps: [198.19.255.10, "fd00::10"]
     ports:
       - port: 53
@@ -224,9 +233,7 @@ services:
           - { ip: 198.18.0.5, port: 53, workload: kube-system/dns }
           - { ip: "fd00::5", port: 53, workload: kube-system/dns }
 "#,
-        )
-        .unwrap();
-        let snap = Snapshot::compile(config, "v1".into()).unwrap();
+        );
         let v4 = snap.service("198.19.255.10:53".parse().unwrap()).unwrap();
         let got: Vec<SocketAddr> = v4
             .endpoints
@@ -249,20 +256,8 @@ services:
     /// sidecar, each keyed by its own address.
     #[test]
     fn external_ips_lead_to_the_endpoints_like_the_cluster_ip() {
-        let config: ProxyConfig = serde_yaml::from_str(
-            r#"
-version: "v1"
-mesh: { trustDomain: cluster.local }
-workload:
-  namespace: x
-  name: a
-  serviceAccount: default
-  identity: spiffe://cluster.local/ns/x/sa/default
-  ips: [198.18.0.2]
-inbound: { mtls: STRICT, ingress: { isolated: false } }
-outbound: { egress: { isolated: false } }
-services:
-  - name: x/web
+        let snap = with_services(
+            r#"  - name: x/web
     clusterIps: [198.19.255.20]
     externalIps: [192.0.2.10, 203.0.113.5]
     ports:
@@ -271,9 +266,7 @@ services:
         endpoints:
           - { ip: 198.18.0.5, port: 8080, workload: x/web }
 "#,
-        )
-        .unwrap();
-        let snap = Snapshot::compile(config, "v1".into()).unwrap();
+        );
         for vip in ["198.19.255.20:80", "192.0.2.10:80", "203.0.113.5:80"] {
             let t = snap.service(vip.parse().unwrap()).unwrap();
             assert_eq!(t.name, "x/web");
