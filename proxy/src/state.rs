@@ -185,6 +185,29 @@ fn is_http_app_protocol(p: &str) -> bool {
     )
 }
 
+/// Test support: the compiled config of a pod x/a with `egress` as its
+/// egress policy (YAML flow) and `services` (YAML, the list's items).
+#[cfg(test)]
+pub(crate) fn test_snapshot(egress: &str, services: &str) -> Snapshot {
+    let config: ProxyConfig = serde_yaml::from_str(&format!(
+        r#"
+version: "v1"
+mesh: {{ trustDomain: cluster.local }}
+workload:
+  namespace: x
+  name: a
+  serviceAccount: default
+  identity: spiffe://cluster.local/ns/x/sa/default
+  ips: [198.18.0.2]
+inbound: {{ mtls: STRICT, ingress: {{ isolated: false }} }}
+outbound: {{ egress: {egress} }}
+services:
+{services}"#
+    ))
+    .unwrap();
+    Snapshot::compile(config, "v1".into()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,30 +218,10 @@ mod tests {
     /// table serves TCP connections: a UDP port of the same number (DNS on
     /// 53/UDP and 53/TCP) must not take the TCP port's place, and the IPv4
     /// cluster IP of a dual-stack Service must lead to IPv4 endpoints.
-    /// A pod x/a whose config lists `services` (YAML, the list's items).
-    fn with_services(services: &str) -> Snapshot {
-        let config: ProxyConfig = serde_yaml::from_str(&format!(
-            r#"
-version: "v1"
-mesh: {{ trustDomain: cluster.local }}
-workload:
-  namespace: x
-  name: a
-  serviceAccount: default
-  identity: spiffe://cluster.local/ns/x/sa/default
-  ips: [198.18.0.2]
-inbound: {{ mtls: STRICT, ingress: {{ isolated: false }} }}
-outbound: {{ egress: {{ isolated: false }} }}
-services:
-{services}"#
-        ))
-        .unwrap();
-        Snapshot::compile(config, "v1".into()).unwrap()
-    }
-
     #[test]
     fn service_table_is_tcp_and_per_family() {
-        let snap = with_services(
+        let snap = test_snapshot(
+            "{ isolated: false }",
             r#"  - name: kube-system/dns
     clusterIps: [198.19.255.10, "fd00::10"]
     ports:
@@ -256,7 +259,8 @@ services:
     /// sidecar, each keyed by its own address.
     #[test]
     fn external_ips_lead_to_the_endpoints_like_the_cluster_ip() {
-        let snap = with_services(
+        let snap = test_snapshot(
+            "{ isolated: false }",
             r#"  - name: x/web
     clusterIps: [198.19.255.20]
     externalIps: [192.0.2.10, 203.0.113.5]

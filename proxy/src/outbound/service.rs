@@ -323,7 +323,6 @@ fn pick_among(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_api::ProxyConfig;
     use std::collections::BTreeSet;
 
     /// A pod calling `web` (cluster IP 198.19.0.10:80, three endpoints),
@@ -343,19 +342,10 @@ mod tests {
                 nets.join(", ")
             )
         };
-        let yaml = format!(
-            r#"
-version: "v1"
-mesh: {{ trustDomain: cluster.local }}
-workload:
-  namespace: x
-  name: client
-  serviceAccount: default
-  identity: spiffe://cluster.local/ns/x/sa/default
-  ips: [198.18.0.2]
-inbound: {{ mtls: STRICT, ingress: {{ isolated: false }} }}
-outbound: {{ egress: {egress} }}
-services:
+        crate::state::test_snapshot(
+            &egress,
+            &format!(
+                r#"
   - name: x/web
     clusterIps: [198.19.0.10]
     {affinity}
@@ -364,9 +354,8 @@ services:
         protocol: TCP
         endpoints:
 {eps}"#
-        );
-        let config: ProxyConfig = serde_yaml::from_str(&yaml).unwrap();
-        Snapshot::compile(config, "v1".into()).unwrap()
+            ),
+        )
     }
 
     const VIP: &str = "198.19.0.10:80";
