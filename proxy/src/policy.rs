@@ -4,6 +4,7 @@
 //! function `palisade check` uses). Everything is compiled once per config
 //! version; the calls on the hot path take borrowed views and allocate only
 //! on a denial.
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -12,7 +13,7 @@ use palisade_api::authz::{
     AuthzError, CompiledAuthz, Decision, DecisionReason, HttpRequest, RequestContext,
 };
 use palisade_api::l4::{CompiledDirection, L4Decision};
-use palisade_api::normalize::{self, NormalizedPath, PathError};
+use palisade_api::normalize::{self, PathError};
 use palisade_api::{PathNormalization, Protocol, ProxyConfig};
 
 /// The evaluators of one config version.
@@ -190,11 +191,12 @@ fn log_audit(view: &AccessView<'_>, decision: &Decision) {
     );
 }
 
-/// Path normalization in the mesh's mode. An error means the path cannot
-/// be normalized safely (the proxy answers 400).
+/// The request's path (query dropped) normalized in the mesh's mode,
+/// borrowed when normalization changes nothing. An error means the path
+/// cannot be normalized safely (the proxy answers 400).
 pub fn normalize_path(
     path_and_query: &str,
     mode: PathNormalization,
-) -> Result<NormalizedPath, PathError> {
-    normalize::normalize_path(path_and_query, mode)
+) -> Result<Cow<'_, str>, PathError> {
+    normalize::normalized_path(path_and_query, mode)
 }

@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub version: String,
     pub policy: CompiledPolicy,
     peers: HashMap<IpAddr, usize>,
+    /// Each peer's SPIFFE ID, shared (a route hands it out per request).
+    peer_identities: Vec<Arc<str>>,
     services: HashMap<SocketAddr, Arc<ServiceTarget>>,
     opaque_inbound: HashSet<u16>,
 }
@@ -57,6 +59,11 @@ impl Snapshot {
             .iter()
             .enumerate()
             .map(|(i, p)| (p.ip.to_canonical(), i))
+            .collect();
+        let peer_identities = config
+            .peers
+            .iter()
+            .map(|p| Arc::from(p.identity.as_str()))
             .collect();
         let mut services = HashMap::new();
         // Keyed as kube-proxy keys a Service port, by cluster IP, port and
@@ -108,6 +115,7 @@ impl Snapshot {
             version,
             policy,
             peers,
+            peer_identities,
             services,
             opaque_inbound,
         })
@@ -143,7 +151,7 @@ impl Snapshot {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerRoute {
     /// A meshed workload: mTLS, expecting this SPIFFE ID.
-    Mesh { identity: String, opaque: bool },
+    Mesh { identity: Arc<str>, opaque: bool },
     /// Unmeshed, or its port's mode is DISABLE: plain TCP.
     Plain,
 }
@@ -160,7 +168,13 @@ pub fn peer_route(snapshot: &Snapshot, ep: SocketAddr, app_protocol: Option<&str
     {
         return PeerRoute::Plain;
     }
-    let Some(peer) = snapshot.peer(ep.ip()) else {
+    let Some(&i) = snapshot.peers.get(&ep.ip().to_canonical()) else {
+        return PeerRoute::Plain;
+    };
+    let (Some(peer), Some(identity)) = (
+        snapshot.config.peers.get(i),
+        snapshot.peer_identities.get(i),
+    ) else {
         return PeerRoute::Plain;
     };
     let mode = peer.port_mtls.get(&ep.port()).copied().unwrap_or(peer.mtls);
@@ -169,7 +183,7 @@ pub fn peer_route(snapshot: &Snapshot, ep: SocketAddr, app_protocol: Option<&str
     }
     let opaque_proto = matches!(app_protocol, Some(p) if !is_http_app_protocol(p));
     PeerRoute::Mesh {
-        identity: peer.identity.clone(),
+        identity: identity.clone(),
         opaque: opaque_proto
             || peer.opaque_ports.contains(&ep.port())
             || SERVER_FIRST_PORTS.contains(&ep.port()),

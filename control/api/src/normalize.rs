@@ -18,6 +18,7 @@
 //! in every mode (the proxy answers 400): not origin-form, raw control or
 //! non-ASCII bytes, a fragment, invalid percent-encoding, or an encoded
 //! control character such as `%00`.
+use std::borrow::Cow;
 use std::fmt;
 
 use thiserror::Error;
@@ -81,6 +82,22 @@ pub fn normalize_path(
     raw_path_and_query: &str,
     mode: PathNormalization,
 ) -> Result<NormalizedPath, PathError> {
+    let query = raw_path_and_query
+        .split_once('?')
+        .map(|(_, q)| q.to_owned());
+    Ok(NormalizedPath {
+        path: normalized_path(raw_path_and_query, mode)?.into_owned(),
+        query,
+    })
+}
+
+/// The normalized path (without the query) of an origin-form request
+/// target, as [`normalize_path`] gives it, borrowed from the target when
+/// normalization changes nothing (the common case, and no allocation).
+pub fn normalized_path(
+    raw_path_and_query: &str,
+    mode: PathNormalization,
+) -> Result<Cow<'_, str>, PathError> {
     if raw_path_and_query.is_empty() {
         return Err(PathError::Empty);
     }
@@ -97,17 +114,38 @@ pub fn normalize_path(
         validate_bytes(q, raw_path.len() + 1)?;
     }
     validate_percent_encoding(raw_path)?;
+    if mode == PathNormalization::None || is_already_normal(raw_path) {
+        return Ok(Cow::Borrowed(raw_path));
+    }
+    Ok(Cow::Owned(normalize_in_mode(raw_path, mode)))
+}
 
-    let path = match mode {
+/// The steps of `mode` applied to a validated path.
+fn normalize_in_mode(raw_path: &str, mode: PathNormalization) -> String {
+    match mode {
         PathNormalization::None => raw_path.to_owned(),
         PathNormalization::Base => base(raw_path),
         PathNormalization::MergeSlashes => merge_slashes(&base(raw_path)),
         PathNormalization::DecodeAndMergeSlashes => merge_slashes(&base(&decode_slashes(raw_path))),
+    }
+}
+
+/// True when no mode would change `path` (validated, starting with `/`):
+/// nothing to decode or escape (`%`, `\`, the characters Envoy escapes),
+/// no run of slashes, and no dot segment (every segment follows a `/`, so
+/// one that is `.` or `..` shows as `/.`).
+fn is_already_normal(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let special = |b: &u8| {
+        matches!(
+            b,
+            b'%' | b'\\' | b'"' | b'<' | b'>' | b'^' | b'`' | b'{' | b'|' | b'}'
+        )
     };
-    Ok(NormalizedPath {
-        path,
-        query: query.map(str::to_owned),
-    })
+    !bytes.iter().any(special)
+        && !bytes
+            .windows(2)
+            .any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.'))
 }
 
 /// Only visible ASCII may appear raw in a request target (RFC 9112 section 3.2);
@@ -276,4 +314,61 @@ fn merge_slashes(path: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const MODES: [PathNormalization; 4] = [
+        PathNormalization::None,
+        PathNormalization::Base,
+        PathNormalization::MergeSlashes,
+        PathNormalization::DecodeAndMergeSlashes,
+    ];
+
+    proptest! {
+        /// The shortcut for paths that need no change agrees with the full
+        /// steps of every mode, on paths made of the characters that matter.
+        #[test]
+        fn the_unchanged_path_shortcut_agrees_with_the_full_steps(
+            path in "/[a/.%2Ff5C\\\\{|A~-]{0,24}",
+        ) {
+            prop_assume!(validate_percent_encoding(&path).is_ok());
+            for mode in MODES {
+                let full = normalize_in_mode(&path, mode);
+                let got = normalized_path(&path, mode).unwrap();
+                prop_assert_eq!(&*got, full.as_str(), "mode {:?}", mode);
+                if is_already_normal(&path) {
+                    prop_assert_eq!(full.as_str(), path.as_str());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_paths_no_mode_changes_are_borrowed() {
+        for (path, borrowed) in [
+            ("/api/v1/items", true),
+            ("/", true),
+            ("/a/", true),
+            ("/a.b/c..d/.e", false),
+            ("/a/./b", false),
+            ("/a/../b", false),
+            ("/a//b", false),
+            ("/a%2Fb", false),
+            ("/a\\b", false),
+            ("/a{b}", false),
+        ] {
+            let got = normalized_path(path, PathNormalization::MergeSlashes).unwrap();
+            assert_eq!(matches!(got, Cow::Borrowed(_)), borrowed, "{path}");
+        }
+        let got = normalized_path("/a?x=/../", PathNormalization::Base).unwrap();
+        assert!(
+            matches!(got, Cow::Borrowed("/a")),
+            "the query is no part of it"
+        );
+    }
 }

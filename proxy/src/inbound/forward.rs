@@ -3,7 +3,7 @@
 //! the pooled client with the verified peer identity attached.
 use std::sync::Arc;
 
-use http::header::{HOST, HeaderValue};
+use http::header::{HOST, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -18,7 +18,9 @@ use super::{InboundConn, conn_info};
 
 /// The header carrying the verified peer SPIFFE ID to the app. Any copy
 /// arriving from the client is removed first.
-pub const PEER_IDENTITY_HEADER: &str = "x-palisade-peer-identity";
+/// (A `HeaderName` made once: inserting by `&str` allocates the name per
+/// request.)
+pub static PEER_IDENTITY_HEADER: HeaderName = HeaderName::from_static("x-palisade-peer-identity");
 
 /// Authorizes a non-HTTP connection once (L4-applicable fields only) and
 /// copies bytes to and from the app until either side ends, a config
@@ -88,12 +90,12 @@ pub async fn to_app(
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
     // Nothing the caller says about its own identity reaches the app.
-    headers.remove(PEER_IDENTITY_HEADER);
-    headers.remove(super::xfcc::XFCC);
+    headers.remove(&PEER_IDENTITY_HEADER);
+    headers.remove(&super::xfcc::XFCC);
     if let Some(peer) = &conn.peer_headers {
-        headers.insert(PEER_IDENTITY_HEADER, peer.identity.clone());
+        headers.insert(PEER_IDENTITY_HEADER.clone(), peer.identity.clone());
         if let Some(xfcc) = &peer.xfcc {
-            headers.insert(super::xfcc::XFCC, xfcc.clone());
+            headers.insert(super::xfcc::XFCC.clone(), xfcc.clone());
         }
     }
     // Origin form: the path (normalized when it changed) and query.

@@ -153,13 +153,16 @@ async fn authorize_and_forward(
             &snap,
             &conn.access(Some(HttpView {
                 method: req.method().as_str(),
-                path: normalized.path(),
+                path: &normalized,
                 host,
                 headers: req.headers(),
             })),
         );
         // The app gets the normalized path (as Envoy forwards it).
-        let changed = (normalized.path() != req.uri().path()).then(|| normalized.path_and_query());
+        let changed = (*normalized != *req.uri().path()).then(|| match req.uri().query() {
+            Some(q) => format!("{normalized}?{q}"),
+            None => normalized.into_owned(),
+        });
         (changed, verdict)
     };
     if let Err(denied) = verdict {

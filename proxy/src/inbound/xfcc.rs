@@ -6,12 +6,12 @@
 //! SHA-256 (`Hash`), its subject in RFC 2253 form (`Subject`, always
 //! quoted), its URI SAN (`URI`, the peer's SPIFFE ID) and its DNS SANs.
 //! Built once per connection; each request clones it.
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// The header name.
-pub const XFCC: &str = "x-forwarded-client-cert";
+pub static XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
 /// The XFCC element for a peer whose leaf certificate is `peer_leaf` (DER),
 /// received by the sidecar whose SPIFFE ID is `own_id`. `None` if the

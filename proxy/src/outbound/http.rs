@@ -208,7 +208,7 @@ async fn send_retrying(
     target: &Target,
     mut picked: service::Picked,
     mut route: PeerRoute,
-    authority: Option<Authority>,
+    mut authority: Option<Authority>,
     mut req: Request<Incoming>,
 ) -> Response<RespBody> {
     let mut tried = Vec::new();
@@ -217,15 +217,18 @@ async fn send_retrying(
             PeerRoute::Mesh { identity, .. } => {
                 // Sidecars take the caller's authority; one that is none is
                 // refused.
-                let Some(authority) = authority.clone() else {
+                let Some(this_authority) = authority.take() else {
                     return local_response(StatusCode::BAD_REQUEST, "bad request target\n");
                 };
                 let sni = target.sni();
                 if ctx.opts.mesh_h2 {
-                    as_h2(&mut req, authority);
+                    // Moved into the target (no copy per request); a
+                    // request that comes back unsent gives it back below.
+                    as_h2(&mut req, this_authority);
                     send_mesh(ctx, picked.addr, identity, sni, req).await
                 } else {
-                    as_http1(&mut req, Some(&authority));
+                    as_http1(&mut req, Some(&this_authority));
+                    authority = Some(this_authority);
                     send_mesh_h1(ctx, picked.addr, identity, sni.map(|s| &**s), req).await
                 }
             }
@@ -259,15 +262,20 @@ async fn send_retrying(
         picked = next;
         route = next_route;
         req = unsent.req;
+        if authority.is_none() {
+            authority = req.uri().authority().cloned();
+        }
     }
 }
 
 /// `req` in the form HTTP/2 to a peer sidecar takes: the absolute target
-/// (`:scheme` and `:authority` come from it) and no `Host` header.
+/// (`:scheme` and `:authority` come from it). The `Host` header, the same
+/// authority, stays (RFC 9113 8.3.1 lets an intermediary keep it): the
+/// peer's HPACK table serves it from the second request on, and the peer
+/// forwards HTTP/1.1 to its app without building it again.
 fn as_h2<B>(req: &mut Request<B>, authority: Authority) {
     set_absolute_target(req, authority);
     *req.version_mut() = http::Version::HTTP_2;
-    req.headers_mut().remove(HOST);
 }
 
 /// `req` in the form HTTP/1.1 takes: an origin-form target, the authority

@@ -142,7 +142,7 @@ async fn dial_with_retries(
     ctx: &Ctx,
     target: &Target,
     mut picked: service::Picked,
-    mut identity: Option<String>,
+    mut identity: Option<Arc<str>>,
 ) -> Result<(service::Picked, Upstream), (std::net::SocketAddr, connect::ConnectError)> {
     let mut tried = Vec::new();
     loop {
@@ -173,7 +173,7 @@ async fn tunnel<I>(
     client: ClientAddr,
     target: &Target,
     picked: service::Picked,
-    identity: Option<String>,
+    identity: Option<Arc<str>>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
