@@ -26,15 +26,33 @@ pub enum SpiffeIdError {
     TooLong { len: usize },
     #[error("scheme is missing or invalid: a SPIFFE ID starts with \"spiffe://\"")]
     WrongScheme,
-    #[error("SPIFFE ID must not contain a query ('?')")]
+    /// A `?` in the path. go-spiffe rejects it as a path character, so the
+    /// message carries that rule too; in the trust domain a `?` is a
+    /// [`SpiffeIdError::TrustDomainChar`], as there.
+    #[error(
+        "path segment characters are limited to letters, numbers, dots, dashes, and underscores: a SPIFFE ID must not contain a query ('?')"
+    )]
     HasQuery,
-    #[error("SPIFFE ID must not contain a fragment ('#')")]
+    /// A `#` in the path (in the trust domain: [`SpiffeIdError::TrustDomainChar`]).
+    #[error(
+        "path segment characters are limited to letters, numbers, dots, dashes, and underscores: a SPIFFE ID must not contain a fragment ('#')"
+    )]
     HasFragment,
-    #[error("SPIFFE ID must not contain percent-encoding ('%')")]
+    /// A `%` in the path (in the trust domain: [`SpiffeIdError::TrustDomainChar`]).
+    #[error(
+        "path segment characters are limited to letters, numbers, dots, dashes, and underscores: a SPIFFE ID must not contain percent-encoding ('%')"
+    )]
     PercentEncoded,
-    #[error("trust domain must not carry user info ('@')")]
+    /// An `@` in the trust domain. go-spiffe rejects it as a trust domain
+    /// character, so the message carries that rule too.
+    #[error(
+        "trust domain must not carry user info ('@'): trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores"
+    )]
     HasUserInfo,
-    #[error("trust domain must not carry a port (':')")]
+    /// A `:` in the trust domain (a port, or an empty one).
+    #[error(
+        "trust domain must not carry a port (':'): trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores"
+    )]
     HasPort,
     #[error("trust domain is missing")]
     MissingTrustDomain,
@@ -134,16 +152,10 @@ impl SpiffeId {
         let rest = s
             .strip_prefix(SCHEME_PREFIX)
             .ok_or(SpiffeIdError::WrongScheme)?;
-        // "... and MUST NOT include a query or fragment component" (SPIFFE-ID 2).
-        if rest.contains('?') {
-            return Err(SpiffeIdError::HasQuery);
-        }
-        if rest.contains('#') {
-            return Err(SpiffeIdError::HasFragment);
-        }
-        if rest.contains('%') {
-            return Err(SpiffeIdError::PercentEncoded);
-        }
+        // "... and MUST NOT include a query or fragment component" (SPIFFE-ID
+        // 2), nor percent-encoding (2.1, 2.2). As go-spiffe, the ID is read left
+        // to right: such a character is an error of the part it appears in
+        // (trust domain or path segment), and the first broken rule is reported.
         let (authority, path) = match rest.find('/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
@@ -162,11 +174,24 @@ impl SpiffeId {
         namespace: &str,
         service_account: &str,
     ) -> Result<Self, SpiffeIdError> {
-        validate_segment(namespace)?;
-        validate_segment(service_account)?;
+        validate_path_segment(namespace)?;
+        validate_path_segment(service_account)?;
         Self::parse(&format!(
             "{SCHEME_PREFIX}{td}/ns/{namespace}/sa/{service_account}"
         ))
+    }
+
+    /// Builds `spiffe://<td>/<seg1>/<seg2>...` from path segments, each checked
+    /// by [`validate_path_segment`] (go-spiffe `FromSegments`): no segments
+    /// give the trust domain ID, a segment holding `/` is an error.
+    pub fn from_segments(td: &TrustDomain, segments: &[&str]) -> Result<Self, SpiffeIdError> {
+        let mut uri = format!("{SCHEME_PREFIX}{td}");
+        for seg in segments {
+            validate_path_segment(seg)?;
+            uri.push('/');
+            uri.push_str(seg);
+        }
+        Self::parse(&uri)
     }
 
     /// Builds `spiffe://<td><path>`; `path` is empty or starts with `/`.
@@ -188,6 +213,11 @@ impl SpiffeId {
             (Some("ns"), Some(ns), Some("sa"), Some(sa), None) => Some((ns, sa)),
             _ => None,
         }
+    }
+
+    /// True if this ID belongs to `td` (go-spiffe `MemberOf`).
+    pub fn member_of(&self, td: &TrustDomain) -> bool {
+        self.trust_domain_str() == td.as_str()
     }
 
     /// The trust domain of this ID.
@@ -247,7 +277,10 @@ fn validate_trust_domain(td: &str) -> Result<(), SpiffeIdError> {
     Ok(())
 }
 
-fn validate_path(path: &str) -> Result<(), SpiffeIdError> {
+/// Checks a SPIFFE ID path: empty, or `/`-separated segments each valid for
+/// [`validate_path_segment`], with no trailing slash (SPIFFE-ID 2.2; go-spiffe
+/// `ValidatePath`).
+pub fn validate_path(path: &str) -> Result<(), SpiffeIdError> {
     if path.is_empty() {
         return Ok(());
     }
@@ -260,22 +293,26 @@ fn validate_path(path: &str) -> Result<(), SpiffeIdError> {
         if seg.is_empty() && i == last {
             return Err(SpiffeIdError::TrailingSlash);
         }
-        validate_segment(seg)?;
+        validate_path_segment(seg)?;
     }
     Ok(())
 }
 
-/// One path segment: not empty, not `.` or `..`, only path characters.
-fn validate_segment(seg: &str) -> Result<(), SpiffeIdError> {
+/// Checks one path segment: not empty, not `.` or `..`, only letters, digits,
+/// `.`, `-` and `_` (SPIFFE-ID 2.2; go-spiffe `ValidatePathSegment`).
+pub fn validate_path_segment(seg: &str) -> Result<(), SpiffeIdError> {
     match seg {
         "" => return Err(SpiffeIdError::EmptySegment),
         "." | ".." => return Err(SpiffeIdError::DotSegment),
         _ => {}
     }
-    if let Some(ch) = seg.chars().find(|c| !is_path_char(*c)) {
-        return Err(SpiffeIdError::PathChar { ch });
+    match seg.chars().find(|c| !is_path_char(*c)) {
+        None => Ok(()),
+        Some('?') => Err(SpiffeIdError::HasQuery),
+        Some('#') => Err(SpiffeIdError::HasFragment),
+        Some('%') => Err(SpiffeIdError::PercentEncoded),
+        Some(ch) => Err(SpiffeIdError::PathChar { ch }),
     }
-    Ok(())
 }
 
 fn is_trust_domain_char(c: char) -> bool {

@@ -20,43 +20,61 @@ pub enum PeerRole {
 }
 
 /// Why a certificate chain is not an acceptable X509-SVID. One variant per rule.
+/// Each text starts with go-spiffe's (`svid/x509svid` `Verify` and `Parse`) and
+/// then names the X509-SVID rule.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SvidError {
-    #[error("no certificate presented")]
+    #[error("empty certificates chain: the peer presented no certificate")]
     NoCertificate,
     #[error("certificate is not valid DER X.509: {0}")]
     Malformed(String),
-    #[error("path validation: no path to a root of the trust bundle (unknown issuer)")]
+    #[error(
+        "certificate signed by unknown authority: path validation found no path to a root of the trust bundle"
+    )]
     UnknownIssuer,
-    #[error("path validation: a signature in the chain does not verify")]
+    #[error(
+        "certificate signed by unknown authority: path validation found a signature in the chain that does not verify under the trust bundle's keys"
+    )]
     BadSignature,
-    #[error("validity window: certificate expired at {not_after} (unix), now is {now}")]
+    #[error(
+        "certificate has expired: its validity window ended at {not_after} (unix), now is {now}"
+    )]
     Expired { not_after: u64, now: u64 },
-    #[error("validity window: certificate not valid before {not_before} (unix), now is {now}")]
+    #[error(
+        "certificate is not yet valid: its validity window starts at {not_before} (unix), now is {now}"
+    )]
     NotYetValid { not_before: u64, now: u64 },
     #[error("path validation failed: {0}")]
     Path(String),
-    #[error("leaf SVID has no URI SAN: an X509-SVID carries exactly one")]
+    #[error("certificate contains no URI SAN: an X509-SVID carries exactly one")]
     NoUriSan,
     #[error(
-        "leaf SVID has {count} URI SANs: SVIDs containing more than one URI SAN MUST be rejected"
+        "certificate contains more than one URI SAN ({count}): SVIDs containing more than one URI SAN MUST be rejected"
     )]
     MultipleUriSans { count: usize },
-    #[error("leaf SVID URI SAN {uri:?} does not use the spiffe scheme")]
+    #[error(
+        "could not get leaf SPIFFE ID from URI SAN {uri:?}: scheme is missing or invalid (the scheme of a SPIFFE ID is spiffe)"
+    )]
     NotSpiffeScheme { uri: String },
-    #[error("leaf SVID URI SAN {uri:?} is not a valid SPIFFE ID: {source}")]
+    #[error("could not get leaf SPIFFE ID from URI SAN {uri:?}: {source}")]
     InvalidSpiffeId { uri: String, source: SpiffeIdError },
     #[error("leaf SVID SPIFFE ID {id} has no path: a leaf SPIFFE ID MUST have a non-root path")]
     IdWithoutPath { id: String },
-    #[error("leaf SVID is a CA: basic constraints cA MUST be false on a leaf")]
+    #[error(
+        "leaf certificate with CA flag set to true: basic constraints cA MUST be false on a leaf SVID"
+    )]
     LeafIsCa,
-    #[error("leaf SVID has no key usage extension: it MUST be set on all SVIDs")]
+    #[error(
+        "leaf certificate must have 'digitalSignature' set as key usage: it has no key usage extension, which MUST be set on all SVIDs"
+    )]
     NoKeyUsage,
-    #[error("leaf SVID sets keyCertSign: leaf SVIDs MUST NOT set keyCertSign")]
+    #[error("leaf certificate with KeyCertSign key usage: leaf SVIDs MUST NOT set keyCertSign")]
     LeafKeyCertSign,
-    #[error("leaf SVID sets cRLSign: leaf SVIDs MUST NOT set cRLSign")]
+    #[error("leaf certificate with KeyCrlSign key usage: leaf SVIDs MUST NOT set cRLSign")]
     LeafCrlSign,
-    #[error("leaf SVID lacks digitalSignature: leaf SVIDs MUST set digitalSignature")]
+    #[error(
+        "leaf certificate must have 'digitalSignature' set as key usage: leaf SVIDs MUST set digitalSignature"
+    )]
     NoDigitalSignature,
     #[error(
         "leaf SVID extended key usage lacks {purpose}: when present, serverAuth and clientAuth MUST be set"
@@ -67,21 +85,30 @@ pub enum SvidError {
     )]
     SigningCertMissingEku { purpose: &'static str },
     #[error(
-        "signing certificate is not a CA: signing certificates MUST have the CA flag (basic constraints cA) set to true"
+        "signing certificate must have CA flag set to true: signing certificates MUST set basic constraints cA"
     )]
     SigningCertNotCa,
     #[error(
-        "signing certificate {subject} lacks keyCertSign: SVID signing certificates MUST set keyCertSign in the key usage extension"
+        "signing certificate must have 'keyCertSign' set as key usage: {subject} does not set it"
     )]
     SigningCertNoKeyCertSign { subject: String },
     #[error(
         "signing certificate SPIFFE ID {id} has a path: the SPIFFE ID of a signing certificate MUST NOT have a path component"
     )]
     SigningCertIdWithPath { id: String },
-    #[error("trust domain: peer {id} is not in the bundle's trust domain {expected}")]
+    #[error(
+        "no X.509 bundle found for trust domain: {:?} (peer {id}; the bundle is for {expected})",
+        trust_domain_of(.id)
+    )]
     TrustDomainMismatch { id: String, expected: String },
     #[error("peer identity: got {got}, expected {expected}")]
     UnexpectedId { got: String, expected: String },
+}
+
+/// The trust domain part of a SPIFFE ID string, for messages.
+fn trust_domain_of(id: &str) -> &str {
+    let rest = id.strip_prefix("spiffe://").unwrap_or(id);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// Verifies `chain` (leaf first, then any intermediates the peer sent) against

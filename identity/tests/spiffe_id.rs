@@ -1,6 +1,8 @@
 //! SPIFFE ID parsing: every rule of SPIFFE-ID.md, with the character sets and
 //! edge cases of go-spiffe `v2/spiffeid`.
-use palisade_identity::spiffe_id::{MAX_SPIFFE_ID_LEN, MAX_TRUST_DOMAIN_LEN};
+use palisade_identity::spiffe_id::{
+    MAX_SPIFFE_ID_LEN, MAX_TRUST_DOMAIN_LEN, validate_path, validate_path_segment,
+};
 use palisade_identity::{SpiffeId, SpiffeIdError as E, TrustDomain};
 
 fn err(s: &str) -> E {
@@ -45,10 +47,13 @@ fn rejects_wrong_or_missing_scheme() {
 fn rejects_query_fragment_and_percent_encoding() {
     // "... and MUST NOT include a query or fragment component" (SPIFFE-ID 2)
     assert_eq!(err("spiffe://td/path?x=1"), E::HasQuery);
-    assert_eq!(err("spiffe://td?x"), E::HasQuery);
     assert_eq!(err("spiffe://td/path#frag"), E::HasFragment);
     assert_eq!(err("spiffe://td/pa%41th"), E::PercentEncoded);
-    assert_eq!(err("spiffe://t%41d/path"), E::PercentEncoded);
+    // In the trust domain they are trust domain characters, as in go-spiffe
+    // TestFromString "reject bad trustdomain char" and "reject percent encoding".
+    assert_eq!(err("spiffe://td?x"), E::TrustDomainChar { ch: '?' });
+    assert_eq!(err("spiffe://td#x/path"), E::TrustDomainChar { ch: '#' });
+    assert_eq!(err("spiffe://t%41d/path"), E::TrustDomainChar { ch: '%' });
 }
 
 #[test]
@@ -375,4 +380,191 @@ fn from_parts_follows_the_upstream_path_rules() {
         SpiffeId::from_parts(&td, "/").unwrap_err(),
         E::TrailingSlash
     );
+}
+
+/// go-spiffe `errBadTrustDomainChar` and `errBadPathSegmentChar` (spiffeid/errors.go).
+const BAD_TD_CHAR: &str = "trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores";
+const BAD_PATH_CHAR: &str =
+    "path segment characters are limited to letters, numbers, dots, dashes, and underscores";
+
+/// go-spiffe `assertErrorContains`: the error text carries the upstream one.
+fn assert_fails_with(res: Result<impl std::fmt::Debug, E>, input: &str, text: &str) {
+    match res {
+        Ok(v) => panic!("{input:?} accepted as {v:?}, upstream fails with {text:?}"),
+        Err(e) => assert!(
+            e.to_string().contains(text),
+            "{input:?}: {e:?} ({e}) lacks the upstream text {text:?}"
+        ),
+    }
+}
+
+#[test]
+fn upstream_error_texts_for_every_char_below_256() {
+    // go-spiffe TestFromString: "reject bad trustdomain char" asserts
+    // assertFail(t, "spiffe://trustdomain"+s+"/path", "trust domain characters
+    // are limited to ...") and "reject bad path char" asserts
+    // assertFail(t, "spiffe://trustdomain/path"+s, "path segment characters are
+    // limited to ...") for every char below 256 ('?', '#', '%', ':' and '@'
+    // included); TestTrustDomainFromString: assertFail(t, "trustdomain"+s,
+    // "trust domain characters are limited to ...") ('/' included there).
+    for c in (0u32..256).filter_map(char::from_u32) {
+        if !is_td_char(c) {
+            let name = format!("trustdomain{c}");
+            assert_fails_with(TrustDomain::new(&name), &name, BAD_TD_CHAR);
+            if c != '/' {
+                let s = format!("spiffe://trustdomain{c}/path");
+                assert_fails_with(SpiffeId::parse(&s), &s, BAD_TD_CHAR);
+            }
+        }
+        if !is_path_char(c) && c != '/' {
+            let s = format!("spiffe://trustdomain/path{c}");
+            assert_fails_with(SpiffeId::parse(&s), &s, BAD_PATH_CHAR);
+        }
+    }
+}
+
+#[test]
+fn upstream_error_texts_of_the_named_cases() {
+    let cases = [
+        // go-spiffe TestFromString "reject empty", "reject bad scheme",
+        // "reject missing trust domain", "reject empty segments", "reject dot
+        // segments", "reject percent encoding".
+        ("", "cannot be empty"),
+        ("s", "scheme is missing or invalid"),
+        ("spiffe:/", "scheme is missing or invalid"),
+        ("Spiffe://", "scheme is missing or invalid"),
+        ("spiffe://", "trust domain is missing"),
+        ("spiffe:///", "trust domain is missing"),
+        ("spiffe://trustdomain/", "path cannot have a trailing slash"),
+        (
+            "spiffe://trustdomain//",
+            "path cannot contain empty segments",
+        ),
+        (
+            "spiffe://trustdomain//path",
+            "path cannot contain empty segments",
+        ),
+        (
+            "spiffe://trustdomain/path/",
+            "path cannot have a trailing slash",
+        ),
+        ("spiffe://trustdomain/.", "path cannot contain dot segments"),
+        (
+            "spiffe://trustdomain/../path",
+            "path cannot contain dot segments",
+        ),
+        ("spiffe://%F0%9F%A4%AF/path", BAD_TD_CHAR),
+        ("spiffe://trustdomain/%F0%9F%A4%AF", BAD_PATH_CHAR),
+        ("spiffe://%62%61%64/path", BAD_TD_CHAR),
+        ("spiffe://trustdomain/%62%61%64", BAD_PATH_CHAR),
+        // TestFromURI: parseURI("spiffe://trust$domain"), ("spiffe://trustdomain/path$").
+        ("spiffe://trust$domain", BAD_TD_CHAR),
+        ("spiffe://trustdomain/path$", BAD_PATH_CHAR),
+        // The v1 table cases (spiffeid id_test.go, "port_not_allowed",
+        // "user_info_not_allowed", "empty_port", "query_not_allowed",
+        // "fragment_not_allowed") read by the v2 parser: the first character
+        // of its part that is not allowed.
+        ("spiffe://domain.test:8080/path/element", BAD_TD_CHAR),
+        ("spiffe://user:password@test.org/path/element", BAD_TD_CHAR),
+        ("spiffe://domain.test:/path/element", BAD_TD_CHAR),
+        ("spiffe://domain.test/path/element?query=1", BAD_PATH_CHAR),
+        (
+            "spiffe://domain.test/path/element?#fragment-1",
+            BAD_PATH_CHAR,
+        ),
+        ("spiffe://domain.test/path/elem%5uent", BAD_PATH_CHAR),
+    ];
+    for (input, text) in cases {
+        assert_fails_with(SpiffeId::parse(input), input, text);
+    }
+    // TestTrustDomainFromString "reject empty" and "reject bad ids".
+    for (input, text) in [
+        ("", "trust domain is missing"),
+        ("spiffe:/trustdomain/path", "scheme is missing or invalid"),
+        ("spiffe://", "trust domain is missing"),
+        ("spiffe:///path", "trust domain is missing"),
+        ("spiffe://trustdomain/", "path cannot have a trailing slash"),
+        (
+            "spiffe://trustdomain/path/",
+            "path cannot have a trailing slash",
+        ),
+        ("spiffe://%F0%9F%A4%AF/path", BAD_TD_CHAR),
+        ("spiffe://trustdomain/%F0%9F%A4%AF", BAD_PATH_CHAR),
+        // v1 trustdomain_test.go "has_port", "has_colon".
+        ("spiffe://domain.test:80", BAD_TD_CHAR),
+        ("spiffe://domain.test:", BAD_TD_CHAR),
+    ] {
+        assert_fails_with(TrustDomain::new(input), input, text);
+    }
+}
+
+#[test]
+fn the_first_broken_rule_is_reported_reading_left_to_right() {
+    // go-spiffe FromString reads the trust domain, then ValidatePath the
+    // segments in order; a '?', '#' or '%' later in the ID does not hide an
+    // earlier error.
+    assert_eq!(err("spiffe:///path?x"), E::MissingTrustDomain);
+    assert_eq!(err("spiffe://td//a?b"), E::EmptySegment);
+    assert_eq!(err("spiffe://td/./a#b"), E::DotSegment);
+    assert_eq!(err("spiffe://Td/a%41"), E::TrustDomainChar { ch: 'T' });
+    assert_eq!(err("spiffe://td/a$/b?"), E::PathChar { ch: '$' });
+}
+
+#[test]
+fn upstream_path_and_segment_cases() {
+    // go-spiffe path_test.go TestValidatePathSegment.
+    assert_eq!(validate_path_segment(""), Err(E::EmptySegment));
+    assert_eq!(validate_path_segment("."), Err(E::DotSegment));
+    assert_eq!(validate_path_segment(".."), Err(E::DotSegment));
+    assert_eq!(validate_path_segment("/"), Err(E::PathChar { ch: '/' }));
+    assert_eq!(validate_path_segment("a"), Ok(()));
+    assert_eq!(validate_path_segment("abc-_.Z9"), Ok(()));
+    // "reject percent-encoded segment text": errBadPathSegmentChar.
+    assert_fails_with(validate_path_segment("%61pi"), "%61pi", BAD_PATH_CHAR);
+    // TestValidatePath.
+    assert_eq!(validate_path("/"), Err(E::TrailingSlash));
+    assert_eq!(validate_path("/foo/"), Err(E::TrailingSlash));
+    assert_eq!(validate_path("/foo//bar"), Err(E::EmptySegment));
+    assert_eq!(validate_path("foo"), Err(E::NoLeadingSlash));
+    assert_eq!(validate_path(""), Ok(()));
+    // TestFromSegments / TestJoinPathSegments(Hierarchical).
+    let td = TrustDomain::new("trustdomain").unwrap();
+    let ok = |segs: &[&str]| SpiffeId::from_segments(&td, segs).unwrap();
+    assert_eq!(ok(&[]).as_str(), "spiffe://trustdomain");
+    assert_eq!(ok(&["foo"]).path(), "/foo");
+    assert_eq!(ok(&["foo", "bar"]).path(), "/foo/bar");
+    assert_eq!(
+        ok(&["ns", "default", "sa", "web"]).path(),
+        "/ns/default/sa/web"
+    );
+    let fail = |segs: &[&str]| SpiffeId::from_segments(&td, segs).unwrap_err();
+    assert_eq!(fail(&[""]), E::EmptySegment);
+    assert_eq!(fail(&["."]), E::DotSegment);
+    assert_eq!(fail(&["/"]), E::PathChar { ch: '/' });
+    assert_eq!(fail(&["/foo"]), E::PathChar { ch: '/' });
+    assert_eq!(fail(&["$"]), E::PathChar { ch: '$' });
+}
+
+#[test]
+fn upstream_member_of_cases() {
+    // go-spiffe TestIDMemberOf.
+    let td = TrustDomain::new("trustdomain").unwrap();
+    assert!(
+        SpiffeId::from_segments(&td, &["path", "element"])
+            .unwrap()
+            .member_of(&td)
+    );
+    assert!(td.id().member_of(&td));
+    let td2 = TrustDomain::new("domain2.test").unwrap();
+    assert!(
+        !SpiffeId::from_segments(&td2, &["path", "element"])
+            .unwrap()
+            .member_of(&td)
+    );
+    // A trust domain that only starts like ours is another trust domain.
+    assert!(!id_of("spiffe://trustdomain2/path").member_of(&td));
+}
+
+fn id_of(s: &str) -> SpiffeId {
+    SpiffeId::parse(s).unwrap()
 }
