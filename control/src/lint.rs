@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use palisade_api::l4::CompiledDirection;
-use palisade_api::{MtlsMode, Protocol};
+use palisade_api::{AuthzAction, MtlsMode, Protocol};
 use serde::Serialize;
 
 use crate::cluster::{Cluster, NetpolPeer, PeerAuthentication, PortRef};
@@ -72,6 +72,7 @@ pub fn lint(cluster: &Cluster) -> Vec<Finding> {
     ip_blocks_with_pods(&compiler, &mut out);
     peer_authentication(cluster, &compiler, &mut out);
     authorization(cluster, &mut out);
+    deny_http_only_rules(cluster, &mut out);
     services_without_endpoints(&compiler, &mut out);
     let mut v = out.0;
     v.sort();
@@ -428,6 +429,39 @@ fn authorization(cluster: &Cluster, out: &mut Out) {
         }
         for msg in problems {
             out.push(Severity::Warning, "unknown-principal", &obj, msg);
+        }
+    }
+}
+
+/// Istio's `ValidateAuthorizationPolicy` warning: a DENY rule with
+/// operations none of which names `ports`/`notPorts` uses only HTTP
+/// attributes there, which are dropped on TCP, so it "will deny all traffic
+/// to TCP ports under its scope" from its sources. (Istio also warns for a
+/// rule whose sources hold only `requestPrincipals`, which Palisade
+/// refuses.)
+fn deny_http_only_rules(cluster: &Cluster, out: &mut Out) {
+    for ap in &cluster.authorization_policies {
+        if ap.policy.action != AuthzAction::Deny {
+            continue;
+        }
+        for (i, rule) in ap.policy.rules.iter().enumerate() {
+            let names_port = rule
+                .to
+                .iter()
+                .any(|op| !op.ports.is_empty() || !op.not_ports.is_empty());
+            if rule.to.is_empty() || names_port {
+                continue;
+            }
+            out.push(
+                Severity::Warning,
+                "deny-http-only-rule",
+                format!("AuthorizationPolicy {}/{}", ap.namespace, ap.name),
+                format!(
+                    "spec.rules[{i}]: its operations use only HTTP fields, which TCP traffic \
+                     does not carry, so the rule denies every TCP connection of its sources; \
+                     name the port (ports or notPorts) to keep it to HTTP"
+                ),
+            );
         }
     }
 }

@@ -236,3 +236,103 @@ fn upstream_good_policy_loads() {
         "when[0].values[1]",
     );
 }
+
+// `security.CheckServiceAccount` (pkg/config/security/security.go), applied
+// to `serviceAccounts`, `notServiceAccounts` and the values of the `when`
+// key `source.serviceAccount`: "may not have more than 16 values" ("Arbitrary
+// limit to avoid unbounded configuration sizes") and "value cannot exceed 320
+// characters", counted on the value as written.
+#[test]
+fn service_account_values_are_bounded() {
+    let list = |n: usize| {
+        (0..n)
+            .map(|i| format!("ns/sa{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let src = |field: &str, values: &str| {
+        ap(&format!(
+            "  rules:\n  - from:\n    - source: {{{field}: [{values}]}}"
+        ))
+    };
+    let when = |field: &str, values: &str| {
+        ap(&format!(
+            "  rules:\n  - when:\n    - {{key: source.serviceAccount, {field}: [{values}]}}"
+        ))
+    };
+    for field in ["serviceAccounts", "notServiceAccounts"] {
+        valid("16 values", &src(field, &list(16)));
+        invalid(
+            "17 values",
+            &src(field, &list(17)),
+            &format!("spec.rules[0].from[0].source.{field}"),
+        );
+    }
+    for field in ["values", "notValues"] {
+        valid("16 values", &when(field, &list(16)));
+        invalid(
+            "17 values",
+            &when(field, &list(17)),
+            &format!("spec.rules[0].when[0].{field}"),
+        );
+    }
+    // 320 characters as written, the namespace included; a bare name is
+    // measured without the policy's namespace it stands for.
+    let long = |n: usize| format!("ns/{}", "a".repeat(n - 3));
+    valid("320 characters", &src("serviceAccounts", &long(320)));
+    valid("320 characters", &src("serviceAccounts", &"a".repeat(320)));
+    invalid(
+        "321 characters",
+        &src("serviceAccounts", &format!("x, {}", long(321))),
+        "spec.rules[0].from[0].source.serviceAccounts[1]",
+    );
+    invalid(
+        "321 characters",
+        &when("values", &"a".repeat(321)),
+        "spec.rules[0].when[0].values[0]",
+    );
+}
+
+// `security.ValidateIPs` (ipBlocks, notIpBlocks, remoteIpBlocks,
+// notRemoteIpBlocks and the `when` keys source.ip, remote.ip,
+// destination.ip): a value with `/` must pass Go's `netip.ParsePrefix`,
+// any other `netip.ParseAddr`. Both refuse an IPv4 octet with a leading
+// zero ("IPv4 field has octet with leading zero", `01.2.3.4` could be read
+// as octal) and ParsePrefix a prefix length with one ("bad bits after
+// slash"); both accept host bits under the mask and IPv4-mapped IPv6.
+#[test]
+fn ip_values_parse_as_go_netip_does() {
+    let src = |v: &str| {
+        ap(&format!(
+            "  rules:\n  - from:\n    - source: {{ipBlocks: [1.2.3.4, {v:?}]}}"
+        ))
+    };
+    let when = |key: &str, v: &str| {
+        ap(&format!(
+            "  rules:\n  - when:\n    - {{key: {key}, notValues: [{v:?}]}}"
+        ))
+    };
+    for ok in [
+        "1.2.3.4/24",
+        "10.0.0.0/8",
+        "::ffff:1.2.3.4/120",
+        "2001:db8::1",
+        "0.0.0.0/0",
+    ] {
+        valid(ok, &src(ok));
+        valid(ok, &when("source.ip", ok));
+    }
+    for bad in [
+        "1.2.3.04/24",
+        "01.2.3.4",
+        "1.2.3.4/024",
+        "1.2.3.4/33",
+        "1.2.3.4/",
+        "1.2.3",
+    ] {
+        invalid(bad, &src(bad), "spec.rules[0].from[0].source.ipBlocks[1]");
+        for key in ["source.ip", "remote.ip", "destination.ip"] {
+            invalid(bad, &when(key, bad), "spec.rules[0].when[0].notValues[0]");
+        }
+    }
+}

@@ -269,3 +269,56 @@ fn policies_about_host_network_pods_only() {
         "{f:#?}"
     );
 }
+
+// Istio's `ValidateAuthorizationPolicy` warns (pkg/config/validation/
+// validation.go) when a DENY rule has operations and none of them names
+// `ports`/`notPorts` ("configured AuthorizationPolicy will deny all traffic
+// to TCP ports under its scope due to the use of only HTTP attributes in a
+// DENY rule; it is recommended to explicitly specify the port"): on TCP the
+// HTTP fields are dropped and the rule matches every connection of its
+// sources. A rule whose operations name a port, an ALLOW or AUDIT rule, and
+// a DENY rule without operations get no such warning.
+#[test]
+fn deny_rule_with_only_http_operations() {
+    let ap = |name: &str, action: &str, rules: &str| {
+        format!(
+            "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{namespace: x, name: {name}}}\nspec:\n  action: {action}\n  rules:\n{rules}\n"
+        )
+    };
+    let http_only = "    - from:\n        - source: {namespaces: [y]}\n      to:\n        - operation: {methods: [POST]}\n        - operation: {ports: [\"80\"]}\n    - to:\n        - operation: {paths: [/admin]}\n";
+    let docs = [
+        ap("deny-http", "DENY", http_only),
+        ap("allow-http", "ALLOW", http_only),
+        ap("audit-http", "AUDIT", http_only),
+        ap(
+            "deny-port",
+            "DENY",
+            "    - to:\n        - operation: {methods: [POST], notPorts: [\"9000\"]}\n",
+        ),
+        ap(
+            "deny-when",
+            "DENY",
+            "    - from:\n        - source: {namespaces: [y]}\n      when:\n        - {key: \"request.headers[x-a]\", values: [b]}\n",
+        ),
+    ];
+    let f = findings(&docs.concat());
+    assert_has(
+        &f,
+        Severity::Warning,
+        "deny-http-only-rule",
+        "AuthorizationPolicy x/deny-http",
+        "spec.rules[1]",
+    );
+    let flagged: Vec<&str> = f
+        .iter()
+        .filter(|x| x.code == "deny-http-only-rule")
+        .map(|x| x.object.as_str())
+        .collect();
+    assert_eq!(flagged, ["AuthorizationPolicy x/deny-http"], "{f:#?}");
+    // Rule 0 has an operation with a port, so only rule 1 is named.
+    assert!(
+        !f.iter()
+            .any(|x| x.code == "deny-http-only-rule" && x.message.contains("spec.rules[0]")),
+        "{f:#?}"
+    );
+}

@@ -89,7 +89,7 @@ pub struct CheckArgs {
 mistake) or info (worth knowing, such as PERMISSIVE mTLS in force). Exit status: 0 when no \
 finding is an error (warnings and infos alone exit 0), 1 when one is, 2 when the configuration \
 does not load.\n\nChecks: egress-without-dns, selects-nothing, namespace-selector-matches-nothing, \
-unknown-named-port, unknown-principal, permissive-mtls, ipblock-contains-pods, \
+unknown-named-port, unknown-principal, deny-http-only-rule, permissive-mtls, ipblock-contains-pods, \
 conflicting-peer-authentication, pod-without-ip, pod-finished, selects-only-host-network."
 )]
 pub struct LintArgs {

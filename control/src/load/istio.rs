@@ -4,8 +4,6 @@
 //! into the wire form (`palisade_api::AuthorizationPolicy`) here, so every
 //! conversion error names its file, document and field.
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::str::FromStr;
 
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -344,17 +342,17 @@ struct ConditionSpec {
     not_values: Vec<String>,
 }
 
-/// `ipBlocks` values: "IP or CIDR", e.g. `1.2.3.4` or `1.2.3.0/24`.
+/// `ipBlocks` values: "IP or CIDR", e.g. `1.2.3.4` or `1.2.3.0/24`, read as
+/// Istio's `security.ValidateIPs` reads them (`parse_ip_or_cidr`).
 fn nets(field: &str, values: &[String], errors: &mut Vec<FieldError>) -> Vec<IpNet> {
     values
         .iter()
         .enumerate()
         .filter_map(|(i, v)| {
-            let parsed = IpNet::from_str(v)
+            palisade_api::authz::parse_ip_or_cidr(v)
                 .map(|n| n.trunc())
-                .or_else(|_| IpAddr::from_str(v).map(IpNet::from));
-            parsed
-                .map_err(|_| {
+                .ok_or(())
+                .map_err(|()| {
                     errors.push(FieldError::new(
                         format!("{field}[{i}]"),
                         format!("{v:?} is not an IP address or CIDR"),
@@ -402,8 +400,18 @@ fn source(
     AuthzSource {
         principals: s.principals.clone(),
         not_principals: s.not_principals.clone(),
-        service_accounts: service_accounts(&s.service_accounts, policy_ns),
-        not_service_accounts: service_accounts(&s.not_service_accounts, policy_ns),
+        service_accounts: service_accounts(
+            &format!("{field}.serviceAccounts"),
+            &s.service_accounts,
+            policy_ns,
+            errors,
+        ),
+        not_service_accounts: service_accounts(
+            &format!("{field}.notServiceAccounts"),
+            &s.not_service_accounts,
+            policy_ns,
+            errors,
+        ),
         namespaces: s.namespaces.clone(),
         not_namespaces: s.not_namespaces.clone(),
         ip_blocks: nets(&format!("{field}.ipBlocks"), &s.ip_blocks, errors),
@@ -449,26 +457,55 @@ fn condition(
             "a condition needs values or notValues",
         ));
     }
-    let values = |v: &Vec<String>| {
+    let mut values = |name: &str, v: &Vec<String>| {
         if c.key == "source.serviceAccount" {
-            service_accounts(v, policy_ns)
+            service_accounts(&format!("{field}.{name}"), v, policy_ns, errors)
         } else {
             v.clone()
         }
     };
     AuthzCondition {
         key: c.key.clone(),
-        values: values(&c.values),
-        not_values: values(&c.not_values),
+        values: values("values", &c.values),
+        not_values: values("notValues", &c.not_values),
     }
 }
 
+/// Istio's `CheckServiceAccount`: "may not have more than 16 values" in
+/// one list.
+const MAX_SERVICE_ACCOUNTS: usize = 16;
+/// ... and "value cannot exceed 320 characters" (Go `len`: bytes, as written).
+const MAX_SERVICE_ACCOUNT_LEN: usize = 320;
+
 /// Istio: a service account is `<namespace>/<serviceaccount>`, or `<sa>`
-/// meaning the policy's own namespace (`serviceAccountRegex`).
-fn service_accounts(values: &[String], policy_ns: &str) -> Vec<String> {
+/// meaning the policy's own namespace (`serviceAccountRegex`). The form is
+/// checked by the evaluator's compiler; the bounds of `CheckServiceAccount`
+/// here, on the values as written.
+fn service_accounts(
+    field: &str,
+    values: &[String],
+    policy_ns: &str,
+    errors: &mut Vec<FieldError>,
+) -> Vec<String> {
+    if values.len() > MAX_SERVICE_ACCOUNTS {
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "{} values: Istio allows at most {MAX_SERVICE_ACCOUNTS} service accounts in one list",
+                values.len()
+            ),
+        ));
+    }
     values
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
+            if s.len() > MAX_SERVICE_ACCOUNT_LEN {
+                errors.push(FieldError::new(
+                    format!("{field}[{i}]"),
+                    format!("a service account cannot exceed {MAX_SERVICE_ACCOUNT_LEN} characters"),
+                ));
+            }
             if s.contains('/') {
                 s.clone()
             } else {

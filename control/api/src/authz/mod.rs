@@ -16,7 +16,9 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use context::{HttpRequest, RequestContext};
-pub use rules::{AuthzError, ConditionKeyError, parse_port, validate_condition_key};
+pub use rules::{
+    AuthzError, ConditionKeyError, parse_ip_or_cidr, parse_port, validate_condition_key,
+};
 
 use crate::config::{AuthorizationPolicy, AuthzAction, MeshSettings};
 use context::Subject;

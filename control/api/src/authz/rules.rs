@@ -441,10 +441,24 @@ pub fn parse_port(v: &str) -> Option<u16> {
     v.parse().ok()
 }
 
-fn parse_ip_or_cidr(v: &str) -> Option<IpNet> {
-    v.parse::<IpNet>()
-        .ok()
-        .or_else(|| v.parse::<IpAddr>().ok().map(IpNet::from))
+/// An address value of an AuthorizationPolicy (`ipBlocks`, `remoteIpBlocks`,
+/// their `not` forms, the `when` keys `source.ip`, `remote.ip` and
+/// `destination.ip`), read as Istio's `security.ValidateIPs` does: a value
+/// with `/` is Go's `netip.ParsePrefix`, any other `netip.ParseAddr`. So no
+/// IPv4 octet with a leading zero (`01.2.3.4` could be read as octal) and a
+/// prefix length of plain decimal digits without a leading zero (Go: "bad
+/// bits after slash"); host bits under the mask are allowed. The `ipnet`
+/// parser accepts `1.2.3.04/24`, hence the address is parsed on its own.
+pub fn parse_ip_or_cidr(v: &str) -> Option<IpNet> {
+    let Some((addr, bits)) = v.split_once('/') else {
+        return v.parse::<IpAddr>().ok().map(IpNet::from);
+    };
+    let addr = addr.parse::<IpAddr>().ok()?;
+    let decimal = !bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit());
+    if !decimal || (bits.len() > 1 && bits.starts_with('0')) {
+        return None;
+    }
+    IpNet::new(addr, bits.parse().ok()?).ok()
 }
 
 impl CompiledRule {
