@@ -14,9 +14,12 @@ use serde::Deserialize;
 
 use crate::cluster::{Cluster, Origin};
 
+mod cidr;
 mod istio;
 mod kube;
 mod mesh;
+mod meta;
+mod names;
 
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
