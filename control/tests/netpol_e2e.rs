@@ -1368,3 +1368,18 @@ fn policies_stop_applying_once_deleted() {
     validate(&deny, 80, Tcp, &r);
     validate("", 80, Tcp, &Reachability::new(true));
 }
+
+// staging/src/k8s.io/api/networking/v1/types.go, NetworkPolicySpec.podSelector:
+// "This field is optional. If it is not specified, it defaults to an empty
+// selector", which "matches all pods in the policy's namespace". A policy
+// without a podSelector (or without a spec at all: every field defaults) is
+// a default-deny-ingress for its namespace, not an error and not a no-op.
+#[test]
+fn missing_pod_selector_selects_every_pod_of_the_namespace() {
+    let without_selector = np("x", "no-selector", "  policyTypes: [Ingress]");
+    let without_spec = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: no-spec\n";
+    let mut r = Reachability::new(true);
+    r.expect_peer(Peer::any(), Peer::ns("x"), false);
+    validate(&without_selector, 80, Tcp, &r);
+    validate(without_spec, 80, Tcp, &r);
+}
