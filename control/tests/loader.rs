@@ -628,3 +628,30 @@ fn namespace_and_pod_metadata_are_validated() {
     let pod = POD.replace("name: a\n", "name: a.b-1\n");
     assert!(error_fields(&[&pod]).is_empty());
 }
+
+// pkg/apis/core/validation, validateContainerPorts: a port name is checked
+// only `if len(port.Name) > 0` (an empty name is no name), and within one
+// container a name may appear once (`field.Duplicate(idxPath.Child("name"))`);
+// two containers may each use it.
+#[test]
+fn container_port_names_empty_or_duplicate() {
+    let pod = |ports: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n  name: a\nspec:\n  containers:\n{ports}status:\n  podIP: 198.18.0.1\n"
+        )
+    };
+    let c = load(&[&pod(
+        "    - name: c\n      ports:\n        - {name: '', containerPort: 80}\n",
+    )]);
+    assert_eq!(c.pods[0].ports[0].name, None);
+    assert_eq!(
+        error_fields(&[&pod(
+            "    - name: c\n      ports:\n        - {name: http, containerPort: 80}\n        - {name: http, containerPort: 81, protocol: UDP}\n"
+        )]),
+        ["spec.containers[0].ports[1].name"]
+    );
+    let c = load(&[&pod(
+        "    - name: c\n      ports:\n        - {name: http, containerPort: 80}\n    - name: d\n      ports:\n        - {name: http, containerPort: 8080}\n",
+    )]);
+    assert_eq!(c.pods[0].ports.len(), 2);
+}

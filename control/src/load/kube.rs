@@ -152,6 +152,8 @@ pub(super) fn pod(
         .map(|(i, c)| (format!("spec.initContainers[{i}]"), c));
     let mut ports = Vec::new();
     for (container, c) in containers.chain(sidecars) {
+        // validateContainerPorts: a name is unique within its container.
+        let mut names: Vec<&str> = Vec::new();
         for (pi, p) in c.ports.iter().flatten().enumerate() {
             let field = format!("{container}.ports[{pi}]");
             let port = match port_number(&format!("{field}.containerPort"), p.container_port) {
@@ -168,16 +170,25 @@ pub(super) fn pod(
                     continue;
                 }
             };
-            if let Some(name) = &p.name
-                && !valid_port_name(name)
-            {
-                errors.push(FieldError::new(
-                    format!("{field}.name"),
-                    format!("{name:?} is not a valid port name"),
-                ));
+            // Checked only `if len(port.Name) > 0`: an empty name is none.
+            let name = p.name.as_deref().filter(|n| !n.is_empty());
+            if let Some(name) = name {
+                if !valid_port_name(name) {
+                    errors.push(FieldError::new(
+                        format!("{field}.name"),
+                        format!("{name:?} is not a valid port name"),
+                    ));
+                } else if names.contains(&name) {
+                    errors.push(FieldError::new(
+                        format!("{field}.name"),
+                        format!("duplicate port name {name:?} in this container"),
+                    ));
+                } else {
+                    names.push(name);
+                }
             }
             ports.push(PodPort {
-                name: p.name.clone(),
+                name: name.map(str::to_string),
                 port,
                 protocol,
             });
