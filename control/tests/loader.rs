@@ -655,3 +655,51 @@ fn container_port_names_empty_or_duplicate() {
     )]);
     assert_eq!(c.pods[0].ports.len(), 2);
 }
+
+// `kubectl apply -f` takes lists apart (FlattenListVisitor): a `kind: List`
+// as `kubectl get -o yaml` writes it, each item with its own apiVersion and
+// kind, and a typed list such as `NetworkPolicyList`, whose items may leave
+// both out. A list is loaded item by item, errors naming `items[i]`; it is
+// never an error for want of a `metadata.name`, and never skipped.
+#[test]
+fn lists_are_loaded_item_by_item() {
+    let list = format!(
+        "apiVersion: v1\nkind: List\nmetadata: {{resourceVersion: ''}}\nitems:\n{}{}",
+        NS_X.lines()
+            .enumerate()
+            .map(|(i, l)| format!("{}{l}\n", if i == 0 { "- " } else { "  " }))
+            .collect::<String>(),
+        POD.lines()
+            .enumerate()
+            .map(|(i, l)| format!("{}{l}\n", if i == 0 { "- " } else { "  " }))
+            .collect::<String>(),
+    );
+    let c = load(&[&list]);
+    assert_eq!(c.pods.len(), 1);
+    assert_eq!(c.namespaces["x"].labels["team"], "a");
+
+    let typed = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicyList\nmetadata: {}\nitems:\n- metadata: {namespace: x, name: p}\n  spec: {podSelector: {}}\n- metadata: {namespace: x, name: q}\n  spec:\n    podSelector: {matchExpressions: [{key: a, operator: In}]}\n";
+    let e = try_load(&[typed]).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].object.as_deref(), Some("NetworkPolicy x/q"));
+    assert_eq!(
+        e.0[0].field.as_deref(),
+        Some("items[1].spec.podSelector.matchExpressions[0].values")
+    );
+    let ok = typed.replace(", operator: In}", ", operator: Exists}");
+    assert_eq!(load(&[&ok]).network_policies.len(), 2);
+
+    // Empty lists load nothing; an item is still a duplicate of a document.
+    load(&[
+        "apiVersion: v1\nkind: List\nitems: []\n",
+        "apiVersion: v1\nkind: List\n",
+    ]);
+    let dup = format!(
+        "{POD}---\napiVersion: v1\nkind: PodList\nitems:\n- {}",
+        &POD.replace('\n', "\n  ")["apiVersion: v1\n  kind: Pod\n  ".len()..]
+    );
+    assert_eq!(
+        try_load(&[&dup]).unwrap_err().0[0].field.as_deref(),
+        Some("items[0].metadata.name")
+    );
+}
