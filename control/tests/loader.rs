@@ -68,7 +68,11 @@ fn all_errors_are_reported_at_once_and_nothing_is_loaded() {
 #[test]
 fn invalid_selectors_are_errors() {
     let in_without_values = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector:\n    matchExpressions:\n      - {key: app, operator: In, values: []}\n";
-    assert!(errors(&[in_without_values])[0].contains("needs at least one value"));
+    let e = errors(&[in_without_values]);
+    assert!(
+        e[0].contains("field spec.podSelector.matchExpressions[0].values: must be specified"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -564,5 +568,138 @@ fn named_ports_of_native_sidecars_are_pod_ports() {
     assert!(
         e[0].contains("spec.initContainers[1].ports[0].containerPort"),
         "{e:?}"
+    );
+}
+
+/// The field paths of the loader's errors (empty: everything loads).
+fn error_fields(docs: &[&str]) -> Vec<String> {
+    match try_load(docs) {
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            let mut f: Vec<String> =
+                e.0.iter()
+                    .map(|e| e.field.clone().unwrap_or_default())
+                    .collect();
+            f.sort();
+            f
+        }
+    }
+}
+
+// The objects a NetworkPolicy selects are validated as the API server
+// validates them on create (pkg/apis/core/validation): ValidateNamespace is
+// ValidateObjectMeta with ValidateNamespaceName (a DNS-1123 label),
+// ValidatePodCreate with ValidatePodName (a DNS-1123 subdomain), and both
+// run ValidateLabels on `metadata.labels` and ValidateAnnotations on
+// `metadata.annotations`. An object the API server refuses never exists,
+// so a namespace or pod label no selector could be written for must not
+// be matched here either.
+#[test]
+fn namespace_and_pod_metadata_are_validated() {
+    let ns = |name: &str, labels: &str| {
+        format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {labels}\n")
+    };
+    for bad in ["X", "x.y", "x_y", "-x", &"x".repeat(64)] {
+        assert_eq!(error_fields(&[&ns(bad, "{}")]), ["metadata.name"], "{bad}");
+    }
+    assert_eq!(
+        error_fields(&[&ns("x", "{'team a': b}")]),
+        ["metadata.labels"]
+    );
+    assert_eq!(
+        error_fields(&[&ns("x", "{team: 'a/b'}")]),
+        ["metadata.labels"]
+    );
+    assert!(error_fields(&[&ns("x-1", "{example.com/team: A_b.c}")]).is_empty());
+
+    for bad in ["A", "a_b", "a.", &"a".repeat(254)] {
+        let pod = POD.replace("name: a\n", &format!("name: '{bad}'\n"));
+        assert_eq!(error_fields(&[&pod]), ["metadata.name"], "{bad}");
+    }
+    let pod = POD.replace("namespace: x\n", "namespace: X\n");
+    assert_eq!(error_fields(&[&pod]), ["metadata.namespace"]);
+    let pod = POD.replace("labels: {app: a}", "labels: {app: 'a b'}");
+    assert_eq!(error_fields(&[&pod]), ["metadata.labels"]);
+    let pod = POD.replace(
+        "labels: {app: a}",
+        "labels: {app: a}\n  annotations: {'x/y/z': v}",
+    );
+    assert_eq!(error_fields(&[&pod]), ["metadata.annotations"]);
+    let pod = POD.replace("name: a\n", "name: a.b-1\n");
+    assert!(error_fields(&[&pod]).is_empty());
+}
+
+// pkg/apis/core/validation, validateContainerPorts: a port name is checked
+// only `if len(port.Name) > 0` (an empty name is no name), and within one
+// container a name may appear once (`field.Duplicate(idxPath.Child("name"))`);
+// two containers may each use it.
+#[test]
+fn container_port_names_empty_or_duplicate() {
+    let pod = |ports: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  namespace: x\n  name: a\nspec:\n  containers:\n{ports}status:\n  podIP: 198.18.0.1\n"
+        )
+    };
+    let c = load(&[&pod(
+        "    - name: c\n      ports:\n        - {name: '', containerPort: 80}\n",
+    )]);
+    assert_eq!(c.pods[0].ports[0].name, None);
+    assert_eq!(
+        error_fields(&[&pod(
+            "    - name: c\n      ports:\n        - {name: http, containerPort: 80}\n        - {name: http, containerPort: 81, protocol: UDP}\n"
+        )]),
+        ["spec.containers[0].ports[1].name"]
+    );
+    let c = load(&[&pod(
+        "    - name: c\n      ports:\n        - {name: http, containerPort: 80}\n    - name: d\n      ports:\n        - {name: http, containerPort: 8080}\n",
+    )]);
+    assert_eq!(c.pods[0].ports.len(), 2);
+}
+
+// `kubectl apply -f` takes lists apart (FlattenListVisitor): a `kind: List`
+// as `kubectl get -o yaml` writes it, each item with its own apiVersion and
+// kind, and a typed list such as `NetworkPolicyList`, whose items may leave
+// both out. A list is loaded item by item, errors naming `items[i]`; it is
+// never an error for want of a `metadata.name`, and never skipped.
+#[test]
+fn lists_are_loaded_item_by_item() {
+    let list = format!(
+        "apiVersion: v1\nkind: List\nmetadata: {{resourceVersion: ''}}\nitems:\n{}{}",
+        NS_X.lines()
+            .enumerate()
+            .map(|(i, l)| format!("{}{l}\n", if i == 0 { "- " } else { "  " }))
+            .collect::<String>(),
+        POD.lines()
+            .enumerate()
+            .map(|(i, l)| format!("{}{l}\n", if i == 0 { "- " } else { "  " }))
+            .collect::<String>(),
+    );
+    let c = load(&[&list]);
+    assert_eq!(c.pods.len(), 1);
+    assert_eq!(c.namespaces["x"].labels["team"], "a");
+
+    let typed = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicyList\nmetadata: {}\nitems:\n- metadata: {namespace: x, name: p}\n  spec: {podSelector: {}}\n- metadata: {namespace: x, name: q}\n  spec:\n    podSelector: {matchExpressions: [{key: a, operator: In}]}\n";
+    let e = try_load(&[typed]).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].object.as_deref(), Some("NetworkPolicy x/q"));
+    assert_eq!(
+        e.0[0].field.as_deref(),
+        Some("items[1].spec.podSelector.matchExpressions[0].values")
+    );
+    let ok = typed.replace(", operator: In}", ", operator: Exists}");
+    assert_eq!(load(&[&ok]).network_policies.len(), 2);
+
+    // Empty lists load nothing; an item is still a duplicate of a document.
+    load(&[
+        "apiVersion: v1\nkind: List\nitems: []\n",
+        "apiVersion: v1\nkind: List\n",
+    ]);
+    let dup = format!(
+        "{POD}---\napiVersion: v1\nkind: PodList\nitems:\n- {}",
+        &POD.replace('\n', "\n  ")["apiVersion: v1\n  kind: Pod\n  ".len()..]
+    );
+    assert_eq!(
+        try_load(&[&dup]).unwrap_err().0[0].field.as_deref(),
+        Some("items[0].metadata.name")
     );
 }

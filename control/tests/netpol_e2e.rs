@@ -1368,3 +1368,42 @@ fn policies_stop_applying_once_deleted() {
     validate(&deny, 80, Tcp, &r);
     validate("", 80, Tcp, &Reachability::new(true));
 }
+
+// staging/src/k8s.io/api/networking/v1/types.go, NetworkPolicySpec.podSelector:
+// "This field is optional. If it is not specified, it defaults to an empty
+// selector", which "matches all pods in the policy's namespace". A policy
+// without a podSelector (or without a spec at all: every field defaults) is
+// a default-deny-ingress for its namespace, not an error and not a no-op.
+#[test]
+fn missing_pod_selector_selects_every_pod_of_the_namespace() {
+    let without_selector = np("x", "no-selector", "  policyTypes: [Ingress]");
+    let without_spec = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: no-spec\n";
+    let mut r = Reachability::new(true);
+    r.expect_peer(Peer::any(), Peer::ns("x"), false);
+    validate(&without_selector, 80, Tcp, &r);
+    validate(without_spec, 80, Tcp, &r);
+}
+
+// pkg/apis/networking/validation, ValidateNetworkPolicySpec: policyTypes is
+// refused only with more than two entries or a value other than Ingress or
+// Egress; a repeated value is accepted (`listType=atomic`, no uniqueness
+// check), and the policy affects exactly the directions named.
+#[test]
+fn repeated_policy_types_are_accepted_and_name_the_directions() {
+    let egress_only = np(
+        "x",
+        "egress-twice",
+        "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress, Egress]\n  ingress: []\n  egress: []",
+    );
+    let mut r = Reachability::new(true);
+    r.expect_all_egress("x/a", false);
+    validate(&egress_only, 80, Tcp, &r);
+    let ingress_only = np(
+        "x",
+        "ingress-twice",
+        "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Ingress, Ingress]\n  egress:\n    - to: [{ipBlock: {cidr: 192.0.2.0/24}}]",
+    );
+    let mut r = Reachability::new(true);
+    r.expect_all_ingress("x/a", false);
+    validate(&ingress_only, 80, Tcp, &r);
+}

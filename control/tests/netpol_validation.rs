@@ -421,3 +421,154 @@ fn unknown_network_policy_fields_are_errors() {
     let full = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: bar\n  name: foo\n  labels: {a: b}\n  annotations: {a: b}\n  uid: 0e0b5d39-8b4b-4a7e-9c1b-6b2c1f8c1d11\n  resourceVersion: '1'\n  generation: 1\n  creationTimestamp: '2024-01-01T00:00:00Z'\n  managedFields: []\nstatus: {}\nspec:\n  podSelector:\n    matchLabels: {a: b}\n    matchExpressions: [{key: c, operator: In, values: [d]}]\n  policyTypes: [Ingress, Egress]\n  ingress:\n    - from:\n        - podSelector: {}\n          namespaceSelector: {}\n        - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}\n      ports:\n        - {protocol: TCP, port: 80, endPort: 90}\n  egress:\n    - to:\n        - podSelector: {}\n      ports:\n        - {port: dns, protocol: UDP}\n";
     assert!(error_fields(full).is_empty(), "{:?}", error_fields(full));
 }
+
+// apimachinery `ValidateLabelSelector` (staging/src/k8s.io/apimachinery/pkg/
+// apis/meta/v1/validation/validation.go), called by ValidateNetworkPolicySpec
+// and ValidateNetworkPolicyPeer for every selector: `ValidateLabels` reports
+// a bad key or value at `matchLabels`, and `ValidateLabelSelectorRequirement`
+// reports `values` ("must be specified when `operator` is 'In' or 'NotIn'",
+// "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"),
+// `operator` ("not a valid selector operator"), `key` (ValidateLabelName,
+// also for an empty key) and `values[j]` (IsValidLabelValue). Every problem
+// of every requirement is reported.
+#[test]
+fn label_selector_errors_name_the_upstream_field() {
+    let peer = "spec.ingress[0].from[0].podSelector";
+    let from = |sel: &str| {
+        format!("  podSelector: {{}}\n  ingress:\n    - from:\n        - podSelector: {sel}\n")
+    };
+    let cases: [(&str, &[String]); 9] = [
+        (
+            "{matchExpressions: [{key: pod, operator: In, values: []}]}",
+            &[format!("{peer}.matchExpressions[0].values")],
+        ),
+        (
+            "{matchExpressions: [{key: pod, operator: NotIn}]}",
+            &[format!("{peer}.matchExpressions[0].values")],
+        ),
+        (
+            "{matchExpressions: [{key: pod, operator: Exists, values: [a]}]}",
+            &[format!("{peer}.matchExpressions[0].values")],
+        ),
+        (
+            "{matchExpressions: [{key: pod, operator: in, values: [a]}]}",
+            &[format!("{peer}.matchExpressions[0].operator")],
+        ),
+        (
+            "{matchExpressions: [{key: '', operator: Exists}]}",
+            &[format!("{peer}.matchExpressions[0].key")],
+        ),
+        (
+            "{matchExpressions: [{key: 'a/b/c', operator: DoesNotExist}]}",
+            &[format!("{peer}.matchExpressions[0].key")],
+        ),
+        (
+            "{matchExpressions: [{key: pod, operator: In, values: [a, 'b c']}]}",
+            &[format!("{peer}.matchExpressions[0].values[1]")],
+        ),
+        (
+            "{matchLabels: {pod: 'a!'}}",
+            &[format!("{peer}.matchLabels")],
+        ),
+        (
+            "{matchLabels: {'-x': a}, matchExpressions: [{key: pod, operator: Exists}, {key: '', operator: Equals, values: ['-']}]}",
+            &[
+                format!("{peer}.matchExpressions[1].key"),
+                format!("{peer}.matchExpressions[1].operator"),
+                format!("{peer}.matchExpressions[1].values[0]"),
+                format!("{peer}.matchLabels"),
+            ],
+        ),
+    ];
+    for (sel, fields) in cases {
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        expect_err(sel, &from(sel), &fields);
+    }
+    // The policy's own podSelector and a namespaceSelector likewise.
+    expect_err(
+        "spec.podSelector",
+        "  podSelector: {matchExpressions: [{key: pod, operator: In}]}\n",
+        &["spec.podSelector.matchExpressions[0].values"],
+    );
+    expect_err(
+        "namespaceSelector",
+        "  podSelector: {}\n  egress:\n    - to:\n        - namespaceSelector: {matchExpressions: [{key: ns, operator: Gt, values: ['1']}]}\n",
+        &["spec.egress[0].to[0].namespaceSelector.matchExpressions[0].operator"],
+    );
+    // Valid: repeated values, an empty value, a prefixed key.
+    expect_ok(
+        "valid requirements",
+        &from(
+            "{matchExpressions: [{key: example.com/pod, operator: In, values: [a, a, '']}, {key: x, operator: DoesNotExist}]}",
+        ),
+    );
+}
+
+// ValidateNetworkPolicy begins with ValidateObjectMeta, which also runs
+// ValidateLabels on `metadata.labels` and ValidateAnnotations on
+// `metadata.annotations` (keys are qualified names checked in lower case;
+// keys and values together at most 256 KiB, TotalAnnotationSizeLimitB).
+#[test]
+fn network_policy_metadata_labels_and_annotations_are_validated() {
+    let doc = |meta: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: bar\n  name: foo\n{meta}spec:\n  podSelector: {{}}\n"
+        )
+    };
+    assert_eq!(
+        error_fields(&doc("  labels: {'bad key': a}\n")),
+        ["metadata.labels"]
+    );
+    assert_eq!(
+        error_fields(&doc("  labels: {a: 'bad value'}\n")),
+        ["metadata.labels"]
+    );
+    assert_eq!(
+        error_fields(&doc("  annotations: {'-a': x}\n")),
+        ["metadata.annotations"]
+    );
+    let big = "v".repeat(256 * 1024);
+    assert_eq!(
+        error_fields(&doc(&format!("  annotations: {{a: {big}}}\n"))),
+        ["metadata.annotations"]
+    );
+    // Annotation keys are case-insensitive; their values are free text.
+    assert!(
+        error_fields(&doc(
+            "  labels: {app.kubernetes.io/name: web, tier: ''}\n  annotations: {Example.COM/Owner: 'Team A!', note: ''}\n"
+        ))
+        .is_empty()
+    );
+}
+
+// ValidateIPBlock checks the excepts against the `cidr` as ParseCIDRSloppy
+// reads it even when the strict check refused the `cidr` itself
+// ("Implies validation would have failed" only where the sloppy parse
+// fails): both problems are reported.
+#[test]
+fn except_is_checked_against_a_cidr_refused_only_by_strict_validation() {
+    let block =
+        |b: &str| format!("  podSelector: {{}}\n  egress:\n    - to:\n        - ipBlock: {b}\n");
+    let f = "spec.egress[0].to[0].ipBlock";
+    expect_err(
+        "host bits and except outside",
+        &block("{cidr: 10.0.0.1/8, except: [11.0.0.0/16]}"),
+        &[&format!("{f}.cidr"), &format!("{f}.except[0]")],
+    );
+    expect_err(
+        "host bits and except inside",
+        &block("{cidr: 10.0.0.1/8, except: [10.1.0.0/16]}"),
+        &[&format!("{f}.cidr")],
+    );
+    expect_err(
+        "leading zero and except outside",
+        &block("{cidr: 010.0.0.0/8, except: [11.0.0.0/16]}"),
+        &[&format!("{f}.cidr"), &format!("{f}.except[0]")],
+    );
+    // Not a CIDR at all: nothing to compare the excepts with.
+    expect_err(
+        "unparseable cidr",
+        &block("{cidr: 10.0.0.0, except: [11.0.0.0/16]}"),
+        &[&format!("{f}.cidr")],
+    );
+}

@@ -218,6 +218,23 @@ fn assign_addresses(from: &Path, to: &Path) -> Result<BTreeSet<String>, LabError
             let value = Value::deserialize(doc).map_err(|e| {
                 LabError::Precondition(format!("{}: not valid YAML: {e}", file.display()))
             })?;
+            // The loader takes lists apart; the lab's own pass over pods
+            // (addresses, hostNetwork) reads top-level documents only.
+            if value
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.ends_with("List"))
+                && value.get("items").is_some_and(Value::is_sequence)
+            {
+                return Err(LabError::Precondition(format!(
+                    "{}: a list (kind {}): the lab reads each object as a document of its own (write the items as separate `---` documents)",
+                    file.display(),
+                    value
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                )));
+            }
             if value.get("kind").and_then(Value::as_str) == Some("Pod")
                 && value
                     .get("spec")
@@ -415,5 +432,21 @@ mod tests {
         std::fs::write(config.path().join("a.yaml"), plain).unwrap();
         let (plan, _) = LabPlan::make(config.path(), state.path(), &[]).unwrap();
         assert_eq!(plan.pods.len(), 1);
+    }
+
+    // The loader reads lists item by item; the lab's pass over pod
+    // addresses does not, so a list is refused before a pod in it could
+    // keep an address outside the lab's ranges.
+    #[test]
+    fn lists_are_refused() {
+        let config = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {namespace: x, name: a}\n  spec: {containers: [{name: c}]}\n  status: {podIP: 10.0.0.1}\n";
+        std::fs::write(config.path().join("a.yaml"), list).unwrap();
+        let err = LabPlan::make(config.path(), state.path(), &[]).unwrap_err();
+        let LabError::Precondition(msg) = err else {
+            panic!("{err:?}");
+        };
+        assert!(msg.contains("a list (kind List)"), "{msg}");
     }
 }

@@ -4,14 +4,18 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use ipnet::IpNet;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_api::Protocol;
 
-use super::{FieldError, ObjectHead, typed};
+use super::cidr::{CidrError, parse_legacy_cidr};
+use super::meta::NameRule;
+use super::names::{
+    LABEL_KEY_RULE, valid_dns_label, valid_dns_subdomain, valid_label_key, valid_port_name,
+};
+use super::{FieldError, ObjectHead, meta, typed};
 use crate::cluster::{
     NAMESPACE_NAME_LABEL, Namespace, NetpolPeer, NetpolPort, NetpolRule, NetworkPolicy, Origin,
     Pod, PodPort, PortRef, Selector, Service, ServicePort, is_finished_phase,
@@ -42,6 +46,12 @@ pub(super) fn namespace(
 ) -> Result<Namespace, Vec<FieldError>> {
     expect_version(head, &["v1"])?;
     let ns: core::Namespace = typed(value)?;
+    // ValidateNamespace: ValidateObjectMeta with ValidateNamespaceName.
+    let mut errors = Vec::new();
+    meta::object_meta(head, &ns.metadata, NameRule::DnsLabel, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     let mut labels = ns.metadata.labels.unwrap_or_default();
     labels.insert(NAMESPACE_NAME_LABEL.into(), head.name.clone());
     Ok(Namespace {
@@ -88,17 +98,6 @@ fn port_ref(field: &str, p: &IntOrString) -> Result<PortRef, FieldError> {
     }
 }
 
-fn valid_port_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && s.chars().any(|c| c.is_ascii_lowercase())
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && !s.contains("--")
-}
-
 pub(super) fn pod(
     head: &ObjectHead,
     value: serde_yaml::Value,
@@ -106,7 +105,10 @@ pub(super) fn pod(
 ) -> Result<Pod, Vec<FieldError>> {
     expect_version(head, &["v1"])?;
     let pod: core::Pod = typed(value)?;
+    // ValidatePodCreate: ValidateObjectMeta with ValidatePodName
+    // (NameIsDNSSubdomain).
     let mut errors = Vec::new();
+    meta::object_meta(head, &pod.metadata, NameRule::DnsSubdomain, &mut errors);
     let spec = pod.spec.unwrap_or_default();
     let status = pod.status.unwrap_or_default();
     let mut ips = Vec::new();
@@ -150,6 +152,8 @@ pub(super) fn pod(
         .map(|(i, c)| (format!("spec.initContainers[{i}]"), c));
     let mut ports = Vec::new();
     for (container, c) in containers.chain(sidecars) {
+        // validateContainerPorts: a name is unique within its container.
+        let mut names: Vec<&str> = Vec::new();
         for (pi, p) in c.ports.iter().flatten().enumerate() {
             let field = format!("{container}.ports[{pi}]");
             let port = match port_number(&format!("{field}.containerPort"), p.container_port) {
@@ -166,16 +170,25 @@ pub(super) fn pod(
                     continue;
                 }
             };
-            if let Some(name) = &p.name
-                && !valid_port_name(name)
-            {
-                errors.push(FieldError::new(
-                    format!("{field}.name"),
-                    format!("{name:?} is not a valid port name"),
-                ));
+            // Checked only `if len(port.Name) > 0`: an empty name is none.
+            let name = p.name.as_deref().filter(|n| !n.is_empty());
+            if let Some(name) = name {
+                if !valid_port_name(name) {
+                    errors.push(FieldError::new(
+                        format!("{field}.name"),
+                        format!("{name:?} is not a valid port name"),
+                    ));
+                } else if names.contains(&name) {
+                    errors.push(FieldError::new(
+                        format!("{field}.name"),
+                        format!("duplicate port name {name:?} in this container"),
+                    ));
+                } else {
+                    names.push(name);
+                }
             }
             ports.push(PodPort {
-                name: p.name.clone(),
+                name: name.map(str::to_string),
                 port,
                 protocol,
             });
@@ -307,17 +320,8 @@ pub(super) fn service(
     let spec = svc.spec.unwrap_or_default();
     let mut errors = Vec::new();
     // ValidateService (pkg/apis/core/validation/validation.go), the parts
-    // that decide what a client reaches. The name: ValidateServiceName,
-    // NameIsDNS1035Label (it becomes a DNS label and an env var prefix).
-    if !valid_dns1035_label(&head.name) {
-        errors.push(FieldError::new(
-            "metadata.name",
-            format!(
-                "{:?} is not a valid Service name (a DNS-1035 label: at most 63 lowercase alphanumerics or '-', beginning with a letter and ending with an alphanumeric)",
-                head.name
-            ),
-        ));
-    }
+    // that decide what a client reaches. The name: ValidateServiceName.
+    meta::object_meta(head, &svc.metadata, NameRule::Dns1035Label, &mut errors);
     let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
     if !matches!(
         kind,
@@ -578,18 +582,8 @@ pub(super) fn service(
         }
     }
     // ValidateLabels on spec.selector.
-    for (k, v) in spec.selector.iter().flatten() {
-        if !valid_label_key(k) {
-            errors.push(FieldError::new(
-                "spec.selector",
-                format!("{k:?} is not a valid label key ({LABEL_KEY_RULE})"),
-            ));
-        } else if !valid_label_value(v) {
-            errors.push(FieldError::new(
-                format!("spec.selector[{k}]"),
-                format!("{v:?} is not a valid label value ({LABEL_VALUE_RULE})"),
-            ));
-        }
+    if let Some(sel) = &spec.selector {
+        meta::labels("spec.selector", sel, &mut errors);
     }
     let external_ips = external_ips(&spec, svc.status.as_ref(), kind, &mut errors);
     if !errors.is_empty() {
@@ -721,94 +715,6 @@ fn protocol_label(p: Protocol) -> &'static str {
     }
 }
 
-fn selector(field: &str, sel: &LabelSelector) -> Result<Selector, FieldError> {
-    // apimachinery ValidateLabelSelector: matchLabels through ValidateLabels,
-    // requirement keys through ValidateLabelName, their values through
-    // IsValidLabelValue.
-    for (k, v) in sel.match_labels.iter().flatten() {
-        if !valid_label_key(k) {
-            return Err(FieldError::new(
-                format!("{field}.matchLabels"),
-                format!("{k:?} is not a valid label key ({LABEL_KEY_RULE})"),
-            ));
-        }
-        if !valid_label_value(v) {
-            return Err(FieldError::new(
-                format!("{field}.matchLabels[{k}]"),
-                format!("{v:?} is not a valid label value ({LABEL_VALUE_RULE})"),
-            ));
-        }
-    }
-    for (i, req) in sel.match_expressions.iter().flatten().enumerate() {
-        if !req.key.is_empty() && !valid_label_key(&req.key) {
-            return Err(FieldError::new(
-                format!("{field}.matchExpressions[{i}].key"),
-                format!("{:?} is not a valid label key ({LABEL_KEY_RULE})", req.key),
-            ));
-        }
-        if let Some(v) = req.values.iter().flatten().find(|v| !valid_label_value(v)) {
-            return Err(FieldError::new(
-                format!("{field}.matchExpressions[{i}].values"),
-                format!("{v:?} is not a valid label value ({LABEL_VALUE_RULE})"),
-            ));
-        }
-    }
-    Selector::from_k8s(sel).map_err(|e| FieldError::new(field, e))
-}
-
-const LABEL_KEY_RULE: &str = "an optional DNS subdomain prefix and '/', then 1-63 alphanumerics, '-', '_' or '.', beginning and ending with an alphanumeric";
-const LABEL_VALUE_RULE: &str =
-    "empty, or 1-63 alphanumerics, '-', '_' or '.', beginning and ending with an alphanumeric";
-
-/// IsQualifiedName: `[prefix/]name`, the prefix a DNS-1123 subdomain.
-fn valid_label_key(k: &str) -> bool {
-    match k.split_once('/') {
-        Some((prefix, name)) => valid_dns_subdomain(prefix) && valid_label_name(name),
-        None => valid_label_name(k),
-    }
-}
-
-/// IsValidLabelValue: empty or a valid name part.
-fn valid_label_value(v: &str) -> bool {
-    v.is_empty() || valid_label_name(v)
-}
-
-/// The name part of a qualified name: at most 63 characters,
-/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`.
-fn valid_label_name(s: &str) -> bool {
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    s.len() <= 63
-        && edge(s.chars().next())
-        && edge(s.chars().last())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-/// IsDNS1123Subdomain: at most 253 characters, dot-separated labels of
-/// lowercase alphanumerics and '-', each beginning and ending alphanumeric.
-fn valid_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(dns_label_chars)
-}
-
-/// IsDNS1123Label: at most 63 lowercase alphanumerics or '-', beginning and
-/// ending with an alphanumeric.
-fn valid_dns_label(s: &str) -> bool {
-    s.len() <= 63 && dns_label_chars(s)
-}
-
-/// IsDNS1035Label: a DNS-1123 label that begins with a letter.
-fn valid_dns1035_label(s: &str) -> bool {
-    valid_dns_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
-}
-
-fn dns_label_chars(l: &str) -> bool {
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    edge(l.chars().next())
-        && edge(l.chars().last())
-        && l.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
 /// The fields of a NetworkPolicy (networking.k8s.io/v1), its ObjectMeta and
 /// its parts, for strict decoding. `status` is read and ignored: exports
 /// from clusters before 1.27, whose NetworkPolicy still had a (never used)
@@ -927,76 +833,46 @@ fn unknown_network_policy_fields(value: &serde_yaml::Value) -> Vec<FieldError> {
     errors
 }
 
-/// A `cidr` or `except` of an ipBlock, as the API server validates these
-/// "legacy" CIDR fields (IsValidCIDRForLegacyField with strict validation,
-/// KEP-4858's StrictIPCIDRValidation, on by default): an address and a
-/// prefix length, no leading 0s in either, no IPv4-mapped IPv6 address, and
-/// no bits set beyond the prefix length (`192.168.1.5/24` is ambiguous:
-/// `192.168.1.0/24` or `192.168.1.5/32`?). IPv6 need not be canonical text.
-fn parse_cidr(field: &str, s: &str) -> Result<IpNet, FieldError> {
-    if s.is_empty() {
-        return Err(FieldError::new(field, "required"));
-    }
-    let invalid = |why: &str| {
-        FieldError::new(
-            field,
-            format!("{s:?} {why} (a CIDR such as 10.9.8.0/24 or 2001:db8::/64)"),
-        )
-    };
-    let Some((addr, len)) = s.split_once('/') else {
-        return Err(invalid("is not a valid CIDR value"));
-    };
-    let ip = IpAddr::from_str(addr).map_err(|_| invalid("is not a valid CIDR value"))?;
-    if !len.bytes().all(|b| b.is_ascii_digit()) || len.is_empty() {
-        return Err(invalid("is not a valid CIDR value"));
-    }
-    let leading_zero = |part: &str| part.len() > 1 && part.starts_with('0');
-    if leading_zero(len) || (ip.is_ipv4() && addr.split('.').any(leading_zero)) {
-        return Err(invalid("must not have leading 0s in IP or prefix length"));
-    }
-    if let IpAddr::V6(v6) = ip
-        && v6.to_ipv4_mapped().is_some()
-    {
-        return Err(invalid("must not have an IPv4-mapped IPv6 address"));
-    }
-    let net = len
-        .parse::<u8>()
-        .ok()
-        .and_then(|n| IpNet::new(ip, n).ok())
-        .ok_or_else(|| invalid("is not a valid CIDR value"))?;
-    if net.trunc() != net {
-        return Err(invalid(&format!(
-            "must not have bits set beyond the prefix length (did you mean {} or {}/{}?)",
-            net.trunc(),
-            ip,
-            net.max_prefix_len()
-        )));
-    }
-    Ok(net)
-}
-
 /// ValidateIPBlock: a valid `cidr`, and each `except` valid and "a strict
 /// subset of `cidr`" (inside it, with a longer prefix; so also of the same
-/// IP family). Every problem is reported.
+/// IP family). A value only the strict check refuses is still compared, as
+/// the network ParseCIDRSloppy reads. Every problem is reported.
 fn ip_block(field: &str, block: &net::IPBlock) -> Result<NetpolPeer, Vec<FieldError>> {
-    let cidr = parse_cidr(&format!("{field}.cidr"), &block.cidr).map_err(|e| vec![e])?;
-    let mut except = Vec::new();
     let mut errors = Vec::new();
+    let cidr = match parse_legacy_cidr(&format!("{field}.cidr"), &block.cidr) {
+        Ok(net) => net,
+        Err(CidrError { error, sloppy }) => {
+            errors.push(error);
+            sloppy.ok_or_else(|| errors.clone())?
+        }
+    };
+    let mut except = Vec::new();
     for (i, e) in block.except.iter().flatten().enumerate() {
         let f = format!("{field}.except[{i}]");
-        match parse_cidr(&f, e) {
-            Ok(net) if !cidr.contains(&net) => errors.push(FieldError::new(
+        let net = match parse_legacy_cidr(&f, e) {
+            Ok(net) => net,
+            Err(CidrError { error, sloppy }) => {
+                errors.push(error);
+                match sloppy {
+                    Some(net) => net,
+                    None => continue,
+                }
+            }
+        };
+        if !cidr.contains(&net) {
+            errors.push(FieldError::new(
                 f,
                 format!(
                     "{net} is outside the ipBlock cidr {cidr} (must be a strict subset of `cidr`)"
                 ),
-            )),
-            Ok(net) if net.prefix_len() <= cidr.prefix_len() => errors.push(FieldError::new(
+            ));
+        } else if net.prefix_len() <= cidr.prefix_len() {
+            errors.push(FieldError::new(
                 f,
                 format!("{net} must be a strict subset of the ipBlock cidr {cidr}"),
-            )),
-            Ok(net) => except.push(net),
-            Err(e) => errors.push(e),
+            ));
+        } else {
+            except.push(net);
         }
     }
     if errors.is_empty() {
@@ -1013,8 +889,8 @@ fn peer(field: &str, p: &net::NetworkPolicyPeer) -> Result<NetpolPeer, Vec<Field
     let mut errors = Vec::new();
     let sel = |key: &str, s: &Option<LabelSelector>, errors: &mut Vec<FieldError>| {
         s.as_ref().and_then(|s| {
-            selector(&format!("{field}.{key}"), s)
-                .map_err(|e| errors.push(e))
+            meta::label_selector(&format!("{field}.{key}"), s)
+                .map_err(|e| errors.extend(e))
                 .ok()
         })
     };
@@ -1148,30 +1024,12 @@ pub(super) fn network_policy(
         return Err(errors);
     }
     let np: net::NetworkPolicy = typed(value)?;
+    // ValidateObjectMeta with ValidateNetworkPolicyName (NameIsDNSSubdomain).
+    meta::object_meta(head, &np.metadata, NameRule::DnsSubdomain, &mut errors);
     let spec = np.spec.unwrap_or_default();
-    // ValidateObjectMeta with ValidateNetworkPolicyName (NameIsDNSSubdomain)
-    // and, the kind being namespaced, ValidateNamespaceName (a DNS label).
-    if !valid_dns_subdomain(&head.name) {
-        errors.push(FieldError::new(
-            "metadata.name",
-            format!(
-                "{:?} is not a valid name (a DNS-1123 subdomain: at most 253 lowercase alphanumerics, '-' or '.', beginning and ending with an alphanumeric)",
-                head.name
-            ),
-        ));
-    }
-    if !valid_dns_label(&head.namespace) {
-        errors.push(FieldError::new(
-            "metadata.namespace",
-            format!(
-                "{:?} is not a valid namespace name (a DNS-1123 label: at most 63 lowercase alphanumerics or '-', beginning and ending with an alphanumeric)",
-                head.namespace
-            ),
-        ));
-    }
     let pod_selector = match &spec.pod_selector {
-        Some(s) => selector("spec.podSelector", s)
-            .map_err(|e| errors.push(e))
+        Some(s) => meta::label_selector("spec.podSelector", s)
+            .map_err(|e| errors.extend(e))
             .unwrap_or_default(),
         None => Selector::everything(),
     };

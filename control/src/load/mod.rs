@@ -14,9 +14,12 @@ use serde::Deserialize;
 
 use crate::cluster::{Cluster, Origin};
 
+mod cidr;
 mod istio;
 mod kube;
 mod mesh;
+mod meta;
+mod names;
 
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +82,16 @@ impl FieldError {
             field: field.into(),
             message: message.to_string(),
         }
+    }
+
+    /// The same error for an object found at `prefix` (a list item).
+    fn under(self, prefix: &str) -> Self {
+        let field = match (prefix.is_empty(), self.field.is_empty()) {
+            (true, _) => self.field,
+            (false, true) => prefix.to_string(),
+            (false, false) => format!("{prefix}.{}", self.field),
+        };
+        Self { field, ..self }
     }
 }
 
@@ -188,68 +201,72 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors
             if value.is_null() {
                 continue; // empty document, e.g. a trailing `---`
             }
-            let head = match ObjectHead::read(&value) {
-                Ok(h) => h,
-                Err(fe) => {
-                    errors.push(err(None, fe));
-                    continue;
-                }
-            };
-            let object = head.describe();
-            let result = match (head.group(), head.kind.as_str()) {
-                ("", "Namespace") => kube::namespace(&head, value).map(|n| {
-                    cluster.namespaces.insert(n.name.clone(), n);
-                }),
-                ("", "Pod") => {
-                    kube::pod(&head, value, origin.clone()).map(|p| cluster.pods.push(p))
-                }
-                ("", "Service") => {
-                    kube::service(&head, value, origin.clone()).map(|s| cluster.services.push(s))
-                }
-                ("networking.k8s.io", "NetworkPolicy") => {
-                    kube::network_policy(&head, value, origin.clone())
-                        .map(|p| cluster.network_policies.push(p))
-                }
-                ("security.istio.io", "PeerAuthentication") => {
-                    istio::peer_authentication(&head, value, origin.clone())
-                        .map(|p| cluster.peer_authentications.push(p))
-                }
-                ("security.istio.io", "AuthorizationPolicy") => {
-                    istio::authorization_policy(&head, value, origin.clone())
-                        .map(|p| cluster.authorization_policies.push(p))
-                }
-                ("palisade.dev", "MeshConfig") => {
-                    if let Some(first) = &mesh_origin {
-                        Err(vec![FieldError::new(
-                            "",
-                            format!("a second MeshConfig; the first is at {first}"),
-                        )])
-                    } else {
-                        mesh_origin = Some(origin.clone());
-                        mesh::mesh_config(&head, value).map(|m| cluster.mesh = m)
+            for (prefix, value) in list_items(value) {
+                let err = |object: Option<String>, fe: FieldError| err(object, fe.under(&prefix));
+                let head = match ObjectHead::read(&value) {
+                    Ok(h) => h,
+                    Err(fe) => {
+                        errors.push(err(None, fe));
+                        continue;
+                    }
+                };
+                let object = head.describe();
+                let result = match (head.group(), head.kind.as_str()) {
+                    ("", "Namespace") => kube::namespace(&head, value).map(|n| {
+                        cluster.namespaces.insert(n.name.clone(), n);
+                    }),
+                    ("", "Pod") => {
+                        kube::pod(&head, value, origin.clone()).map(|p| cluster.pods.push(p))
+                    }
+                    ("", "Service") => kube::service(&head, value, origin.clone())
+                        .map(|s| cluster.services.push(s)),
+                    ("networking.k8s.io", "NetworkPolicy") => {
+                        kube::network_policy(&head, value, origin.clone())
+                            .map(|p| cluster.network_policies.push(p))
+                    }
+                    ("security.istio.io", "PeerAuthentication") => {
+                        istio::peer_authentication(&head, value, origin.clone())
+                            .map(|p| cluster.peer_authentications.push(p))
+                    }
+                    ("security.istio.io", "AuthorizationPolicy") => {
+                        istio::authorization_policy(&head, value, origin.clone())
+                            .map(|p| cluster.authorization_policies.push(p))
+                    }
+                    ("palisade.dev", "MeshConfig") => {
+                        if let Some(first) = &mesh_origin {
+                            Err(vec![FieldError::new(
+                                "",
+                                format!("a second MeshConfig; the first is at {first}"),
+                            )])
+                        } else {
+                            mesh_origin = Some(origin.clone());
+                            mesh::mesh_config(&head, value).map(|m| cluster.mesh = m)
+                        }
+                    }
+                    _ => {
+                        tracing::debug!(file = %file.display(), document, object = %object, "skipping unknown kind");
+                        continue;
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        let key = (head.kind.clone(), head.namespace.clone(), head.name.clone());
+                        if let Some(first) = seen.get(&key) {
+                            errors.push(err(
+                                Some(object),
+                                FieldError::new(
+                                    "metadata.name",
+                                    format!("duplicate object; first defined at {first}"),
+                                ),
+                            ));
+                        } else {
+                            seen.insert(key, origin.clone());
+                        }
+                    }
+                    Err(fes) => {
+                        errors.extend(fes.into_iter().map(|fe| err(Some(object.clone()), fe)))
                     }
                 }
-                _ => {
-                    tracing::debug!(file = %file.display(), document, object = %object, "skipping unknown kind");
-                    continue;
-                }
-            };
-            match result {
-                Ok(()) => {
-                    let key = (head.kind.clone(), head.namespace.clone(), head.name.clone());
-                    if let Some(first) = seen.get(&key) {
-                        errors.push(err(
-                            Some(object),
-                            FieldError::new(
-                                "metadata.name",
-                                format!("duplicate object; first defined at {first}"),
-                            ),
-                        ));
-                    } else {
-                        seen.insert(key, origin);
-                    }
-                }
-                Err(fes) => errors.extend(fes.into_iter().map(|fe| err(Some(object.clone()), fe))),
             }
         }
     }
@@ -277,6 +294,56 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors
     }
     cluster.finish();
     Ok(cluster)
+}
+
+/// The objects of one document: the document itself, or the items of a
+/// list (`kind: List`, as `kubectl get -o yaml` writes, or a typed list such
+/// as `NetworkPolicyList`), each with the field path that leads to it.
+/// `kubectl apply` takes lists apart the same way (FlattenListVisitor); an
+/// item of a typed list without `apiVersion` or `kind` is of the list's
+/// group and version and of its kind without `List`.
+fn list_items(value: serde_yaml::Value) -> Vec<(String, serde_yaml::Value)> {
+    let item_kind = match value
+        .get("kind")
+        .and_then(serde_yaml::Value::as_str)
+        .and_then(|k| k.strip_suffix("List"))
+    {
+        Some(k) => k.to_string(),
+        None => return vec![(String::new(), value)],
+    };
+    let mut map = match value {
+        serde_yaml::Value::Mapping(m) => m,
+        other => return vec![(String::new(), other)],
+    };
+    let api_version = map.get("apiVersion").cloned();
+    let items = match map.remove("items") {
+        Some(serde_yaml::Value::Sequence(items)) => items,
+        // `items: null` or none: an empty list.
+        Some(serde_yaml::Value::Null) | None => Vec::new(),
+        Some(other) => {
+            map.insert("items".into(), other);
+            return vec![(String::new(), serde_yaml::Value::Mapping(map))];
+        }
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut item)| {
+            if let serde_yaml::Value::Mapping(m) = &mut item
+                && !item_kind.is_empty()
+            {
+                if !m.contains_key("apiVersion")
+                    && let Some(v) = &api_version
+                {
+                    m.insert("apiVersion".into(), v.clone());
+                }
+                if !m.contains_key("kind") {
+                    m.insert("kind".into(), item_kind.clone().into());
+                }
+            }
+            (format!("items[{i}]"), item)
+        })
+        .collect()
 }
 
 /// `apiVersion`, `kind` and the identifying metadata of a document.
