@@ -109,7 +109,9 @@ where
                 },
             }
         }
-        let mut sender = self.connect(addr).await?;
+        // Boxed: the connect's state would otherwise be carried, and moved,
+        // by every request's future.
+        let mut sender = Box::pin(self.connect(addr)).await?;
         let resp = sender
             .send_request(req)
             .await
@@ -125,7 +127,7 @@ where
         if self.idle.kept(addr) > 0 {
             return Ok(());
         }
-        let sender = self.connect(addr).await?;
+        let sender = Box::pin(self.connect(addr)).await?;
         self.idle.checkin(addr, "", sender);
         Ok(())
     }

@@ -58,7 +58,10 @@ where
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let conn = conn.clone();
-        async move { crate::forward::ok(handle_request(&ctx, &conn, req).await) }
+        // Boxed once here: hyper moves the service future several times
+        // (into the stream task it spawns), and a pointer moves cheaper
+        // than kilobytes of state.
+        Box::pin(async move { crate::forward::ok(handle_request(&ctx, &conn, req).await) })
     });
     let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);

@@ -57,7 +57,9 @@ pub async fn serve<I>(
     let svc_ctx = ctx.clone();
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
-        async move {
+        // Boxed once here: hyper moves the service future into its
+        // dispatcher, and a pointer moves cheaper than kilobytes of state.
+        Box::pin(async move {
             let grpc = crate::grpc::is_grpc(req.headers());
             let resp = proxy_request(&ctx, client, orig, req).await;
             crate::forward::ok(if grpc {
@@ -65,7 +67,7 @@ pub async fn serve<I>(
             } else {
                 resp
             })
-        }
+        })
     });
     let served = b.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);
@@ -143,7 +145,15 @@ async fn proxy_request(
     strip_hop_by_hop(req.headers_mut(), upgrade);
     let resp = match route {
         PeerRoute::Mesh { identity, .. } if upgrade => {
-            upgrade_over_mesh(ctx, picked.addr, &identity, target.sni().map(|s| &**s), req).await
+            // Boxed: rare, and its state is large.
+            Box::pin(upgrade_over_mesh(
+                ctx,
+                picked.addr,
+                &identity,
+                target.sni().map(|s| &**s),
+                req,
+            ))
+            .await
         }
         route => send_retrying(ctx, target, picked, route, authority, req).await,
     };

@@ -69,6 +69,23 @@ impl MeshPool {
         if let Some(s) = self.cached(&key, identity) {
             return Ok(pooled(s));
         }
+        // Boxed: the handshake's state would otherwise be carried, and
+        // moved, by every request's future.
+        Box::pin(self.get_or_connect(dialer, key, identity)).await
+    }
+
+    /// [`Self::get`] when the pool had no connection: waits for an attempt
+    /// under way or makes one.
+    async fn get_or_connect(
+        &self,
+        dialer: &MeshDialer<'_>,
+        key: PeerKey,
+        identity: &str,
+    ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
+        let pooled = |sender| Checkout {
+            sender,
+            fresh: false,
+        };
         let gate = match self.connecting.lock() {
             Ok(mut c) => c.entry(key.clone()).or_default().clone(),
             Err(_) => Arc::default(),

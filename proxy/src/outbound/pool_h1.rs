@@ -51,16 +51,9 @@ impl MeshPoolH1 {
                 fresh: false,
             });
         }
-        let stream = dialer.dial(addr, identity, MeshInner::Http1, sni).await?;
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| PoolError::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "pooled mesh connection ended");
-            }
-        });
+        // Boxed: the handshake's state would otherwise be carried, and
+        // moved, by every request's future.
+        let sender = Box::pin(connect(dialer, addr, identity, sni)).await?;
         Ok(Checkout {
             sender,
             fresh: true,
@@ -87,6 +80,26 @@ impl MeshPoolH1 {
 
 /// What a kept connection must match besides its endpoint: the expected
 /// identity and the server name its handshake carried.
+/// A new HTTP/1.1-over-mTLS connection to the peer sidecar at `addr`.
+async fn connect(
+    dialer: &MeshDialer<'_>,
+    addr: SocketAddr,
+    identity: &str,
+    sni: Option<&str>,
+) -> Result<SendRequest<Incoming>, PoolError> {
+    let stream = dialer.dial(addr, identity, MeshInner::Http1, sni).await?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| PoolError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "pooled mesh connection ended");
+        }
+    });
+    Ok(sender)
+}
+
 fn tag(identity: &str, sni: Option<&str>) -> String {
     match sni {
         Some(sni) => format!("{identity} {sni}"),
