@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{TD, TestCa, good_leaf, id, store, td};
 use palisade_identity::provider::default_provider;
-use palisade_identity::{CaOptions, CertificateAuthority, SvidError, TlsOptions};
+use palisade_identity::{CaOptions, CertificateAuthority, SpiffeId, SvidError, TlsOptions};
 use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType,
 };
@@ -249,8 +249,12 @@ fn our_ca() -> CertificateAuthority {
 }
 
 /// Our server (bundle: `root`) accepts one connection from a client
-/// presenting `svid`; returns the server's handshake error.
-async fn our_server_rejects(root: &TestCa, svid: BadSvid) -> std::io::Error {
+/// presenting `svid`; returns the server's side of the handshake: the
+/// client's SPIFFE ID, or the error.
+async fn our_server_handshake(
+    root: &TestCa,
+    svid: BadSvid,
+) -> Result<Option<SpiffeId>, std::io::Error> {
     let server = store(&our_ca(), "spiffe://mesh.test/ns/default/sa/server");
     server.update_bundle(root.bundle(TD));
     let config = palisade_identity::server_config(&server).unwrap();
@@ -258,7 +262,10 @@ async fn our_server_rejects(root: &TestCa, svid: BadSvid) -> std::io::Error {
     let addr = listener.local_addr().unwrap();
     let accept = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        TlsAcceptor::from(Arc::new(config)).accept(tcp).await.err()
+        TlsAcceptor::from(Arc::new(config))
+            .accept(tcp)
+            .await
+            .map(|tls| palisade_identity::peer_spiffe_id(tls.get_ref().1))
     });
     let provider = default_provider();
     let client = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -274,15 +281,21 @@ async fn our_server_rejects(root: &TestCa, svid: BadSvid) -> std::io::Error {
     let _ = TlsConnector::from(Arc::new(client))
         .connect(name, tcp)
         .await;
-    accept
+    accept.await.unwrap()
+}
+
+async fn our_server_rejects(root: &TestCa, svid: BadSvid) -> std::io::Error {
+    our_server_handshake(root, svid)
         .await
-        .unwrap()
-        .expect("the server accepted a client SVID that breaks a rule")
+        .expect_err("the server accepted a client SVID that breaks a rule")
 }
 
 /// A server presenting `svid`; our client (bundle: `root`, expecting the
-/// leaf's ID) connects; returns the client's handshake error.
-async fn our_client_rejects(root: &TestCa, svid: BadSvid) -> std::io::Error {
+/// leaf's ID) connects; returns the client's side of the handshake.
+async fn our_client_handshake(
+    root: &TestCa,
+    svid: BadSvid,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
     let server = rustls::ServerConfig::builder_with_provider(default_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
@@ -303,6 +316,11 @@ async fn our_client_rejects(root: &TestCa, svid: BadSvid) -> std::io::Error {
     let name = ServerName::IpAddress(addr.ip().into());
     TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
+        .await
+}
+
+async fn our_client_rejects(root: &TestCa, svid: BadSvid) -> std::io::Error {
+    our_client_handshake(root, svid)
         .await
         .expect_err("the client accepted a server SVID that breaks a rule")
 }
@@ -340,60 +358,15 @@ async fn a_well_formed_peer_svid_passes_both_ways() {
     // The control case: the same plumbing with an unbroken SVID succeeds, so
     // the failures above come from the broken rule alone.
     let root = TestCa::new(TD);
-    let provider = default_provider();
-    let good = bad_svid(&root, None, |_| {});
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(good.chain, good.key)
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let _ = TlsAcceptor::from(Arc::new(server)).accept(tcp).await;
-    });
-    let client = store(&our_ca(), "spiffe://mesh.test/ns/default/sa/client");
-    client.update_bundle(root.bundle(TD));
-    let config =
-        palisade_identity::client_config_with(&client, id(ID), &TlsOptions::default()).unwrap();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::IpAddress(addr.ip().into());
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
+    let tls = our_client_handshake(&root, bad_svid(&root, None, |_| {}))
         .await
         .unwrap();
     assert_eq!(
         palisade_identity::peer_spiffe_id(tls.get_ref().1),
         Some(id(ID))
     );
-
-    let server = store(&our_ca(), "spiffe://mesh.test/ns/default/sa/server");
-    server.update_bundle(root.bundle(TD));
-    let config = palisade_identity::server_config(&server).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accept = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        TlsAcceptor::from(Arc::new(config))
-            .accept(tcp)
-            .await
-            .map(|tls| palisade_identity::peer_spiffe_id(tls.get_ref().1))
-    });
-    let good = bad_svid(&root, None, |_| {});
-    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider)))
-        .with_client_auth_cert(good.chain, good.key)
-        .unwrap();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::IpAddress(addr.ip().into());
-    let _tls = TlsConnector::from(Arc::new(client))
-        .connect(name, tcp)
+    let client_id = our_server_handshake(&root, bad_svid(&root, None, |_| {}))
         .await
         .unwrap();
-    assert_eq!(accept.await.unwrap().unwrap(), Some(id(ID)));
+    assert_eq!(client_id, Some(id(ID)));
 }
