@@ -5,31 +5,16 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{TD, connect, echo, echo_server, id, store, td};
+use common::{TD, connect, echo, echo_server, id, mesh_ca, store, svid_error, td};
 use palisade_identity::{CaOptions, CertificateAuthority, SvidError, TlsOptions, peer_spiffe_id};
 use tokio_rustls::TlsConnector;
 
 const SERVER: &str = "spiffe://mesh.test/ns/prod/sa/db";
 const CLIENT: &str = "spiffe://mesh.test/ns/prod/sa/api";
 
-fn ca() -> CertificateAuthority {
-    CertificateAuthority::create(&td(TD), &CaOptions::default()).unwrap()
-}
-
-/// The SVID rule inside a handshake error, if the verifier produced it.
-fn svid_error(e: &std::io::Error) -> Option<SvidError> {
-    let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
-    match tls {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
-            o.0.downcast_ref::<SvidError>().cloned()
-        }
-        _ => None,
-    }
-}
-
 #[tokio::test]
 async fn mtls_handshake_gives_both_sides_the_peer_id() {
-    let ca = ca();
+    let ca = mesh_ca();
     let opts = TlsOptions {
         alpn: vec![b"palisade-mesh/h2".to_vec()],
         ..TlsOptions::default()
@@ -71,7 +56,7 @@ async fn intermediates_sent_by_the_peer_are_used_for_path_validation() {
 
 #[tokio::test]
 async fn a_wrong_expected_id_fails_the_handshake() {
-    let ca = ca();
+    let ca = mesh_ca();
     let (addr, mut accepted) = echo_server(store(&ca, SERVER), TlsOptions::default()).await;
     let err = connect(
         addr,
@@ -91,7 +76,7 @@ async fn a_wrong_expected_id_fails_the_handshake() {
 
 #[tokio::test]
 async fn the_server_rejects_a_client_of_another_trust_domain_or_ca() {
-    let ca = ca();
+    let ca = mesh_ca();
     let (addr, mut accepted) = echo_server(store(&ca, SERVER), TlsOptions::default()).await;
     // Same trust domain name, other CA: the client cannot be verified.
     let other = ca_for("mesh.test");
@@ -118,7 +103,7 @@ fn ca_for(name: &str) -> CertificateAuthority {
 
 #[tokio::test]
 async fn the_server_requires_a_client_certificate() {
-    let ca = ca();
+    let ca = mesh_ca();
     let (addr, mut accepted) = echo_server(store(&ca, SERVER), TlsOptions::default()).await;
     // A client that verifies the server properly but presents no certificate.
     let verifier = palisade_identity::tls::SvidServerVerifier::new(
@@ -150,7 +135,7 @@ async fn the_server_requires_a_client_certificate() {
 
 #[tokio::test]
 async fn tls12_only_when_allowed() {
-    let ca = ca();
+    let ca = mesh_ca();
     let (addr, _accepted) = echo_server(store(&ca, SERVER), TlsOptions::default()).await;
     // A TLS 1.2-only client cannot talk to the default (TLS 1.3) server.
     let config = rustls::ClientConfig::builder_with_provider(

@@ -7,9 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TD, TestCa, good_leaf, id, store, td};
+use common::{TD, TestCa, good_leaf, id, mesh_ca, store, svid_error};
 use palisade_identity::provider::default_provider;
-use palisade_identity::{CaOptions, CertificateAuthority, SpiffeId, SvidError, TlsOptions};
+use palisade_identity::{SpiffeId, SvidError, TlsOptions};
 use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType,
 };
@@ -21,17 +21,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 const ID: &str = "spiffe://mesh.test/ns/default/sa/web";
-
-/// The SVID rule inside a handshake error, if our verifier produced it.
-fn svid_error(e: &std::io::Error) -> Option<SvidError> {
-    let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
-    match tls {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
-            o.0.downcast_ref::<SvidError>().cloned()
-        }
-        _ => None,
-    }
-}
 
 /// A chain (leaf first) and the leaf's key, as a misbehaving peer holds them.
 struct BadSvid {
@@ -244,10 +233,6 @@ impl ServerCertVerifier for AcceptAnyServer {
     }
 }
 
-fn our_ca() -> CertificateAuthority {
-    CertificateAuthority::create(&td(TD), &CaOptions::default()).unwrap()
-}
-
 /// Our server (bundle: `root`) accepts one connection from a client
 /// presenting `svid`; returns the server's side of the handshake: the
 /// client's SPIFFE ID, or the error.
@@ -255,7 +240,7 @@ async fn our_server_handshake(
     root: &TestCa,
     svid: BadSvid,
 ) -> Result<Option<SpiffeId>, std::io::Error> {
-    let server = store(&our_ca(), "spiffe://mesh.test/ns/default/sa/server");
+    let server = store(&mesh_ca(), "spiffe://mesh.test/ns/default/sa/server");
     server.update_bundle(root.bundle(TD));
     let config = palisade_identity::server_config(&server).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -308,7 +293,7 @@ async fn our_client_handshake(
         let (tcp, _) = listener.accept().await.unwrap();
         let _ = TlsAcceptor::from(Arc::new(server)).accept(tcp).await;
     });
-    let client = store(&our_ca(), "spiffe://mesh.test/ns/default/sa/client");
+    let client = store(&mesh_ca(), "spiffe://mesh.test/ns/default/sa/client");
     client.update_bundle(root.bundle(TD));
     let config =
         palisade_identity::client_config_with(&client, id(ID), &TlsOptions::default()).unwrap();

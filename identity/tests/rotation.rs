@@ -4,15 +4,11 @@
 //! handshakes only.
 mod common;
 
-use common::{TD, connect, credentials, echo, echo_server, store, td};
-use palisade_identity::{CaOptions, CertificateAuthority, Credentials, TlsOptions};
+use common::{connect, credentials, echo, echo_server, mesh_ca, store};
+use palisade_identity::{Credentials, TlsOptions};
 
 const SERVER: &str = "spiffe://mesh.test/ns/prod/sa/db";
 const CLIENT: &str = "spiffe://mesh.test/ns/prod/sa/api";
-
-fn ca() -> CertificateAuthority {
-    CertificateAuthority::create(&td(TD), &CaOptions::default()).unwrap()
-}
 
 fn leaf_of(creds: &Credentials) -> Vec<u8> {
     creds.certified_key().cert[0].to_vec()
@@ -20,7 +16,7 @@ fn leaf_of(creds: &Credentials) -> Vec<u8> {
 
 #[tokio::test]
 async fn long_lived_connection_survives_svid_and_bundle_rotation() {
-    let (old_ca, new_ca) = (ca(), ca());
+    let (old_ca, new_ca) = (mesh_ca(), mesh_ca());
     let server = store(&old_ca, SERVER);
     let client = store(&old_ca, CLIENT);
     let opts = TlsOptions::default();
@@ -75,7 +71,7 @@ async fn long_lived_connection_survives_svid_and_bundle_rotation() {
 
 #[tokio::test]
 async fn client_side_bundle_rotation_applies_to_the_next_handshake() {
-    let (old_ca, new_ca) = (ca(), ca());
+    let (old_ca, new_ca) = (mesh_ca(), mesh_ca());
     let server = store(&new_ca, SERVER);
     let client = store(&old_ca, CLIENT);
     server.update_bundle(old_ca.bundle().merged_with(new_ca.bundle()));

@@ -129,6 +129,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+/// Our own CA (not the hand-built one) for the test trust domain.
+pub fn mesh_ca() -> CertificateAuthority {
+    CertificateAuthority::create(&td(TD), &palisade_identity::CaOptions::default()).unwrap()
+}
+
+/// The SVID rule inside a handshake error, if our verifier produced it.
+pub fn svid_error(e: &std::io::Error) -> Option<SvidError> {
+    let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+    match tls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+            o.0.downcast_ref::<SvidError>().cloned()
+        }
+        _ => None,
+    }
+}
+
 /// A credential store holding a fresh SVID for `id` from `ca`.
 pub fn store(ca: &CertificateAuthority, id_str: &str) -> Arc<CredentialStore> {
     CredentialStore::new(credentials(ca, id_str))
