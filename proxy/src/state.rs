@@ -26,9 +26,9 @@ pub struct Snapshot {
     pub config: ProxyConfig,
     pub version: String,
     pub policy: CompiledPolicy,
-    peers: HashMap<IpAddr, usize>,
-    /// Each peer's SPIFFE ID, shared (a route hands it out per request).
-    peer_identities: Vec<Arc<str>>,
+    /// Peers by IP: the index into `config.peers` and the peer's SPIFFE
+    /// ID, shared (a route hands it out per request).
+    peers: HashMap<IpAddr, (usize, Arc<str>)>,
     services: HashMap<SocketAddr, Arc<ServiceTarget>>,
     opaque_inbound: HashSet<u16>,
 }
@@ -58,12 +58,7 @@ impl Snapshot {
             .peers
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.ip.to_canonical(), i))
-            .collect();
-        let peer_identities = config
-            .peers
-            .iter()
-            .map(|p| Arc::from(p.identity.as_str()))
+            .map(|(i, p)| (p.ip.to_canonical(), (i, Arc::from(p.identity.as_str()))))
             .collect();
         let mut services = HashMap::new();
         // Keyed as kube-proxy keys a Service port, by cluster IP, port and
@@ -115,7 +110,6 @@ impl Snapshot {
             version,
             policy,
             peers,
-            peer_identities,
             services,
             opaque_inbound,
         })
@@ -124,7 +118,7 @@ impl Snapshot {
     pub fn peer(&self, ip: IpAddr) -> Option<&Peer> {
         self.peers
             .get(&ip.to_canonical())
-            .and_then(|&i| self.config.peers.get(i))
+            .and_then(|(i, _)| self.config.peers.get(*i))
     }
 
     pub fn service(&self, vip: SocketAddr) -> Option<&Arc<ServiceTarget>> {
@@ -168,13 +162,11 @@ pub fn peer_route(snapshot: &Snapshot, ep: SocketAddr, app_protocol: Option<&str
     {
         return PeerRoute::Plain;
     }
-    let Some(&i) = snapshot.peers.get(&ep.ip().to_canonical()) else {
-        return PeerRoute::Plain;
-    };
-    let (Some(peer), Some(identity)) = (
-        snapshot.config.peers.get(i),
-        snapshot.peer_identities.get(i),
-    ) else {
+    let Some((peer, identity)) = snapshot
+        .peers
+        .get(&ep.ip().to_canonical())
+        .and_then(|(i, identity)| Some((snapshot.config.peers.get(*i)?, identity)))
+    else {
         return PeerRoute::Plain;
     };
     let mode = peer.port_mtls.get(&ep.port()).copied().unwrap_or(peer.mtls);

@@ -89,15 +89,17 @@ pub async fn to_app(
     }
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
-    // Nothing the caller says about its own identity reaches the app.
-    headers.remove(&PEER_IDENTITY_HEADER);
-    headers.remove(&super::xfcc::XFCC);
-    if let Some(peer) = &conn.peer_headers {
-        headers.insert(PEER_IDENTITY_HEADER.clone(), peer.identity.clone());
-        if let Some(xfcc) = &peer.xfcc {
-            headers.insert(super::xfcc::XFCC.clone(), xfcc.clone());
-        }
-    }
+    // Nothing the caller says about its own identity reaches the app:
+    // ours replaces it (`insert` drops every earlier value), or it goes.
+    let peer = conn.peer_headers.as_ref();
+    match peer {
+        Some(peer) => headers.insert(PEER_IDENTITY_HEADER.clone(), peer.identity.clone()),
+        None => headers.remove(&PEER_IDENTITY_HEADER),
+    };
+    match peer.and_then(|p| p.xfcc.as_ref()) {
+        Some(xfcc) => headers.insert(super::xfcc::XFCC.clone(), xfcc.clone()),
+        None => headers.remove(&super::xfcc::XFCC),
+    };
     // Origin form: the path (normalized when it changed) and query.
     let target = match normalized_path_and_query {
         Some(pq) => PathAndQuery::try_from(pq).map(Uri::from),

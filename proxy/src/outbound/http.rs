@@ -237,13 +237,13 @@ async fn send_retrying(
                     as_h2(&mut req, this_authority);
                     send_mesh(ctx, picked.addr, identity, sni, req).await
                 } else {
-                    as_http1(&mut req, Some(&this_authority));
                     authority = Some(this_authority);
+                    as_http1(&mut req);
                     send_mesh_h1(ctx, picked.addr, identity, sni.map(|s| &**s), req).await
                 }
             }
             PeerRoute::Plain => {
-                as_http1(&mut req, authority.as_ref());
+                as_http1(&mut req);
                 match ctx.plain.prepare(picked.addr).await {
                     Ok(()) => return send_plain(&ctx.plain, picked.addr, req).await,
                     Err(e) => {
@@ -288,16 +288,11 @@ fn as_h2<B>(req: &mut Request<B>, authority: Authority) {
     *req.version_mut() = http::Version::HTTP_2;
 }
 
-/// `req` in the form HTTP/1.1 takes: an origin-form target, the authority
-/// in `Host`.
-fn as_http1<B>(req: &mut Request<B>, authority: Option<&Authority>) {
+/// `req` in the form HTTP/1.1 takes: an origin-form target (the authority
+/// is in `Host`, which [`proxy_request`] set and every form keeps).
+fn as_http1<B>(req: &mut Request<B>) {
     set_origin_target(req);
     *req.version_mut() = http::Version::HTTP_11;
-    if !req.headers().contains_key(HOST)
-        && let Some(v) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        req.headers_mut().insert(HOST, v);
-    }
 }
 
 /// Sends `req` over the pooled HTTP/2 connection to the peer sidecar. A

@@ -40,6 +40,36 @@ pub struct Checkout<S> {
     pub fresh: bool,
 }
 
+impl<S> Checkout<S> {
+    /// A sender found in the pool.
+    pub fn pooled(sender: S) -> Self {
+        Self {
+            sender,
+            fresh: false,
+        }
+    }
+
+    /// A sender on a connection opened for this request.
+    pub fn opened(sender: S) -> Self {
+        Self {
+            sender,
+            fresh: true,
+        }
+    }
+}
+
+/// Drives a pooled mesh connection to `addr` until it ends.
+pub(super) fn drive<C>(addr: SocketAddr, conn: C)
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "pooled mesh connection ended");
+        }
+    });
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error(transparent)]
@@ -61,13 +91,9 @@ impl MeshPool {
         identity: &str,
         sni: Option<&Arc<str>>,
     ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
-        let pooled = |sender| Checkout {
-            sender,
-            fresh: false,
-        };
         let key: PeerKey = (addr, sni.cloned());
         if let Some(s) = self.cached(&key, identity) {
-            return Ok(pooled(s));
+            return Ok(Checkout::pooled(s));
         }
         // Boxed: the handshake's state would otherwise be carried, and
         // moved, by every request's future.
@@ -82,25 +108,18 @@ impl MeshPool {
         key: PeerKey,
         identity: &str,
     ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
-        let pooled = |sender| Checkout {
-            sender,
-            fresh: false,
-        };
         let gate = match self.connecting.lock() {
             Ok(mut c) => c.entry(key.clone()).or_default().clone(),
             Err(_) => Arc::default(),
         };
         let _attempt = gate.lock().await;
         if let Some(s) = self.cached(&key, identity) {
-            return Ok(pooled(s));
+            return Ok(Checkout::pooled(s));
         }
         let connected = self
             .connect(dialer, &key, identity)
             .await
-            .map(|sender| Checkout {
-                sender,
-                fresh: true,
-            });
+            .map(Checkout::opened);
         // Waiters hold the gate already; later requests find the connection
         // (or try again after a failure).
         if let Ok(mut c) = self.connecting.lock() {
@@ -127,11 +146,7 @@ impl MeshPool {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|source| PoolError::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "pooled mesh connection ended");
-            }
-        });
+        drive(addr, conn);
         if let Ok(mut conns) = self.conns.lock() {
             conns.insert(key.clone(), (identity.to_string(), sender.clone()));
         }

@@ -46,18 +46,12 @@ impl MeshPoolH1 {
         sni: Option<&str>,
     ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
         if let Some((sender, _)) = self.idle.take_ready(addr, &tag(identity, sni)) {
-            return Ok(Checkout {
-                sender,
-                fresh: false,
-            });
+            return Ok(Checkout::pooled(sender));
         }
         // Boxed: the handshake's state would otherwise be carried, and
         // moved, by every request's future.
         let sender = Box::pin(connect(dialer, addr, identity, sni)).await?;
-        Ok(Checkout {
-            sender,
-            fresh: true,
-        })
+        Ok(Checkout::opened(sender))
     }
 
     /// Closes the connections idle past the idle timeout.
@@ -92,11 +86,7 @@ async fn connect(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| PoolError::Handshake { addr, source })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%addr, error = %e, "pooled mesh connection ended");
-        }
-    });
+    super::pool::drive(addr, conn);
     Ok(sender)
 }
 
