@@ -349,16 +349,14 @@ fn nets(field: &str, values: &[String], errors: &mut Vec<FieldError>) -> Vec<IpN
         .iter()
         .enumerate()
         .filter_map(|(i, v)| {
-            palisade_api::authz::parse_ip_or_cidr(v)
-                .map(|n| n.trunc())
-                .ok_or(())
-                .map_err(|()| {
-                    errors.push(FieldError::new(
-                        format!("{field}[{i}]"),
-                        format!("{v:?} is not an IP address or CIDR"),
-                    ))
-                })
-                .ok()
+            let net = palisade_api::authz::parse_ip_or_cidr(v).map(|n| n.trunc());
+            if net.is_none() {
+                errors.push(FieldError::new(
+                    format!("{field}[{i}]"),
+                    format!("{v:?} is not an IP address or CIDR"),
+                ));
+            }
+            net
         })
         .collect()
 }

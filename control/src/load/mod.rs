@@ -169,31 +169,18 @@ fn is_manifest(path: &Path) -> bool {
 /// Loads manifests given as (file name, text) pairs, in that order. The
 /// result does not depend on the order.
 pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors> {
-    let mut cluster = Cluster::default();
-    let mut errors = Vec::new();
-    let mut seen: BTreeMap<(String, String, String), Origin> = BTreeMap::new();
-    let mut mesh_origin: Option<Origin> = None;
+    let mut loading = Loading::default();
     for (file, text) in sources {
         for (document, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let origin = Origin {
                 file: file.clone(),
                 document,
             };
-            let err = |object: Option<String>, fe: FieldError| LoadError {
-                file: file.clone(),
-                document: Some(document),
-                object,
-                field: if fe.field.is_empty() {
-                    None
-                } else {
-                    Some(fe.field)
-                },
-                message: fe.message,
-            };
             let value = match serde_yaml::Value::deserialize(doc) {
                 Ok(v) => v,
                 Err(e) => {
-                    errors.push(err(None, FieldError::new("", format!("invalid YAML: {e}"))));
+                    let fe = FieldError::new("", format!("invalid YAML: {e}"));
+                    loading.errors.push(load_error(&origin, None, fe));
                     // A syntax error ends the document stream of this file.
                     break;
                 }
@@ -202,74 +189,15 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors
                 continue; // empty document, e.g. a trailing `---`
             }
             for (prefix, value) in list_items(value) {
-                let err = |object: Option<String>, fe: FieldError| err(object, fe.under(&prefix));
-                let head = match ObjectHead::read(&value) {
-                    Ok(h) => h,
-                    Err(fe) => {
-                        errors.push(err(None, fe));
-                        continue;
-                    }
-                };
-                let object = head.describe();
-                let result = match (head.group(), head.kind.as_str()) {
-                    ("", "Namespace") => kube::namespace(&head, value).map(|n| {
-                        cluster.namespaces.insert(n.name.clone(), n);
-                    }),
-                    ("", "Pod") => {
-                        kube::pod(&head, value, origin.clone()).map(|p| cluster.pods.push(p))
-                    }
-                    ("", "Service") => kube::service(&head, value, origin.clone())
-                        .map(|s| cluster.services.push(s)),
-                    ("networking.k8s.io", "NetworkPolicy") => {
-                        kube::network_policy(&head, value, origin.clone())
-                            .map(|p| cluster.network_policies.push(p))
-                    }
-                    ("security.istio.io", "PeerAuthentication") => {
-                        istio::peer_authentication(&head, value, origin.clone())
-                            .map(|p| cluster.peer_authentications.push(p))
-                    }
-                    ("security.istio.io", "AuthorizationPolicy") => {
-                        istio::authorization_policy(&head, value, origin.clone())
-                            .map(|p| cluster.authorization_policies.push(p))
-                    }
-                    ("palisade.dev", "MeshConfig") => {
-                        if let Some(first) = &mesh_origin {
-                            Err(vec![FieldError::new(
-                                "",
-                                format!("a second MeshConfig; the first is at {first}"),
-                            )])
-                        } else {
-                            mesh_origin = Some(origin.clone());
-                            mesh::mesh_config(&head, value).map(|m| cluster.mesh = m)
-                        }
-                    }
-                    _ => {
-                        tracing::debug!(file = %file.display(), document, object = %object, "skipping unknown kind");
-                        continue;
-                    }
-                };
-                match result {
-                    Ok(()) => {
-                        let key = (head.kind.clone(), head.namespace.clone(), head.name.clone());
-                        if let Some(first) = seen.get(&key) {
-                            errors.push(err(
-                                Some(object),
-                                FieldError::new(
-                                    "metadata.name",
-                                    format!("duplicate object; first defined at {first}"),
-                                ),
-                            ));
-                        } else {
-                            seen.insert(key, origin.clone());
-                        }
-                    }
-                    Err(fes) => {
-                        errors.extend(fes.into_iter().map(|fe| err(Some(object.clone()), fe)))
-                    }
-                }
+                loading.object(&origin, &prefix, value);
             }
         }
     }
+    let Loading {
+        mut cluster,
+        mut errors,
+        ..
+    } = loading;
     // Authorization policies are checked with the evaluator the sidecar uses,
     // once the mesh settings (trust domain aliases) are known.
     let mesh = palisade_api::MeshSettings {
@@ -294,6 +222,104 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors
     }
     cluster.finish();
     Ok(cluster)
+}
+
+/// A [`LoadError`] for the document at `origin`.
+fn load_error(origin: &Origin, object: Option<String>, fe: FieldError) -> LoadError {
+    LoadError {
+        file: origin.file.clone(),
+        document: Some(origin.document),
+        object,
+        field: if fe.field.is_empty() {
+            None
+        } else {
+            Some(fe.field)
+        },
+        message: fe.message,
+    }
+}
+
+/// What [`load_sources`] gathers object by object.
+#[derive(Default)]
+struct Loading {
+    cluster: Cluster,
+    errors: Vec<LoadError>,
+    /// Where each (kind, namespace, name) was first defined.
+    seen: BTreeMap<(String, String, String), Origin>,
+    mesh_origin: Option<Origin>,
+}
+
+impl Loading {
+    /// Reads one object of the document at `origin`, found at `prefix` (a
+    /// list item, or empty), into the cluster, or its errors.
+    fn object(&mut self, origin: &Origin, prefix: &str, value: serde_yaml::Value) {
+        let err =
+            |object: Option<String>, fe: FieldError| load_error(origin, object, fe.under(prefix));
+        let head = match ObjectHead::read(&value) {
+            Ok(h) => h,
+            Err(fe) => {
+                self.errors.push(err(None, fe));
+                return;
+            }
+        };
+        let object = head.describe();
+        let cluster = &mut self.cluster;
+        let result = match (head.group(), head.kind.as_str()) {
+            ("", "Namespace") => kube::namespace(&head, value).map(|n| {
+                cluster.namespaces.insert(n.name.clone(), n);
+            }),
+            ("", "Pod") => kube::pod(&head, value, origin.clone()).map(|p| cluster.pods.push(p)),
+            ("", "Service") => {
+                kube::service(&head, value, origin.clone()).map(|s| cluster.services.push(s))
+            }
+            ("networking.k8s.io", "NetworkPolicy") => {
+                kube::network_policy(&head, value, origin.clone())
+                    .map(|p| cluster.network_policies.push(p))
+            }
+            ("security.istio.io", "PeerAuthentication") => {
+                istio::peer_authentication(&head, value, origin.clone())
+                    .map(|p| cluster.peer_authentications.push(p))
+            }
+            ("security.istio.io", "AuthorizationPolicy") => {
+                istio::authorization_policy(&head, value, origin.clone())
+                    .map(|p| cluster.authorization_policies.push(p))
+            }
+            ("palisade.dev", "MeshConfig") => {
+                if let Some(first) = &self.mesh_origin {
+                    Err(vec![FieldError::new(
+                        "",
+                        format!("a second MeshConfig; the first is at {first}"),
+                    )])
+                } else {
+                    self.mesh_origin = Some(origin.clone());
+                    mesh::mesh_config(&head, value).map(|m| cluster.mesh = m)
+                }
+            }
+            _ => {
+                tracing::debug!(file = %origin.file.display(), document = origin.document, object = %object, "skipping unknown kind");
+                return;
+            }
+        };
+        match result {
+            Ok(()) => {
+                let key = (head.kind.clone(), head.namespace.clone(), head.name.clone());
+                if let Some(first) = self.seen.get(&key) {
+                    self.errors.push(err(
+                        Some(object),
+                        FieldError::new(
+                            "metadata.name",
+                            format!("duplicate object; first defined at {first}"),
+                        ),
+                    ));
+                } else {
+                    self.seen.insert(key, origin.clone());
+                }
+            }
+            Err(fes) => self
+                .errors
+                .extend(fes.into_iter().map(|fe| err(Some(object.clone()), fe))),
+        }
+    }
 }
 
 /// The objects of one document: the document itself, or the items of a
