@@ -15,19 +15,21 @@ pub fn bind(pod: &Pod, addr: SocketAddr) -> Result<UdpSocket> {
 
 /// Sends `msg` from `from` to `to` and reports whether `receiver` got it. A
 /// send refused by a local netfilter drop (EPERM) counts as not delivered.
+/// A call a signal interrupts (EINTR: a child process of a test running
+/// beside this one exited) is made again.
 pub fn delivered(
     from: &UdpSocket,
     to: SocketAddr,
     receiver: &UdpSocket,
     msg: &[u8],
 ) -> Result<bool> {
-    match from.send_to(msg, to) {
+    match retry_interrupted(|| from.send_to(msg, to)) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(false),
         Err(e) => return Err(e.into()),
     }
     let mut buf = [0u8; 512];
-    match receiver.recv_from(&mut buf) {
+    match retry_interrupted(|| receiver.recv_from(&mut buf)) {
         Ok((n, _)) if &buf[..n] == msg => Ok(true),
         Ok((n, _)) => Err(crate::HarnessError::Setup(format!(
             "a different datagram arrived: {:?}",
@@ -42,5 +44,15 @@ pub fn delivered(
             Ok(false)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `op`, made again while a signal interrupts it.
+fn retry_interrupted<T>(mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
     }
 }
