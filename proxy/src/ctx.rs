@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::drain::Drain;
+use crate::h2_windows::H2Windows;
 use crate::metrics::Metrics;
 use crate::outbound::pool::MeshPool;
 use crate::plain_pool::PlainPool;
@@ -42,6 +43,8 @@ pub struct Options {
     /// HTTP between sidecars: one multiplexed HTTP/2 connection per peer
     /// (default), or pooled HTTP/1.1 connections.
     pub mesh_h2: bool,
+    /// Flow-control windows of every HTTP/2 connection (mesh and app side).
+    pub h2_windows: H2Windows,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             drain_deadline: Duration::from_secs(5),
             netfilter: false,
             mesh_h2: true,
+            h2_windows: H2Windows::default(),
         }
     }
 }

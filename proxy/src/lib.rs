@@ -20,6 +20,7 @@ pub mod detect;
 pub mod drain;
 pub mod forward;
 pub mod grpc;
+pub mod h2_windows;
 pub mod heap;
 pub mod idle_senders;
 pub mod inbound;

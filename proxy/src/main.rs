@@ -12,6 +12,7 @@ use palisade_proxy::app::{Proxy, Setup};
 use palisade_proxy::capture::InitArgs;
 use palisade_proxy::control_client::ClientOptions;
 use palisade_proxy::ctx::Options;
+use palisade_proxy::h2_windows::H2Windows;
 
 #[derive(Parser, Debug)]
 #[command(name = "palisade-proxy", version, about = "The Palisade sidecar")]
@@ -146,6 +147,14 @@ struct RunArgs {
     /// `http1` (a pool of keep-alive connections).
     #[arg(long, default_value = "h2", value_parser = ["h2", "http1"])]
     mesh_protocol: String,
+    /// HTTP/2 flow-control window per stream, in bytes: how much a peer may
+    /// send on one request or response before this sidecar passes it on.
+    #[arg(long, default_value_t = H2Windows::default().stream.into())]
+    h2_stream_window: u64,
+    /// HTTP/2 flow-control window per connection, in bytes: the most a peer
+    /// may have in flight on one connection (at least the stream window).
+    #[arg(long, default_value_t = H2Windows::default().connection.into())]
+    h2_connection_window: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -200,6 +209,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             drain_deadline: args.drain_deadline,
             netfilter: args.netfilter,
             mesh_h2: args.mesh_protocol == "h2",
+            h2_windows: H2Windows::new(args.h2_stream_window, args.h2_connection_window)
+                .context("--h2-stream-window / --h2-connection-window")?,
         },
     };
     let workers = args

@@ -36,7 +36,8 @@ pub fn server_builder(ctx: &Ctx, inner: Option<MeshInner>) -> auto::Builder<Toki
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(ctx.opts.max_header_bytes).unwrap_or(u32::MAX))
-        .adaptive_window(true)
+        .initial_stream_window_size(ctx.opts.h2_windows.stream)
+        .initial_connection_window_size(ctx.opts.h2_windows.connection)
         .max_concurrent_streams(1024);
     match inner {
         Some(MeshInner::H2) => b.http2_only(),

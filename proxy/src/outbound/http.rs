@@ -47,7 +47,8 @@ pub async fn serve<I>(
         .max_buf_size(ctx.opts.max_header_bytes.max(8192));
     b.http2()
         .timer(TokioTimer::new())
-        .adaptive_window(true)
+        .initial_stream_window_size(ctx.opts.h2_windows.stream)
+        .initial_connection_window_size(ctx.opts.h2_windows.connection)
         .max_header_list_size(u32::try_from(ctx.opts.max_header_bytes).unwrap_or(u32::MAX));
     let b = if inner == MeshInner::H2 {
         b.http2_only()

@@ -13,6 +13,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::detect::MeshInner;
+use crate::h2_windows::H2Windows;
 
 use super::connect::{ConnectError, MeshDialer};
 
@@ -22,6 +23,8 @@ type PeerKey = (SocketAddr, Option<Arc<str>>);
 
 #[derive(Default)]
 pub struct MeshPool {
+    /// Flow-control windows of the connections this pool opens.
+    windows: H2Windows,
     /// By endpoint and server name; an endpoint has one identity, a
     /// different expected one replaces the entry.
     conns: Mutex<HashMap<PeerKey, (String, SendRequest<Incoming>)>>,
@@ -82,6 +85,14 @@ pub enum PoolError {
 }
 
 impl MeshPool {
+    /// An empty pool whose connections advertise `windows`.
+    pub fn new(windows: H2Windows) -> Self {
+        Self {
+            windows,
+            ..Self::default()
+        }
+    }
+
     /// A ready sender to the peer sidecar at `addr` whose connection
     /// carried the server name `sni`, connecting if needed.
     pub async fn get(
@@ -140,7 +151,8 @@ impl MeshPool {
             .await?;
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .adaptive_window(true)
+            .initial_stream_window_size(self.windows.stream)
+            .initial_connection_window_size(self.windows.connection)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
             .handshake(TokioIo::new(stream))
