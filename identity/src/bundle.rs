@@ -2,6 +2,7 @@
 //! roots, so a CA rotates with the old and the new root side by side.
 use rustls::pki_types::{CertificateDer, TrustAnchor};
 
+use crate::b64;
 use crate::pem::{self, PemError};
 use crate::spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 
@@ -258,7 +259,7 @@ impl SpiffeBundle {
                     };
                     let der = cert
                         .as_str()
-                        .and_then(|b64| pem::base64_decode_with(b64, pem::STANDARD, true))
+                        .and_then(b64::decode_standard)
                         .ok_or_else(|| SpiffeBundleError::BadCertificate {
                             index,
                             reason: "not standard padded base64".into(),
@@ -297,9 +298,7 @@ impl SpiffeBundle {
             jwk.insert("use".into(), X509_SVID_USE.into());
             jwk.insert(
                 "x5c".into(),
-                serde_json::Value::Array(vec![
-                    pem::base64_encode_with(der, pem::STANDARD, true).into(),
-                ]),
+                serde_json::Value::Array(vec![b64::encode_standard(der).into()]),
             );
             keys.push(serde_json::Value::Object(jwk));
         }
@@ -370,7 +369,7 @@ fn cert_jwk(der: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, St
         Err(e) => return Err(e.to_string()),
     };
     let spki = cert.public_key();
-    let b64 = |b: &[u8]| serde_json::Value::from(pem::base64_encode_with(b, pem::URL_SAFE, false));
+    let b64 = |b: &[u8]| serde_json::Value::from(b64::encode_url_safe(b));
     let mut jwk = serde_json::Map::new();
     let alg = &spki.algorithm.algorithm;
     if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
@@ -424,7 +423,7 @@ fn jwk_matches(
 ) -> bool {
     let decode = |v: Option<&serde_json::Value>| {
         v.and_then(serde_json::Value::as_str)
-            .and_then(|s| pem::base64_decode_with(s, pem::URL_SAFE, false))
+            .and_then(b64::decode_url_safe)
     };
     expected.iter().all(|(name, want)| match name.as_str() {
         "kty" | "crv" => entry.get(name) == Some(want),

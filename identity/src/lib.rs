@@ -6,6 +6,7 @@
 //! [`client_config`] → after the handshake, [`peer_spiffe_id`].
 #![forbid(unsafe_code)]
 
+pub mod b64;
 pub mod bundle;
 pub mod ca;
 pub mod credentials;

@@ -249,6 +249,35 @@ fn refuses_malformed_x509_svid_entries() {
 }
 
 #[test]
+fn reads_base64_as_go_spiffe_does() {
+    // go-spiffe reads x5c with Go's base64.StdEncoding, which skips line
+    // breaks (a PEM-style wrapped x5c), and key parameters with go-jose's
+    // base64URLDecode, which drops trailing '=' first.
+    let ca = TestCa::new(TD);
+    let x509 = x509_entry(&ca);
+    let mut wrapped = x509.clone();
+    let pem_body = palisade_identity::pem::encode("X", ca.cert.as_ref())
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    assert!(pem_body.contains('\n'));
+    wrapped["x5c"] = json!([pem_body]);
+    let padded = |v: &Value| json!(format!("{}==", v.as_str().unwrap()));
+    wrapped["x"] = padded(&x509["x"]);
+    wrapped["y"] = padded(&x509["y"]);
+    let b = parse(&json!({ "keys": [wrapped] })).unwrap();
+    assert_eq!(b.x509_authorities, vec![ca.cert.clone()]);
+    // Other whitespace is not skipped.
+    let mut spaced = x509.clone();
+    spaced["x5c"] = json!([format!(" {}", x509["x5c"][0].as_str().unwrap())]);
+    assert!(matches!(
+        parse(&json!({ "keys": [spaced] })),
+        Err(SpiffeBundleError::BadCertificate { index: 0, .. })
+    ));
+}
+
+#[test]
 fn the_same_root_twice_is_kept_once() {
     // go-spiffe AddX509Authority: "If the authority already exists in the
     // bundle, the contents of the bundle will remain unchanged."
