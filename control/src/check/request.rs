@@ -78,15 +78,15 @@ pub fn parse_port(s: &str) -> Result<PortRef, CheckInputError> {
             _ => Err(bad(format!("--port {s}: out of range 1-65535"))),
         };
     }
-    if !s.is_empty()
-        && s.len() <= 15
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
+    // A name no manifest could declare would match no port and read as a
+    // denial; it is refused instead.
+    if crate::load::valid_port_name(s) {
         Ok(PortRef::Name(s.to_string()))
     } else {
         Err(bad(format!(
-            "--port {s:?}: expected a port number (1-65535) or a port name"
+            "--port {s:?}: expected a port number (1-65535) or a port name \
+             (IANA_SVC_NAME: at most 15 lowercase letters, digits and '-', \
+             at least one letter, no '-' at either end or twice in a row)"
         )))
     }
 }

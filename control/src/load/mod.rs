@@ -20,6 +20,7 @@ mod kube;
 mod mesh;
 mod meta;
 mod names;
+pub(crate) use names::valid_port_name;
 
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

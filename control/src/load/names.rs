@@ -60,7 +60,7 @@ fn dns_label_chars(l: &str) -> bool {
 
 /// IsValidPortName (IANA_SVC_NAME): 1-15 lowercase alphanumerics or '-',
 /// at least one letter, no '-' at either end, no "--".
-pub(super) fn valid_port_name(s: &str) -> bool {
+pub(crate) fn valid_port_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 15
         && s.chars()
