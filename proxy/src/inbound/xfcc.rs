@@ -98,11 +98,21 @@ fn short_name(oid: &str) -> Option<&'static str> {
     })
 }
 
-/// RFC 2253 section 2.4 escaping.
+/// RFC 2253 section 2.4 escaping, with OpenSSL's `ASN1_STRFLGS_RFC2253`
+/// additions that Envoy's subject gets: control characters and every byte
+/// of a non-ASCII character's UTF-8 as `\XX` (uppercase hex), so the
+/// header stays visible ASCII whatever a certificate holds.
 fn escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     let last = v.chars().count().saturating_sub(1);
     for (i, c) in v.chars().enumerate() {
+        if c.is_ascii_control() || !c.is_ascii() {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("\\{b:02X}"));
+            }
+            continue;
+        }
         let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
             || (i == 0 && (c == '#' || c == ' '))
             || (i == last && c == ' ');
@@ -170,6 +180,24 @@ mod tests {
         );
         assert!(s.ends_with(";DNS=a.example.com;DNS=b.example.com"), "{s}");
         assert!(!s.contains("URI="), "{s}");
+    }
+
+    #[test]
+    fn control_and_non_ascii_characters_are_hex_escaped_as_openssl_does() {
+        let der = cert(
+            &[
+                (DnType::CommonName, "caf\u{e9}\tx"),
+                (DnType::OrganizationName, "\u{1F600}"),
+            ],
+            vec![SanType::URI("spiffe://td/y".try_into().unwrap())],
+        );
+        let v = element("spiffe://td/x", &der).unwrap();
+        let s = v.to_str().unwrap();
+        assert!(
+            // As `openssl x509 -noout -subject -nameopt RFC2253` prints it.
+            s.contains(r#";Subject="O=\F0\9F\98\80,CN=caf\C3\A9\09x";"#),
+            "{s}"
+        );
     }
 
     #[test]
