@@ -355,6 +355,24 @@ fn mesh_config_defaults_and_overrides() {
         errors(&[mesh, &mesh.replace("name: mesh", "name: mesh2")])[0]
             .contains("a second MeshConfig")
     );
+    // The cluster domain, as kubelet's --cluster-domain: a DNS subdomain.
+    assert_eq!(c.mesh.cluster_domain, "cluster.local");
+    let with_domain = |d: &str| format!("{mesh}  clusterDomain: {d}\n");
+    assert_eq!(
+        load(&[&with_domain("corp.example")]).mesh.cluster_domain,
+        "corp.example"
+    );
+    for bad in [
+        "Corp.Example",
+        "corp..example",
+        "corp.example.",
+        "-corp.example",
+        "\"\"",
+    ] {
+        let e = errors(&[&with_domain(bad)]);
+        assert!(e[0].contains("spec.clusterDomain"), "{bad}: {e:?}");
+        assert!(e[0].contains("not a valid cluster domain"), "{bad}: {e:?}");
+    }
 }
 
 #[test]

@@ -652,6 +652,11 @@ fn check_judges_connection_sni_with_the_server_name_sidecars_send() {
             .verdict
     };
     use palisade_control::check::LayerVerdict;
+    let verdict_in = |compiler: &Compiler, req: &palisade_control::check::CheckRequest| {
+        palisade_control::check::check(compiler, req)
+            .unwrap()
+            .verdict
+    };
     let via_service = service_check_request(&cluster, "client");
     assert_eq!(verdict(&via_service), LayerVerdict::Deny);
     let mut other_name = via_service.clone();
@@ -663,6 +668,23 @@ fn check_judges_connection_sni_with_the_server_name_sidecars_send() {
     };
     to_pod.port = palisade_control::cluster::PortRef::Number(8080);
     assert_eq!(verdict(&to_pod), LayerVerdict::Allow);
+    // With the mesh's cluster domain set, the name sidecars send carries
+    // it, and the condition above no longer matches.
+    let mesh = "apiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {clusterDomain: corp.example}\n";
+    let corp = load(&[NS, client, &server, &service, deny, mesh]);
+    let corp_compiler = Compiler::new(&corp);
+    let corp_request = service_check_request(&corp, "client");
+    assert_eq!(
+        verdict_in(&corp_compiler, &corp_request),
+        LayerVerdict::Allow
+    );
+    let corp_deny = deny.replace("svc.cluster.local", "svc.corp.example");
+    let corp = load(&[NS, client, &server, &service, &corp_deny, mesh]);
+    let corp_compiler = Compiler::new(&corp);
+    assert_eq!(
+        verdict_in(&corp_compiler, &corp_request),
+        LayerVerdict::Deny
+    );
     let mut plaintext = via_service.clone();
     plaintext.plaintext = true;
     let r = palisade_control::check::check(&compiler, &plaintext).unwrap();

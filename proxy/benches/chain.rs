@@ -28,6 +28,7 @@ fn config(sa: &str, ip: &str, peer_ip: &str, peer_sa: &str) -> ProxyConfig {
             trust_domain: "cluster.local".into(),
             trust_domain_aliases: vec![],
             path_normalization: PathNormalization::MergeSlashes,
+            cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
         },
         workload: Workload {
             namespace: "default".into(),

@@ -81,7 +81,12 @@ impl Snapshot {
                     let target = Arc::new(ServiceTarget {
                         name: svc.name.clone(),
                         service_port: SocketAddr::new(vip, port.port),
-                        sni: palisade_api::sni::outbound_sni(&svc.name, port.port).map(Arc::from),
+                        sni: palisade_api::sni::outbound_sni(
+                            &svc.name,
+                            port.port,
+                            &config.mesh.cluster_domain,
+                        )
+                        .map(Arc::from),
                         app_protocol: port.app_protocol.clone(),
                         affinity: svc
                             .session_affinity

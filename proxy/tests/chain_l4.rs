@@ -654,7 +654,8 @@ async fn a_kept_connection_follows_endpoint_changes_and_skips_unreachable_plain_
 }
 
 /// Between sidecars a connection made for a Service carries Istio's server
-/// name, `outbound_.PORT_._.NAME.NS.svc.cluster.local`, so `connection.sni`
+/// name, `outbound_.PORT_._.NAME.NS.svc.DOMAIN` (`cluster.local` unless the
+/// mesh sets its cluster domain), so `connection.sni`
 /// conditions match mesh traffic as they do in Istio; a pod called at its
 /// own address gets none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -686,10 +687,29 @@ async fn mesh_connections_for_a_service_carry_istios_server_name() {
         write_config(path, &cfg);
         wait_for_version(s, &cfg).await;
     }
-    let (client, _) = vip_client(&ca, &a, vip);
+    let (client, client_path) = vip_client(&ca, &a, vip);
     let (status, headers, body) = http_get(client.outbound_addr, "/", "server.back").await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(headers["x-palisade-denied-by"], "back/deny-sni#0");
+    // In a cluster whose DNS domain is not cluster.local, the name carries
+    // that domain: the condition above no longer matches, one naming the
+    // domain does.
+    let mut corp = a.clone();
+    corp.mesh.cluster_domain = "corp.example".into();
+    write_config(&client_path, &corp);
+    wait_for_version(&client, &corp).await;
+    let (status, _, body) = http_get(client.outbound_addr, "/", "server.back").await;
+    assert_eq!(status, 200, "{body}");
+    let mut corp_deny = deny.clone();
+    corp_deny.rules[0].when[0].values = vec!["outbound_.80_._.server.back.svc.corp.example".into()];
+    for (s, path) in servers.iter().zip(&server_paths) {
+        let mut cfg = s.ctx.state.load().config.clone();
+        cfg.authorization = vec![corp_deny.clone()];
+        write_config(path, &cfg);
+        wait_for_version(s, &cfg).await;
+    }
+    let (status, _, body) = http_get(client.outbound_addr, "/", "server.back").await;
+    assert_eq!(status, 403, "{body}");
     // The same peer at its own address: no server name, nothing to deny.
     let path = ca.write_config("direct.json", &a);
     let svid = ca.svid_dir("direct", &id("front", "client"));

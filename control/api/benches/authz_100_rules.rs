@@ -79,6 +79,7 @@ fn bench(c: &mut Criterion) {
         trust_domain: "cluster.local".into(),
         trust_domain_aliases: vec![],
         path_normalization: PathNormalization::MergeSlashes,
+        cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
     };
     let mut headers = HeaderMap::new();
     headers.insert("x-tenant", "tenant-99".parse().unwrap());

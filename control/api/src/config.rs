@@ -42,6 +42,34 @@ pub struct MeshSettings {
     pub trust_domain_aliases: Vec<String>,
     #[serde(default)]
     pub path_normalization: PathNormalization,
+    /// The cluster's DNS domain (kubelet's `--cluster-domain`): the suffix
+    /// of the Service names in the server names sidecars send, which
+    /// `connection.sni` conditions match. Left out when it is the default.
+    #[serde(
+        default = "default_cluster_domain",
+        deserialize_with = "cluster_domain",
+        skip_serializing_if = "is_default_cluster_domain"
+    )]
+    pub cluster_domain: String,
+}
+
+fn default_cluster_domain() -> String {
+    crate::sni::DEFAULT_CLUSTER_DOMAIN.to_string()
+}
+
+fn is_default_cluster_domain(domain: &str) -> bool {
+    domain == crate::sni::DEFAULT_CLUSTER_DOMAIN
+}
+
+fn cluster_domain<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let domain = String::deserialize(d)?;
+    if crate::sni::valid_cluster_domain(&domain) {
+        Ok(domain)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "clusterDomain {domain:?} is not a DNS subdomain"
+        )))
+    }
 }
 
 /// Istio's HTTP path normalization modes. Palisade defaults to

@@ -104,6 +104,31 @@ fn bad_input_gives_a_located_error() {
         .to_string();
     assert!(msg.contains("nmae"), "{msg}");
 
+    // The cluster domain: a DNS subdomain; the default is not written out.
+    let cfg = ProxyConfig::from_yaml_or_json(YAML).unwrap();
+    assert_eq!(cfg.mesh.cluster_domain, "cluster.local");
+    assert!(
+        !serde_json::to_string(&cfg)
+            .unwrap()
+            .contains("clusterDomain")
+    );
+    let corp = YAML.replace(
+        "  pathNormalization:",
+        "  clusterDomain: corp.example\n  pathNormalization:",
+    );
+    let cfg = ProxyConfig::from_yaml_or_json(&corp).unwrap();
+    assert_eq!(cfg.mesh.cluster_domain, "corp.example");
+    assert!(
+        serde_json::to_string(&cfg)
+            .unwrap()
+            .contains("\"clusterDomain\":\"corp.example\"")
+    );
+    let bad = corp.replace("corp.example", "Corp..Example");
+    let msg = ProxyConfig::from_yaml_or_json(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("not a DNS subdomain"), "{msg}");
+
     for junk in ["", "- a\n- b", "\u{0}\u{1}", "{", "::::"] {
         assert!(ProxyConfig::from_yaml_or_json(junk).is_err(), "{junk:?}");
     }

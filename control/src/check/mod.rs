@@ -509,7 +509,11 @@ fn service_sni(cluster: &crate::cluster::Cluster, req: &CheckRequest) -> Option<
                 PortRef::Name(name) => sp.name.as_deref() == Some(name.as_str()),
             }
     })?;
-    palisade_api::sni::outbound_sni(&format!("{}/{}", svc.namespace, svc.name), sp.port)
+    palisade_api::sni::outbound_sni(
+        &format!("{}/{}", svc.namespace, svc.name),
+        sp.port,
+        &cluster.mesh.cluster_domain,
+    )
 }
 
 fn authorize(

@@ -40,6 +40,8 @@ pub struct Mesh {
     pub trust_domain_aliases: Vec<String>,
     pub root_namespace: String,
     pub path_normalization: PathNormalization,
+    /// The cluster's DNS domain (MeshConfig `clusterDomain`).
+    pub cluster_domain: String,
 }
 
 impl Default for Mesh {
@@ -49,6 +51,7 @@ impl Default for Mesh {
             trust_domain_aliases: Vec::new(),
             root_namespace: "istio-system".into(),
             path_normalization: PathNormalization::MergeSlashes,
+            cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
         }
     }
 }

@@ -288,6 +288,7 @@ impl<'a> Compiler<'a> {
                 trust_domain: cluster.mesh.trust_domain.clone(),
                 trust_domain_aliases: cluster.mesh.trust_domain_aliases.clone(),
                 path_normalization: cluster.mesh.path_normalization,
+                cluster_domain: cluster.mesh.cluster_domain.clone(),
             },
             workload: Workload {
                 namespace: pod.namespace.clone(),

@@ -1,5 +1,6 @@
 //! `MeshConfig` (`palisade.dev/v1alpha1`): trust domain and aliases, the root
-//! namespace of mesh-wide Istio policies, and HTTP path normalization.
+//! namespace of mesh-wide Istio policies, HTTP path normalization and the
+//! cluster's DNS domain.
 use palisade_api::PathNormalization;
 use serde::Deserialize;
 
@@ -23,6 +24,8 @@ struct MeshSpec {
     root_namespace: Option<String>,
     #[serde(default)]
     path_normalization: Option<PathNormalization>,
+    #[serde(default)]
+    cluster_domain: Option<String>,
 }
 
 fn valid_trust_domain(td: &str) -> bool {
@@ -77,6 +80,18 @@ pub(super) fn mesh_config(
     }
     if let Some(p) = spec.path_normalization {
         mesh.path_normalization = p;
+    }
+    if let Some(domain) = spec.cluster_domain {
+        if palisade_api::sni::valid_cluster_domain(&domain) {
+            mesh.cluster_domain = domain;
+        } else {
+            errors.push(FieldError::new(
+                "spec.clusterDomain",
+                format!(
+                    "{domain:?} is not a valid cluster domain (a DNS-1123 subdomain, as kubelet's --cluster-domain)"
+                ),
+            ));
+        }
     }
     if !errors.is_empty() {
         return Err(errors);

@@ -205,6 +205,7 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors
         trust_domain: cluster.mesh.trust_domain.clone(),
         trust_domain_aliases: cluster.mesh.trust_domain_aliases.clone(),
         path_normalization: cluster.mesh.path_normalization,
+        cluster_domain: cluster.mesh.cluster_domain.clone(),
     };
     for ap in &cluster.authorization_policies {
         if let Err(e) = palisade_api::authz::validate_policy(&ap.policy, &mesh) {

@@ -13,6 +13,7 @@ pub fn mesh() -> MeshSettings {
         trust_domain: "cluster.local".into(),
         trust_domain_aliases: vec![],
         path_normalization: PathNormalization::MergeSlashes,
+        cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
     }
 }
 
