@@ -48,12 +48,29 @@ pub fn element(own_id: &str, peer_leaf: &[u8]) -> Option<HeaderValue> {
 }
 
 /// A value as XFCC writes it: double-quoted (with `"` escaped) when it
-/// holds `,`, `;` or `=`.
+/// holds `,`, `;` or `=`. A byte that is not visible ASCII (a control
+/// character, a space or UTF-8; a verified SPIFFE ID has none, a DNS SAN
+/// might) is percent-encoded, as a URI would carry it, so the header
+/// stays visible ASCII.
 fn value(v: &str) -> String {
+    let v: std::borrow::Cow<'_, str> = if v.bytes().all(|b| b.is_ascii_graphic()) {
+        v.into()
+    } else {
+        v.bytes()
+            .map(|b| {
+                if b.is_ascii_graphic() {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+            .into()
+    };
     if v.contains([',', ';', '=', '"']) {
         format!("\"{}\"", v.replace('"', "\\\""))
     } else {
-        v.to_string()
+        v.into_owned()
     }
 }
 
@@ -201,6 +218,22 @@ mod tests {
     }
 
     #[test]
+    fn sans_that_are_not_visible_ascii_are_percent_encoded() {
+        let der = cert(
+            &[],
+            vec![
+                SanType::URI("spiffe://td/y".try_into().unwrap()),
+                SanType::DnsName("a b.example".try_into().unwrap()),
+            ],
+        );
+        let v = element("spiffe://td/x", &der).unwrap();
+        let s = v.to_str().unwrap();
+        assert!(s.ends_with(";URI=spiffe://td/y;DNS=a%20b.example"), "{s}");
+        assert_eq!(value("x\u{f3}\ty"), "x%C3%B3%09y");
+        assert_eq!(value("a=b c"), "\"a=b%20c\"");
+    }
+
+    #[test]
     fn an_empty_subject_is_an_empty_quoted_string() {
         let der = cert(&[], vec![SanType::URI("spiffe://td/y".try_into().unwrap())]);
         let v = element("spiffe://td/x", &der).unwrap();
@@ -235,7 +268,7 @@ mod tests {
                 der[at % n] ^= v;
             }
             if let Some(v) = element("spiffe://td/x", &der) {
-                proptest::prop_assert!(v.to_str().is_ok());
+                proptest::prop_assert!(v.to_str().is_ok(), "{:?}", v);
             }
         }
     }
