@@ -73,11 +73,54 @@ pub fn lint(cluster: &Cluster) -> Vec<Finding> {
     peer_authentication(cluster, &compiler, &mut out);
     authorization(cluster, &mut out);
     deny_http_only_rules(cluster, &mut out);
+    selectors_without_labels(cluster, &mut out);
     services_without_endpoints(&compiler, &mut out);
     let mut v = out.0;
     v.sort();
     v.dedup();
     v
+}
+
+/// Istio's `validateWorkloadSelector` warning, "workload selector specified
+/// without labels": a `selector` with no `matchLabels` selects every
+/// workload in the namespace (or the mesh, in the root namespace), as if
+/// there were no selector, which is rarely what its author meant.
+fn selectors_without_labels(cluster: &Cluster, out: &mut Out) {
+    let scope = |ns: &str| {
+        if ns == cluster.mesh.root_namespace {
+            "every workload in the mesh (root namespace)".to_string()
+        } else {
+            format!("every workload in namespace {ns}")
+        }
+    };
+    for ap in &cluster.authorization_policies {
+        if ap.selector.as_ref().is_some_and(|s| s.is_empty()) {
+            out.push(
+                Severity::Warning,
+                "selector-without-labels",
+                format!("AuthorizationPolicy {}/{}", ap.namespace, ap.name),
+                format!(
+                    "workload selector specified without labels: spec.selector has no matchLabels, so the policy applies to {}",
+                    scope(&ap.namespace)
+                ),
+            );
+        }
+    }
+    for pa in cluster
+        .peer_authentications
+        .iter()
+        .filter(|p| p.selector_without_labels)
+    {
+        out.push(
+            Severity::Warning,
+            "selector-without-labels",
+            format!("PeerAuthentication {}/{}", pa.namespace, pa.name),
+            format!(
+                "workload selector specified without labels: spec.selector has no matchLabels, so it is a policy for {}",
+                scope(&pa.namespace)
+            ),
+        );
+    }
 }
 
 fn pods_without_ip(cluster: &Cluster, out: &mut Out) {

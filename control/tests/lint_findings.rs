@@ -322,3 +322,67 @@ fn deny_rule_with_only_http_operations() {
         "{f:#?}"
     );
 }
+
+// Istio's validateWorkloadSelector warns "workload selector specified
+// without labels": a selector with no matchLabels selects every workload of
+// the namespace (the mesh, in the root namespace). Policies with labels, or
+// with no selector at all, get no such warning.
+#[test]
+fn selectors_without_labels() {
+    let ap = |ns: &str, name: &str, selector: &str| {
+        format!(
+            "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{namespace: {ns}, name: {name}}}\nspec:\n{selector}  action: ALLOW\n  rules:\n    - from:\n        - source: {{namespaces: [y]}}\n"
+        )
+    };
+    let pa = |ns: &str, name: &str, selector: &str| {
+        format!(
+            "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{namespace: {ns}, name: {name}}}\nspec:\n{selector}  mtls: {{mode: STRICT}}\n"
+        )
+    };
+    let docs = [
+        ap("x", "empty", "  selector: {}\n"),
+        ap("x", "empty-labels", "  selector: {matchLabels: {}}\n"),
+        ap("istio-system", "mesh-empty", "  selector: {}\n"),
+        ap("x", "labelled", "  selector: {matchLabels: {app: a}}\n"),
+        ap("x", "none", ""),
+        pa("x", "pa-empty", "  selector: {matchLabels: {}}\n"),
+        pa("x", "pa-labelled", "  selector: {matchLabels: {app: a}}\n"),
+    ];
+    let f = findings(&docs.concat());
+    assert_has(
+        &f,
+        Severity::Warning,
+        "selector-without-labels",
+        "AuthorizationPolicy x/empty",
+        "every workload in namespace x",
+    );
+    assert_has(
+        &f,
+        Severity::Warning,
+        "selector-without-labels",
+        "AuthorizationPolicy istio-system/mesh-empty",
+        "every workload in the mesh",
+    );
+    assert_has(
+        &f,
+        Severity::Warning,
+        "selector-without-labels",
+        "PeerAuthentication x/pa-empty",
+        "workload selector specified without labels",
+    );
+    let flagged: Vec<&str> = f
+        .iter()
+        .filter(|x| x.code == "selector-without-labels")
+        .map(|x| x.object.as_str())
+        .collect();
+    assert_eq!(
+        flagged,
+        [
+            "AuthorizationPolicy istio-system/mesh-empty",
+            "AuthorizationPolicy x/empty",
+            "AuthorizationPolicy x/empty-labels",
+            "PeerAuthentication x/pa-empty"
+        ],
+        "{f:#?}"
+    );
+}

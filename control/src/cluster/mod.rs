@@ -306,6 +306,9 @@ pub struct PeerAuthentication {
     pub name: String,
     /// `selector.matchLabels`; `None` for namespace- or mesh-wide.
     pub selector: Option<Selector>,
+    /// A `selector` was given without labels (Istio warns: it is read as
+    /// no selector).
+    pub selector_without_labels: bool,
     pub mode: PeerAuthMode,
     /// `portLevelMtls`, by container port.
     pub port_level: BTreeMap<u16, PeerAuthMode>,

@@ -192,6 +192,10 @@ pub(super) fn peer_authentication(
         namespace: head.namespace.clone(),
         name: head.name.clone(),
         selector,
+        selector_without_labels: spec
+            .selector
+            .as_ref()
+            .is_some_and(|s| s.match_labels.is_empty()),
         mode: m,
         port_level,
         creation_timestamp,
