@@ -264,8 +264,9 @@ async fn keep_a_timer_pending() {
 /// closed (also those of an endpoint no request uses any more).
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
-/// Closes the pooled HTTP/1 connections idle past their timeout, until the
-/// proxy is gone.
+/// Closes the pooled HTTP/1 connections idle past their timeout, and gives
+/// a heap left bloated by a burst back to the kernel, until the proxy is
+/// gone.
 async fn sweep_idle_connections(ctx: std::sync::Weak<Ctx>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -275,5 +276,8 @@ async fn sweep_idle_connections(ctx: std::sync::Weak<Ctx>) {
         let Some(ctx) = ctx.upgrade() else { return };
         ctx.plain.sweep();
         ctx.mesh_pool_h1.sweep();
+        if crate::heap::trim_if_bloated() {
+            tracing::debug!("returned free heap to the kernel");
+        }
     }
 }
