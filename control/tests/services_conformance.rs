@@ -659,6 +659,13 @@ fn check_judges_connection_sni_with_the_server_name_sidecars_send() {
     };
     let via_service = service_check_request(&cluster, "client");
     assert_eq!(verdict(&via_service), LayerVerdict::Deny);
+    let r = palisade_control::check::check(&compiler, &via_service).unwrap();
+    assert!(
+        r.endpoints.iter().all(
+            |e| e.authorization.sni.as_deref() == Some("outbound_.80_._.s.x.svc.cluster.local")
+        ),
+        "{r:#?}"
+    );
     let mut other_name = via_service.clone();
     other_name.sni = Some("api.example.com".into());
     assert_eq!(verdict(&other_name), LayerVerdict::Allow);
@@ -668,15 +675,20 @@ fn check_judges_connection_sni_with_the_server_name_sidecars_send() {
     };
     to_pod.port = palisade_control::cluster::PortRef::Number(8080);
     assert_eq!(verdict(&to_pod), LayerVerdict::Allow);
+    let r = palisade_control::check::check(&compiler, &to_pod).unwrap();
+    assert_eq!(r.endpoints[0].authorization.sni, None, "{r:#?}");
     // With the mesh's cluster domain set, the name sidecars send carries
     // it, and the condition above no longer matches.
     let mesh = "apiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {clusterDomain: corp.example}\n";
     let corp = load(&[NS, client, &server, &service, deny, mesh]);
     let corp_compiler = Compiler::new(&corp);
     let corp_request = service_check_request(&corp, "client");
-    assert_eq!(
-        verdict_in(&corp_compiler, &corp_request),
-        LayerVerdict::Allow
+    let r = palisade_control::check::check(&corp_compiler, &corp_request).unwrap();
+    assert_eq!(r.verdict, LayerVerdict::Allow);
+    assert!(
+        r.endpoints.iter().all(|e| e.authorization.sni.as_deref()
+            == Some("outbound_.80_._.s.x.svc.corp.example")),
+        "{r:#?}"
     );
     let corp_deny = deny.replace("svc.cluster.local", "svc.corp.example");
     let corp = load(&[NS, client, &server, &service, &corp_deny, mesh]);

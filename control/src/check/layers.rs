@@ -74,6 +74,11 @@ pub struct AuthzLayer {
     pub rule: Option<usize>,
     /// `http` or `tcp`: how the traffic was judged.
     pub traffic: &'static str,
+    /// The TLS server name `connection.sni` conditions were judged against:
+    /// `--sni` as given, else the one the caller's sidecar sends for the
+    /// Service it called over mTLS; none otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
     pub audit: Vec<AuthzMatch>,
     /// The verdict with dry-run policies enforced, when any apply.
     #[serde(skip_serializing_if = "Option::is_none")]

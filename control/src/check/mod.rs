@@ -59,6 +59,7 @@ fn skip_authz(detail: impl Into<String>) -> AuthzLayer {
         policy: None,
         rule: None,
         traffic: "tcp",
+        sni: None,
         audit: Vec::new(),
         dry_run_verdict: None,
         detail: detail.into(),
@@ -538,7 +539,8 @@ fn authorize(
     } else {
         None
     };
-    if let Some(sni) = ends.req.sni.as_deref().or(mesh_sni) {
+    let sni = ends.req.sni.as_deref().or(mesh_sni);
+    if let Some(sni) = sni {
         ctx = ctx.with_sni(sni);
     }
     let mut headers = http::HeaderMap::new();
@@ -556,6 +558,7 @@ fn authorize(
                         policy: None,
                         rule: None,
                         traffic: "http",
+                        sni: sni.map(str::to_string),
                         audit: Vec::new(),
                         dry_run_verdict: None,
                         detail: format!(
@@ -618,6 +621,7 @@ fn authorize(
         policy,
         rule,
         traffic,
+        sni: sni.map(str::to_string),
         audit: decision.audit.iter().map(authz_match).collect(),
         dry_run_verdict: decision.dry_run.as_ref().map(|d| verdict(d.verdict)),
         detail: format!("{detail_prefix}: {decision}"),
