@@ -23,6 +23,14 @@ fn assert_has(f: &[Finding], severity: Severity, code: &str, object: &str, text:
     );
 }
 
+/// The objects that have a finding of `code`, in the findings' order.
+fn objects_with<'a>(f: &'a [Finding], code: &str) -> Vec<&'a str> {
+    f.iter()
+        .filter(|x| x.code == code)
+        .map(|x| x.object.as_str())
+        .collect()
+}
+
 fn np(name: &str, spec: &str) -> String {
     format!(
         "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: {name}\nspec:\n{spec}\n"
@@ -309,12 +317,11 @@ fn deny_rule_with_only_http_operations() {
         "AuthorizationPolicy x/deny-http",
         "spec.rules[1]",
     );
-    let flagged: Vec<&str> = f
-        .iter()
-        .filter(|x| x.code == "deny-http-only-rule")
-        .map(|x| x.object.as_str())
-        .collect();
-    assert_eq!(flagged, ["AuthorizationPolicy x/deny-http"], "{f:#?}");
+    assert_eq!(
+        objects_with(&f, "deny-http-only-rule"),
+        ["AuthorizationPolicy x/deny-http"],
+        "{f:#?}"
+    );
     // Rule 0 has an operation with a port, so only rule 1 is named.
     assert!(
         !f.iter()
@@ -370,13 +377,8 @@ fn selectors_without_labels() {
         "PeerAuthentication x/pa-empty",
         "workload selector specified without labels",
     );
-    let flagged: Vec<&str> = f
-        .iter()
-        .filter(|x| x.code == "selector-without-labels")
-        .map(|x| x.object.as_str())
-        .collect();
     assert_eq!(
-        flagged,
+        objects_with(&f, "selector-without-labels"),
         [
             "AuthorizationPolicy istio-system/mesh-empty",
             "AuthorizationPolicy x/empty",

@@ -6,6 +6,7 @@
 pub mod authz;
 pub mod compiled;
 pub mod config;
+pub mod dns;
 pub mod l4;
 pub mod normalize;
 pub mod sni;

@@ -20,20 +20,10 @@ pub fn outbound_sni(service: &str, port: u16, domain: &str) -> Option<String> {
 }
 
 /// A cluster domain must be a DNS-1123 subdomain, as kubelet's
-/// `--cluster-domain` is: at most 253 characters, dot-separated labels of
-/// at most 63 lowercase letters, digits and '-', each starting and ending
-/// with a letter or digit.
+/// `--cluster-domain` is, whose labels are also DNS labels (at most 63
+/// characters each).
 pub fn valid_cluster_domain(domain: &str) -> bool {
-    domain.len() <= 253
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+    crate::dns::is_dns1123_subdomain(domain) && domain.split('.').all(crate::dns::is_dns1123_label)
 }
 
 #[cfg(test)]

@@ -33,29 +33,13 @@ fn valid_label_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// IsDNS1123Subdomain: at most 253 characters, dot-separated labels of
-/// lowercase alphanumerics and '-', each beginning and ending alphanumeric.
-pub(super) fn valid_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(dns_label_chars)
-}
-
-/// IsDNS1123Label: at most 63 lowercase alphanumerics or '-', beginning and
-/// ending with an alphanumeric.
-pub(super) fn valid_dns_label(s: &str) -> bool {
-    s.len() <= 63 && dns_label_chars(s)
-}
+pub(super) use palisade_api::dns::{
+    is_dns1123_label as valid_dns_label, is_dns1123_subdomain as valid_dns_subdomain,
+};
 
 /// IsDNS1035Label: a DNS-1123 label that begins with a letter.
 pub(super) fn valid_dns1035_label(s: &str) -> bool {
     valid_dns_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
-}
-
-fn dns_label_chars(l: &str) -> bool {
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    edge(l.chars().next())
-        && edge(l.chars().last())
-        && l.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// IsValidPortName (IANA_SVC_NAME): 1-15 lowercase alphanumerics or '-',
