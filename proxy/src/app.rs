@@ -162,7 +162,7 @@ impl Proxy {
             tracker: Arc::new(ConnTracker::default()),
             drain: Drain::new(),
             tls: tls.clone(),
-            mesh_pool: MeshPool::new(setup.opts.h2_windows),
+            mesh_pool: MeshPool::new(setup.opts.h2_windows, setup.opts.h2_keepalive),
             mesh_pool_h1: Default::default(),
             affinities: Default::default(),
         });

@@ -26,7 +26,8 @@ pub struct Options {
     pub header_read_timeout: Duration,
     /// Cap on an HTTP request head (HTTP/1 buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
-    /// Idle timeout of opaque TCP connections (no bytes either way).
+    /// Idle timeout of opaque TCP connections (no bytes either way) and of
+    /// served HTTP connections (no request started or in flight).
     pub idle_timeout: Duration,
     /// Cap on concurrent connections per listener.
     pub max_connections: usize,
@@ -45,6 +46,27 @@ pub struct Options {
     pub mesh_h2: bool,
     /// Flow-control windows of every HTTP/2 connection (mesh and app side).
     pub h2_windows: H2Windows,
+    /// HTTP/2 PING keep-alive on every HTTP/2 connection, pooled or served.
+    pub h2_keepalive: H2Keepalive,
+}
+
+/// HTTP/2 PING keep-alive: ping a peer that has sent nothing for
+/// `interval`; close the connection when the ping goes unanswered for
+/// `timeout` (a peer whose node vanished without a FIN or RST, which TCP
+/// alone would keep as established for hours).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct H2Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for H2Keepalive {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for Options {
@@ -64,6 +86,7 @@ impl Default for Options {
             netfilter: false,
             mesh_h2: true,
             h2_windows: H2Windows::default(),
+            h2_keepalive: H2Keepalive::default(),
         }
     }
 }

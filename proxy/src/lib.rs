@@ -22,6 +22,7 @@ pub mod forward;
 pub mod grpc;
 pub mod h2_windows;
 pub mod heap;
+pub mod http_activity;
 pub mod idle_senders;
 pub mod inbound;
 pub mod io;

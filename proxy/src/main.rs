@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use palisade_proxy::app::{Proxy, Setup};
 use palisade_proxy::capture::InitArgs;
 use palisade_proxy::control_client::ClientOptions;
-use palisade_proxy::ctx::Options;
+use palisade_proxy::ctx::{H2Keepalive, Options};
 use palisade_proxy::h2_windows::H2Windows;
 
 #[derive(Parser, Debug)]
@@ -122,7 +122,8 @@ struct RunArgs {
     header_read_timeout: Duration,
     #[arg(long, default_value_t = 65536)]
     max_header_bytes: usize,
-    /// Opaque TCP connections with no bytes either way for this long close.
+    /// Opaque TCP connections with no bytes either way, and served HTTP
+    /// connections with no request, close after this long.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
     #[arg(long, default_value_t = 10000)]
@@ -155,6 +156,23 @@ struct RunArgs {
     /// may have in flight on one connection (at least the stream window).
     #[arg(long, default_value_t = H2Windows::default().connection.into())]
     h2_connection_window: u64,
+    /// HTTP/2 connections (pooled and served) ping a peer that has sent
+    /// nothing for this long...
+    #[arg(long, default_value = "30s", value_parser = positive_duration)]
+    h2_keepalive_interval: Duration,
+    /// ...and close when the ping is not answered within this long (a peer
+    /// whose node vanished without closing its connections).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    h2_keepalive_timeout: Duration,
+}
+
+/// A duration of more than zero (humantime syntax: `30s`, `1m`, `500ms`).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -211,6 +229,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             mesh_h2: args.mesh_protocol == "h2",
             h2_windows: H2Windows::new(args.h2_stream_window, args.h2_connection_window)
                 .context("--h2-stream-window / --h2-connection-window")?,
+            h2_keepalive: H2Keepalive {
+                interval: args.h2_keepalive_interval,
+                timeout: args.h2_keepalive_timeout,
+            },
         },
     };
     let workers = args

@@ -69,6 +69,22 @@ pub struct VersionLabels {
     pub version: String,
 }
 
+/// Why the sidecar closed an HTTP connection it served.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum HttpCloseReason {
+    /// No request for the idle timeout.
+    Idle,
+    /// The client cancelled too many requests right after starting them
+    /// (HTTP/2 rapid reset).
+    PrematureResets,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpCloseLabels {
+    pub direction: Direction,
+    pub reason: HttpCloseReason,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabels {
     pub direction: Direction,
@@ -87,6 +103,7 @@ pub struct Metrics {
     pub closed_by_policy_change: Family<DirectionLabels, Counter>,
     pub tls_handshakes: Family<DirectionLabels, Counter>,
     pub endpoint_retries: Counter,
+    pub http_connections_closed: Family<HttpCloseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -109,6 +126,7 @@ impl Metrics {
             closed_by_policy_change: Family::default(),
             tls_handshakes: Family::default(),
             endpoint_retries: Counter::default(),
+            http_connections_closed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -161,6 +179,11 @@ impl Metrics {
             "Outbound connections and requests sent to another endpoint of their Service because the endpoint picked first could not be reached",
             m.endpoint_retries.clone(),
         );
+        registry.register(
+            "http_connections_closed",
+            "Served HTTP connections the sidecar closed, by reason: Idle (no request for --idle-timeout) or PrematureResets (HTTP/2 rapid reset: half the requests cancelled within 1 s of starting)",
+            m.http_connections_closed.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -196,6 +219,12 @@ impl Metrics {
     pub fn request(&self, direction: Direction, status: u16) {
         self.requests
             .get_or_create(&StatusLabels { direction, status })
+            .inc();
+    }
+
+    pub fn http_connection_closed(&self, direction: Direction, reason: HttpCloseReason) {
+        self.http_connections_closed
+            .get_or_create(&HttpCloseLabels { direction, reason })
             .inc();
     }
 

@@ -15,7 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::ctx::Ctx;
 use crate::detect::MeshInner;
 use crate::forward::{RespBody, local_response};
-use crate::metrics::{Direction, Layer, Outcome};
+use crate::http_activity::{self, HttpActivity};
+use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome};
 use crate::policy::{self, HttpView};
 
 use super::{InboundConn, conn_info};
@@ -38,7 +39,9 @@ pub fn server_builder(ctx: &Ctx, inner: Option<MeshInner>) -> auto::Builder<Toki
         .max_header_list_size(u32::try_from(ctx.opts.max_header_bytes).unwrap_or(u32::MAX))
         .initial_stream_window_size(ctx.opts.h2_windows.stream)
         .initial_connection_window_size(ctx.opts.h2_windows.connection)
-        .max_concurrent_streams(1024);
+        .max_concurrent_streams(1024)
+        .keep_alive_interval(ctx.opts.h2_keepalive.interval)
+        .keep_alive_timeout(ctx.opts.h2_keepalive.timeout);
     match inner {
         Some(MeshInner::H2) => b.http2_only(),
         Some(MeshInner::Http1) => b.http1_only(),
@@ -53,29 +56,48 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let guard = ctx.tracker.register(conn_info(&conn, false));
+    let client = conn.client.0;
     let conn = Arc::new(conn);
     let builder = server_builder(&ctx, inner);
+    let activity = HttpActivity::new();
     let svc_ctx = ctx.clone();
+    let svc_activity = activity.clone();
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let conn = conn.clone();
+        let mark = svc_activity.begin();
         // Boxed once here: hyper moves the service future several times
         // (into the stream task it spawns), and a pointer moves cheaper
         // than kilobytes of state.
-        Box::pin(async move { crate::forward::ok(handle_request(&ctx, &conn, req).await) })
+        Box::pin(async move {
+            let resp = handle_request(&ctx, &conn, req).await;
+            mark.finish();
+            crate::forward::ok(resp)
+        })
     });
     let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);
-    tokio::select! {
+    let close = tokio::select! {
         r = served.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "inbound HTTP connection ended with an error");
             }
+            None
         }
         () = guard.killed() => return,
+        () = activity.flooded() => Some(HttpCloseReason::PrematureResets),
+        () = activity.idle_for(ctx.opts.idle_timeout) => Some(HttpCloseReason::Idle),
         () = ctx.drain.signaled() => {
             served.as_mut().graceful_shutdown();
-            let _ = served.await;
+            let _ = served.as_mut().await;
+            None
+        }
+    };
+    if let Some(reason) = close {
+        http_activity::closing(&ctx.metrics, Direction::Inbound, client, reason, &activity);
+        if reason == HttpCloseReason::Idle {
+            served.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(ctx.opts.drain_deadline, served).await;
         }
     }
     ctx.metrics

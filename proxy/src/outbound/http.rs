@@ -21,7 +21,8 @@ use crate::forward::{
     RespBody, caller_body_failed, is_upgrade, local_response, proxied, send_plain, splice_upgrade,
     strip_hop_by_hop, upgrade_response,
 };
-use crate::metrics::{Direction, Layer, Outcome};
+use crate::http_activity::{self, HttpActivity};
+use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome};
 use crate::state::{PeerRoute, peer_route};
 
 use super::pool::Checkout;
@@ -49,20 +50,26 @@ pub async fn serve<I>(
         .timer(TokioTimer::new())
         .initial_stream_window_size(ctx.opts.h2_windows.stream)
         .initial_connection_window_size(ctx.opts.h2_windows.connection)
+        .keep_alive_interval(ctx.opts.h2_keepalive.interval)
+        .keep_alive_timeout(ctx.opts.h2_keepalive.timeout)
         .max_header_list_size(u32::try_from(ctx.opts.max_header_bytes).unwrap_or(u32::MAX));
     let b = if inner == MeshInner::H2 {
         b.http2_only()
     } else {
         b.http1_only()
     };
+    let activity = HttpActivity::new();
     let svc_ctx = ctx.clone();
+    let svc_activity = activity.clone();
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
+        let mark = svc_activity.begin();
         // Boxed once here: hyper moves the service future into its
         // dispatcher, and a pointer moves cheaper than kilobytes of state.
         Box::pin(async move {
             let grpc = crate::grpc::is_grpc(req.headers());
             let resp = proxy_request(&ctx, client, orig, req).await;
+            mark.finish();
             crate::forward::ok(if grpc {
                 crate::grpc::local_reply(resp)
             } else {
@@ -72,15 +79,32 @@ pub async fn serve<I>(
     });
     let served = b.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);
-    tokio::select! {
+    let close = tokio::select! {
         r = served.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "outbound HTTP connection ended with an error");
             }
+            None
         }
+        () = activity.flooded() => Some(HttpCloseReason::PrematureResets),
+        () = activity.idle_for(ctx.opts.idle_timeout) => Some(HttpCloseReason::Idle),
         () = ctx.drain.signaled() => {
             served.as_mut().graceful_shutdown();
-            let _ = served.await;
+            let _ = served.as_mut().await;
+            None
+        }
+    };
+    if let Some(reason) = close {
+        http_activity::closing(
+            &ctx.metrics,
+            Direction::Outbound,
+            client.0,
+            reason,
+            &activity,
+        );
+        if reason == HttpCloseReason::Idle {
+            served.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(ctx.opts.drain_deadline, served).await;
         }
     }
     ctx.metrics

@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use crate::ctx::H2Keepalive;
 use crate::detect::MeshInner;
 use crate::h2_windows::H2Windows;
 
@@ -25,6 +25,7 @@ type PeerKey = (SocketAddr, Option<Arc<str>>);
 pub struct MeshPool {
     /// Flow-control windows of the connections this pool opens.
     windows: H2Windows,
+    keepalive: H2Keepalive,
     /// By endpoint and server name; an endpoint has one identity, a
     /// different expected one replaces the entry.
     conns: Mutex<HashMap<PeerKey, (String, SendRequest<Incoming>)>>,
@@ -85,10 +86,12 @@ pub enum PoolError {
 }
 
 impl MeshPool {
-    /// An empty pool whose connections advertise `windows`.
-    pub fn new(windows: H2Windows) -> Self {
+    /// An empty pool whose connections advertise `windows` and ping an
+    /// idle peer as `keepalive` says.
+    pub fn new(windows: H2Windows, keepalive: H2Keepalive) -> Self {
         Self {
             windows,
+            keepalive,
             ..Self::default()
         }
     }
@@ -153,8 +156,8 @@ impl MeshPool {
             .timer(TokioTimer::new())
             .initial_stream_window_size(self.windows.stream)
             .initial_connection_window_size(self.windows.connection)
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_interval(self.keepalive.interval)
+            .keep_alive_timeout(self.keepalive.timeout)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|source| PoolError::Handshake { addr, source })?;
