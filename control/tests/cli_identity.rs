@@ -37,15 +37,18 @@ fn pem_blocks(p: &Path) -> usize {
 
 /// Creates a CA and issues an SVID; returns (ca dir, svid dir).
 fn ca_and_svid(intermediate: bool, id: &str, ttl: &str) -> (tempfile::TempDir, tempfile::TempDir) {
+    ca_and_svid_in("mesh.test", intermediate, id, ttl)
+}
+
+/// [`ca_and_svid`] with a CA of trust domain `td`.
+fn ca_and_svid_in(
+    td: &str,
+    intermediate: bool,
+    id: &str,
+    ttl: &str,
+) -> (tempfile::TempDir, tempfile::TempDir) {
     let ca = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "ca",
-        "init",
-        "--trust-domain",
-        "mesh.test",
-        "--out",
-        s(ca.path()),
-    ];
+    let mut args = vec!["ca", "init", "--trust-domain", td, "--out", s(ca.path())];
     if intermediate {
         args.push("--intermediate");
     }
@@ -122,6 +125,59 @@ fn verify_rejects_with_exit_1_and_one_line_naming_the_rule() {
     let o = verify(out.path(), &["--trust-domain", "other.test"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("trust domain"), "{}", stderr(&o));
+}
+
+#[test]
+fn verify_takes_federated_bundles_each_for_its_own_trust_domain() {
+    let (_ca, local) = ca_and_svid(false, ID, "24h");
+    let remote_id = "spiffe://remote.test/ns/shop/sa/cart";
+    let (_remote_ca, remote) = ca_and_svid_in("remote.test", true, remote_id, "24h");
+    let fed = tempfile::tempdir().unwrap();
+    let remote_bundle = fed.path().join("remote.test.pem");
+    std::fs::copy(remote.path().join("bundle.pem"), &remote_bundle).unwrap();
+    let check = |cert: &Path, federated: &[&Path]| {
+        let bundle = local.path().join("bundle.pem");
+        let cert_path = cert.join("svid.pem");
+        let mut args = vec![
+            "cert",
+            "verify",
+            "--bundle",
+            s(&bundle),
+            "--cert",
+            s(&cert_path),
+        ];
+        for f in federated {
+            args.extend(["--federated", s(f)]);
+        }
+        palisade(&args)
+    };
+    // Without the federation the remote SVID has no bundle...
+    let o = check(remote.path(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("no X.509 bundle found for trust domain: \"remote.test\""),
+        "{}",
+        stderr(&o)
+    );
+    // ...with it, it verifies (its chain has an intermediate), and local
+    // SVIDs still verify against the local bundle.
+    let o = check(remote.path(), &[&remote_bundle]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{remote_id}\n"));
+    let o = check(local.path(), &[&remote_bundle]);
+    assert_eq!(stdout(&o), format!("{ID}\n"), "{}", stderr(&o));
+    // The remote bundle under the local trust domain's name is refused, as
+    // is a file not named after a trust domain.
+    let as_local = fed.path().join("mesh.test.pem");
+    std::fs::copy(&remote_bundle, &as_local).unwrap();
+    let o = check(local.path(), &[&as_local]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("local trust domain"), "{}", stderr(&o));
+    let unnamed = fed.path().join("bundle.crt");
+    std::fs::copy(&remote_bundle, &unnamed).unwrap();
+    let o = check(remote.path(), &[&unnamed]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("--federated"), "{}", stderr(&o));
 }
 
 #[test]

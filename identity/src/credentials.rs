@@ -12,6 +12,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::bundle::{BundleError, TrustBundle};
 use crate::ca::IssuedSvid;
+use crate::federation::{FEDERATED_DIR, FederatedBundles, FederationError};
 use crate::pem::{self, PemError};
 use crate::provider::default_provider;
 use crate::spiffe_id::SpiffeId;
@@ -40,14 +41,18 @@ pub enum CredentialsError {
     Key(rustls::Error),
     #[error("no private key given")]
     NoKey,
+    #[error("federated trust bundles: {0}")]
+    Federation(#[from] FederationError),
 }
 
-/// One consistent set of credentials: SVID chain + key, and the trust bundle.
+/// One consistent set of credentials: SVID chain + key, the trust bundle,
+/// and the bundles of any federated trust domains.
 #[derive(Debug)]
 pub struct Credentials {
     id: SpiffeId,
     certified_key: Arc<CertifiedKey>,
     bundle: Arc<TrustBundle>,
+    federated: Arc<FederatedBundles>,
 }
 
 impl Credentials {
@@ -81,6 +86,7 @@ impl Credentials {
             id,
             certified_key: Arc::new(certified_key),
             bundle: Arc::new(bundle),
+            federated: Arc::new(FederatedBundles::none()),
         })
     }
 
@@ -90,24 +96,43 @@ impl Credentials {
         Self::new(svid.chain, key, bundle)
     }
 
-    /// Reads `dir/svid.pem` (leaf then intermediates), `dir/svid.key` and
-    /// `dir/bundle.pem`. The bundle's trust domain is the one of the SVID's ID.
+    /// Reads `dir/svid.pem` (leaf then intermediates), `dir/svid.key`,
+    /// `dir/bundle.pem`, and the federated bundles in `dir/federated/` (see
+    /// [`crate::federation`]). The bundle's trust domain is the one of the
+    /// SVID's ID.
     pub fn load_dir(dir: &Path) -> Result<Self, CredentialsError> {
         let chain = read_pem(&dir.join(SVID_CERT_FILE), pem::certs)?;
         let key = read_pem(&dir.join(SVID_KEY_FILE), pem::private_key)?;
         let roots = read_pem(&dir.join(SVID_BUNDLE_FILE), pem::certs)?;
         let leaf = chain.first().ok_or(SvidError::NoCertificate)?;
         let td = check_leaf(leaf)?.trust_domain();
-        Self::new(chain, key, TrustBundle::new(td, roots)?)
+        let federated = FederatedBundles::load_dir(&dir.join(FEDERATED_DIR))?;
+        Self::new(chain, key, TrustBundle::new(td, roots)?)?.with_federated(federated)
     }
 
-    /// The same SVID with another trust bundle.
+    /// The same SVID with another trust bundle (federated bundles kept).
     pub fn with_bundle(&self, bundle: TrustBundle) -> Self {
         Self {
             id: self.id.clone(),
             certified_key: self.certified_key.clone(),
             bundle: Arc::new(bundle),
+            federated: self.federated.clone(),
         }
+    }
+
+    /// These credentials, accepting peers of the federated trust domains
+    /// too. None of them may be the local trust domain or an alias of it.
+    pub fn with_federated(self, federated: FederatedBundles) -> Result<Self, CredentialsError> {
+        federated.check_against(&self.bundle)?;
+        Ok(Self {
+            federated: Arc::new(federated),
+            ..self
+        })
+    }
+
+    /// The bundles of other trust domains peers may belong to.
+    pub fn federated(&self) -> &FederatedBundles {
+        &self.federated
     }
 
     /// Our own SPIFFE ID.

@@ -10,6 +10,7 @@ pub mod b64;
 pub mod bundle;
 pub mod ca;
 pub mod credentials;
+pub mod federation;
 pub mod pem;
 pub mod provider;
 pub mod spiffe_id;
@@ -19,6 +20,7 @@ pub mod verify;
 pub use bundle::{BundleError, SpiffeBundle, SpiffeBundleError, TrustBundle};
 pub use ca::{CaError, CaOptions, CertificateAuthority, IssuedSvid};
 pub use credentials::{CredentialStore, Credentials, CredentialsError};
+pub use federation::{FederatedBundles, FederationError};
 pub use spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 pub use tls::{
     TlsError, TlsOptions, client_config, client_config_with, peer_spiffe_id, server_config,

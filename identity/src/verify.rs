@@ -8,6 +8,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::bundle::TrustBundle;
+use crate::federation::FederatedBundles;
 use crate::spiffe_id::{SpiffeId, SpiffeIdError};
 
 /// Which side the peer plays: decides the extended key usage webpki demands.
@@ -130,8 +131,26 @@ pub fn verify_svid_chain_now(
     bundle: &TrustBundle,
     chain: &[CertificateDer<'_>],
 ) -> Result<SpiffeId, SvidError> {
+    verify_svid_chain_federated_now(bundle, &FederatedBundles::none(), chain)
+}
+
+/// [`verify_svid_chain_now`] with the bundles of federated trust domains.
+pub fn verify_svid_chain_federated_now(
+    local: &TrustBundle,
+    federated: &FederatedBundles,
+    chain: &[CertificateDer<'_>],
+) -> Result<SpiffeId, SvidError> {
     let provider = crate::provider::default_provider();
-    verify_svid_chain(bundle, chain, UnixTime::now(), PeerRole::Client, &provider)
+    let (leaf, intermediates) = chain.split_first().ok_or(SvidError::NoCertificate)?;
+    verify_svid_federated(
+        local,
+        federated,
+        leaf,
+        intermediates,
+        UnixTime::now(),
+        PeerRole::Client,
+        &provider,
+    )
 }
 
 /// [`verify_svid_chain`] with the leaf and intermediates apart (rustls' shape).
@@ -143,18 +162,45 @@ pub fn verify_svid(
     role: PeerRole,
     provider: &CryptoProvider,
 ) -> Result<SpiffeId, SvidError> {
+    let none = FederatedBundles::none();
+    verify_svid_federated(bundle, &none, leaf, intermediates, now, role, provider)
+}
+
+/// [`verify_svid`] against the local bundle and the bundles of federated
+/// trust domains: the bundle of the peer ID's trust domain is the only one
+/// its chain may verify to.
+pub fn verify_svid_federated(
+    local: &TrustBundle,
+    federated: &FederatedBundles,
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    role: PeerRole,
+    provider: &CryptoProvider,
+) -> Result<SpiffeId, SvidError> {
     // 1. Leaf rules (X509-SVID 4 and 5.2).
     let id = check_leaf(leaf)?;
 
     // 2. Trust domain: the chain must verify to the bundle of the ID's trust
-    // domain, so an ID of another trust domain fails here, before path
-    // validation (as go-spiffe's x509svid.Verify picks the bundle by the ID).
-    if !bundle.accepts_trust_domain(id.trust_domain_str()) {
+    // domain, so an ID of a trust domain without a bundle fails here, before
+    // path validation, and no bundle vouches for another trust domain's IDs
+    // (as go-spiffe's x509svid.Verify picks the bundle from its set by the ID).
+    let td = id.trust_domain_str();
+    let bundle = if local.accepts_trust_domain(td) {
+        local
+    } else if let Some(bundle) = federated.get(td) {
+        bundle
+    } else {
+        let mut expected = local.trust_domain().to_string();
+        if !federated.is_empty() {
+            let names: Vec<&str> = federated.trust_domains().collect();
+            expected.push_str(&format!(" (federated: {})", names.join(", ")));
+        }
         return Err(SvidError::TrustDomainMismatch {
             id: id.to_string(),
-            expected: bundle.trust_domain().to_string(),
+            expected,
         });
-    }
+    };
 
     // 3. Path validation (X509-SVID 5.1: "MUST follow RFC 5280 path validation").
     let ee =

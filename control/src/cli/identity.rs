@@ -10,8 +10,11 @@ use palisade_identity::bundle::is_spiffe_bundle;
 use palisade_identity::credentials::{
     SVID_BUNDLE_FILE, SVID_CERT_FILE, SVID_KEY_FILE, write_svid_dir,
 };
-use palisade_identity::verify::verify_svid_chain_now;
-use palisade_identity::{CaOptions, CertificateAuthority, SpiffeId, TrustBundle, TrustDomain};
+use palisade_identity::federation::read_bundle_file;
+use palisade_identity::verify::verify_svid_chain_federated_now;
+use palisade_identity::{
+    CaOptions, CertificateAuthority, FederatedBundles, SpiffeId, TrustBundle, TrustDomain,
+};
 
 const OK: u8 = 0;
 const REJECTED: u8 = 1;
@@ -72,6 +75,12 @@ pub enum CertCommand {
         /// Trust domain of the bundle (default: from the roots' spiffe:// SAN).
         #[arg(long)]
         trust_domain: Option<String>,
+        /// The bundle of a federated trust domain, in a file named after it:
+        /// `<trust-domain>.json` (SPIFFE bundle) or `<trust-domain>.pem`, as
+        /// in an SVID directory's `federated/` folder. Repeatable. A chain
+        /// verifies only to the bundle of its SPIFFE ID's trust domain.
+        #[arg(long = "federated", value_name = "FILE")]
+        federated: Vec<PathBuf>,
     },
 }
 
@@ -109,7 +118,8 @@ pub fn run_cert(c: CertCommand) -> u8 {
             bundle,
             cert,
             trust_domain,
-        } => cert_verify(&bundle, &cert, trust_domain.as_deref()),
+            federated,
+        } => cert_verify(&bundle, &cert, trust_domain.as_deref(), &federated),
     }
 }
 
@@ -204,7 +214,12 @@ fn cert_issue(
     OK
 }
 
-fn cert_verify(bundle_path: &Path, cert_path: &Path, trust_domain: Option<&str>) -> u8 {
+fn cert_verify(
+    bundle_path: &Path,
+    cert_path: &Path,
+    trust_domain: Option<&str>,
+    federated_paths: &[PathBuf],
+) -> u8 {
     let bundle_pem = match std::fs::read_to_string(bundle_path) {
         Ok(t) => t,
         Err(e) => return fail(BAD_INPUT, format_args!("{}: {e}", bundle_path.display())),
@@ -229,11 +244,21 @@ fn cert_verify(bundle_path: &Path, cert_path: &Path, trust_domain: Option<&str>)
         Ok(b) => b,
         Err(e) => return fail(BAD_INPUT, format_args!("{}: {e}", bundle_path.display())),
     };
+    let mut federated = FederatedBundles::none();
+    for path in federated_paths {
+        let added = read_bundle_file(path).and_then(|b| federated.insert(b));
+        if let Err(e) = added {
+            return fail(BAD_INPUT, format_args!("--federated: {e}"));
+        }
+    }
+    if let Err(e) = federated.check_against(&bundle) {
+        return fail(BAD_INPUT, format_args!("--federated: {e}"));
+    }
     let chain = match palisade_identity::pem::certs(&cert_pem) {
         Ok(c) => c,
         Err(e) => return fail(BAD_INPUT, format_args!("{}: {e}", cert_path.display())),
     };
-    match verify_svid_chain_now(&bundle, &chain) {
+    match verify_svid_chain_federated_now(&bundle, &federated, &chain) {
         Ok(id) => {
             println!("{id}");
             OK

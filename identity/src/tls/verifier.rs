@@ -1,6 +1,7 @@
 //! rustls verifiers that check the peer's X509-SVID inside the handshake: path
-//! validation against the store's current bundle, the SVID leaf rules, the trust
-//! domain, and (client side) the expected SPIFFE ID.
+//! validation against the bundle of the peer's trust domain (the store's
+//! current bundle, or a federated trust domain's), the SVID leaf rules, and
+//! (client side) the expected SPIFFE ID.
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -14,7 +15,7 @@ use rustls::{
 use crate::bundle::TrustBundle;
 use crate::credentials::CredentialStore;
 use crate::spiffe_id::SpiffeId;
-use crate::verify::{PeerRole, SvidError, verify_svid};
+use crate::verify::{PeerRole, SvidError, verify_svid, verify_svid_federated};
 
 fn reject(err: SvidError, side: &str) -> rustls::Error {
     tracing::warn!(peer = side, reason = %err, "peer SVID rejected");
@@ -33,10 +34,35 @@ enum BundleSource {
 }
 
 impl BundleSource {
-    fn current(&self) -> Arc<TrustBundle> {
+    /// Verifies against the current local bundle and federated bundles.
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        provider: &CryptoProvider,
+    ) -> Result<SpiffeId, SvidError> {
         match self {
-            BundleSource::Store(store) => store.current().bundle().clone(),
-            BundleSource::Fixed(bundle) => bundle.clone(),
+            BundleSource::Store(store) => {
+                let creds = store.current();
+                verify_svid_federated(
+                    creds.bundle(),
+                    creds.federated(),
+                    end_entity,
+                    intermediates,
+                    now,
+                    PeerRole::Server,
+                    provider,
+                )
+            }
+            BundleSource::Fixed(bundle) => verify_svid(
+                bundle,
+                end_entity,
+                intermediates,
+                now,
+                PeerRole::Server,
+                provider,
+            ),
         }
     }
 }
@@ -87,16 +113,10 @@ impl ServerCertVerifier for SvidServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let bundle = self.bundle.current();
-        let id = verify_svid(
-            &bundle,
-            end_entity,
-            intermediates,
-            now,
-            PeerRole::Server,
-            &self.provider,
-        )
-        .map_err(|e| reject(e, "server"))?;
+        let id = self
+            .bundle
+            .verify(end_entity, intermediates, now, &self.provider)
+            .map_err(|e| reject(e, "server"))?;
         if id != self.expected {
             return Err(reject(
                 SvidError::UnexpectedId {
@@ -146,7 +166,8 @@ impl ServerCertVerifier for SvidServerVerifier {
 
 // === impl SvidClientVerifier ===
 
-/// Server side: every client must present a valid SVID of our trust domain.
+/// Server side: every client must present a valid SVID of our trust domain
+/// or of a federated one.
 /// Which identities may do what is the authorization layer's business.
 #[derive(Debug)]
 pub struct SvidClientVerifier {
@@ -173,8 +194,9 @@ impl ClientCertVerifier for SvidClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let creds = self.store.current();
-        verify_svid(
+        verify_svid_federated(
             creds.bundle(),
+            creds.federated(),
             end_entity,
             intermediates,
             now,
