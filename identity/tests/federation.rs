@@ -54,7 +54,12 @@ fn a_peer_of_a_federated_trust_domain_verifies_against_its_bundle() {
     let remote_id = "spiffe://remote.test/ns/shop/sa/cart";
     let (leaf, _) = remote.sign(&good_leaf(remote_id));
     assert_eq!(
-        verify(&local.bundle(LOCAL), &federated, &[leaf.clone()]).unwrap(),
+        verify(
+            &local.bundle(LOCAL),
+            &federated,
+            std::slice::from_ref(&leaf)
+        )
+        .unwrap(),
         remote_id
     );
     // Local peers still verify against the local bundle.
@@ -165,7 +170,8 @@ fn federated_bundles_load_from_the_svid_directory() {
 fn a_bad_federated_bundle_refuses_the_whole_directory() {
     let local = CertificateAuthority::create(&td(LOCAL), &CaOptions::default()).unwrap();
     let remote = CertificateAuthority::create(&td(REMOTE), &CaOptions::default()).unwrap();
-    let cases: Vec<(&str, String, fn(&FederationError) -> bool)> = vec![
+    type Case = (&'static str, String, fn(&FederationError) -> bool);
+    let cases: Vec<Case> = vec![
         ("remote.test.txt", remote.bundle().to_pem(), |e| {
             matches!(e, FederationError::BadFileName { .. })
         }),
