@@ -1,22 +1,29 @@
 //! Reloading the SVID directory when `palisade cert issue` (or a rotation
 //! job) rewrites it: the new credentials go into the store that the rustls
 //! configs read at every handshake, so new connections use them and live
-//! ones are untouched. A half-written or invalid directory is ignored.
+//! ones are untouched. The same goes for the federated trust bundles in its
+//! `federated/` folder. A half-written or invalid directory is ignored.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use palisade_identity::federation::FEDERATED_DIR;
 use palisade_identity::{CredentialStore, Credentials};
 
-/// Newest mtime of the three files.
+/// Newest mtime of the three files, of the federated bundles' folder
+/// (a bundle added or removed) and of each file in it.
 pub fn stamp(dir: &Path) -> Option<SystemTime> {
+    let federated = dir.join(FEDERATED_DIR);
+    let federated_files = std::fs::read_dir(&federated)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|e| e.path()));
     ["svid.pem", "svid.key", "bundle.pem"]
         .iter()
-        .filter_map(|f| {
-            std::fs::metadata(dir.join(f))
-                .and_then(|m| m.modified())
-                .ok()
-        })
+        .map(|f| dir.join(f))
+        .chain(std::iter::once(federated.clone()))
+        .chain(federated_files)
+        .filter_map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
         .max()
 }
 

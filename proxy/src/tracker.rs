@@ -1,7 +1,8 @@
 //! Established connections, kept so that a new config version can re-check
 //! them and close only those it denies (ztunnel
 //! `src/proxy/connection_manager.rs`). HTTP connections re-read the policy
-//! per request; here they are re-checked at L4 only.
+//! per request; here they are re-checked at L4 only: the peer identity's
+//! claim to the source IP (the peer table may have changed), then ingress.
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,7 +109,11 @@ impl ConnTracker {
                     sni,
                     opaque,
                 } => {
-                    let l4 = policy::ingress(snapshot, *source, dest.port());
+                    let owned = match peer_identity.as_deref() {
+                        Some(id) => crate::inbound::l4::identity_owns_source(snapshot, *source, id),
+                        None => Ok(()),
+                    };
+                    let l4 = owned.and_then(|()| policy::ingress(snapshot, *source, dest.port()));
                     let verdict = l4.and_then(|()| {
                         if *opaque {
                             policy::authorize(

@@ -50,7 +50,12 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new() -> TestCa {
-        let td = TrustDomain::new(TD).unwrap();
+        TestCa::in_trust_domain(TD)
+    }
+
+    /// A CA of another trust domain (federation tests).
+    pub fn in_trust_domain(td: &str) -> TestCa {
+        let td = TrustDomain::new(td).unwrap();
         let ca = CertificateAuthority::create(&td, &CaOptions::default()).unwrap();
         let dir = tempfile::Builder::new()
             .prefix("palisade-proxy-test-")
@@ -71,6 +76,11 @@ impl TestCa {
         )
         .unwrap();
         dir
+    }
+
+    /// The CA's trust bundle as PEM.
+    pub fn bundle_pem(&self) -> String {
+        self.ca.bundle().to_pem()
     }
 
     pub fn write_config(&self, name: &str, cfg: &ProxyConfig) -> PathBuf {

@@ -1,0 +1,137 @@
+//! Two sidecars in different trust domains that federate: each holds the
+//! other's bundle in its SVID directory's `federated/` folder. The client
+//! in `remote.test` calls the server in `cluster.local` over mTLS, the
+//! server's authorization matches the remote principal, and the app is
+//! told the remote SPIFFE ID. The remote client's address is not in the
+//! server's peer table (which lists this mesh's workloads); from an address
+//! that is, it is refused. Without the federated bundle the handshake
+//! is refused; adding it applies to the next connection, no restart.
+//! (That a federated CA cannot vouch for a local identity is checked where
+//! the handshake's verifier decides it, in `identity/tests/federation.rs`.)
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use palisade_api::AuthzAction;
+use palisade_identity::federation::FEDERATED_DIR;
+
+use support::*;
+
+const REMOTE_TD: &str = "remote.test";
+const REMOTE_CLIENT: &str = "spiffe://remote.test/ns/front/sa/client";
+
+fn federate(svid_dir: &Path, trust_domain: &str, ca: &TestCa) {
+    let dir = svid_dir.join(FEDERATED_DIR);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{trust_domain}.pem")), ca.bundle_pem()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_principal() {
+    init_tracing();
+    let app = http_app("one").await;
+    let local_ca = TestCa::new();
+    let remote_ca = TestCa::in_trust_domain(REMOTE_TD);
+
+    // The server: cluster.local, allowing only the remote client.
+    // Its peer table lists only this mesh's workloads: the remote client's
+    // address is not in it.
+    let mut b_cfg = config("back", "server", "127.0.0.2");
+    b_cfg.authorization.push(authz(
+        "remote-client-only",
+        AuthzAction::Allow,
+        vec![principals_rule(&["remote.test/ns/front/sa/client"])],
+    ));
+    let b_svid = local_ca.svid_dir("b", &id("back", "server"));
+    let b_config_path = local_ca.write_config("b.json", &b_cfg);
+    let b = sidecar(
+        &b_config_path,
+        &b_svid,
+        "127.0.0.2",
+        palisade_proxy::ctx::Options {
+            inbound_app_port: Some(app.port()),
+            ..opts()
+        },
+    );
+
+    // The client: remote.test, federated with cluster.local.
+    let mut a_cfg = config("front", "client", "127.0.0.1");
+    a_cfg.mesh.trust_domain = REMOTE_TD.into();
+    a_cfg.workload.identity = REMOTE_CLIENT.into();
+    a_cfg.peers.push(peer("127.0.0.2", "back", "server"));
+    let a_svid = remote_ca.svid_dir("a", REMOTE_CLIENT);
+    federate(&a_svid, support::TD, &local_ca);
+    let a = sidecar(
+        &remote_ca.write_config("a.json", &a_cfg),
+        &a_svid,
+        "127.0.0.1",
+        palisade_proxy::ctx::Options {
+            outbound_to: Some(b.inbound_addr),
+            ..opts()
+        },
+    );
+
+    // The server does not federate yet: the client's SVID has no bundle.
+    let (status, _, body) = http_get(a.outbound_addr, "/", "svc").await;
+    assert!(status >= 500, "{status} {body}");
+    let m = metrics(&b).await;
+    assert!(
+        metric_value(
+            &m,
+            "palisade_connections_total{direction=\"Inbound\",outcome=\"Failed\"}"
+        ) >= 1.0,
+        "the server refused the handshake: {m}"
+    );
+    assert!(
+        !m.contains("palisade_tls_handshakes_total{direction=\"Inbound\"}"),
+        "{m}"
+    );
+
+    // Federating applies to the next handshake.
+    federate(&b_svid, REMOTE_TD, &remote_ca);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, _, body) = http_get(a.outbound_addr, "/", "svc").await;
+        if status == 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("peer={REMOTE_CLIENT}")), "{body}");
+
+    // An address that belongs to one of this mesh's workloads belongs to
+    // that workload's identity, not to a federated one: once the server's
+    // peer table gives 127.0.0.1 to a local workload, the remote client's
+    // connection from it is closed and refused.
+    b_cfg.peers.push(peer("127.0.0.1", "front", "client"));
+    write_config(&b_config_path, &b_cfg);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let (status, _, _) = http_get(a.outbound_addr, "/", "svc").await;
+        if status != 200 || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status >= 500, "{status}");
+    let m = metrics(&b).await;
+    assert!(
+        metric_value(
+            &m,
+            "palisade_denials_total{direction=\"Inbound\",layer=\"Identity\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+    // The pooled mesh connection was closed by the re-check of the new
+    // config, not left to carry requests.
+    assert_eq!(
+        metric_value(
+            &m,
+            "palisade_closed_by_policy_change_total{direction=\"Inbound\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}
