@@ -452,9 +452,14 @@ fn authorization(cluster: &Cluster, out: &mut Out) {
                     // `TD/ns/NS/sa/SA`
                     let parts: Vec<&str> = p.split('/').collect();
                     if let [td, "ns", ns, "sa", sa] = parts.as_slice() {
+                        // A federated trust domain's workloads live in
+                        // another cluster: its namespaces are not ours.
+                        if cluster.mesh.federated_bundles.contains_key(*td) {
+                            continue;
+                        }
                         if !td_ok(td) && !td.contains('*') {
                             problems.push(format!(
-                                "principal {p:?} has trust domain {td:?}, neither the mesh's nor an alias"
+                                "principal {p:?} has trust domain {td:?}, neither the mesh's nor an alias nor federated"
                             ));
                         }
                         problems.extend(check_sa(ns, Some(sa), &format!("principal {p:?}")));

@@ -180,6 +180,30 @@ fn principals_naming_unknown_namespaces_or_service_accounts() {
     );
     let count = f.iter().filter(|x| x.code == "unknown-principal").count();
     assert_eq!(count, 4, "{f:#?}");
+
+    // A federated trust domain's principals name another cluster's
+    // namespaces and service accounts: neither is looked for here.
+    let remote = palisade_identity::CertificateAuthority::create(
+        &palisade_identity::TrustDomain::new("other.td").unwrap(),
+        &palisade_identity::CaOptions::default(),
+    )
+    .unwrap();
+    let bundle: String = remote
+        .bundle()
+        .to_pem()
+        .lines()
+        .map(|l| format!("        {l}\n"))
+        .collect();
+    let mesh = format!(
+        "---\napiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: mesh}}\nspec:\n  federatedTrustDomains:\n    - trustDomain: other.td\n      trustDomainBundle: |\n{bundle}"
+    );
+    let f = findings(&format!("{ap}{mesh}"));
+    let about_other: Vec<_> = f
+        .iter()
+        .filter(|x| x.code == "unknown-principal" && x.message.contains("other.td"))
+        .collect();
+    assert!(about_other.is_empty(), "{about_other:#?}");
+    assert_eq!(objects_with(&f, "unknown-principal").len(), 3, "{f:#?}");
 }
 
 #[test]

@@ -375,6 +375,80 @@ fn mesh_config_defaults_and_overrides() {
     }
 }
 
+/// MeshConfig `federatedTrustDomains` (SPIRE's `ClusterFederatedTrustDomain`
+/// fields `trustDomain` and `trustDomainBundle`): the bundle, a SPIFFE
+/// bundle or PEM, reaches every compiled ProxyConfig as PEM; a bad name, a
+/// bundle that does not parse, the mesh's own trust domain or an alias,
+/// and a trust domain listed twice are errors on their field.
+#[test]
+fn mesh_config_federated_trust_domains() {
+    use palisade_identity::{CaOptions, CertificateAuthority, TrustDomain};
+    let remote = CertificateAuthority::create(
+        &TrustDomain::new("remote.test").unwrap(),
+        &CaOptions::default(),
+    )
+    .unwrap();
+    let json = remote.bundle().to_spiffe_bundle(Some(3), None).unwrap();
+    let pem = remote.bundle().to_pem();
+    let indent = |text: &str| {
+        text.lines()
+            .map(|l| format!("        {l}\n"))
+            .collect::<String>()
+    };
+    let mesh = |entries: &[(&str, &str)]| {
+        let mut m = "apiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec:\n  trustDomain: example.org\n  trustDomainAliases: [old.example.org]\n  federatedTrustDomains:\n".to_string();
+        for (td, bundle) in entries {
+            m.push_str(&format!(
+                "    - trustDomain: {td}\n      trustDomainBundle: |\n{}",
+                indent(bundle)
+            ));
+        }
+        m
+    };
+    for bundle in [json.as_str(), pem.as_str()] {
+        let c = load(&[NS_X, POD, &mesh(&[("remote.test", bundle)])]);
+        assert_eq!(c.mesh.federated_bundles.len(), 1);
+        assert_eq!(c.mesh.federated_bundles["remote.test"], pem);
+        let configs = palisade_control::compile::Compiler::new(&c).compile_all();
+        assert_eq!(configs[0].mesh.federated_bundles["remote.test"], pem);
+    }
+    let cases = [
+        (
+            mesh(&[("Remote.Test", &pem)]),
+            "trustDomain",
+            "not a trust domain name",
+        ),
+        (
+            mesh(&[("remote.test", "not a bundle")]),
+            "trustDomainBundle",
+            "",
+        ),
+        (
+            mesh(&[("example.org", &pem)]),
+            "trustDomain",
+            "the mesh's trust domain or an alias",
+        ),
+        (
+            mesh(&[("old.example.org", &pem)]),
+            "trustDomain",
+            "the mesh's trust domain or an alias",
+        ),
+        (
+            mesh(&[("remote.test", &pem), ("remote.test", &json)]),
+            "federatedTrustDomains[1].trustDomain",
+            "listed twice",
+        ),
+    ];
+    for (doc, field, text) in cases {
+        let e = errors(&[&doc]);
+        assert!(
+            e[0].contains("spec.federatedTrustDomains") && e[0].contains(field),
+            "{e:?}"
+        );
+        assert!(e[0].contains(text), "{e:?}");
+    }
+}
+
 #[test]
 fn pods_default_service_account_and_opaque_ports_annotation() {
     let c = load(&[POD]);

@@ -191,10 +191,13 @@ fn read_pem<T>(
 
 // === impl CredentialStore ===
 
-/// The current credentials, swapped atomically. Share it as `Arc<CredentialStore>`.
+/// The current credentials, swapped atomically, and the federated bundles
+/// the control plane pushed (beside those of the SVID directory). Share it
+/// as `Arc<CredentialStore>`.
 #[derive(Debug)]
 pub struct CredentialStore {
     current: ArcSwap<Credentials>,
+    pushed_federation: ArcSwap<FederatedBundles>,
 }
 
 impl CredentialStore {
@@ -202,6 +205,7 @@ impl CredentialStore {
     pub fn new(creds: Credentials) -> Arc<Self> {
         Arc::new(Self {
             current: ArcSwap::from_pointee(creds),
+            pushed_federation: ArcSwap::from_pointee(FederatedBundles::none()),
         })
     }
 
@@ -214,6 +218,27 @@ impl CredentialStore {
     pub fn update(&self, creds: Credentials) {
         tracing::info!(id = %creds.id(), "identity credentials rotated");
         self.current.store(Arc::new(creds));
+    }
+
+    /// The federated bundles pushed with the config (the SVID directory's
+    /// own are in [`Credentials::federated`]).
+    pub fn pushed_federation(&self) -> Arc<FederatedBundles> {
+        self.pushed_federation.load_full()
+    }
+
+    /// Replaces the pushed federated bundles; the next handshake uses them.
+    /// Refused if one is for the local trust domain or an alias of it.
+    pub fn set_pushed_federation(
+        &self,
+        federated: Arc<FederatedBundles>,
+    ) -> Result<(), FederationError> {
+        federated.check_against(self.current().bundle())?;
+        let old = self.pushed_federation.swap(federated.clone());
+        let names = |f: &FederatedBundles| f.trust_domains().map(str::to_owned).collect::<Vec<_>>();
+        if names(&old) != names(&federated) {
+            tracing::info!(trust_domains = ?names(&federated), "federated trust domains changed");
+        }
+        Ok(())
     }
 
     /// Replaces only the trust bundle, keeping the SVID.

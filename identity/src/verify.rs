@@ -144,7 +144,7 @@ pub fn verify_svid_chain_federated_now(
     let (leaf, intermediates) = chain.split_first().ok_or(SvidError::NoCertificate)?;
     verify_svid_federated(
         local,
-        federated,
+        &[federated],
         leaf,
         intermediates,
         UnixTime::now(),
@@ -162,16 +162,15 @@ pub fn verify_svid(
     role: PeerRole,
     provider: &CryptoProvider,
 ) -> Result<SpiffeId, SvidError> {
-    let none = FederatedBundles::none();
-    verify_svid_federated(bundle, &none, leaf, intermediates, now, role, provider)
+    verify_svid_federated(bundle, &[], leaf, intermediates, now, role, provider)
 }
 
 /// [`verify_svid`] against the local bundle and the bundles of federated
-/// trust domains: the bundle of the peer ID's trust domain is the only one
-/// its chain may verify to.
+/// trust domains (several sets, looked up in order): the bundle of the peer
+/// ID's trust domain is the only one its chain may verify to.
 pub fn verify_svid_federated(
     local: &TrustBundle,
-    federated: &FederatedBundles,
+    federated: &[&FederatedBundles],
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     now: UnixTime,
@@ -188,12 +187,14 @@ pub fn verify_svid_federated(
     let td = id.trust_domain_str();
     let bundle = if local.accepts_trust_domain(td) {
         local
-    } else if let Some(bundle) = federated.get(td) {
+    } else if let Some(bundle) = federated.iter().find_map(|set| set.get(td)) {
         bundle
     } else {
         let mut expected = local.trust_domain().to_string();
-        if !federated.is_empty() {
-            let names: Vec<&str> = federated.trust_domains().collect();
+        let mut names: Vec<&str> = federated.iter().flat_map(|s| s.trust_domains()).collect();
+        if !names.is_empty() {
+            names.sort_unstable();
+            names.dedup();
             expected.push_str(&format!(" (federated: {})", names.join(", ")));
         }
         return Err(SvidError::TrustDomainMismatch {

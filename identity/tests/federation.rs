@@ -28,7 +28,7 @@ fn verify(
     let provider = palisade_identity::provider::default_provider();
     verify_svid_federated(
         local,
-        federated,
+        &[federated],
         &chain[0],
         &chain[1..],
         UnixTime::now(),

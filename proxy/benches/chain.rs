@@ -29,6 +29,7 @@ fn config(sa: &str, ip: &str, peer_ip: &str, peer_sa: &str) -> ProxyConfig {
             trust_domain_aliases: vec![],
             path_normalization: PathNormalization::MergeSlashes,
             cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
+            federated_bundles: Default::default(),
         },
         workload: Workload {
             namespace: "default".into(),

@@ -28,6 +28,8 @@ pub enum AppError {
     Tls(#[from] TlsError),
     #[error("cannot install the UDP/SCTP netfilter rules: {0}")]
     Netfilter(crate::capture::CaptureError),
+    #[error("the config's federated bundles: {0}")]
+    Federation(palisade_identity::FederationError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -83,11 +85,8 @@ impl Proxy {
         let proxy = Self::launch(&setup, snapshot, tls.clone(), data, control)?;
         control.spawn(config_watch::watch(
             setup.config.clone(),
-            proxy.ctx.state.clone(),
-            proxy.ctx.tracker.clone(),
-            proxy.ctx.metrics.clone(),
+            proxy.config_sink(setup.opts.netfilter),
             setup.config_poll,
-            setup.opts.netfilter,
             loaded_stamp,
         ));
         control.spawn(crate::svid_watch::watch(
@@ -115,13 +114,21 @@ impl Proxy {
         let mut proxy = Self::launch(&setup, snapshot, tls, data, control)?;
         control.spawn(crate::control_mode::follow(
             client.config.clone(),
-            proxy.ctx.state.clone(),
-            proxy.ctx.tracker.clone(),
-            proxy.ctx.metrics.clone(),
-            setup.opts.netfilter,
+            proxy.config_sink(setup.opts.netfilter),
         ));
         proxy.control_client = Some(client);
         Ok(proxy)
+    }
+
+    /// Where later config versions go.
+    fn config_sink(&self, netfilter: bool) -> config_watch::ConfigSink {
+        config_watch::ConfigSink {
+            state: self.ctx.state.clone(),
+            tracker: self.ctx.tracker.clone(),
+            metrics: self.ctx.metrics.clone(),
+            netfilter,
+            credentials: self.ctx.tls.store().clone(),
+        }
     }
 
     /// Binds the listeners and spawns the data plane and admin for a loaded
@@ -136,6 +143,9 @@ impl Proxy {
         if setup.opts.netfilter {
             crate::capture::netfilter::apply(&snapshot.config).map_err(AppError::Netfilter)?;
         }
+        tls.store()
+            .set_pushed_federation(snapshot.federation.clone())
+            .map_err(AppError::Federation)?;
         let metrics = Arc::new(Metrics::new());
         metrics.set_config_version(&snapshot.version);
         let state = Arc::new(ArcSwap::from_pointee(snapshot));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use palisade_api::ProxyConfig;
+use palisade_identity::CredentialStore;
 
 use crate::metrics::Metrics;
 use crate::state::{SharedState, Snapshot};
@@ -24,10 +25,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: palisade_api::ConfigError,
     },
-    #[error("config file {path} has an invalid authorization policy: {source}")]
-    Authz {
+    #[error("config file {path} cannot be applied: {source}")]
+    Compile {
         path: PathBuf,
-        source: palisade_api::authz::AuthzError,
+        source: crate::state::SnapshotError,
     },
 }
 
@@ -47,39 +48,60 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
     } else {
         config.version.clone()
     };
-    Snapshot::compile(config, version).map_err(|source| ConfigError::Authz {
+    Snapshot::compile(config, version).map_err(|source| ConfigError::Compile {
         path: path.to_path_buf(),
         source,
     })
 }
 
-/// Swaps in a new snapshot and closes what it denies.
-pub fn apply(
-    state: &SharedState,
-    snapshot: Snapshot,
-    tracker: &ConnTracker,
-    metrics: &Metrics,
-    netfilter: bool,
-) {
-    if netfilter && let Err(e) = crate::capture::netfilter::apply(&snapshot.config) {
-        // Fail closed: without its non-TCP rules the version is not applied.
-        tracing::error!(error = %e, version = %snapshot.version, "cannot apply the UDP/SCTP netfilter rules; keeping the previous config");
-        metrics.config_reload_errors.inc();
-        return;
+/// Where a new config version goes: the live state, the connections to
+/// re-check, the metrics, the netfilter rules (if kept), and the TLS
+/// verifiers' federated bundles.
+#[derive(Clone)]
+pub struct ConfigSink {
+    pub state: SharedState,
+    pub tracker: Arc<ConnTracker>,
+    pub metrics: Arc<Metrics>,
+    pub netfilter: bool,
+    pub credentials: Arc<CredentialStore>,
+}
+
+impl ConfigSink {
+    /// Swaps in a new snapshot, hands its federated bundles to the TLS
+    /// verifiers, and closes what it denies. A version whose netfilter
+    /// rules or federated bundles cannot be applied is not applied at all.
+    pub fn apply(&self, snapshot: Snapshot) {
+        let metrics = &self.metrics;
+        if self.netfilter
+            && let Err(e) = crate::capture::netfilter::apply(&snapshot.config)
+        {
+            // Fail closed: without its non-TCP rules the version is not applied.
+            tracing::error!(error = %e, version = %snapshot.version, "cannot apply the UDP/SCTP netfilter rules; keeping the previous config");
+            metrics.config_reload_errors.inc();
+            return;
+        }
+        if let Err(e) = self
+            .credentials
+            .set_pushed_federation(snapshot.federation.clone())
+        {
+            tracing::error!(error = %e, version = %snapshot.version, "cannot take the config's federated bundles; keeping the previous config");
+            metrics.config_reload_errors.inc();
+            return;
+        }
+        let snapshot = Arc::new(snapshot);
+        let old = self.state.swap(snapshot.clone());
+        metrics.set_config_version(&snapshot.version);
+        if old.version == snapshot.version {
+            return;
+        }
+        let closed = self.tracker.recheck(&snapshot, metrics);
+        tracing::info!(
+            version = %snapshot.version,
+            previous = %old.version,
+            closed_connections = closed,
+            "config swapped"
+        );
     }
-    let snapshot = Arc::new(snapshot);
-    let old = state.swap(snapshot.clone());
-    metrics.set_config_version(&snapshot.version);
-    if old.version == snapshot.version {
-        return;
-    }
-    let closed = tracker.recheck(&snapshot, metrics);
-    tracing::info!(
-        version = %snapshot.version,
-        previous = %old.version,
-        closed_connections = closed,
-        "config swapped"
-    );
 }
 
 /// What identifies one version of the file on disk (mtime and size).
@@ -92,15 +114,7 @@ pub fn stamp(path: &Path) -> Stamp {
 }
 
 /// Watches `path` until the task is dropped.
-pub async fn watch(
-    path: PathBuf,
-    state: SharedState,
-    tracker: Arc<ConnTracker>,
-    metrics: Arc<Metrics>,
-    poll: Duration,
-    netfilter: bool,
-    loaded: Stamp,
-) {
+pub async fn watch(path: PathBuf, sink: ConfigSink, poll: Duration, loaded: Stamp) {
     let mut last = loaded;
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -122,9 +136,9 @@ pub async fn watch(
         }
         last = now;
         match load(&path) {
-            Ok(snapshot) => apply(&state, snapshot, &tracker, &metrics, netfilter),
+            Ok(snapshot) => sink.apply(snapshot),
             Err(e) => {
-                metrics.config_reload_errors.inc();
+                sink.metrics.config_reload_errors.inc();
                 tracing::error!(error = %e, "config reload failed; keeping the last good config");
             }
         }

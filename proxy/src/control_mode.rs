@@ -9,11 +9,9 @@ use std::time::Duration;
 use palisade_api::ProxyConfig;
 use tokio::sync::watch;
 
-use crate::config_watch;
+use crate::config_watch::ConfigSink;
 use crate::control_client::{self, ClientError, ClientOptions, ControlClient};
-use crate::metrics::Metrics;
-use crate::state::{SharedState, Snapshot};
-use crate::tracker::ConnTracker;
+use crate::state::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlModeError {
@@ -52,21 +50,15 @@ pub async fn bootstrap(
 }
 
 /// Applies every config the control plane pushes until the client stops.
-pub async fn follow(
-    mut configs: watch::Receiver<Option<Arc<ProxyConfig>>>,
-    state: SharedState,
-    tracker: Arc<ConnTracker>,
-    metrics: Arc<Metrics>,
-    netfilter: bool,
-) {
+pub async fn follow(mut configs: watch::Receiver<Option<Arc<ProxyConfig>>>, sink: ConfigSink) {
     while configs.changed().await.is_ok() {
         let Some(config) = configs.borrow_and_update().clone() else {
             continue;
         };
         match compile(&config) {
-            Ok(snapshot) => config_watch::apply(&state, snapshot, &tracker, &metrics, netfilter),
+            Ok(snapshot) => sink.apply(snapshot),
             Err(e) => {
-                metrics.config_reload_errors.inc();
+                sink.metrics.config_reload_errors.inc();
                 tracing::error!(error = %e, "pushed config does not compile; keeping the last good one");
             }
         }

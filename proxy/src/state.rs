@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicUsize;
 use arc_swap::ArcSwap;
 use palisade_api::authz::AuthzError;
 use palisade_api::{Endpoint, MtlsMode, Peer, Protocol, ProxyConfig};
+use palisade_identity::{FederatedBundles, TrustBundle, TrustDomain};
 
 use crate::policy::CompiledPolicy;
 
@@ -31,6 +32,35 @@ pub struct Snapshot {
     peers: HashMap<IpAddr, (usize, Arc<str>)>,
     services: HashMap<SocketAddr, Arc<ServiceTarget>>,
     opaque_inbound: HashSet<u16>,
+    /// The federated trust domains' bundles the config carries.
+    pub federation: Arc<FederatedBundles>,
+}
+
+/// Why a config version cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Authz(#[from] AuthzError),
+    #[error("federated bundle for {trust_domain}: {reason}")]
+    Federation {
+        trust_domain: String,
+        reason: String,
+    },
+}
+
+/// The config's federated bundles (`mesh.federatedBundles`), parsed.
+fn federation(config: &ProxyConfig) -> Result<FederatedBundles, SnapshotError> {
+    let mut set = FederatedBundles::none();
+    for (td, pem) in &config.mesh.federated_bundles {
+        let fail = |reason: String| SnapshotError::Federation {
+            trust_domain: td.clone(),
+            reason,
+        };
+        let name = TrustDomain::new(td).map_err(|e| fail(e.to_string()))?;
+        let bundle = TrustBundle::from_pem(name, pem).map_err(|e| fail(e.to_string()))?;
+        set.insert(bundle).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(set)
 }
 
 /// A Service port's ready endpoints and the balancer's in-flight counts.
@@ -53,7 +83,7 @@ pub struct ServiceTarget {
 
 impl Snapshot {
     /// Compiles a config; fails when its authorization policies are invalid.
-    pub fn compile(config: ProxyConfig, version: String) -> Result<Self, AuthzError> {
+    pub fn compile(config: ProxyConfig, version: String) -> Result<Self, SnapshotError> {
         let peers = config
             .peers
             .iter()
@@ -110,6 +140,7 @@ impl Snapshot {
             .chain(SERVER_FIRST_PORTS.iter().copied())
             .collect();
         let policy = CompiledPolicy::compile(&config)?;
+        let federation = Arc::new(federation(&config)?);
         Ok(Self {
             config,
             version,
@@ -117,6 +148,7 @@ impl Snapshot {
             peers,
             services,
             opaque_inbound,
+            federation,
         })
     }
 

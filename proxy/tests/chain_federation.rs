@@ -135,3 +135,74 @@ async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_princ
         "{m}"
     );
 }
+
+/// The same federation pushed with the config (`mesh.federatedBundles`, as
+/// the control plane compiles it from MeshConfig `federatedTrustDomains`)
+/// instead of the SVID directory: applied on reload, and a config whose
+/// bundle does not parse is refused while the last good one stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_bundle_pushed_with_the_config_applies_on_reload() {
+    init_tracing();
+    let app = http_app("one").await;
+    let local_ca = TestCa::new();
+    let remote_ca = TestCa::in_trust_domain(REMOTE_TD);
+
+    let mut b_cfg = config("back", "server", "127.0.0.2");
+    let b_config_path = local_ca.write_config("b.json", &b_cfg);
+    let b = sidecar(
+        &b_config_path,
+        &local_ca.svid_dir("b", &id("back", "server")),
+        "127.0.0.2",
+        palisade_proxy::ctx::Options {
+            inbound_app_port: Some(app.port()),
+            ..opts()
+        },
+    );
+    let mut a_cfg = config("front", "client", "127.0.0.1");
+    a_cfg.mesh.trust_domain = REMOTE_TD.into();
+    a_cfg.workload.identity = REMOTE_CLIENT.into();
+    a_cfg.peers.push(peer("127.0.0.2", "back", "server"));
+    a_cfg
+        .mesh
+        .federated_bundles
+        .insert(support::TD.into(), local_ca.bundle_pem());
+    let a = sidecar(
+        &remote_ca.write_config("a.json", &a_cfg),
+        &remote_ca.svid_dir("a", REMOTE_CLIENT),
+        "127.0.0.1",
+        palisade_proxy::ctx::Options {
+            outbound_to: Some(b.inbound_addr),
+            ..opts()
+        },
+    );
+    let (status, _, _) = http_get(a.outbound_addr, "/", "svc").await;
+    assert!(status >= 500, "{status}: the server does not federate yet");
+
+    // A bundle that does not parse: refused, counted, the old config stays.
+    b_cfg
+        .mesh
+        .federated_bundles
+        .insert(REMOTE_TD.into(), "not PEM".into());
+    write_config(&b_config_path, &b_cfg);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_value(&metrics(&b).await, "palisade_config_reload_errors_total") < 1.0 {
+        assert!(Instant::now() < deadline, "the bad config was not refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    b_cfg
+        .mesh
+        .federated_bundles
+        .insert(REMOTE_TD.into(), remote_ca.bundle_pem());
+    write_config(&b_config_path, &b_cfg);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, _, body) = http_get(a.outbound_addr, "/", "svc").await;
+        if status == 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("peer={REMOTE_CLIENT}")), "{body}");
+}

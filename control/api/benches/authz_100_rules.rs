@@ -80,6 +80,7 @@ fn bench(c: &mut Criterion) {
         trust_domain_aliases: vec![],
         path_normalization: PathNormalization::MergeSlashes,
         cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
+        federated_bundles: Default::default(),
     };
     let mut headers = HeaderMap::new();
     headers.insert("x-tenant", "tenant-99".parse().unwrap());

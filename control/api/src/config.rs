@@ -51,6 +51,36 @@ pub struct MeshSettings {
         skip_serializing_if = "is_default_cluster_domain"
     )]
     pub cluster_domain: String,
+    /// The X.509 roots (PEM) of each federated trust domain, by name: peers
+    /// of those trust domains verify against them (MeshConfig
+    /// `federatedTrustDomains`). Left out when there are none.
+    #[serde(
+        default,
+        deserialize_with = "federated_bundles",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub federated_bundles: BTreeMap<String, String>,
+}
+
+fn federated_bundles<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let bundles = BTreeMap::<String, String>::deserialize(d)?;
+    // SPIFFE-ID.md: "Trust domain names ... MUST contain only lowercase
+    // letters, numbers, dots, dashes, and underscores."
+    for td in bundles.keys() {
+        let valid = !td.is_empty()
+            && td.len() <= 255
+            && td
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b".-_".contains(&c));
+        if !valid {
+            return Err(serde::de::Error::custom(format!(
+                "federatedBundles: {td:?} is not a trust domain name"
+            )));
+        }
+    }
+    Ok(bundles)
 }
 
 fn default_cluster_domain() -> String {

@@ -42,6 +42,9 @@ pub struct Mesh {
     pub path_normalization: PathNormalization,
     /// The cluster's DNS domain (MeshConfig `clusterDomain`).
     pub cluster_domain: String,
+    /// PEM roots of each federated trust domain (MeshConfig
+    /// `federatedTrustDomains`), by trust domain name.
+    pub federated_bundles: BTreeMap<String, String>,
 }
 
 impl Default for Mesh {
@@ -52,6 +55,7 @@ impl Default for Mesh {
             root_namespace: "istio-system".into(),
             path_normalization: PathNormalization::MergeSlashes,
             cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
+            federated_bundles: BTreeMap::new(),
         }
     }
 }

@@ -289,6 +289,7 @@ impl<'a> Compiler<'a> {
                 trust_domain_aliases: cluster.mesh.trust_domain_aliases.clone(),
                 path_normalization: cluster.mesh.path_normalization,
                 cluster_domain: cluster.mesh.cluster_domain.clone(),
+                federated_bundles: cluster.mesh.federated_bundles.clone(),
             },
             workload: Workload {
                 namespace: pod.namespace.clone(),

@@ -1,7 +1,9 @@
 //! `MeshConfig` (`palisade.dev/v1alpha1`): trust domain and aliases, the root
-//! namespace of mesh-wide Istio policies, HTTP path normalization and the
-//! cluster's DNS domain.
+//! namespace of mesh-wide Istio policies, HTTP path normalization, the
+//! cluster's DNS domain, and the federated trust domains with their bundles.
 use palisade_api::PathNormalization;
+use palisade_identity::bundle::is_spiffe_bundle;
+use palisade_identity::{TrustBundle, TrustDomain};
 use serde::Deserialize;
 
 use super::{FieldError, ObjectHead, typed};
@@ -26,6 +28,19 @@ struct MeshSpec {
     path_normalization: Option<PathNormalization>,
     #[serde(default)]
     cluster_domain: Option<String>,
+    #[serde(default)]
+    federated_trust_domains: Vec<FederatedTrustDomain>,
+}
+
+/// A trust domain whose workloads the mesh's sidecars accept, with its
+/// bundle: the fields of SPIRE's `ClusterFederatedTrustDomain` that carry
+/// it (`trustDomain`, `trustDomainBundle`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FederatedTrustDomain {
+    trust_domain: String,
+    /// A SPIFFE bundle (JWK Set, as a bundle endpoint serves it) or PEM.
+    trust_domain_bundle: String,
 }
 
 fn valid_trust_domain(td: &str) -> bool {
@@ -93,8 +108,64 @@ pub(super) fn mesh_config(
             ));
         }
     }
+    for (i, fed) in spec.federated_trust_domains.iter().enumerate() {
+        match federated_bundle(fed, &mesh) {
+            Ok(pem) => {
+                if mesh
+                    .federated_bundles
+                    .insert(fed.trust_domain.clone(), pem)
+                    .is_some()
+                {
+                    errors.push(FieldError::new(
+                        format!("spec.federatedTrustDomains[{i}].trustDomain"),
+                        format!("{:?} is listed twice", fed.trust_domain),
+                    ));
+                }
+            }
+            Err((field, message)) => errors.push(FieldError::new(
+                format!("spec.federatedTrustDomains[{i}].{field}"),
+                message,
+            )),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(mesh)
+}
+
+/// A federated trust domain's bundle as PEM, or the field at fault and why.
+fn federated_bundle(
+    fed: &FederatedTrustDomain,
+    mesh: &Mesh,
+) -> Result<String, (&'static str, String)> {
+    let td = TrustDomain::new(&fed.trust_domain)
+        .ok()
+        .filter(|td| td.as_str() == fed.trust_domain)
+        .ok_or_else(|| {
+            (
+                "trustDomain",
+                format!("{:?} is not a trust domain name", fed.trust_domain),
+            )
+        })?;
+    if fed.trust_domain == mesh.trust_domain
+        || mesh.trust_domain_aliases.contains(&fed.trust_domain)
+    {
+        return Err((
+            "trustDomain",
+            format!(
+                "{:?} is the mesh's trust domain or an alias of it, which the mesh's own CA serves",
+                fed.trust_domain
+            ),
+        ));
+    }
+    let text = &fed.trust_domain_bundle;
+    let bundle = if is_spiffe_bundle(text) {
+        TrustBundle::from_spiffe_bundle(td, text)
+    } else {
+        TrustBundle::from_pem(td, text)
+    };
+    bundle
+        .map(|b| b.to_pem())
+        .map_err(|e| ("trustDomainBundle", e.to_string()))
 }

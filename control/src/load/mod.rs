@@ -206,6 +206,7 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors
         trust_domain_aliases: cluster.mesh.trust_domain_aliases.clone(),
         path_normalization: cluster.mesh.path_normalization,
         cluster_domain: cluster.mesh.cluster_domain.clone(),
+        federated_bundles: cluster.mesh.federated_bundles.clone(),
     };
     for ap in &cluster.authorization_policies {
         if let Err(e) = palisade_api::authz::validate_policy(&ap.policy, &mesh) {

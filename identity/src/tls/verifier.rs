@@ -45,9 +45,10 @@ impl BundleSource {
         match self {
             BundleSource::Store(store) => {
                 let creds = store.current();
+                let pushed = store.pushed_federation();
                 verify_svid_federated(
                     creds.bundle(),
-                    creds.federated(),
+                    &[creds.federated(), &pushed],
                     end_entity,
                     intermediates,
                     now,
@@ -194,9 +195,10 @@ impl ClientCertVerifier for SvidClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let creds = self.store.current();
+        let pushed = self.store.pushed_federation();
         verify_svid_federated(
             creds.bundle(),
-            creds.federated(),
+            &[creds.federated(), &pushed],
             end_entity,
             intermediates,
             now,

@@ -107,6 +107,7 @@ pub fn config(ns: &str, name: &str, ip: &str) -> ProxyConfig {
             trust_domain_aliases: vec![],
             path_normalization: PathNormalization::MergeSlashes,
             cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
+            federated_bundles: Default::default(),
         },
         workload: Workload {
             namespace: ns.into(),

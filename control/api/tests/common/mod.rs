@@ -14,6 +14,7 @@ pub fn mesh() -> MeshSettings {
         trust_domain_aliases: vec![],
         path_normalization: PathNormalization::MergeSlashes,
         cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
+        federated_bundles: Default::default(),
     }
 }
 
