@@ -56,6 +56,13 @@ fn federation(config: &ProxyConfig) -> Result<FederatedBundles, SnapshotError> {
             trust_domain: td.clone(),
             reason,
         };
+        let mesh = &config.mesh;
+        if *td == mesh.trust_domain || mesh.trust_domain_aliases.contains(td) {
+            return Err(fail(
+                "it is the mesh's trust domain or an alias of it, whose roots are the SVID's bundle"
+                    .into(),
+            ));
+        }
         let name = TrustDomain::new(td).map_err(|e| fail(e.to_string()))?;
         let bundle = TrustBundle::from_pem(name, pem).map_err(|e| fail(e.to_string()))?;
         set.insert(bundle).map_err(|e| fail(e.to_string()))?;
@@ -254,6 +261,54 @@ services:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `mesh.federatedBundles` is parsed when the version is compiled: a
+    /// bundle that does not parse, or one for the mesh's own trust domain
+    /// or an alias, refuses the version.
+    #[test]
+    fn federated_bundles_are_checked_when_compiled() {
+        let base = test_snapshot("{ isolated: false }", "  []").config;
+        let td = palisade_identity::TrustDomain::new("remote.test").unwrap();
+        let ca = palisade_identity::CertificateAuthority::create(
+            &td,
+            &palisade_identity::CaOptions::default(),
+        )
+        .unwrap();
+        let with = |td: &str, pem: &str| {
+            let mut config = base.clone();
+            config.mesh.trust_domain_aliases = vec!["old.local".into()];
+            config.mesh.federated_bundles.insert(td.into(), pem.into());
+            Snapshot::compile(config, "v".into())
+        };
+        let ok = with("remote.test", &ca.bundle().to_pem()).unwrap();
+        assert_eq!(
+            ok.federation.trust_domains().collect::<Vec<_>>(),
+            ["remote.test"]
+        );
+        for (td, pem, why) in [
+            ("remote.test", "junk", "PEM"),
+            (
+                "cluster.local",
+                ca.bundle().to_pem().as_str(),
+                "mesh's trust domain",
+            ),
+            (
+                "old.local",
+                ca.bundle().to_pem().as_str(),
+                "mesh's trust domain",
+            ),
+        ] {
+            let err = with(td, pem)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.starts_with(&format!("federated bundle for {td}")),
+                "{err}"
+            );
+            assert!(err.contains(why) || why == "PEM", "{err}");
+        }
+    }
 
     /// kube-proxy keys a Service port by (cluster IP, port, protocol) and
     /// runs one proxier per IP family (pkg/proxy ServicePortName carries the
