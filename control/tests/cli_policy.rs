@@ -558,3 +558,107 @@ fn check_sni_is_judged_by_connection_sni_conditions() {
     let out = check(&[]);
     assert_eq!(out.lines().next(), Some("allow"), "{out}");
 }
+
+/// A caller known by identity (`--from spiffe://... --source-ip IP`) is
+/// judged as the destination's sidecar judges it: the handshake needs a
+/// bundle for the ID's trust domain, and the source IP must belong to the
+/// identity (a pod running as it; for a federated trust domain, an address
+/// that is no pod's). Each refusal is the mtls layer's, with the reason.
+#[test]
+fn check_judges_a_spiffe_caller_by_its_trust_domain_and_source_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(example()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let config = dir.path().display().to_string();
+    let check = |from: &str, ip: &str| {
+        let o = palisade(&[
+            "check",
+            "--config",
+            &config,
+            "--from",
+            from,
+            "--source-ip",
+            ip,
+            "--to",
+            "backend/api-server-0",
+            "--port",
+            "8080",
+            "--method",
+            "GET",
+            "--path",
+            "/api/v1/orders",
+            "--output",
+            "json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let endpoint = report["endpoints"][0].clone();
+        (
+            report["verdict"].as_str().unwrap().to_string(),
+            endpoint["mtls"]["verdict"].as_str().unwrap().to_string(),
+            endpoint["mtls"]["detail"].as_str().unwrap().to_string(),
+        )
+    };
+    let web = "spiffe://cluster.local/ns/frontend/sa/web";
+    // From web-0's own address: as `--from frontend/web-0`.
+    assert_eq!(check(web, "198.18.2.10").0, "allow");
+    // From an address that is no pod's, or another pod's.
+    let (verdict, mtls, detail) = check(web, "203.0.113.5");
+    assert_eq!(
+        (verdict.as_str(), mtls.as_str()),
+        ("deny", "deny"),
+        "{detail}"
+    );
+    assert!(detail.contains("is not a pod of the mesh"), "{detail}");
+    let (_, mtls, detail) = check(web, "198.18.3.11");
+    assert_eq!(mtls, "deny", "{detail}");
+    assert!(
+        detail.contains("belongs to backend/api-server-1"),
+        "{detail}"
+    );
+
+    // Another trust domain: no bundle until the mesh federates with it.
+    let cart = "spiffe://remote.test/ns/shop/sa/cart";
+    let (_, mtls, detail) = check(cart, "203.0.113.5");
+    assert_eq!(mtls, "deny", "{detail}");
+    assert!(
+        detail.contains("neither the mesh's, an alias, nor federated"),
+        "{detail}"
+    );
+    let ca = palisade_identity::CertificateAuthority::create(
+        &palisade_identity::TrustDomain::new("remote.test").unwrap(),
+        &palisade_identity::CaOptions::default(),
+    )
+    .unwrap();
+    let bundle: String = ca
+        .bundle()
+        .to_pem()
+        .lines()
+        .map(|l| format!("        {l}\n"))
+        .collect();
+    let mesh_path = dir.path().join("00-mesh.yaml");
+    let mesh = std::fs::read_to_string(&mesh_path).unwrap();
+    std::fs::write(
+        &mesh_path,
+        format!(
+            "{mesh}  federatedTrustDomains:\n    - trustDomain: remote.test\n      trustDomainBundle: |\n{bundle}"
+        ),
+    )
+    .unwrap();
+    // Federated: the handshake passes; ingress (web pods only) and
+    // authorization (web's principal only) still refuse this caller.
+    let (verdict, mtls, detail) = check(cart, "203.0.113.5");
+    assert_eq!(
+        (verdict.as_str(), mtls.as_str()),
+        ("deny", "allow"),
+        "{detail}"
+    );
+    // From a pod's address, which belongs to that pod's identity.
+    let (_, mtls, detail) = check(cart, "198.18.2.10");
+    assert_eq!(mtls, "deny", "{detail}");
+    assert!(detail.contains("belongs to frontend/web-0"), "{detail}");
+}

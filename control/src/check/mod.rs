@@ -410,6 +410,18 @@ fn judge(
                         protocol_name(proto)
                     ),
                 }
+            } else if let Some(refused) = is_mtls
+                .then(|| identity_refusal(cluster, &ends.req.source))
+                .flatten()
+            {
+                MtlsLayer {
+                    verdict: LayerVerdict::Deny,
+                    mode: Some(mode),
+                    detail: format!("mtls: {refused}; {name}'s sidecar refuses the connection"),
+                    policy,
+                    mtls: is_mtls,
+                    plaintext_accepted,
+                }
             } else {
                 let ok = is_mtls || plaintext_accepted;
                 MtlsLayer {
@@ -495,6 +507,38 @@ fn judge(
         ingress,
         authorization,
     })
+}
+
+/// Why a destination's sidecar refuses the identity a `spiffe://` caller
+/// presents from its source IP, as the data plane decides it: the
+/// handshake needs a bundle for the ID's trust domain (the mesh's, an
+/// alias, or a federated one), and the source IP must belong to the
+/// identity (a pod of the mesh running as it; for a federated trust
+/// domain, whose workloads run elsewhere, an address that is no pod's).
+fn identity_refusal(cluster: &crate::cluster::Cluster, source: &Source) -> Option<String> {
+    let Source::Identity { id, ip, pod } = source else {
+        return None;
+    };
+    let td = id
+        .strip_prefix("spiffe://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
+    let mesh = &cluster.mesh;
+    let local = td == mesh.trust_domain || mesh.trust_domain_aliases.iter().any(|a| a == td);
+    let federated = mesh.federated_bundles.contains_key(td);
+    let owner = pod.map(|p| (cluster.pods[p].key(), cluster.identity(&cluster.pods[p])));
+    match owner {
+        _ if !local && !federated => Some(format!(
+            "{id} is of trust domain {td:?}, which is neither the mesh's, an alias, nor federated (MeshConfig federatedTrustDomains): no bundle verifies it"
+        )),
+        Some((name, owner_id)) if owner_id != *id => Some(format!(
+            "source IP {ip} belongs to {name} ({owner_id}), not to the presented identity {id}"
+        )),
+        None if local => Some(format!(
+            "source IP {ip} is not a pod of the mesh, so it cannot belong to {id}"
+        )),
+        _ => None,
+    }
 }
 
 /// The server name a sidecar sends for `req`'s destination Service port.
