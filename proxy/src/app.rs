@@ -165,7 +165,10 @@ impl Proxy {
         let admin_addr = addr(&admin_l, "admin", setup.admin_listen)?;
 
         let ctx = Arc::new(Ctx {
-            plain: PlainPool::new(setup.opts.connect_timeout),
+            plain: PlainPool::new(setup.opts.connect_timeout).with_connection_cap(
+                setup.opts.max_upstream_connections,
+                metrics.upstream_overflows.clone(),
+            ),
             opts: setup.opts.clone(),
             state: state.clone(),
             metrics: metrics.clone(),

@@ -31,6 +31,9 @@ pub struct Options {
     pub idle_timeout: Duration,
     /// Cap on concurrent connections per listener.
     pub max_connections: usize,
+    /// Cap on plain HTTP/1 connections open to one destination (the app,
+    /// or an unmeshed endpoint); past it a request gets 503.
+    pub max_upstream_connections: usize,
     /// Add `x-palisade-denied-by` to 403 responses.
     pub denied_by_header: bool,
     pub access_log: bool,
@@ -78,6 +81,7 @@ impl Default for Options {
             max_header_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(3600),
             max_connections: 10_000,
+            max_upstream_connections: crate::plain_pool::DEFAULT_MAX_CONNECTIONS_PER_DESTINATION,
             denied_by_header: true,
             access_log: false,
             outbound_to: None,

@@ -155,6 +155,13 @@ pub async fn send_plain(
             tracing::debug!(error = %e, "request body from the caller failed");
             local_response(StatusCode::BAD_REQUEST, "bad request body\n")
         }
+        Err(e @ PlainError::Overflow { .. }) => {
+            tracing::info!(error = %e, "request refused: upstream connection limit");
+            local_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connection limit reached\n",
+            )
+        }
         Err(e) => {
             tracing::debug!(error = %e, "upstream request failed");
             local_response(StatusCode::BAD_GATEWAY, "upstream unavailable\n")

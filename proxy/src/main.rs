@@ -128,6 +128,11 @@ struct RunArgs {
     idle_timeout: Duration,
     #[arg(long, default_value_t = 10000)]
     max_connections: usize,
+    /// Plain HTTP/1 connections open to one destination (the app, or an
+    /// unmeshed endpoint) at most; past it a request gets 503 at once
+    /// (Envoy's circuit-breaker default).
+    #[arg(long, default_value_t = palisade_proxy::plain_pool::DEFAULT_MAX_CONNECTIONS_PER_DESTINATION, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_upstream_connections: usize,
     /// How long SIGTERM waits for in-flight connections.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     drain_deadline: Duration,
@@ -220,6 +225,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             max_header_bytes: args.max_header_bytes,
             idle_timeout: args.idle_timeout,
             max_connections: args.max_connections,
+            max_upstream_connections: args.max_upstream_connections,
             denied_by_header: !args.no_denied_by_header,
             access_log: args.access_log,
             outbound_to: args.outbound_to,

@@ -104,6 +104,7 @@ pub struct Metrics {
     pub tls_handshakes: Family<DirectionLabels, Counter>,
     pub endpoint_retries: Counter,
     pub http_connections_closed: Family<HttpCloseLabels, Counter>,
+    pub upstream_overflows: Counter,
 }
 
 impl Default for Metrics {
@@ -127,6 +128,7 @@ impl Metrics {
             tls_handshakes: Family::default(),
             endpoint_retries: Counter::default(),
             http_connections_closed: Family::default(),
+            upstream_overflows: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -183,6 +185,11 @@ impl Metrics {
             "http_connections_closed",
             "Served HTTP connections the sidecar closed, by reason: Idle (no request for --idle-timeout) or PrematureResets (HTTP/2 rapid reset: half the requests cancelled within 1 s of starting)",
             m.http_connections_closed.clone(),
+        );
+        registry.register(
+            "upstream_overflows",
+            "Requests refused with 503 because --max-upstream-connections plain HTTP/1 connections to their destination were open",
+            m.upstream_overflows.clone(),
         );
         Self { registry, ..m }
     }

@@ -11,7 +11,16 @@
 //! (RFC 9110 9.2.2) and has no body, and the connection had sat idle (a
 //! server's idle timer cannot close a connection in continuous use): the
 //! copy of its head this needs is only made for such connections.
+//!
+//! Connections per destination are capped (Envoy's circuit breaker
+//! `max_connections`, 1024 by default): an HTTP/1 connection carries one
+//! request at a time, so without a cap a caller holding requests open (a
+//! slow body, an HTTP/2 client with many streams) makes the sidecar open
+//! as many connections to the app. Past the cap a request is refused at
+//! once with 503 and counted, and the app is not touched.
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,6 +54,30 @@ pub enum PlainError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    #[error("{max} connections to {addr} are open, the most allowed (--max-upstream-connections)")]
+    Overflow { addr: SocketAddr, max: usize },
+}
+
+/// Open connections by destination, shared with each connection's task.
+type OpenCounts = Arc<Mutex<HashMap<SocketAddr, usize>>>;
+
+/// One open connection's place in the count; given back on drop.
+struct OpenSlot {
+    counts: OpenCounts,
+    addr: SocketAddr,
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counts.lock()
+            && let Some(n) = counts.get_mut(&self.addr)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.addr);
+            }
+        }
+    }
 }
 
 /// What goes on the wire: the forwarded body, or none for a replayed
@@ -56,7 +89,13 @@ type Outgoing<B> = Either<B, Empty<Bytes>>;
 pub struct PlainPool<B = Incoming> {
     idle: IdleSenders<Outgoing<B>>,
     connect_timeout: Duration,
+    open: OpenCounts,
+    max_per_destination: usize,
+    overflows: prometheus_client::metrics::counter::Counter,
 }
+
+/// Envoy's default circuit-breaker `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_DESTINATION: usize = 1024;
 
 impl<B> PlainPool<B>
 where
@@ -71,7 +110,51 @@ where
         Self {
             idle: IdleSenders::new(MAX_IDLE_PER_DESTINATION, idle_timeout),
             connect_timeout,
+            open: OpenCounts::default(),
+            max_per_destination: DEFAULT_MAX_CONNECTIONS_PER_DESTINATION,
+            overflows: Default::default(),
         }
+    }
+
+    /// At most `max` connections open to one destination; each refusal
+    /// past it is counted in `overflows`.
+    pub fn with_connection_cap(
+        mut self,
+        max: usize,
+        overflows: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        self.max_per_destination = max.max(1);
+        self.overflows = overflows;
+        self
+    }
+
+    /// Connections open to `addr` now (for tests and the admin dump).
+    pub fn open(&self, addr: SocketAddr) -> usize {
+        self.open
+            .lock()
+            .map(|c| c.get(&addr).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Takes a place for a new connection to `addr`, if the cap allows.
+    fn reserve(&self, addr: SocketAddr) -> Result<OpenSlot, PlainError> {
+        let mut counts = self
+            .open
+            .lock()
+            .map_err(|_| PlainError::Overflow { addr, max: 0 })?;
+        let n = counts.entry(addr).or_insert(0);
+        if *n >= self.max_per_destination {
+            self.overflows.inc();
+            return Err(PlainError::Overflow {
+                addr,
+                max: self.max_per_destination,
+            });
+        }
+        *n += 1;
+        Ok(OpenSlot {
+            counts: self.open.clone(),
+            addr,
+        })
     }
 
     /// Sends `req` (origin-form target, `Host` set) to `addr` and returns the
@@ -150,6 +233,7 @@ where
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Outgoing<B>>, PlainError> {
+        let slot = self.reserve(addr)?;
         let stream = crate::outbound::connect::tcp(addr, self.connect_timeout).await?;
         let (sender, conn) = Builder::new()
             .handshake(TokioIo::new(stream))
@@ -159,6 +243,7 @@ where
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(%addr, error = %e, "plain HTTP/1 connection ended");
             }
+            drop(slot);
         });
         Ok(sender)
     }
@@ -364,6 +449,48 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(ended, Ok(true), "the server saw the connection close");
+    }
+
+    /// The connection cap counts open connections, not requests: a kept
+    /// connection holds its place until it closes, a closed one gives it
+    /// back, and a refused connect is counted and opens nothing.
+    #[tokio::test(flavor = "current_thread")]
+    async fn open_connections_hold_their_place_under_the_cap_until_closed() {
+        let (tx, accepted) = mpsc::channel();
+        let (close_first, close) = mpsc::channel();
+        let addr = server(tx, close);
+        let overflows = prometheus_client::metrics::counter::Counter::default();
+        let pool = PlainPool::with_idle_timeout(Duration::from_secs(2), Duration::from_millis(50))
+            .with_connection_cap(1, overflows.clone());
+        let r = pool.send(addr, get(addr)).await.unwrap();
+        assert_eq!(body(r).await, "conn=0");
+        tokio::task::yield_now().await;
+        assert_eq!((pool.open(addr), pool.kept(addr)), (1, 1));
+        // The server closes it: its place comes back once its task sees
+        // the close.
+        close_first.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while pool.open(addr) != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the place was not given back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let r = pool.send(addr, get(addr)).await.unwrap();
+        assert_eq!(body(r).await, "conn=1");
+        // One connection open and busy: a second request needs another
+        // connection, which the cap refuses.
+        let busy = pool.idle.take_ready(addr, "").map(|(s, _)| s);
+        assert!(busy.is_some());
+        let err = pool.send(addr, get(addr)).await.unwrap_err();
+        assert!(matches!(err, PlainError::Overflow { max: 1, .. }), "{err}");
+        assert_eq!(overflows.get(), 1);
+        assert_eq!(
+            accepted.try_iter().count(),
+            2,
+            "the refused request opened nothing"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -240,3 +240,59 @@ async fn a_kept_alive_connection_idle_past_the_header_read_timeout_is_closed() {
     assert!(closed, "an idle kept-alive connection stayed open");
     assert!(start.elapsed() >= Duration::from_millis(600));
 }
+
+/// The app is reached over at most `--max-upstream-connections` plain
+/// HTTP/1 connections (one request each): a request past the cap gets 503
+/// at once, is counted, and never reaches the app; once a connection is
+/// free again requests go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_upstream_connection_cap_get_503() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = serve_http(move |_req: hyper::Request<hyper::body::Incoming>| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"slow"),
+            )))
+        }
+    })
+    .await;
+    let capped = limited(|o| o.max_upstream_connections = 2);
+    let c = chain_full(app, opts(), capped, |_, _| {}).await;
+    let start = Instant::now();
+    let statuses = futures::future::join_all((0..3).map(|_| async {
+        (
+            http_get(c.a.outbound_addr, "/", "svc").await.0,
+            start.elapsed(),
+        )
+    }))
+    .await;
+    let mut ok = statuses.iter().filter(|(s, _)| *s == 200).count();
+    let refused: Vec<_> = statuses.iter().filter(|(s, _)| *s == 503).collect();
+    assert_eq!((ok, refused.len()), (2, 1), "{statuses:?}");
+    assert!(
+        refused[0].1 < Duration::from_millis(700),
+        "refused at once: {statuses:?}"
+    );
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "the refused request never reached the app"
+    );
+    let m = metrics(&c.b).await;
+    assert_eq!(
+        metric_value(&m, "palisade_upstream_overflows_total"),
+        1.0,
+        "{m}"
+    );
+    // The connections are free again (and kept): requests go through.
+    for _ in 0..2 {
+        ok += usize::from(http_get(c.a.outbound_addr, "/", "svc").await.0 == 200);
+    }
+    assert_eq!(ok, 4);
+}
