@@ -136,22 +136,17 @@ where
             .unwrap_or(0)
     }
 
-    /// Takes a place for a new connection to `addr`, if the cap allows.
-    fn reserve(&self, addr: SocketAddr) -> Result<OpenSlot, PlainError> {
-        let mut counts = self
-            .open
-            .lock()
-            .map_err(|_| PlainError::Overflow { addr, max: 0 })?;
+    /// Takes a place for a new connection to `addr`, if the cap allows
+    /// (none is counted as a refusal).
+    fn reserve(&self, addr: SocketAddr) -> Option<OpenSlot> {
+        let mut counts = self.open.lock().ok()?;
         let n = counts.entry(addr).or_insert(0);
         if *n >= self.max_per_destination {
             self.overflows.inc();
-            return Err(PlainError::Overflow {
-                addr,
-                max: self.max_per_destination,
-            });
+            return None;
         }
         *n += 1;
-        Ok(OpenSlot {
+        Some(OpenSlot {
             counts: self.open.clone(),
             addr,
         })
@@ -233,7 +228,10 @@ where
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<Outgoing<B>>, PlainError> {
-        let slot = self.reserve(addr)?;
+        let slot = self.reserve(addr).ok_or(PlainError::Overflow {
+            addr,
+            max: self.max_per_destination,
+        })?;
         let stream = crate::outbound::connect::tcp(addr, self.connect_timeout).await?;
         let (sender, conn) = Builder::new()
             .handshake(TokioIo::new(stream))
