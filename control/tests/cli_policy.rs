@@ -1,5 +1,7 @@
 //! The real `palisade` binary: `compile`, `check` and `lint` exit codes and
 //! output on the zero-trust example and on broken input.
+mod policy_support;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -629,24 +631,12 @@ fn check_judges_a_spiffe_caller_by_its_trust_domain_and_source_ip() {
         detail.contains("neither the mesh's, an alias, nor federated"),
         "{detail}"
     );
-    let ca = palisade_identity::CertificateAuthority::create(
-        &palisade_identity::TrustDomain::new("remote.test").unwrap(),
-        &palisade_identity::CaOptions::default(),
-    )
-    .unwrap();
-    let bundle: String = ca
-        .bundle()
-        .to_pem()
-        .lines()
-        .map(|l| format!("        {l}\n"))
-        .collect();
+    let (_, item) = policy_support::federated_trust_domain("remote.test");
     let mesh_path = dir.path().join("00-mesh.yaml");
     let mesh = std::fs::read_to_string(&mesh_path).unwrap();
     std::fs::write(
         &mesh_path,
-        format!(
-            "{mesh}  federatedTrustDomains:\n    - trustDomain: remote.test\n      trustDomainBundle: |\n{bundle}"
-        ),
+        format!("{mesh}  federatedTrustDomains:\n{item}"),
     )
     .unwrap();
     // Federated: the handshake passes; ingress (web pods only) and

@@ -183,19 +183,9 @@ fn principals_naming_unknown_namespaces_or_service_accounts() {
 
     // A federated trust domain's principals name another cluster's
     // namespaces and service accounts: neither is looked for here.
-    let remote = palisade_identity::CertificateAuthority::create(
-        &palisade_identity::TrustDomain::new("other.td").unwrap(),
-        &palisade_identity::CaOptions::default(),
-    )
-    .unwrap();
-    let bundle: String = remote
-        .bundle()
-        .to_pem()
-        .lines()
-        .map(|l| format!("        {l}\n"))
-        .collect();
+    let (_, item) = policy_support::federated_trust_domain("other.td");
     let mesh = format!(
-        "---\napiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: mesh}}\nspec:\n  federatedTrustDomains:\n    - trustDomain: other.td\n      trustDomainBundle: |\n{bundle}"
+        "---\napiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: mesh}}\nspec:\n  federatedTrustDomains:\n{item}"
     );
     let f = findings(&format!("{ap}{mesh}"));
     let about_other: Vec<_> = f

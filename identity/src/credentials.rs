@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::sign::CertifiedKey;
 
 use crate::bundle::{BundleError, TrustBundle};
@@ -16,7 +16,7 @@ use crate::federation::{FEDERATED_DIR, FederatedBundles, FederationError};
 use crate::pem::{self, PemError};
 use crate::provider::default_provider;
 use crate::spiffe_id::SpiffeId;
-use crate::verify::{SvidError, check_leaf, check_signing_cert};
+use crate::verify::{PeerRole, SvidError, check_leaf, check_signing_cert, verify_svid_federated};
 
 /// File names of an SVID directory (written by `palisade cert issue`).
 pub const SVID_CERT_FILE: &str = "svid.pem";
@@ -239,6 +239,29 @@ impl CredentialStore {
             tracing::info!(trust_domains = ?names(&federated), "federated trust domains changed");
         }
         Ok(())
+    }
+
+    /// Verifies a peer's chain against the current local bundle, the SVID
+    /// directory's federated bundles and the pushed ones.
+    pub fn verify_peer(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        role: PeerRole,
+        provider: &CryptoProvider,
+    ) -> Result<SpiffeId, SvidError> {
+        let creds = self.current();
+        let pushed = self.pushed_federation();
+        verify_svid_federated(
+            creds.bundle(),
+            &[creds.federated(), &pushed],
+            leaf,
+            intermediates,
+            now,
+            role,
+            provider,
+        )
     }
 
     /// Replaces only the trust bundle, keeping the SVID.

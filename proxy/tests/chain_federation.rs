@@ -27,24 +27,24 @@ fn federate(svid_dir: &Path, trust_domain: &str, ca: &TestCa) {
     std::fs::write(dir.join(format!("{trust_domain}.pem")), ca.bundle_pem()).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_principal() {
+/// Server B in `cluster.local` (config `b_cfg`, app `app`) and client A in
+/// `remote.test`, which trusts `cluster.local` through its SVID directory's
+/// `federated/` folder, or through its config when `a_by_config`.
+struct Pair {
+    local_ca: TestCa,
+    remote_ca: TestCa,
+    b: palisade_proxy::app::Proxy,
+    b_svid: std::path::PathBuf,
+    b_config_path: std::path::PathBuf,
+    a: palisade_proxy::app::Proxy,
+}
+
+fn pair(app: std::net::SocketAddr, b_cfg: &palisade_api::ProxyConfig, a_by_config: bool) -> Pair {
     init_tracing();
-    let app = http_app("one").await;
     let local_ca = TestCa::new();
     let remote_ca = TestCa::in_trust_domain(REMOTE_TD);
-
-    // The server: cluster.local, allowing only the remote client.
-    // Its peer table lists only this mesh's workloads: the remote client's
-    // address is not in it.
-    let mut b_cfg = config("back", "server", "127.0.0.2");
-    b_cfg.authorization.push(authz(
-        "remote-client-only",
-        AuthzAction::Allow,
-        vec![principals_rule(&["remote.test/ns/front/sa/client"])],
-    ));
     let b_svid = local_ca.svid_dir("b", &id("back", "server"));
-    let b_config_path = local_ca.write_config("b.json", &b_cfg);
+    let b_config_path = local_ca.write_config("b.json", b_cfg);
     let b = sidecar(
         &b_config_path,
         &b_svid,
@@ -54,14 +54,19 @@ async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_princ
             ..opts()
         },
     );
-
-    // The client: remote.test, federated with cluster.local.
     let mut a_cfg = config("front", "client", "127.0.0.1");
     a_cfg.mesh.trust_domain = REMOTE_TD.into();
     a_cfg.workload.identity = REMOTE_CLIENT.into();
     a_cfg.peers.push(peer("127.0.0.2", "back", "server"));
     let a_svid = remote_ca.svid_dir("a", REMOTE_CLIENT);
-    federate(&a_svid, support::TD, &local_ca);
+    if a_by_config {
+        a_cfg
+            .mesh
+            .federated_bundles
+            .insert(support::TD.into(), local_ca.bundle_pem());
+    } else {
+        federate(&a_svid, support::TD, &local_ca);
+    }
     let a = sidecar(
         &remote_ca.write_config("a.json", &a_cfg),
         &a_svid,
@@ -71,6 +76,35 @@ async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_princ
             ..opts()
         },
     );
+    Pair {
+        local_ca,
+        remote_ca,
+        b,
+        b_svid,
+        b_config_path,
+        a,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_principal() {
+    let app = http_app("one").await;
+    // The server allows only the remote client. Its peer table lists only
+    // this mesh's workloads: the remote client's address is not in it.
+    let mut b_cfg = config("back", "server", "127.0.0.2");
+    b_cfg.authorization.push(authz(
+        "remote-client-only",
+        AuthzAction::Allow,
+        vec![principals_rule(&["remote.test/ns/front/sa/client"])],
+    ));
+    let Pair {
+        local_ca: _local_ca,
+        remote_ca,
+        b,
+        b_svid,
+        b_config_path,
+        a,
+    } = pair(app, &b_cfg, false);
 
     // The server does not federate yet: the client's SVID has no bundle.
     let (status, _, body) = http_get(a.outbound_addr, "/", "svc").await;
@@ -142,39 +176,16 @@ async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_princ
 /// bundle does not parse is refused while the last good one stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_federated_bundle_pushed_with_the_config_applies_on_reload() {
-    init_tracing();
     let app = http_app("one").await;
-    let local_ca = TestCa::new();
-    let remote_ca = TestCa::in_trust_domain(REMOTE_TD);
-
     let mut b_cfg = config("back", "server", "127.0.0.2");
-    let b_config_path = local_ca.write_config("b.json", &b_cfg);
-    let b = sidecar(
-        &b_config_path,
-        &local_ca.svid_dir("b", &id("back", "server")),
-        "127.0.0.2",
-        palisade_proxy::ctx::Options {
-            inbound_app_port: Some(app.port()),
-            ..opts()
-        },
-    );
-    let mut a_cfg = config("front", "client", "127.0.0.1");
-    a_cfg.mesh.trust_domain = REMOTE_TD.into();
-    a_cfg.workload.identity = REMOTE_CLIENT.into();
-    a_cfg.peers.push(peer("127.0.0.2", "back", "server"));
-    a_cfg
-        .mesh
-        .federated_bundles
-        .insert(support::TD.into(), local_ca.bundle_pem());
-    let a = sidecar(
-        &remote_ca.write_config("a.json", &a_cfg),
-        &remote_ca.svid_dir("a", REMOTE_CLIENT),
-        "127.0.0.1",
-        palisade_proxy::ctx::Options {
-            outbound_to: Some(b.inbound_addr),
-            ..opts()
-        },
-    );
+    let Pair {
+        local_ca: _local_ca,
+        remote_ca,
+        b,
+        b_svid: _,
+        b_config_path,
+        a,
+    } = pair(app, &b_cfg, true);
     let (status, _, _) = http_get(a.outbound_addr, "/", "svc").await;
     assert!(status >= 500, "{status}: the server does not federate yet");
 

@@ -6,37 +6,17 @@
 //! the `h2` crate and hand-written frames on a raw socket.
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use palisade_api::MtlsMode;
 use palisade_proxy::ctx::{H2Keepalive, Options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use support::*;
-
-/// An app that counts the requests it receives and answers each after
-/// `delay`.
-async fn counting_app(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let counter = seen.clone();
-    let addr = serve_http(move |_req: hyper::Request<hyper::body::Incoming>| {
-        let counter = counter.clone();
-        async move {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(delay).await;
-            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
-        }
-    })
-    .await;
-    (addr, seen)
-}
 
 type H2Conn = tokio::task::JoinHandle<Result<(), h2::Error>>;
 

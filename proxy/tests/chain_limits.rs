@@ -247,21 +247,8 @@ async fn a_kept_alive_connection_idle_past_the_header_read_timeout_is_closed() {
 /// free again requests go through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_upstream_connection_cap_get_503() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let seen = Arc::new(AtomicUsize::new(0));
-    let counter = seen.clone();
-    let app = serve_http(move |_req: hyper::Request<hyper::body::Incoming>| {
-        let counter = counter.clone();
-        async move {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(800)).await;
-            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
-                bytes::Bytes::from_static(b"slow"),
-            )))
-        }
-    })
-    .await;
+    use std::sync::atomic::Ordering;
+    let (app, seen) = counting_app(Duration::from_millis(800)).await;
     let capped = limited(|o| o.max_upstream_connections = 2);
     let c = chain_full(app, opts(), capped, |_, _| {}).await;
     let start = Instant::now();

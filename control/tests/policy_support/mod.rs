@@ -38,6 +38,21 @@ pub const PODS: [&str; 3] = ["a", "b", "c"];
 
 /// The upstream model: every pod serves 80 and 81 on TCP, UDP and SCTP, with
 /// container ports named `serve-80-tcp` and so on.
+/// A new CA's bundle for trust domain `td` as PEM, and as the
+/// `federatedTrustDomains` list item of a MeshConfig `spec` (indented for
+/// it: the item at 4 spaces).
+pub fn federated_trust_domain(td: &str) -> (String, String) {
+    let ca = palisade_identity::CertificateAuthority::create(
+        &palisade_identity::TrustDomain::new(td).unwrap(),
+        &palisade_identity::CaOptions::default(),
+    )
+    .unwrap();
+    let pem = ca.bundle().to_pem();
+    let indented: String = pem.lines().map(|l| format!("        {l}\n")).collect();
+    let item = format!("    - trustDomain: {td}\n      trustDomainBundle: |\n{indented}");
+    (pem, item)
+}
+
 pub fn xyz_topology() -> String {
     let mut out = String::new();
     for (ni, ns) in NAMESPACES.iter().enumerate() {

@@ -15,7 +15,7 @@ use rustls::{
 use crate::bundle::TrustBundle;
 use crate::credentials::CredentialStore;
 use crate::spiffe_id::SpiffeId;
-use crate::verify::{PeerRole, SvidError, verify_svid, verify_svid_federated};
+use crate::verify::{PeerRole, SvidError, verify_svid};
 
 fn reject(err: SvidError, side: &str) -> rustls::Error {
     tracing::warn!(peer = side, reason = %err, "peer SVID rejected");
@@ -44,17 +44,7 @@ impl BundleSource {
     ) -> Result<SpiffeId, SvidError> {
         match self {
             BundleSource::Store(store) => {
-                let creds = store.current();
-                let pushed = store.pushed_federation();
-                verify_svid_federated(
-                    creds.bundle(),
-                    &[creds.federated(), &pushed],
-                    end_entity,
-                    intermediates,
-                    now,
-                    PeerRole::Server,
-                    provider,
-                )
+                store.verify_peer(end_entity, intermediates, now, PeerRole::Server, provider)
             }
             BundleSource::Fixed(bundle) => verify_svid(
                 bundle,
@@ -194,18 +184,15 @@ impl ClientCertVerifier for SvidClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let creds = self.store.current();
-        let pushed = self.store.pushed_federation();
-        verify_svid_federated(
-            creds.bundle(),
-            &[creds.federated(), &pushed],
-            end_entity,
-            intermediates,
-            now,
-            PeerRole::Client,
-            &self.provider,
-        )
-        .map_err(|e| reject(e, "client"))?;
+        self.store
+            .verify_peer(
+                end_entity,
+                intermediates,
+                now,
+                PeerRole::Client,
+                &self.provider,
+            )
+            .map_err(|e| reject(e, "client"))?;
         Ok(ClientCertVerified::assertion())
     }
 

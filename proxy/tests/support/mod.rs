@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -258,6 +259,23 @@ pub async fn http_app(name: &'static str) -> SocketAddr {
         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(out))))
     })
     .await
+}
+
+/// An app that counts the requests it receives and answers each after
+/// `delay`.
+pub async fn counting_app(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let addr = serve_http(move |_req: hyper::Request<hyper::body::Incoming>| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }
+    })
+    .await;
+    (addr, seen)
 }
 
 /// A TCP echo app (client-first, not HTTP).
