@@ -27,6 +27,19 @@ fn federate(svid_dir: &Path, trust_domain: &str, ca: &TestCa) {
     std::fs::write(dir.join(format!("{trust_domain}.pem")), ca.bundle_pem()).unwrap();
 }
 
+/// GETs `/` through `addr` every 100 ms until `done(status)` or 10 s
+/// have passed; the last (status, body).
+async fn get_until(addr: std::net::SocketAddr, done: impl Fn(u16) -> bool) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = http_get(addr, "/", "svc").await;
+        if done(status) || Instant::now() > deadline {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Server B in `cluster.local` (config `b_cfg`, app `app`) and client A in
 /// `remote.test`, which trusts `cluster.local` through its SVID directory's
 /// `federated/` folder, or through its config when `a_by_config`.
@@ -124,14 +137,7 @@ async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_princ
 
     // Federating applies to the next handshake.
     federate(&b_svid, REMOTE_TD, &remote_ca);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (status, body) = loop {
-        let (status, _, body) = http_get(a.outbound_addr, "/", "svc").await;
-        if status == 200 || Instant::now() > deadline {
-            break (status, body);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (status, body) = get_until(a.outbound_addr, |status| status == 200).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("peer={REMOTE_CLIENT}")), "{body}");
 
@@ -141,14 +147,7 @@ async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_princ
     // connection from it is closed and refused.
     b_cfg.peers.push(peer("127.0.0.1", "front", "client"));
     write_config(&b_config_path, &b_cfg);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        let (status, _, _) = http_get(a.outbound_addr, "/", "svc").await;
-        if status != 200 || Instant::now() > deadline {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (status, _) = get_until(a.outbound_addr, |status| status != 200).await;
     assert!(status >= 500, "{status}");
     let m = metrics(&b).await;
     assert!(
@@ -206,14 +205,7 @@ async fn a_federated_bundle_pushed_with_the_config_applies_on_reload() {
         .federated_bundles
         .insert(REMOTE_TD.into(), remote_ca.bundle_pem());
     write_config(&b_config_path, &b_cfg);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (status, body) = loop {
-        let (status, _, body) = http_get(a.outbound_addr, "/", "svc").await;
-        if status == 200 || Instant::now() > deadline {
-            break (status, body);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (status, body) = get_until(a.outbound_addr, |status| status == 200).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("peer={REMOTE_CLIENT}")), "{body}");
 }
