@@ -106,6 +106,52 @@ pub enum SvidError {
     UnexpectedId { got: String, expected: String },
 }
 
+impl SvidError {
+    /// A short, stable name of the rule that refused the SVID, for metric
+    /// labels (the message says the rest).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SvidError::NoCertificate => "no-certificate",
+            SvidError::Malformed(_) => "malformed",
+            SvidError::UnknownIssuer => "unknown-issuer",
+            SvidError::BadSignature => "bad-signature",
+            SvidError::Expired { .. } => "expired",
+            SvidError::NotYetValid { .. } => "not-yet-valid",
+            SvidError::Path(_) => "path-validation",
+            SvidError::NoUriSan => "no-uri-san",
+            SvidError::MultipleUriSans { .. } => "multiple-uri-sans",
+            SvidError::NotSpiffeScheme { .. } | SvidError::InvalidSpiffeId { .. } => {
+                "invalid-spiffe-id"
+            }
+            SvidError::IdWithoutPath { .. } => "id-without-path",
+            SvidError::LeafIsCa => "leaf-is-ca",
+            SvidError::NoKeyUsage
+            | SvidError::LeafKeyCertSign
+            | SvidError::LeafCrlSign
+            | SvidError::NoDigitalSignature => "leaf-key-usage",
+            SvidError::MissingEku { .. } | SvidError::SigningCertMissingEku { .. } => {
+                "extended-key-usage"
+            }
+            SvidError::SigningCertNotCa
+            | SvidError::SigningCertNoKeyCertSign { .. }
+            | SvidError::SigningCertIdWithPath { .. } => "signing-certificate",
+            SvidError::TrustDomainMismatch { .. } => "unknown-trust-domain",
+            SvidError::UnexpectedId { .. } => "unexpected-identity",
+        }
+    }
+
+    /// The SVID rule behind a failed handshake, if an SVID rule refused it
+    /// (the verifiers of [`crate::tls`] report them this way).
+    pub fn from_tls_error(err: &rustls::Error) -> Option<&SvidError> {
+        match err {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+                other.0.downcast_ref::<SvidError>()
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The trust domain part of a SPIFFE ID string, for messages.
 fn trust_domain_of(id: &str) -> &str {
     let rest = id.strip_prefix("spiffe://").unwrap_or(id);

@@ -71,6 +71,7 @@ fn a_peer_of_a_federated_trust_domain_verifies_against_its_bundle() {
         matches!(err, SvidError::TrustDomainMismatch { .. }),
         "{err:?}"
     );
+    assert_eq!(err.code(), "unknown-trust-domain");
     assert!(
         err.to_string()
             .starts_with("no X.509 bundle found for trust domain: \"remote.test\""),
@@ -88,6 +89,7 @@ fn a_federated_bundle_vouches_only_for_its_own_trust_domain() {
     let (forged, _) = remote.sign(&good_leaf("spiffe://local.test/ns/admin/sa/root"));
     let err = verify(&local.bundle(LOCAL), &federated, &[forged]).unwrap_err();
     assert!(matches!(err, SvidError::UnknownIssuer), "{err:?}");
+    assert_eq!(err.code(), "unknown-issuer");
     // Nor of a third trust domain, which has no bundle at all.
     let (third, _) = remote.sign(&good_leaf("spiffe://third.test/ns/x/sa/y"));
     let err = verify(&local.bundle(LOCAL), &federated, &[third]).unwrap_err();

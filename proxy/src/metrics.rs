@@ -86,6 +86,13 @@ pub struct HttpCloseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    pub direction: Direction,
+    /// The X509-SVID rule (`SvidError::code`).
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabels {
     pub direction: Direction,
 }
@@ -105,6 +112,7 @@ pub struct Metrics {
     pub endpoint_retries: Counter,
     pub http_connections_closed: Family<HttpCloseLabels, Counter>,
     pub upstream_overflows: Counter,
+    pub peer_svid_rejections: Family<RejectionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -129,6 +137,7 @@ impl Metrics {
             endpoint_retries: Counter::default(),
             http_connections_closed: Family::default(),
             upstream_overflows: Counter::default(),
+            peer_svid_rejections: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -191,6 +200,11 @@ impl Metrics {
             "Requests refused with 503 because --max-upstream-connections plain HTTP/1 connections to their destination were open",
             m.upstream_overflows.clone(),
         );
+        registry.register(
+            "peer_svid_rejections",
+            "Peer certificates refused in the mTLS handshake, by the X509-SVID rule that refused them (unknown-trust-domain: no bundle, local or federated, for the peer's trust domain)",
+            m.peer_svid_rejections.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -233,6 +247,19 @@ impl Metrics {
         self.http_connections_closed
             .get_or_create(&HttpCloseLabels { direction, reason })
             .inc();
+    }
+
+    /// A failed mTLS handshake; counted by rule when an SVID rule refused
+    /// the peer.
+    pub fn handshake_failed(&self, direction: Direction, error: &crate::tls::TlsError) {
+        if let Some(rejection) = error.svid_rejection() {
+            self.peer_svid_rejections
+                .get_or_create(&RejectionLabels {
+                    direction,
+                    reason: rejection.code(),
+                })
+                .inc();
+        }
     }
 
     pub fn handshake(&self, direction: Direction) {

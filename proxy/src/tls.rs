@@ -40,6 +40,17 @@ pub enum TlsError {
     NoMeshAlpn,
 }
 
+impl TlsError {
+    /// The X509-SVID rule that refused the peer's certificate, when one did.
+    pub fn svid_rejection(&self) -> Option<&palisade_identity::SvidError> {
+        let TlsError::Handshake(io) = self else {
+            return None;
+        };
+        let tls = io.get_ref()?.downcast_ref::<rustls::Error>()?;
+        palisade_identity::SvidError::from_tls_error(tls)
+    }
+}
+
 pub struct MeshTls {
     store: Arc<CredentialStore>,
     acceptor: TlsAcceptor,

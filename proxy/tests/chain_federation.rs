@@ -134,6 +134,13 @@ async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_princ
         !m.contains("palisade_tls_handshakes_total{direction=\"Inbound\"}"),
         "{m}"
     );
+    assert!(
+        metric_value(
+            &m,
+            "palisade_peer_svid_rejections_total{direction=\"Inbound\",reason=\"unknown-trust-domain\"}"
+        ) >= 1.0,
+        "counted by the rule that refused it: {m}"
+    );
 
     // Federating applies to the next handshake.
     federate(&b_svid, REMOTE_TD, &remote_ca);

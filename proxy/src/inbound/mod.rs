@@ -172,6 +172,7 @@ async fn serve_mesh(
         Err(e) => {
             tracing::info!(%client, error = %e, "inbound mTLS handshake failed");
             ctx.metrics.connection(Direction::Inbound, Outcome::Failed);
+            ctx.metrics.handshake_failed(Direction::Inbound, &e);
             return;
         }
     };

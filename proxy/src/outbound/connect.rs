@@ -63,7 +63,10 @@ impl MeshDialer<'_> {
                 self.metrics.handshake(Direction::Outbound);
                 Ok(s)
             }
-            Ok(Err(source)) => Err(ConnectError::Tls { addr, source }),
+            Ok(Err(source)) => {
+                self.metrics.handshake_failed(Direction::Outbound, &source);
+                Err(ConnectError::Tls { addr, source })
+            }
             Err(_) => Err(ConnectError::Timeout { addr, timeout }),
         }
     }
