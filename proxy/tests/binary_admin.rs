@@ -3,6 +3,7 @@
 //! a bad config.
 mod support;
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,13 +21,19 @@ fn signal(child: &Child, sig: &str) {
 /// Waits until the sidecar at `admin` answers /ready; false if `child`
 /// exits first (a listener port taken meanwhile by a parallel test: the
 /// ports are picked free, then released) or 10 s pass.
-async fn wait_ready(child: &mut Running, admin: std::net::SocketAddr) -> bool {
+/// Ready: the child logged that it is (so it bound its listeners: another
+/// test's sidecar that took the same free port would answer `/ready` too)
+/// and its admin says so.
+async fn wait_ready(child: &mut Running, admin: std::net::SocketAddr, log: &Path) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
         if child.0.try_wait().ok().flatten().is_some() {
             return false;
         }
-        if tokio::net::TcpStream::connect(admin).await.is_ok()
+        let logged_ready = std::fs::read_to_string(log)
+            .is_ok_and(|l| l.contains(&format!("\"admin_addr\":\"{admin}\"")));
+        if logged_ready
+            && tokio::net::TcpStream::connect(admin).await.is_ok()
             && http_get(admin, "/ready", "a").await.0 == 200
         {
             return true;
@@ -80,7 +87,7 @@ async fn spawn_server_with(
             .spawn()
             .unwrap();
         let mut child = Running(child);
-        if wait_ready(&mut child, admin).await {
+        if wait_ready(&mut child, admin, &log).await {
             return (child, inbound, admin);
         }
     }
