@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::Notify;
 
 use crate::metrics::{Direction, HttpCloseReason, Metrics};
@@ -46,9 +50,58 @@ pub struct HttpActivity {
 /// away before the response head).
 #[derive(Debug)]
 pub struct RequestMark {
-    activity: Arc<HttpActivity>,
+    /// Taken by `finish`.
+    activity: Option<Arc<HttpActivity>>,
     started_at: Instant,
-    finished: bool,
+}
+
+/// A request whose response is still being sent: it keeps the connection
+/// from counting as idle (a gRPC stream, a long download) until dropped
+/// with the response body.
+#[derive(Debug)]
+pub struct InFlight(Arc<HttpActivity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until it is
+/// dropped (sent in full, or given up).
+#[derive(Debug)]
+pub struct TrackedBody<B> {
+    inner: B,
+    _in_flight: Option<InFlight>,
+}
+
+impl<B> TrackedBody<B> {
+    pub fn new(inner: B, in_flight: Option<InFlight>) -> Self {
+        Self {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 impl HttpActivity {
@@ -56,14 +109,14 @@ impl HttpActivity {
         Arc::new(Self::default())
     }
 
-    /// Marks a request as started; keep the mark until its response head.
+    /// Marks a request as started; keep the mark until its response head,
+    /// then the [`InFlight`] it turns into until the response is sent.
     pub fn begin(self: &Arc<Self>) -> RequestMark {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.started.fetch_add(1, Ordering::Relaxed);
         RequestMark {
-            activity: self.clone(),
+            activity: Some(self.clone()),
             started_at: Instant::now(),
-            finished: false,
         }
     }
 
@@ -107,8 +160,12 @@ impl HttpActivity {
         }
     }
 
-    fn request_closed(&self, premature: bool) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    /// A request ended (cancelled) or got its response head (not
+    /// cancelled; then it stays in flight until its [`InFlight`] drops).
+    fn request_closed(&self, cancelled: bool, premature: bool) {
+        if cancelled {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
         let closed = self.closed.fetch_add(1, Ordering::Relaxed) + 1;
         if !premature {
             return;
@@ -129,16 +186,21 @@ fn premature_limit_reached(premature: u32, closed: u32) -> bool {
 }
 
 impl RequestMark {
-    /// The response head is ready: the request was not cancelled.
-    pub fn finish(mut self) {
-        self.finished = true;
+    /// The response head is ready: the request was not cancelled. It stays
+    /// in flight while the returned guard lives (give it to the body).
+    pub fn finish(mut self) -> Option<InFlight> {
+        let activity = self.activity.take()?;
+        activity.request_closed(false, false);
+        Some(InFlight(activity))
     }
 }
 
 impl Drop for RequestMark {
     fn drop(&mut self) {
-        let premature = !self.finished && self.started_at.elapsed() < PREMATURE_WITHIN;
-        self.activity.request_closed(premature);
+        if let Some(activity) = self.activity.take() {
+            let premature = self.started_at.elapsed() < PREMATURE_WITHIN;
+            activity.request_closed(true, premature);
+        }
     }
 }
 
@@ -211,7 +273,14 @@ mod tests {
                 .await
                 .is_err()
         );
-        mark.finish();
+        // Answered, but its response still streaming: still in flight.
+        let streaming = mark.finish();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(600), activity.idle_for(timeout))
+                .await
+                .is_err()
+        );
+        drop(streaming);
         let start = tokio::time::Instant::now();
         activity.idle_for(timeout).await;
         let took = start.elapsed();

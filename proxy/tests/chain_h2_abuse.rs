@@ -160,11 +160,35 @@ async fn streams_reset_before_accept_are_refused_by_http2() {
     );
 }
 
+/// An app whose `/stream` answers at once and then sends `0` to `9`, 150
+/// ms apart; any other path answers `ok` after 1.5 s.
+async fn slow_or_streaming_app() -> SocketAddr {
+    use http_body_util::{BodyExt, Full, StreamBody};
+    serve_http(|req: hyper::Request<hyper::body::Incoming>| async move {
+        let body = if req.uri().path() == "/stream" {
+            let chunks = futures::stream::unfold(0u8, |i| async move {
+                if i == 10 {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let frame = hyper::body::Frame::data(Bytes::from(vec![b'0' + i]));
+                Some((Ok::<_, std::convert::Infallible>(frame), i + 1))
+            });
+            StreamBody::new(chunks).boxed()
+        } else {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Full::new(Bytes::from_static(b"ok")).boxed()
+        };
+        Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+    })
+    .await
+}
+
 /// An HTTP/2 connection without requests for the idle timeout is closed
 /// with GOAWAY and counted; one whose request outlives the timeout is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_not() {
-    let (app, _) = counting_app(Duration::from_millis(1500)).await;
+    let app = slow_or_streaming_app().await;
     let idle = Duration::from_millis(400);
     let quick = Options {
         idle_timeout: idle,
@@ -201,6 +225,25 @@ async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_not() {
         1.0,
         "{m}"
     );
+    drop(client);
+
+    // A response that streams for longer than the idle timeout (a gRPC
+    // stream, a slow download) keeps its connection: it is in flight
+    // until its last byte.
+    let (client, streaming_conn) = h2_client(c.a.outbound_addr).await;
+    let mut client = client.ready().await.unwrap();
+    let (response, _) = client.send_request(get("/stream"), true).unwrap();
+    let response = response.await.expect("streaming response head");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("the stream was not cut");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        received.extend_from_slice(&chunk);
+    }
+    assert_eq!(received, b"0123456789", "every chunk, 150 ms apart");
+    assert!(!streaming_conn.is_finished(), "closed while streaming");
     drop(client);
 
     // A connection that never sends a request goes the same way.

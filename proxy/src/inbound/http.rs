@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::ctx::Ctx;
 use crate::detect::MeshInner;
 use crate::forward::{RespBody, local_response};
-use crate::http_activity::{self, HttpActivity};
+use crate::http_activity::{self, HttpActivity, TrackedBody};
 use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome};
 use crate::policy::{self, HttpView};
 
@@ -71,8 +71,8 @@ where
         // than kilobytes of state.
         Box::pin(async move {
             let resp = handle_request(&ctx, &conn, req).await;
-            mark.finish();
-            crate::forward::ok(resp)
+            let in_flight = mark.finish();
+            crate::forward::ok(resp.map(|body| TrackedBody::new(body, in_flight)))
         })
     });
     let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);

@@ -21,7 +21,7 @@ use crate::forward::{
     RespBody, caller_body_failed, is_upgrade, local_response, proxied, send_plain, splice_upgrade,
     strip_hop_by_hop, upgrade_response,
 };
-use crate::http_activity::{self, HttpActivity};
+use crate::http_activity::{self, HttpActivity, TrackedBody};
 use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome};
 use crate::state::{PeerRoute, peer_route};
 
@@ -69,12 +69,13 @@ pub async fn serve<I>(
         Box::pin(async move {
             let grpc = crate::grpc::is_grpc(req.headers());
             let resp = proxy_request(&ctx, client, orig, req).await;
-            mark.finish();
-            crate::forward::ok(if grpc {
+            let in_flight = mark.finish();
+            let resp = if grpc {
                 crate::grpc::local_reply(resp)
             } else {
                 resp
-            })
+            };
+            crate::forward::ok(resp.map(|body| TrackedBody::new(body, in_flight)))
         })
     });
     let served = b.serve_connection_with_upgrades(TokioIo::new(io), svc);
