@@ -23,8 +23,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::sync::Notify;
 
 use crate::metrics::{Direction, HttpCloseReason, Metrics};
 
@@ -42,7 +42,10 @@ pub struct HttpActivity {
     closed: AtomicU32,
     premature: AtomicU32,
     flooded: AtomicBool,
-    flood: Notify,
+    /// Woken when `flooded` is set. An atomic waker, not a `Notify`: the
+    /// connection task polls `flooded()` on each of its wakeups, and
+    /// polling a waiting `Notify` takes a lock.
+    flood: AtomicWaker,
 }
 
 /// One request's mark on its connection; dropping it without `finish`
@@ -151,13 +154,15 @@ impl HttpActivity {
 
     /// Resolves once the client's premature cancels pass the limit.
     pub async fn flooded(&self) {
-        loop {
-            let notified = self.flood.notified();
+        std::future::poll_fn(|cx| {
+            self.flood.register(cx.waker());
             if self.flooded.load(Ordering::Acquire) {
-                return;
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
-            notified.await;
-        }
+        })
+        .await
     }
 
     /// A request ended (cancelled) or got its response head (not
@@ -173,7 +178,7 @@ impl HttpActivity {
         let premature = self.premature.fetch_add(1, Ordering::Relaxed) + 1;
         if premature_limit_reached(premature, closed) && !self.flooded.swap(true, Ordering::AcqRel)
         {
-            self.flood.notify_waiters();
+            self.flood.wake();
         }
     }
 }

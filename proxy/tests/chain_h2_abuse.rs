@@ -246,6 +246,31 @@ async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_not() {
     assert!(!streaming_conn.is_finished(), "closed while streaming");
     drop(client);
 
+    // HTTP/1: hyper's header read timer runs between requests; it takes
+    // the shorter of --header-read-timeout (60 s here) and --idle-timeout.
+    let mut tcp = TcpStream::connect(c.a.outbound_addr).await.unwrap();
+    tcp.write_all(b"GET /stream HTTP/1.1\r\nHost: svc\r\n\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut reply = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut reply)).await;
+    assert!(
+        closed.is_ok(),
+        "the kept-alive HTTP/1 connection was not closed"
+    );
+    assert!(
+        String::from_utf8_lossy(&reply).contains("0123456789")
+            || String::from_utf8_lossy(&reply).contains("\r\n9\r\n"),
+        "the answer came first: {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+
     // A connection that never sends a request goes the same way.
     let (_client, never_used) = h2_client(c.a.outbound_addr).await;
     assert!(

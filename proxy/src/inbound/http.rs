@@ -29,9 +29,11 @@ pub const DENIED_BODY: &str = "RBAC: access denied";
 /// A hyper server builder with the configured limits.
 pub fn server_builder(ctx: &Ctx, inner: Option<MeshInner>) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // Between requests hyper's header read timer runs, so it is also the
+    // idle limit of an HTTP/1 connection: the shorter of the two.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(ctx.opts.header_read_timeout)
+        .header_read_timeout(ctx.opts.header_read_timeout.min(ctx.opts.idle_timeout))
         .max_buf_size(ctx.opts.max_header_bytes.max(8192))
         .keep_alive(true);
     b.http2()
@@ -59,19 +61,22 @@ where
     let client = conn.client.0;
     let conn = Arc::new(conn);
     let builder = server_builder(&ctx, inner);
+    // HTTP/1 needs no watch: hyper's header read timer bounds its idle time
+    // (see `server_builder`) and it has no streams to reset.
+    let watched = inner != Some(MeshInner::Http1);
     let activity = HttpActivity::new();
     let svc_ctx = ctx.clone();
-    let svc_activity = activity.clone();
+    let svc_activity = watched.then(|| activity.clone());
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let conn = conn.clone();
-        let mark = svc_activity.begin();
+        let mark = svc_activity.as_ref().map(|a| a.begin());
         // Boxed once here: hyper moves the service future several times
         // (into the stream task it spawns), and a pointer moves cheaper
         // than kilobytes of state.
         Box::pin(async move {
             let resp = handle_request(&ctx, &conn, req).await;
-            let in_flight = mark.finish();
+            let in_flight = mark.and_then(|m| m.finish());
             crate::forward::ok(resp.map(|body| TrackedBody::new(body, in_flight)))
         })
     });
@@ -85,8 +90,8 @@ where
             None
         }
         () = guard.killed() => return,
-        () = activity.flooded() => Some(HttpCloseReason::PrematureResets),
-        () = activity.idle_for(ctx.opts.idle_timeout) => Some(HttpCloseReason::Idle),
+        () = activity.flooded(), if watched => Some(HttpCloseReason::PrematureResets),
+        () = activity.idle_for(ctx.opts.idle_timeout), if watched => Some(HttpCloseReason::Idle),
         () = ctx.drain.signaled() => {
             served.as_mut().graceful_shutdown();
             let _ = served.as_mut().await;

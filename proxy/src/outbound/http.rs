@@ -42,9 +42,11 @@ pub async fn serve<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // Between requests hyper's header read timer runs, so it is also the
+    // idle limit of an HTTP/1 connection: the shorter of the two.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(ctx.opts.header_read_timeout)
+        .header_read_timeout(ctx.opts.header_read_timeout.min(ctx.opts.idle_timeout))
         .max_buf_size(ctx.opts.max_header_bytes.max(8192));
     b.http2()
         .timer(TokioTimer::new())
@@ -58,18 +60,21 @@ pub async fn serve<I>(
     } else {
         b.http1_only()
     };
+    // HTTP/1 needs no watch: hyper's header read timer bounds its idle time
+    // (above) and it has no streams to reset.
+    let watched = inner == MeshInner::H2;
     let activity = HttpActivity::new();
     let svc_ctx = ctx.clone();
-    let svc_activity = activity.clone();
+    let svc_activity = watched.then(|| activity.clone());
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
-        let mark = svc_activity.begin();
+        let mark = svc_activity.as_ref().map(|a| a.begin());
         // Boxed once here: hyper moves the service future into its
         // dispatcher, and a pointer moves cheaper than kilobytes of state.
         Box::pin(async move {
             let grpc = crate::grpc::is_grpc(req.headers());
             let resp = proxy_request(&ctx, client, orig, req).await;
-            let in_flight = mark.finish();
+            let in_flight = mark.and_then(|m| m.finish());
             let resp = if grpc {
                 crate::grpc::local_reply(resp)
             } else {
@@ -87,8 +92,8 @@ pub async fn serve<I>(
             }
             None
         }
-        () = activity.flooded() => Some(HttpCloseReason::PrematureResets),
-        () = activity.idle_for(ctx.opts.idle_timeout) => Some(HttpCloseReason::Idle),
+        () = activity.flooded(), if watched => Some(HttpCloseReason::PrematureResets),
+        () = activity.idle_for(ctx.opts.idle_timeout), if watched => Some(HttpCloseReason::Idle),
         () = ctx.drain.signaled() => {
             served.as_mut().graceful_shutdown();
             let _ = served.as_mut().await;
