@@ -16,12 +16,23 @@ use support::*;
 /// A raw HTTP/1.1 app that answers every request with `n=<k>` and counts
 /// the connections it accepted. With `close_after_response` it closes each
 /// connection right after its first response, without saying so in a
-/// header (as a server whose keep-alive timeout just ran out does).
+/// header (as a server whose keep-alive timeout just ran out does), and
+/// counts the connections it has closed.
 async fn counting_app(close_after_response: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let (addr, accepted, _) = closing_app(close_after_response).await;
+    (addr, accepted)
+}
+
+/// [`counting_app`], with the count of connections the app closed.
+async fn closing_app(
+    close_after_response: bool,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let closed_counter = closed.clone();
     let served = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
@@ -30,6 +41,7 @@ async fn counting_app(close_after_response: bool) -> (std::net::SocketAddr, Arc<
             };
             counter.fetch_add(1, Ordering::SeqCst);
             let served = served.clone();
+            let closed = closed_counter.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -50,13 +62,15 @@ async fn counting_app(close_after_response: bool) -> (std::net::SocketAddr, Arc<
                         body.len()
                     );
                     if tcp.write_all(resp.as_bytes()).await.is_err() || close_after_response {
+                        drop(tcp);
+                        closed.fetch_add(1, Ordering::SeqCst);
                         return;
                     }
                 }
             });
         }
     });
-    (addr, accepted)
+    (addr, accepted, closed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,13 +91,21 @@ async fn app_connections_are_pooled_across_client_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_closing_its_connections_costs_no_failed_request() {
-    let (app, accepted) = counting_app(true).await;
+    let (app, accepted, closed) = closing_app(true).await;
     let c = chain(app, |_, _| {}).await;
     for i in 0..20 {
         let (s, _, body) = http_get(c.a.outbound_addr, &format!("/n/{i}"), "svc").await;
         assert_eq!(s, 200, "request {i}: {body}");
-        // Alternate between reusing at once (the close may not have been
-        // seen yet: the unsent request is retried) and after the close.
+        // Alternate between reusing as soon as the app has closed (its FIN
+        // is on the way, the sidecar may not have seen it: the request
+        // comes back unsent and goes out on a new connection) and after the
+        // sidecar has seen the close. Waiting for the app's close keeps the
+        // test from the race no proxy can win: a request written before a
+        // close the app had not yet made, which HTTP/1 cannot tell from one
+        // the app acted on.
+        while closed.load(Ordering::SeqCst) <= i {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         if i % 2 == 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
