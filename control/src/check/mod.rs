@@ -410,20 +410,16 @@ fn judge(
                         protocol_name(proto)
                     ),
                 }
-            } else if let Some(refused) = is_mtls
-                .then(|| identity_refusal(cluster, &ends.req.source))
-                .flatten()
-            {
-                MtlsLayer {
-                    verdict: LayerVerdict::Deny,
-                    mode: Some(mode),
-                    detail: format!("mtls: {refused}; {name}'s sidecar refuses the connection"),
-                    policy,
-                    mtls: is_mtls,
-                    plaintext_accepted,
-                }
             } else {
                 let ok = is_mtls || plaintext_accepted;
+                // A `spiffe://` caller is judged by Istio's rules, which do
+                // not tie an identity to an address; the sidecar also does,
+                // and the detail says when it would refuse this one.
+                let caution = is_mtls
+                    .then(|| identity_refusal(cluster, &ends.req.source))
+                    .flatten()
+                    .map(|why| format!(" (note: {name}'s sidecar also checks the caller's identity against its address and would refuse this one: {why})"))
+                    .unwrap_or_default();
                 MtlsLayer {
                     verdict: if ok {
                         LayerVerdict::Allow
@@ -432,7 +428,7 @@ fn judge(
                     },
                     mode: Some(mode),
                     detail: format!(
-                        "mtls: port {port} of {name} is {} ({}); the connection is {}{}",
+                        "mtls: port {port} of {name} is {} ({}); the connection is {}{}{caution}",
                         mode_name(mode),
                         policy
                             .as_deref()
@@ -509,8 +505,8 @@ fn judge(
     })
 }
 
-/// Why a destination's sidecar refuses the identity a `spiffe://` caller
-/// presents from its source IP, as the data plane decides it: the
+/// Why a destination's sidecar would refuse the identity a `spiffe://`
+/// caller presents from its source IP, as the data plane decides it: the
 /// handshake needs a bundle for the ID's trust domain (the mesh's, an
 /// alias, or a federated one), and the source IP must belong to the
 /// identity (a pod of the mesh running as it; for a federated trust
