@@ -32,15 +32,15 @@ use crate::metrics::{Direction, HttpCloseReason, Metrics};
 pub const PREMATURE_WITHIN: Duration = Duration::from_secs(1);
 /// Closed requests from which on premature cancels are weighed against
 /// them (Envoy's `premature_reset_total_stream_count`).
-pub const PREMATURE_CHECK_FROM: u32 = 500;
+pub const PREMATURE_CHECK_FROM: u64 = 500;
 
 /// Counters of one served HTTP connection, shared with its requests.
 #[derive(Debug, Default)]
 pub struct HttpActivity {
     in_flight: AtomicU32,
     started: AtomicU64,
-    closed: AtomicU32,
-    premature: AtomicU32,
+    closed: AtomicU64,
+    premature: AtomicU64,
     flooded: AtomicBool,
     /// Woken when `flooded` is set. An atomic waker, not a `Notify`: the
     /// connection task polls `flooded()` on each of its wakeups, and
@@ -124,7 +124,7 @@ impl HttpActivity {
     }
 
     /// Requests cancelled prematurely so far.
-    pub fn premature_cancels(&self) -> u32 {
+    pub fn premature_cancels(&self) -> u64 {
         self.premature.load(Ordering::Relaxed)
     }
 
@@ -185,9 +185,8 @@ impl HttpActivity {
 
 /// Envoy's rule: from `PREMATURE_CHECK_FROM` closed requests on, half of
 /// them premature; before that, half of `PREMATURE_CHECK_FROM`.
-fn premature_limit_reached(premature: u32, closed: u32) -> bool {
-    let weighed_against = closed.max(PREMATURE_CHECK_FROM);
-    u64::from(premature) * 2 >= u64::from(weighed_against)
+fn premature_limit_reached(premature: u64, closed: u64) -> bool {
+    premature.saturating_mul(2) >= closed.max(PREMATURE_CHECK_FROM)
 }
 
 impl RequestMark {
@@ -245,7 +244,7 @@ mod tests {
         // From 500 on: half of the closed requests.
         assert!(!premature_limit_reached(400, 1000));
         assert!(premature_limit_reached(500, 1000));
-        assert!(!premature_limit_reached(u32::MAX / 2, u32::MAX));
+        assert!(!premature_limit_reached(u64::MAX / 2 - 1, u64::MAX - 1));
     }
 
     #[tokio::test]
