@@ -405,11 +405,7 @@ fn authorization(cluster: &Cluster, out: &mut Out) {
         .iter()
         .map(|p| (p.namespace.as_str(), p.service_account.as_str()))
         .collect();
-    let td_ok = |td: &str| {
-        td == "*"
-            || td == cluster.mesh.trust_domain
-            || cluster.mesh.trust_domain_aliases.iter().any(|a| a == td)
-    };
+    let td_ok = |td: &str| td == "*" || cluster.mesh.is_local_trust_domain(td);
     for ap in &cluster.authorization_policies {
         let obj = format!("AuthorizationPolicy {}/{}", ap.namespace, ap.name);
         if let Some(sel) = &ap.selector {

@@ -128,7 +128,7 @@ where
         self
     }
 
-    /// Connections open to `addr` now (for tests and the admin dump).
+    /// Connections open to `addr` now (for tests).
     pub fn open(&self, addr: SocketAddr) -> usize {
         self.open
             .lock()

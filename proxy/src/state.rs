@@ -56,8 +56,7 @@ fn federation(config: &ProxyConfig) -> Result<FederatedBundles, SnapshotError> {
             trust_domain: td.clone(),
             reason,
         };
-        let mesh = &config.mesh;
-        if *td == mesh.trust_domain || mesh.trust_domain_aliases.contains(td) {
+        if config.mesh.is_local_trust_domain(td) {
             return Err(fail(
                 "it is the mesh's trust domain or an alias of it, whose roots are the SVID's bundle"
                     .into(),

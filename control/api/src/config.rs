@@ -62,6 +62,19 @@ pub struct MeshSettings {
     pub federated_bundles: BTreeMap<String, String>,
 }
 
+impl MeshSettings {
+    /// `td` is the mesh's trust domain or one of its aliases: the SVID's
+    /// bundle covers it, and no federated bundle may.
+    pub fn is_local_trust_domain(&self, td: &str) -> bool {
+        td == self.trust_domain || self.trust_domain_aliases.iter().any(|a| a == td)
+    }
+}
+
+/// The trust domain of a `spiffe://` ID, `None` when `id` is not one.
+pub fn trust_domain_of(id: &str) -> Option<&str> {
+    id.strip_prefix("spiffe://")?.split('/').next()
+}
+
 fn federated_bundles<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {

@@ -515,13 +515,9 @@ fn identity_refusal(cluster: &crate::cluster::Cluster, source: &Source) -> Optio
     let Source::Identity { id, ip, pod } = source else {
         return None;
     };
-    let td = id
-        .strip_prefix("spiffe://")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default();
-    let mesh = &cluster.mesh;
-    let local = td == mesh.trust_domain || mesh.trust_domain_aliases.iter().any(|a| a == td);
-    let federated = mesh.federated_bundles.contains_key(td);
+    let td = palisade_api::trust_domain_of(id).unwrap_or_default();
+    let local = cluster.mesh.is_local_trust_domain(td);
+    let federated = cluster.mesh.federated_bundles.contains_key(td);
     let owner = pod.map(|p| (cluster.pods[p].key(), cluster.identity(&cluster.pods[p])));
     match owner {
         _ if !local && !federated => Some(format!(

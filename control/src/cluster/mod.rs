@@ -47,6 +47,13 @@ pub struct Mesh {
     pub federated_bundles: BTreeMap<String, String>,
 }
 
+impl Mesh {
+    /// `td` is the mesh's trust domain or one of its aliases.
+    pub fn is_local_trust_domain(&self, td: &str) -> bool {
+        td == self.trust_domain || self.trust_domain_aliases.iter().any(|a| a == td)
+    }
+}
+
 impl Default for Mesh {
     fn default() -> Self {
         Self {

@@ -148,9 +148,7 @@ fn federated_bundle(
                 format!("{:?} is not a trust domain name", fed.trust_domain),
             )
         })?;
-    if fed.trust_domain == mesh.trust_domain
-        || mesh.trust_domain_aliases.contains(&fed.trust_domain)
-    {
+    if mesh.is_local_trust_domain(&fed.trust_domain) {
         return Err((
             "trustDomain",
             format!(

@@ -73,9 +73,5 @@ pub fn identity_owns_source(snap: &Snapshot, source: IpAddr, identity: &str) -> 
 /// `identity` is of a trust domain other than the mesh's and its aliases
 /// (so, having been verified, of a federated one).
 fn is_federated(mesh: &MeshSettings, identity: &str) -> bool {
-    let td = identity
-        .strip_prefix("spiffe://")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default();
-    td != mesh.trust_domain && !mesh.trust_domain_aliases.iter().any(|a| a == td)
+    !mesh.is_local_trust_domain(palisade_api::trust_domain_of(identity).unwrap_or_default())
 }
