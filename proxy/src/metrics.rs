@@ -1,9 +1,13 @@
 //! Prometheus metrics of the sidecar, all under the `palisade_` prefix
 //! (prometheus-client with a prefixed registry, as ztunnel `src/metrics.rs`).
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -58,11 +62,113 @@ pub struct PortLabels {
     pub port: u16,
 }
 
+/// The other side of a request, as a label: the SPIFFE ID it proved in the
+/// mTLS handshake (inbound: the client; outbound: the server the peer table
+/// expects at the endpoint picked), or `unknown` without mTLS, Istio's word
+/// for it in `source_principal` and `destination_principal`.
+///
+/// The set of values is bounded by the identities the mesh's CAs sign,
+/// local or federated, not by anything a caller can choose.
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq)]
+pub struct Peer(Option<Arc<str>>);
+
+impl Peer {
+    pub const UNKNOWN: Peer = Peer(None);
+
+    pub fn identity(id: Arc<str>) -> Self {
+        Self(Some(id))
+    }
+}
+
+impl EncodeLabelValue for Peer {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(self.0.as_deref().unwrap_or("unknown"))
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub direction: Direction,
     pub status: u16,
+    pub peer: Peer,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub direction: Direction,
+    pub peer: Peer,
+}
+
+/// An authorization policy's `ns/name` as a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct PolicyName(pub Arc<str>);
+
+impl EncodeLabelValue for PolicyName {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(&self.0)
+    }
+}
+
+/// Which rule of a policy matched: its index in `rules`, or, for the
+/// denial of a request no ALLOW policy matched, `none-matched` (with the
+/// policy `allow-policies`, as the `x-palisade-denied-by` header names it).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum RuleIndex {
+    Index(usize),
+    NoneMatched,
+}
+
+impl EncodeLabelValue for RuleIndex {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        match self {
+            RuleIndex::Index(i) => write!(encoder, "{i}"),
+            RuleIndex::NoneMatched => encoder.write_str("none-matched"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum MatchAction {
+    Allow,
+    Deny,
+    Audit,
+}
+
+impl From<palisade_api::AuthzAction> for MatchAction {
+    fn from(action: palisade_api::AuthzAction) -> Self {
+        match action {
+            palisade_api::AuthzAction::Allow => MatchAction::Allow,
+            palisade_api::AuthzAction::Deny => MatchAction::Deny,
+            palisade_api::AuthzAction::Audit => MatchAction::Audit,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthzMatchLabels {
+    pub policy: PolicyName,
+    pub rule: RuleIndex,
+    pub action: MatchAction,
+    /// `istio.io/dry-run` policies: what would have matched.
+    pub dry_run: bool,
+}
+
+/// Upper bounds of the request duration buckets, in seconds: 0.5 ms to a
+/// minute, as Istio's `istio_request_duration_milliseconds` starts and
+/// about where Linkerd's `response_latency_ms` ends.
+pub const DURATION_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+type DurationFamily = Family<PeerLabels, Histogram, fn() -> Histogram>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
@@ -105,6 +211,8 @@ pub struct Metrics {
     pub denials: Family<LayerLabels, Counter>,
     pub detect_timeouts: Family<PortLabels, Counter>,
     pub requests: Family<StatusLabels, Counter>,
+    pub request_durations: DurationFamily,
+    pub authz_matches: Family<AuthzMatchLabels, Counter>,
     pub config_info: Family<VersionLabels, Gauge>,
     pub config_reload_errors: Counter,
     pub closed_by_policy_change: Family<DirectionLabels, Counter>,
@@ -130,6 +238,8 @@ impl Metrics {
             denials: Family::default(),
             detect_timeouts: Family::default(),
             requests: Family::default(),
+            request_durations: Family::new_with_constructor(duration_histogram),
+            authz_matches: Family::default(),
             config_info: Family::default(),
             config_reload_errors: Counter::default(),
             closed_by_policy_change: Family::default(),
@@ -162,8 +272,19 @@ impl Metrics {
         );
         registry.register(
             "requests",
-            "HTTP requests by direction and response status",
+            "HTTP requests by direction, response status and peer (the SPIFFE ID of the other side: the client inbound, the server outbound; unknown without mTLS)",
             m.requests.clone(),
+        );
+        registry.register_with_unit(
+            "request_duration",
+            "Time from a request's head to its response's head (Linkerd's response_latency), by direction and peer; local answers (403, 503) included",
+            prometheus_client::registry::Unit::Seconds,
+            m.request_durations.clone(),
+        );
+        registry.register(
+            "authz_matches",
+            "Authorization decisions by the policy and rule that made them (the ALLOW or DENY rule that decided, every AUDIT rule that matched, dry_run=true for what dry-run policies would have decided); an ALLOW rule that never counts up grants nothing anyone uses",
+            m.authz_matches.clone(),
         );
         registry.register(
             "config_info",
@@ -237,10 +358,74 @@ impl Metrics {
             .inc();
     }
 
-    pub fn request(&self, direction: Direction, status: u16) {
+    /// A request answered with `status` after `elapsed` (head to head).
+    pub fn request(&self, direction: Direction, peer: &Peer, status: u16, elapsed: Duration) {
         self.requests
-            .get_or_create(&StatusLabels { direction, status })
+            .get_or_create(&StatusLabels {
+                direction,
+                status,
+                peer: peer.clone(),
+            })
             .inc();
+        self.request_durations
+            .get_or_create(&PeerLabels {
+                direction,
+                peer: peer.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One authorization decision, counted by the rules behind it.
+    pub fn authz_decision(&self, decision: &palisade_api::authz::Decision) {
+        use palisade_api::authz::DecisionReason;
+        let count = |policy: &Arc<str>, rule: RuleIndex, action: MatchAction, dry_run: bool| {
+            self.authz_matches
+                .get_or_create(&AuthzMatchLabels {
+                    policy: PolicyName(policy.clone()),
+                    rule,
+                    action,
+                    dry_run,
+                })
+                .inc();
+        };
+        let decisive = |reason: &DecisionReason, dry_run: bool| match reason {
+            DecisionReason::DenyPolicyMatched(m) | DecisionReason::AllowPolicyMatched(m) => {
+                count(
+                    &m.policy,
+                    RuleIndex::Index(m.rule),
+                    m.action.into(),
+                    dry_run,
+                );
+            }
+            DecisionReason::NoAllowPolicyMatched => count(
+                &Arc::from("allow-policies"),
+                RuleIndex::NoneMatched,
+                MatchAction::Deny,
+                dry_run,
+            ),
+            DecisionReason::NoAllowPolicies => {}
+        };
+        decisive(&decision.reason, false);
+        for m in &decision.audit {
+            count(
+                &m.policy,
+                RuleIndex::Index(m.rule),
+                MatchAction::Audit,
+                false,
+            );
+        }
+        if let Some(dry) = &decision.dry_run {
+            for m in &dry.matched {
+                count(&m.policy, RuleIndex::Index(m.rule), m.action.into(), true);
+            }
+            // A dry-run ALLOW policy that would leave this request with no
+            // ALLOW match: what enforcing it would break.
+            if dry.reason == DecisionReason::NoAllowPolicyMatched
+                && decision.reason != DecisionReason::NoAllowPolicyMatched
+            {
+                decisive(&dry.reason, true);
+            }
+        }
     }
 
     pub fn http_connection_closed(&self, direction: Direction, reason: HttpCloseReason) {

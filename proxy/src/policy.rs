@@ -137,7 +137,26 @@ fn l4(decision: L4Decision, direction: &str) -> Result<(), Denied> {
 }
 
 /// AuthorizationPolicy: DENY, then ALLOW; AUDIT and dry-run only log.
+/// Not counted in the metrics: for re-checks of established connections.
 pub fn authorize(snapshot: &crate::state::Snapshot, view: &AccessView<'_>) -> Result<(), Denied> {
+    decide(snapshot, view, None)
+}
+
+/// [`authorize`] for a connection or request arriving, counted by the
+/// rules behind the decision (`palisade_authz_matches_total`).
+pub fn authorize_counted(
+    snapshot: &crate::state::Snapshot,
+    view: &AccessView<'_>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(), Denied> {
+    decide(snapshot, view, Some(metrics))
+}
+
+fn decide(
+    snapshot: &crate::state::Snapshot,
+    view: &AccessView<'_>,
+    metrics: Option<&crate::metrics::Metrics>,
+) -> Result<(), Denied> {
     let mut ctx = RequestContext::tcp(
         view.peer_identity,
         view.source,
@@ -156,6 +175,9 @@ pub fn authorize(snapshot: &crate::state::Snapshot, view: &AccessView<'_>) -> Re
         });
     }
     let decision = snapshot.policy.authz.evaluate(&ctx);
+    if let Some(metrics) = metrics {
+        metrics.authz_decision(&decision);
+    }
     if !decision.audit.is_empty() || decision.dry_run.is_some() {
         log_audit(view, &decision);
     }

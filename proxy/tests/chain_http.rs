@@ -175,7 +175,7 @@ async fn l7_allow_deny_and_deny_over_allow() {
     assert_eq!(
         metric_value(
             &m,
-            "palisade_requests_total{direction=\"Inbound\",status=\"403\"}"
+            "palisade_requests_total{direction=\"Inbound\",status=\"403\",peer=\"spiffe://cluster.local/ns/front/sa/client\"}"
         ),
         2.0,
         "{m}"
@@ -310,7 +310,7 @@ async fn connection_per_request_reuses_the_pooled_mtls_connection() {
     assert_eq!(
         metric_value(
             &m,
-            "palisade_requests_total{direction=\"Outbound\",status=\"200\"}"
+            "palisade_requests_total{direction=\"Outbound\",status=\"200\",peer=\"spiffe://cluster.local/ns/back/sa/server\"}"
         ),
         20.0
     );

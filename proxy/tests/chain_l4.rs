@@ -545,7 +545,7 @@ async fn requests_to_an_unreachable_endpoint_go_to_another_endpoint_of_the_servi
     assert_eq!(
         metric_value(
             &m,
-            "palisade_requests_total{direction=\"Outbound\",status=\"502\"}"
+            "palisade_requests_total{direction=\"Outbound\",status=\"502\","
         ),
         0.0,
         "{m}"

@@ -31,7 +31,7 @@ where
 {
     let verdict = {
         let snap = ctx.state.load();
-        policy::authorize(&snap, &conn.access(None))
+        policy::authorize_counted(&snap, &conn.access(None), &ctx.metrics)
     };
     if let Err(denied) = verdict {
         crate::logs::denied_connection(

@@ -16,7 +16,7 @@ use crate::ctx::Ctx;
 use crate::detect::MeshInner;
 use crate::forward::{RespBody, local_response};
 use crate::http_activity::{self, HttpActivity, TrackedBody};
-use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome};
+use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome, Peer};
 use crate::policy::{self, HttpView};
 
 use super::{InboundConn, conn_info};
@@ -59,6 +59,11 @@ where
 {
     let guard = ctx.tracker.register(conn_info(&conn, false));
     let client = conn.client.0;
+    // The request metrics' peer label, made once per connection.
+    let peer = match conn.peer_identity.as_deref() {
+        Some(id) => Peer::identity(Arc::from(id)),
+        None => Peer::UNKNOWN,
+    };
     let conn = Arc::new(conn);
     let builder = server_builder(&ctx, inner);
     // HTTP/1 needs no watch: hyper's header read timer bounds its idle time
@@ -70,12 +75,13 @@ where
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let conn = conn.clone();
+        let peer = peer.clone();
         let mark = svc_activity.as_ref().map(|a| a.begin());
         // Boxed once here: hyper moves the service future several times
         // (into the stream task it spawns), and a pointer moves cheaper
         // than kilobytes of state.
         Box::pin(async move {
-            let resp = handle_request(&ctx, &conn, req).await;
+            let resp = handle_request(&ctx, &conn, &peer, req).await;
             let in_flight = mark.and_then(|m| m.finish());
             crate::forward::ok(resp.map(|body| TrackedBody::new(body, in_flight)))
         })
@@ -112,8 +118,10 @@ where
 async fn handle_request(
     ctx: &Ctx,
     conn: &InboundConn,
+    peer: &Peer,
     req: Request<Incoming>,
 ) -> Response<RespBody> {
+    let started = std::time::Instant::now();
     let access = ctx
         .opts
         .access_log
@@ -124,7 +132,8 @@ async fn handle_request(
     if grpc {
         resp = crate::grpc::local_reply(resp);
     }
-    ctx.metrics.request(Direction::Inbound, status);
+    ctx.metrics
+        .request(Direction::Inbound, peer, status, started.elapsed());
     if let Some((method, path)) = access {
         crate::logs::access(
             Direction::Inbound,
@@ -180,7 +189,7 @@ async fn authorize_and_forward(
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .unwrap_or("");
-        let verdict = policy::authorize(
+        let verdict = policy::authorize_counted(
             &snap,
             &conn.access(Some(HttpView {
                 method: req.method().as_str(),
@@ -188,6 +197,7 @@ async fn authorize_and_forward(
                 host,
                 headers: req.headers(),
             })),
+            &ctx.metrics,
         );
         // The app gets the normalized path (as Envoy forwards it).
         let changed = (*normalized != *req.uri().path()).then(|| match req.uri().query() {

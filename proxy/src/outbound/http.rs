@@ -22,7 +22,7 @@ use crate::forward::{
     strip_hop_by_hop, upgrade_response,
 };
 use crate::http_activity::{self, HttpActivity, TrackedBody};
-use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome};
+use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome, Peer};
 use crate::state::{PeerRoute, peer_route};
 
 use super::pool::Checkout;
@@ -123,6 +123,7 @@ async fn proxy_request(
     orig: std::net::SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<RespBody> {
+    let started = std::time::Instant::now();
     let (target, picked) = {
         let snap = ctx.state.load();
         let target = service::resolve(&snap, orig);
@@ -151,8 +152,12 @@ async fn proxy_request(
             ctx.metrics
                 .request_denial(Direction::Outbound, Layer::Egress);
             let resp = local_response(StatusCode::FORBIDDEN, "egress: access denied\n");
-            ctx.metrics
-                .request(Direction::Outbound, resp.status().as_u16());
+            ctx.metrics.request(
+                Direction::Outbound,
+                &Peer::UNKNOWN,
+                resp.status().as_u16(),
+                started.elapsed(),
+            );
             return resp;
         }
     };
@@ -174,6 +179,11 @@ async fn proxy_request(
         req.headers_mut().insert(HOST, v);
     }
     strip_hop_by_hop(req.headers_mut(), upgrade);
+    // Labelled with the identity expected of the endpoint picked first.
+    let peer = match &route {
+        PeerRoute::Mesh { identity, .. } => Peer::identity(identity.clone()),
+        PeerRoute::Plain => Peer::UNKNOWN,
+    };
     let resp = match route {
         PeerRoute::Mesh { identity, .. } if upgrade => {
             // Boxed: rare, and its state is large.
@@ -188,8 +198,12 @@ async fn proxy_request(
         }
         route => send_retrying(ctx, target, picked, route, authority, req).await,
     };
-    ctx.metrics
-        .request(Direction::Outbound, resp.status().as_u16());
+    ctx.metrics.request(
+        Direction::Outbound,
+        &peer,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     resp
 }
 
