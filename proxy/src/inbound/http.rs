@@ -16,7 +16,7 @@ use crate::ctx::Ctx;
 use crate::detect::MeshInner;
 use crate::forward::{RespBody, local_response};
 use crate::http_activity::{self, HttpActivity, TrackedBody};
-use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome, Peer};
+use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome, Peer, RequestMeter};
 use crate::policy::{self, HttpView};
 
 use super::{InboundConn, conn_info};
@@ -59,11 +59,12 @@ where
 {
     let guard = ctx.tracker.register(conn_info(&conn, false));
     let client = conn.client.0;
-    // The request metrics' peer label, made once per connection.
+    // The request metrics of the connection's peer, looked up once.
     let peer = match conn.peer_identity.as_deref() {
         Some(id) => Peer::identity(Arc::from(id)),
         None => Peer::UNKNOWN,
     };
+    let meter = Arc::new(ctx.metrics.request_meter(Direction::Inbound, peer));
     let conn = Arc::new(conn);
     let builder = server_builder(&ctx, inner);
     // HTTP/1 needs no watch: hyper's header read timer bounds its idle time
@@ -75,13 +76,13 @@ where
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let conn = conn.clone();
-        let peer = peer.clone();
+        let meter = meter.clone();
         let mark = svc_activity.as_ref().map(|a| a.begin());
         // Boxed once here: hyper moves the service future several times
         // (into the stream task it spawns), and a pointer moves cheaper
         // than kilobytes of state.
         Box::pin(async move {
-            let resp = handle_request(&ctx, &conn, &peer, req).await;
+            let resp = handle_request(&ctx, &conn, &meter, req).await;
             let in_flight = mark.and_then(|m| m.finish());
             crate::forward::ok(resp.map(|body| TrackedBody::new(body, in_flight)))
         })
@@ -118,7 +119,7 @@ where
 async fn handle_request(
     ctx: &Ctx,
     conn: &InboundConn,
-    peer: &Peer,
+    meter: &RequestMeter,
     req: Request<Incoming>,
 ) -> Response<RespBody> {
     let started = std::time::Instant::now();
@@ -132,8 +133,7 @@ async fn handle_request(
     if grpc {
         resp = crate::grpc::local_reply(resp);
     }
-    ctx.metrics
-        .request(Direction::Inbound, peer, status, started.elapsed());
+    meter.record(&ctx.metrics, status, started.elapsed());
     if let Some((method, path)) = access {
         crate::logs::access(
             Direction::Inbound,

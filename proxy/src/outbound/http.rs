@@ -22,7 +22,7 @@ use crate::forward::{
     strip_hop_by_hop, upgrade_response,
 };
 use crate::http_activity::{self, HttpActivity, TrackedBody};
-use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome, Peer};
+use crate::metrics::{Direction, HttpCloseReason, Layer, MeterCache, Outcome, Peer};
 use crate::state::{PeerRoute, peer_route};
 
 use super::pool::Checkout;
@@ -66,14 +66,16 @@ pub async fn serve<I>(
     let activity = HttpActivity::new();
     let svc_ctx = ctx.clone();
     let svc_activity = watched.then(|| activity.clone());
+    let meters = Arc::new(MeterCache::default());
     let svc = service_fn(move |req| {
         let ctx = svc_ctx.clone();
+        let meters = meters.clone();
         let mark = svc_activity.as_ref().map(|a| a.begin());
         // Boxed once here: hyper moves the service future into its
         // dispatcher, and a pointer moves cheaper than kilobytes of state.
         Box::pin(async move {
             let grpc = crate::grpc::is_grpc(req.headers());
-            let resp = proxy_request(&ctx, client, orig, req).await;
+            let resp = proxy_request(&ctx, &meters, client, orig, req).await;
             let in_flight = mark.and_then(|m| m.finish());
             let resp = if grpc {
                 crate::grpc::local_reply(resp)
@@ -119,6 +121,7 @@ pub async fn serve<I>(
 
 async fn proxy_request(
     ctx: &Ctx,
+    meters: &MeterCache,
     client: ClientAddr,
     orig: std::net::SocketAddr,
     mut req: Request<Incoming>,
@@ -198,12 +201,9 @@ async fn proxy_request(
         }
         route => send_retrying(ctx, target, picked, route, authority, req).await,
     };
-    ctx.metrics.request(
-        Direction::Outbound,
-        &peer,
-        resp.status().as_u16(),
-        started.elapsed(),
-    );
+    meters
+        .meter(&ctx.metrics, Direction::Outbound, peer)
+        .record(&ctx.metrics, resp.status().as_u16(), started.elapsed());
     resp
 }
 
