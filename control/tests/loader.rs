@@ -795,3 +795,158 @@ fn lists_are_loaded_item_by_item() {
         Some("items[0].metadata.name")
     );
 }
+
+/// MeshConfig `federatedTrustDomains` with a bundle endpoint (SPIRE's
+/// `bundleEndpointURL` and `bundleEndpointProfile`; SPIFFE Federation 5):
+/// an https URL without userinfo, a profile given explicitly (it cannot be
+/// inferred from the URL, section 7.2), `https_spiffe` with the endpoint's
+/// SPIFFE ID, a bootstrap bundle when the endpoint is self-serving, and an
+/// endpoint trust domain something can authenticate.
+#[test]
+fn mesh_config_federated_bundle_endpoints() {
+    use palisade_control::cluster::{BundleEndpoint, EndpointProfile};
+    use palisade_identity::{CaOptions, CertificateAuthority, TrustDomain};
+    let remote = CertificateAuthority::create(
+        &TrustDomain::new("remote.test").unwrap(),
+        &CaOptions::default(),
+    )
+    .unwrap();
+    let pem = remote.bundle().to_pem();
+    let bundle_field = format!(
+        "      trustDomainBundle: |\n{}",
+        pem.lines().map(|l| format!("        {l}\n")).collect::<String>()
+    );
+    let mesh = |entries: &str| {
+        format!(
+            "apiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: mesh}}\nspec:\n  trustDomain: example.org\n  federatedTrustDomains:\n{entries}"
+        )
+    };
+    let spiffe = |td: &str, url: &str, id: &str, bundle: bool| {
+        format!(
+            "    - trustDomain: {td}\n      bundleEndpointURL: {url}\n      bundleEndpointProfile:\n        type: https_spiffe\n        endpointSPIFFEID: {id}\n{}",
+            if bundle { bundle_field.as_str() } else { "" }
+        )
+    };
+    let web = |td: &str, url: &str| {
+        format!(
+            "    - trustDomain: {td}\n      bundleEndpointURL: {url}\n      bundleEndpointProfile:\n        type: https_web\n"
+        )
+    };
+
+    // Self-serving https_spiffe with its bootstrap bundle.
+    let c = load(&[
+        NS_X,
+        POD,
+        &mesh(&spiffe(
+            "remote.test",
+            "https://bundles.remote.test:8443/bundle.json",
+            "spiffe://remote.test/bundle-server",
+            true,
+        )),
+    ]);
+    assert_eq!(c.mesh.federated_bundles["remote.test"], pem);
+    assert_eq!(
+        c.mesh.bundle_endpoints["remote.test"],
+        BundleEndpoint {
+            url: "https://bundles.remote.test:8443/bundle.json".into(),
+            profile: EndpointProfile::HttpsSpiffe {
+                endpoint_id: "spiffe://remote.test/bundle-server".into()
+            },
+        }
+    );
+    // https_web needs no bundle: there is none until the first fetch.
+    let c = load(&[NS_X, POD, &mesh(&web("web.test", "https://web.test/b"))]);
+    assert!(c.mesh.federated_bundles.is_empty());
+    assert_eq!(
+        c.mesh.bundle_endpoints["web.test"].profile,
+        EndpointProfile::HttpsWeb
+    );
+    // A non-self-serving endpoint in the mesh's trust domain, or in another
+    // federated one, needs no bundle of its own.
+    let c = load(&[
+        NS_X,
+        POD,
+        &mesh(&format!(
+            "{}{}",
+            spiffe(
+                "a.test",
+                "https://x.example.org/a",
+                "spiffe://example.org/ns/palisade-system/sa/control",
+                false
+            ),
+            spiffe(
+                "b.test",
+                "https://x.example.org/b",
+                "spiffe://web.test/server",
+                false
+            ) + &web("web.test", "https://web.test/b")
+        )),
+    ]);
+    assert_eq!(c.mesh.bundle_endpoints.len(), 3);
+
+    let cases = [
+        (
+            spiffe("remote.test", "http://remote.test/b", "spiffe://remote.test/s", true),
+            "bundleEndpointURL",
+            "scheme must be https",
+        ),
+        (
+            spiffe("remote.test", "https://user:pw@remote.test/b", "spiffe://remote.test/s", true),
+            "bundleEndpointURL",
+            "userinfo",
+        ),
+        (
+            spiffe("remote.test", "https://remote.test/b", "spiffe://remote.test/s", false),
+            "trustDomainBundle",
+            "self-serving",
+        ),
+        (
+            spiffe("remote.test", "https://remote.test/b", "spiffe://third.test/s", true),
+            "endpointSPIFFEID",
+            "neither the mesh's nor federated",
+        ),
+        (
+            spiffe("remote.test", "https://remote.test/b", "spiffe://Remote.test/s", true),
+            "endpointSPIFFEID",
+            "",
+        ),
+        (
+            "    - trustDomain: remote.test\n      bundleEndpointURL: https://remote.test/b\n".to_string(),
+            "bundleEndpointProfile",
+            "cannot be inferred",
+        ),
+        (
+            "    - trustDomain: remote.test\n      bundleEndpointURL: https://remote.test/b\n      bundleEndpointProfile: {type: https_spiffe}\n".to_string(),
+            "endpointSPIFFEID",
+            "required for https_spiffe",
+        ),
+        (
+            "    - trustDomain: remote.test\n      bundleEndpointURL: https://remote.test/b\n      bundleEndpointProfile: {type: https_web, endpointSPIFFEID: spiffe://remote.test/s}\n".to_string(),
+            "endpointSPIFFEID",
+            "only for the https_spiffe profile",
+        ),
+        (
+            "    - trustDomain: remote.test\n      bundleEndpointURL: https://remote.test/b\n      bundleEndpointProfile: {type: ftp}\n".to_string(),
+            "bundleEndpointProfile.type",
+            "expected https_web or https_spiffe",
+        ),
+        (
+            "    - trustDomain: remote.test\n".to_string(),
+            "trustDomainBundle",
+            "required",
+        ),
+        (
+            web("example.org", "https://example.org/b"),
+            "trustDomain",
+            "the mesh's trust domain",
+        ),
+    ];
+    for (entries, field, text) in cases {
+        let e = errors(&[&mesh(&entries)]);
+        assert!(
+            e[0].contains("spec.federatedTrustDomains[0]") && e[0].contains(field),
+            "{entries}: {e:?}"
+        );
+        assert!(e[0].contains(text), "{entries}: {e:?}");
+    }
+}

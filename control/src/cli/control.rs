@@ -46,6 +46,20 @@ pub struct ControlArgs {
     /// Debounce of manifest changes.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     pub debounce: Duration,
+    /// Serve the mesh's trust bundle as a SPIFFE bundle endpoint here
+    /// (profile https_spiffe, endpoint SPIFFE ID
+    /// spiffe://TD/ns/palisade-system/sa/control), for other trust domains
+    /// to federate with this one.
+    #[arg(long, value_name = "ADDR")]
+    pub bundle_endpoint: Option<SocketAddr>,
+    /// The spiffe_refresh_hint of the served bundle: how often federated
+    /// trust domains should poll it.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub bundle_refresh_hint: Duration,
+    /// Extra PEM roots for https_web bundle endpoints of federated trust
+    /// domains (besides the platform's trust store).
+    #[arg(long, value_name = "FILE")]
+    pub federation_web_roots: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -126,12 +140,22 @@ fn control(a: ControlArgs) -> anyhow::Result<()> {
         refill_every: a.sign_refill,
     };
     opts.debounce = a.debounce;
+    opts.bundle_endpoint = a.bundle_endpoint;
+    if a.bundle_refresh_hint < server::federation::MIN_REFRESH {
+        bail!("--bundle-refresh-hint must be at least 1s");
+    }
+    opts.bundle_refresh_hint = a.bundle_refresh_hint;
+    opts.federation_web_roots = a.federation_web_roots;
+    let compile = server::manifest_compiler_with(opts.federation.clone());
     runtime()?.block_on(async move {
-        let running = server::start(opts, Arc::new(ca), server::manifest_compiler())
+        let running = server::start(opts, Arc::new(ca), compile)
             .await
             .context("starting the control plane")?;
         // One line on stdout so scripts and tests learn the bound address.
         println!("palisade control listening on {}", running.addr);
+        if let Some(at) = running.bundle_endpoint {
+            println!("palisade bundle endpoint listening on {at}");
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
         tokio::select! {

@@ -45,6 +45,29 @@ pub struct Mesh {
     /// PEM roots of each federated trust domain (MeshConfig
     /// `federatedTrustDomains`), by trust domain name.
     pub federated_bundles: BTreeMap<String, String>,
+    /// Federated trust domains whose bundle the control plane fetches from
+    /// a SPIFFE bundle endpoint (`bundleEndpointURL`), by trust domain name.
+    pub bundle_endpoints: BTreeMap<String, BundleEndpoint>,
+}
+
+/// Where and how to fetch a federated trust domain's bundle (SPIFFE
+/// Federation, section 5.1: URL, profile, and the trust domain it is for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleEndpoint {
+    /// An `https` URL without userinfo.
+    pub url: String,
+    pub profile: EndpointProfile,
+}
+
+/// How a bundle endpoint is authenticated (SPIFFE Federation 5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointProfile {
+    /// Web PKI: a certificate for the URL's host from a trusted CA.
+    HttpsWeb,
+    /// An X509-SVID naming `endpoint_id`, verified against the bundle of
+    /// that ID's trust domain: the mesh's own, a federated one, or (self
+    /// serving) the latest fetched bundle of the trust domain itself.
+    HttpsSpiffe { endpoint_id: String },
 }
 
 impl Mesh {
@@ -63,6 +86,7 @@ impl Default for Mesh {
             path_normalization: PathNormalization::MergeSlashes,
             cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
             federated_bundles: BTreeMap::new(),
+            bundle_endpoints: BTreeMap::new(),
         }
     }
 }

@@ -7,7 +7,7 @@ use palisade_identity::{TrustBundle, TrustDomain};
 use serde::Deserialize;
 
 use super::{FieldError, ObjectHead, typed};
-use crate::cluster::Mesh;
+use crate::cluster::{BundleEndpoint, EndpointProfile, Mesh};
 
 #[derive(Debug, Deserialize)]
 struct Object {
@@ -33,14 +33,31 @@ struct MeshSpec {
 }
 
 /// A trust domain whose workloads the mesh's sidecars accept, with its
-/// bundle: the fields of SPIRE's `ClusterFederatedTrustDomain` that carry
-/// it (`trustDomain`, `trustDomainBundle`).
+/// bundle, or where to fetch it: the fields of SPIRE's
+/// `ClusterFederatedTrustDomain` (`trustDomain`, `trustDomainBundle`,
+/// `bundleEndpointURL`, `bundleEndpointProfile`).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FederatedTrustDomain {
     trust_domain: String,
     /// A SPIFFE bundle (JWK Set, as a bundle endpoint serves it) or PEM.
-    trust_domain_bundle: String,
+    /// With a bundle endpoint it is the bundle until the first fetch (and
+    /// for a self-serving `https_spiffe` endpoint, what authenticates it).
+    #[serde(default)]
+    trust_domain_bundle: Option<String>,
+    #[serde(default, rename = "bundleEndpointURL")]
+    bundle_endpoint_url: Option<String>,
+    #[serde(default)]
+    bundle_endpoint_profile: Option<EndpointProfileSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointProfileSpec {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, rename = "endpointSPIFFEID")]
+    endpoint_spiffe_id: Option<String>,
 }
 
 fn valid_trust_domain(td: &str) -> bool {
@@ -108,24 +125,49 @@ pub(super) fn mesh_config(
             ));
         }
     }
+    let listed: Vec<&str> = spec
+        .federated_trust_domains
+        .iter()
+        .map(|f| f.trust_domain.as_str())
+        .collect();
     for (i, fed) in spec.federated_trust_domains.iter().enumerate() {
-        match federated_bundle(fed, &mesh) {
-            Ok(pem) => {
-                if mesh
-                    .federated_bundles
-                    .insert(fed.trust_domain.clone(), pem)
-                    .is_some()
-                {
-                    errors.push(FieldError::new(
-                        format!("spec.federatedTrustDomains[{i}].trustDomain"),
-                        format!("{:?} is listed twice", fed.trust_domain),
-                    ));
-                }
+        let field_error = |(field, message): (&str, String)| {
+            FieldError::new(format!("spec.federatedTrustDomains[{i}].{field}"), message)
+        };
+        if listed[..i].contains(&fed.trust_domain.as_str()) {
+            errors.push(field_error((
+                "trustDomain",
+                format!("{:?} is listed twice", fed.trust_domain),
+            )));
+            continue;
+        }
+        if let Err(e) = federated_trust_domain(fed, &mesh) {
+            errors.push(field_error(e));
+            continue;
+        }
+        let endpoint = match bundle_endpoint(fed, &mesh, &listed) {
+            Ok(endpoint) => endpoint,
+            Err(e) => {
+                errors.push(field_error(e));
+                continue;
             }
-            Err((field, message)) => errors.push(FieldError::new(
-                format!("spec.federatedTrustDomains[{i}].{field}"),
-                message,
-            )),
+        };
+        match (&fed.trust_domain_bundle, &endpoint) {
+            (Some(_), _) => match federated_bundle(fed, &mesh) {
+                Ok(pem) => {
+                    mesh.federated_bundles.insert(fed.trust_domain.clone(), pem);
+                }
+                Err(e) => errors.push(field_error(e)),
+            },
+            (None, Some(_)) => {}
+            (None, None) => errors.push(field_error((
+                "trustDomainBundle",
+                "required: give the bundle, or a bundleEndpointURL to fetch it from".into(),
+            ))),
+        }
+        if let Some(endpoint) = endpoint {
+            mesh.bundle_endpoints
+                .insert(fed.trust_domain.clone(), endpoint);
         }
     }
     if !errors.is_empty() {
@@ -134,11 +176,133 @@ pub(super) fn mesh_config(
     Ok(mesh)
 }
 
+/// The bundle endpoint of a federated trust domain, if it names one, or
+/// the field at fault and why (SPIFFE Federation 5.2: an `https` URL
+/// without userinfo; `https_spiffe` needs the endpoint's SPIFFE ID and a
+/// bundle for its trust domain).
+fn bundle_endpoint(
+    fed: &FederatedTrustDomain,
+    mesh: &Mesh,
+    listed: &[&str],
+) -> Result<Option<BundleEndpoint>, (&'static str, String)> {
+    let (url, profile) = match (&fed.bundle_endpoint_url, &fed.bundle_endpoint_profile) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err((
+                "bundleEndpointProfile",
+                "required with bundleEndpointURL: https_web or https_spiffe (the profile cannot be inferred from the URL, SPIFFE Federation 7.2)".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err((
+                "bundleEndpointURL",
+                "required with bundleEndpointProfile".into(),
+            ));
+        }
+        (Some(url), Some(profile)) => (url, profile),
+    };
+    check_endpoint_url(url).map_err(|m| ("bundleEndpointURL", m))?;
+    let profile = match profile.kind.as_str() {
+        "https_web" => {
+            if profile.endpoint_spiffe_id.is_some() {
+                return Err((
+                    "bundleEndpointProfile.endpointSPIFFEID",
+                    "only for the https_spiffe profile".into(),
+                ));
+            }
+            EndpointProfile::HttpsWeb
+        }
+        "https_spiffe" => {
+            let id = profile.endpoint_spiffe_id.as_deref().ok_or((
+                "bundleEndpointProfile.endpointSPIFFEID",
+                "required for https_spiffe: the SPIFFE ID the endpoint's server presents".to_string(),
+            ))?;
+            let parsed = palisade_identity::SpiffeId::parse(id).map_err(|e| {
+                (
+                    "bundleEndpointProfile.endpointSPIFFEID",
+                    format!("{id:?}: {e}"),
+                )
+            })?;
+            let td = parsed.trust_domain_str();
+            if td == fed.trust_domain {
+                // Self-serving: the first fetch is authenticated with the
+                // configured bundle (SPIFFE Federation 5.2.2.2).
+                if fed.trust_domain_bundle.is_none() {
+                    return Err((
+                        "trustDomainBundle",
+                        format!(
+                            "required: the endpoint {id} is self-serving, and its first fetch is authenticated with this bundle"
+                        ),
+                    ));
+                }
+            } else if !mesh.is_local_trust_domain(td) && !listed.contains(&td) {
+                return Err((
+                    "bundleEndpointProfile.endpointSPIFFEID",
+                    format!(
+                        "{id} is in trust domain {td:?}, which is neither the mesh's nor federated: nothing could authenticate the endpoint"
+                    ),
+                ));
+            }
+            EndpointProfile::HttpsSpiffe {
+                endpoint_id: parsed.to_string(),
+            }
+        }
+        other => {
+            return Err((
+                "bundleEndpointProfile.type",
+                format!("{other:?}: expected https_web or https_spiffe"),
+            ));
+        }
+    };
+    Ok(Some(BundleEndpoint {
+        url: url.clone(),
+        profile,
+    }))
+}
+
+/// SPIFFE Federation 5.2.1.1 and 5.2.2.1: scheme `https`, no userinfo.
+fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!("{url:?}: the scheme must be https"));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{url:?}: userinfo is not allowed"));
+    }
+    if authority.host().is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
 /// A federated trust domain's bundle as PEM, or the field at fault and why.
 fn federated_bundle(
     fed: &FederatedTrustDomain,
     mesh: &Mesh,
 ) -> Result<String, (&'static str, String)> {
+    let td = federated_trust_domain(fed, mesh)?;
+    let text = fed.trust_domain_bundle.as_deref().unwrap_or_default();
+    let bundle = if is_spiffe_bundle(text) {
+        TrustBundle::from_spiffe_bundle(td, text)
+    } else {
+        TrustBundle::from_pem(td, text)
+    };
+    bundle
+        .map(|b| b.to_pem())
+        .map_err(|e| ("trustDomainBundle", e.to_string()))
+}
+
+/// The federated trust domain's name, checked: a valid name, and not the
+/// mesh's own.
+fn federated_trust_domain(
+    fed: &FederatedTrustDomain,
+    mesh: &Mesh,
+) -> Result<TrustDomain, (&'static str, String)> {
     let td = TrustDomain::new(&fed.trust_domain)
         .ok()
         .filter(|td| td.as_str() == fed.trust_domain)
@@ -157,13 +321,5 @@ fn federated_bundle(
             ),
         ));
     }
-    let text = &fed.trust_domain_bundle;
-    let bundle = if is_spiffe_bundle(text) {
-        TrustBundle::from_spiffe_bundle(td, text)
-    } else {
-        TrustBundle::from_pem(td, text)
-    };
-    bundle
-        .map(|b| b.to_pem())
-        .map_err(|e| ("trustDomainBundle", e.to_string()))
+    Ok(td)
 }

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
+pub mod federation;
 pub mod pki;
 pub mod ratelimit;
 pub mod registry;
@@ -28,7 +29,8 @@ pub mod watcher;
 pub use pki::CaAuthority;
 pub use ratelimit::SignLimit;
 pub use state::MeshState;
-pub use watcher::{CompileFn, manifest_compiler};
+pub use federation::Federation;
+pub use watcher::{CompileFn, manifest_compiler, manifest_compiler_with};
 
 /// The control plane's own SPIFFE ID path.
 pub const CONTROL_SA: &str = "control";
@@ -51,6 +53,10 @@ pub enum ServerError {
     Pki(#[from] pki::PkiError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("bundle endpoint: {0}")]
+    BundleEndpoint(String),
+    #[error("--federation-web-roots: {0}")]
+    WebRoots(String),
 }
 
 /// How to run a control plane.
@@ -64,6 +70,18 @@ pub struct ServerOptions {
     pub sign_limit: SignLimit,
     pub poll_interval: Duration,
     pub debounce: Duration,
+    /// Federated bundles fetched from bundle endpoints; the compile
+    /// function given to [`start`] must be
+    /// [`manifest_compiler_with`] this same value.
+    pub federation: Arc<Federation>,
+    /// Serve the mesh's bundle here (SPIFFE bundle endpoint, `https_spiffe`).
+    pub bundle_endpoint: Option<SocketAddr>,
+    /// The `spiffe_refresh_hint` of the served bundle.
+    pub bundle_refresh_hint: Duration,
+    /// Extra PEM roots for `https_web` bundle endpoints.
+    pub federation_web_roots: Option<PathBuf>,
+    /// Timeout of one bundle fetch.
+    pub federation_fetch_timeout: Duration,
 }
 
 impl ServerOptions {
@@ -76,6 +94,11 @@ impl ServerOptions {
             sign_limit: SignLimit::default(),
             poll_interval: Duration::from_millis(100),
             debounce: Duration::from_millis(200),
+            federation: Federation::new(),
+            bundle_endpoint: None,
+            bundle_refresh_hint: federation::DEFAULT_REFRESH,
+            federation_web_roots: None,
+            federation_fetch_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -83,6 +106,9 @@ impl ServerOptions {
 /// A started control plane. Dropping it does not stop it; call `shutdown`.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where the bundle endpoint listens, when asked for.
+    pub bundle_endpoint: Option<SocketAddr>,
+    pub federation: Arc<Federation>,
     pub state: Arc<MeshState>,
     pub registry: Arc<registry::Registry>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -132,6 +158,9 @@ pub async fn start(
     std::fs::write(opts.state_dir.join("bundle.pem"), ca.bundle_pem()).map_err(state_err)?;
     std::fs::write(opts.state_dir.join("trust-domain"), ca.trust_domain()).map_err(state_err)?;
 
+    let web_roots = federation::WebRoots::load(opts.federation_web_roots.as_deref())
+        .map_err(ServerError::WebRoots)?;
+    opts.federation.load_kept(&opts.state_dir);
     let state = Arc::new(MeshState::new());
     let _ = watcher::compile_and_apply(
         opts.manifests.clone(),
@@ -165,6 +194,52 @@ pub async fn start(
         limiter: ratelimit::RateLimiter::new(opts.sign_limit),
         svid_ttl: opts.svid_ttl,
     });
+    let mut tasks = Vec::new();
+    let bundle_endpoint = match opts.bundle_endpoint {
+        Some(at) => {
+            let l = TcpListener::bind(at)
+                .await
+                .map_err(|source| ServerError::Bind { addr: at, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| ServerError::Bind { addr: at, source })?;
+            let document = federation::serve::bundle_document(
+                ca.inner().bundle(),
+                opts.bundle_refresh_hint,
+            )
+            .map_err(ServerError::BundleEndpoint)?;
+            tasks.push(
+                federation::serve::spawn(l, serving.clone(), Arc::from(document))
+                    .map_err(|e| ServerError::BundleEndpoint(e.to_string()))?,
+            );
+            tracing::info!(addr = %bound, id = %id, "SPIFFE bundle endpoint (https_spiffe) listening");
+            Some(bound)
+        }
+        None => None,
+    };
+    tasks.push(tokio::spawn(federation::refresh_loop(
+        opts.federation.clone(),
+        federation::FetchContext {
+            local: ca.inner().bundle().clone(),
+            web_roots,
+            state_dir: Some(opts.state_dir.clone()),
+            timeout: opts.federation_fetch_timeout,
+        },
+    )));
+    // A fetched bundle that changed is compiled into every config.
+    let (fed, dir, c, st, sd) = (
+        opts.federation.clone(),
+        opts.manifests.clone(),
+        compile.clone(),
+        state.clone(),
+        opts.state_dir.clone(),
+    );
+    tasks.push(tokio::spawn(async move {
+        loop {
+            fed.changed().await;
+            let _ = watcher::compile_and_apply(dir.clone(), c.clone(), &st, Some(&sd)).await;
+        }
+    }));
     let incoming = tls::accept_loop(listener, tls_config, ca.trust_domain().to_owned());
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let svc = ControlPlaneServer::new(service::ControlService::new(shared))
@@ -206,11 +281,15 @@ pub async fn start(
         }
     });
     tracing::info!(%addr, "control plane listening");
+    let mut all = vec![serve, watch, renew];
+    all.extend(tasks);
     Ok(RunningServer {
         addr,
+        bundle_endpoint,
+        federation: opts.federation.clone(),
         state,
         registry,
         shutdown: Some(shutdown_tx),
-        tasks: vec![serve, watch, renew],
+        tasks: all,
     })
 }

@@ -21,9 +21,16 @@ pub type CompileFn =
 
 /// The compiler of this crate: load the manifests, compile every workload.
 pub fn manifest_compiler() -> CompileFn {
-    Arc::new(|dir: &Path| {
-        let cluster = crate::load::load_dir(dir)
+    manifest_compiler_with(super::federation::Federation::new())
+}
+
+/// [`manifest_compiler`] with the bundles `federation` fetched from bundle
+/// endpoints in place of the configured ones.
+pub fn manifest_compiler_with(federation: Arc<super::federation::Federation>) -> CompileFn {
+    Arc::new(move |dir: &Path| {
+        let mut cluster = crate::load::load_dir(dir)
             .map_err(|errs| errs.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        federation.apply(&mut cluster.mesh);
         let compiler = crate::compile::Compiler::new(&cluster);
         Ok(compiler
             .compile_all()

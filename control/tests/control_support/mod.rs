@@ -118,7 +118,8 @@ impl Fixture {
     }
 
     pub async fn start_with(&self, o: ServerOptions) -> RunningServer {
-        server::start(o, self.ca.clone(), server::manifest_compiler())
+        let compile = server::manifest_compiler_with(o.federation.clone());
+        server::start(o, self.ca.clone(), compile)
             .await
             .unwrap()
     }

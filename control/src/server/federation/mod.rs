@@ -1,0 +1,343 @@
+//! SPIFFE Federation on the control plane: the bundles of federated trust
+//! domains fetched from their bundle endpoints (SPIFFE Federation, sections
+//! 4 to 6), and the mesh's own bundle served at one (`serve`).
+//!
+//! A fetched bundle replaces the MeshConfig's `trustDomainBundle` for its
+//! trust domain in every compiled `ProxyConfig`, so a remote CA's rotation
+//! reaches the sidecars without anyone editing a manifest. A fetch that
+//! fails, or returns a bundle older than the one held (by
+//! `spiffe_sequence`), changes nothing: the last good bundle stays.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use palisade_identity::bundle::SpiffeBundle;
+use palisade_identity::{TrustBundle, TrustDomain};
+
+use crate::cluster::{BundleEndpoint, Mesh};
+
+mod fetch;
+pub mod serve;
+
+pub use fetch::{FetchError, WebRoots};
+
+/// Poll interval when a bundle has no `spiffe_refresh_hint` (SPIFFE
+/// Federation 4: "five minutes is recommended").
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+/// Bounds on a served refresh hint, so a bundle cannot make the control
+/// plane poll in a tight loop or stop polling.
+pub const MIN_REFRESH: Duration = Duration::from_secs(1);
+pub const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
+/// Where fetched bundles are kept across restarts, under the state dir.
+pub const FETCHED_DIR: &str = "federation";
+
+/// A bundle fetched from a bundle endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedBundle {
+    /// The X.509 authorities as PEM.
+    pub pem: String,
+    pub sequence: Option<u64>,
+    pub refresh_hint: Option<Duration>,
+    /// The document as served (kept on disk).
+    pub json: String,
+}
+
+impl FetchedBundle {
+    /// Parses a served SPIFFE bundle for trust domain `td`.
+    pub fn parse(td: &str, json: &str) -> Result<Self, FetchError> {
+        let trust_domain =
+            TrustDomain::new(td).map_err(|e| FetchError::Bundle(format!("trust domain: {e}")))?;
+        let doc = SpiffeBundle::parse(json).map_err(|e| FetchError::Bundle(e.to_string()))?;
+        let bundle = TrustBundle::from_spiffe_bundle(trust_domain, json)
+            .map_err(|e| FetchError::Bundle(e.to_string()))?;
+        let refresh_hint = doc
+            .refresh_hint
+            .map(|s| Duration::from_secs(u64::try_from(s.max(0)).unwrap_or(0)));
+        Ok(Self {
+            pem: bundle.to_pem(),
+            sequence: doc.sequence_number,
+            refresh_hint,
+            json: json.to_string(),
+        })
+    }
+
+    /// How long until the next poll.
+    pub fn poll_interval(&self) -> Duration {
+        self.refresh_hint
+            .unwrap_or(DEFAULT_REFRESH)
+            .clamp(MIN_REFRESH, MAX_REFRESH)
+    }
+}
+
+/// What a fetch changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The bundle in force for the trust domain is another one now.
+    pub changed: bool,
+    /// A new document to keep on disk.
+    pub keep: Option<String>,
+}
+
+/// The state of one federation relationship, for `status` and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointStatus {
+    pub url: String,
+    /// Sequence number of the bundle in force, if fetched.
+    pub sequence: Option<u64>,
+    pub fetched: bool,
+    pub fetches: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// From the last MeshConfig that loaded.
+    endpoints: BTreeMap<String, BundleEndpoint>,
+    /// The configured bundles (PEM) of every federated trust domain.
+    configured: BTreeMap<String, String>,
+    fetched: BTreeMap<String, FetchedBundle>,
+    status: BTreeMap<String, EndpointStatus>,
+}
+
+/// Federated bundles shared by the manifest compiler (which puts the
+/// fetched ones in place) and the fetcher (which refreshes them).
+#[derive(Default)]
+pub struct Federation {
+    inner: RwLock<Inner>,
+    /// Woken when a fetch changed a bundle: the manifests are recompiled.
+    changed: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Federation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Federation")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl Federation {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called with each mesh the compiler loads: records its bundle
+    /// endpoints and puts the fetched bundles in place of the configured
+    /// ones. A trust domain whose endpoint is gone from the MeshConfig
+    /// loses its fetched bundle (SPIFFE Federation 6.3).
+    pub fn apply(&self, mesh: &mut Mesh) {
+        let mut inner = self.write();
+        inner.endpoints = mesh.bundle_endpoints.clone();
+        inner.configured = mesh.federated_bundles.clone();
+        let Inner {
+            endpoints,
+            fetched,
+            status,
+            ..
+        } = &mut *inner;
+        fetched.retain(|td, _| endpoints.contains_key(td));
+        status.retain(|td, _| endpoints.contains_key(td));
+        for (td, endpoint) in endpoints.iter() {
+            let s = status.entry(td.clone()).or_default();
+            s.url.clone_from(&endpoint.url);
+        }
+        for (td, f) in fetched.iter() {
+            mesh.federated_bundles.insert(td.clone(), f.pem.clone());
+        }
+    }
+
+    /// The bundle endpoints of the last MeshConfig that loaded.
+    pub fn endpoints(&self) -> BTreeMap<String, BundleEndpoint> {
+        self.read().endpoints.clone()
+    }
+
+    /// The bundle of federated trust domain `td` in force: fetched, else
+    /// configured.
+    pub fn current_pem(&self, td: &str) -> Option<String> {
+        let inner = self.read();
+        inner
+            .fetched
+            .get(td)
+            .map(|f| f.pem.clone())
+            .or_else(|| inner.configured.get(td).cloned())
+    }
+
+    pub fn fetched(&self, td: &str) -> Option<FetchedBundle> {
+        self.read().fetched.get(td).cloned()
+    }
+
+    pub fn status(&self) -> BTreeMap<String, EndpointStatus> {
+        self.read().status.clone()
+    }
+
+    /// Records a fetch of `td`'s bundle. An older sequence number than the
+    /// one held is refused (SPIFFE Federation 4.2).
+    pub fn record(&self, td: &str, result: Result<FetchedBundle, FetchError>) -> Recorded {
+        let mut inner = self.write();
+        let held = inner.fetched.get(td).and_then(|f| f.sequence);
+        let result = result.and_then(|new| match (held, new.sequence) {
+            (Some(held), Some(seq)) if seq < held => Err(FetchError::Stale { seq, held }),
+            _ => Ok(new),
+        });
+        let in_force = inner
+            .fetched
+            .get(td)
+            .map(|f| f.pem.clone())
+            .or_else(|| inner.configured.get(td).cloned());
+        let new_document = match (&result, inner.fetched.get(td)) {
+            (Ok(new), Some(old)) => new.json != old.json,
+            (Ok(_), None) => true,
+            (Err(_), _) => false,
+        };
+        let status = inner.status.entry(td.to_string()).or_default();
+        status.fetches += 1;
+        match result {
+            Ok(new) => {
+                status.last_error = None;
+                status.fetched = true;
+                status.sequence = new.sequence;
+                let recorded = Recorded {
+                    changed: in_force.as_deref() != Some(new.pem.as_str()),
+                    keep: new_document.then(|| new.json.clone()),
+                };
+                inner.fetched.insert(td.to_string(), new);
+                recorded
+            }
+            Err(e) => {
+                status.failures += 1;
+                status.last_error = Some(e.to_string());
+                Recorded::default()
+            }
+        }
+    }
+
+    /// Waits until a fetch changes a bundle in force.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    fn notify_changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Loads the bundles kept in `state_dir` by an earlier run, so a
+    /// self-serving endpoint is authenticated with the latest bundle, not
+    /// the (possibly rotated-away) configured one.
+    pub fn load_kept(&self, state_dir: &Path) {
+        let dir = state_dir.join(FETCHED_DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut inner = self.write();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(td) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            match std::fs::read_to_string(&path)
+                .map_err(|e| FetchError::Bundle(e.to_string()))
+                .and_then(|json| FetchedBundle::parse(td, &json))
+            {
+                Ok(f) => {
+                    inner.fetched.insert(td.to_string(), f);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring a kept federated bundle");
+                }
+            }
+        }
+    }
+}
+
+fn keep(state_dir: &Path, td: &str, json: &str) {
+    let dir = state_dir.join(FETCHED_DIR);
+    let path = dir.join(format!("{td}.json"));
+    let tmp = dir.join(format!(".{td}.json.tmp"));
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&tmp, json))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot keep the fetched bundle");
+    }
+}
+
+/// What the fetcher needs besides the federation state.
+#[derive(Clone)]
+pub struct FetchContext {
+    /// The mesh's own bundle, for endpoints whose SPIFFE ID is local.
+    pub local: TrustBundle,
+    pub web_roots: WebRoots,
+    pub state_dir: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+/// Runs forever: polls each bundle endpoint at its bundle's refresh hint
+/// (five minutes without one), retries a failed fetch after 1 s, doubling
+/// up to the poll interval, and wakes the compiler when a bundle changed.
+pub async fn refresh_loop(federation: Arc<Federation>, ctx: FetchContext) {
+    let mut due: BTreeMap<String, (Instant, Duration)> = BTreeMap::new();
+    loop {
+        let endpoints = federation.endpoints();
+        due.retain(|td, _| endpoints.contains_key(td));
+        let now = Instant::now();
+        for (td, endpoint) in &endpoints {
+            let (at, backoff) = *due
+                .entry(td.clone())
+                .or_insert((now, Duration::from_secs(1)));
+            if at > now {
+                continue;
+            }
+            let result = fetch::fetch(td, endpoint, &federation, &ctx).await;
+            let interval = match &result {
+                Ok(f) => f.poll_interval(),
+                Err(_) => federation
+                    .fetched(td)
+                    .map_or(DEFAULT_REFRESH, |f| f.poll_interval()),
+            };
+            match &result {
+                Ok(f) => {
+                    tracing::debug!(trust_domain = %td, url = %endpoint.url, sequence = ?f.sequence, "fetched federated bundle");
+                    due.insert(td.clone(), (Instant::now() + interval, Duration::from_secs(1)));
+                }
+                Err(e) => {
+                    tracing::warn!(trust_domain = %td, url = %endpoint.url, error = %e, retry_in = ?backoff, "cannot fetch federated bundle; the last good one stays");
+                    let next = (backoff * 2).min(interval);
+                    due.insert(td.clone(), (Instant::now() + backoff, next));
+                }
+            }
+            let recorded = federation.record(td, result);
+            if let (Some(dir), Some(json)) = (&ctx.state_dir, &recorded.keep) {
+                keep(dir, td, json);
+            }
+            if recorded.changed {
+                tracing::info!(trust_domain = %td, url = %endpoint.url, "federated bundle changed; recompiling");
+                federation.notify_changed();
+            }
+        }
+        let next = due
+            .values()
+            .map(|(at, _)| *at)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        // Re-read the endpoints at least every second: a MeshConfig change
+        // may add one.
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(1));
+        tokio::time::sleep(wait).await;
+    }
+}
