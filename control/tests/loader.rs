@@ -814,7 +814,9 @@ fn mesh_config_federated_bundle_endpoints() {
     let pem = remote.bundle().to_pem();
     let bundle_field = format!(
         "      trustDomainBundle: |\n{}",
-        pem.lines().map(|l| format!("        {l}\n")).collect::<String>()
+        pem.lines()
+            .map(|l| format!("        {l}\n"))
+            .collect::<String>()
     );
     let mesh = |entries: &str| {
         format!(

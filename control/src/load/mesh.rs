@@ -215,7 +215,8 @@ fn bundle_endpoint(
         "https_spiffe" => {
             let id = profile.endpoint_spiffe_id.as_deref().ok_or((
                 "bundleEndpointProfile.endpointSPIFFEID",
-                "required for https_spiffe: the SPIFFE ID the endpoint's server presents".to_string(),
+                "required for https_spiffe: the SPIFFE ID the endpoint's server presents"
+                    .to_string(),
             ))?;
             let parsed = palisade_identity::SpiffeId::parse(id).map_err(|e| {
                 (

@@ -26,10 +26,10 @@ pub mod tls;
 pub mod tokens;
 pub mod watcher;
 
+pub use federation::Federation;
 pub use pki::CaAuthority;
 pub use ratelimit::SignLimit;
 pub use state::MeshState;
-pub use federation::Federation;
 pub use watcher::{CompileFn, manifest_compiler, manifest_compiler_with};
 
 /// The control plane's own SPIFFE ID path.
@@ -203,11 +203,9 @@ pub async fn start(
             let bound = l
                 .local_addr()
                 .map_err(|source| ServerError::Bind { addr: at, source })?;
-            let document = federation::serve::bundle_document(
-                ca.inner().bundle(),
-                opts.bundle_refresh_hint,
-            )
-            .map_err(ServerError::BundleEndpoint)?;
+            let document =
+                federation::serve::bundle_document(ca.inner().bundle(), opts.bundle_refresh_hint)
+                    .map_err(ServerError::BundleEndpoint)?;
             tasks.push(
                 federation::serve::spawn(l, serving.clone(), Arc::from(document))
                     .map_err(|e| ServerError::BundleEndpoint(e.to_string()))?,

@@ -119,9 +119,7 @@ impl Fixture {
 
     pub async fn start_with(&self, o: ServerOptions) -> RunningServer {
         let compile = server::manifest_compiler_with(o.federation.clone());
-        server::start(o, self.ca.clone(), compile)
-            .await
-            .unwrap()
+        server::start(o, self.ca.clone(), compile).await.unwrap()
     }
 
     /// A token file for `workload` (token, workload, identity, bundle).

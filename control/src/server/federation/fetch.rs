@@ -25,7 +25,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::{FetchContext, FetchedBundle, Federation};
+use super::{Federation, FetchContext, FetchedBundle};
 use crate::cluster::{BundleEndpoint, EndpointProfile};
 
 /// The largest bundle document accepted.
@@ -72,8 +72,8 @@ impl WebRoots {
             let _ = store.add(cert);
         }
         if let Some(path) = extra {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let certs = rustls_pemfile::certs(&mut text.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -107,7 +107,10 @@ fn target(url: &str) -> Result<Target, FetchError> {
     let authority = uri
         .authority()
         .ok_or_else(|| FetchError::Url("no host".into()))?;
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     Ok(Target {
         host: host.to_string(),
         port: authority.port_u16().unwrap_or(443),

@@ -311,7 +311,10 @@ pub async fn refresh_loop(federation: Arc<Federation>, ctx: FetchContext) {
             match &result {
                 Ok(f) => {
                     tracing::debug!(trust_domain = %td, url = %endpoint.url, sequence = ?f.sequence, "fetched federated bundle");
-                    due.insert(td.clone(), (Instant::now() + interval, Duration::from_secs(1)));
+                    due.insert(
+                        td.clone(),
+                        (Instant::now() + interval, Duration::from_secs(1)),
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(trust_domain = %td, url = %endpoint.url, error = %e, retry_in = ?backoff, "cannot fetch federated bundle; the last good one stays");

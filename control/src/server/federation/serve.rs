@@ -126,8 +126,10 @@ fn answer(method: &http::Method, document: &str) -> http::Response<Full<Bytes>> 
                 "text/plain",
                 Bytes::from_static(b"only GET\n"),
             );
-            r.headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+            r.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("GET, HEAD"),
+            );
             r
         }
     }

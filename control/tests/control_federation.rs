@@ -1,0 +1,414 @@
+//! SPIFFE Federation between control planes over real HTTPS: the mesh's
+//! bundle served at a bundle endpoint (`https_spiffe`), fetched by another
+//! control plane and compiled into its sidecars' configs; an `https_web`
+//! endpoint whose bundle changes, goes back in sequence, or turns to
+//! garbage; endpoints that fail authentication.
+mod control_support;
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use control_support::*;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use palisade_control::server::{self, CaAuthority, RunningServer, ServerOptions};
+use palisade_identity::{TrustBundle, TrustDomain};
+use rustls::pki_types::CertificateDer;
+
+const REMOTE_TD: &str = "remote.test";
+
+fn roots_of(pem: &str) -> BTreeSet<Vec<u8>> {
+    TrustBundle::from_pem(TrustDomain::new(REMOTE_TD).unwrap(), pem)
+        .unwrap()
+        .roots()
+        .iter()
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+/// The bundle compiled for shop/web-0 for `td`, as a set of DER roots.
+fn compiled_roots(srv: &RunningServer, td: &str) -> Option<BTreeSet<Vec<u8>>> {
+    let rx = srv.state.subscribe("shop/web-0");
+    let update = rx.borrow().clone()?;
+    let config = update.decode_for("shop/web-0").ok()?;
+    config
+        .mesh
+        .federated_bundles
+        .get(td)
+        .map(|pem| roots_of(pem))
+}
+
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts a control plane for trust domain `remote.test` serving its
+/// bundle endpoint with a one-second refresh hint.
+async fn remote_control_plane(root: &Path) -> (RunningServer, Arc<CaAuthority>) {
+    let manifests = root.join("remote-manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("mesh.yaml"),
+        format!("apiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata:\n  name: mesh\nspec:\n  trustDomain: {REMOTE_TD}\n"),
+    )
+    .unwrap();
+    let ca = Arc::new(CaAuthority::generate(REMOTE_TD).unwrap());
+    let mut o = ServerOptions::new(manifests, root.join("remote-state"));
+    o.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    o.bundle_endpoint = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    o.bundle_refresh_hint = Duration::from_secs(1);
+    let compile = server::manifest_compiler_with(o.federation.clone());
+    let srv = server::start(o, ca.clone(), compile).await.unwrap();
+    (srv, ca)
+}
+
+/// Rewrites the local mesh's MeshConfig with `federated` as the entries of
+/// `federatedTrustDomains`.
+fn write_mesh_config(fx: &Fixture, federated: &str) {
+    write_atomic(
+        &fx.manifests.join("00-mesh.yaml"),
+        &format!(
+            "apiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata:\n  name: mesh\nspec:\n  trustDomain: {TD}\n  federatedTrustDomains:\n{federated}"
+        ),
+    );
+}
+
+fn indented(text: &str, spaces: usize) -> String {
+    text.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(spaces)))
+        .collect()
+}
+
+fn spiffe_entry(url: &str, endpoint_id: &str, bootstrap_pem: &str) -> String {
+    format!(
+        "    - trustDomain: {REMOTE_TD}\n      bundleEndpointURL: {url}\n      bundleEndpointProfile:\n        type: https_spiffe\n        endpointSPIFFEID: {endpoint_id}\n      trustDomainBundle: |\n{}",
+        indented(bootstrap_pem, 8)
+    )
+}
+
+/// The served document is a SPIFFE bundle that independent tools read:
+/// curl fetches it over TLS 1.2 and over TLS 1.3 without a client
+/// certificate, and it carries the sequence and refresh hint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundle_endpoint_serves_the_mesh_bundle_to_curl() {
+    let root = tempfile::tempdir().unwrap();
+    let (remote, ca) = remote_control_plane(root.path()).await;
+    let at = remote.bundle_endpoint.unwrap();
+    for tls in ["--tlsv1.2", "--tlsv1.3"] {
+        let out = tokio::process::Command::new("curl")
+            .args(["-sS", "-k", tls, "--max-time", "10"])
+            .arg(format!("https://{at}/any/path"))
+            .output()
+            .await
+            .expect("curl is installed (scripts/test.sh checks it)");
+        assert!(out.status.success(), "{tls}: {out:?}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["spiffe_refresh_hint"], 1, "{doc}");
+        assert!(
+            doc["spiffe_sequence"].as_u64().unwrap() > 1_600_000_000,
+            "{doc}"
+        );
+        let keys = doc["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{doc}");
+        assert_eq!(keys[0]["use"], "x509-svid");
+        let served = TrustBundle::from_spiffe_bundle(
+            TrustDomain::new(REMOTE_TD).unwrap(),
+            std::str::from_utf8(&out.stdout).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(served.to_pem(), roots_pem(ca.bundle_pem()));
+    }
+    // Only GET (and HEAD).
+    let out = tokio::process::Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .arg(format!("https://{at}/"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "405");
+    remote.shutdown().await;
+}
+
+fn roots_pem(pem: &str) -> String {
+    TrustBundle::from_pem(TrustDomain::new(REMOTE_TD).unwrap(), pem)
+        .unwrap()
+        .to_pem()
+}
+
+/// A self-serving `https_spiffe` endpoint: the first fetch is authenticated
+/// with the configured bundle, and the fetched bundle then replaces it in
+/// every compiled config. The configured bundle here still lists a root
+/// the remote has dropped; after the fetch it is gone, so the sidecars stop
+/// trusting it. The fetched bundle is kept in the state dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_serving_https_spiffe_endpoint_replaces_the_configured_bundle() {
+    let root = tempfile::tempdir().unwrap();
+    let (remote, ca) = remote_control_plane(root.path()).await;
+    let dropped = CaAuthority::generate(REMOTE_TD).unwrap();
+    let stale = format!("{}{}", ca.bundle_pem(), dropped.bundle_pem());
+    let fx = Fixture::new();
+    write_mesh_config(
+        &fx,
+        &spiffe_entry(
+            &format!("https://{}/bundle.json", remote.bundle_endpoint.unwrap()),
+            &server::control_id(REMOTE_TD),
+            &stale,
+        ),
+    );
+    let local = fx.start().await;
+    let current = roots_of(ca.bundle_pem());
+    wait_for("the fetched bundle in the compiled config", || {
+        compiled_roots(&local, REMOTE_TD).as_ref() == Some(&current)
+    })
+    .await;
+    let status = &local.federation.status()[REMOTE_TD];
+    assert!(status.fetched, "{status:?}");
+    assert!(status.sequence.is_some(), "{status:?}");
+    assert_eq!(status.last_error, None);
+    let kept = std::fs::read_to_string(fx.state.join("federation/remote.test.json")).unwrap();
+    assert_eq!(roots_of(&roots_pem_of_json(&kept)), current);
+
+    // Dropping the endpoint from the MeshConfig ends the relationship: the
+    // configured bundle (stale roots and all) is all that is left.
+    write_mesh_config(
+        &fx,
+        &format!(
+            "    - trustDomain: {REMOTE_TD}\n      trustDomainBundle: |\n{}",
+            indented(&stale, 8)
+        ),
+    );
+    let stale_roots = roots_of(&stale);
+    wait_for("the configured bundle back", || {
+        compiled_roots(&local, REMOTE_TD).as_ref() == Some(&stale_roots)
+    })
+    .await;
+    local.shutdown().await;
+    remote.shutdown().await;
+}
+
+fn roots_pem_of_json(json: &str) -> String {
+    TrustBundle::from_spiffe_bundle(TrustDomain::new(REMOTE_TD).unwrap(), json)
+        .unwrap()
+        .to_pem()
+}
+
+/// The endpoint must present an SVID for exactly the configured SPIFFE ID,
+/// verified against the bundle of its trust domain: a wrong ID, or a
+/// bootstrap bundle that does not verify the server, fails the fetch and
+/// leaves the configured bundle in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_fails_authentication_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let (remote, ca) = remote_control_plane(root.path()).await;
+    let url = format!("https://{}/", remote.bundle_endpoint.unwrap());
+    let other = CaAuthority::generate(REMOTE_TD).unwrap();
+    for (endpoint_id, bootstrap, why) in [
+        (
+            format!("spiffe://{REMOTE_TD}/ns/palisade-system/sa/not-control"),
+            ca.bundle_pem().to_string(),
+            "unexpected",
+        ),
+        (
+            server::control_id(REMOTE_TD),
+            other.bundle_pem().to_string(),
+            // The other CA has the same name, so its key fails the signature.
+            "signature",
+        ),
+    ] {
+        let fx = Fixture::new();
+        write_mesh_config(&fx, &spiffe_entry(&url, &endpoint_id, &bootstrap));
+        let local = fx.start().await;
+        wait_for("a failed fetch", || {
+            local
+                .federation
+                .status()
+                .get(REMOTE_TD)
+                .is_some_and(|s| s.failures > 0)
+        })
+        .await;
+        let status = &local.federation.status()[REMOTE_TD];
+        assert!(!status.fetched, "{status:?}");
+        let error = status.last_error.clone().unwrap_or_default();
+        assert!(error.to_lowercase().contains(why), "{why}: {error}");
+        assert_eq!(
+            compiled_roots(&local, REMOTE_TD),
+            Some(roots_of(&bootstrap)),
+            "the configured bundle stays"
+        );
+        assert!(!fx.state.join("federation/remote.test.json").exists());
+        local.shutdown().await;
+    }
+    remote.shutdown().await;
+}
+
+// === https_web ===
+
+/// A web CA and an HTTPS server on 127.0.0.1 with a certificate from it,
+/// serving whatever `document` holds.
+struct WebEndpoint {
+    addr: SocketAddr,
+    document: Arc<Mutex<String>>,
+    ca_pem: String,
+}
+
+async fn web_endpoint() -> WebEndpoint {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "palisade test web CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let provider = palisade_identity::provider::default_provider();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let document = Arc::new(Mutex::new(String::new()));
+    let doc = document.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let doc = doc.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                    let body = doc.lock().unwrap().clone();
+                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body)))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    WebEndpoint {
+        addr,
+        document,
+        ca_pem: ca_cert.pem(),
+    }
+}
+
+fn document(ca: &CaAuthority, sequence: u64) -> String {
+    TrustBundle::from_pem(TrustDomain::new(REMOTE_TD).unwrap(), ca.bundle_pem())
+        .unwrap()
+        .to_spiffe_bundle(Some(sequence), Some(1))
+        .unwrap()
+}
+
+/// `https_web`: the bundle appears with the first fetch (none is
+/// configured), follows the endpoint when it changes, refuses to go back
+/// to an older `spiffe_sequence`, and keeps the last good bundle when the
+/// endpoint serves garbage. An endpoint whose certificate comes from a CA
+/// nobody trusts is never believed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_web_endpoint_is_followed_by_sequence() {
+    let root = tempfile::tempdir().unwrap();
+    let web = web_endpoint().await;
+    let first = CaAuthority::generate(REMOTE_TD).unwrap();
+    let second = CaAuthority::generate(REMOTE_TD).unwrap();
+    *web.document.lock().unwrap() = document(&first, 10);
+    let untrusted = web_endpoint().await;
+    *untrusted.document.lock().unwrap() = document(&first, 10);
+    let roots_file = root.path().join("web-roots.pem");
+    std::fs::write(&roots_file, &web.ca_pem).unwrap();
+
+    let fx = Fixture::new();
+    write_mesh_config(
+        &fx,
+        &format!(
+            "    - trustDomain: {REMOTE_TD}\n      bundleEndpointURL: https://{}/bundle\n      bundleEndpointProfile: {{type: https_web}}\n    - trustDomain: untrusted.test\n      bundleEndpointURL: https://{}/bundle\n      bundleEndpointProfile: {{type: https_web}}\n",
+            web.addr, untrusted.addr
+        ),
+    );
+    let mut o = fx.options();
+    o.federation_web_roots = Some(roots_file);
+    let local = fx.start_with(o).await;
+    let status = |td: &str| {
+        local
+            .federation
+            .status()
+            .get(td)
+            .cloned()
+            .unwrap_or_default()
+    };
+
+    wait_for("the first bundle", || {
+        compiled_roots(&local, REMOTE_TD) == Some(roots_of(first.bundle_pem()))
+    })
+    .await;
+    assert_eq!(status(REMOTE_TD).sequence, Some(10));
+
+    *web.document.lock().unwrap() = document(&second, 11);
+    wait_for("the changed bundle", || {
+        compiled_roots(&local, REMOTE_TD) == Some(roots_of(second.bundle_pem()))
+    })
+    .await;
+
+    // An older sequence is refused: the bundle stays.
+    *web.document.lock().unwrap() = document(&first, 5);
+    let seen = status(REMOTE_TD).fetches;
+    wait_for("two more fetches", || status(REMOTE_TD).fetches >= seen + 2).await;
+    let s = status(REMOTE_TD);
+    assert!(
+        s.last_error.as_deref().unwrap_or("").contains("stale"),
+        "{s:?}"
+    );
+    assert_eq!(s.sequence, Some(11));
+    assert_eq!(
+        compiled_roots(&local, REMOTE_TD),
+        Some(roots_of(second.bundle_pem()))
+    );
+
+    // Garbage: the last good bundle stays.
+    *web.document.lock().unwrap() = "{\"keys\": 7}".into();
+    let seen = status(REMOTE_TD).failures;
+    wait_for("a failed fetch", || status(REMOTE_TD).failures > seen).await;
+    assert!(
+        status(REMOTE_TD)
+            .last_error
+            .unwrap_or_default()
+            .starts_with("bundle:"),
+        "{:?}",
+        status(REMOTE_TD)
+    );
+    assert_eq!(
+        compiled_roots(&local, REMOTE_TD),
+        Some(roots_of(second.bundle_pem()))
+    );
+
+    // The endpoint with a certificate from an unknown CA never got in.
+    let u = status("untrusted.test");
+    assert!(u.failures > 0 && !u.fetched, "{u:?}");
+    assert!(u.last_error.unwrap_or_default().starts_with("TLS:"));
+    assert_eq!(compiled_roots(&local, "untrusted.test"), None);
+    local.shutdown().await;
+}
