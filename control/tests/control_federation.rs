@@ -178,6 +178,13 @@ async fn a_self_serving_https_spiffe_endpoint_replaces_the_configured_bundle() {
     let kept = std::fs::read_to_string(fx.state.join("federation/remote.test.json")).unwrap();
     assert_eq!(roots_of(&roots_pem_of_json(&kept)), current);
 
+    // A restart with the remote down: the kept bundle is in force at once,
+    // not the stale configured one.
+    local.shutdown().await;
+    remote.shutdown().await;
+    let local = fx.start().await;
+    assert_eq!(compiled_roots(&local, REMOTE_TD), Some(current.clone()));
+
     // Dropping the endpoint from the MeshConfig ends the relationship: the
     // configured bundle (stale roots and all) is all that is left.
     write_mesh_config(
@@ -193,7 +200,6 @@ async fn a_self_serving_https_spiffe_endpoint_replaces_the_configured_bundle() {
     })
     .await;
     local.shutdown().await;
-    remote.shutdown().await;
 }
 
 fn roots_pem_of_json(json: &str) -> String {

@@ -162,6 +162,8 @@ pub async fn start(
         .map_err(ServerError::WebRoots)?;
     opts.federation.load_kept(&opts.state_dir);
     let state = Arc::new(MeshState::new());
+    // Taken before the first compile: a change from here on is compiled.
+    let compiled = watcher::fingerprint(&opts.manifests);
     let _ = watcher::compile_and_apply(
         opts.manifests.clone(),
         compile.clone(),
@@ -263,6 +265,7 @@ pub async fn start(
         Some(opts.state_dir.clone()),
         opts.poll_interval,
         opts.debounce,
+        compiled,
     ));
     // Re-issue the serving SVID at half-life.
     let renew = tokio::spawn(async move {

@@ -116,7 +116,9 @@ fn write_identities(state_dir: &Path, state: &MeshState) {
     }
 }
 
-/// Runs forever: poll, debounce, recompile.
+/// Runs forever: poll, debounce, recompile. `compiled` is the fingerprint
+/// taken before the last compile, so a change made while that compile ran
+/// (or before this loop first looked) is compiled too.
 pub async fn watch_loop(
     dir: PathBuf,
     compile: CompileFn,
@@ -124,13 +126,14 @@ pub async fn watch_loop(
     state_dir: Option<PathBuf>,
     poll: Duration,
     debounce: Duration,
+    compiled: u64,
 ) {
     let fp_of = |d: PathBuf| async move {
         tokio::task::spawn_blocking(move || fingerprint(&d))
             .await
             .unwrap_or(0)
     };
-    let mut last = fp_of(dir.clone()).await;
+    let mut last = compiled;
     loop {
         tokio::time::sleep(poll).await;
         let now = fp_of(dir.clone()).await;
