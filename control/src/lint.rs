@@ -75,6 +75,7 @@ pub fn lint(cluster: &Cluster) -> Vec<Finding> {
     deny_http_only_rules(cluster, &mut out);
     selectors_without_labels(cluster, &mut out);
     services_without_endpoints(&compiler, &mut out);
+    service_entry_identities(cluster, &mut out);
     let mut v = out.0;
     v.sort();
     v.dedup();
@@ -536,6 +537,51 @@ fn services_without_endpoints(compiler: &Compiler<'_>, out: &mut Out) {
                     format!("Service {}/{}", svc.namespace, svc.name),
                     format!("port {} targets {n:?}, which no selected pod declares: the port has no endpoints", sp.port),
                 );
+            }
+        }
+    }
+}
+
+/// A MESH_INTERNAL ServiceEntry endpoint whose identity is in a trust
+/// domain no sidecar has a bundle for: every handshake with it fails, and
+/// every call to it is a 502. An endpoint address that is a pod's keeps the
+/// pod's identity, not the entry's.
+fn service_entry_identities(cluster: &Cluster, out: &mut Out) {
+    let pod_ips: std::collections::BTreeSet<std::net::IpAddr> = cluster
+        .pods
+        .iter()
+        .flat_map(|p| p.ips.iter().copied())
+        .collect();
+    for se in &cluster.service_entries {
+        let obj = format!("ServiceEntry {}", se.key());
+        for (i, e) in se.endpoints.iter().enumerate() {
+            if let Some(id) = se.identity_of(e, &cluster.mesh.trust_domain) {
+                let td = palisade_api::trust_domain_of(&id).unwrap_or_default();
+                if !cluster.mesh.is_local_trust_domain(td)
+                    && !cluster.mesh.federated_bundles.contains_key(td)
+                    && !cluster.mesh.bundle_endpoints.contains_key(td)
+                {
+                    out.push(
+                        Severity::Error,
+                        "unverifiable-identity",
+                        &obj,
+                        format!(
+                            "endpoints[{i}] ({}) is expected to present {id}, of trust domain {td:?}, which is neither the mesh's nor federated (MeshConfig federatedTrustDomains): every call to it fails the handshake",
+                            e.address
+                        ),
+                    );
+                }
+                if pod_ips.contains(&e.address) {
+                    out.push(
+                        Severity::Warning,
+                        "endpoint-is-a-pod",
+                        &obj,
+                        format!(
+                            "endpoints[{i}] ({}) is a pod's address: the sidecars expect the pod's own identity there, not {id}",
+                            e.address
+                        ),
+                    );
+                }
             }
         }
     }

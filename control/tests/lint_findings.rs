@@ -402,3 +402,51 @@ fn selectors_without_labels() {
         "{f:#?}"
     );
 }
+
+/// A MESH_INTERNAL ServiceEntry whose endpoint identity no bundle can
+/// verify (every call would fail the handshake), and one whose endpoint is
+/// a pod's address (the pod's identity wins there).
+#[test]
+fn service_entry_identities() {
+    let se = |name: &str, address: &str, san: &str| {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  namespace: x\n  name: {name}\nspec:\n  hosts: [{name}.example]\n  ports: [{{number: 80, name: http}}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  endpoints: [{{address: {address}}}]\n  subjectAltNames: [\"{san}\"]\n"
+        )
+    };
+    let f = findings(
+        &format!(
+            "{}{}{}",
+            se(
+                "unknown-td",
+                "203.0.113.7",
+                "spiffe://nowhere.test/ns/a/sa/b"
+            ),
+            se("local", "203.0.113.8", "spiffe://cluster.local/ns/a/sa/b"),
+            se("on-a-pod", "POD_IP", "spiffe://cluster.local/ns/x/sa/other"),
+        )
+        .replace("POD_IP", &first_pod_ip()),
+    );
+    assert_has(
+        &f,
+        Severity::Error,
+        "unverifiable-identity",
+        "ServiceEntry x/unknown-td",
+        "\"nowhere.test\", which is neither the mesh's nor federated",
+    );
+    assert_eq!(
+        objects_with(&f, "unverifiable-identity"),
+        ["ServiceEntry x/unknown-td"]
+    );
+    assert_has(
+        &f,
+        Severity::Warning,
+        "endpoint-is-a-pod",
+        "ServiceEntry x/on-a-pod",
+        "the pod's own identity",
+    );
+}
+
+fn first_pod_ip() -> String {
+    let c = load(&[&xyz_topology()]);
+    c.pods[0].ips[0].to_string()
+}

@@ -952,3 +952,119 @@ fn mesh_config_federated_bundle_endpoints() {
         assert!(e[0].contains(text), "{entries}: {e:?}");
     }
 }
+
+const SE_HEAD: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  namespace: x\n  name: remote\nspec:\n";
+
+/// Istio `ServiceEntry`, the STATIC subset: virtual IPs, ports with
+/// targetPort, endpoints at IPs with per-name ports, and for MESH_INTERNAL
+/// each endpoint's identity (its serviceAccount in the entry's namespace,
+/// else the entry's single subjectAltName). What needs DNS, a selector or
+/// traffic shaping is refused on its field.
+#[test]
+fn service_entries_static_subset() {
+    use palisade_control::cluster::EndpointIdentity;
+    let se = format!(
+        "{SE_HEAD}  hosts: [api.remote.test]\n  addresses: [198.18.200.1, \"2001:db8::1/128\"]\n  ports:\n    - {{number: 80, name: http, protocol: http, targetPort: 8080}}\n    - {{number: 5432, name: pg, protocol: TCP}}\n  location: MESH_INTERNAL\n  resolution: STATIC\n  exportTo: [\".\", other]\n  endpoints:\n    - address: 203.0.113.7\n      ports: {{pg: 15432}}\n    - address: 203.0.113.8\n      serviceAccount: api\n  subjectAltNames: [spiffe://remote.test/ns/back/sa/api]\n"
+    );
+    let c = load(&[NS_X, &se]);
+    let e = &c.service_entries[0];
+    assert_eq!(e.key(), "x/remote");
+    assert_eq!(e.addresses.len(), 2);
+    assert!(e.mesh_internal);
+    assert_eq!(e.ports[0].protocol, "HTTP");
+    assert!(!e.ports[0].is_opaque() && e.ports[1].is_opaque());
+    // Endpoint port: its own by name, else targetPort, else the number.
+    assert_eq!(e.endpoints[0].port_for(&e.ports[0]), 8080);
+    assert_eq!(e.endpoints[0].port_for(&e.ports[1]), 15432);
+    assert_eq!(e.endpoints[1].port_for(&e.ports[1]), 5432);
+    assert_eq!(
+        e.endpoints[0].identity,
+        Some(EndpointIdentity::SpiffeId(
+            "spiffe://remote.test/ns/back/sa/api".into()
+        ))
+    );
+    assert_eq!(
+        e.identity_of(&e.endpoints[1], "example.org").as_deref(),
+        Some("spiffe://example.org/ns/x/sa/api")
+    );
+    assert!(e.exported_to("x") && e.exported_to("other") && !e.exported_to("third"));
+
+    // Only hosts: an external name the sidecar has nothing to do for.
+    let c = load(&[&format!(
+        "{SE_HEAD}  hosts: [api.example.com]\n  ports: [{{number: 443, name: https, protocol: TLS}}]\n  location: MESH_EXTERNAL\n"
+    )]);
+    assert!(c.service_entries[0].endpoints.is_empty());
+
+    let ok = "  hosts: [h]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n";
+    let cases = [
+        ("  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoints: [{address: 203.0.113.7}]\n".to_string(), "spec.hosts", "at least one"),
+        (format!("{ok}  endpoints: [{{address: db.remote.test}}]\n"), "spec.endpoints[0].address", "not an IP address"),
+        ("  hosts: [h]\n  ports: [{number: 80, name: http}]\n  resolution: DNS\n".to_string(), "spec.resolution", "resolves no DNS"),
+        ("  hosts: [h]\n  ports: [{number: 80, name: http}]\n  endpoints: [{address: 203.0.113.7}]\n".to_string(), "spec.resolution", "use STATIC"),
+        (format!("{ok}  location: MESH_INTERNAL\n  endpoints: [{{address: 203.0.113.7}}]\n"), "spec.endpoints[0].serviceAccount", "needs the identity"),
+        (format!("{ok}  subjectAltNames: [a.example.com]\n"), "spec.subjectAltNames[0]", "not a SPIFFE ID"),
+        (format!("{ok}  subjectAltNames: [\"spiffe://a/b\", \"spiffe://a/c\"]\n"), "spec.subjectAltNames", "one SPIFFE ID at most"),
+        (format!("{ok}  workloadSelector: {{labels: {{app: a}}}}\n"), "spec.workloadSelector", "not supported"),
+        (format!("{ok}  addresses: [198.18.0.0/16]\n"), "spec.addresses[0]", "ranges are not supported"),
+        (format!("{ok}  endpoints: [{{address: 203.0.113.7, weight: 3}}]\n"), "spec.endpoints[0].weight", "not supported"),
+        (format!("{ok}  endpoints: [{{address: 203.0.113.7, ports: {{grpc: 9090}}}}]\n"), "spec.endpoints[0].ports.grpc", "names no port"),
+        ("  hosts: [h]\n  ports: [{number: 80, name: http, protocol: QUIC}]\n  resolution: STATIC\n".to_string(), "spec.ports[0].protocol", "expected one of"),
+        ("  hosts: [h]\n  ports: [{number: 70000, name: http}]\n  resolution: STATIC\n".to_string(), "spec.ports[0].number", "not a port"),
+        ("  hosts: [h]\n  ports: [{number: 80}]\n  resolution: STATIC\n".to_string(), "spec.ports[0].name", "required"),
+        (format!("{ok}  location: MESH_NEARBY\n"), "spec.location", "expected MESH_EXTERNAL or MESH_INTERNAL"),
+        (format!("{ok}  exportTo: [\"Not_A_Namespace\"]\n"), "spec.exportTo", "not a namespace name"),
+        (format!("{ok}  trafficPolicy: {{}}\n"), "trafficPolicy", ""),
+    ];
+    for (spec, field, text) in cases {
+        let e = errors(&[&format!("{SE_HEAD}{spec}")]);
+        assert!(
+            e.iter().any(|e| e.contains(field) && e.contains(text)),
+            "{field} / {text}: {e:?}"
+        );
+    }
+}
+
+/// A MESH_INTERNAL entry's endpoints join the peer table of the workloads
+/// it is exported to (strict mTLS, the entry's identity, opaque ports by
+/// protocol); its virtual IPs become a Service over its endpoints. A pod's
+/// own address keeps the pod's entry; other namespaces see nothing.
+#[test]
+fn service_entries_compile_into_peers_and_services() {
+    let ns_y = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: y\n";
+    let pod_y = POD
+        .replace("namespace: x", "namespace: y")
+        .replace("198.18.0.1", "198.18.0.2");
+    let se = format!(
+        "{SE_HEAD}  hosts: [api.remote.test]\n  addresses: [198.18.200.1]\n  ports:\n    - {{number: 80, name: http, protocol: HTTP}}\n    - {{number: 5432, name: pg, protocol: TCP, targetPort: 15432}}\n  location: MESH_INTERNAL\n  resolution: STATIC\n  exportTo: [\".\"]\n  endpoints:\n    - address: 203.0.113.7\n    - address: 198.18.0.2\n  subjectAltNames: [spiffe://remote.test/ns/back/sa/api]\n"
+    );
+    let c = load(&[NS_X, POD, ns_y, &pod_y, &se]);
+    let configs = palisade_control::compile::Compiler::new(&c).compile_all();
+    let x = configs
+        .iter()
+        .find(|c| c.workload.namespace == "x")
+        .unwrap();
+    let y = configs
+        .iter()
+        .find(|c| c.workload.namespace == "y")
+        .unwrap();
+    let remote = x
+        .peers
+        .iter()
+        .find(|p| p.ip.to_string() == "203.0.113.7")
+        .unwrap();
+    assert_eq!(remote.identity, "spiffe://remote.test/ns/back/sa/api");
+    assert_eq!(remote.workload, "x/remote");
+    assert_eq!(remote.mtls, MtlsMode::Strict);
+    assert_eq!(remote.opaque_ports, [15432]);
+    // 198.18.0.2 is pod y/a: it keeps its own identity.
+    let pod = x.peers.iter().find(|p| p.ip.to_string() == "198.18.0.2");
+    assert!(pod.is_none_or(|p| p.identity == "spiffe://cluster.local/ns/y/sa/default"));
+    let svc = x.services.iter().find(|s| s.name == "x/remote").unwrap();
+    assert_eq!(svc.cluster_ips[0].to_string(), "198.18.200.1");
+    assert_eq!(svc.ports[0].app_protocol.as_deref(), Some("http"));
+    assert_eq!(svc.ports[1].endpoints[0].port, 15432);
+    assert_eq!(svc.ports[0].endpoints.len(), 2);
+    // exportTo: ["."]: namespace y sees neither.
+    assert!(!y.peers.iter().any(|p| p.workload == "x/remote"));
+    assert!(!y.services.iter().any(|s| s.name == "x/remote"));
+}

@@ -395,6 +395,99 @@ pub struct Cluster {
     pub network_policies: Vec<NetworkPolicy>,
     pub peer_authentications: Vec<PeerAuthentication>,
     pub authorization_policies: Vec<AuthorizationPolicy>,
+    pub service_entries: Vec<ServiceEntry>,
+}
+
+/// An Istio `ServiceEntry` with `resolution: STATIC` (the subset the
+/// sidecar can act on without DNS): endpoints at fixed IPs, behind virtual
+/// IPs (`addresses`) or called directly. A `MESH_INTERNAL` entry's
+/// endpoints are mesh peers, reached over mTLS with the identity the entry
+/// names: how a workload calls one of a federated trust domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntry {
+    pub namespace: String,
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub addresses: Vec<IpAddr>,
+    pub ports: Vec<ServiceEntryPort>,
+    pub mesh_internal: bool,
+    pub endpoints: Vec<ServiceEntryEndpoint>,
+    /// `exportTo`: `None` for every namespace, else the namespaces (`.`
+    /// already replaced by the entry's own).
+    pub export_to: Option<Vec<String>>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntryPort {
+    pub number: u16,
+    pub name: String,
+    /// Upper case: HTTP, HTTPS, GRPC, HTTP2, MONGO, TCP, TLS.
+    pub protocol: String,
+    pub target_port: Option<u16>,
+}
+
+impl ServiceEntryPort {
+    /// Not HTTP: the sidecar must not sniff it (Istio's protocol selection).
+    pub fn is_opaque(&self) -> bool {
+        matches!(self.protocol.as_str(), "TCP" | "TLS" | "MONGO" | "HTTPS")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntryEndpoint {
+    pub address: IpAddr,
+    /// Port name to this endpoint's port.
+    pub ports: BTreeMap<String, u16>,
+    /// The identity its sidecar presents (MESH_INTERNAL only): its
+    /// `serviceAccount` in the entry's namespace, else the entry's
+    /// `subjectAltNames`.
+    pub identity: Option<EndpointIdentity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointIdentity {
+    /// A service account of the entry's namespace, in the mesh's trust
+    /// domain.
+    ServiceAccount(String),
+    /// A SPIFFE ID as written (any trust domain, federated ones included).
+    SpiffeId(String),
+}
+
+impl ServiceEntryEndpoint {
+    /// The endpoint's port for service port `p` (Istio: the endpoint's
+    /// port of that name, else the port's `targetPort`, else its number).
+    pub fn port_for(&self, p: &ServiceEntryPort) -> u16 {
+        self.ports
+            .get(&p.name)
+            .copied()
+            .or(p.target_port)
+            .unwrap_or(p.number)
+    }
+}
+
+impl ServiceEntry {
+    /// The SPIFFE ID `endpoint`'s sidecar presents, for a mesh of trust
+    /// domain `td`.
+    pub fn identity_of(&self, endpoint: &ServiceEntryEndpoint, td: &str) -> Option<String> {
+        match endpoint.identity.as_ref()? {
+            EndpointIdentity::ServiceAccount(sa) => {
+                Some(format!("spiffe://{td}/ns/{}/sa/{sa}", self.namespace))
+            }
+            EndpointIdentity::SpiffeId(id) => Some(id.clone()),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether a workload of namespace `ns` sees this entry.
+    pub fn exported_to(&self, ns: &str) -> bool {
+        self.export_to
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|n| n == ns || n == "*"))
+    }
 }
 
 impl Cluster {
@@ -436,6 +529,8 @@ impl Cluster {
         self.peer_authentications
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.authorization_policies
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.service_entries
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let referenced: Vec<String> = self
             .pods

@@ -15,6 +15,7 @@ pub mod authz;
 pub mod index;
 pub mod mtls;
 pub mod netpol;
+pub mod service_entries;
 pub mod services;
 
 use crate::cluster::{Cluster, Pod};
@@ -267,6 +268,13 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
+        let taken: std::collections::BTreeSet<std::net::IpAddr> = peers
+            .iter()
+            .map(|p| p.ip)
+            .chain(pod.ips.iter().copied())
+            .chain(self.peers.iter().flatten().map(|p| p.ip))
+            .collect();
+        peers.extend(service_entries::peers(cluster, &pod.namespace, &taken));
         peers.sort_by_key(|p| p.ip);
         let mut ports: Vec<ContainerPort> = pod
             .ports
@@ -327,6 +335,7 @@ impl<'a> Compiler<'a> {
                 .map(|(i, s)| {
                     services::for_client(&self.index, &cluster.services[i], s, &pod.node_ips)
                 })
+                .chain(service_entries::services(cluster, &pod.namespace))
                 .collect(),
             authorization: self.authz.policies_for(pod),
         };

@@ -20,6 +20,7 @@ mod kube;
 mod mesh;
 mod meta;
 mod names;
+mod service_entry;
 pub(crate) use names::valid_port_name;
 
 /// One problem in the configuration.
@@ -286,6 +287,10 @@ impl Loading {
             ("security.istio.io", "AuthorizationPolicy") => {
                 istio::authorization_policy(&head, value, origin.clone())
                     .map(|p| cluster.authorization_policies.push(p))
+            }
+            ("networking.istio.io", "ServiceEntry") => {
+                service_entry::service_entry(&head, value, origin.clone())
+                    .map(|e| cluster.service_entries.push(e))
             }
             ("palisade.dev", "MeshConfig") => {
                 if let Some(first) = &self.mesh_origin {
