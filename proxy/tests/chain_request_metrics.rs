@@ -127,6 +127,17 @@ fn matches(policy: &str, rule: &str, action: &str, dry_run: bool) -> String {
     )
 }
 
+/// A dry-run ALLOW policy for `/api/*`.
+fn dry_allow_api() -> palisade_api::AuthorizationPolicy {
+    let mut dry = authz(
+        "back/dry-allow-api",
+        AuthzAction::Allow,
+        vec![paths_rule(&["/api/*"])],
+    );
+    dry.dry_run = true;
+    dry
+}
+
 /// Which rule allowed or denied each request, so an operator can see the
 /// ALLOW rules nothing uses (least privilege) and what a dry-run policy
 /// would do before enforcing it.
@@ -134,12 +145,6 @@ fn matches(policy: &str, rule: &str, action: &str, dry_run: bool) -> String {
 async fn authorization_decisions_are_counted_by_policy_and_rule() {
     let app = http_app("app").await;
     let c = chain(app, |_, b| {
-        let mut dry = authz(
-            "back/dry-allow-api",
-            AuthzAction::Allow,
-            vec![paths_rule(&["/api/*"])],
-        );
-        dry.dry_run = true;
         b.authorization = vec![
             authz(
                 "back/allow",
@@ -160,7 +165,7 @@ async fn authorization_decisions_are_counted_by_policy_and_rule() {
                 AuthzAction::Audit,
                 vec![paths_rule(&["/api/*"])],
             ),
-            dry,
+            dry_allow_api(),
         ];
     })
     .await;
@@ -208,13 +213,7 @@ async fn authorization_decisions_are_counted_by_policy_and_rule() {
 async fn a_dry_run_allow_policy_counts_what_it_would_deny() {
     let app = http_app("app").await;
     let c = chain(app, |_, b| {
-        let mut dry = authz(
-            "back/dry-allow-api",
-            AuthzAction::Allow,
-            vec![paths_rule(&["/api/*"])],
-        );
-        dry.dry_run = true;
-        b.authorization = vec![dry];
+        b.authorization = vec![dry_allow_api()];
     })
     .await;
     for path in ["/api/a", "/other", "/more"] {
