@@ -100,9 +100,9 @@ pub struct PeerLabels {
     pub peer: Peer,
 }
 
-/// [`Metrics::request`] for one peer and direction with the handles of the
-/// common case (a 200) taken once: a request costs two atomic updates
-/// instead of two label lookups.
+/// The request metrics of one peer and direction (count by status, time
+/// head to head), with the handles of the common case (a 200) taken once:
+/// a request costs two atomic updates instead of two label lookups.
 pub struct RequestMeter {
     direction: Direction,
     peer: Peer,
@@ -404,23 +404,6 @@ impl Metrics {
         self.denials
             .get_or_create(&LayerLabels { direction, layer })
             .inc();
-    }
-
-    /// A request answered with `status` after `elapsed` (head to head).
-    pub fn request(&self, direction: Direction, peer: &Peer, status: u16, elapsed: Duration) {
-        self.requests
-            .get_or_create(&StatusLabels {
-                direction,
-                status,
-                peer: peer.clone(),
-            })
-            .inc();
-        self.request_durations
-            .get_or_create(&PeerLabels {
-                direction,
-                peer: peer.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
     }
 
     /// The request metrics of one peer in one direction, looked up once

@@ -50,6 +50,9 @@ pub struct Compiler<'a> {
     mtls: Vec<mtls::EffectiveMtls>,
     opaque: Vec<Vec<u16>>,
     peers: Vec<Vec<Peer>>,
+    /// Every address in `peers`: where a ServiceEntry endpoint yields to
+    /// the pod there.
+    peer_ips: std::collections::BTreeSet<std::net::IpAddr>,
     services: Vec<ApiService>,
     authz: authz::AuthzIndex<'a>,
     egress_cache: Mutex<HashMap<Vec<usize>, Arc<EgressView>>>,
@@ -114,7 +117,7 @@ impl<'a> Compiler<'a> {
             v.sort_unstable();
             v.dedup();
         }
-        let peers = cluster
+        let peers: Vec<Vec<Peer>> = cluster
             .pods
             .iter()
             .enumerate()
@@ -135,6 +138,7 @@ impl<'a> Compiler<'a> {
                     .collect()
             })
             .collect();
+        let peer_ips = peers.iter().flatten().map(|p: &Peer| p.ip).collect();
         let services = cluster
             .services
             .iter()
@@ -148,6 +152,7 @@ impl<'a> Compiler<'a> {
             mtls,
             opaque,
             peers,
+            peer_ips,
             services,
             egress_cache: Mutex::new(HashMap::new()),
         }
@@ -268,13 +273,9 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let taken: std::collections::BTreeSet<std::net::IpAddr> = peers
-            .iter()
-            .map(|p| p.ip)
-            .chain(pod.ips.iter().copied())
-            .chain(self.peers.iter().flatten().map(|p| p.ip))
-            .collect();
-        peers.extend(service_entries::peers(cluster, &pod.namespace, &taken));
+        peers.extend(service_entries::peers(cluster, &pod.namespace, |ip| {
+            self.peer_ips.contains(ip) || pod.ips.contains(ip)
+        }));
         peers.sort_by_key(|p| p.ip);
         let mut ports: Vec<ContainerPort> = pod
             .ports

@@ -5,7 +5,6 @@
 //! virtual IPs (`addresses`) becomes a Service the sidecar balances over
 //! its endpoints, like a Kubernetes Service's cluster IP. Only entries
 //! exported to the workload's namespace count.
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use palisade_api::{Endpoint, MtlsMode, Peer, Protocol, Service, ServicePort};
@@ -13,16 +12,16 @@ use palisade_api::{Endpoint, MtlsMode, Peer, Protocol, Service, ServicePort};
 use crate::cluster::{Cluster, ServiceEntry};
 
 /// Peer table entries for the mesh-internal entries a workload of `ns`
-/// sees. Addresses already in `taken` (pods, the workload itself) keep
-/// their entry: a pod's identity is known, an entry's only claimed.
-pub fn peers(cluster: &Cluster, ns: &str, taken: &BTreeSet<IpAddr>) -> Vec<Peer> {
+/// sees. Addresses `taken` (pods, the workload itself) keep their entry: a
+/// pod's identity is known, an entry's only claimed.
+pub fn peers(cluster: &Cluster, ns: &str, taken: impl Fn(&IpAddr) -> bool) -> Vec<Peer> {
     let mut out: Vec<Peer> = Vec::new();
     for se in visible(cluster, ns).filter(|se| se.mesh_internal) {
         for e in &se.endpoints {
             let Some(identity) = se.identity_of(e, &cluster.mesh.trust_domain) else {
                 continue;
             };
-            if taken.contains(&e.address) || out.iter().any(|p| p.ip == e.address) {
+            if taken(&e.address) || out.iter().any(|p| p.ip == e.address) {
                 continue;
             }
             let mut opaque_ports: Vec<u16> = se

@@ -141,10 +141,13 @@ pub(super) fn mesh_config(
             )));
             continue;
         }
-        if let Err(e) = federated_trust_domain(fed, &mesh) {
-            errors.push(field_error(e));
-            continue;
-        }
+        let td = match federated_trust_domain(fed, &mesh) {
+            Ok(td) => td,
+            Err(e) => {
+                errors.push(field_error(e));
+                continue;
+            }
+        };
         let endpoint = match bundle_endpoint(fed, &mesh, &listed) {
             Ok(endpoint) => endpoint,
             Err(e) => {
@@ -153,7 +156,7 @@ pub(super) fn mesh_config(
             }
         };
         match (&fed.trust_domain_bundle, &endpoint) {
-            (Some(_), _) => match federated_bundle(fed, &mesh) {
+            (Some(text), _) => match federated_bundle(td, text) {
                 Ok(pem) => {
                     mesh.federated_bundles.insert(fed.trust_domain.clone(), pem);
                 }
@@ -282,12 +285,7 @@ fn check_endpoint_url(url: &str) -> Result<(), String> {
 }
 
 /// A federated trust domain's bundle as PEM, or the field at fault and why.
-fn federated_bundle(
-    fed: &FederatedTrustDomain,
-    mesh: &Mesh,
-) -> Result<String, (&'static str, String)> {
-    let td = federated_trust_domain(fed, mesh)?;
-    let text = fed.trust_domain_bundle.as_deref().unwrap_or_default();
+fn federated_bundle(td: TrustDomain, text: &str) -> Result<String, (&'static str, String)> {
     let bundle = if is_spiffe_bundle(text) {
         TrustBundle::from_spiffe_bundle(td, text)
     } else {

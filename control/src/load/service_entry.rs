@@ -65,8 +65,10 @@ struct EndpointSpec {
     address: Option<String>,
     #[serde(default)]
     ports: BTreeMap<String, u32>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
+    /// Accepted and unused: labels only matter to selectors, which
+    /// entries with listed endpoints do not have.
+    #[serde(default, rename = "labels")]
+    _labels: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     service_account: Option<String>,
     #[serde(default)]
@@ -237,7 +239,6 @@ pub(super) fn service_entry(
                 ));
             }
         }
-        let _ = &e.labels;
         let address = match e.address.as_deref().map(str::parse::<IpAddr>) {
             Some(Ok(ip)) => ip.to_canonical(),
             Some(Err(_)) => {

@@ -155,12 +155,9 @@ async fn proxy_request(
             ctx.metrics
                 .request_denial(Direction::Outbound, Layer::Egress);
             let resp = local_response(StatusCode::FORBIDDEN, "egress: access denied\n");
-            ctx.metrics.request(
-                Direction::Outbound,
-                &Peer::UNKNOWN,
-                resp.status().as_u16(),
-                started.elapsed(),
-            );
+            meters
+                .meter(&ctx.metrics, Direction::Outbound, Peer::UNKNOWN)
+                .record(&ctx.metrics, resp.status().as_u16(), started.elapsed());
             return resp;
         }
     };

@@ -88,11 +88,6 @@ impl WebRoots {
         }
         Ok(Self(Arc::new(store)))
     }
-
-    /// No roots: every `https_web` endpoint fails to verify.
-    pub fn empty() -> Self {
-        Self(Arc::new(RootCertStore::empty()))
-    }
 }
 
 struct Target {

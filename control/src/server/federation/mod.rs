@@ -49,7 +49,7 @@ impl FetchedBundle {
         let trust_domain =
             TrustDomain::new(td).map_err(|e| FetchError::Bundle(format!("trust domain: {e}")))?;
         let doc = SpiffeBundle::parse(json).map_err(|e| FetchError::Bundle(e.to_string()))?;
-        let bundle = TrustBundle::from_spiffe_bundle(trust_domain, json)
+        let bundle = TrustBundle::new(trust_domain, doc.x509_authorities)
             .map_err(|e| FetchError::Bundle(e.to_string()))?;
         let refresh_hint = doc
             .refresh_hint

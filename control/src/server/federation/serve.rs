@@ -105,12 +105,13 @@ async fn serve_connection(
 }
 
 fn answer(method: &http::Method, document: &str) -> http::Response<Full<Bytes>> {
-    let response = |status: http::StatusCode, ty: &str, body: Bytes| {
+    let response = |status: http::StatusCode, ty: &'static str, body: Bytes| {
         let mut r = http::Response::new(Full::new(body));
         *r.status_mut() = status;
-        if let Ok(v) = http::HeaderValue::from_str(ty) {
-            r.headers_mut().insert(http::header::CONTENT_TYPE, v);
-        }
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(ty),
+        );
         r
     };
     match *method {
