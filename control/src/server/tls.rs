@@ -31,10 +31,10 @@ use tonic::transport::server::Connected;
 use super::pki::{KeyedSvid, not_after_unix, now_unix};
 
 /// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshakes in flight at once; more connections wait in the accept queue.
-const MAX_CONCURRENT_HANDSHAKES: usize = 512;
+pub(crate) const MAX_CONCURRENT_HANDSHAKES: usize = 512;
 
 /// Errors building the TLS side.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ use palisade_identity::TrustBundle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::server::tls::{ServingCert, crypto_provider};
+use crate::server::tls::{HANDSHAKE_TIMEOUT, ServingCert, crypto_provider};
 
 /// The bundle document the endpoint serves.
 pub fn bundle_document(bundle: &TrustBundle, refresh_hint: Duration) -> Result<String, String> {
@@ -80,7 +80,7 @@ async fn serve_connection(
     peer: SocketAddr,
     document: Arc<str>,
 ) {
-    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "bundle endpoint handshake failed");
