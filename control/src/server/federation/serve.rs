@@ -19,7 +19,9 @@ use palisade_identity::TrustBundle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::server::tls::{HANDSHAKE_TIMEOUT, ServingCert, crypto_provider};
+use crate::server::tls::{
+    HANDSHAKE_TIMEOUT, MAX_CONCURRENT_HANDSHAKES, ServingCert, crypto_provider,
+};
 
 /// The bundle document the endpoint serves.
 pub fn bundle_document(bundle: &TrustBundle, refresh_hint: Duration) -> Result<String, String> {
@@ -48,15 +50,21 @@ fn tls_config(serving: Arc<ServingCert>) -> Result<rustls::ServerConfig, rustls:
     Ok(cfg)
 }
 
-/// Serves `document` on `listener` until the task is aborted.
+/// Serves `document` on `listener` until the task is aborted. Anyone may
+/// connect, so connections are capped as the control API caps its
+/// handshakes; more wait in the accept queue.
 pub fn spawn(
     listener: TcpListener,
     serving: Arc<ServingCert>,
     document: Arc<str>,
 ) -> Result<JoinHandle<()>, rustls::Error> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(serving)?));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     Ok(tokio::spawn(async move {
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let (tcp, peer) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
@@ -69,6 +77,7 @@ pub fn spawn(
             let document = document.clone();
             tokio::spawn(async move {
                 serve_connection(acceptor, tcp, peer, document).await;
+                drop(slot);
             });
         }
     }))
