@@ -122,12 +122,10 @@ async fn sidecars_of_federated_trust_domains_talk_and_authorize_the_remote_princ
     // The server does not federate yet: the client's SVID has no bundle.
     let (status, _, body) = http_get(a.outbound_addr, "/", "svc").await;
     assert!(status >= 500, "{status} {body}");
-    let m = metrics(&b).await;
+    let failed = "palisade_connections_total{direction=\"Inbound\",outcome=\"Failed\"}";
+    let m = metrics_once(&b, failed, 1.0).await;
     assert!(
-        metric_value(
-            &m,
-            "palisade_connections_total{direction=\"Inbound\",outcome=\"Failed\"}"
-        ) >= 1.0,
+        metric_value(&m, failed) >= 1.0,
         "the server refused the handshake: {m}"
     );
     assert!(

@@ -439,6 +439,20 @@ pub async fn metrics(proxy: &Proxy) -> String {
     http_get(proxy.admin_addr, "/metrics", "admin").await.2
 }
 
+/// Reads the metrics once the line starting with `prefix` reaches `at_least`,
+/// or after 5 s. Counters a connection task updates when it ends (its
+/// outcome) may land after the peer already saw the connection fail.
+pub async fn metrics_once(proxy: &Proxy, prefix: &str, at_least: f64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = metrics(proxy).await;
+        if metric_value(&text, prefix) >= at_least || std::time::Instant::now() >= deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The value of the metric line starting with `prefix` (0 when absent).
 pub fn metric_value(text: &str, prefix: &str) -> f64 {
     text.lines()
