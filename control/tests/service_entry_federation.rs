@@ -200,6 +200,34 @@ async fn call_through_service_entry(subject_alt_name: &str) -> (u16, String) {
         "shop/web-0",
         &local_cfg,
     );
+    // `palisade check` predicts the same path: the entry's endpoint over
+    // mTLS, expecting the entry's identity, which a federated bundle covers.
+    let cluster = palisade_control::load::load_dir(&root.path().join("local")).unwrap();
+    let req = palisade_control::check::CheckRequest {
+        source: palisade_control::check::request::parse_source(&cluster, "shop/web-0", None)
+            .unwrap(),
+        destination: palisade_control::check::request::parse_destination(&cluster, VIP).unwrap(),
+        port: palisade_control::cluster::PortRef::Number(80),
+        protocol: palisade_api::Protocol::Tcp,
+        http: None,
+        plaintext: false,
+        sni: None,
+    };
+    let report =
+        palisade_control::check::check(&palisade_control::compile::Compiler::new(&cluster), &req)
+            .unwrap();
+    assert_eq!(report.endpoints.len(), 1, "{report:?}");
+    let endpoint = &report.endpoints[0];
+    assert_eq!(
+        (endpoint.ip.to_string(), endpoint.port),
+        ("127.0.0.2".to_string(), b.inbound_addr.port())
+    );
+    assert!(endpoint.mtls.mtls, "{report:?}");
+    assert!(
+        endpoint.mtls.detail.contains(subject_alt_name),
+        "{}",
+        endpoint.mtls.detail
+    );
     let a = sidecar(
         &local_cfg,
         &svid_dir(

@@ -14,6 +14,7 @@ use palisade_api::{MtlsMode, Protocol, ProxyConfig};
 mod layers;
 pub mod report;
 pub mod request;
+mod service_entry;
 
 pub use layers::{
     AuthzLayer, AuthzMatch, CheckReport, EndpointResult, L4Layer, LayerVerdict, MtlsLayer,
@@ -199,6 +200,7 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
         req,
         mesh_sni: service_sni(cluster, req),
     };
+    let mut entry_note: Option<String> = None;
     let (to, targets): (String, Vec<(Option<usize>, IpAddr, u16)>) = match &req.destination {
         Destination::Pod { pod } => {
             let p = &cluster.pods[*pod];
@@ -288,6 +290,32 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
             }
             (format!("svc:{}/{}", svc.namespace, svc.name), targets)
         }
+        Destination::ServiceEntry { entry } => {
+            let se = &cluster.service_entries[*entry];
+            let src_ns = ends
+                .src_config
+                .as_ref()
+                .and(src_pod)
+                .map(|p| cluster.pods[p].namespace.as_str());
+            match service_entry::targets(cluster, se, &req.port, req.protocol, src_ns, src_ip)? {
+                service_entry::EntryTargets::Endpoints(targets, note) => {
+                    entry_note = Some(note);
+                    (format!("se:{}", se.key()), targets)
+                }
+                service_entry::EntryTargets::Untranslated(why) => {
+                    return Ok(CheckReport {
+                        verdict: LayerVerdict::Deny,
+                        from: ends.src_name.clone(),
+                        identity,
+                        source_ip: src_ip,
+                        to: format!("se:{}", se.key()),
+                        protocol: req.protocol,
+                        endpoints: Vec::new(),
+                        detail: format!("{why}; nothing answers there"),
+                    });
+                }
+            }
+        }
     };
     let endpoints: Vec<EndpointResult> = targets
         .into_iter()
@@ -296,7 +324,11 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
     let all_allow =
         !endpoints.is_empty() && endpoints.iter().all(|e| e.verdict == LayerVerdict::Allow);
     let mut detail = if endpoints.is_empty() {
-        "the Service has no ready endpoint for this port: nothing can answer".to_string()
+        match &entry_note {
+            Some(_) => "the ServiceEntry has no endpoint for this port: nothing can answer",
+            None => "the Service has no ready endpoint for this port: nothing can answer",
+        }
+        .to_string()
     } else if endpoints.len() > 1 {
         format!(
             "{} of {} endpoints allowed; `allow` only when all are",
@@ -309,6 +341,13 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
     } else {
         String::new()
     };
+    if let Some(note) = entry_note.filter(|_| !endpoints.is_empty()) {
+        detail = if detail.is_empty() {
+            note
+        } else {
+            format!("{note}; {detail}")
+        };
+    }
     if let Destination::Service { service } = &req.destination
         && let Some(timeout) = cluster.services[*service].client_ip_affinity
         && endpoints.len() > 1
@@ -473,6 +512,24 @@ fn judge(
                 )),
             )
         }
+        // A ServiceEntry endpoint in another mesh (or trust domain): mTLS
+        // from the caller's sidecar; its own sidecar decides the rest.
+        _ if let Some(peer) =
+            service_entry::remote_peer(ends.src_config.as_ref(), dst_ip).filter(|_| tcp) =>
+        {
+            let elsewhere = format!(
+                "decided by the sidecar of {} ({}), in the mesh that runs it: not in this configuration",
+                dst_ip, peer.identity
+            );
+            (
+                service_entry::remote_mtls(cluster, peer, ends.identity.is_some()),
+                skip_l4("remote-mesh", format!("ingress: {elsewhere}")),
+                AuthzLayer {
+                    reason: "remote-mesh",
+                    ..skip_authz(format!("authorization: {elsewhere}"))
+                },
+            )
+        }
         _ => (
             plain_mtls(format!("mtls: {dst_ip} is outside the mesh: plain TCP")),
             skip_l4(
@@ -535,6 +592,20 @@ fn identity_refusal(cluster: &crate::cluster::Cluster, source: &Source) -> Optio
 
 /// The server name a sidecar sends for `req`'s destination Service port.
 fn service_sni(cluster: &crate::cluster::Cluster, req: &CheckRequest) -> Option<String> {
+    if let Destination::ServiceEntry { entry } = &req.destination {
+        // The sidecar names an entry's virtual IP as it names a Service's
+        // (`compile::service_entries` gives it the entry's `NS/NAME`).
+        let se = cluster.service_entries.get(*entry)?;
+        let sp = se.ports.iter().find(|p| match &req.port {
+            PortRef::Number(n) => p.number == *n,
+            PortRef::Name(name) => p.name == *name,
+        })?;
+        return (!se.addresses.is_empty())
+            .then(|| {
+                palisade_api::sni::outbound_sni(&se.key(), sp.number, &cluster.mesh.cluster_domain)
+            })
+            .flatten();
+    }
     let Destination::Service { service } = &req.destination else {
         return None;
     };

@@ -34,9 +34,20 @@ pub enum Source {
 /// What the connection is addressed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    Pod { pod: usize },
-    Service { service: usize },
-    External { ip: IpAddr },
+    Pod {
+        pod: usize,
+    },
+    Service {
+        service: usize,
+    },
+    /// An Istio `ServiceEntry` (`se:NS/NAME`, or one of its `addresses`):
+    /// the caller's sidecar balances over its endpoints, as for a Service.
+    ServiceEntry {
+        entry: usize,
+    },
+    External {
+        ip: IpAddr,
+    },
 }
 
 /// The HTTP part of a check.
@@ -99,7 +110,7 @@ fn pod_by_name(cluster: &Cluster, s: &str, flag: &str) -> Result<usize, CheckInp
             bad(format!(
                 "{flag} {s:?}: expected NS/POD, an IP address{}",
                 if flag == "--to" {
-                    ", or svc:NS/NAME"
+                    ", svc:NS/NAME, or se:NS/NAME"
                 } else {
                     ", or spiffe://..."
                 }
@@ -178,6 +189,22 @@ pub fn parse_source(
 }
 
 pub fn parse_destination(cluster: &Cluster, s: &str) -> Result<Destination, CheckInputError> {
+    if let Some(rest) = s.strip_prefix("se:") {
+        let (ns, name) = rest
+            .split_once('/')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+            .ok_or_else(|| bad(format!("--to {s:?}: expected se:NS/NAME")))?;
+        let entry = cluster
+            .service_entries
+            .iter()
+            .position(|x| x.namespace == ns && x.name == name)
+            .ok_or_else(|| {
+                bad(format!(
+                    "--to {s}: no ServiceEntry {ns}/{name} in the configuration"
+                ))
+            })?;
+        return Ok(Destination::ServiceEntry { entry });
+    }
     if let Some(rest) = s.strip_prefix("svc:") {
         let (ns, name) = rest
             .split_once('/')
@@ -201,6 +228,13 @@ pub fn parse_destination(cluster: &Cluster, s: &str) -> Result<Destination, Chec
             .position(|x| x.cluster_ips.contains(&ip) || x.external_ips.contains(&ip))
         {
             return Ok(Destination::Service { service });
+        }
+        if let Some(entry) = cluster
+            .service_entries
+            .iter()
+            .position(|x| x.addresses.contains(&ip))
+        {
+            return Ok(Destination::ServiceEntry { entry });
         }
         return Ok(match pod_owning(cluster, ip) {
             Some(pod) => Destination::Pod { pod },

@@ -47,8 +47,9 @@ pub struct CheckArgs {
     /// The caller: NS/POD, an IP address, or spiffe://... (with --source-ip).
     #[arg(long, value_name = "SRC")]
     pub from: String,
-    /// The destination: NS/POD, an IP address (a pod, a Service cluster IP or
-    /// an address outside the cluster), or svc:NS/NAME.
+    /// The destination: NS/POD, an IP address (a pod, a Service cluster IP,
+    /// a ServiceEntry address or an address outside the cluster),
+    /// svc:NS/NAME, or se:NS/NAME (an Istio ServiceEntry).
     #[arg(long, value_name = "DST")]
     pub to: String,
     /// Destination port: a number or a port name.
