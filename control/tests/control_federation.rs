@@ -178,12 +178,53 @@ async fn a_self_serving_https_spiffe_endpoint_replaces_the_configured_bundle() {
     let kept = std::fs::read_to_string(fx.state.join("federation/remote.test.json")).unwrap();
     assert_eq!(roots_of(&roots_pem_of_json(&kept)), current);
 
+    // `palisade status` shows the relationship: where the bundle in force
+    // comes from, its roots, and how the fetches went.
+    let f = federation_status(&local, &fx).await;
+    assert_eq!(f.bundle_source, "fetched", "{f:?}");
+    assert_eq!(f.roots as usize, current.len());
+    assert!(f.roots_expire_unix > 0);
+    assert!(f.sequence.is_some(), "{f:?}");
+    assert!(f.bundle_endpoint_url.ends_with("/bundle.json"), "{f:?}");
+    assert!(f.fetches >= 1 && f.last_success_unix > 0, "{f:?}");
+    assert!(f.last_error.is_empty(), "{f:?}");
+    let remote_status = palisade_control::cli::control::fetch_status(&remote.addr.to_string(), &ca)
+        .await
+        .unwrap();
+    let remote_control = remote_status.control.unwrap();
+    assert_eq!(
+        remote_control.bundle_endpoint,
+        remote.bundle_endpoint.unwrap().to_string()
+    );
+    assert!(remote_control.federation.is_empty());
+
     // A restart with the remote down: the kept bundle is in force at once,
     // not the stale configured one.
     local.shutdown().await;
     remote.shutdown().await;
     let local = fx.start().await;
     assert_eq!(compiled_roots(&local, REMOTE_TD), Some(current.clone()));
+    wait_for("a failed fetch after the restart", || {
+        local
+            .federation
+            .status()
+            .get(REMOTE_TD)
+            .is_some_and(|s| s.failures > 0)
+    })
+    .await;
+    let f = federation_status(&local, &fx).await;
+    assert_eq!(f.bundle_source, "kept", "{f:?}");
+    assert_eq!(f.last_success_unix, 0, "{f:?}");
+    assert!(!f.last_error.is_empty(), "{f:?}");
+    let table = palisade_control::cli::control::status_table(
+        &palisade_control::cli::control::fetch_status(&local.addr.to_string(), &fx.ca)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        table.contains("federated remote.test: bundle kept") && table.contains("LAST FETCH FAILED"),
+        "{table}"
+    );
 
     // Dropping the endpoint from the MeshConfig ends the relationship: the
     // configured bundle (stale roots and all) is all that is left.
@@ -199,7 +240,28 @@ async fn a_self_serving_https_spiffe_endpoint_replaces_the_configured_bundle() {
         compiled_roots(&local, REMOTE_TD).as_ref() == Some(&stale_roots)
     })
     .await;
+    let f = federation_status(&local, &fx).await;
+    assert_eq!(f.bundle_source, "configured", "{f:?}");
+    assert_eq!(f.roots, 2);
+    assert!(f.bundle_endpoint_url.is_empty() && f.fetches == 0, "{f:?}");
     local.shutdown().await;
+}
+
+/// The remote trust domain's entry in the control plane's `Status`.
+async fn federation_status(
+    srv: &RunningServer,
+    fx: &Fixture,
+) -> palisade_api::stream::FederatedTrustDomain {
+    let status = palisade_control::cli::control::fetch_status(&srv.addr.to_string(), &fx.ca)
+        .await
+        .unwrap();
+    let control = status.control.unwrap();
+    assert!(control.bundle_endpoint.is_empty());
+    let [f] = &control.federation[..] else {
+        panic!("one federated trust domain: {:?}", control.federation)
+    };
+    assert_eq!(f.trust_domain, REMOTE_TD);
+    f.clone()
 }
 
 fn roots_pem_of_json(json: &str) -> String {
@@ -252,6 +314,12 @@ async fn an_endpoint_that_fails_authentication_changes_nothing() {
             "the configured bundle stays"
         );
         assert!(!fx.state.join("federation/remote.test.json").exists());
+        let f = federation_status(&local, &fx).await;
+        assert_eq!(f.bundle_source, "configured", "{f:?}");
+        assert!(
+            f.failures > 0 && f.last_error.to_lowercase().contains(why),
+            "{f:?}"
+        );
         local.shutdown().await;
     }
     remote.shutdown().await;

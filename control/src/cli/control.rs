@@ -246,6 +246,15 @@ pub fn status_table(r: &StatusResponse) -> String {
         for e in &c.manifest_errors {
             out.push_str(&format!("  manifest error: {e}\n"));
         }
+        if !c.bundle_endpoint.is_empty() {
+            out.push_str(&format!(
+                "  serving the mesh's bundle at https://{} (https_spiffe)\n",
+                c.bundle_endpoint
+            ));
+        }
+        for f in &c.federation {
+            out.push_str(&federation_line(f));
+        }
     }
     out.push_str(&format!(
         "{:<28} {:<48} {:<14} {:<14} {:<22} {:<20}\n",
@@ -263,6 +272,35 @@ pub fn status_table(r: &StatusResponse) -> String {
         ));
     }
     out
+}
+
+/// One federated trust domain: where its bundle comes from, its roots, and
+/// how the fetches from its endpoint went.
+fn federation_line(f: &palisade_api::stream::FederatedTrustDomain) -> String {
+    let mut line = format!(
+        "  federated {}: bundle {}, {} root(s)",
+        f.trust_domain, f.bundle_source, f.roots
+    );
+    if f.roots_expire_unix > 0 {
+        line.push_str(&format!(", first expiry {}", when(f.roots_expire_unix)));
+    }
+    if let Some(seq) = f.sequence {
+        line.push_str(&format!(", sequence {seq}"));
+    }
+    if !f.bundle_endpoint_url.is_empty() {
+        line.push_str(&format!(
+            "; endpoint {}: {} fetches, {} failed, last success {}",
+            f.bundle_endpoint_url,
+            f.fetches,
+            f.failures,
+            when(f.last_success_unix)
+        ));
+        if !f.last_error.is_empty() {
+            line.push_str(&format!(", LAST FETCH FAILED: {}", f.last_error));
+        }
+    }
+    line.push('\n');
+    line
 }
 
 fn short(v: &str) -> &str {
@@ -299,6 +337,20 @@ pub fn status_json(r: &StatusResponse) -> String {
             "lastCompileOk": c.last_compile_ok,
             "lastGoodCompileUnix": c.last_good_compile_unix,
             "manifestErrors": c.manifest_errors,
+            "bundleEndpoint": (!c.bundle_endpoint.is_empty()).then_some(&c.bundle_endpoint),
+            "federation": c.federation.iter().map(|f| serde_json::json!({
+                "trustDomain": f.trust_domain,
+                "bundleEndpointURL": (!f.bundle_endpoint_url.is_empty()).then_some(&f.bundle_endpoint_url),
+                "bundleSource": f.bundle_source,
+                "sequence": f.sequence,
+                "roots": f.roots,
+                "rootsExpireUnix": f.roots_expire_unix,
+                "fetches": f.fetches,
+                "failures": f.failures,
+                "lastError": (!f.last_error.is_empty()).then_some(&f.last_error),
+                "lastAttemptUnix": f.last_attempt_unix,
+                "lastSuccessUnix": f.last_success_unix,
+            })).collect::<Vec<_>>(),
         })
     });
     serde_json::json!({ "control": control, "proxies": proxies }).to_string()

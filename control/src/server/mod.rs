@@ -188,14 +188,6 @@ pub async fn start(
     })?;
 
     let registry = Arc::new(registry::Registry::new());
-    let shared = Arc::new(service::Shared {
-        state: state.clone(),
-        registry: registry.clone(),
-        ca: ca.clone(),
-        tokens: tokens::TokenStore::new(&opts.state_dir),
-        limiter: ratelimit::RateLimiter::new(opts.sign_limit),
-        svid_ttl: opts.svid_ttl,
-    });
     let mut tasks = Vec::new();
     let bundle_endpoint = match opts.bundle_endpoint {
         Some(at) => {
@@ -217,6 +209,16 @@ pub async fn start(
         }
         None => None,
     };
+    let shared = Arc::new(service::Shared {
+        state: state.clone(),
+        registry: registry.clone(),
+        ca: ca.clone(),
+        tokens: tokens::TokenStore::new(&opts.state_dir),
+        limiter: ratelimit::RateLimiter::new(opts.sign_limit),
+        svid_ttl: opts.svid_ttl,
+        federation: opts.federation.clone(),
+        bundle_endpoint,
+    });
     tasks.push(tokio::spawn(federation::refresh_loop(
         opts.federation.clone(),
         federation::FetchContext {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use futures::Stream;
 use palisade_api::stream::{
-    ConfigUpdate, ControlPlane, ControlState, CsrRequest, StatusRequest, StatusResponse,
-    SvidResponse, WatchRequest, watch_request,
+    ConfigUpdate, ControlPlane, ControlState, CsrRequest, FederatedTrustDomain, StatusRequest,
+    StatusResponse, SvidResponse, WatchRequest, watch_request,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -41,6 +41,9 @@ pub struct Shared {
     pub tokens: TokenStore,
     pub limiter: RateLimiter,
     pub svid_ttl: Duration,
+    pub federation: Arc<super::Federation>,
+    /// Where the mesh's bundle is served, if it is.
+    pub bundle_endpoint: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -248,8 +251,37 @@ impl ControlPlane for ControlService {
                 workloads: self.shared.state.workload_count() as u32,
                 trust_domain: self.shared.ca.trust_domain().to_owned(),
                 last_good_compile_unix: c.last_good_compile_unix,
+                federation: self
+                    .shared
+                    .federation
+                    .relationships()
+                    .into_iter()
+                    .map(federated_trust_domain)
+                    .collect(),
+                bundle_endpoint: self
+                    .shared
+                    .bundle_endpoint
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
             }),
         }))
+    }
+}
+
+fn federated_trust_domain(r: super::federation::Relationship) -> FederatedTrustDomain {
+    let e = r.endpoint.unwrap_or_default();
+    FederatedTrustDomain {
+        trust_domain: r.trust_domain,
+        bundle_endpoint_url: e.url,
+        bundle_source: r.source.as_str().to_string(),
+        sequence: r.sequence,
+        roots: u32::try_from(r.roots).unwrap_or(u32::MAX),
+        roots_expire_unix: r.roots_expire_unix.unwrap_or(0),
+        fetches: e.fetches,
+        failures: e.failures,
+        last_error: e.last_error.unwrap_or_default(),
+        last_attempt_unix: e.last_attempt_unix,
+        last_success_unix: e.last_success_unix,
     }
 }
 

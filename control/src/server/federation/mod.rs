@@ -89,6 +89,67 @@ pub struct EndpointStatus {
     pub fetches: u64,
     pub failures: u64,
     pub last_error: Option<String>,
+    /// Seconds since the Unix epoch; 0 before the first.
+    pub last_attempt_unix: i64,
+    pub last_success_unix: i64,
+}
+
+/// Where the bundle in force for a federated trust domain comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleSource {
+    /// Fetched from its bundle endpoint.
+    Fetched,
+    /// Fetched by an earlier run and kept in the state dir; no fetch has
+    /// succeeded since this control plane started.
+    Kept,
+    /// The MeshConfig's `trustDomainBundle`.
+    Configured,
+    /// Neither yet: its workloads are refused.
+    None,
+}
+
+impl BundleSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fetched => "fetched",
+            Self::Kept => "kept",
+            Self::Configured => "configured",
+            Self::None => "none",
+        }
+    }
+}
+
+/// One federation relationship as `palisade status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relationship {
+    pub trust_domain: String,
+    /// The endpoint's state; `None` for a configured bundle only.
+    pub endpoint: Option<EndpointStatus>,
+    pub source: BundleSource,
+    /// `spiffe_sequence` of the fetched (or kept) bundle in force.
+    pub sequence: Option<u64>,
+    /// The number of roots in force, and the earliest of their notAfter.
+    pub roots: usize,
+    pub roots_expire_unix: Option<i64>,
+}
+
+/// The number of certificates in `pem` and the earliest notAfter.
+fn roots_and_expiry(pem: &str) -> (usize, Option<i64>) {
+    let Ok(certs) = palisade_identity::pem::certs(pem) else {
+        return (0, None);
+    };
+    let expiry = certs
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, c)| c.validity().not_after.timestamp())
+        .min();
+    (certs.len(), expiry)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[derive(Default)]
@@ -180,6 +241,44 @@ impl Federation {
         self.read().status.clone()
     }
 
+    /// Every federated trust domain of the last MeshConfig (configured
+    /// bundles and bundle endpoints), with the bundle in force.
+    pub fn relationships(&self) -> Vec<Relationship> {
+        let inner = self.read();
+        let names: std::collections::BTreeSet<&String> = inner
+            .configured
+            .keys()
+            .chain(inner.endpoints.keys())
+            .collect();
+        names
+            .into_iter()
+            .map(|td| {
+                let fetched_now = inner
+                    .status
+                    .get(td)
+                    .is_some_and(|s| s.last_success_unix > 0);
+                let (source, pem) = match (inner.fetched.get(td), inner.configured.get(td)) {
+                    (Some(f), _) if fetched_now => (BundleSource::Fetched, Some(f.pem.as_str())),
+                    (Some(f), _) => (BundleSource::Kept, Some(f.pem.as_str())),
+                    (None, Some(pem)) => (BundleSource::Configured, Some(pem.as_str())),
+                    (None, None) => (BundleSource::None, None),
+                };
+                let (roots, roots_expire_unix) = pem.map_or((0, None), roots_and_expiry);
+                Relationship {
+                    trust_domain: td.clone(),
+                    endpoint: inner
+                        .endpoints
+                        .contains_key(td)
+                        .then(|| inner.status.get(td).cloned().unwrap_or_default()),
+                    source,
+                    sequence: inner.fetched.get(td).and_then(|f| f.sequence),
+                    roots,
+                    roots_expire_unix,
+                }
+            })
+            .collect()
+    }
+
     /// Records a fetch of `td`'s bundle. An older sequence number than the
     /// one held is refused (SPIFFE Federation 4.2).
     pub fn record(&self, td: &str, result: Result<FetchedBundle, FetchError>) -> Recorded {
@@ -201,9 +300,11 @@ impl Federation {
         };
         let status = inner.status.entry(td.to_string()).or_default();
         status.fetches += 1;
+        status.last_attempt_unix = now_unix();
         match result {
             Ok(new) => {
                 status.last_error = None;
+                status.last_success_unix = status.last_attempt_unix;
                 status.fetched = true;
                 status.sequence = new.sequence;
                 let recorded = Recorded {
