@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod compile;
 pub mod inject;
+pub mod kube_mirror;
 pub mod lab;
 pub mod lint;
 pub mod load;

@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use palisade_api::stream::{StatusRequest, StatusResponse, connect};
 use palisade_identity::{CredentialStore, Credentials, SpiffeId, TlsOptions, pem};
 
+use crate::kube_mirror;
 use crate::server::{self, CaAuthority, ServerOptions, SignLimit, tokens};
 
 /// Default address of the control plane API.
@@ -20,8 +21,17 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:15010";
 #[derive(Debug, Args)]
 pub struct ControlArgs {
     /// Directory of Kubernetes/Istio manifests (watched for changes).
-    #[arg(long, value_name = "DIR")]
-    pub config: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["kube", "kubeconfig"], conflicts_with_all = ["kube", "kubeconfig"])]
+    pub config: Option<PathBuf>,
+    /// Read the cluster from a Kubernetes API server instead (the kubeconfig
+    /// kubectl would use, or the pod's service account inside a cluster). Its
+    /// objects are mirrored into STATE_DIR/kube, which `palisade check
+    /// --config` and `palisade lint --config` also read.
+    #[arg(long)]
+    pub kube: bool,
+    /// The kubeconfig for --kube (implies it).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
     /// CA directory as written by `palisade ca init`.
     #[arg(long, value_name = "DIR")]
     pub ca: PathBuf,
@@ -127,12 +137,15 @@ pub fn run_control(a: ControlArgs) -> u8 {
 }
 
 fn control(a: ControlArgs) -> anyhow::Result<()> {
-    if !a.config.is_dir() {
-        bail!("--config {} is not a directory", a.config.display());
-    }
+    let from_kube = a.kube || a.kubeconfig.is_some();
+    let manifests = match &a.config {
+        Some(dir) if !dir.is_dir() => bail!("--config {} is not a directory", dir.display()),
+        Some(dir) => dir.clone(),
+        None => a.state_dir.join(KUBE_MIRROR_DIR),
+    };
     let ca = CaAuthority::load_dir(&a.ca, a.trust_domain.as_deref())
         .with_context(|| format!("loading the CA from {}", a.ca.display()))?;
-    let mut opts = ServerOptions::new(a.config, a.state_dir);
+    let mut opts = ServerOptions::new(manifests.clone(), a.state_dir);
     opts.listen = a.listen;
     opts.svid_ttl = a.svid_ttl;
     opts.sign_limit = SignLimit {
@@ -147,7 +160,23 @@ fn control(a: ControlArgs) -> anyhow::Result<()> {
     opts.bundle_refresh_hint = a.bundle_refresh_hint;
     opts.federation_web_roots = a.federation_web_roots;
     let compile = server::manifest_compiler_with(opts.federation.clone());
+    let kubeconfig = a.kubeconfig;
     runtime()?.block_on(async move {
+        // Held for as long as the control plane runs.
+        let _mirror = if from_kube {
+            let client = kube_mirror::client(kubeconfig.as_deref()).await?;
+            tracing::info!(dir = %manifests.display(), "listing the cluster from the API server");
+            let mirror = kube_mirror::start(client, kube_mirror::MirrorOptions::new(manifests))
+                .await
+                .context("reading the cluster from the API server")?;
+            println!(
+                "palisade control mirrored the API server into {}",
+                mirror.dir.display()
+            );
+            Some(mirror)
+        } else {
+            None
+        };
         let running = server::start(opts, Arc::new(ca), compile)
             .await
             .context("starting the control plane")?;
@@ -166,6 +195,9 @@ fn control(a: ControlArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// Where `--kube` mirrors the API server's objects, under the state dir.
+pub const KUBE_MIRROR_DIR: &str = "kube";
 
 // === palisade status ===
 
