@@ -124,6 +124,38 @@ async fn nothing_is_mirrored_before_every_kind_is_listed_then_changes_follow() {
     assert!(cluster.authorization_policies.is_empty());
 }
 
+/// A watch that cannot resume (the API server lost the history while the
+/// mirror was disconnected) lists again, and the relist replaces the kind:
+/// a pod deleted meanwhile leaves the mirror, one created meanwhile joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_after_expired_history_replaces_the_kind() {
+    let api = cluster().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mirror");
+    let client = kube_mirror::client(Some(&api.kubeconfig(tmp.path())))
+        .await
+        .unwrap();
+    let _mirror = kube_mirror::start(client, options(&dir)).await.unwrap();
+    assert!(dir.join("pod/shop/db.json").exists());
+    // The API server goes away; while it is, db is deleted and cache
+    // created, and the history of both is compacted.
+    api.fail("Pod", true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.delete("Pod", "shop", "db");
+    api.apply(&pod("cache", "198.18.0.12"));
+    api.compact();
+    // Nothing changes while it cannot be asked.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(dir.join("pod/shop/db.json").exists());
+    api.fail("Pod", false);
+    eventually("the relisted pods in the mirror", || {
+        !dir.join("pod/shop/db.json").exists() && dir.join("pod/shop/cache.json").exists()
+    })
+    .await;
+    assert!(dir.join("pod/shop/web.json").exists());
+    assert!(dir.join("networkpolicy/shop/deny-all.json").exists());
+}
+
 /// Kills the child on drop, so a failing test leaves no process behind.
 struct Proc(Child);
 

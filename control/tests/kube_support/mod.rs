@@ -32,6 +32,10 @@ struct State {
     unserved: BTreeSet<String>,
     /// Resource paths answered with 500.
     failing: BTreeSet<String>,
+    /// Watches from an older resourceVersion get `410 Expired`.
+    compacted: u64,
+    /// Bumped to end every open watch (an API server restart).
+    generation: u64,
 }
 
 pub struct FakeApiServer {
@@ -117,15 +121,27 @@ impl FakeApiServer {
         }
     }
 
-    /// Whether requests for `kind` fail with 500.
+    /// Whether requests for `kind` fail with 500; failing also ends the
+    /// open watches, as an API server going away does.
     pub fn fail(&self, kind: &str, failing: bool) {
         let mut s = self.state.lock().unwrap();
         let r = resource_of(kind);
         if failing {
             s.failing.insert(r);
+            s.generation += 1;
         } else {
             s.failing.remove(&r);
         }
+        drop(s);
+        let _ = self.changed.send(());
+    }
+
+    /// Forgets the history so far (etcd compaction): a watch resumed from
+    /// an older resourceVersion gets `410 Expired` and must list again.
+    pub fn compact(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.compacted = s.rv;
+        s.history.clear();
     }
 
     /// Creates or replaces an object (YAML or JSON with apiVersion, kind
@@ -257,6 +273,18 @@ fn handle(
         .get("resourceVersion")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    if since < s.compacted {
+        // As the API server answers a watch from a compacted version.
+        let line = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+            "metadata": {}, "status": "Failure", "reason": "Expired", "code": 410,
+            "message": format!("too old resource version: {since} ({})", s.compacted)}});
+        return hyper::Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(format!("{line}\n"))).boxed())
+            .unwrap();
+    }
+    let generation = s.generation;
     let mut notified = changed.subscribe();
     drop(s);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
@@ -265,6 +293,9 @@ fn handle(
         loop {
             let lines: Vec<(u64, String)> = {
                 let s = state.lock().unwrap();
+                if s.generation != generation {
+                    return;
+                }
                 s.history
                     .iter()
                     .filter(|(rv, r, _, _)| *rv > sent && *r == resource)
