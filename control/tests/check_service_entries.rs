@@ -9,7 +9,7 @@ mod policy_support;
 
 use std::net::IpAddr;
 
-use palisade_control::check::{self, CheckReport, CheckRequest, LayerVerdict, Source, request};
+use palisade_control::check::{self, CheckReport, CheckRequest, LayerVerdict, request};
 use palisade_control::cluster::{Cluster, PortRef};
 use palisade_control::compile::Compiler;
 use policy_support::{federated_trust_domain, load, xyz_ip, xyz_topology};
@@ -45,8 +45,10 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn check_from(cluster: &Cluster, from: &str, to: &str, port: PortRef) -> CheckReport {
-    let req = CheckRequest {
+/// A TCP check request from `from` to `to`, both as `--from`/`--to` take
+/// them.
+fn tcp_request(cluster: &Cluster, from: &str, to: &str, port: PortRef) -> CheckRequest {
+    CheckRequest {
         source: request::parse_source(cluster, from, None).unwrap(),
         destination: request::parse_destination(cluster, to).unwrap(),
         port,
@@ -54,7 +56,11 @@ fn check_from(cluster: &Cluster, from: &str, to: &str, port: PortRef) -> CheckRe
         http: None,
         plaintext: false,
         sni: None,
-    };
+    }
+}
+
+fn check_from(cluster: &Cluster, from: &str, to: &str, port: PortRef) -> CheckReport {
+    let req = tcp_request(cluster, from, to, port);
     check::check(&Compiler::new(cluster), &req).unwrap_or_else(|e| panic!("{to}: {e}"))
 }
 
@@ -231,19 +237,7 @@ fn bad_service_entry_destinations_are_input_errors() {
     assert!(err.0.contains("no ServiceEntry x/nope"), "{err}");
     let err = request::parse_destination(&c, "se:x").unwrap_err();
     assert!(err.0.contains("expected se:NS/NAME"), "{err}");
-    let a = c.pod_index("x", "a").unwrap();
-    let mut req = CheckRequest {
-        source: Source::Pod {
-            pod: a,
-            ip: c.pods[a].ips[0],
-        },
-        destination: request::parse_destination(&c, "se:x/api").unwrap(),
-        port: PortRef::Number(80),
-        protocol: palisade_api::Protocol::Tcp,
-        http: None,
-        plaintext: false,
-        sni: None,
-    };
+    let mut req = tcp_request(&c, "x/a", "se:x/api", PortRef::Number(80));
     let compiler = Compiler::new(&c);
     let err = check::check(&compiler, &req).unwrap_err();
     assert!(err.0.contains("has no TCP port 80"), "{err}");

@@ -8,23 +8,13 @@ mod control_support;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use control_support::*;
 use palisade_proxy::control_client::{self, ClientOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
-
-/// Kills the child on drop, so a failing test leaves no process behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -204,14 +204,7 @@ async fn a_self_serving_https_spiffe_endpoint_replaces_the_configured_bundle() {
     remote.shutdown().await;
     let local = fx.start().await;
     assert_eq!(compiled_roots(&local, REMOTE_TD), Some(current.clone()));
-    wait_for("a failed fetch after the restart", || {
-        local
-            .federation
-            .status()
-            .get(REMOTE_TD)
-            .is_some_and(|s| s.failures > 0)
-    })
-    .await;
+    wait_for_failed_fetch(&local).await;
     let f = federation_status(&local, &fx).await;
     assert_eq!(f.bundle_source, "kept", "{f:?}");
     assert_eq!(f.last_success_unix, 0, "{f:?}");
@@ -245,6 +238,17 @@ async fn a_self_serving_https_spiffe_endpoint_replaces_the_configured_bundle() {
     assert_eq!(f.roots, 2);
     assert!(f.bundle_endpoint_url.is_empty() && f.fetches == 0, "{f:?}");
     local.shutdown().await;
+}
+
+/// Waits until a fetch of the remote trust domain's bundle has failed.
+async fn wait_for_failed_fetch(srv: &RunningServer) {
+    wait_for("a failed fetch", || {
+        srv.federation
+            .status()
+            .get(REMOTE_TD)
+            .is_some_and(|s| s.failures > 0)
+    })
+    .await;
 }
 
 /// The remote trust domain's entry in the control plane's `Status`.
@@ -296,14 +300,7 @@ async fn an_endpoint_that_fails_authentication_changes_nothing() {
         let fx = Fixture::new();
         write_mesh_config(&fx, &spiffe_entry(&url, &endpoint_id, &bootstrap));
         let local = fx.start().await;
-        wait_for("a failed fetch", || {
-            local
-                .federation
-                .status()
-                .get(REMOTE_TD)
-                .is_some_and(|s| s.failures > 0)
-        })
-        .await;
+        wait_for_failed_fetch(&local).await;
         let status = &local.federation.status()[REMOTE_TD];
         assert!(!status.fetched, "{status:?}");
         let error = status.last_error.clone().unwrap_or_default();

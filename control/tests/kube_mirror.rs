@@ -9,7 +9,7 @@ mod kube_support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kube_support::FakeApiServer;
@@ -156,16 +156,6 @@ async fn a_relist_after_expired_history_replaces_the_kind() {
     assert!(dir.join("networkpolicy/shop/deny-all.json").exists());
 }
 
-/// Kills the child on drop, so a failing test leaves no process behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The binary, end to end: `palisade control --kubeconfig` lists the
 /// cluster, serves it, and follows it; `palisade status` shows the
 /// workloads of the API server.
@@ -192,7 +182,7 @@ async fn palisade_control_serves_the_cluster_of_the_api_server() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let child = Proc(child);
+    let child = control_support::Proc(child);
     let mut lines = String::new();
     while !lines.contains("listening on") {
         assert!(stdout.read_line(&mut lines).unwrap() > 0, "{lines}");

@@ -188,12 +188,20 @@ pub fn parse_source(
     Ok(Source::Pod { pod, ip })
 }
 
+/// `NS/NAME` after `--to`'s `prefix:`.
+fn namespaced_name<'a>(
+    s: &str,
+    rest: &'a str,
+    prefix: &str,
+) -> Result<(&'a str, &'a str), CheckInputError> {
+    rest.split_once('/')
+        .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+        .ok_or_else(|| bad(format!("--to {s:?}: expected {prefix}:NS/NAME")))
+}
+
 pub fn parse_destination(cluster: &Cluster, s: &str) -> Result<Destination, CheckInputError> {
     if let Some(rest) = s.strip_prefix("se:") {
-        let (ns, name) = rest
-            .split_once('/')
-            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
-            .ok_or_else(|| bad(format!("--to {s:?}: expected se:NS/NAME")))?;
+        let (ns, name) = namespaced_name(s, rest, "se")?;
         let entry = cluster
             .service_entries
             .iter()
@@ -206,10 +214,7 @@ pub fn parse_destination(cluster: &Cluster, s: &str) -> Result<Destination, Chec
         return Ok(Destination::ServiceEntry { entry });
     }
     if let Some(rest) = s.strip_prefix("svc:") {
-        let (ns, name) = rest
-            .split_once('/')
-            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
-            .ok_or_else(|| bad(format!("--to {s:?}: expected svc:NS/NAME")))?;
+        let (ns, name) = namespaced_name(s, rest, "svc")?;
         let service = cluster
             .services
             .iter()

@@ -229,3 +229,13 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> Optio
     }
     None
 }
+
+/// Kills the child on drop, so a failing test leaves no process behind.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
