@@ -80,3 +80,38 @@ fn the_mesh_config_crd_serves_what_the_mirror_asks_for() {
         Some(kind.resource_name().as_str())
     );
 }
+
+#[test]
+fn the_webhook_configuration_sends_pod_creations_to_palisade_webhook() {
+    let docs = docs("injector.yaml");
+    let config = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("MutatingWebhookConfiguration"))
+        .unwrap();
+    let hook = &config["webhooks"][0];
+    // What `palisade webhook` answers: AdmissionReview v1 at /inject.
+    assert_eq!(strings(&hook["admissionReviewVersions"]), ["v1"]);
+    assert_eq!(
+        hook["clientConfig"]["service"]["path"].as_str(),
+        Some("/inject")
+    );
+    // Fail closed: no pod of an injected namespace starts without a sidecar.
+    assert_eq!(hook["failurePolicy"].as_str(), Some("Fail"));
+    assert_eq!(hook["sideEffects"].as_str(), Some("None"));
+    let rule = &hook["rules"][0];
+    assert_eq!(strings(&rule["resources"]), ["pods"]);
+    assert_eq!(strings(&rule["operations"]), ["CREATE"]);
+    // The Service leads to the webhook's default port.
+    let service = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Service"))
+        .unwrap();
+    assert_eq!(
+        service["metadata"]["name"].as_str(),
+        hook["clientConfig"]["service"]["name"].as_str()
+    );
+    assert_eq!(
+        service["spec"]["ports"][0]["targetPort"].as_u64(),
+        Some(9443)
+    );
+}

@@ -12,6 +12,13 @@ pub struct InjectArgs {
     /// Manifest file to inject, or `-` for standard input.
     #[arg(short = 'f', long = "filename")]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+}
+
+/// What the injected sidecar looks like (shared by `inject` and `webhook`).
+#[derive(Debug, Args)]
+pub struct SidecarArgs {
     /// The proxy image.
     #[arg(long, default_value_t = InjectOptions::default().image)]
     pub image: String,
@@ -37,6 +44,81 @@ pub struct InjectArgs {
     pub memory_limit: String,
 }
 
+impl SidecarArgs {
+    pub fn options(self) -> InjectOptions {
+        InjectOptions {
+            image: self.image,
+            legacy_sidecar: self.legacy_sidecar,
+            control_url: self.control_url,
+            proxy_uid: self.proxy_uid,
+            token_secret: self.token_secret,
+            resources: Resources {
+                cpu_request: self.cpu_request,
+                memory_request: self.memory_request,
+                cpu_limit: self.cpu_limit,
+                memory_limit: self.memory_limit,
+            },
+            ..InjectOptions::default()
+        }
+    }
+}
+
+/// `palisade webhook`: injection as a mutating admission webhook.
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Where to serve HTTPS (the API server calls POST /inject).
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    pub listen: std::net::SocketAddr,
+    /// Serving certificate chain (PEM), reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// Its private key (PEM), reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+}
+
+pub fn run_webhook(args: WebhookArgs) -> u8 {
+    match webhook(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("palisade webhook: {e:#}");
+            1
+        }
+    }
+}
+
+fn webhook(args: WebhookArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let cert = std::sync::Arc::new(crate::inject::webhook_server::ReloadingCert::new(
+        args.tls_cert,
+        args.tls_key,
+    )?);
+    let options = args.sidecar.options();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("building the runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let bound = listener.local_addr()?;
+        let task = crate::inject::webhook_server::spawn(listener, cert, options)?;
+        // One line on stdout so scripts and tests learn the bound address.
+        println!("palisade webhook listening on {bound}");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        task.abort();
+        Ok(())
+    })
+}
+
 pub fn run_inject(args: InjectArgs) -> u8 {
     let input = if args.file.as_os_str() == "-" {
         let mut s = String::new();
@@ -54,20 +136,7 @@ pub fn run_inject(args: InjectArgs) -> u8 {
             }
         }
     };
-    let options = InjectOptions {
-        image: args.image,
-        legacy_sidecar: args.legacy_sidecar,
-        control_url: args.control_url,
-        proxy_uid: args.proxy_uid,
-        token_secret: args.token_secret,
-        resources: Resources {
-            cpu_request: args.cpu_request,
-            memory_request: args.memory_request,
-            cpu_limit: args.cpu_limit,
-            memory_limit: args.memory_limit,
-        },
-        ..InjectOptions::default()
-    };
+    let options = args.sidecar.options();
     match inject_documents(&input, &options) {
         Ok((out, outcomes)) => {
             print!("{out}");

@@ -41,6 +41,9 @@ pub enum Command {
     Lint(policy::LintArgs),
     /// Add the Palisade sidecar to workload manifests.
     Inject(inject::InjectArgs),
+    /// Inject the sidecar as a Kubernetes mutating admission webhook
+    /// (HTTPS, POST /inject); the patch is what `palisade inject` would do.
+    Webhook(inject::WebhookArgs),
     /// Run the manifests as network namespaces with real sidecars, and probe them.
     #[command(subcommand)]
     Lab(crate::lab::cli::LabCommand),
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => policy::run_check(a),
         Command::Lint(a) => policy::run_lint(a),
         Command::Inject(a) => inject::run_inject(a),
+        Command::Webhook(a) => inject::run_webhook(a),
         Command::Lab(c) => crate::lab::cli::run_lab(c),
         Command::Control(a) => control::run_control(a),
         Command::Status(a) => control::run_status(a),

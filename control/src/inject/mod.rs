@@ -15,6 +15,8 @@
 mod options;
 mod probes;
 mod sidecar;
+pub mod webhook;
+pub mod webhook_server;
 mod workload;
 
 pub use options::{InjectOptions, Resources};

@@ -1,0 +1,201 @@
+//! The injection webhook's HTTPS server: `POST /inject` with an
+//! AdmissionReview, answered by `webhook::review`. The serving certificate
+//! and key are read from files and read again when either changes, so a
+//! Secret rotated by cert-manager or by hand is picked up without a
+//! restart; a pair that does not load keeps the last good one.
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpListener;
+
+use super::InjectOptions;
+use super::webhook::{Decision, review};
+use crate::server::tls::{HANDSHAKE_TIMEOUT, MAX_CONCURRENT_HANDSHAKES, crypto_provider};
+
+/// The API server sends at most 3 MiB per request; a little more is allowed.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookServerError {
+    #[error("{path}: {message}")]
+    Cert { path: String, message: String },
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The serving certificate, reloaded when its files change.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: Mutex<(Option<SystemTime>, Option<SystemTime>, Arc<CertifiedKey>)>,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn load(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, WebhookServerError> {
+    let err = |path: &Path, message: String| WebhookServerError::Cert {
+        path: path.display().to_string(),
+        message,
+    };
+    let cert_pem = std::fs::read_to_string(cert_path).map_err(|e| err(cert_path, e.to_string()))?;
+    let key_pem = std::fs::read_to_string(key_path).map_err(|e| err(key_path, e.to_string()))?;
+    let certs =
+        palisade_identity::pem::certs(&cert_pem).map_err(|e| err(cert_path, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err(cert_path, "no certificate in the file".into()));
+    }
+    let key =
+        palisade_identity::pem::private_key(&key_pem).map_err(|e| err(key_path, e.to_string()))?;
+    CertifiedKey::from_der(certs, key, &crypto_provider()).map_err(|e| err(key_path, e.to_string()))
+}
+
+impl ReloadingCert {
+    pub fn new(cert_path: PathBuf, key_path: PathBuf) -> Result<Self, WebhookServerError> {
+        let stamps = (modified(&cert_path), modified(&key_path));
+        let key = Arc::new(load(&cert_path, &key_path)?);
+        Ok(Self {
+            cert_path,
+            key_path,
+            current: Mutex::new((stamps.0, stamps.1, key)),
+        })
+    }
+
+    fn get(&self) -> Option<Arc<CertifiedKey>> {
+        let mut current = self.current.lock().ok()?;
+        let stamps = (modified(&self.cert_path), modified(&self.key_path));
+        if (stamps.0, stamps.1) != (current.0, current.1) {
+            match load(&self.cert_path, &self.key_path) {
+                Ok(key) => {
+                    tracing::info!(cert = %self.cert_path.display(), "webhook serving certificate reloaded");
+                    *current = (stamps.0, stamps.1, Arc::new(key));
+                }
+                // Half of a rotation (the cert written, not yet the key)
+                // fails to load: the last good pair serves meanwhile.
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook serving certificate not reloaded; the last good one stays")
+                }
+            }
+        }
+        Some(current.2.clone())
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.get()
+    }
+}
+
+/// Serves the webhook on `listener` until the task is aborted.
+pub fn spawn(
+    listener: TcpListener,
+    cert: Arc<ReloadingCert>,
+    options: InjectOptions,
+) -> Result<tokio::task::JoinHandle<()>, WebhookServerError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let options = Arc::new(options);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (acceptor, options) = (acceptor.clone(), options.clone());
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "webhook handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let svc = hyper::service::service_fn(move |req| {
+                    let options = options.clone();
+                    async move { Ok::<_, Infallible>(handle(req, &options).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .header_read_timeout(HANDSHAKE_TIMEOUT)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+                drop(slot);
+            });
+        }
+    }))
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp
+}
+
+async fn handle(req: Request<Incoming>, options: &InjectOptions) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/inject" {
+        return text(
+            StatusCode::NOT_FOUND,
+            "the webhook answers at /inject\n".into(),
+        );
+    }
+    if req.method() != Method::POST {
+        let mut resp = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST an AdmissionReview\n".into(),
+        );
+        resp.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        return resp;
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the review could not be read (at most {MAX_BODY} bytes): {e}\n"),
+            );
+        }
+    };
+    match review(&body, options) {
+        Ok((answer, decision)) => {
+            match &decision {
+                Decision::Injected => tracing::info!("webhook: sidecar injected"),
+                Decision::Unchanged(why) => tracing::debug!(why, "webhook: pod admitted unchanged"),
+                Decision::Refused(why) => tracing::warn!(why, "webhook: pod refused"),
+            }
+            let mut resp = text(StatusCode::OK, answer.to_string());
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
