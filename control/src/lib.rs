@@ -11,4 +11,5 @@ pub mod kube_mirror;
 pub mod lab;
 pub mod lint;
 pub mod load;
+pub mod reach;
 pub mod server;

@@ -39,6 +39,8 @@ pub enum Command {
     Check(policy::CheckArgs),
     /// Report policy pitfalls.
     Lint(policy::LintArgs),
+    /// Who can reach whom, before and after a change to the manifests.
+    Diff(policy::DiffArgs),
     /// Add the Palisade sidecar to workload manifests.
     Inject(inject::InjectArgs),
     /// Inject the sidecar as a Kubernetes mutating admission webhook
@@ -74,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Compile(a) => policy::run_compile(a),
         Command::Check(a) => policy::run_check(a),
         Command::Lint(a) => policy::run_lint(a),
+        Command::Diff(a) => policy::run_diff(a),
         Command::Inject(a) => inject::run_inject(a),
         Command::Webhook(a) => inject::run_webhook(a),
         Command::Lab(c) => crate::lab::cli::run_lab(c),
