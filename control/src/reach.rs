@@ -52,6 +52,7 @@ pub struct Scope {
 /// Every connection of `cluster` in `scope`, judged.
 pub fn reachability(cluster: &Cluster, scope: &Scope) -> Vec<Reach> {
     let compiler = Compiler::new(cluster);
+    let configs = check::ConfigCache::default();
     let in_scope =
         |ns: &str| scope.namespaces.is_empty() || scope.namespaces.iter().any(|n| n == ns);
     let reachable_pod = |i: &usize| {
@@ -103,7 +104,7 @@ pub fn reachability(cluster: &Cluster, scope: &Scope) -> Vec<Reach> {
                     plaintext: false,
                     sni: None,
                 };
-                let (allowed, why) = match check::check(&compiler, &req) {
+                let (allowed, why) = match check::check_cached(&compiler, &req, &configs) {
                     Ok(r) => match r.endpoints.first() {
                         Some(e) => (r.verdict == LayerVerdict::Allow, why(e)),
                         None => (false, r.detail),

@@ -156,9 +156,27 @@ fn verdict(v: Verdict) -> LayerVerdict {
     }
 }
 
+/// Compiled configs by pod, so judging many connections (`palisade diff`)
+/// compiles each pod once, not once per connection.
+#[derive(Default)]
+pub struct ConfigCache {
+    configs: std::cell::RefCell<std::collections::HashMap<usize, std::rc::Rc<ProxyConfig>>>,
+}
+
+impl ConfigCache {
+    fn get(&self, compiler: &Compiler<'_>, pod: usize) -> std::rc::Rc<ProxyConfig> {
+        self.configs
+            .borrow_mut()
+            .entry(pod)
+            .or_insert_with(|| std::rc::Rc::new(compiler.compile(pod)))
+            .clone()
+    }
+}
+
 struct Ends<'a> {
     /// `None` outside the cluster and for a hostNetwork pod (no sidecar).
-    src_config: Option<ProxyConfig>,
+    src_config: Option<std::rc::Rc<ProxyConfig>>,
+    configs: &'a ConfigCache,
     src_host_network: bool,
     src_name: String,
     src_ip: IpAddr,
@@ -172,6 +190,16 @@ struct Ends<'a> {
 
 /// Judges `req` against the compiled cluster.
 pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport, CheckInputError> {
+    check_cached(compiler, req, &ConfigCache::default())
+}
+
+/// [`check`] with the configs compiled for earlier checks of the same
+/// cluster.
+pub fn check_cached(
+    compiler: &Compiler<'_>,
+    req: &CheckRequest,
+    configs: &ConfigCache,
+) -> Result<CheckReport, CheckInputError> {
     let cluster = compiler.cluster();
     let (src_pod, src_ip, src_name, identity) = match &req.source {
         Source::Pod { pod, ip } => {
@@ -191,7 +219,8 @@ pub fn check(compiler: &Compiler<'_>, req: &CheckRequest) -> Result<CheckReport,
     let ends = Ends {
         src_config: src_pod
             .filter(|_| !src_host_network)
-            .map(|p| compiler.compile(p)),
+            .map(|p| configs.get(compiler, p)),
+        configs,
         src_host_network,
         src_name,
         src_ip,
@@ -418,7 +447,7 @@ fn judge(
     let dst_host_network = dst_pod.filter(|&p| cluster.pods[p].host_network);
     let dst_config = dst_pod
         .filter(|_| dst_host_network.is_none())
-        .map(|p| compiler.compile(p));
+        .map(|p| ends.configs.get(compiler, p));
     let tcp = proto == Protocol::Tcp;
     let (mtls, ingress, authorization) = match (&dst_config, dst_pod) {
         (Some(dc), Some(dp)) => {
@@ -515,7 +544,7 @@ fn judge(
         // A ServiceEntry endpoint in another mesh (or trust domain): mTLS
         // from the caller's sidecar; its own sidecar decides the rest.
         _ if let Some(peer) =
-            service_entry::remote_peer(ends.src_config.as_ref(), dst_ip).filter(|_| tcp) =>
+            service_entry::remote_peer(ends.src_config.as_deref(), dst_ip).filter(|_| tcp) =>
         {
             let elsewhere = format!(
                 "decided by the sidecar of {} ({}), in the mesh that runs it: not in this configuration",
