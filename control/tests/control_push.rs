@@ -126,6 +126,12 @@ async fn broken_manifest_is_reported_and_the_last_good_state_is_kept() {
         .await
         .unwrap();
     let control = status.control.unwrap();
+    assert!(
+        control.source.starts_with("directory "),
+        "{}",
+        control.source
+    );
+    assert!(control.source_notes.is_empty());
     assert!(!control.last_compile_ok);
     let errors = control.manifest_errors.join("\n");
     assert!(errors.contains("04-broken.yaml"), "{errors}");

@@ -198,6 +198,24 @@ async fn palisade_control_serves_the_cluster_of_the_api_server() {
     let control = workloads().await;
     assert!(control.last_compile_ok, "{:?}", control.manifest_errors);
     assert_eq!(control.workloads, 2);
+    // Where the cluster comes from, and the kinds whose CRD is missing.
+    assert!(
+        control
+            .source
+            .starts_with("Kubernetes API server, mirrored into"),
+        "{}",
+        control.source
+    );
+    assert_eq!(control.source_notes.len(), 3, "{:?}", control.source_notes);
+    assert!(
+        control
+            .source_notes
+            .iter()
+            .any(|n| n
+                .starts_with("serviceentries.networking.istio.io: not served by the API server")),
+        "{:?}",
+        control.source_notes
+    );
 
     // A pod created in the cluster becomes a workload.
     api.apply(&pod("cache", "198.18.0.12"));

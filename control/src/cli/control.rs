@@ -163,7 +163,7 @@ fn control(a: ControlArgs) -> anyhow::Result<()> {
     let kubeconfig = a.kubeconfig;
     runtime()?.block_on(async move {
         // Held for as long as the control plane runs.
-        let _mirror = if from_kube {
+        let mirror = if from_kube {
             let client = kube_mirror::client(kubeconfig.as_deref()).await?;
             tracing::info!(dir = %manifests.display(), "listing the cluster from the API server");
             let mirror = kube_mirror::start(client, kube_mirror::MirrorOptions::new(manifests))
@@ -177,6 +177,13 @@ fn control(a: ControlArgs) -> anyhow::Result<()> {
         } else {
             None
         };
+        if let Some(m) = &mirror {
+            opts.source = Some(format!(
+                "Kubernetes API server, mirrored into {}",
+                m.dir.display()
+            ));
+            opts.source_report = Some(server::SourceReport(Arc::new(m.notes())));
+        }
         let running = server::start(opts, Arc::new(ca), compile)
             .await
             .context("starting the control plane")?;
@@ -278,6 +285,12 @@ pub fn status_table(r: &StatusResponse) -> String {
         for e in &c.manifest_errors {
             out.push_str(&format!("  manifest error: {e}\n"));
         }
+        if !c.source.is_empty() {
+            out.push_str(&format!("  source: {}\n", c.source));
+        }
+        for n in &c.source_notes {
+            out.push_str(&format!("  source note: {n}\n"));
+        }
         if !c.bundle_endpoint.is_empty() {
             out.push_str(&format!(
                 "  serving the mesh's bundle at https://{} (https_spiffe)\n",
@@ -369,6 +382,8 @@ pub fn status_json(r: &StatusResponse) -> String {
             "lastCompileOk": c.last_compile_ok,
             "lastGoodCompileUnix": c.last_good_compile_unix,
             "manifestErrors": c.manifest_errors,
+            "source": c.source,
+            "sourceNotes": c.source_notes,
             "bundleEndpoint": (!c.bundle_endpoint.is_empty()).then_some(&c.bundle_endpoint),
             "federation": c.federation.iter().map(|f| serde_json::json!({
                 "trustDomain": f.trust_domain,

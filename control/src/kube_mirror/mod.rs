@@ -98,6 +98,33 @@ impl Mirror {
     pub fn status(&self) -> BTreeMap<String, KindStatus> {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
+
+    /// A function giving, at each call, the kinds that are not simply
+    /// mirrored: not served (no CRD), not listed yet, or failing.
+    pub fn notes(&self) -> impl Fn() -> Vec<String> + Send + Sync + 'static {
+        let status = self.status.clone();
+        move || {
+            let Ok(status) = status.lock() else {
+                return Vec::new();
+            };
+            status
+                .iter()
+                .filter_map(|(name, s)| {
+                    if s.absent {
+                        Some(format!(
+                            "{name}: not served by the API server (its CRD is not installed): none"
+                        ))
+                    } else if let Some(e) = &s.last_error {
+                        Some(format!("{name}: {e} (the last state stays)"))
+                    } else if !s.synced {
+                        Some(format!("{name}: not listed yet"))
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        }
+    }
 }
 
 /// A client from `kubeconfig`, else as kubectl finds one (`KUBECONFIG`,

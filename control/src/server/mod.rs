@@ -59,6 +59,17 @@ pub enum ServerError {
     WebRoots(String),
 }
 
+/// Notes from the source of the manifests (an API server mirror) for
+/// `palisade status`.
+#[derive(Clone)]
+pub struct SourceReport(pub Arc<dyn Fn() -> Vec<String> + Send + Sync>);
+
+impl std::fmt::Debug for SourceReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SourceReport").field(&(self.0)()).finish()
+    }
+}
+
 /// How to run a control plane.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -82,6 +93,10 @@ pub struct ServerOptions {
     pub federation_web_roots: Option<PathBuf>,
     /// Timeout of one bundle fetch.
     pub federation_fetch_timeout: Duration,
+    /// Where the manifests come from, for `palisade status`; the directory
+    /// when `None`.
+    pub source: Option<String>,
+    pub source_report: Option<SourceReport>,
 }
 
 impl ServerOptions {
@@ -99,6 +114,8 @@ impl ServerOptions {
             bundle_refresh_hint: federation::DEFAULT_REFRESH,
             federation_web_roots: None,
             federation_fetch_timeout: Duration::from_secs(10),
+            source: None,
+            source_report: None,
         }
     }
 }
@@ -218,6 +235,11 @@ pub async fn start(
         svid_ttl: opts.svid_ttl,
         federation: opts.federation.clone(),
         bundle_endpoint,
+        source: opts
+            .source
+            .clone()
+            .unwrap_or_else(|| format!("directory {}", opts.manifests.display())),
+        source_report: opts.source_report.clone(),
     });
     tasks.push(tokio::spawn(federation::refresh_loop(
         opts.federation.clone(),

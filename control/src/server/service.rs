@@ -44,6 +44,9 @@ pub struct Shared {
     pub federation: Arc<super::Federation>,
     /// Where the mesh's bundle is served, if it is.
     pub bundle_endpoint: Option<std::net::SocketAddr>,
+    /// Where the manifests come from, and what that source reports.
+    pub source: String,
+    pub source_report: Option<super::SourceReport>,
 }
 
 #[derive(Clone)]
@@ -262,6 +265,13 @@ impl ControlPlane for ControlService {
                     .shared
                     .bundle_endpoint
                     .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                source: self.shared.source.clone(),
+                source_notes: self
+                    .shared
+                    .source_report
+                    .as_ref()
+                    .map(|r| (r.0)())
                     .unwrap_or_default(),
             }),
         }))
