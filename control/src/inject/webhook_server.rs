@@ -3,23 +3,21 @@
 //! and key are read from files and read again when either changes, so a
 //! Secret rotated by cert-manager or by hand is picked up without a
 //! restart; a pair that does not load keeps the last good one.
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 
 use super::InjectOptions;
 use super::webhook::{Decision, review};
-use crate::server::tls::{HANDSHAKE_TIMEOUT, MAX_CONCURRENT_HANDSHAKES, crypto_provider};
+use crate::server::tls::crypto_provider;
 
 /// The API server sends at most 3 MiB per request; a little more is allowed.
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -104,51 +102,16 @@ pub fn spawn(
     cert: Arc<ReloadingCert>,
     options: InjectOptions,
 ) -> Result<tokio::task::JoinHandle<()>, WebhookServerError> {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(crypto_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let options = Arc::new(options);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let (tcp, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let (acceptor, options) = (acceptor.clone(), options.clone());
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "webhook handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let svc = hyper::service::service_fn(move |req| {
-                    let options = options.clone();
-                    async move { Ok::<_, Infallible>(handle(req, &options).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .header_read_timeout(HANDSHAKE_TIMEOUT)
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-                drop(slot);
-            });
-        }
-    }))
+    Ok(crate::server::public_https::spawn(
+        listener,
+        cert,
+        "injection webhook",
+        move |req| {
+            let options = options.clone();
+            async move { handle(req, &options).await }
+        },
+    )?)
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

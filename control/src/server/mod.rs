@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 pub mod federation;
 pub mod pki;
+pub mod public_https;
 pub mod ratelimit;
 pub mod registry;
 pub mod service;

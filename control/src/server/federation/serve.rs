@@ -6,22 +6,16 @@
 //! the mesh's bundle as `application/json`, with `spiffe_sequence` (the
 //! newest root's notBefore, in seconds, so it grows when a root is added)
 //! and `spiffe_refresh_hint`.
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use palisade_identity::TrustBundle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::server::tls::{
-    HANDSHAKE_TIMEOUT, MAX_CONCURRENT_HANDSHAKES, ServingCert, crypto_provider,
-};
+use crate::server::tls::ServingCert;
 
 /// The bundle document the endpoint serves.
 pub fn bundle_document(bundle: &TrustBundle, refresh_hint: Duration) -> Result<String, String> {
@@ -41,15 +35,6 @@ pub fn bundle_document(bundle: &TrustBundle, refresh_hint: Duration) -> Result<S
         .map_err(|e| e.to_string())
 }
 
-fn tls_config(serving: Arc<ServingCert>) -> Result<rustls::ServerConfig, rustls::Error> {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(crypto_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(serving);
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(cfg)
-}
-
 /// Serves `document` on `listener` until the task is aborted. Anyone may
 /// connect, so connections are capped as the control API caps its
 /// handshakes; more wait in the accept queue.
@@ -58,59 +43,10 @@ pub fn spawn(
     serving: Arc<ServingCert>,
     document: Arc<str>,
 ) -> Result<JoinHandle<()>, rustls::Error> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(serving)?));
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let (tcp, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "bundle endpoint accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let acceptor = acceptor.clone();
-            let document = document.clone();
-            tokio::spawn(async move {
-                serve_connection(acceptor, tcp, peer, document).await;
-                drop(slot);
-            });
-        }
-    }))
-}
-
-async fn serve_connection(
-    acceptor: tokio_rustls::TlsAcceptor,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-    document: Arc<str>,
-) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "bundle endpoint handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "bundle endpoint handshake timed out");
-            return;
-        }
-    };
-    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+    crate::server::public_https::spawn(listener, serving, "bundle endpoint", move |req| {
         let document = document.clone();
-        async move { Ok::<_, Infallible>(answer(req.method(), &document)) }
-    });
-    let served = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .serve_connection(TokioIo::new(tls), svc);
-    if let Err(e) = served.await {
-        tracing::debug!(%peer, error = %e, "bundle endpoint connection ended with an error");
-    }
+        async move { answer(req.method(), &document) }
+    })
 }
 
 fn answer(method: &http::Method, document: &str) -> http::Response<Full<Bytes>> {
