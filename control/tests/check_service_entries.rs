@@ -41,6 +41,18 @@ fn federating(mesh_spec: &str, extra: &str) -> Cluster {
     )])
 }
 
+/// Entry x/api at 192.0.2.100 (port 443 to 8443), two endpoints claiming
+/// x/sa/api, exported as given.
+fn api_cluster(export_to: &str) -> Cluster {
+    cluster(&entry(
+        "api",
+        "[192.0.2.100]",
+        export_to,
+        "spiffe://cluster.local/ns/x/sa/api",
+        TWO_ENDPOINTS,
+    ))
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -66,13 +78,7 @@ fn check_from(cluster: &Cluster, from: &str, to: &str, port: PortRef) -> CheckRe
 
 #[test]
 fn a_virtual_ip_is_judged_per_endpoint_with_egress_at_the_caller() {
-    let c = cluster(&entry(
-        "api",
-        "[192.0.2.100]",
-        "['*']",
-        "spiffe://cluster.local/ns/x/sa/api",
-        TWO_ENDPOINTS,
-    ));
+    let c = api_cluster("['*']");
     // By address and by name, by port number and by port name: the same.
     for (to, port) in [
         ("192.0.2.100", PortRef::Number(443)),
@@ -123,13 +129,7 @@ fn a_virtual_ip_is_judged_per_endpoint_with_egress_at_the_caller() {
 
 #[test]
 fn an_entry_not_exported_to_the_callers_namespace_is_not_translated() {
-    let c = cluster(&entry(
-        "api",
-        "[192.0.2.100]",
-        "['.']",
-        "spiffe://cluster.local/ns/x/sa/api",
-        TWO_ENDPOINTS,
-    ));
+    let c = api_cluster("['.']");
     let r = check_from(&c, "y/a", "192.0.2.100", PortRef::Number(443));
     assert_eq!(r.verdict, LayerVerdict::Deny);
     assert!(r.endpoints.is_empty());
@@ -226,13 +226,7 @@ fn an_entry_without_addresses_is_reached_at_each_endpoint() {
 
 #[test]
 fn bad_service_entry_destinations_are_input_errors() {
-    let c = cluster(&entry(
-        "api",
-        "[192.0.2.100]",
-        "['*']",
-        "spiffe://cluster.local/ns/x/sa/api",
-        TWO_ENDPOINTS,
-    ));
+    let c = api_cluster("['*']");
     let err = request::parse_destination(&c, "se:x/nope").unwrap_err();
     assert!(err.0.contains("no ServiceEntry x/nope"), "{err}");
     let err = request::parse_destination(&c, "se:x").unwrap_err();

@@ -16,13 +16,6 @@ use palisade_proxy::control_client::{self, ClientOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 fn spawn_control(fx: &Fixture, listen: SocketAddr) -> Proc {
     let mut child = Command::new(BIN)
         .args(["control", "--config"])

@@ -164,10 +164,7 @@ async fn palisade_control_serves_the_cluster_of_the_api_server() {
     let api = cluster().await;
     let fx = control_support::Fixture::new();
     let kubeconfig = api.kubeconfig(fx.root.path());
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let listen = control_support::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .arg("control")
         .arg("--kubeconfig")

@@ -137,7 +137,7 @@ fn no_ip_why(p: &crate::cluster::Pod) -> String {
 /// and "traffic to/from `hostNetwork` pods is treated the same as all other
 /// traffic to/from the node IP" (kubernetes.io, "Network Policies"), so the
 /// address alone names the node (outside the cluster's pods), not the pod.
-fn pod_owning(cluster: &Cluster, ip: IpAddr) -> Option<usize> {
+pub(crate) fn pod_owning(cluster: &Cluster, ip: IpAddr) -> Option<usize> {
     cluster
         .pods
         .iter()

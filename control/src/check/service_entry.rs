@@ -51,12 +51,8 @@ pub fn targets(
                 protocol_name(protocol)
             ))
         })?;
-    let pods = |e: &crate::cluster::ServiceEntryEndpoint| {
-        cluster
-            .pods
-            .iter()
-            .position(|p| !p.host_network && p.ips.contains(&e.address))
-    };
+    let pods =
+        |e: &crate::cluster::ServiceEntryEndpoint| super::request::pod_owning(cluster, e.address);
     if entry.addresses.is_empty() {
         // No virtual IP: a caller reaches each endpoint at its own address.
         let targets = entry

@@ -281,7 +281,6 @@ async fn watch_kind(
                 let objects = init.take().unwrap_or_default();
                 set_status(&status, &kind, |s| {
                     s.synced = true;
-                    s.objects = objects.len();
                     s.last_error = None;
                 });
                 Update::Replace(index, objects)
@@ -375,6 +374,11 @@ async fn write_loop(
             .iter()
             .flat_map(|m| m.iter().map(|(p, b)| (p.clone(), b.clone())))
             .collect();
+        if let Ok(mut s) = status.lock() {
+            for (k, m) in KINDS.iter().zip(&objects) {
+                s.entry(k.resource_name()).or_default().objects = m.len();
+            }
+        }
         match dir.sync(&desired) {
             Ok(s) => {
                 if s.written + s.removed > 0 {
@@ -394,11 +398,6 @@ async fn write_loop(
                     let _ = r.send(Err(e));
                     return;
                 }
-            }
-        }
-        if let Ok(mut s) = status.lock() {
-            for (k, m) in KINDS.iter().zip(&objects) {
-                s.entry(k.resource_name()).or_default().objects = m.len();
             }
         }
     }

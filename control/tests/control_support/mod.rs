@@ -239,3 +239,11 @@ impl Drop for Proc {
         let _ = self.0.wait();
     }
 }
+
+/// A loopback address with a port no one listens on now.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
