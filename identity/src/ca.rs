@@ -183,6 +183,52 @@ impl CertificateAuthority {
         })
     }
 
+    /// A new intermediate under an existing root (`root.pem` and `root.key`
+    /// of a CA directory): what `palisade ca rotate prepare --keep-root`
+    /// makes, so only the signing certificate changes and the bundle stays.
+    pub fn create_under_root(
+        trust_domain: &TrustDomain,
+        root_cert: CertificateDer<'static>,
+        root_key_pem: &str,
+        intermediate_ttl: Duration,
+    ) -> Result<Self, CaError> {
+        let provider = default_provider();
+        let root_key = KeyPair::from_pem(root_key_pem).map_err(CaError::BadKey)?;
+        let info = ca_cert_info(&root_cert)?;
+        if info.spki != root_key.subject_public_key_info() {
+            return Err(CaError::KeyMismatch);
+        }
+        let now = OffsetDateTime::now_utc();
+        if now >= info.not_after {
+            return Err(CaError::CaExpired(info.not_after));
+        }
+        let int_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let int_after = (now + intermediate_ttl).min(info.not_after);
+        let mut int_params = ca_params(
+            trust_domain,
+            "intermediate",
+            now - BACKDATE,
+            int_after,
+            BasicConstraints::Constrained(0),
+            &provider,
+        )?;
+        int_params.use_authority_key_identifier_extension = true;
+        let issuer = Issuer::from_ca_cert_der(&root_cert, &root_key)?;
+        let int_cert = int_params.signed_by(&int_key, &issuer)?.der().clone();
+        let ca = Self {
+            trust_domain: trust_domain.clone(),
+            signing_cert: int_cert,
+            signing_key: int_key,
+            upper_chain: Vec::new(),
+            bundle: TrustBundle::new(trust_domain.clone(), vec![root_cert.clone()])?,
+            not_after: int_after,
+            root: Some((root_cert, root_key)),
+            provider,
+        };
+        ca.self_check()?;
+        Ok(ca)
+    }
+
     /// Loads an existing CA: `cert_pem` holds the signing certificate, then any
     /// certificates above it; `key_pem` its private key (PKCS#8, SEC1 or PKCS#1);
     /// `bundle_pem` the roots (if absent: the self-signed certificates of
@@ -293,6 +339,49 @@ impl CertificateAuthority {
     /// The trust bundle SVIDs of this CA verify against.
     pub fn bundle(&self) -> &TrustBundle {
         &self.bundle
+    }
+
+    /// The certificate that signs SVIDs (the root itself, or an intermediate).
+    pub fn signing_cert(&self) -> &CertificateDer<'static> {
+        &self.signing_cert
+    }
+
+    /// When the signing certificate expires.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// True when SVIDs are signed by an intermediate, not by a root.
+    pub fn signs_with_intermediate(&self) -> bool {
+        !self.bundle.roots().contains(&self.signing_cert)
+    }
+
+    /// The bundle's roots that the SVIDs of this CA chain to. The others
+    /// are roots kept for a rotation (a CA being introduced or retired).
+    pub fn anchoring_roots(&self) -> Vec<CertificateDer<'static>> {
+        let Ok(id) = SpiffeId::from_parts(&self.trust_domain, "/palisade/ca-self-check") else {
+            return Vec::new();
+        };
+        let Ok(svid) = self.issue(&id, Duration::from_secs(60)) else {
+            return Vec::new();
+        };
+        self.bundle
+            .roots()
+            .iter()
+            .filter(|root| {
+                TrustBundle::new(self.trust_domain.clone(), vec![(*root).clone()]).is_ok_and(|b| {
+                    verify_svid_chain(
+                        &b,
+                        &svid.chain,
+                        UnixTime::now(),
+                        PeerRole::Client,
+                        &self.provider,
+                    )
+                    .is_ok()
+                })
+            })
+            .cloned()
+            .collect()
     }
 
     /// Issues an SVID for `id` with a freshly generated ECDSA P-256 key.

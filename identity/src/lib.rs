@@ -9,6 +9,7 @@
 pub mod b64;
 pub mod bundle;
 pub mod ca;
+pub mod ca_rotation;
 pub mod credentials;
 pub mod federation;
 pub mod pem;

@@ -276,6 +276,49 @@ pub fn verify_svid_federated(
     Ok(id)
 }
 
+/// True when `signer`'s key signed `cert`: the question a sidecar asks of
+/// its own SVID when the control plane names a new signing certificate.
+pub fn issued_by(cert: &CertificateDer<'_>, signer: &CertificateDer<'_>) -> bool {
+    let (Ok(cert), Ok(signer)) = (parse(cert), parse(signer)) else {
+        return false;
+    };
+    cert.issuer() == signer.subject() && cert.verify_signature(Some(signer.public_key())).is_ok()
+}
+
+/// The root of `bundle` that `chain` (leaf first) verifies to now, if any:
+/// during a CA rotation, which CA an SVID comes from.
+pub fn anchoring_root<'b>(
+    bundle: &'b TrustBundle,
+    chain: &[CertificateDer<'_>],
+) -> Option<&'b CertificateDer<'static>> {
+    let provider = crate::provider::default_provider();
+    let (leaf, intermediates) = chain.split_first()?;
+    bundle.roots().iter().find(|root| {
+        TrustBundle::new(bundle.trust_domain().clone(), vec![(*root).clone()]).is_ok_and(|one| {
+            verify_svid(
+                &one,
+                leaf,
+                intermediates,
+                UnixTime::now(),
+                PeerRole::Client,
+                &provider,
+            )
+            .is_ok()
+        })
+    })
+}
+
+/// SHA-256 of a certificate's DER, lowercase hex: how `palisade status` and
+/// `palisade ca rotate` name a root or a signing certificate.
+pub fn fingerprint(der: &CertificateDer<'_>) -> String {
+    use sha2::Digest;
+    hex_lower(&sha2::Sha256::digest(der.as_ref()))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The X509-SVID rules for a signing certificate (an intermediate of a chain):
 /// "Signing certificates MUST set the `cA` field to `true`" (X509-SVID 4.1) and
 /// "SVID signing certificates MUST set `keyCertSign`" (X509-SVID 4.3), and a

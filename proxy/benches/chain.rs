@@ -30,6 +30,8 @@ fn config(sa: &str, ip: &str, peer_ip: &str, peer_sa: &str) -> ProxyConfig {
             path_normalization: PathNormalization::MergeSlashes,
             cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
             federated_bundles: Default::default(),
+            trust_bundle: String::new(),
+            svid_signer: String::new(),
         },
         workload: Workload {
             namespace: "default".into(),

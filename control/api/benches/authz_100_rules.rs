@@ -81,6 +81,8 @@ fn bench(c: &mut Criterion) {
         path_normalization: PathNormalization::MergeSlashes,
         cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
         federated_bundles: Default::default(),
+        trust_bundle: String::new(),
+        svid_signer: String::new(),
     };
     let mut headers = HeaderMap::new();
     headers.insert("x-tenant", "tenant-99".parse().unwrap());

@@ -60,6 +60,18 @@ pub struct MeshSettings {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub federated_bundles: BTreeMap<String, String>,
+    /// The roots (PEM) of the mesh's own trust domain, as the control plane
+    /// holds them now: a sidecar run by the control plane verifies peers
+    /// against these, so roots added for a CA rotation reach every sidecar
+    /// before the new CA signs. Left out (a static config): the SVID
+    /// directory's bundle stays.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trust_bundle: String,
+    /// The certificate (PEM) that signs SVIDs now. A sidecar whose SVID was
+    /// signed by another (a CA being retired) renews it early. Left out: no
+    /// early renewal.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub svid_signer: String,
 }
 
 impl MeshSettings {

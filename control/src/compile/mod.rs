@@ -299,6 +299,8 @@ impl<'a> Compiler<'a> {
                 path_normalization: cluster.mesh.path_normalization,
                 cluster_domain: cluster.mesh.cluster_domain.clone(),
                 federated_bundles: cluster.mesh.federated_bundles.clone(),
+                trust_bundle: String::new(),
+                svid_signer: String::new(),
             },
             workload: Workload {
                 namespace: pod.namespace.clone(),

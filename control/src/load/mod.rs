@@ -208,6 +208,8 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors
         path_normalization: cluster.mesh.path_normalization,
         cluster_domain: cluster.mesh.cluster_domain.clone(),
         federated_bundles: cluster.mesh.federated_bundles.clone(),
+        trust_bundle: String::new(),
+        svid_signer: String::new(),
     };
     for ap in &cluster.authorization_policies {
         if let Err(e) = palisade_api::authz::validate_policy(&ap.policy, &mesh) {

@@ -109,6 +109,8 @@ pub fn config(ns: &str, name: &str, ip: &str) -> ProxyConfig {
             path_normalization: PathNormalization::MergeSlashes,
             cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
             federated_bundles: Default::default(),
+            trust_bundle: String::new(),
+            svid_signer: String::new(),
         },
         workload: Workload {
             namespace: ns.into(),

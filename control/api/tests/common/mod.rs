@@ -15,6 +15,8 @@ pub fn mesh() -> MeshSettings {
         path_normalization: PathNormalization::MergeSlashes,
         cluster_domain: palisade_api::sni::DEFAULT_CLUSTER_DOMAIN.into(),
         federated_bundles: Default::default(),
+        trust_bundle: String::new(),
+        svid_signer: String::new(),
     }
 }
 
