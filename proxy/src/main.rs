@@ -92,6 +92,10 @@ struct RunArgs {
     /// Control mode: how long to wait for the SVID and the first config.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     bootstrap_timeout: Duration,
+    /// Control mode: when the mesh CA's signer changes (a rotation), renew
+    /// the SVID at a random moment within this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    svid_reissue_spread: Duration,
     #[arg(long, default_value = "127.0.0.1:15001")]
     outbound_listen: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:15006")]
@@ -207,6 +211,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         (Some(url), Some(workload), Some(token)) => {
             let mut opts = ClientOptions::new(url, workload, token.clone());
             opts.bootstrap_timeout = args.bootstrap_timeout;
+            opts.reissue_spread = args.svid_reissue_spread;
             Some(opts)
         }
         _ => None,

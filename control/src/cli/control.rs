@@ -146,6 +146,8 @@ fn control(a: ControlArgs) -> anyhow::Result<()> {
     let ca = CaAuthority::load_dir(&a.ca, a.trust_domain.as_deref())
         .with_context(|| format!("loading the CA from {}", a.ca.display()))?;
     let mut opts = ServerOptions::new(manifests.clone(), a.state_dir);
+    opts.ca_dir = Some(a.ca.clone());
+    opts.ca_trust_domain = a.trust_domain.clone();
     opts.listen = a.listen;
     opts.svid_ttl = a.svid_ttl;
     opts.sign_limit = SignLimit {

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
+pub mod ca_reload;
 pub mod federation;
 pub mod pki;
 pub mod public_https;
@@ -27,6 +28,7 @@ pub mod tls;
 pub mod tokens;
 pub mod watcher;
 
+pub use ca_reload::CaCell;
 pub use federation::Federation;
 pub use pki::CaAuthority;
 pub use ratelimit::SignLimit;
@@ -98,6 +100,13 @@ pub struct ServerOptions {
     /// when `None`.
     pub source: Option<String>,
     pub source_report: Option<SourceReport>,
+    /// The CA's directory, followed for changes (`palisade ca rotate`);
+    /// `None`: the CA given to [`start`] stays.
+    pub ca_dir: Option<PathBuf>,
+    /// The trust domain to load `ca_dir` with, when its certificates name
+    /// none.
+    pub ca_trust_domain: Option<String>,
+    pub ca_poll_interval: Duration,
 }
 
 impl ServerOptions {
@@ -117,6 +126,9 @@ impl ServerOptions {
             federation_fetch_timeout: Duration::from_secs(10),
             source: None,
             source_report: None,
+            ca_dir: None,
+            ca_trust_domain: None,
+            ca_poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -129,6 +141,8 @@ pub struct RunningServer {
     pub federation: Arc<Federation>,
     pub state: Arc<MeshState>,
     pub registry: Arc<registry::Registry>,
+    /// The CA in force.
+    pub ca: Arc<CaCell>,
     shutdown: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -172,14 +186,20 @@ pub async fn start(
         source,
     };
     std::fs::create_dir_all(&opts.state_dir).map_err(state_err)?;
+    let cell = CaCell::new(
+        ca.clone(),
+        opts.ca_dir.clone(),
+        opts.ca_trust_domain.clone(),
+    );
     // Token files carry the bundle to proxies; keep a copy beside them.
-    std::fs::write(opts.state_dir.join("bundle.pem"), ca.bundle_pem()).map_err(state_err)?;
+    write_bundle_copy(&opts.state_dir, &ca).map_err(state_err)?;
     std::fs::write(opts.state_dir.join("trust-domain"), ca.trust_domain()).map_err(state_err)?;
 
     let web_roots = federation::WebRoots::load(opts.federation_web_roots.as_deref())
         .map_err(ServerError::WebRoots)?;
     opts.federation.load_kept(&opts.state_dir);
     let state = Arc::new(MeshState::new());
+    state.set_identity(identity_stamp(&ca));
     // Taken before the first compile: a change from here on is compiled.
     let compiled = watcher::fingerprint(&opts.manifests);
     let _ = watcher::compile_and_apply(
@@ -190,10 +210,10 @@ pub async fn start(
     )
     .await;
 
-    let serving_ttl = Duration::from_secs(24 * 3600);
     let id = control_id(ca.trust_domain());
-    let serving = Arc::new(tls::ServingCert::new(&ca.issue_keyed(&id, serving_ttl)?)?);
-    let tls_config = Arc::new(tls::server_config(serving.clone(), ca.bundle_pem())?);
+    let serving = Arc::new(tls::ServingCert::new(&ca.issue_keyed(&id, SERVING_TTL)?)?);
+    let client_roots = tls::ClientRoots::new(ca.bundle_pem())?;
+    let tls_config = Arc::new(tls::server_config(serving.clone(), client_roots.clone())?);
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -207,6 +227,14 @@ pub async fn start(
 
     let registry = Arc::new(registry::Registry::new());
     let mut tasks = Vec::new();
+    let served_bundle = Arc::new(federation::serve::ServedDocument::from_pointee(
+        federation::serve::bundle_document(
+            ca.inner().bundle(),
+            cell.bundle_sequence(),
+            opts.bundle_refresh_hint,
+        )
+        .map_err(ServerError::BundleEndpoint)?,
+    ));
     let bundle_endpoint = match opts.bundle_endpoint {
         Some(at) => {
             let l = TcpListener::bind(at)
@@ -215,11 +243,8 @@ pub async fn start(
             let bound = l
                 .local_addr()
                 .map_err(|source| ServerError::Bind { addr: at, source })?;
-            let document =
-                federation::serve::bundle_document(ca.inner().bundle(), opts.bundle_refresh_hint)
-                    .map_err(ServerError::BundleEndpoint)?;
             tasks.push(
-                federation::serve::spawn(l, serving.clone(), Arc::from(document))
+                federation::serve::spawn(l, serving.clone(), served_bundle.clone())
                     .map_err(|e| ServerError::BundleEndpoint(e.to_string()))?,
             );
             tracing::info!(addr = %bound, id = %id, "SPIFFE bundle endpoint (https_spiffe) listening");
@@ -230,7 +255,7 @@ pub async fn start(
     let shared = Arc::new(service::Shared {
         state: state.clone(),
         registry: registry.clone(),
-        ca: ca.clone(),
+        ca: cell.clone(),
         tokens: tokens::TokenStore::new(&opts.state_dir),
         limiter: ratelimit::RateLimiter::new(opts.sign_limit),
         svid_ttl: opts.svid_ttl,
@@ -265,6 +290,20 @@ pub async fn start(
             let _ = watcher::compile_and_apply(dir.clone(), c.clone(), &st, Some(&sd)).await;
         }
     }));
+    // The CA directory, followed; each change reaches every part that
+    // holds the CA.
+    tasks.push(tokio::spawn(cell.clone().follow(opts.ca_poll_interval)));
+    tasks.push(tokio::spawn(follow_ca(
+        cell.clone(),
+        CaHolders {
+            state: state.clone(),
+            client_roots,
+            serving: serving.clone(),
+            served_bundle,
+            refresh_hint: opts.bundle_refresh_hint,
+            state_dir: opts.state_dir.clone(),
+        },
+    )));
     let incoming = tls::accept_loop(listener, tls_config, ca.trust_domain().to_owned());
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let svc = ControlPlaneServer::new(service::ControlService::new(shared))
@@ -293,17 +332,11 @@ pub async fn start(
         compiled,
     ));
     // Re-issue the serving SVID at half-life.
+    let (renew_cell, renew_serving) = (cell.clone(), serving.clone());
     let renew = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(serving_ttl / 2).await;
-            match ca.issue_keyed(&id, serving_ttl) {
-                Ok(svid) => {
-                    if let Err(e) = serving.replace(&svid) {
-                        tracing::error!(error = %e, "cannot install renewed serving SVID");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot renew serving SVID"),
-            }
+            tokio::time::sleep(SERVING_TTL / 2).await;
+            renew_serving_svid(&renew_cell.current(), &renew_serving);
         }
     });
     tracing::info!(%addr, "control plane listening");
@@ -315,7 +348,80 @@ pub async fn start(
         federation: opts.federation.clone(),
         state,
         registry,
+        ca: cell,
         shutdown: Some(shutdown_tx),
         tasks: all,
     })
+}
+
+/// Lifetime of the control plane's own serving SVID.
+const SERVING_TTL: Duration = Duration::from_secs(24 * 3600);
+
+fn renew_serving_svid(ca: &CaAuthority, serving: &tls::ServingCert) {
+    match ca.issue_keyed(&control_id(ca.trust_domain()), SERVING_TTL) {
+        Ok(svid) => {
+            if let Err(e) = serving.replace(&svid) {
+                tracing::error!(error = %e, "cannot install renewed serving SVID");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot renew serving SVID"),
+    }
+}
+
+/// The CA in force, as every config carries it.
+pub fn identity_stamp(ca: &CaAuthority) -> state::IdentityStamp {
+    state::IdentityStamp {
+        trust_bundle: ca.bundle_pem().to_owned(),
+        svid_signer: palisade_identity::pem::encode_certs(std::slice::from_ref(
+            ca.inner().signing_cert(),
+        )),
+    }
+}
+
+fn write_bundle_copy(state_dir: &std::path::Path, ca: &CaAuthority) -> std::io::Result<()> {
+    let tmp = state_dir.join(".bundle.pem.tmp");
+    std::fs::write(&tmp, ca.bundle_pem())?;
+    std::fs::rename(&tmp, state_dir.join("bundle.pem"))
+}
+
+/// Everything that holds a copy of the CA's roots or signs with it.
+struct CaHolders {
+    state: Arc<MeshState>,
+    client_roots: Arc<tls::ClientRoots>,
+    serving: Arc<tls::ServingCert>,
+    served_bundle: Arc<federation::serve::ServedDocument>,
+    refresh_hint: Duration,
+    state_dir: PathBuf,
+}
+
+/// After each CA change: client SVIDs verify against the new roots, the
+/// serving SVID comes from the new signer (every sidecar already trusts
+/// its root, pushed at prepare), every config carries the new roots and
+/// signer, the bundle endpoint serves the new roots, and new join tokens
+/// carry them.
+async fn follow_ca(cell: Arc<CaCell>, holders: CaHolders) {
+    let mut changes = cell.subscribe();
+    while changes.changed().await.is_ok() {
+        let ca = cell.current();
+        if let Err(e) = holders.client_roots.set(ca.bundle_pem()) {
+            tracing::error!(error = %e, "cannot verify clients against the new roots");
+        }
+        renew_serving_svid(&ca, &holders.serving);
+        let report = holders.state.set_identity(identity_stamp(&ca));
+        tracing::info!(
+            configs = report.changed.len(),
+            "pushing the CA's roots and signer to every sidecar"
+        );
+        match federation::serve::bundle_document(
+            ca.inner().bundle(),
+            cell.bundle_sequence(),
+            holders.refresh_hint,
+        ) {
+            Ok(doc) => holders.served_bundle.store(Arc::new(doc)),
+            Err(e) => tracing::error!(error = %e, "cannot build the served bundle"),
+        }
+        if let Err(e) = write_bundle_copy(&holders.state_dir, &ca) {
+            tracing::error!(error = %e, "cannot write the bundle copy for join tokens");
+        }
+    }
 }

@@ -14,13 +14,14 @@ use std::time::Duration;
 use futures::Stream;
 use palisade_api::stream::{
     ConfigUpdate, ControlPlane, ControlState, CsrRequest, FederatedTrustDomain, StatusRequest,
-    StatusResponse, SvidResponse, WatchRequest, watch_request,
+    StatusResponse, SvidResponse, TrustRoot, WatchRequest, watch_request,
 };
+use palisade_identity::verify::{anchoring_root, fingerprint, issued_by};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::pki::{CaAuthority, PkiError, now_unix};
+use super::pki::{PkiError, now_unix};
 use super::ratelimit::RateLimiter;
 use super::registry::Registry;
 use super::state::MeshState;
@@ -37,7 +38,7 @@ pub const SYSTEM_NAMESPACE: &str = "palisade-system";
 pub struct Shared {
     pub state: Arc<MeshState>,
     pub registry: Arc<Registry>,
-    pub ca: Arc<CaAuthority>,
+    pub ca: Arc<super::CaCell>,
     pub tokens: TokenStore,
     pub limiter: RateLimiter,
     pub svid_ttl: Duration,
@@ -154,9 +155,13 @@ impl ControlPlane for ControlService {
                 svid.spiffe_id, sub.workload
             )));
         }
-        let conn = shared
-            .registry
-            .connect(&sub.workload, &identity, &remote, svid.not_after_unix);
+        let conn = shared.registry.connect(
+            &sub.workload,
+            &identity,
+            &remote,
+            svid.not_after_unix,
+            svid.chain.clone(),
+        );
         tracing::info!(workload = %sub.workload, %remote, "proxy subscribed");
         let (out_tx, out_rx) = mpsc::channel(4);
         let rx = shared.state.subscribe(&sub.workload);
@@ -213,8 +218,8 @@ impl ControlPlane for ControlService {
                 wait.as_millis()
             )));
         }
-        let issued = shared
-            .ca
+        let ca = shared.ca.current();
+        let issued = ca
             .sign_csr(&req.csr_pem, &identity, shared.svid_ttl)
             .map_err(pki_status)?;
         if let Some(t) = token {
@@ -223,7 +228,7 @@ impl ControlPlane for ControlService {
         tracing::info!(workload = %req.workload, %identity, bootstrap = peer.is_none(), expires = issued.expires_unix, "signed SVID");
         Ok(Response::new(SvidResponse {
             chain_pem: issued.chain_pem,
-            bundle_pem: shared.ca.bundle_pem().to_owned(),
+            bundle_pem: ca.bundle_pem().to_owned(),
             expires_unix: issued.expires_unix,
             spiffe_id: issued.spiffe_id,
         }))
@@ -236,7 +241,7 @@ impl ControlPlane for ControlService {
         let svid = require_svid(&request)?;
         let system = format!(
             "spiffe://{}/ns/{SYSTEM_NAMESPACE}/",
-            self.shared.ca.trust_domain()
+            self.shared.ca.current().trust_domain()
         );
         if !svid.spiffe_id.starts_with(&system) {
             return Err(Status::permission_denied(format!(
@@ -245,14 +250,36 @@ impl ControlPlane for ControlService {
             )));
         }
         let c = self.shared.state.compile_status();
+        let ca = self.shared.ca.current();
+        let ca_report = self.shared.ca.report();
+        let signer = ca.inner().signing_cert();
+        let signer_info = cert_summary(signer);
+        let anchoring = ca.inner().anchoring_roots();
+        let bundle = ca.inner().bundle();
+        let proxies = self
+            .shared
+            .registry
+            .snapshot_with_chains()
+            .into_iter()
+            .map(|(mut p, chain)| {
+                p.svid_root = anchoring_root(bundle, &chain)
+                    .map(|r| fingerprint(r))
+                    .unwrap_or_default();
+                p.svid_current_signer = chain.first().is_some_and(|leaf| issued_by(leaf, signer));
+                p.config_current = !p.applied_version.is_empty()
+                    && self.shared.state.version_of(&p.workload).as_deref()
+                        == Some(p.applied_version.as_str());
+                p
+            })
+            .collect();
         Ok(Response::new(StatusResponse {
-            proxies: self.shared.registry.snapshot(),
+            proxies,
             control: Some(ControlState {
                 last_compile_unix: c.last_compile_unix,
                 last_compile_ok: c.ok,
                 manifest_errors: c.errors,
                 workloads: self.shared.state.workload_count() as u32,
-                trust_domain: self.shared.ca.trust_domain().to_owned(),
+                trust_domain: ca.trust_domain().to_owned(),
                 last_good_compile_unix: c.last_good_compile_unix,
                 federation: self
                     .shared
@@ -273,9 +300,34 @@ impl ControlPlane for ControlService {
                     .as_ref()
                     .map(|r| (r.0)())
                     .unwrap_or_default(),
+                trust_roots: bundle
+                    .roots()
+                    .iter()
+                    .map(|root| {
+                        let (subject, expires_unix) = cert_summary(root);
+                        TrustRoot {
+                            sha256: fingerprint(root),
+                            subject,
+                            expires_unix,
+                            signing: anchoring.contains(root),
+                        }
+                    })
+                    .collect(),
+                svid_signer: fingerprint(signer),
+                svid_signer_subject: signer_info.0,
+                svid_signer_expires_unix: signer_info.1,
+                ca_error: ca_report.error.unwrap_or_default(),
+                ca_loaded_unix: ca_report.loaded_unix,
             }),
         }))
     }
+}
+
+/// Subject and `notAfter` of a certificate, for the status.
+fn cert_summary(der: &rustls::pki_types::CertificateDer<'_>) -> (String, i64) {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| (c.subject().to_string(), c.validity().not_after.timestamp()))
+        .unwrap_or_default()
 }
 
 fn federated_trust_domain(r: super::federation::Relationship) -> FederatedTrustDomain {

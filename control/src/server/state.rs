@@ -49,17 +49,44 @@ impl Entry {
     }
 }
 
+/// What every config carries of the CA in force: the mesh's roots and the
+/// certificate that signs SVIDs now (`mesh.trustBundle`, `mesh.svidSigner`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityStamp {
+    pub trust_bundle: String,
+    pub svid_signer: String,
+}
+
+impl IdentityStamp {
+    fn onto(&self, config: &mut ProxyConfig) {
+        if *self == Self::default() {
+            return;
+        }
+        config.mesh.trust_bundle.clone_from(&self.trust_bundle);
+        config.mesh.svid_signer.clone_from(&self.svid_signer);
+        config.version = content_version(config);
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
     channels: HashMap<String, watch::Sender<Current>>,
     compile: CompileStatus,
+    /// The last good compile as the compiler made it, so a CA change can be
+    /// stamped onto it without compiling again (the manifests may be
+    /// broken by then; the configs in force must still get the new roots).
+    compiled: BTreeMap<String, ProxyConfig>,
+    stamp: IdentityStamp,
 }
 
 /// Shared, cheap to read; written once per compile.
 #[derive(Default)]
 pub struct MeshState {
     inner: RwLock<Inner>,
+    /// Serializes `apply` and `set_identity`, so a compile stamped with
+    /// the old CA can never land after the new CA's restamp.
+    publish: std::sync::Mutex<()>,
 }
 
 impl MeshState {
@@ -69,13 +96,63 @@ impl MeshState {
 
     /// Applies a successful compile: `configs` maps `NS/POD` to its config.
     /// Configs with an empty `version` get a content hash as version.
-    pub fn apply(&self, mut configs: BTreeMap<String, ProxyConfig>) -> ApplyReport {
+    pub fn apply(&self, configs: BTreeMap<String, ProxyConfig>) -> ApplyReport {
+        let _publishing = self.publish.lock().unwrap_or_else(|p| p.into_inner());
+        let stamp = {
+            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+            inner.compiled = configs.clone();
+            inner.stamp.clone()
+        };
+        let report = self.publish_stamped(configs, &stamp);
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let now = now_unix();
+        inner.compile = CompileStatus {
+            last_compile_unix: now,
+            last_good_compile_unix: now,
+            ok: report.1.is_empty(),
+            errors: report.1,
+        };
+        report.0
+    }
+
+    /// Stamps the CA in force onto every config and pushes those that
+    /// changed: the last good compile, without compiling again.
+    pub fn set_identity(&self, stamp: IdentityStamp) -> ApplyReport {
+        let _publishing = self.publish.lock().unwrap_or_else(|p| p.into_inner());
+        let compiled = {
+            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+            inner.stamp = stamp.clone();
+            inner.compiled.clone()
+        };
+        if compiled.is_empty() {
+            return ApplyReport::default();
+        }
+        self.publish_stamped(compiled, &stamp).0
+    }
+
+    /// The stamp configs carry now.
+    pub fn identity(&self) -> IdentityStamp {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .stamp
+            .clone()
+    }
+
+    /// Publishes `configs` as the whole served set; returns the report and
+    /// the configs that could not be serialized.
+    fn publish_stamped(
+        &self,
+        mut configs: BTreeMap<String, ProxyConfig>,
+        stamp: &IdentityStamp,
+    ) -> (ApplyReport, Vec<String>) {
         // Serialize outside the lock; only the swap happens under it. A
         // config already served at its version is not serialized again.
         for config in configs.values_mut() {
             if config.version.is_empty() {
                 config.version = content_version(config);
             }
+            stamp.onto(config);
         }
         let (unchanged, configs): (Vec<_>, Vec<_>) = {
             let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
@@ -138,14 +215,7 @@ impl MeshState {
             }
             report.removed.push(workload);
         }
-        let now = now_unix();
-        inner.compile = CompileStatus {
-            last_compile_unix: now,
-            last_good_compile_unix: now,
-            ok: failed.is_empty(),
-            errors: failed,
-        };
-        report
+        (report, failed)
     }
 
     /// Records a failed compile; the served state stays as it was.

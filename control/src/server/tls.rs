@@ -15,6 +15,8 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -52,6 +54,9 @@ pub enum TlsError {
 pub struct ClientSvid {
     pub spiffe_id: String,
     pub not_after_unix: i64,
+    /// The chain as presented (leaf first): which CA signed it, during a
+    /// rotation.
+    pub chain: Arc<[CertificateDer<'static>]>,
 }
 
 /// What every request learns about its connection.
@@ -141,11 +146,52 @@ impl ResolvesServerCert for ServingCert {
 
 // === impl ExpiryTolerantVerifier ===
 
+// === impl ClientRoots ===
+
+/// The roots client SVIDs must chain to: the mesh bundle, replaced when the
+/// CA changes (a rotation adds a root, then removes the old one). Each
+/// handshake uses the roots in force when it starts.
+#[derive(Debug)]
+pub struct ClientRoots {
+    current: ArcSwap<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ClientRoots {
+    pub fn new(bundle_pem: &str) -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(webpki_verifier(bundle_pem)?),
+        }))
+    }
+
+    /// Verifies client certificates against `bundle_pem` from now on.
+    pub fn set(&self, bundle_pem: &str) -> Result<(), TlsError> {
+        self.current.store(Arc::new(webpki_verifier(bundle_pem)?));
+        Ok(())
+    }
+
+    fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        Arc::clone(&self.current.load())
+    }
+}
+
+fn webpki_verifier(bundle_pem: &str) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in parse_certs(bundle_pem, "trust bundle")? {
+        roots.add(c)?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))
+}
+
+// === impl ExpiryTolerantVerifier ===
+
 /// WebPKI client verification against the mesh bundle, with expiry deferred
 /// to the RPC layer (see module docs).
 #[derive(Debug)]
 struct ExpiryTolerantVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+    roots: Arc<ClientRoots>,
 }
 
 impl ClientCertVerifier for ExpiryTolerantVerifier {
@@ -157,8 +203,9 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
         false
     }
 
+    /// No hints: the roots change, and our clients have one SVID to offer.
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        &[]
     }
 
     fn verify_client_cert(
@@ -167,10 +214,8 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)
-        {
+        let inner = self.roots.verifier();
+        match inner.verify_client_cert(end_entity, intermediates, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::Expired | CertificateError::ExpiredContext { .. },
             )) => {
@@ -181,7 +226,7 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
                 )?;
                 let at =
                     UnixTime::since_unix_epoch(Duration::from_secs((not_after - 1).max(0) as u64));
-                self.inner.verify_client_cert(end_entity, intermediates, at)
+                inner.verify_client_cert(end_entity, intermediates, at)
             }
             other => other,
         }
@@ -193,7 +238,9 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.roots
+            .verifier()
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -202,11 +249,13 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.roots
+            .verifier()
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.roots.verifier().supported_verify_schemes()
     }
 }
 
@@ -243,26 +292,18 @@ pub fn client_svid(der: &CertificateDer<'_>, trust_domain: &str) -> Result<Clien
     Ok(ClientSvid {
         spiffe_id: (*uri).to_owned(),
         not_after_unix: cert.validity().not_after.timestamp(),
+        chain: Arc::from([der.clone().into_owned()]),
     })
 }
 
 /// The rustls server config: our SVID, optional client SVIDs, HTTP/2.
 pub fn server_config(
     serving: Arc<ServingCert>,
-    bundle_pem: &str,
+    roots: Arc<ClientRoots>,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let provider = crypto_provider();
-    let mut roots = RootCertStore::empty();
-    for c in parse_certs(bundle_pem, "trust bundle")? {
-        roots.add(c)?;
-    }
-    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let mut cfg = rustls::ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(ExpiryTolerantVerifier { inner }))
+        .with_client_cert_verifier(Arc::new(ExpiryTolerantVerifier { roots }))
         .with_cert_resolver(serving);
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(cfg)
@@ -365,12 +406,13 @@ pub fn accept_loop(
                         return;
                     }
                 };
-                let client = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|leaf| client_svid(leaf, &td));
+                let client = tls.get_ref().1.peer_certificates().and_then(|certs| {
+                    let svid = client_svid(certs.first()?, &td).map(|svid| ClientSvid {
+                        chain: certs.iter().map(|c| c.clone().into_owned()).collect(),
+                        ..svid
+                    });
+                    Some(svid)
+                });
                 let info = PeerInfo { remote, client };
                 let _ = conn_tx.send(Ok(TlsConn { inner: tls, info })).await;
             });

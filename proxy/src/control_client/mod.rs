@@ -69,6 +69,10 @@ pub struct ClientOptions {
     pub bootstrap_timeout: Duration,
     pub connect_timeout: Duration,
     pub validate: Option<Validator>,
+    /// When the control plane names a new SVID signer (a CA rotation), the
+    /// proxy renews at a random moment within this long, so a mesh does
+    /// not ask for all its SVIDs in the same second.
+    pub reissue_spread: Duration,
 }
 
 impl ClientOptions {
@@ -85,6 +89,7 @@ impl ClientOptions {
             bootstrap_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             validate: None,
+            reissue_spread: Duration::from_secs(30),
         }
     }
 }
@@ -256,6 +261,7 @@ pub async fn start(opts: ClientOptions) -> Result<ControlClient, ClientError> {
         store: store.clone(),
         issued_unix: now_unix(),
         expires_unix: expires,
+        renew_at: tokio::time::Instant::now(),
         config_tx,
         status_tx,
     };
@@ -300,11 +306,50 @@ async fn sign(
         .await
         .map_err(ClientError::Refused)?
         .into_inner();
-    // Trust only the bundle we already hold for checking the new chain; a
-    // bundle update from the control plane would need its own channel.
-    let _ = resp.bundle_pem;
+    // The answer came over a channel verified against the bundle we hold,
+    // so the bundle in it is the control plane's word, as a pushed config
+    // is: during a CA rotation it holds the root of the CA that signed.
+    let bundle_pem = if resp.bundle_pem.trim().is_empty() {
+        bundle_pem
+    } else {
+        &resp.bundle_pem
+    };
     let creds = pending.complete(&resp.chain_pem, bundle_pem)?;
     Ok((creds, resp.expires_unix))
+}
+
+/// What a pushed config says of the mesh's CA, checked before the config
+/// is ACKed: a bundle or signer that does not parse NACKs the config.
+struct PushedIdentity {
+    bundle: Option<TrustBundle>,
+    signer: Option<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl PushedIdentity {
+    fn parse(config: &ProxyConfig, own: &SpiffeId) -> Result<Self, String> {
+        let bundle = match config.mesh.trust_bundle.trim() {
+            "" => None,
+            pem => Some(
+                TrustBundle::from_pem(own.trust_domain().clone(), pem)
+                    .map_err(|e| format!("mesh.trustBundle: {e}"))?,
+            ),
+        };
+        let signer = match config.mesh.svid_signer.trim() {
+            "" => None,
+            pem => {
+                let certs = palisade_identity::pem::certs(pem)
+                    .map_err(|e| format!("mesh.svidSigner: {e}"))?;
+                let [cert] = <[_; 1]>::try_from(certs).map_err(|certs: Vec<_>| {
+                    format!(
+                        "mesh.svidSigner: one certificate expected, found {}",
+                        certs.len()
+                    )
+                })?;
+                Some(cert)
+            }
+        };
+        Ok(Self { bundle, signer })
+    }
 }
 
 fn now_unix() -> i64 {
@@ -323,6 +368,8 @@ struct Runner {
     store: Arc<CredentialStore>,
     issued_unix: i64,
     expires_unix: i64,
+    /// When to renew next: half-life, or sooner when the signer changed.
+    renew_at: tokio::time::Instant,
     config_tx: watch::Sender<Option<Arc<ProxyConfig>>>,
     status_tx: watch::Sender<ClientStatus>,
 }
@@ -336,23 +383,23 @@ impl Runner {
     async fn run(mut self) {
         let mut backoff = Backoff::new(self.opts.backoff_initial, self.opts.backoff_max);
         let mut renew_backoff = Backoff::new(self.opts.backoff_initial, self.opts.backoff_max);
-        let mut renew_at = self.half_life();
+        self.renew_at = self.half_life();
         loop {
-            if tokio::time::Instant::now() >= renew_at {
+            if tokio::time::Instant::now() >= self.renew_at {
                 match self.renew().await {
                     Ok(()) => {
                         renew_backoff.reset();
-                        renew_at = self.half_life();
+                        self.renew_at = self.half_life();
                     }
                     Err(e) => {
                         let left = self.expires_unix - now_unix();
                         tracing::warn!(error = %e, seconds_left = left, "SVID renewal failed; keeping the current one");
                         self.set_error(format!("renewal: {e}"));
-                        renew_at = tokio::time::Instant::now() + renew_backoff.next_delay();
+                        self.renew_at = tokio::time::Instant::now() + renew_backoff.next_delay();
                     }
                 }
             }
-            match self.session(renew_at, &mut backoff).await {
+            match self.session(&mut backoff).await {
                 SessionEnd::RenewDue => {}
                 SessionEnd::Broken(e) => {
                     self.status_tx.send_modify(|s| {
@@ -364,7 +411,7 @@ impl Runner {
                     tracing::info!(error = %e, ?delay, "control plane stream ended; reconnecting");
                     tokio::time::sleep(
                         delay.min(
-                            renew_at
+                            self.renew_at
                                 .saturating_duration_since(tokio::time::Instant::now())
                                 .max(Duration::from_millis(1)),
                         ),
@@ -404,16 +451,53 @@ impl Runner {
         Ok(())
     }
 
+    /// Takes the roots the control plane holds now, and renews early when
+    /// the SVID no longer comes from the signer it names (a CA rotation).
+    fn apply_identity(&mut self, pushed: PushedIdentity) {
+        if let Some(bundle) = pushed.bundle
+            && bundle.roots() != self.store.current().bundle().roots()
+        {
+            self.store.update_bundle(bundle);
+        }
+        let Some(signer) = pushed.signer else {
+            return;
+        };
+        let creds = self.store.current();
+        let Some(leaf) = creds.certified_key().cert.first() else {
+            return;
+        };
+        let chains_to_bundle = palisade_identity::verify::verify_svid_chain_now(
+            creds.bundle(),
+            &creds.certified_key().cert,
+        )
+        .is_ok();
+        if palisade_identity::verify::issued_by(leaf, &signer) && chains_to_bundle {
+            return;
+        }
+        // No bundle root vouches for our SVID any more: renew now. Otherwise
+        // at a random point of the spread.
+        let delay = if chains_to_bundle {
+            self.opts.reissue_spread.mul_f64(rand::random::<f64>())
+        } else {
+            Duration::ZERO
+        };
+        let due = tokio::time::Instant::now() + delay;
+        if due < self.renew_at {
+            tracing::info!(
+                ?delay,
+                chains_to_bundle,
+                "the SVID was signed by a certificate that no longer signs; renewing early"
+            );
+            self.renew_at = due;
+        }
+    }
+
     fn set_error(&self, e: String) {
         self.status_tx.send_modify(|s| s.last_error = Some(e));
     }
 
     /// One watch stream, until the renewal is due or the stream breaks.
-    async fn session(
-        &mut self,
-        renew_at: tokio::time::Instant,
-        backoff: &mut Backoff,
-    ) -> SessionEnd {
+    async fn session(&mut self, backoff: &mut Backoff) -> SessionEnd {
         let channel = match self.channel().await {
             Ok(c) => c,
             Err(e) => return SessionEnd::Broken(e.to_string()),
@@ -435,7 +519,7 @@ impl Runner {
         }
         let watch = tokio::select! {
             r = client.watch(ReceiverStream::new(req_rx)) => r,
-            () = tokio::time::sleep_until(renew_at) => return SessionEnd::RenewDue,
+            () = tokio::time::sleep_until(self.renew_at) => return SessionEnd::RenewDue,
         };
         let mut stream = match watch {
             Ok(r) => r.into_inner(),
@@ -451,7 +535,7 @@ impl Runner {
         loop {
             let msg = tokio::select! {
                 m = stream.message() => m,
-                () = tokio::time::sleep_until(renew_at) => return SessionEnd::RenewDue,
+                () = tokio::time::sleep_until(self.renew_at) => return SessionEnd::RenewDue,
             };
             let update = match msg {
                 Ok(Some(u)) => u,
@@ -466,7 +550,7 @@ impl Runner {
     }
 
     /// Checks an update and publishes it; returns the ACK or NACK to send.
-    fn apply(&self, update: &ConfigUpdate) -> WatchRequest {
+    fn apply(&mut self, update: &ConfigUpdate) -> WatchRequest {
         let checked = update
             .decode_for(&self.opts.workload)
             .map_err(|e| e.to_string())
@@ -480,10 +564,12 @@ impl Runner {
                 if let Some(validate) = &self.opts.validate {
                     validate(&config)?;
                 }
-                Ok(config)
+                let pushed = PushedIdentity::parse(&config, self.store.current().id())?;
+                Ok((config, pushed))
             });
         match checked {
-            Ok(config) => {
+            Ok((config, pushed)) => {
+                self.apply_identity(pushed);
                 tracing::info!(version = %config.version, "applied config");
                 let version = config.version.clone();
                 self.config_tx.send_replace(Some(Arc::new(config)));

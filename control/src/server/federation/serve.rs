@@ -3,9 +3,9 @@
 //! presents the control plane's X509-SVID, asks for no client certificate
 //! (servers "MUST NOT require client authentication"), speaks TLS 1.2 and
 //! 1.3 (Mozilla's intermediate profile), and answers a GET on any path with
-//! the mesh's bundle as `application/json`, with `spiffe_sequence` (the
-//! newest root's notBefore, in seconds, so it grows when a root is added)
-//! and `spiffe_refresh_hint`.
+//! the mesh's bundle as `application/json`, with `spiffe_sequence` (see
+//! `CaCell::bundle_sequence`: it grows with every change of the roots) and
+//! `spiffe_refresh_hint`. A CA rotation replaces the document in place.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,17 +18,11 @@ use tokio::task::JoinHandle;
 use crate::server::tls::ServingCert;
 
 /// The bundle document the endpoint serves.
-pub fn bundle_document(bundle: &TrustBundle, refresh_hint: Duration) -> Result<String, String> {
-    let sequence = bundle
-        .roots()
-        .iter()
-        .filter_map(|der| {
-            x509_parser::parse_x509_certificate(der)
-                .ok()
-                .map(|(_, c)| c.validity().not_before.timestamp())
-        })
-        .max()
-        .and_then(|t| u64::try_from(t).ok());
+pub fn bundle_document(
+    bundle: &TrustBundle,
+    sequence: Option<u64>,
+    refresh_hint: Duration,
+) -> Result<String, String> {
     let hint = i64::try_from(refresh_hint.as_secs()).unwrap_or(i64::MAX);
     bundle
         .to_spiffe_bundle(sequence, Some(hint))
@@ -41,13 +35,16 @@ pub fn bundle_document(bundle: &TrustBundle, refresh_hint: Duration) -> Result<S
 pub fn spawn(
     listener: TcpListener,
     serving: Arc<ServingCert>,
-    document: Arc<str>,
+    document: Arc<ServedDocument>,
 ) -> Result<JoinHandle<()>, rustls::Error> {
     crate::server::public_https::spawn(listener, serving, "bundle endpoint", move |req| {
-        let document = document.clone();
+        let document = document.load_full();
         async move { answer(req.method(), &document) }
     })
 }
+
+/// The document served, replaced when the mesh's roots change.
+pub type ServedDocument = arc_swap::ArcSwap<String>;
 
 fn answer(method: &http::Method, document: &str) -> http::Response<Full<Bytes>> {
     let response = |status: http::StatusCode, ty: &'static str, body: Bytes| {
