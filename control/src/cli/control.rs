@@ -265,7 +265,7 @@ pub async fn fetch_status(control: &str, ca: &CaAuthority) -> anyhow::Result<Sta
     Ok(resp.into_inner())
 }
 
-fn when(unix: i64) -> String {
+pub(crate) fn when(unix: i64) -> String {
     if unix <= 0 {
         return "-".into();
     }
@@ -302,20 +302,67 @@ pub fn status_table(r: &StatusResponse) -> String {
         for f in &c.federation {
             out.push_str(&federation_line(f));
         }
+        out.push_str(&ca_lines(c));
     }
     out.push_str(&format!(
-        "{:<28} {:<48} {:<14} {:<14} {:<22} {:<20}\n",
-        "WORKLOAD", "IDENTITY", "SENT", "APPLIED", "LAST RESPONSE", "CERT EXPIRES"
+        "{:<28} {:<48} {:<14} {:<14} {:<22} {:<20} {:<12}\n",
+        "WORKLOAD", "IDENTITY", "SENT", "APPLIED", "LAST RESPONSE", "CERT EXPIRES", "SVID FROM"
     ));
     for p in &r.proxies {
         out.push_str(&format!(
-            "{:<28} {:<48} {:<14} {:<14} {:<22} {:<20}\n",
+            "{:<28} {:<48} {:<14} {:<14} {:<22} {:<20} {:<12}\n",
             p.workload,
             p.identity,
             short(&p.sent_version),
             short(&p.applied_version),
             p.last_response.chars().take(60).collect::<String>(),
             when(p.cert_expires_unix),
+            svid_from(p),
+        ));
+    }
+    out
+}
+
+/// Which CA a proxy's SVID comes from: the signer in force, another
+/// signer under a root still trusted (a rotation under way), or a root no
+/// longer trusted (the proxy cannot reach its peers).
+fn svid_from(p: &palisade_api::stream::ProxyStatus) -> String {
+    match (p.svid_current_signer, p.svid_root.is_empty()) {
+        (true, _) => "signer".into(),
+        (false, false) => format!("old:{}", &p.svid_root[..p.svid_root.len().min(8)]),
+        (false, true) => "UNTRUSTED".into(),
+    }
+}
+
+/// The CA in force: its signer and roots, and a failed reload.
+fn ca_lines(c: &palisade_api::stream::ControlState) -> String {
+    let mut out = String::new();
+    if !c.svid_signer.is_empty() {
+        out.push_str(&format!(
+            "  CA signer sha256:{} ({}, expires {}), loaded {}\n",
+            &c.svid_signer[..c.svid_signer.len().min(16)],
+            c.svid_signer_subject,
+            when(c.svid_signer_expires_unix),
+            when(c.ca_loaded_unix),
+        ));
+    }
+    for root in &c.trust_roots {
+        out.push_str(&format!(
+            "  trusted root sha256:{} ({}, expires {}){}\n",
+            &root.sha256[..root.sha256.len().min(16)],
+            root.subject,
+            when(root.expires_unix),
+            if root.signing {
+                ""
+            } else {
+                ": not the signer's, kept for a rotation"
+            }
+        ));
+    }
+    if !c.ca_error.is_empty() {
+        out.push_str(&format!(
+            "  CA RELOAD FAILED (the CA above stays): {}\n",
+            c.ca_error
         ));
     }
     out
@@ -373,6 +420,9 @@ pub fn status_json(r: &StatusResponse) -> String {
                 "lastResponseUnix": p.last_response_unix,
                 "certExpiresUnix": p.cert_expires_unix,
                 "connectedSinceUnix": p.connected_since_unix,
+                "svidRoot": p.svid_root,
+                "svidCurrentSigner": p.svid_current_signer,
+                "configCurrent": p.config_current,
             })
         })
         .collect();
@@ -387,6 +437,19 @@ pub fn status_json(r: &StatusResponse) -> String {
             "source": c.source,
             "sourceNotes": c.source_notes,
             "bundleEndpoint": (!c.bundle_endpoint.is_empty()).then_some(&c.bundle_endpoint),
+            "ca": {
+                "signer": c.svid_signer,
+                "signerSubject": c.svid_signer_subject,
+                "signerExpiresUnix": c.svid_signer_expires_unix,
+                "loadedUnix": c.ca_loaded_unix,
+                "error": (!c.ca_error.is_empty()).then_some(&c.ca_error),
+                "roots": c.trust_roots.iter().map(|r| serde_json::json!({
+                    "sha256": r.sha256,
+                    "subject": r.subject,
+                    "expiresUnix": r.expires_unix,
+                    "signing": r.signing,
+                })).collect::<Vec<_>>(),
+            },
             "federation": c.federation.iter().map(|f| serde_json::json!({
                 "trustDomain": f.trust_domain,
                 "bundleEndpointURL": (!f.bundle_endpoint_url.is_empty()).then_some(&f.bundle_endpoint_url),

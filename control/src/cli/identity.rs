@@ -37,6 +37,12 @@ pub enum CaCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Rotate the CA a running control plane uses, without downtime:
+    /// prepare, then activate, then finish.
+    Rotate {
+        #[command(subcommand)]
+        step: super::ca_rotate::RotateStep,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +107,7 @@ pub fn run_ca(c: CaCommand) -> u8 {
             intermediate,
             force,
         } => ca_init(&trust_domain, &out, intermediate, force),
+        CaCommand::Rotate { step } => super::ca_rotate::run(step),
     }
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod ca_rotate;
 pub mod control;
 pub mod identity;
 pub mod inject;

@@ -88,8 +88,9 @@ impl CaCell {
     }
 
     /// `spiffe_sequence` of the served bundle: when `bundle.pem` last
-    /// changed (every rotation step rewrites it), and never older than the
-    /// newest root, so it grows with each change and survives a restart.
+    /// changed, in milliseconds since the epoch (every rotation step
+    /// rewrites it); without the file, the newest root's `notBefore` in
+    /// seconds. It grows with each change and survives a restart.
     pub fn bundle_sequence(&self) -> Option<u64> {
         let ca = self.current();
         let newest_root = ca
@@ -110,7 +111,7 @@ impl CaCell {
             .and_then(|d| std::fs::metadata(d.join(BUNDLE_FILE)).ok())
             .and_then(|m| m.modified().ok())
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_secs());
+            .and_then(|d| u64::try_from(d.as_millis()).ok());
         newest_root.max(written)
     }
 

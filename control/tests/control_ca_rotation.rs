@@ -1,0 +1,379 @@
+//! Rotating the mesh CA under load, with the operator's commands
+//! (`palisade ca rotate prepare|activate|finish` against a running control
+//! plane that follows its CA directory). Two workloads exchange mTLS
+//! requests through rustls configs that read their sidecar clients'
+//! `CredentialStore`s, a new handshake per request, plus one connection
+//! held open from start to end. No request may fail at any step; at the end
+//! only the new root is trusted, every SVID comes from the new CA, and the
+//! old SVID is refused. The guards refuse a step out of order and a finish
+//! while a sidecar still holds an old SVID.
+mod control_support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use control_support::*;
+use palisade_identity::verify::issued_by;
+use palisade_identity::{CertificateAuthority, CredentialStore, SpiffeId};
+use palisade_proxy::control_client::{self, ControlClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+fn palisade(args: &[&str], ca: &Path) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["ca", "rotate"])
+        .args(&args[..1])
+        .arg("--ca")
+        .arg(ca);
+    cmd.args(&args[1..]);
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "palisade ca rotate {args:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Serves ping/pong on every mTLS connection until the client closes it.
+async fn pong_server(store: Arc<CredentialStore>) -> SocketAddr {
+    let acceptor = TlsAcceptor::from(Arc::new(palisade_identity::server_config(&store).unwrap()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = [0u8; 4];
+                while tls.read_exact(&mut buf).await.is_ok() {
+                    if tls.write_all(b"pong").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+async fn connect(store: &Arc<CredentialStore>, to: SocketAddr) -> std::io::Result<Tls> {
+    let config = palisade_identity::client_config(store, SpiffeId::parse(&id_of("web")).unwrap())
+        .map_err(std::io::Error::other)?;
+    let tcp = tokio::net::TcpStream::connect(to).await?;
+    let name = rustls::pki_types::ServerName::IpAddress(to.ip().into());
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+}
+
+async fn ping(tls: &mut Tls) -> std::io::Result<()> {
+    tls.write_all(b"ping").await?;
+    let mut buf = [0u8; 4];
+    tls.read_exact(&mut buf).await?;
+    if &buf == b"pong" {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("not pong"))
+    }
+}
+
+fn roots(client: &ControlClient) -> usize {
+    client.credentials.current().bundle().roots().len()
+}
+
+fn signed_by(client: &ControlClient, signer: &CertificateAuthority) -> bool {
+    let creds = client.credentials.current();
+    issued_by(&creds.certified_key().cert[0], signer.signing_cert())
+}
+
+fn load_ca(dir: &Path) -> CertificateAuthority {
+    CertificateAuthority::load_dir(dir, None).unwrap()
+}
+
+/// The bundle endpoint's document: (number of keys, spiffe_sequence).
+fn served_bundle(at: SocketAddr) -> (usize, u64) {
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "5", &format!("https://{at}/")])
+        .output()
+        .expect("curl runs");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        doc["keys"].as_array().unwrap().len(),
+        doc["spiffe_sequence"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ca_rotates_under_load_with_zero_failed_requests() {
+    let fx = Fixture::new();
+    let mut opts = fx.options();
+    opts.ca_dir = Some(fx.ca_dir.clone());
+    opts.ca_poll_interval = Duration::from_millis(100);
+    opts.bundle_endpoint = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let srv = fx.start_with(opts).await;
+    let control = srv.addr.to_string();
+    let endpoint = srv.bundle_endpoint.unwrap();
+    let start = |workload: &str, spread: Duration| {
+        let mut o = fx.client_options(srv.addr, workload);
+        o.reissue_spread = spread;
+        control_client::start(o)
+    };
+    let web = start("shop/web-0", Duration::from_secs(1)).await.unwrap();
+    let api = start("shop/api-0", Duration::from_secs(1)).await.unwrap();
+    // db renews only at half-life (12 h): the sidecar finish must wait for.
+    let db = start("shop/db-0", Duration::from_secs(3600)).await.unwrap();
+    let old_ca = load_ca(&fx.ca_dir);
+    let old_api = api.credentials.current();
+    let (keys, first_sequence) = served_bundle(endpoint);
+    assert_eq!(keys, 1);
+
+    let web_addr = pong_server(web.credentials.clone()).await;
+    let mut held = connect(&api.credentials, web_addr).await.unwrap();
+    ping(&mut held).await.unwrap();
+    let (ok, failed, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut load = Vec::new();
+    for _ in 0..3 {
+        let (store, ok, failed, stop) = (
+            api.credentials.clone(),
+            ok.clone(),
+            failed.clone(),
+            stop.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let result = async {
+                    let mut tls = connect(&store, web_addr).await?;
+                    ping(&mut tls).await
+                }
+                .await;
+                match result {
+                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!("request failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+
+    // Requests must flow in every phase, not only before or after.
+    let flows = |since: u64| {
+        let ok = ok.clone();
+        async move {
+            eventually(Duration::from_secs(20), || {
+                ok.load(Ordering::Relaxed) >= since + 20
+            })
+            .await
+            .expect("requests flow");
+            ok.load(Ordering::Relaxed)
+        }
+    };
+    let mut seen = flows(0).await;
+
+    // Out of order: nothing is prepared.
+    let out = palisade(&["activate", "--control", &control], &fx.ca_dir);
+    assert_eq!(out.status.code(), Some(2));
+
+    // 1. prepare: every sidecar learns the new root; the old CA signs.
+    let out = palisade(&["prepare"], &fx.ca_dir);
+    assert!(out.status.success());
+    let within = Duration::from_secs(15);
+    eventually(within, || {
+        roots(&web) == 2 && roots(&api) == 2 && roots(&db) == 2
+    })
+    .await
+    .expect("the new root reaches every sidecar");
+    assert!(signed_by(&api, &old_ca), "prepare changes no SVID");
+    let (keys, sequence) = served_bundle(endpoint);
+    assert_eq!(
+        keys, 2,
+        "federated peers learn the new root before it signs"
+    );
+    assert!(sequence > first_sequence);
+    seen = flows(seen).await;
+
+    // 2. activate, once the control plane sees every config applied.
+    let out = palisade(
+        &["activate", "--control", &control, "--wait", "10s"],
+        &fx.ca_dir,
+    );
+    assert!(out.status.success());
+    let new_ca = load_ca(&fx.ca_dir);
+    assert_ne!(new_ca.signing_cert(), old_ca.signing_cert());
+    eventually(within, || {
+        signed_by(&web, &new_ca) && signed_by(&api, &new_ca)
+    })
+    .await
+    .expect("sidecars renew from the new CA within the spread");
+    assert!(signed_by(&db, &old_ca), "db's spread is an hour");
+    seen = flows(seen).await;
+
+    // 3. finish is refused while db holds an SVID of the old root...
+    let out = palisade(&["finish", "--control", &control], &fx.ca_dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shop/db-0"));
+    assert_eq!(
+        load_ca(&fx.ca_dir).bundle().roots().len(),
+        2,
+        "nothing changed"
+    );
+    // ... and goes ahead once db is gone (or renewed).
+    db.stop();
+    let out = palisade(
+        &["finish", "--control", &control, "--wait", "10s"],
+        &fx.ca_dir,
+    );
+    assert!(out.status.success());
+    eventually(within, || roots(&web) == 1 && roots(&api) == 1)
+        .await
+        .expect("the old root leaves every sidecar");
+    let (keys, last_sequence) = served_bundle(endpoint);
+    assert_eq!(keys, 1);
+    assert!(last_sequence > sequence);
+
+    flows(seen).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("requests ok={ok} failed={failed}");
+    assert_eq!(failed, 0, "no request may fail during the rotation");
+    ping(&mut held)
+        .await
+        .expect("a connection opened before the rotation stays up");
+
+    // The old SVID, even with the new bundle, is refused by web now.
+    let stale = CredentialStore::new(old_api.with_bundle(new_ca.bundle().clone()));
+    let refused = async {
+        let mut tls = connect(&stale, web_addr).await?;
+        ping(&mut tls).await
+    }
+    .await;
+    assert!(refused.is_err(), "an SVID of the retired CA is refused");
+
+    // Status tells the whole story.
+    let status = palisade_control::cli::control::fetch_status(&control, &srv.ca.current())
+        .await
+        .unwrap();
+    let c = status.control.unwrap();
+    assert_eq!(c.trust_roots.len(), 1);
+    assert!(c.trust_roots[0].signing);
+    assert!(c.ca_error.is_empty());
+    assert_eq!(
+        c.svid_signer,
+        palisade_identity::verify::fingerprint(new_ca.signing_cert())
+    );
+    assert!(!status.proxies.is_empty());
+    for p in &status.proxies {
+        assert!(p.svid_current_signer, "{}", p.workload);
+        assert!(p.config_current, "{}", p.workload);
+        assert_eq!(p.svid_root, c.trust_roots[0].sha256);
+    }
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_directory_that_does_not_load_changes_nothing() {
+    let fx = Fixture::new();
+    let mut opts = fx.options();
+    opts.ca_dir = Some(fx.ca_dir.clone());
+    opts.ca_poll_interval = Duration::from_millis(100);
+    let srv = fx.start_with(opts).await;
+    let api = control_client::start(fx.client_options(srv.addr, "shop/api-0"))
+        .await
+        .unwrap();
+    let before = srv.ca.current();
+    // A key that does not fit the certificate.
+    let other = CertificateAuthority::create(
+        &palisade_identity::TrustDomain::new(TD).unwrap(),
+        &palisade_identity::CaOptions::default(),
+    )
+    .unwrap();
+    let scratch = fx.root.path().join("other");
+    other.write_dir(&scratch).unwrap();
+    std::fs::copy(scratch.join("ca.key"), fx.ca_dir.join("ca.key")).unwrap();
+    eventually(Duration::from_secs(10), || srv.ca.report().error.is_some())
+        .await
+        .expect("the failed reload is reported");
+    let error = srv.ca.report().error.unwrap();
+    assert!(error.contains("does not match"), "{error}");
+    assert!(
+        Arc::ptr_eq(&before, &srv.ca.current()),
+        "the CA in force stays"
+    );
+    // Another trust domain is refused too, even when the files fit.
+    let foreign = CertificateAuthority::create(
+        &palisade_identity::TrustDomain::new("elsewhere.test").unwrap(),
+        &palisade_identity::CaOptions::default(),
+    )
+    .unwrap();
+    foreign.write_dir(&fx.ca_dir).unwrap();
+    eventually(Duration::from_secs(10), || {
+        srv.ca
+            .report()
+            .error
+            .is_some_and(|e| e.contains("another trust domain"))
+    })
+    .await
+    .expect("a trust domain change is refused");
+    assert!(Arc::ptr_eq(&before, &srv.ca.current()));
+    // The old CA still signs: a renewal through the control plane works.
+    let status = palisade_control::cli::control::fetch_status(&srv.addr.to_string(), &before)
+        .await
+        .unwrap();
+    let c = status.control.unwrap();
+    assert!(
+        c.ca_error.contains("another trust domain"),
+        "{}",
+        c.ca_error
+    );
+    assert_eq!(c.trust_roots.len(), 1);
+    assert_eq!(api.credentials.current().bundle().roots().len(), 1);
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_manifests_do_not_hold_back_a_new_root() {
+    let fx = Fixture::new();
+    let mut opts = fx.options();
+    opts.ca_dir = Some(fx.ca_dir.clone());
+    opts.ca_poll_interval = Duration::from_millis(100);
+    let srv = fx.start_with(opts).await;
+    let api = control_client::start(fx.client_options(srv.addr, "shop/api-0"))
+        .await
+        .unwrap();
+    write_atomic(
+        &fx.manifests.join("99-broken.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: [\n",
+    );
+    eventually(Duration::from_secs(10), || !srv.state.compile_status().ok)
+        .await
+        .expect("the broken manifest is seen");
+    let out = palisade(&["prepare"], &fx.ca_dir);
+    assert!(out.status.success());
+    // The last good configs, stamped with the new roots, are pushed anyway.
+    eventually(Duration::from_secs(10), || roots(&api) == 2)
+        .await
+        .expect("the new root reaches the sidecar while the manifests are broken");
+    assert!(!srv.state.compile_status().ok, "still reported broken");
+    srv.shutdown().await;
+}
