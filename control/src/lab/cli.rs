@@ -47,6 +47,10 @@ pub struct UpArgs {
     /// control plane and bootstrapping sidecars with join tokens.
     #[arg(long = "static")]
     pub static_mode: bool,
+    /// How soon each sidecar renews its SVID after `palisade ca rotate
+    /// activate` on the lab's CA (`STATE/ca`), e.g. `5s` (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "static_mode")]
+    pub svid_reissue_spread: Option<std::time::Duration>,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -144,6 +148,9 @@ fn lab_up(args: UpArgs) -> Result<u8, LabError> {
         state: args.state.state_dir.clone(),
         externals: args.externals,
         static_mode: args.static_mode,
+        svid_reissue_spread: args
+            .svid_reissue_spread
+            .map(|d| humantime::format_duration(d).to_string()),
     })?;
     println!(
         "palisade lab: up: {} pods ({} with a sidecar), {} services, {} outside addresses",

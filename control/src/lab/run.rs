@@ -31,6 +31,9 @@ pub struct UpOptions {
     /// Sidecars from files (`--config`/`--svid-dir`) instead of the control
     /// plane with join tokens.
     pub static_mode: bool,
+    /// Passed to each sidecar: how soon it renews after a CA rotation's
+    /// activate (`palisade-proxy run --svid-reissue-spread`).
+    pub svid_reissue_spread: Option<String>,
 }
 
 /// Port of the control plane on the hub.
@@ -207,6 +210,13 @@ fn build(opts: &UpOptions, palisade: &str, proxy: &str) -> Result<LabState, LabE
                     "--token".into(),
                     token.display().to_string(),
                 ]
+                .into_iter()
+                .chain(
+                    opts.svid_reissue_spread
+                        .iter()
+                        .flat_map(|d| ["--svid-reissue-spread".into(), d.clone()]),
+                )
+                .collect()
             };
             in_netns(
                 &pod.netns,
