@@ -474,6 +474,38 @@ fn the_lab_mesh_keeps_its_matrix_through_a_ca_rotation() {
         assert!(out.status.success(), "{}", text(&out));
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
+    // A sidecar's own view of it, on its admin listener.
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(lab.state.path().join("state.json")).unwrap())
+            .unwrap();
+    let netns = state["plan"]["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["meshed"] == true)
+        .map(|p| p["netns"].as_str().unwrap().to_string())
+        .unwrap();
+    let metric = |name: &str| -> f64 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &netns, "curl", "-s", "--max-time", "5"])
+            .arg("http://127.0.0.1:15000/metrics")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the sidecar's metrics"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while metric("palisade_trust_bundle_roots") != 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sidecar trusts the new root"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(metric("palisade_control_plane_connected"), 1.0);
     let out = rotate(&lab, "activate", &["--wait", "30s"]);
     assert!(out.status.success(), "{}", text(&out));
     let signer = palisade_identity::verify::fingerprint(
@@ -531,6 +563,8 @@ fn the_lab_mesh_keeps_its_matrix_through_a_ca_rotation() {
         assert_eq!(p["svidCurrentSigner"], true, "{p}");
         assert_eq!(p["configCurrent"], true, "{p}");
     }
+    assert_eq!(metric("palisade_trust_bundle_roots"), 1.0);
+    assert!(metric("palisade_svid_renewals_total") >= 1.0);
     let after = (verdicts(&lab.probe(&[])), verdicts(&lab.probe(&l7)));
     assert_eq!(after, before, "the matrix holds on the new CA alone");
 }

@@ -25,6 +25,8 @@ pub struct AdminState {
     pub local_id: String,
     /// The app's rewritten kubelet probes.
     pub app_probes: crate::app_probe::AppProbes,
+    /// The SVID and bundle in force, for the identity metrics.
+    pub credentials: Arc<palisade_identity::CredentialStore>,
 }
 
 pub async fn serve(listener: TcpListener, admin: Arc<AdminState>) {
@@ -90,6 +92,7 @@ fn route(admin: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         "/metrics" => {
+            admin.metrics.identity.refresh(&admin.credentials);
             let mut r = text(StatusCode::OK, admin.metrics.encode());
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

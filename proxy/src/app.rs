@@ -82,7 +82,7 @@ impl Proxy {
         let snapshot = config_watch::load(&setup.config)?;
         let svid_stamp = crate::svid_watch::stamp(&setup.svid_dir);
         let tls = Arc::new(MeshTls::load_dir(&setup.svid_dir)?);
-        let proxy = Self::launch(&setup, snapshot, tls.clone(), data, control)?;
+        let proxy = Self::launch(&setup, snapshot, tls.clone(), false, data, control)?;
         control.spawn(config_watch::watch(
             setup.config.clone(),
             proxy.config_sink(setup.opts.netfilter),
@@ -111,7 +111,12 @@ impl Proxy {
         control: &Handle,
     ) -> Result<Proxy, AppError> {
         let tls = Arc::new(MeshTls::new(client.credentials.clone())?);
-        let mut proxy = Self::launch(&setup, snapshot, tls, data, control)?;
+        let mut proxy = Self::launch(&setup, snapshot, tls, true, data, control)?;
+        proxy
+            .admin
+            .metrics
+            .identity
+            .follow_client(client.status.clone());
         control.spawn(crate::control_mode::follow(
             client.config.clone(),
             proxy.config_sink(setup.opts.netfilter),
@@ -137,6 +142,7 @@ impl Proxy {
         setup: &Setup,
         snapshot: crate::state::Snapshot,
         tls: Arc<MeshTls>,
+        control_mode: bool,
         data: &Handle,
         control: &Handle,
     ) -> Result<Proxy, AppError> {
@@ -146,7 +152,7 @@ impl Proxy {
         tls.store()
             .set_pushed_federation(snapshot.federation.clone())
             .map_err(AppError::Federation)?;
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::for_mode(control_mode));
         metrics.set_config_version(&snapshot.version);
         let state = Arc::new(ArcSwap::from_pointee(snapshot));
 
@@ -223,6 +229,7 @@ impl Proxy {
             ready: Default::default(),
             local_id: tls.local_id(),
             app_probes: crate::app_probe::AppProbes::from_env(),
+            credentials: tls.store().clone(),
         });
         {
             let admin = admin.clone();

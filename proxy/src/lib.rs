@@ -23,6 +23,7 @@ pub mod grpc;
 pub mod h2_windows;
 pub mod heap;
 pub mod http_activity;
+pub mod identity_metrics;
 pub mod idle_senders;
 pub mod inbound;
 pub mod io;

@@ -269,6 +269,8 @@ pub struct Metrics {
     pub http_connections_closed: Family<HttpCloseLabels, Counter>,
     pub upstream_overflows: Counter,
     pub peer_svid_rejections: Family<RejectionLabels, Counter>,
+    /// The SVID, the trust bundle and the control plane stream.
+    pub identity: crate::identity_metrics::IdentityMetrics,
 }
 
 impl Default for Metrics {
@@ -278,7 +280,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A static sidecar's metrics (config and SVID from files).
     pub fn new() -> Self {
+        Self::for_mode(false)
+    }
+
+    /// With `control_mode`, also the control plane client's metrics.
+    pub fn for_mode(control_mode: bool) -> Self {
         let mut registry = Registry::with_prefix("palisade");
         let m = Self {
             connections: Family::default(),
@@ -296,8 +304,10 @@ impl Metrics {
             http_connections_closed: Family::default(),
             upstream_overflows: Counter::default(),
             peer_svid_rejections: Family::default(),
+            identity: Default::default(),
             registry: Registry::default(),
         };
+        m.identity.register(&mut registry, control_mode);
         registry.register(
             "connections",
             "Connections by direction and outcome",

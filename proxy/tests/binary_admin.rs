@@ -119,6 +119,23 @@ async fn admin_endpoints_and_sighup_reload() {
         )),
         "{m}"
     );
+    // The identity: the SVID's expiry (the test CA issues for an hour or
+    // more) and the one root; no control plane metrics in static mode.
+    let gauge = |name: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let expiry = gauge("palisade_svid_expiry_timestamp_seconds");
+    assert!(expiry > now + 60, "expiry {expiry}, now {now}");
+    assert_eq!(gauge("palisade_trust_bundle_roots"), 1);
+    assert!(!m.contains("palisade_svid_renewals_total"), "{m}");
+    assert!(!m.contains("palisade_control_plane_connected"), "{m}");
     assert_eq!(http_get(inbound, "/x", "h").await.0, 200);
 
     // The poll interval is an hour: only SIGHUP can make this reload.
