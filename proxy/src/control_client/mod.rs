@@ -585,3 +585,56 @@ impl Runner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use palisade_identity::{CaOptions, CertificateAuthority, TrustDomain};
+
+    use super::*;
+
+    fn config_with(bundle: &str, signer: &str) -> ProxyConfig {
+        let mut config = crate::state::test_snapshot("{ isolated: false }", "  []").config;
+        config.mesh.trust_bundle = bundle.into();
+        config.mesh.svid_signer = signer.into();
+        config
+    }
+
+    fn ca() -> CertificateAuthority {
+        CertificateAuthority::create(
+            &TrustDomain::new("cluster.local").unwrap(),
+            &CaOptions::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pushed_roots_and_signer_are_checked_before_the_config_is_acked() {
+        let own = SpiffeId::parse("spiffe://cluster.local/ns/x/sa/default").unwrap();
+        let (a, b) = (ca(), ca());
+        let both = format!("{}{}", a.bundle().to_pem(), b.bundle().to_pem());
+        let signer = palisade_identity::pem::encode_certs(std::slice::from_ref(a.signing_cert()));
+
+        let none = PushedIdentity::parse(&config_with("", ""), &own).unwrap();
+        assert!(
+            none.bundle.is_none() && none.signer.is_none(),
+            "static configs push nothing"
+        );
+        let pushed = PushedIdentity::parse(&config_with(&both, &signer), &own).unwrap();
+        assert_eq!(pushed.bundle.unwrap().roots().len(), 2);
+        assert_eq!(pushed.signer.as_ref(), Some(a.signing_cert()));
+
+        let garbage = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
+        let e = PushedIdentity::parse(&config_with(garbage, ""), &own)
+            .err()
+            .unwrap();
+        assert!(e.starts_with("mesh.trustBundle:"), "{e}");
+        let e = PushedIdentity::parse(&config_with("", &both), &own)
+            .err()
+            .unwrap();
+        assert!(e.contains("one certificate expected, found 2"), "{e}");
+        let e = PushedIdentity::parse(&config_with("", "no pem here"), &own)
+            .err()
+            .unwrap();
+        assert!(e.starts_with("mesh.svidSigner:"), "{e}");
+    }
+}
