@@ -377,3 +377,61 @@ async fn broken_manifests_do_not_hold_back_a_new_root() {
     assert!(!srv.state.compile_status().ok, "still reported broken");
     srv.shutdown().await;
 }
+
+#[test]
+fn status_shows_the_rotation_and_warns_before_the_signer_expires() {
+    use palisade_api::stream::{ControlState, ProxyStatus, StatusResponse, TrustRoot};
+    let now = palisade_control::server::pki::now_unix();
+    let root = |sha: &str, signing| TrustRoot {
+        sha256: sha.into(),
+        subject: "CN=Palisade root CA".into(),
+        expires_unix: now + 3_000 * 86_400,
+        signing,
+    };
+    let status = |signer_expires| StatusResponse {
+        proxies: vec![
+            ProxyStatus {
+                workload: "shop/web-0".into(),
+                svid_root: "bbbb".into(),
+                svid_current_signer: true,
+                ..ProxyStatus::default()
+            },
+            ProxyStatus {
+                workload: "shop/db-0".into(),
+                svid_root: "aaaaaaaaaaaa".into(),
+                ..ProxyStatus::default()
+            },
+            ProxyStatus {
+                workload: "shop/api-0".into(),
+                ..ProxyStatus::default()
+            },
+        ],
+        control: Some(ControlState {
+            trust_roots: vec![root("aaaaaaaaaaaa", false), root("bbbb", true)],
+            svid_signer: "bbbb".into(),
+            svid_signer_expires_unix: signer_expires,
+            ..ControlState::default()
+        }),
+    };
+    let table = palisade_control::cli::control::status_table(&status(now + 400 * 86_400));
+    assert!(
+        table.contains("not the signer's, kept for a rotation"),
+        "{table}"
+    );
+    let row = |w: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(w))
+            .unwrap()
+            .to_string()
+    };
+    assert!(row("shop/web-0").trim_end().ends_with("signer"), "{table}");
+    assert!(row("shop/db-0").contains("old:aaaaaaaa"), "{table}");
+    assert!(row("shop/api-0").contains("UNTRUSTED"), "{table}");
+    assert!(!table.contains("WARNING"), "{table}");
+    let soon = palisade_control::cli::control::status_table(&status(now + 10 * 86_400 + 60));
+    assert!(
+        soon.contains("WARNING: the CA signer expires in 10 days"),
+        "{soon}"
+    );
+}

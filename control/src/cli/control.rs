@@ -365,8 +365,18 @@ fn ca_lines(c: &palisade_api::stream::ControlState) -> String {
             c.ca_error
         ));
     }
+    let now = super::super::server::pki::now_unix();
+    if c.svid_signer_expires_unix > 0 && c.svid_signer_expires_unix - now < CA_EXPIRY_WARNING {
+        out.push_str(&format!(
+            "  WARNING: the CA signer expires in {} days; SVIDs never outlive it, so they get shorter from now on: rotate it (palisade ca rotate prepare)\n",
+            (c.svid_signer_expires_unix - now).max(0) / 86_400
+        ));
+    }
     out
 }
+
+/// How long before the signer's expiry `palisade status` warns: 30 days.
+const CA_EXPIRY_WARNING: i64 = 30 * 86_400;
 
 /// One federated trust domain: where its bundle comes from, its roots, and
 /// how the fetches from its endpoint went.
