@@ -387,6 +387,7 @@ fn status_shows_the_rotation_and_warns_before_the_signer_expires() {
         subject: "CN=Palisade root CA".into(),
         expires_unix: now + 3_000 * 86_400,
         signing,
+        ..TrustRoot::default()
     };
     let status = |signer_expires| StatusResponse {
         proxies: vec![
@@ -434,4 +435,131 @@ fn status_shows_the_rotation_and_warns_before_the_signer_expires() {
         soon.contains("WARNING: the CA signer expires in 10 days"),
         "{soon}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_replaced_in_place_keeps_its_old_root_for_a_grace_period() {
+    use palisade_control::server::ca_reload::{CaCell, CaFollow};
+    let fx = Fixture::new();
+    let mut opts = fx.options();
+    opts.ca_dir = Some(fx.ca_dir.clone());
+    opts.ca_poll_interval = Duration::from_millis(100);
+    opts.ca_grace_period = Some(Duration::from_secs(5));
+    let srv = fx.start_with(opts).await;
+    let start = |workload: &str| {
+        let mut o = fx.client_options(srv.addr, workload);
+        o.reissue_spread = Duration::from_millis(500);
+        control_client::start(o)
+    };
+    let web = start("shop/web-0").await.unwrap();
+    let api = start("shop/api-0").await.unwrap();
+    let web_addr = pong_server(web.credentials.clone()).await;
+    let (ok, failed, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let load = {
+        let (store, ok, failed, stop) = (
+            api.credentials.clone(),
+            ok.clone(),
+            failed.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let result = async {
+                    let mut tls = connect(&store, web_addr).await?;
+                    ping(&mut tls).await
+                }
+                .await;
+                match result {
+                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!("request failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    // cert-manager style: new key, new root, the same file names.
+    let new_ca = CertificateAuthority::create(
+        &palisade_identity::TrustDomain::new(TD).unwrap(),
+        &palisade_identity::CaOptions::default(),
+    )
+    .unwrap();
+    new_ca.write_dir(&fx.ca_dir).unwrap();
+    let within = Duration::from_secs(10);
+    eventually(within, || {
+        signed_by(&web, &new_ca) && signed_by(&api, &new_ca) && roots(&web) == 2
+    })
+    .await
+    .expect("the new CA signs, and the old root stays trusted meanwhile");
+    let status =
+        palisade_control::cli::control::fetch_status(&srv.addr.to_string(), &srv.ca.current())
+            .await
+            .unwrap();
+    let c = status.control.unwrap();
+    assert_eq!(c.trust_roots.len(), 2);
+    let graced: Vec<_> = c
+        .trust_roots
+        .iter()
+        .filter(|r| r.grace_until_unix > 0)
+        .collect();
+    assert_eq!(graced.len(), 1);
+    assert!(!graced[0].signing);
+    // A restart within the grace period trusts the old root again at once.
+    let follow = CaFollow {
+        dir: fx.ca_dir.clone(),
+        trust_domain: None,
+        grace_period: Duration::from_secs(5),
+        grace_file: Some(fx.state.join(palisade_control::server::CA_GRACE_FILE)),
+    };
+    let restarted = CaCell::new(
+        Arc::new(palisade_control::server::CaAuthority::load_dir(&fx.ca_dir, None).unwrap()),
+        Some(follow.clone()),
+    );
+    assert_eq!(restarted.current().inner().bundle().roots().len(), 2);
+
+    // After the grace period only the new root is trusted.
+    eventually(within, || roots(&web) == 1 && roots(&api) == 1)
+        .await
+        .expect("the old root leaves when its grace period ends");
+    eventually(within, || ok.load(Ordering::Relaxed) > 20)
+        .await
+        .expect("requests flow");
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let failed = failed.load(Ordering::Relaxed);
+    eprintln!("requests ok={} failed={failed}", ok.load(Ordering::Relaxed));
+    assert_eq!(
+        failed, 0,
+        "no request may fail when the CA is replaced in place"
+    );
+
+    // With no grace period the old root goes at once (a compromised CA).
+    let now_ca = load_ca(&fx.ca_dir);
+    let cell = CaCell::new(
+        Arc::new(palisade_control::server::CaAuthority::load_dir(&fx.ca_dir, None).unwrap()),
+        Some(CaFollow {
+            grace_period: Duration::ZERO,
+            grace_file: None,
+            ..follow
+        }),
+    );
+    CertificateAuthority::create(
+        &palisade_identity::TrustDomain::new(TD).unwrap(),
+        &palisade_identity::CaOptions::default(),
+    )
+    .unwrap()
+    .write_dir(&fx.ca_dir)
+    .unwrap();
+    assert!(cell.reload());
+    let roots_now = cell.current().inner().bundle().roots().to_vec();
+    assert_eq!(roots_now.len(), 1);
+    assert!(!roots_now.contains(&now_ca.bundle().roots()[0]));
+    srv.shutdown().await;
 }

@@ -341,6 +341,14 @@ impl CertificateAuthority {
         &self.bundle
     }
 
+    /// The same CA, its bundle also holding `roots` (a root that signed
+    /// until the CA was replaced in place, still trusted for a while).
+    pub fn also_trusting(mut self, roots: &[CertificateDer<'static>]) -> Result<Self, CaError> {
+        let extra = TrustBundle::new(self.trust_domain.clone(), roots.to_vec())?;
+        self.bundle = self.bundle.merged_with(&extra);
+        Ok(self)
+    }
+
     /// The certificate that signs SVIDs (the root itself, or an intermediate).
     pub fn signing_cert(&self) -> &CertificateDer<'static> {
         &self.signing_cert

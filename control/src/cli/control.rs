@@ -70,6 +70,12 @@ pub struct ControlArgs {
     /// domains (besides the platform's trust store).
     #[arg(long, value_name = "FILE")]
     pub federation_web_roots: Option<PathBuf>,
+    /// When the CA directory's signer and its root are replaced in place
+    /// (cert-manager renewing the CA), trust the old root this much longer
+    /// while sidecars renew (default: --svid-ttl, so every SVID it signed
+    /// has expired). 0s drops it at once (a compromised CA).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ca_grace_period: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +153,7 @@ fn control(a: ControlArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading the CA from {}", a.ca.display()))?;
     let mut opts = ServerOptions::new(manifests.clone(), a.state_dir);
     opts.ca_dir = Some(a.ca.clone());
+    opts.ca_grace_period = a.ca_grace_period;
     opts.ca_trust_domain = a.trust_domain.clone();
     opts.listen = a.listen;
     opts.svid_ttl = a.svid_ttl;
@@ -353,9 +360,14 @@ fn ca_lines(c: &palisade_api::stream::ControlState) -> String {
             root.subject,
             when(root.expires_unix),
             if root.signing {
-                ""
+                String::new()
+            } else if root.grace_until_unix > 0 {
+                format!(
+                    ": signed until the CA was replaced in place; trusted until {}",
+                    when(root.grace_until_unix)
+                )
             } else {
-                ": not the signer's, kept for a rotation"
+                ": not the signer's, kept for a rotation".into()
             }
         ));
     }
@@ -458,6 +470,7 @@ pub fn status_json(r: &StatusResponse) -> String {
                     "subject": r.subject,
                     "expiresUnix": r.expires_unix,
                     "signing": r.signing,
+                    "graceUntilUnix": (r.grace_until_unix > 0).then_some(r.grace_until_unix),
                 })).collect::<Vec<_>>(),
             },
             "federation": c.federation.iter().map(|f| serde_json::json!({

@@ -4,10 +4,19 @@
 //! that does not fit its certificate, a half-copied file, another trust
 //! domain) changes nothing: the last good CA keeps signing and
 //! `palisade status` shows the error.
+//!
+//! A CA replaced in place (cert-manager renewing its CA with a new key, an
+//! operator copying new files over the old) would cut every sidecar whose
+//! SVID the old root vouches for off from those with new ones. So a root
+//! that anchored the signer until a reload and is gone after it stays
+//! trusted for a grace period (the SVID lifetime by default), written to
+//! the state dir so a restart keeps it; sidecars renew early meanwhile. A
+//! root that was only kept for a rotation (`palisade ca rotate finish`)
+//! goes at once.
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -36,11 +45,32 @@ pub struct CaReport {
     pub error: Option<String>,
 }
 
+/// Where the CA comes from and how a replaced root is kept.
+#[derive(Debug, Clone)]
+pub struct CaFollow {
+    pub dir: PathBuf,
+    /// The trust domain to load `dir` with, when its certificates name none.
+    pub trust_domain: Option<String>,
+    /// How long a root that signed until the CA was replaced in place stays
+    /// trusted; zero drops it at once.
+    pub grace_period: Duration,
+    /// Where the roots kept for their grace period are written.
+    pub grace_file: Option<PathBuf>,
+}
+
+/// A root kept after its CA was replaced in place, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraceRoot {
+    pub pem: String,
+    pub until_unix: i64,
+}
+
 /// The CA in force, swapped whole on a reload.
 pub struct CaCell {
     current: ArcSwap<CaAuthority>,
-    dir: Option<PathBuf>,
-    trust_domain: Option<String>,
+    follow: Option<CaFollow>,
+    grace: Mutex<Vec<GraceRoot>>,
     report: RwLock<CaReport>,
     /// Bumped on every swap, so followers learn of it.
     generation: watch::Sender<u64>,
@@ -49,25 +79,46 @@ pub struct CaCell {
 impl CaCell {
     /// A CA that is never reloaded (tests, demos).
     pub fn fixed(ca: Arc<CaAuthority>) -> Arc<Self> {
-        Self::new(ca, None, None)
+        Self::new(ca, None)
     }
 
-    /// `ca`, loaded from `dir`, reloaded when the directory changes.
-    pub fn new(
-        ca: Arc<CaAuthority>,
-        dir: Option<PathBuf>,
-        trust_domain: Option<String>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    /// `ca`, as loaded from `follow.dir`, reloaded when the directory
+    /// changes; roots still in their grace period (from `grace_file`) are
+    /// trusted again at once.
+    pub fn new(ca: Arc<CaAuthority>, follow: Option<CaFollow>) -> Arc<Self> {
+        let grace = follow
+            .as_ref()
+            .and_then(|f| f.grace_file.as_ref())
+            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|bytes| serde_json::from_slice::<Vec<GraceRoot>>(&bytes).ok())
+            .unwrap_or_default();
+        let cell = Arc::new(Self {
             current: ArcSwap::new(ca),
-            dir,
-            trust_domain,
+            follow,
+            grace: Mutex::new(grace),
             report: RwLock::new(CaReport {
                 loaded_unix: now_unix(),
                 error: None,
             }),
             generation: watch::channel(0).0,
-        })
+        });
+        if cell.has_grace() {
+            cell.reload();
+        }
+        cell
+    }
+
+    fn has_grace(&self) -> bool {
+        !self
+            .grace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// The roots kept after their CA was replaced in place.
+    pub fn grace_roots(&self) -> Vec<GraceRoot> {
+        self.grace.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The CA in force.
@@ -106,70 +157,138 @@ impl CaCell {
             .max()
             .and_then(|t| u64::try_from(t).ok());
         let written = self
-            .dir
+            .follow
             .as_ref()
-            .and_then(|d| std::fs::metadata(d.join(BUNDLE_FILE)).ok())
+            .and_then(|f| std::fs::metadata(f.dir.join(BUNDLE_FILE)).ok())
             .and_then(|m| m.modified().ok())
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .and_then(|d| u64::try_from(d.as_millis()).ok());
         newest_root.max(written)
     }
 
-    /// Loads the directory again; swaps if it loads and differs. Returns
-    /// whether the CA in force changed.
+    /// Loads the directory again, with the roots in their grace period;
+    /// swaps if it loads and differs. Returns whether the CA in force
+    /// changed.
     pub fn reload(&self) -> bool {
-        let Some(dir) = &self.dir else {
+        let Some(follow) = &self.follow else {
             return false;
         };
-        let loaded = CaAuthority::load_dir(dir, self.trust_domain.as_deref())
-            .map_err(|e| e.to_string())
-            .and_then(|ca| {
-                let was = self.current();
-                if ca.trust_domain() != was.trust_domain() {
-                    return Err(format!(
-                        "the CA is for trust domain {}, not {}: a CA change cannot move the mesh to another trust domain",
-                        ca.trust_domain(),
-                        was.trust_domain()
-                    ));
-                }
-                Ok(ca)
-            });
+        let dir = &follow.dir;
+        let was = self.current();
+        let loaded = load_dir(follow).and_then(|ca| {
+            if ca.trust_domain() != was.inner().trust_domain() {
+                return Err(format!(
+                    "the CA is for trust domain {}, not {}: a CA change cannot move the mesh to another trust domain",
+                    ca.trust_domain(),
+                    was.trust_domain()
+                ));
+            }
+            Ok(ca)
+        });
         let mut report = self.report.write().unwrap_or_else(|p| p.into_inner());
-        match loaded {
+        let loaded = match loaded {
             Err(e) => {
                 if report.error.as_deref() != Some(e.as_str()) {
                     tracing::error!(dir = %dir.display(), error = %e, "CA directory does not load; the CA in force keeps signing");
                 }
                 report.error = Some(e);
-                false
+                return false;
             }
-            Ok(ca) => {
-                report.error = None;
-                let was = self.current();
-                let same = ca.inner().signing_cert() == was.inner().signing_cert()
-                    && ca.inner().bundle().roots() == was.inner().bundle().roots();
-                if same {
-                    return false;
+            Ok(ca) => ca,
+        };
+        report.error = None;
+        let ca = match self.keep_replaced_roots(follow, &was, loaded) {
+            Ok(ca) => ca,
+            Err(e) => {
+                report.error = Some(e);
+                return false;
+            }
+        };
+        let same = ca.inner().signing_cert() == was.inner().signing_cert()
+            && ca.inner().bundle().roots() == was.inner().bundle().roots();
+        if same {
+            return false;
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            signer = %palisade_identity::verify::fingerprint(ca.inner().signing_cert()),
+            roots = ca.inner().bundle().roots().len(),
+            "CA changed: new SVIDs come from the signer shown, peers trust the roots shown"
+        );
+        self.current.store(Arc::new(ca));
+        report.loaded_unix = now_unix();
+        drop(report);
+        self.generation.send_modify(|g| *g += 1);
+        true
+    }
+
+    /// `loaded` plus the roots in their grace period: those kept before,
+    /// and those that anchored the signer in force until now and are gone
+    /// from the files (the CA was replaced in place).
+    fn keep_replaced_roots(
+        &self,
+        follow: &CaFollow,
+        was: &CaAuthority,
+        loaded: palisade_identity::CertificateAuthority,
+    ) -> Result<CaAuthority, String> {
+        let now = now_unix();
+        let mut grace = self.grace.lock().unwrap_or_else(|p| p.into_inner());
+        let before = grace.clone();
+        let in_files = loaded.bundle().roots().to_vec();
+        let period = i64::try_from(follow.grace_period.as_secs()).unwrap_or(i64::MAX);
+        if period > 0 {
+            for root in was.inner().anchoring_roots() {
+                let pem = palisade_identity::pem::encode_certs(std::slice::from_ref(&root));
+                if !in_files.contains(&root) && !grace.iter().any(|g| g.pem == pem) {
+                    tracing::warn!(
+                        root = %palisade_identity::verify::fingerprint(&root),
+                        seconds = period,
+                        "the CA was replaced in place: its old root stays trusted for the grace period, while sidecars renew"
+                    );
+                    grace.push(GraceRoot {
+                        pem,
+                        until_unix: now.saturating_add(period),
+                    });
                 }
-                tracing::info!(
-                    dir = %dir.display(),
-                    signer = %palisade_identity::verify::fingerprint(ca.inner().signing_cert()),
-                    roots = ca.inner().bundle().roots().len(),
-                    "CA changed: new SVIDs come from the signer shown, peers trust the roots shown"
-                );
-                self.current.store(Arc::new(ca));
-                report.loaded_unix = now_unix();
-                drop(report);
-                self.generation.send_modify(|g| *g += 1);
-                true
             }
         }
+        grace.retain(|g| {
+            g.until_unix > now
+                && palisade_identity::pem::certs(&g.pem)
+                    .is_ok_and(|certs| certs.iter().all(|c| !in_files.contains(c)))
+        });
+        let mut extra = Vec::new();
+        for g in grace.iter() {
+            extra.extend(palisade_identity::pem::certs(&g.pem).map_err(|e| e.to_string())?);
+        }
+        if *grace != before {
+            persist(follow.grace_file.as_deref(), &grace);
+        }
+        drop(grace);
+        let ca = if extra.is_empty() {
+            loaded
+        } else {
+            loaded.also_trusting(&extra).map_err(|e| e.to_string())?
+        };
+        Ok(CaAuthority::new(ca))
+    }
+
+    /// Drops roots whose grace period is over.
+    fn expire_grace(&self) -> bool {
+        let now = now_unix();
+        let expired = self
+            .grace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|g| g.until_unix <= now);
+        expired && self.reload()
     }
 
     /// Polls the directory every `poll`; a change is loaded once the files
     /// have held still for one more poll. Runs until the task is aborted.
     pub async fn follow(self: Arc<Self>, poll: Duration) {
-        let Some(dir) = self.dir.clone() else {
+        let Some(dir) = self.follow.as_ref().map(|f| f.dir.clone()) else {
             return;
         };
         let mut last = fingerprint(&dir);
@@ -177,6 +296,10 @@ impl CaCell {
             tokio::time::sleep(poll).await;
             let now = fingerprint(&dir);
             if now == last {
+                if self.has_grace() {
+                    let cell = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || cell.expire_grace()).await;
+                }
                 continue;
             }
             tokio::time::sleep(poll).await;
@@ -188,6 +311,27 @@ impl CaCell {
             let cell = self.clone();
             let _ = tokio::task::spawn_blocking(move || cell.reload()).await;
         }
+    }
+}
+
+fn load_dir(follow: &CaFollow) -> Result<palisade_identity::CertificateAuthority, String> {
+    let td = follow
+        .trust_domain
+        .as_deref()
+        .map(palisade_identity::TrustDomain::new)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    palisade_identity::CertificateAuthority::load_dir(&follow.dir, td).map_err(|e| e.to_string())
+}
+
+fn persist(path: Option<&Path>, grace: &[GraceRoot]) {
+    let Some(path) = path else {
+        return;
+    };
+    let tmp = path.with_extension("json.tmp");
+    let body = serde_json::to_vec_pretty(grace).unwrap_or_default();
+    if let Err(e) = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)) {
+        tracing::error!(path = %path.display(), error = %e, "cannot keep the roots in their grace period");
     }
 }
 

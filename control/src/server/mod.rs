@@ -107,6 +107,9 @@ pub struct ServerOptions {
     /// none.
     pub ca_trust_domain: Option<String>,
     pub ca_poll_interval: Duration,
+    /// How long a root replaced in place stays trusted; `None`: the SVID
+    /// lifetime, so every SVID it signed has expired by then.
+    pub ca_grace_period: Option<Duration>,
 }
 
 impl ServerOptions {
@@ -129,6 +132,7 @@ impl ServerOptions {
             ca_dir: None,
             ca_trust_domain: None,
             ca_poll_interval: Duration::from_secs(1),
+            ca_grace_period: None,
         }
     }
 }
@@ -187,10 +191,16 @@ pub async fn start(
     };
     std::fs::create_dir_all(&opts.state_dir).map_err(state_err)?;
     let cell = CaCell::new(
-        ca.clone(),
-        opts.ca_dir.clone(),
-        opts.ca_trust_domain.clone(),
+        ca,
+        opts.ca_dir.clone().map(|dir| ca_reload::CaFollow {
+            dir,
+            trust_domain: opts.ca_trust_domain.clone(),
+            grace_period: opts.ca_grace_period.unwrap_or(opts.svid_ttl),
+            grace_file: Some(opts.state_dir.join(CA_GRACE_FILE)),
+        }),
     );
+    // Roots kept from before a restart are in the cell's CA.
+    let ca = cell.current();
     // Token files carry the bundle to proxies; keep a copy beside them.
     write_bundle_copy(&opts.state_dir, &ca).map_err(state_err)?;
     std::fs::write(opts.state_dir.join("trust-domain"), ca.trust_domain()).map_err(state_err)?;
@@ -353,6 +363,9 @@ pub async fn start(
         tasks: all,
     })
 }
+
+/// Where roots replaced in place are kept for their grace period.
+pub const CA_GRACE_FILE: &str = "ca-grace.json";
 
 /// Lifetime of the control plane's own serving SVID.
 const SERVING_TTL: Duration = Duration::from_secs(24 * 3600);

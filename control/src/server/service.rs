@@ -252,6 +252,7 @@ impl ControlPlane for ControlService {
         let c = self.shared.state.compile_status();
         let ca = self.shared.ca.current();
         let ca_report = self.shared.ca.report();
+        let grace = self.shared.ca.grace_roots();
         let signer = ca.inner().signing_cert();
         let signer_info = cert_summary(signer);
         let anchoring = ca.inner().anchoring_roots();
@@ -305,11 +306,16 @@ impl ControlPlane for ControlService {
                     .iter()
                     .map(|root| {
                         let (subject, expires_unix) = cert_summary(root);
+                        let pem = palisade_identity::pem::encode_certs(std::slice::from_ref(root));
                         TrustRoot {
                             sha256: fingerprint(root),
                             subject,
                             expires_unix,
                             signing: anchoring.contains(root),
+                            grace_until_unix: grace
+                                .iter()
+                                .find(|g| g.pem == pem)
+                                .map_or(0, |g| g.until_unix),
                         }
                     })
                     .collect(),
