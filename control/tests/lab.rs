@@ -565,6 +565,36 @@ fn the_lab_mesh_keeps_its_matrix_through_a_ca_rotation() {
     }
     assert_eq!(metric("palisade_trust_bundle_roots"), 1.0);
     assert!(metric("palisade_svid_renewals_total") >= 1.0);
+    // The mesh links the old root authenticated (pooled before the
+    // rotation) were retired when it was dropped, on some sidecar.
+    let retired: f64 = state["plan"]["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["meshed"] == true)
+        .map(|p| {
+            let out = Command::new("ip")
+                .args(["netns", "exec", p["netns"].as_str().unwrap()])
+                .args([
+                    "curl",
+                    "-s",
+                    "--max-time",
+                    "5",
+                    "http://127.0.0.1:15000/metrics",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with("palisade_closed_by_trust_change_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum();
+    assert!(
+        retired >= 1.0,
+        "no connection was closed by the trust change"
+    );
     let after = (verdicts(&lab.probe(&[])), verdicts(&lab.probe(&l7)));
     assert_eq!(after, before, "the matrix holds on the new CA alone");
 }

@@ -58,6 +58,8 @@ pub struct Proxy {
     pub inbound_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub admin: Arc<AdminState>,
+    /// The roots the last config was applied with.
+    trust: Arc<crate::trust_change::TrustWatch>,
     /// The control plane client, in control mode (kept alive with the proxy).
     pub control_client: Option<crate::control_client::ControlClient>,
 }
@@ -89,11 +91,15 @@ impl Proxy {
             setup.config_poll,
             loaded_stamp,
         ));
+        let (ctx, trust, store) = (proxy.ctx.clone(), proxy.trust.clone(), tls.store().clone());
         control.spawn(crate::svid_watch::watch(
             setup.svid_dir.clone(),
             tls.store().clone(),
             setup.config_poll,
             svid_stamp,
+            move || {
+                trust.recheck_if_changed(&ctx, &store);
+            },
         ));
         Ok(proxy)
     }
@@ -133,6 +139,8 @@ impl Proxy {
             metrics: self.ctx.metrics.clone(),
             netfilter,
             credentials: self.ctx.tls.store().clone(),
+            ctx: self.ctx.clone(),
+            trust: self.trust.clone(),
         }
     }
 
@@ -249,6 +257,7 @@ impl Proxy {
             "palisade-proxy ready"
         );
         Ok(Proxy {
+            trust: Arc::new(crate::trust_change::TrustWatch::new(tls.store())),
             ctx,
             outbound_addr,
             inbound_addr,

@@ -64,6 +64,9 @@ pub struct ConfigSink {
     pub metrics: Arc<Metrics>,
     pub netfilter: bool,
     pub credentials: Arc<CredentialStore>,
+    /// The connections and pooled mesh connections, for a change of roots.
+    pub ctx: Arc<crate::ctx::Ctx>,
+    pub trust: Arc<crate::trust_change::TrustWatch>,
 }
 
 impl ConfigSink {
@@ -94,7 +97,8 @@ impl ConfigSink {
         if old.version == snapshot.version {
             return;
         }
-        let closed = self.tracker.recheck(&snapshot, metrics);
+        let closed = self.tracker.recheck(&snapshot, metrics)
+            + self.trust.recheck_if_changed(&self.ctx, &self.credentials);
         tracing::info!(
             version = %snapshot.version,
             previous = %old.version,

@@ -227,6 +227,8 @@ pub fn closing(
             started = activity.started.load(Ordering::Relaxed),
             "closing an HTTP connection whose client cancels most requests right after starting them (HTTP/2 rapid reset)"
         ),
+        // Logged by the tracker, which knows the connection.
+        HttpCloseReason::Untrusted => {}
     }
     metrics.http_connection_closed(direction, reason);
 }

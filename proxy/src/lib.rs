@@ -38,3 +38,4 @@ pub mod state;
 pub mod svid_watch;
 pub mod tls;
 pub mod tracker;
+pub mod trust_change;

@@ -231,6 +231,8 @@ pub enum HttpCloseReason {
     /// The client cancelled too many requests right after starting them
     /// (HTTP/2 rapid reset).
     PrematureResets,
+    /// The roots in force no longer vouch for the client's certificate.
+    Untrusted,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -264,6 +266,7 @@ pub struct Metrics {
     pub config_info: Family<VersionLabels, Gauge>,
     pub config_reload_errors: Counter,
     pub closed_by_policy_change: Family<DirectionLabels, Counter>,
+    pub closed_by_trust_change: Family<DirectionLabels, Counter>,
     pub tls_handshakes: Family<DirectionLabels, Counter>,
     pub endpoint_retries: Counter,
     pub http_connections_closed: Family<HttpCloseLabels, Counter>,
@@ -299,6 +302,7 @@ impl Metrics {
             config_info: Family::default(),
             config_reload_errors: Counter::default(),
             closed_by_policy_change: Family::default(),
+            closed_by_trust_change: Family::default(),
             tls_handshakes: Family::default(),
             endpoint_retries: Counter::default(),
             http_connections_closed: Family::default(),
@@ -358,6 +362,11 @@ impl Metrics {
             "closed_by_policy_change",
             "Established connections closed because a new config denies them",
             m.closed_by_policy_change.clone(),
+        );
+        registry.register(
+            "closed_by_trust_change",
+            "Established mTLS connections (and pooled mesh connections) closed because the roots in force no longer vouch for the peer's certificate (a root dropped after a CA rotation, a federated bundle changed); HTTP ones after their in-flight requests",
+            m.closed_by_trust_change.clone(),
         );
         registry.register(
             "tls_handshakes",

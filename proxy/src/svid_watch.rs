@@ -1,8 +1,10 @@
 //! Reloading the SVID directory when `palisade cert issue` (or a rotation
 //! job) rewrites it: the new credentials go into the store that the rustls
 //! configs read at every handshake, so new connections use them and live
-//! ones are untouched. The same goes for the federated trust bundles in its
-//! `federated/` folder. A half-written or invalid directory is ignored.
+//! ones are untouched, unless the roots changed and no longer vouch for
+//! their peer (`after` re-checks them, see `crate::trust_change`). The same
+//! goes for the federated trust bundles in its `federated/` folder. A
+//! half-written or invalid directory is ignored.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,6 +34,7 @@ pub async fn watch(
     store: Arc<CredentialStore>,
     poll: Duration,
     loaded: Option<SystemTime>,
+    after: impl Fn() + Send + 'static,
 ) {
     let mut last = loaded;
     let mut tick = tokio::time::interval(poll);
@@ -46,6 +49,7 @@ pub async fn watch(
             Ok(creds) => {
                 last = now;
                 store.update(creds);
+                after();
             }
             // Possibly mid-rewrite: try again next tick, keep the old SVID.
             Err(e) => {

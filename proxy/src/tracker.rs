@@ -3,11 +3,15 @@
 //! `src/proxy/connection_manager.rs`). HTTP connections re-read the policy
 //! per request; here they are re-checked at L4 only: the peer identity's
 //! claim to the source IP (the peer table may have changed), then ingress.
+//! A change of the roots in force re-checks the peer's certificate chain
+//! of every mTLS connection (`crate::trust_change`).
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use palisade_identity::PeerRole;
+use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 
 use crate::metrics::{Direction, DirectionLabels, Metrics};
@@ -32,9 +36,15 @@ pub enum ConnInfo {
     },
 }
 
+/// The certificate chain an mTLS peer presented (leaf first).
+pub type PeerChain = Arc<[CertificateDer<'static>]>;
+
 struct Entry {
     info: ConnInfo,
+    chain: Option<PeerChain>,
     kill: Arc<Notify>,
+    /// Finish in-flight requests, then close (HTTP).
+    retire: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -48,12 +58,19 @@ pub struct ConnGuard {
     id: u64,
     tracker: Arc<ConnTracker>,
     kill: Arc<Notify>,
+    retire: Arc<Notify>,
 }
 
 impl ConnGuard {
     /// Resolves when a config change denied this connection.
     pub async fn killed(&self) {
         self.kill.notified().await
+    }
+
+    /// Resolves when the roots in force no longer vouch for the peer: an
+    /// HTTP connection finishes what is in flight and closes.
+    pub async fn retired(&self) {
+        self.retire.notified().await
     }
 }
 
@@ -67,14 +84,22 @@ impl Drop for ConnGuard {
 
 impl ConnTracker {
     pub fn register(self: &Arc<Self>, info: ConnInfo) -> ConnGuard {
+        self.register_peer(info, None)
+    }
+
+    /// Registers an mTLS connection with the chain its peer presented.
+    pub fn register_peer(self: &Arc<Self>, info: ConnInfo, chain: Option<PeerChain>) -> ConnGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let kill = Arc::new(Notify::new());
+        let retire = Arc::new(Notify::new());
         if let Ok(mut conns) = self.conns.lock() {
             conns.insert(
                 id,
                 Entry {
                     info,
+                    chain,
                     kill: kill.clone(),
+                    retire: retire.clone(),
                 },
             );
         }
@@ -82,7 +107,54 @@ impl ConnTracker {
             id,
             tracker: self.clone(),
             kill,
+            retire,
         }
+    }
+
+    /// Closes the mTLS connections whose peer chain `trusted` no longer
+    /// accepts: opaque ones at once, HTTP ones after their in-flight
+    /// requests. Returns how many.
+    pub fn recheck_trust(
+        &self,
+        trusted: impl Fn(&[CertificateDer<'static>], PeerRole) -> bool,
+        metrics: &Metrics,
+    ) -> usize {
+        let Ok(conns) = self.conns.lock() else {
+            return 0;
+        };
+        let mut closed = 0;
+        for entry in conns.values() {
+            let Some(chain) = &entry.chain else {
+                continue;
+            };
+            let (direction, role, graceful) = match &entry.info {
+                // The peer is the client of an inbound connection.
+                ConnInfo::Inbound { opaque, .. } => (Direction::Inbound, PeerRole::Client, !opaque),
+                ConnInfo::Outbound { .. } => (Direction::Outbound, PeerRole::Server, false),
+            };
+            if trusted(chain, role) {
+                continue;
+            }
+            tracing::warn!(
+                target: "palisade::deny",
+                layer = "trust-change",
+                ?direction,
+                connection = ?entry.info,
+                graceful,
+                "closing an established connection: the roots in force no longer vouch for the peer's certificate"
+            );
+            if graceful {
+                entry.retire.notify_one();
+            } else {
+                entry.kill.notify_one();
+            }
+            metrics
+                .closed_by_trust_change
+                .get_or_create(&DirectionLabels { direction })
+                .inc();
+            closed += 1;
+        }
+        closed
     }
 
     pub fn len(&self) -> usize {

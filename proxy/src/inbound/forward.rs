@@ -14,7 +14,7 @@ use crate::forward::{RespBody, send_plain, strip_hop_by_hop};
 use crate::metrics::{Direction, Layer, Outcome};
 use crate::policy;
 
-use super::{InboundConn, conn_info};
+use super::InboundConn;
 
 /// The header carrying the verified peer SPIFFE ID to the app. Any copy
 /// arriving from the client is removed first.
@@ -45,7 +45,7 @@ where
         ctx.metrics.denial(Direction::Inbound, Layer::Authz);
         return;
     }
-    let guard = ctx.tracker.register(conn_info(&conn, true));
+    let guard = super::track(&ctx, &conn, true);
     let mut upstream = match crate::outbound::connect::tcp(conn.app, ctx.opts.connect_timeout).await
     {
         Ok(s) => s,

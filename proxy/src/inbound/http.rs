@@ -19,7 +19,7 @@ use crate::http_activity::{self, HttpActivity, TrackedBody};
 use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome, Peer, RequestMeter};
 use crate::policy::{self, HttpView};
 
-use super::{InboundConn, conn_info};
+use super::InboundConn;
 
 /// Header naming the policy and rule behind a 403 (`--no-denied-by-header`
 /// turns it off).
@@ -57,7 +57,7 @@ pub async fn serve<I>(ctx: Arc<Ctx>, io: I, conn: InboundConn, inner: Option<Mes
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let guard = ctx.tracker.register(conn_info(&conn, false));
+    let guard = super::track(&ctx, &conn, false);
     let client = conn.client.0;
     // The request metrics of the connection's peer, looked up once.
     let peer = match conn.peer_identity.as_deref() {
@@ -97,6 +97,7 @@ where
             None
         }
         () = guard.killed() => return,
+        () = guard.retired() => Some(HttpCloseReason::Untrusted),
         () = activity.flooded(), if watched => Some(HttpCloseReason::PrematureResets),
         () = activity.idle_for(ctx.opts.idle_timeout), if watched => Some(HttpCloseReason::Idle),
         () = ctx.drain.signaled() => {
@@ -107,7 +108,7 @@ where
     };
     if let Some(reason) = close {
         http_activity::closing(&ctx.metrics, Direction::Inbound, client, reason, &activity);
-        if reason == HttpCloseReason::Idle {
+        if matches!(reason, HttpCloseReason::Idle | HttpCloseReason::Untrusted) {
             served.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(ctx.opts.drain_deadline, served).await;
         }

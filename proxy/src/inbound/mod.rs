@@ -41,6 +41,8 @@ pub struct InboundConn {
     /// mesh hello, or the app's own TLS passing through): what
     /// `connection.sni` matches.
     pub sni: Option<String>,
+    /// The chain an mTLS peer presented, re-checked when the roots change.
+    pub peer_chain: Option<crate::tracker::PeerChain>,
 }
 
 /// Header values naming an mTLS peer to the app.
@@ -149,6 +151,7 @@ pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig:
         peer_identity: None,
         peer_headers: None,
         sni,
+        peer_chain: None,
     };
     if !l4::admit(&ctx, &conn) {
         return;
@@ -177,10 +180,13 @@ async fn serve_mesh(
         }
     };
     ctx.metrics.handshake(Direction::Inbound);
-    let peer_leaf = tls
+    let peer_chain: Option<crate::tracker::PeerChain> = tls
         .get_ref()
         .1
         .peer_certificates()
+        .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect());
+    let peer_leaf = peer_chain
+        .as_deref()
         .and_then(|chain| chain.first())
         .map(|c| c.as_ref());
     let peer_headers = PeerHeaders::new(&peer_identity, peer_leaf, &ctx.tls.local_id());
@@ -190,6 +196,7 @@ async fn serve_mesh(
         peer_identity: Some(peer_identity),
         peer_headers,
         sni,
+        peer_chain,
     };
     if !l4::admit(&ctx, &conn) {
         return;
@@ -198,6 +205,12 @@ async fn serve_mesh(
         MeshInner::Opaque => forward::opaque(ctx, tls, conn).await,
         http => http::serve(ctx, tls, conn, Some(http)).await,
     }
+}
+
+/// Registers an inbound connection with the tracker, with its peer chain.
+pub fn track(ctx: &Ctx, conn: &InboundConn, opaque: bool) -> crate::tracker::ConnGuard {
+    ctx.tracker
+        .register_peer(conn_info(conn, opaque), conn.peer_chain.clone())
 }
 
 /// The tracker entry of an inbound connection.

@@ -186,7 +186,17 @@ async fn tunnel<I>(
         }
     };
     let addr = picked.addr;
-    let guard = ctx.tracker.register(ConnInfo::Outbound { endpoint: addr });
+    let chain = match &upstream {
+        Upstream::Mesh(tls) => tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect()),
+        Upstream::Plain(_) => None,
+    };
+    let guard = ctx
+        .tracker
+        .register_peer(ConnInfo::Outbound { endpoint: addr }, chain);
     let idle = ctx.opts.idle_timeout;
     let copied = match upstream {
         Upstream::Mesh(mut tls) => tokio::select! {

@@ -28,11 +28,19 @@ pub struct MeshPool {
     keepalive: H2Keepalive,
     /// By endpoint and server name; an endpoint has one identity, a
     /// different expected one replaces the entry.
-    conns: Mutex<HashMap<PeerKey, (String, SendRequest<Incoming>)>>,
+    conns: Mutex<HashMap<PeerKey, Pooled>>,
     /// One connection attempt per key at a time: requests that find no
     /// connection wait for the attempt under way instead of each opening
     /// their own.
     connecting: Mutex<HashMap<PeerKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// One pooled connection: the identity expected, its sender, and the
+/// chain the peer presented (for a change of the roots in force).
+struct Pooled {
+    identity: String,
+    sender: SendRequest<Incoming>,
+    chain: Option<crate::tracker::PeerChain>,
 }
 
 /// A sender handed out by a mesh pool.
@@ -152,6 +160,11 @@ impl MeshPool {
         let stream = dialer
             .dial(addr, identity, MeshInner::H2, key.1.as_deref())
             .await?;
+        let chain = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(self.windows.stream)
@@ -163,7 +176,14 @@ impl MeshPool {
             .map_err(|source| PoolError::Handshake { addr, source })?;
         drive(addr, conn);
         if let Ok(mut conns) = self.conns.lock() {
-            conns.insert(key.clone(), (identity.to_string(), sender.clone()));
+            conns.insert(
+                key.clone(),
+                Pooled {
+                    identity: identity.to_string(),
+                    sender: sender.clone(),
+                    chain,
+                },
+            );
         }
         Ok(sender)
     }
@@ -171,7 +191,7 @@ impl MeshPool {
     fn cached(&self, key: &PeerKey, identity: &str) -> Option<SendRequest<Incoming>> {
         let mut conns = self.conns.lock().ok()?;
         match conns.get(key) {
-            Some((id, s)) if id == identity && !s.is_closed() => Some(s.clone()),
+            Some(p) if p.identity == identity && !p.sender.is_closed() => Some(p.sender.clone()),
             Some(_) => {
                 conns.remove(key);
                 None
@@ -185,10 +205,25 @@ impl MeshPool {
     pub fn evict(&self, addr: SocketAddr, identity: &str, sni: Option<&Arc<str>>) {
         let key: PeerKey = (addr, sni.cloned());
         if let Ok(mut conns) = self.conns.lock()
-            && conns.get(&key).is_some_and(|(id, _)| id == identity)
+            && conns.get(&key).is_some_and(|p| p.identity == identity)
         {
             conns.remove(&key);
         }
+    }
+
+    /// Stops handing out the connections whose peer chain `trusted` no
+    /// longer accepts; each ends once its in-flight requests are done.
+    /// Returns how many.
+    pub fn retire_untrusted(
+        &self,
+        trusted: impl Fn(&[rustls::pki_types::CertificateDer<'static>]) -> bool,
+    ) -> usize {
+        let Ok(mut conns) = self.conns.lock() else {
+            return 0;
+        };
+        let before = conns.len();
+        conns.retain(|_, p| p.chain.as_deref().is_none_or(&trusted));
+        before - conns.len()
     }
 
     /// Open pooled connections (for tests and the admin dump).
