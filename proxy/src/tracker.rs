@@ -42,9 +42,37 @@ pub type PeerChain = Arc<[CertificateDer<'static>]>;
 struct Entry {
     info: ConnInfo,
     chain: Option<PeerChain>,
-    kill: Arc<Notify>,
-    /// Finish in-flight requests, then close (HTTP).
-    retire: Arc<Notify>,
+    close: Arc<CloseSignal>,
+}
+
+/// How a connection is asked to close: one `Notify` (a connection task
+/// polls one waiter, not two, on each wakeup) and how.
+#[derive(Default)]
+struct CloseSignal {
+    notify: Notify,
+    /// 0 not asked, 1 finish in-flight requests first, 2 at once.
+    how: std::sync::atomic::AtomicU8,
+}
+
+impl CloseSignal {
+    fn now(&self) {
+        self.how.store(2, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn gracefully(&self) {
+        self.how.fetch_max(1, Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+}
+
+/// What a closing connection is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// A config denies it: close now.
+    Now,
+    /// The roots no longer vouch for the peer: finish in-flight requests.
+    Gracefully,
 }
 
 #[derive(Default)]
@@ -57,20 +85,25 @@ pub struct ConnTracker {
 pub struct ConnGuard {
     id: u64,
     tracker: Arc<ConnTracker>,
-    kill: Arc<Notify>,
-    retire: Arc<Notify>,
+    close: Arc<CloseSignal>,
 }
 
 impl ConnGuard {
-    /// Resolves when a config change denied this connection.
+    /// Resolves when the connection must close, for either reason.
     pub async fn killed(&self) {
-        self.kill.notified().await
+        self.close.notify.notified().await
     }
 
-    /// Resolves when the roots in force no longer vouch for the peer: an
-    /// HTTP connection finishes what is in flight and closes.
-    pub async fn retired(&self) {
-        self.retire.notified().await
+    /// Resolves when the connection must close, saying how: at once (a
+    /// config denies it) or after its in-flight requests (the roots in
+    /// force no longer vouch for the peer).
+    pub async fn closing(&self) -> Closing {
+        self.close.notify.notified().await;
+        if self.close.how.load(Ordering::Acquire) >= 2 {
+            Closing::Now
+        } else {
+            Closing::Gracefully
+        }
     }
 }
 
@@ -90,24 +123,21 @@ impl ConnTracker {
     /// Registers an mTLS connection with the chain its peer presented.
     pub fn register_peer(self: &Arc<Self>, info: ConnInfo, chain: Option<PeerChain>) -> ConnGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let kill = Arc::new(Notify::new());
-        let retire = Arc::new(Notify::new());
+        let close = Arc::new(CloseSignal::default());
         if let Ok(mut conns) = self.conns.lock() {
             conns.insert(
                 id,
                 Entry {
                     info,
                     chain,
-                    kill: kill.clone(),
-                    retire: retire.clone(),
+                    close: close.clone(),
                 },
             );
         }
         ConnGuard {
             id,
             tracker: self.clone(),
-            kill,
-            retire,
+            close,
         }
     }
 
@@ -144,9 +174,9 @@ impl ConnTracker {
                 "closing an established connection: the roots in force no longer vouch for the peer's certificate"
             );
             if graceful {
-                entry.retire.notify_one();
+                entry.close.gracefully();
             } else {
-                entry.kill.notify_one();
+                entry.close.now();
             }
             metrics
                 .closed_by_trust_change
@@ -216,7 +246,7 @@ impl ConnTracker {
                     version = %snapshot.version,
                     "closing an established connection the new config denies"
                 );
-                entry.kill.notify_one();
+                entry.close.now();
                 metrics
                     .closed_by_policy_change
                     .get_or_create(&DirectionLabels { direction })

@@ -20,6 +20,7 @@ use crate::metrics::{Direction, HttpCloseReason, Layer, Outcome, Peer, RequestMe
 use crate::policy::{self, HttpView};
 
 use super::InboundConn;
+use crate::tracker::Closing;
 
 /// Header naming the policy and rule behind a 403 (`--no-denied-by-header`
 /// turns it off).
@@ -96,8 +97,10 @@ where
             }
             None
         }
-        () = guard.killed() => return,
-        () = guard.retired() => Some(HttpCloseReason::Untrusted),
+        closing = guard.closing() => match closing {
+            Closing::Now => return,
+            Closing::Gracefully => Some(HttpCloseReason::Untrusted),
+        },
         () = activity.flooded(), if watched => Some(HttpCloseReason::PrematureResets),
         () = activity.idle_for(ctx.opts.idle_timeout), if watched => Some(HttpCloseReason::Idle),
         () = ctx.drain.signaled() => {
