@@ -261,6 +261,23 @@ fn opted_out_unchanged_refused_and_bad_requests() {
         curl(&w, &ca, &[&format!("https://{}/mutate", w.addr)]).0,
         404
     );
+
+    // Every review above, counted by what became of the pod; and a health
+    // endpoint for the Deployment's probes.
+    let (status, metrics) = curl(&w, &ca, &[&format!("https://{}/metrics", w.addr)]);
+    assert_eq!(status, 200);
+    for line in [
+        "palisade_webhook_reviews_total{outcome=\"Unchanged\"} 4",
+        "palisade_webhook_reviews_total{outcome=\"Refused\"} 1",
+        "palisade_webhook_reviews_total{outcome=\"BadRequest\"} 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert!(!metrics.contains("outcome=\"Injected\""), "{metrics}");
+    assert_eq!(
+        curl(&w, &ca, &[&format!("https://{}/healthz", w.addr)]),
+        (200, "ok\n".to_string())
+    );
 }
 
 #[test]

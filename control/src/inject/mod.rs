@@ -16,6 +16,7 @@ mod options;
 mod probes;
 mod sidecar;
 pub mod webhook;
+pub mod webhook_metrics;
 pub mod webhook_server;
 mod workload;
 

@@ -1,5 +1,6 @@
 //! The injection webhook's HTTPS server: `POST /inject` with an
-//! AdmissionReview, answered by `webhook::review`. The serving certificate
+//! AdmissionReview, answered by `webhook::review`; `GET /metrics` (see
+//! `webhook_metrics`) and `GET /healthz` for the Deployment's probes. The serving certificate
 //! and key are read from files and read again when either changes, so a
 //! Secret rotated by cert-manager or by hand is picked up without a
 //! restart; a pair that does not load keeps the last good one.
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 
 use super::InjectOptions;
 use super::webhook::{Decision, review};
+use super::webhook_metrics::{Outcome, WebhookMetrics};
 use crate::server::tls::crypto_provider;
 
 /// The API server sends at most 3 MiB per request; a little more is allowed.
@@ -103,13 +105,14 @@ pub fn spawn(
     options: InjectOptions,
 ) -> Result<tokio::task::JoinHandle<()>, WebhookServerError> {
     let options = Arc::new(options);
+    let metrics = Arc::new(WebhookMetrics::default());
     Ok(crate::server::public_https::spawn(
         listener,
         cert,
         "injection webhook",
         move |req| {
-            let options = options.clone();
-            async move { handle(req, &options).await }
+            let (options, metrics) = (options.clone(), metrics.clone());
+            async move { handle(req, &options, &metrics).await }
         },
     )?)
 }
@@ -120,7 +123,25 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     resp
 }
 
-async fn handle(req: Request<Incoming>, options: &InjectOptions) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    options: &InjectOptions,
+    metrics: &WebhookMetrics,
+) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let mut resp = text(StatusCode::OK, metrics.encode());
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            return resp;
+        }
+        (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n".into()),
+        _ => {}
+    }
     if req.uri().path() != "/inject" {
         return text(
             StatusCode::NOT_FOUND,
@@ -152,6 +173,11 @@ async fn handle(req: Request<Incoming>, options: &InjectOptions) -> Response<Ful
                 Decision::Unchanged(why) => tracing::debug!(why, "webhook: pod admitted unchanged"),
                 Decision::Refused(why) => tracing::warn!(why, "webhook: pod refused"),
             }
+            metrics.review(match decision {
+                Decision::Injected => Outcome::Injected,
+                Decision::Unchanged(_) => Outcome::Unchanged,
+                Decision::Refused(_) => Outcome::Refused,
+            });
             let mut resp = text(StatusCode::OK, answer.to_string());
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -159,6 +185,9 @@ async fn handle(req: Request<Incoming>, options: &InjectOptions) -> Response<Ful
             );
             resp
         }
-        Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e) => {
+            metrics.review(Outcome::BadRequest);
+            text(StatusCode::BAD_REQUEST, format!("{e}\n"))
+        }
     }
 }
