@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use palisade_identity::ca::BUNDLE_FILE;
 use tokio::sync::watch;
 
 use super::pki::{CaAuthority, now_unix};
@@ -138,10 +137,13 @@ impl CaCell {
         self.generation.subscribe()
     }
 
-    /// `spiffe_sequence` of the served bundle: when `bundle.pem` last
-    /// changed, in milliseconds since the epoch (every rotation step
-    /// rewrites it); without the file, the newest root's `notBefore` in
-    /// seconds. It grows with each change and survives a restart.
+    /// `spiffe_sequence` of the served bundle: when a file of the CA
+    /// directory last changed, in milliseconds since the epoch (every
+    /// rotation step rewrites `bundle.pem`, cert-manager rewrites
+    /// `ca.crt`), and never less than the newest root's `notBefore` in
+    /// seconds. It grows with each change of the files and survives a
+    /// restart; a root leaving at the end of its grace period changes the
+    /// document but not the files, so not the number.
     pub fn bundle_sequence(&self) -> Option<u64> {
         let ca = self.current();
         let newest_root = ca
@@ -156,13 +158,15 @@ impl CaCell {
             })
             .max()
             .and_then(|t| u64::try_from(t).ok());
-        let written = self
-            .follow
-            .as_ref()
-            .and_then(|f| std::fs::metadata(f.dir.join(BUNDLE_FILE)).ok())
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .and_then(|d| u64::try_from(d.as_millis()).ok());
+        let written = self.follow.as_ref().and_then(|f| {
+            CA_FILES
+                .iter()
+                .filter_map(|name| std::fs::metadata(f.dir.join(name)).ok())
+                .filter_map(|m| m.modified().ok())
+                .filter_map(|t| t.duration_since(UNIX_EPOCH).ok())
+                .filter_map(|d| u64::try_from(d.as_millis()).ok())
+                .max()
+        });
         newest_root.max(written)
     }
 
