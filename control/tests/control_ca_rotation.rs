@@ -89,6 +89,66 @@ async fn ping(tls: &mut Tls) -> std::io::Result<()> {
     }
 }
 
+/// mTLS requests from `store` to the pong server at `to`, a new
+/// handshake each, on `workers` tasks until `finish`.
+struct Load {
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(store: &Arc<CredentialStore>, to: SocketAddr, workers: usize) -> Load {
+        let (ok, failed, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let tasks = (0..workers)
+            .map(|_| {
+                let (store, ok, failed, stop) =
+                    (store.clone(), ok.clone(), failed.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let result = async {
+                            let mut tls = connect(&store, to).await?;
+                            ping(&mut tls).await
+                        }
+                        .await;
+                        match result {
+                            Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                            Err(e) => {
+                                eprintln!("request failed: {e}");
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            ok,
+            failed,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Stops the load; (requests that succeeded, requests that failed).
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
 fn roots(client: &ControlClient) -> usize {
     client.credentials.current().bundle().roots().len()
 }
@@ -142,41 +202,11 @@ async fn the_ca_rotates_under_load_with_zero_failed_requests() {
     let web_addr = pong_server(web.credentials.clone()).await;
     let mut held = connect(&api.credentials, web_addr).await.unwrap();
     ping(&mut held).await.unwrap();
-    let (ok, failed, stop) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let mut load = Vec::new();
-    for _ in 0..3 {
-        let (store, ok, failed, stop) = (
-            api.credentials.clone(),
-            ok.clone(),
-            failed.clone(),
-            stop.clone(),
-        );
-        load.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let result = async {
-                    let mut tls = connect(&store, web_addr).await?;
-                    ping(&mut tls).await
-                }
-                .await;
-                match result {
-                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(e) => {
-                        eprintln!("request failed: {e}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
+    let load = Load::start(&api.credentials, web_addr, 3);
 
     // Requests must flow in every phase, not only before or after.
     let flows = |since: u64| {
-        let ok = ok.clone();
+        let ok = load.ok.clone();
         async move {
             eventually(Duration::from_secs(20), || {
                 ok.load(Ordering::Relaxed) >= since + 20
@@ -216,6 +246,10 @@ async fn the_ca_rotates_under_load_with_zero_failed_requests() {
         &fx.ca_dir,
     );
     assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("has loaded it"),
+        "activate waits for the control plane to sign with the new CA"
+    );
     let new_ca = load_ca(&fx.ca_dir);
     assert_ne!(new_ca.signing_cert(), old_ca.signing_cert());
     eventually(within, || {
@@ -242,6 +276,7 @@ async fn the_ca_rotates_under_load_with_zero_failed_requests() {
         &fx.ca_dir,
     );
     assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("has loaded it"));
     eventually(within, || roots(&web) == 1 && roots(&api) == 1)
         .await
         .expect("the old root leaves every sidecar");
@@ -250,11 +285,7 @@ async fn the_ca_rotates_under_load_with_zero_failed_requests() {
     assert!(last_sequence > sequence);
 
     flows(seen).await;
-    stop.store(true, Ordering::Relaxed);
-    for l in load {
-        l.await.unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = load.finish().await;
     eprintln!("requests ok={ok} failed={failed}");
     assert_eq!(failed, 0, "no request may fail during the rotation");
     ping(&mut held)
@@ -454,36 +485,7 @@ async fn a_ca_replaced_in_place_keeps_its_old_root_for_a_grace_period() {
     let web = start("shop/web-0").await.unwrap();
     let api = start("shop/api-0").await.unwrap();
     let web_addr = pong_server(web.credentials.clone()).await;
-    let (ok, failed, stop) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let load = {
-        let (store, ok, failed, stop) = (
-            api.credentials.clone(),
-            ok.clone(),
-            failed.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let result = async {
-                    let mut tls = connect(&store, web_addr).await?;
-                    ping(&mut tls).await
-                }
-                .await;
-                match result {
-                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(e) => {
-                        eprintln!("request failed: {e}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+    let load = Load::start(&api.credentials, web_addr, 1);
 
     // cert-manager style: new key, new root, the same file names.
     let new_ca = CertificateAuthority::create(
@@ -528,13 +530,11 @@ async fn a_ca_replaced_in_place_keeps_its_old_root_for_a_grace_period() {
     eventually(within, || roots(&web) == 1 && roots(&api) == 1)
         .await
         .expect("the old root leaves when its grace period ends");
-    eventually(within, || ok.load(Ordering::Relaxed) > 20)
+    eventually(within, || load.ok.load(Ordering::Relaxed) > 20)
         .await
         .expect("requests flow");
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
-    let failed = failed.load(Ordering::Relaxed);
-    eprintln!("requests ok={} failed={failed}", ok.load(Ordering::Relaxed));
+    let (ok, failed) = load.finish().await;
+    eprintln!("requests ok={ok} failed={failed}");
     assert_eq!(
         failed, 0,
         "no request may fail when the CA is replaced in place"

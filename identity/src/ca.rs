@@ -158,19 +158,14 @@ impl CertificateAuthority {
                 provider,
             });
         }
-        let int_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let int_after = (now + opts.intermediate_ttl).min(root_after);
-        let mut int_params = ca_params(
+        let (int_cert, int_key) = intermediate(
             trust_domain,
-            "intermediate",
-            now - BACKDATE,
+            (&root_cert, &root_key),
+            now,
             int_after,
-            BasicConstraints::Constrained(0),
             &provider,
         )?;
-        int_params.use_authority_key_identifier_extension = true;
-        let issuer = Issuer::from_ca_cert_der(&root_cert, &root_key)?;
-        let int_cert = int_params.signed_by(&int_key, &issuer)?.der().clone();
         Ok(Self {
             trust_domain: trust_domain.clone(),
             signing_cert: int_cert,
@@ -202,19 +197,14 @@ impl CertificateAuthority {
         if now >= info.not_after {
             return Err(CaError::CaExpired(info.not_after));
         }
-        let int_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let int_after = (now + intermediate_ttl).min(info.not_after);
-        let mut int_params = ca_params(
+        let (int_cert, int_key) = intermediate(
             trust_domain,
-            "intermediate",
-            now - BACKDATE,
+            (&root_cert, &root_key),
+            now,
             int_after,
-            BasicConstraints::Constrained(0),
             &provider,
         )?;
-        int_params.use_authority_key_identifier_extension = true;
-        let issuer = Issuer::from_ca_cert_der(&root_cert, &root_key)?;
-        let int_cert = int_params.signed_by(&int_key, &issuer)?.der().clone();
         let ca = Self {
             trust_domain: trust_domain.clone(),
             signing_cert: int_cert,
@@ -505,6 +495,30 @@ impl CertificateAuthority {
         .map(|_| ())
         .map_err(CaError::SelfCheck)
     }
+}
+
+/// A new intermediate (path length 0) signed by `root`, valid from a
+/// little before `now` until `not_after`.
+fn intermediate(
+    td: &TrustDomain,
+    root: (&CertificateDer<'static>, &KeyPair),
+    now: OffsetDateTime,
+    not_after: OffsetDateTime,
+    provider: &CryptoProvider,
+) -> Result<(CertificateDer<'static>, KeyPair), CaError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = ca_params(
+        td,
+        "intermediate",
+        now - BACKDATE,
+        not_after,
+        BasicConstraints::Constrained(0),
+        provider,
+    )?;
+    params.use_authority_key_identifier_extension = true;
+    let issuer = Issuer::from_ca_cert_der(root.0, root.1)?;
+    let cert = params.signed_by(&key, &issuer)?.der().clone();
+    Ok((cert, key))
 }
 
 fn ca_params(

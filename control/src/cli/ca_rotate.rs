@@ -118,8 +118,11 @@ fn rotate(step: RotateStep) -> anyhow::Result<u8> {
                     return Ok(refuse("activate", &lagging));
                 }
             }
-            let report = ca_rotation::activate(&dir.ca, td)?;
+            let report = ca_rotation::activate(&dir.ca, td.clone())?;
             print_report("activated", &report);
+            if !guard.force {
+                confirm_loaded(&guard, &dir.ca, td, |c, signer, _| c.svid_signer == signer);
+            }
             println!(
                 "next: wait until `palisade status` shows every sidecar's SVID from the new CA, then `palisade ca rotate finish --ca {}`",
                 dir.ca.display()
@@ -134,8 +137,16 @@ fn rotate(step: RotateStep) -> anyhow::Result<u8> {
                     return Ok(refuse("finish", &lagging));
                 }
             }
-            let report = ca_rotation::finish(&dir.ca, td)?;
+            let report = ca_rotation::finish(&dir.ca, td.clone())?;
             print_report("finished", &report);
+            if !guard.force {
+                confirm_loaded(&guard, &dir.ca, td, |c, _, roots| {
+                    c.trust_roots
+                        .iter()
+                        .map(|r| r.sha256.as_str())
+                        .eq(roots.iter().map(String::as_str))
+                });
+            }
             Ok(0)
         }
     }
@@ -209,6 +220,64 @@ fn wait_for(
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// How long a step waits for the control plane to load what it wrote.
+const LOAD_WAIT: Duration = Duration::from_secs(15);
+
+/// Waits (up to [`LOAD_WAIT`]) until the control plane reports the CA
+/// directory as the step left it (`loaded` says, given its state, the
+/// directory's signer and roots), so the next `palisade status` shows it;
+/// a warning, not an error, when it does not.
+fn confirm_loaded(
+    guard: &GuardArgs,
+    dir: &Path,
+    td: Option<TrustDomain>,
+    loaded: impl Fn(&palisade_api::stream::ControlState, &str, &[String]) -> bool,
+) {
+    let Ok(ca) = CaAuthority::load_dir(dir, td.as_ref().map(TrustDomain::as_str)) else {
+        return;
+    };
+    let signer = fingerprint(ca.inner().signing_cert());
+    let roots: Vec<String> = ca
+        .inner()
+        .bundle()
+        .roots()
+        .iter()
+        .map(|r| fingerprint(r))
+        .collect();
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + LOAD_WAIT;
+    let mut last_error = String::new();
+    while std::time::Instant::now() < deadline {
+        match runtime.block_on(fetch_status(&guard.control, &ca)) {
+            Ok(status) => {
+                if let Some(c) = &status.control {
+                    if loaded(c, &signer, &roots) {
+                        println!("the control plane at {} has loaded it", guard.control);
+                        return;
+                    }
+                    last_error.clone_from(&c.ca_error);
+                }
+            }
+            Err(e) => last_error = format!("{e:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "warning: the control plane at {} has not loaded the CA directory within {LOAD_WAIT:?}{}",
+        guard.control,
+        if last_error.is_empty() {
+            String::new()
+        } else {
+            format!(": {last_error}")
+        }
+    );
 }
 
 /// activate is safe once the control plane trusts every root of DIR and
