@@ -149,6 +149,28 @@ impl Load {
     }
 }
 
+/// A control plane following the fixture's CA directory (polled every
+/// 100 ms), with `configure` applied to its options first.
+async fn following_server(
+    fx: &Fixture,
+    configure: impl FnOnce(&mut palisade_control::server::ServerOptions),
+) -> palisade_control::server::RunningServer {
+    let mut opts = fx.options();
+    opts.ca_dir = Some(fx.ca_dir.clone());
+    opts.ca_poll_interval = Duration::from_millis(100);
+    configure(&mut opts);
+    fx.start_with(opts).await
+}
+
+/// A new CA (a new root) for trust domain `td`.
+fn fresh_ca(td: &str) -> CertificateAuthority {
+    CertificateAuthority::create(
+        &palisade_identity::TrustDomain::new(td).unwrap(),
+        &palisade_identity::CaOptions::default(),
+    )
+    .unwrap()
+}
+
 fn roots(client: &ControlClient) -> usize {
     client.credentials.current().bundle().roots().len()
 }
@@ -178,11 +200,10 @@ fn served_bundle(at: SocketAddr) -> (usize, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ca_rotates_under_load_with_zero_failed_requests() {
     let fx = Fixture::new();
-    let mut opts = fx.options();
-    opts.ca_dir = Some(fx.ca_dir.clone());
-    opts.ca_poll_interval = Duration::from_millis(100);
-    opts.bundle_endpoint = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let srv = fx.start_with(opts).await;
+    let srv = following_server(&fx, |o| {
+        o.bundle_endpoint = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await;
     let control = srv.addr.to_string();
     let endpoint = srv.bundle_endpoint.unwrap();
     let start = |workload: &str, spread: Duration| {
@@ -325,20 +346,13 @@ async fn the_ca_rotates_under_load_with_zero_failed_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ca_directory_that_does_not_load_changes_nothing() {
     let fx = Fixture::new();
-    let mut opts = fx.options();
-    opts.ca_dir = Some(fx.ca_dir.clone());
-    opts.ca_poll_interval = Duration::from_millis(100);
-    let srv = fx.start_with(opts).await;
+    let srv = following_server(&fx, |_| {}).await;
     let api = control_client::start(fx.client_options(srv.addr, "shop/api-0"))
         .await
         .unwrap();
     let before = srv.ca.current();
     // A key that does not fit the certificate.
-    let other = CertificateAuthority::create(
-        &palisade_identity::TrustDomain::new(TD).unwrap(),
-        &palisade_identity::CaOptions::default(),
-    )
-    .unwrap();
+    let other = fresh_ca(TD);
     let scratch = fx.root.path().join("other");
     other.write_dir(&scratch).unwrap();
     std::fs::copy(scratch.join("ca.key"), fx.ca_dir.join("ca.key")).unwrap();
@@ -352,11 +366,7 @@ async fn a_ca_directory_that_does_not_load_changes_nothing() {
         "the CA in force stays"
     );
     // Another trust domain is refused too, even when the files fit.
-    let foreign = CertificateAuthority::create(
-        &palisade_identity::TrustDomain::new("elsewhere.test").unwrap(),
-        &palisade_identity::CaOptions::default(),
-    )
-    .unwrap();
+    let foreign = fresh_ca("elsewhere.test");
     foreign.write_dir(&fx.ca_dir).unwrap();
     eventually(Duration::from_secs(10), || {
         srv.ca
@@ -385,10 +395,7 @@ async fn a_ca_directory_that_does_not_load_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_manifests_do_not_hold_back_a_new_root() {
     let fx = Fixture::new();
-    let mut opts = fx.options();
-    opts.ca_dir = Some(fx.ca_dir.clone());
-    opts.ca_poll_interval = Duration::from_millis(100);
-    let srv = fx.start_with(opts).await;
+    let srv = following_server(&fx, |_| {}).await;
     let api = control_client::start(fx.client_options(srv.addr, "shop/api-0"))
         .await
         .unwrap();
@@ -472,11 +479,7 @@ fn status_shows_the_rotation_and_warns_before_the_signer_expires() {
 async fn a_ca_replaced_in_place_keeps_its_old_root_for_a_grace_period() {
     use palisade_control::server::ca_reload::{CaCell, CaFollow};
     let fx = Fixture::new();
-    let mut opts = fx.options();
-    opts.ca_dir = Some(fx.ca_dir.clone());
-    opts.ca_poll_interval = Duration::from_millis(100);
-    opts.ca_grace_period = Some(Duration::from_secs(5));
-    let srv = fx.start_with(opts).await;
+    let srv = following_server(&fx, |o| o.ca_grace_period = Some(Duration::from_secs(5))).await;
     let start = |workload: &str| {
         let mut o = fx.client_options(srv.addr, workload);
         o.reissue_spread = Duration::from_millis(500);
@@ -488,11 +491,7 @@ async fn a_ca_replaced_in_place_keeps_its_old_root_for_a_grace_period() {
     let load = Load::start(&api.credentials, web_addr, 1);
 
     // cert-manager style: new key, new root, the same file names.
-    let new_ca = CertificateAuthority::create(
-        &palisade_identity::TrustDomain::new(TD).unwrap(),
-        &palisade_identity::CaOptions::default(),
-    )
-    .unwrap();
+    let new_ca = fresh_ca(TD);
     new_ca.write_dir(&fx.ca_dir).unwrap();
     let within = Duration::from_secs(10);
     eventually(within, || {
@@ -550,13 +549,7 @@ async fn a_ca_replaced_in_place_keeps_its_old_root_for_a_grace_period() {
             ..follow
         }),
     );
-    CertificateAuthority::create(
-        &palisade_identity::TrustDomain::new(TD).unwrap(),
-        &palisade_identity::CaOptions::default(),
-    )
-    .unwrap()
-    .write_dir(&fx.ca_dir)
-    .unwrap();
+    fresh_ca(TD).write_dir(&fx.ca_dir).unwrap();
     assert!(cell.reload());
     let roots_now = cell.current().inner().bundle().roots().to_vec();
     assert_eq!(roots_now.len(), 1);

@@ -111,45 +111,62 @@ fn rotate(step: RotateStep) -> anyhow::Result<u8> {
             Ok(0)
         }
         RotateStep::Activate { dir, guard } => {
-            let td = trust_domain(&dir)?;
-            if !guard.force {
-                let lagging = wait_for(&guard, &dir.ca, td.clone(), activate_lag)?;
-                if !lagging.is_empty() {
-                    return Ok(refuse("activate", &lagging));
-                }
+            let code = guarded(
+                ("activate", "activated"),
+                &dir,
+                &guard,
+                activate_lag,
+                ca_rotation::activate,
+                |c, signer, _| c.svid_signer == signer,
+            )?;
+            if code == 0 {
+                println!(
+                    "next: wait until `palisade status` shows every sidecar's SVID from the new CA, then `palisade ca rotate finish --ca {}`",
+                    dir.ca.display()
+                );
             }
-            let report = ca_rotation::activate(&dir.ca, td.clone())?;
-            print_report("activated", &report);
-            if !guard.force {
-                confirm_loaded(&guard, &dir.ca, td, |c, signer, _| c.svid_signer == signer);
-            }
-            println!(
-                "next: wait until `palisade status` shows every sidecar's SVID from the new CA, then `palisade ca rotate finish --ca {}`",
-                dir.ca.display()
-            );
-            Ok(0)
+            Ok(code)
         }
-        RotateStep::Finish { dir, guard } => {
-            let td = trust_domain(&dir)?;
-            if !guard.force {
-                let lagging = wait_for(&guard, &dir.ca, td.clone(), finish_lag)?;
-                if !lagging.is_empty() {
-                    return Ok(refuse("finish", &lagging));
-                }
-            }
-            let report = ca_rotation::finish(&dir.ca, td.clone())?;
-            print_report("finished", &report);
-            if !guard.force {
-                confirm_loaded(&guard, &dir.ca, td, |c, _, roots| {
-                    c.trust_roots
-                        .iter()
-                        .map(|r| r.sha256.as_str())
-                        .eq(roots.iter().map(String::as_str))
-                });
-            }
-            Ok(0)
+        RotateStep::Finish { dir, guard } => guarded(
+            ("finish", "finished"),
+            &dir,
+            &guard,
+            finish_lag,
+            ca_rotation::finish,
+            |c, _, roots| {
+                c.trust_roots
+                    .iter()
+                    .map(|r| r.sha256.as_str())
+                    .eq(roots.iter().map(String::as_str))
+            },
+        ),
+    }
+}
+
+/// A step the control plane must agree to: refused (exit 1) while `lag`
+/// finds sidecars behind, unless `--force`; then `step`, and a wait until
+/// the control plane reports what `loaded` looks for.
+fn guarded(
+    (step_name, done): (&str, &str),
+    dir: &CaDirArgs,
+    guard: &GuardArgs,
+    lag: Lag,
+    step: fn(&Path, Option<TrustDomain>) -> Result<StepReport, ca_rotation::RotationError>,
+    loaded: impl Fn(&palisade_api::stream::ControlState, &str, &[String]) -> bool,
+) -> anyhow::Result<u8> {
+    let td = trust_domain(dir)?;
+    if !guard.force {
+        let lagging = wait_for(guard, &dir.ca, td.clone(), lag)?;
+        if !lagging.is_empty() {
+            return Ok(refuse(step_name, &lagging));
         }
     }
+    let report = step(&dir.ca, td.clone())?;
+    print_report(done, &report);
+    if !guard.force {
+        confirm_loaded(guard, &dir.ca, td, loaded);
+    }
+    Ok(0)
 }
 
 fn trust_domain(dir: &CaDirArgs) -> anyhow::Result<Option<TrustDomain>> {
