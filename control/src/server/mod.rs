@@ -383,12 +383,10 @@ fn renew_serving_svid(ca: &CaAuthority, serving: &tls::ServingCert) {
 
 /// The CA in force, as every config carries it.
 pub fn identity_stamp(ca: &CaAuthority) -> state::IdentityStamp {
-    state::IdentityStamp {
-        trust_bundle: ca.bundle_pem().to_owned(),
-        svid_signer: palisade_identity::pem::encode_certs(std::slice::from_ref(
-            ca.inner().signing_cert(),
-        )),
-    }
+    state::IdentityStamp::new(
+        ca.bundle_pem().to_owned(),
+        palisade_identity::pem::encode_certs(std::slice::from_ref(ca.inner().signing_cert())),
+    )
 }
 
 fn write_bundle_copy(state_dir: &std::path::Path, ca: &CaAuthority) -> std::io::Result<()> {

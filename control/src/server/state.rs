@@ -53,18 +53,39 @@ impl Entry {
 /// certificate that signs SVIDs now (`mesh.trustBundle`, `mesh.svidSigner`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdentityStamp {
-    pub trust_bundle: String,
-    pub svid_signer: String,
+    trust_bundle: String,
+    svid_signer: String,
+    /// SHA-256 of both, hex: folded into each stamped config's version.
+    digest: String,
 }
 
 impl IdentityStamp {
+    pub fn new(trust_bundle: String, svid_signer: String) -> Self {
+        let mut h = Sha256::new();
+        h.update(trust_bundle.as_bytes());
+        h.update(b"\n");
+        h.update(svid_signer.as_bytes());
+        Self {
+            trust_bundle,
+            svid_signer,
+            digest: hex::encode(h.finalize()),
+        }
+    }
+
+    /// Adds the stamp to `config`, whose version (the compiler's content
+    /// hash) becomes a hash of that version and the stamp: a new CA gives
+    /// every config a new version without serializing each one again.
     fn onto(&self, config: &mut ProxyConfig) {
         if *self == Self::default() {
             return;
         }
         config.mesh.trust_bundle.clone_from(&self.trust_bundle);
         config.mesh.svid_signer.clone_from(&self.svid_signer);
-        config.version = content_version(config);
+        let mut h = Sha256::new();
+        h.update(config.version.as_bytes());
+        h.update(b"\n");
+        h.update(self.digest.as_bytes());
+        config.version = hex::encode(&h.finalize()[..8]);
     }
 }
 
