@@ -201,13 +201,7 @@ fn wait_for(
         .iter()
         .map(|r| fingerprint(r))
         .collect();
-    let roots: Vec<String> = ca
-        .inner()
-        .bundle()
-        .roots()
-        .iter()
-        .map(|r| fingerprint(r))
-        .collect();
+    let roots = root_fingerprints(&ca);
     let state = CaState {
         kept: roots
             .iter()
@@ -256,13 +250,7 @@ fn confirm_loaded(
         return;
     };
     let signer = fingerprint(ca.inner().signing_cert());
-    let roots: Vec<String> = ca
-        .inner()
-        .bundle()
-        .roots()
-        .iter()
-        .map(|r| fingerprint(r))
-        .collect();
+    let roots = root_fingerprints(&ca);
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -394,6 +382,16 @@ fn print_report(what: &str, r: &StepReport) {
     for root in &r.removed {
         println!("  removed root sha256:{}", short(root));
     }
+}
+
+/// SHA-256 of every root of `ca`'s bundle.
+fn root_fingerprints(ca: &CaAuthority) -> Vec<String> {
+    ca.inner()
+        .bundle()
+        .roots()
+        .iter()
+        .map(|r| fingerprint(r))
+        .collect()
 }
 
 fn short(fp: &str) -> &str {
