@@ -19,7 +19,9 @@ use crate::bundle::{BundleError, TrustBundle, infer_trust_domain};
 use crate::pem::{self, PemError};
 use crate::provider::default_provider;
 use crate::spiffe_id::{SpiffeId, TrustDomain};
-use crate::verify::{NotASigner, PeerRole, SvidError, signing_cert_rules, verify_svid_chain};
+use crate::verify::{
+    NotASigner, PeerRole, SvidError, roots_vouching_for, signing_cert_rules, verify_svid_chain,
+};
 
 /// Default SVID lifetime.
 pub const DEFAULT_SVID_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -357,27 +359,10 @@ impl CertificateAuthority {
     /// The bundle's roots that the SVIDs of this CA chain to. The others
     /// are roots kept for a rotation (a CA being introduced or retired).
     pub fn anchoring_roots(&self) -> Vec<CertificateDer<'static>> {
-        let Ok(id) = SpiffeId::from_parts(&self.trust_domain, "/palisade/ca-self-check") else {
+        let Ok(svid) = self.throwaway_svid() else {
             return Vec::new();
         };
-        let Ok(svid) = self.issue(&id, Duration::from_secs(60)) else {
-            return Vec::new();
-        };
-        self.bundle
-            .roots()
-            .iter()
-            .filter(|root| {
-                TrustBundle::new(self.trust_domain.clone(), vec![(*root).clone()]).is_ok_and(|b| {
-                    verify_svid_chain(
-                        &b,
-                        &svid.chain,
-                        UnixTime::now(),
-                        PeerRole::Client,
-                        &self.provider,
-                    )
-                    .is_ok()
-                })
-            })
+        roots_vouching_for(&self.bundle, &svid.chain)
             .cloned()
             .collect()
     }
@@ -480,11 +465,16 @@ impl CertificateAuthority {
         chain
     }
 
-    /// Issues a throwaway SVID and verifies it: proves the loaded files fit.
-    fn self_check(&self) -> Result<(), CaError> {
+    /// A one-minute SVID for a path no workload has, to test the CA with.
+    fn throwaway_svid(&self) -> Result<IssuedSvid, CaError> {
         let id = SpiffeId::from_parts(&self.trust_domain, "/palisade/ca-self-check")
             .map_err(|e| CaError::BadCaCert(e.to_string()))?;
-        let svid = self.issue(&id, Duration::from_secs(60))?;
+        self.issue(&id, Duration::from_secs(60))
+    }
+
+    /// Issues a throwaway SVID and verifies it: proves the loaded files fit.
+    fn self_check(&self) -> Result<(), CaError> {
+        let svid = self.throwaway_svid()?;
         verify_svid_chain(
             &self.bundle,
             &svid.chain,

@@ -252,9 +252,7 @@ fn load_ours(
 
 fn write_bundle(dir: &Path, bundle: &TrustBundle) -> Result<(), RotationError> {
     let path = dir.join(BUNDLE_FILE);
-    let tmp = dir.join(".bundle.pem.tmp");
-    pem::write_public(&tmp, &bundle.to_pem()).map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))
+    pem::write_public(&path, &bundle.to_pem()).map_err(|e| io_err(&path, e))
 }
 
 /// Deletes the private keys under `retired/`, keeping the certificates.

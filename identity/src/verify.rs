@@ -291,9 +291,21 @@ pub fn anchoring_root<'b>(
     bundle: &'b TrustBundle,
     chain: &[CertificateDer<'_>],
 ) -> Option<&'b CertificateDer<'static>> {
+    roots_vouching_for(bundle, chain).next()
+}
+
+/// Every root of `bundle` that `chain` (leaf first) verifies to now, each
+/// tried alone (a root and its cross-signed successor both vouch).
+pub fn roots_vouching_for<'b, 'c>(
+    bundle: &'b TrustBundle,
+    chain: &'c [CertificateDer<'c>],
+) -> impl Iterator<Item = &'b CertificateDer<'static>> + use<'b, 'c> {
     let provider = crate::provider::default_provider();
-    let (leaf, intermediates) = chain.split_first()?;
-    bundle.roots().iter().find(|root| {
+    let split = chain.split_first();
+    bundle.roots().iter().filter(move |root| {
+        let Some((leaf, intermediates)) = split else {
+            return false;
+        };
         TrustBundle::new(bundle.trust_domain().clone(), vec![(*root).clone()]).is_ok_and(|one| {
             verify_svid(
                 &one,

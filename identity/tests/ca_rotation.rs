@@ -7,23 +7,15 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{TD, id, td, verify};
+use common::{id, mesh_ca_with, verify};
 use palisade_identity::ca_rotation::{self, NEXT_DIR, PrepareOptions, RETIRED_DIR, RotationError};
 use palisade_identity::verify::{anchoring_root, fingerprint, issued_by};
-use palisade_identity::{CaOptions, CertificateAuthority, IssuedSvid};
+use palisade_identity::{CertificateAuthority, IssuedSvid};
 
 const ID: &str = "spiffe://mesh.test/ns/prod/sa/api";
 
 fn init(dir: &Path, intermediate: bool) -> CertificateAuthority {
-    let ca = CertificateAuthority::create(
-        &td(TD),
-        &CaOptions {
-            intermediate,
-            ..CaOptions::default()
-        },
-    )
-    .unwrap();
-    ca.write_dir(dir).unwrap();
+    mesh_ca_with(intermediate).write_dir(dir).unwrap();
     CertificateAuthority::load_dir(dir, None).unwrap()
 }
 

@@ -80,14 +80,7 @@ impl Drop for Child {
 #[tokio::test]
 async fn our_client_with_openssl_s_server() {
     for intermediate in [false, true] {
-        let ca = CertificateAuthority::create(
-            &td(TD),
-            &CaOptions {
-                intermediate,
-                ..CaOptions::default()
-            },
-        )
-        .unwrap();
+        let ca = common::mesh_ca_with(intermediate);
         let server_dir = svid_dir(&ca, SERVER);
         let port = free_port();
         let mut cmd = openssl();
@@ -243,14 +236,7 @@ fn run_s_client(port: u16, dir: &Path, ca_file: &Path) -> (bool, String, String)
 
 #[tokio::test]
 async fn openssl_s_client_with_our_server() {
-    let ca = CertificateAuthority::create(
-        &td(TD),
-        &CaOptions {
-            intermediate: true,
-            ..CaOptions::default()
-        },
-    )
-    .unwrap();
+    let ca = common::mesh_ca_with(true);
     let (port, server) = pong_server(common::store(&ca, SERVER)).await;
     let client_dir = svid_dir(&ca, CLIENT);
     let bundle = client_dir.path().join("bundle.pem");

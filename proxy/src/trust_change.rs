@@ -55,14 +55,12 @@ impl TrustWatch {
         let pooled = ctx
             .mesh_pool
             .retire_untrusted(|chain| trusted(chain, PeerRole::Server));
-        for _ in 0..pooled {
-            ctx.metrics
-                .closed_by_trust_change
-                .get_or_create(&crate::metrics::DirectionLabels {
-                    direction: crate::metrics::Direction::Outbound,
-                })
-                .inc();
-        }
+        ctx.metrics
+            .closed_by_trust_change
+            .get_or_create(&crate::metrics::DirectionLabels {
+                direction: crate::metrics::Direction::Outbound,
+            })
+            .inc_by(pooled as u64);
         if conns + pooled > 0 {
             tracing::warn!(
                 connections = conns,

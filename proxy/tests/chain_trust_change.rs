@@ -22,6 +22,13 @@ fn replace_svid_dir(dir: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// The counter `line` (a metric and its labels) of `proxy`, once it has
+/// reached 1 or after 5 s; and the whole text, for messages.
+async fn counted(proxy: &palisade_proxy::app::Proxy, line: &str) -> (f64, String) {
+    let m = metrics_once(proxy, line, 1.0).await;
+    (metric_value(&m, line), m)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_root_closes_the_connections_it_authenticated() {
     let http = http_app("app").await;
@@ -34,24 +41,18 @@ async fn a_dropped_root_closes_the_connections_it_authenticated() {
     let fresh = other.svid_dir("b-new", &id("back", "server"));
     replace_svid_dir(&c.ca.dir.path().join("b"), &fresh);
 
-    let m = metrics_once(
+    let (closed, m) = counted(
         &c.b,
         "palisade_closed_by_trust_change_total{direction=\"Inbound\"}",
-        1.0,
     )
     .await;
     assert_eq!(
-        metric_value(
-            &m,
-            "palisade_closed_by_trust_change_total{direction=\"Inbound\"}"
-        ),
-        1.0,
+        closed, 1.0,
         "B closes the link A's old root authenticated: {m}"
     );
-    let m = metrics_once(
+    let (_, m) = counted(
         &c.b,
         "palisade_http_connections_closed_total{direction=\"Inbound\",reason=\"Untrusted\"}",
-        1.0,
     )
     .await;
     assert!(m.contains("reason=\"Untrusted\"} 1"), "{m}");
@@ -80,20 +81,12 @@ async fn an_opaque_tunnel_is_cut_when_its_peer_root_is_dropped() {
     let other = TestCa::new();
     let fresh = other.svid_dir("a-new", &id("front", "client"));
     replace_svid_dir(&c.ca.dir.path().join("a"), &fresh);
-    let m = metrics_once(
+    let (closed, m) = counted(
         &c.a,
         "palisade_closed_by_trust_change_total{direction=\"Outbound\"}",
-        1.0,
     )
     .await;
-    assert_eq!(
-        metric_value(
-            &m,
-            "palisade_closed_by_trust_change_total{direction=\"Outbound\"}"
-        ),
-        1.0,
-        "{m}"
-    );
+    assert_eq!(closed, 1.0, "{m}");
     // The client sees its tunnel end.
     let mut rest = Vec::new();
     let ended = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;

@@ -197,18 +197,14 @@ fn wait_for(
 ) -> anyhow::Result<Vec<String>> {
     let ca = CaAuthority::load_dir(dir, td.as_ref().map(TrustDomain::as_str))
         .with_context(|| format!("loading the CA from {}", dir.display()))?;
-    let retiring: Vec<String> = ca_rotation::retiring_roots(dir, td)?
-        .iter()
-        .map(|r| fingerprint(r))
-        .collect();
-    let roots = root_fingerprints(&ca);
     let state = CaState {
-        kept: roots
+        kept: ca
+            .inner()
+            .anchoring_roots()
             .iter()
-            .filter(|r| !retiring.contains(r))
-            .cloned()
+            .map(|r| fingerprint(r))
             .collect(),
-        roots,
+        roots: root_fingerprints(&ca),
         signer: fingerprint(ca.inner().signing_cert()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -332,9 +332,8 @@ fn persist(path: Option<&Path>, grace: &[GraceRoot]) {
     let Some(path) = path else {
         return;
     };
-    let tmp = path.with_extension("json.tmp");
-    let body = serde_json::to_vec_pretty(grace).unwrap_or_default();
-    if let Err(e) = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)) {
+    let body = serde_json::to_string_pretty(grace).unwrap_or_default();
+    if let Err(e) = palisade_identity::pem::write_public(path, &body) {
         tracing::error!(path = %path.display(), error = %e, "cannot keep the roots in their grace period");
     }
 }

@@ -390,9 +390,7 @@ pub fn identity_stamp(ca: &CaAuthority) -> state::IdentityStamp {
 }
 
 fn write_bundle_copy(state_dir: &std::path::Path, ca: &CaAuthority) -> std::io::Result<()> {
-    let tmp = state_dir.join(".bundle.pem.tmp");
-    std::fs::write(&tmp, ca.bundle_pem())?;
-    std::fs::rename(&tmp, state_dir.join("bundle.pem"))
+    palisade_identity::pem::write_public(&state_dir.join("bundle.pem"), ca.bundle_pem())
 }
 
 /// Everything that holds a copy of the CA's roots or signs with it.

@@ -131,7 +131,19 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Our own CA (not the hand-built one) for the test trust domain.
 pub fn mesh_ca() -> CertificateAuthority {
-    CertificateAuthority::create(&td(TD), &palisade_identity::CaOptions::default()).unwrap()
+    mesh_ca_with(false)
+}
+
+/// Our own CA for the test trust domain, signing with an intermediate or not.
+pub fn mesh_ca_with(intermediate: bool) -> CertificateAuthority {
+    CertificateAuthority::create(
+        &td(TD),
+        &palisade_identity::CaOptions {
+            intermediate,
+            ..palisade_identity::CaOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 /// The SVID rule inside a handshake error, if our verifier produced it.
