@@ -17,7 +17,7 @@ pub type RespBody = Either<crate::prefetch::Proxied, Full<Bytes>>;
 
 /// An upstream response, passed on with its first body frame read when the
 /// body is small (see [`crate::prefetch`]).
-pub async fn proxied(resp: Response<Incoming>) -> Response<RespBody> {
+pub async fn proxied(resp: Response<impl Into<crate::prefetch::Upstream>>) -> Response<RespBody> {
     crate::prefetch::with_first_frame(resp)
         .await
         .map(Either::Left)

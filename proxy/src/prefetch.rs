@@ -14,6 +14,8 @@ use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::outbound::mesh_h2::MeshBody;
+
 /// Largest declared body length whose first frame is awaited.
 pub const PREFETCH_MAX: u64 = 64 * 1024;
 
@@ -23,13 +25,65 @@ pub const PREFETCH_MAX: u64 = 64 * 1024;
 /// record of 9 bytes: a second seal and open, record header and tag.
 pub const RECORD_SIZED_DATA: usize = 16 * 1024 - 9;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where an upstream body comes from: a connection hyper reads (the app,
+/// an unmeshed endpoint, HTTP/1 to a peer sidecar), or a stream of a
+/// pooled HTTP/2 mesh connection.
+#[derive(Debug)]
+pub enum Upstream {
+    Hyper(Incoming),
+    Mesh(MeshBody),
+}
+
+impl Body for Upstream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Mesh(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(b) => b.is_end_stream(),
+            Self::Mesh(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Hyper(b) => b.size_hint(),
+            Self::Mesh(b) => b.size_hint(),
+        }
+    }
+}
+
+impl From<Incoming> for Upstream {
+    fn from(b: Incoming) -> Self {
+        Self::Hyper(b)
+    }
+}
+
+impl From<MeshBody> for Upstream {
+    fn from(b: MeshBody) -> Self {
+        Self::Mesh(b)
+    }
+}
+
 /// An upstream body, possibly with its first frame already read.
 #[derive(Debug)]
 pub struct Proxied {
-    first: Option<Result<Frame<Bytes>, hyper::Error>>,
+    first: Option<Result<Frame<Bytes>, BoxError>>,
     /// Data bytes in `first` (for the size hint).
     first_len: u64,
-    rest: Incoming,
+    rest: Upstream,
     /// Data frames longer than this are handed on in pieces of this size
     /// (slices of the same buffer, no copy).
     max_data: usize,
@@ -40,7 +94,7 @@ impl From<Incoming> for Proxied {
         Self {
             first: None,
             first_len: 0,
-            rest,
+            rest: rest.into(),
             max_data: usize::MAX,
         }
     }
@@ -72,8 +126,9 @@ impl Proxied {
 
 /// `resp` with its first body frame read, when the body is small and its
 /// length known.
-pub async fn with_first_frame(resp: Response<Incoming>) -> Response<Proxied> {
-    let (parts, mut rest) = resp.into_parts();
+pub async fn with_first_frame(resp: Response<impl Into<Upstream>>) -> Response<Proxied> {
+    let (parts, rest) = resp.into_parts();
+    let mut rest: Upstream = rest.into();
     let small = !rest.is_end_stream()
         && rest
             .size_hint()
@@ -97,12 +152,12 @@ pub async fn with_first_frame(resp: Response<Incoming>) -> Response<Proxied> {
 
 impl Body for Proxied {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let next = match self.first.take() {
             Some(first) => {
                 self.first_len = 0;

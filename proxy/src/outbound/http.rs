@@ -25,6 +25,7 @@ use crate::http_activity::{self, HttpActivity, TrackedBody};
 use crate::metrics::{Direction, HttpCloseReason, Layer, MeterCache, Outcome, Peer};
 use crate::state::{PeerRoute, peer_route};
 
+use super::mesh_h2::MeshSendError;
 use super::pool::Checkout;
 use super::service::{self, Target};
 
@@ -367,34 +368,38 @@ async fn send_mesh(
         // Only a connection that sat in the pool earns a second try: one
         // opened for this request and closed at once was refused.
         let may_resend = !retried && !fresh;
-        if let Err(e) = sender.ready().await {
-            ctx.mesh_pool.evict(addr, identity, sni);
-            if may_resend {
-                retried = true;
-                tracing::debug!(%addr, error = %e, "pooled mesh connection closed; opening a new one");
-                continue;
-            }
-            tracing::info!(%addr, error = %e, "pooled mesh connection failed");
-            return Err(Unsent {
-                req,
-                answer: local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n"),
-            });
-        }
-        match sender.try_send_request(req).await {
+        match sender.send(req).await {
             Ok(resp) => return Ok(proxied(resp).await),
-            Err(e) => {
+            Err(MeshSendError::Unsent(unsent, e)) => {
+                ctx.mesh_pool.evict(addr, identity, sni);
+                if may_resend {
+                    retried = true;
+                    tracing::debug!(%addr, error = %e, "pooled mesh connection closed; sending the request on a new one");
+                    req = *unsent;
+                    continue;
+                }
+                tracing::info!(%addr, error = %e, "new mesh connection closed before taking the request");
+                return Err(Unsent {
+                    req: *unsent,
+                    answer: local_response(StatusCode::BAD_GATEWAY, "peer sidecar unavailable\n"),
+                });
+            }
+            Err(MeshSendError::CallerBody(e)) => {
+                tracing::debug!(%addr, error = %e, "request body from the caller failed");
+                return Ok(local_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad request body\n",
+                ));
+            }
+            Err(MeshSendError::Failed(e)) => {
                 if sender.is_closed() {
                     ctx.mesh_pool.evict(addr, identity, sni);
                 }
-                match after_failed_send(addr, e, may_resend) {
-                    AfterFailure::Resend(unsent) => {
-                        retried = true;
-                        ctx.mesh_pool.evict(addr, identity, sni);
-                        req = unsent;
-                    }
-                    AfterFailure::Elsewhere(unsent) => return Err(*unsent),
-                    AfterFailure::Answer(answer) => return Ok(answer),
-                }
+                tracing::debug!(%addr, error = %e, "mesh request failed");
+                return Ok(local_response(
+                    StatusCode::BAD_GATEWAY,
+                    "peer sidecar request failed\n",
+                ));
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod affinity;
 pub mod connect;
 pub mod egress;
 pub mod http;
+pub mod mesh_h2;
 pub mod pool;
 pub mod pool_h1;
 pub mod service;

@@ -7,15 +7,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-
 use crate::ctx::H2Keepalive;
 use crate::detect::MeshInner;
 use crate::h2_windows::H2Windows;
 
 use super::connect::{ConnectError, MeshDialer};
+use super::mesh_h2::{self, MeshSender};
 
 /// A pooled connection's key: the endpoint and the server name its
 /// handshake carried.
@@ -39,7 +36,7 @@ pub struct MeshPool {
 /// chain the peer presented (for a change of the roots in force).
 struct Pooled {
     identity: String,
-    sender: SendRequest<Incoming>,
+    sender: MeshSender,
     chain: Option<crate::tracker::PeerChain>,
 }
 
@@ -89,7 +86,7 @@ pub enum PoolError {
     #[error("HTTP/2 handshake with the peer sidecar at {addr} failed: {source}")]
     Handshake {
         addr: SocketAddr,
-        source: hyper::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -112,7 +109,7 @@ impl MeshPool {
         addr: SocketAddr,
         identity: &str,
         sni: Option<&Arc<str>>,
-    ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
+    ) -> Result<Checkout<MeshSender>, PoolError> {
         let key: PeerKey = (addr, sni.cloned());
         if let Some(s) = self.cached(&key, identity) {
             return Ok(Checkout::pooled(s));
@@ -129,7 +126,7 @@ impl MeshPool {
         dialer: &MeshDialer<'_>,
         key: PeerKey,
         identity: &str,
-    ) -> Result<Checkout<SendRequest<Incoming>>, PoolError> {
+    ) -> Result<Checkout<MeshSender>, PoolError> {
         let gate = match self.connecting.lock() {
             Ok(mut c) => c.entry(key.clone()).or_default().clone(),
             Err(_) => Arc::default(),
@@ -155,7 +152,7 @@ impl MeshPool {
         dialer: &MeshDialer<'_>,
         key: &PeerKey,
         identity: &str,
-    ) -> Result<SendRequest<Incoming>, PoolError> {
+    ) -> Result<MeshSender, PoolError> {
         let addr = key.0;
         let stream = dialer
             .dial(addr, identity, MeshInner::H2, key.1.as_deref())
@@ -165,16 +162,13 @@ impl MeshPool {
             .1
             .peer_certificates()
             .map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(self.windows.stream)
-            .initial_connection_window_size(self.windows.connection)
-            .keep_alive_interval(self.keepalive.interval)
-            .keep_alive_timeout(self.keepalive.timeout)
-            .handshake(TokioIo::new(stream))
+        let (sender, conn) = mesh_h2::handshake(stream, self.windows, self.keepalive)
             .await
-            .map_err(|source| PoolError::Handshake { addr, source })?;
-        drive(addr, conn);
+            .map_err(|e| PoolError::Handshake {
+                addr,
+                source: e.into(),
+            })?;
+        tokio::spawn(conn);
         if let Ok(mut conns) = self.conns.lock() {
             conns.insert(
                 key.clone(),
@@ -188,7 +182,7 @@ impl MeshPool {
         Ok(sender)
     }
 
-    fn cached(&self, key: &PeerKey, identity: &str) -> Option<SendRequest<Incoming>> {
+    fn cached(&self, key: &PeerKey, identity: &str) -> Option<MeshSender> {
         let mut conns = self.conns.lock().ok()?;
         match conns.get(key) {
             Some(p) if p.identity == identity && !p.sender.is_closed() => Some(p.sender.clone()),

@@ -85,7 +85,10 @@ async fn connect(
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(|source| PoolError::Handshake { addr, source })?;
+        .map_err(|e| PoolError::Handshake {
+            addr,
+            source: e.into(),
+        })?;
     super::pool::drive(addr, conn);
     Ok(sender)
 }
