@@ -398,3 +398,54 @@ impl Body for MeshBody {
             .map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const FAST: H2Keepalive = H2Keepalive {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(200),
+    };
+
+    /// A client connection to an HTTP/2 server on loopback whose
+    /// connection is polled (so it answers pings) only if `answering`.
+    async fn connected(answering: bool) -> MeshSender {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut conn = h2::server::handshake(tcp).await.unwrap();
+            if answering {
+                while let Some(Ok(_)) = conn.accept().await {}
+            } else {
+                // Holds the socket open and never reads from it again.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(conn);
+            }
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, driven) = handshake(tcp, H2Windows::default(), FAST).await.unwrap();
+        tokio::spawn(driven);
+        sender
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_ping_closes_the_connection() {
+        let sender = connected(false).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while !sender.is_closed() {
+            assert!(tokio::time::Instant::now() < deadline, "still open");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_answers_pings_is_kept() {
+        let mut sender = connected(true).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(!sender.is_closed());
+        assert!(sender.ready().await.is_ok());
+    }
+}
