@@ -652,3 +652,44 @@ fn check_notes_when_the_sidecar_would_refuse_a_spiffe_caller() {
         "{detail}"
     );
 }
+
+/// `--to` given one of a pod's addresses judges that address, not the
+/// pod's address in the source's family: from a dual-stack client's IPv4
+/// address, `--to fd00::2` is the server's IPv6 address, which an IPv4
+/// ipBlock does not admit.
+#[test]
+fn check_to_a_pod_address_judges_that_exact_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = |ns: &str, name: &str, v4: &str, v6: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}\nspec: {{containers: [{{name: c, ports: [{{containerPort: 8080, name: web}}]}}]}}\nstatus: {{phase: Running, podIP: {v4}, podIPs: [{{ip: {v4}}}, {{ip: '{v6}'}}]}}\n"
+        )
+    };
+    let egress = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: eg, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{ipBlock: {cidr: 198.18.1.2/32}}]\n    ports: [{port: 8080}]\n";
+    std::fs::write(
+        dir.path().join("x.yaml"),
+        format!(
+            "{}{}{egress}",
+            pod("x", "client", "198.18.1.10", "fd00::10"),
+            pod("y", "server", "198.18.1.2", "fd00::2")
+        ),
+    )
+    .unwrap();
+    let d = dir.path().display().to_string();
+    let check = |to: &str| {
+        let o = palisade(&[
+            "check", "--config", &d, "--from", "x/client", "--to", to, "--port", "8080",
+            "--output", "json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (
+            v["verdict"].as_str().unwrap().to_string(),
+            v["endpoints"][0]["ip"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(check("fd00::2"), ("deny".into(), "fd00::2".into()));
+    assert_eq!(check("198.18.1.2"), ("allow".into(), "198.18.1.2".into()));
+    // By name: the pod's address in the source's family.
+    assert_eq!(check("y/server"), ("allow".into(), "198.18.1.2".into()));
+}

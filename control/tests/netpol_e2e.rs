@@ -936,6 +936,7 @@ fn from_ip(
         },
         destination: Destination::Pod {
             pod: cluster.pod_index(ns, name).unwrap(),
+            ip: None,
         },
         port: PortRef::Number(port),
         protocol,

@@ -231,7 +231,7 @@ pub fn check_cached(
     };
     let mut entry_note: Option<String> = None;
     let (to, targets): (String, Vec<(Option<usize>, IpAddr, u16)>) = match &req.destination {
-        Destination::Pod { pod } => {
+        Destination::Pod { pod, ip: given } => {
             let p = &cluster.pods[*pod];
             let port = match &req.port {
                 PortRef::Number(n) => *n,
@@ -243,10 +243,11 @@ pub fn check_cached(
                     ))
                 })?,
             };
-            let ips = p
-                .ips
+            // The address given, as is; for `NS/POD`, the pod's address in
+            // the source's family, else its first.
+            let ips = given
                 .iter()
-                .filter(|ip| ip.is_ipv4() == src_ip.is_ipv4())
+                .chain(p.ips.iter().filter(|ip| ip.is_ipv4() == src_ip.is_ipv4()))
                 .chain(p.ips.iter())
                 .take(1);
             (p.key(), ips.map(|ip| (Some(*pod), *ip, port)).collect())
