@@ -97,7 +97,7 @@ pub fn reachability(cluster: &Cluster, scope: &Scope) -> Vec<Reach> {
             for (port, protocol) in ports {
                 let req = CheckRequest {
                     source: source.clone(),
-                    destination: Destination::Pod { pod: dst },
+                    destination: Destination::Pod { pod: dst, ip: None },
                     port: PortRef::Number(port),
                     protocol,
                     http: None,

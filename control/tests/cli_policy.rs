@@ -652,3 +652,109 @@ fn check_notes_when_the_sidecar_would_refuse_a_spiffe_caller() {
         "{detail}"
     );
 }
+
+/// `--to` given one of a pod's addresses judges that address, not the
+/// pod's address in the source's family: from a dual-stack client's IPv4
+/// address, `--to fd00::2` is the server's IPv6 address, which an IPv4
+/// ipBlock does not admit.
+#[test]
+fn check_to_a_pod_address_judges_that_exact_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = |ns: &str, name: &str, v4: &str, v6: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}\nspec: {{containers: [{{name: c, ports: [{{containerPort: 8080, name: web}}]}}]}}\nstatus: {{phase: Running, podIP: {v4}, podIPs: [{{ip: {v4}}}, {{ip: '{v6}'}}]}}\n"
+        )
+    };
+    let egress = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: eg, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{ipBlock: {cidr: 198.18.1.2/32}}]\n    ports: [{port: 8080}]\n";
+    std::fs::write(
+        dir.path().join("x.yaml"),
+        format!(
+            "{}{}{egress}",
+            pod("x", "client", "198.18.1.10", "fd00::10"),
+            pod("y", "server", "198.18.1.2", "fd00::2")
+        ),
+    )
+    .unwrap();
+    let d = dir.path().display().to_string();
+    let check = |to: &str| {
+        let o = palisade(&[
+            "check", "--config", &d, "--from", "x/client", "--to", to, "--port", "8080",
+            "--output", "json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (
+            v["verdict"].as_str().unwrap().to_string(),
+            v["endpoints"][0]["ip"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(check("fd00::2"), ("deny".into(), "fd00::2".into()));
+    assert_eq!(check("198.18.1.2"), ("allow".into(), "198.18.1.2".into()));
+    // By name: the pod's address in the source's family.
+    assert_eq!(check("y/server"), ("allow".into(), "198.18.1.2".into()));
+}
+
+/// The audit's repros (Istio's "Authorization on TCP traffic"): on a
+/// Service port named `tcp`, the sidecar tunnels the connection and
+/// authorizes it as TCP, where an ALLOW rule naming methods is skipped and
+/// a DENY rule naming methods drops them and matches. `check` with
+/// `--method/--path` says deny, through the Service and to the pod, and
+/// explains that the request was not considered and why.
+#[test]
+fn check_judges_an_opaque_port_as_tcp_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = "apiVersion: v1\nkind: Namespace\nmetadata: {name: foo}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: bar}\n---\napiVersion: v1\nkind: Pod\nmetadata: {namespace: foo, name: httpbin, labels: {app: httpbin}}\nspec:\n  serviceAccountName: httpbin\n  containers: [{name: c, ports: [{name: http, containerPort: 8000}, {name: tcp, containerPort: 9000}]}]\nstatus: {podIP: 198.18.1.10}\n---\napiVersion: v1\nkind: Pod\nmetadata: {namespace: bar, name: client, labels: {app: client}}\nspec:\n  serviceAccountName: client\n  containers: [{name: c}]\nstatus: {podIP: 198.18.2.10}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: foo, name: httpbin}\nspec:\n  clusterIP: 10.96.0.20\n  selector: {app: httpbin}\n  ports: [{name: http, port: 80, targetPort: 8000}, {name: tcp, port: 9001, targetPort: 9000}]\n";
+    std::fs::write(dir.path().join("cluster.yaml"), cluster).unwrap();
+    let d = dir.path().display().to_string();
+    let check = |to: &str, port: &str| {
+        let o = palisade(&[
+            "check",
+            "--config",
+            &d,
+            "--from",
+            "bar/client",
+            "--to",
+            to,
+            "--port",
+            port,
+            "--method",
+            "GET",
+            "--path",
+            "/",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let why = "GET / was not considered, because the port is opaque: Service foo/httpbin port 9001 targets it and is named \"tcp\"";
+    for (name, policy) in [
+        (
+            "deny-post",
+            "  action: DENY\n  rules:\n  - to: [{operation: {methods: [\"POST\"]}}]\n",
+        ),
+        (
+            "allow-get",
+            "  rules:\n  - to: [{operation: {methods: [\"GET\"]}}]\n",
+        ),
+    ] {
+        std::fs::write(
+            dir.path().join("policy.yaml"),
+            format!(
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{namespace: foo, name: {name}}}\nspec:\n{policy}"
+            ),
+        )
+        .unwrap();
+        for (to, port) in [("svc:foo/httpbin", "9001"), ("foo/httpbin", "9000")] {
+            let out = check(to, port);
+            assert_eq!(
+                out.lines().next(),
+                Some("deny"),
+                "{name} {to}:{port}\n{out}"
+            );
+            assert!(out.contains(why), "{name} {to}:{port}\n{out}");
+        }
+        // The HTTP port still judges the request.
+        let out = check("svc:foo/httpbin", "80");
+        assert_eq!(out.lines().next(), Some("allow"), "{name}\n{out}");
+        assert!(!out.contains("not considered"), "{out}");
+    }
+}

@@ -1141,3 +1141,133 @@ fn plaintext_peers_match_not_principals_and_not_namespaces_in_deny() {
     let c = cluster(&(disable + &deny_ns));
     assert_eq!(call(&c, "test/client", false), (false, false));
 }
+
+/// `mesh()` plus what makes ports opaque: Service foo/httpbin with an HTTP
+/// port 80 -> 8000, a port named `tcp-raw` 9001 -> 8080, a port with
+/// `appProtocol: tcp` 9002 -> 9000, and a port with `appProtocol: https`
+/// 9443 -> 8000 (not HTTP for the caller's sidecar, which tunnels it, but
+/// 8000 itself stays HTTP at the pod); pod foo/db with 7000 in its
+/// `palisade.dev/opaque-ports` annotation.
+fn opaque_mesh(policies: &str) -> Cluster {
+    let services = "---\napiVersion: v1\nkind: Service\nmetadata: {namespace: foo, name: httpbin}\nspec:\n  clusterIP: 10.96.0.20\n  selector: {app: httpbin}\n  ports:\n    - {name: http, port: 80, targetPort: 8000}\n    - {name: tcp-raw, port: 9001, targetPort: 8080}\n    - {name: raw, appProtocol: tcp, port: 9002, targetPort: 9000}\n    - {name: secure, appProtocol: https, port: 9443, targetPort: 8000}\n";
+    let db = pod("foo", "db", "db", "{app: db}", "198.18.1.12").replace(
+        "  labels: {app: db}\n",
+        "  labels: {app: db}\n  annotations: {palisade.dev/opaque-ports: \"7000\"}\n",
+    );
+    load(&[&mesh(), services, &db, policies])
+}
+
+/// `GET /` from test/client to `to` (`NS/POD` or `svc:NS/NAME`) on `port`.
+fn get_to(c: &Cluster, to: &str, port: u16, plaintext: bool) -> CheckReport {
+    let compiler = Compiler::new(c);
+    let mut r = request(c, "test/client", "foo/httpbin", port, Protocol::Tcp);
+    r.destination = check::request::parse_destination(c, to).unwrap();
+    r.http = Some(HttpSpec {
+        method: "GET".into(),
+        path: "/".into(),
+        host: None,
+        headers: vec![],
+    });
+    r.plaintext = plaintext;
+    check::check(&compiler, &r).unwrap()
+}
+
+// Istio, "Authorization on TCP traffic" and the policy model (`checkError`):
+// on TCP traffic an ALLOW rule with HTTP-only fields is skipped and a DENY
+// rule drops them and matches. A port the sidecars treat as opaque TCP (a
+// Service port named `tcp`/`tcp-*` or with a non-HTTP `appProtocol`, the
+// opaque-ports annotation, a server-first port) is tunnelled, and
+// authorized once with the L4 fields, even when the client speaks HTTP over
+// it: `check` with `--method/--path` judges it as TCP, and says why.
+#[test]
+fn opaque_ports_are_judged_as_tcp_even_with_an_http_request() {
+    let allow_get = ap(
+        "foo",
+        "allow-get",
+        "  rules:\n    - to:\n        - operation: {methods: [GET]}",
+    );
+    let c = opaque_mesh(&allow_get);
+    // HTTP ports: the request is judged as HTTP.
+    for (to, port) in [
+        ("svc:foo/httpbin", 80),
+        ("foo/httpbin", 8000),
+        ("foo/db", 8000),
+    ] {
+        let r = get_to(&c, to, port, false);
+        assert!(allowed(&r), "{to}:{port} {r:#?}");
+        assert_eq!(r.endpoints[0].authorization.traffic, "http", "{to}:{port}");
+    }
+    // Opaque ports: TCP, where the ALLOW rule with a method is skipped.
+    for (to, port, why) in [
+        (
+            "svc:foo/httpbin",
+            9001,
+            "Service foo/httpbin port 9001 targets it and is named \"tcp-raw\"",
+        ),
+        (
+            "foo/httpbin",
+            8080,
+            "Service foo/httpbin port 9001 targets it and is named \"tcp-raw\"",
+        ),
+        (
+            "svc:foo/httpbin",
+            9002,
+            "Service foo/httpbin port 9002 targets it and has appProtocol \"tcp\"",
+        ),
+        (
+            "foo/db",
+            7000,
+            "port 7000 is listed in the pod's palisade.dev/opaque-ports annotation",
+        ),
+        (
+            "foo/httpbin",
+            5432,
+            "port 5432 is a well-known server-first port",
+        ),
+        (
+            "foo/httpbin",
+            4444,
+            "port 4444 is a well-known server-first port",
+        ),
+        (
+            "svc:foo/httpbin",
+            9443,
+            "Service foo/httpbin port 9443 has appProtocol \"https\", which is not HTTP",
+        ),
+    ] {
+        let r = get_to(&c, to, port, false);
+        let authz = &r.endpoints[0].authorization;
+        assert!(!allowed(&r), "{to}:{port} {r:#?}");
+        assert_eq!(authz.traffic, "tcp", "{to}:{port}");
+        assert_eq!(authz.reason, "no-allow-policy-matched", "{to}:{port}");
+        assert!(
+            authz
+                .detail
+                .contains("GET / was not considered, because the port is opaque")
+                && authz.detail.contains(why),
+            "{to}:{port}: {}",
+            authz.detail
+        );
+    }
+    // A plaintext caller has no sidecar to tunnel the `https` Service port:
+    // the destination detects HTTP on 8000 (PERMISSIVE by default).
+    let r = get_to(&c, "svc:foo/httpbin", 9443, true);
+    assert!(allowed(&r), "{r:#?}");
+    assert_eq!(r.endpoints[0].authorization.traffic, "http");
+
+    // A DENY rule with only HTTP fields drops them on TCP and matches.
+    let deny_post = ap(
+        "foo",
+        "deny-post",
+        "  action: DENY\n  rules:\n    - to:\n        - operation: {methods: [POST]}",
+    );
+    let c = opaque_mesh(&deny_post);
+    assert!(allowed(&get_to(&c, "svc:foo/httpbin", 80, false)));
+    for (to, port) in [("svc:foo/httpbin", 9001), ("foo/httpbin", 8080)] {
+        let r = get_to(&c, to, port, false);
+        assert!(!allowed(&r), "{to}:{port} {r:#?}");
+        let authz = &r.endpoints[0].authorization;
+        assert_eq!(authz.reason, "deny-policy-matched");
+        assert_eq!(authz.policy.as_deref(), Some("foo/deny-post"));
+    }
+}

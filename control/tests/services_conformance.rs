@@ -672,6 +672,7 @@ fn check_judges_connection_sni_with_the_server_name_sidecars_send() {
     let mut to_pod = via_service.clone();
     to_pod.destination = palisade_control::check::Destination::Pod {
         pod: cluster.pod_index("x", "server").unwrap(),
+        ip: None,
     };
     to_pod.port = palisade_control::cluster::PortRef::Number(8080);
     assert_eq!(verdict(&to_pod), LayerVerdict::Allow);

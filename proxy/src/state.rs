@@ -9,15 +9,15 @@ use std::sync::atomic::AtomicUsize;
 
 use arc_swap::ArcSwap;
 use palisade_api::authz::AuthzError;
+use palisade_api::protocol::is_http_app_protocol;
 use palisade_api::{Endpoint, MtlsMode, Peer, Protocol, ProxyConfig};
 use palisade_identity::{FederatedBundles, TrustBundle, TrustDomain};
 
 use crate::policy::CompiledPolicy;
 
-/// Well-known server-first ports on which detection is skipped, as linkerd
-/// and Istio's "Application Requirements" list them (SMTP, MySQL, NATS,
-/// Galera, PostgreSQL, Redis, Elasticsearch transport, memcached).
-pub const SERVER_FIRST_PORTS: &[u16] = &[25, 587, 3306, 4222, 4444, 5432, 6379, 9300, 11211];
+/// Well-known server-first ports on which detection is skipped (shared with
+/// `palisade check`, which judges them as the sidecar does).
+pub use palisade_api::protocol::SERVER_FIRST_PORTS;
 
 /// The live, swappable config.
 pub type SharedState = Arc<ArcSwap<Snapshot>>;
@@ -223,15 +223,6 @@ pub fn peer_route(snapshot: &Snapshot, ep: SocketAddr, app_protocol: Option<&str
             || peer.opaque_ports.contains(&ep.port())
             || SERVER_FIRST_PORTS.contains(&ep.port()),
     }
-}
-
-/// Service `appProtocol` values that mean HTTP (Kubernetes names and the
-/// Istio ones); any other declared value makes the port opaque.
-fn is_http_app_protocol(p: &str) -> bool {
-    matches!(
-        p.to_ascii_lowercase().as_str(),
-        "http" | "http2" | "h2c" | "grpc" | "kubernetes.io/h2c" | "kubernetes.io/ws"
-    )
 }
 
 /// Test support: the compiled config of a pod x/a with `egress` as its

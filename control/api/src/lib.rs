@@ -9,6 +9,7 @@ pub mod config;
 pub mod dns;
 pub mod l4;
 pub mod normalize;
+pub mod protocol;
 pub mod sni;
 pub mod stream;
 pub mod version;

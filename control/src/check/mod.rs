@@ -4,7 +4,9 @@
 //! `palisade_api::normalize`) on the compiled configs of both ends: egress at
 //! the source, the destination port's mTLS mode, ingress at the destination,
 //! and authorization. A Service destination is judged once per endpoint, as
-//! NetworkPolicy applies to the pods behind it.
+//! NetworkPolicy applies to the pods behind it. On a port the sidecars treat
+//! as opaque (`palisade_api::protocol`, the destination's opaque ports) an
+//! HTTP request is judged as the TCP connection the sidecar tunnels.
 use std::net::IpAddr;
 
 use palisade_api::authz::{CompiledAuthz, DecisionReason, HttpRequest, RequestContext, Verdict};
@@ -22,9 +24,16 @@ pub use layers::{
 
 pub use request::{CheckInputError, CheckRequest, Destination, HttpSpec, Source};
 
-use crate::cluster::PortRef;
+use palisade_api::protocol::{
+    SERVER_FIRST_PORTS as PROXY_SERVER_FIRST_PORTS, is_http_app_protocol,
+};
+
+use crate::cluster::{PortRef, Service, ServicePort};
 use crate::compile::Compiler;
-use crate::compile::services::target_port;
+use crate::compile::services::{
+    SERVER_FIRST_PORTS as COMPILED_SERVER_FIRST_PORTS, is_opaque, selected_pods, target_port,
+};
+use crate::load::OPAQUE_PORTS_ANNOTATION;
 
 fn skip_l4(reason: &'static str, detail: impl Into<String>) -> L4Layer {
     L4Layer {
@@ -186,6 +195,9 @@ struct Ends<'a> {
     /// The server name the caller's sidecar sends when it calls through a
     /// Service (`palisade_api::sni::outbound_sni`); none to a pod.
     mesh_sni: Option<String>,
+    /// When a Service is called on a port whose `appProtocol` is not HTTP:
+    /// why the caller's sidecar tunnels it as opaque TCP.
+    opaque_app_protocol: Option<String>,
 }
 
 /// Judges `req` against the compiled cluster.
@@ -228,10 +240,11 @@ pub fn check_cached(
         identity: identity.clone(),
         req,
         mesh_sni: service_sni(cluster, req),
+        opaque_app_protocol: opaque_app_protocol(cluster, req),
     };
     let mut entry_note: Option<String> = None;
     let (to, targets): (String, Vec<(Option<usize>, IpAddr, u16)>) = match &req.destination {
-        Destination::Pod { pod } => {
+        Destination::Pod { pod, ip: given } => {
             let p = &cluster.pods[*pod];
             let port = match &req.port {
                 PortRef::Number(n) => *n,
@@ -243,10 +256,11 @@ pub fn check_cached(
                     ))
                 })?,
             };
-            let ips = p
-                .ips
+            // The address given, as is; for `NS/POD`, the pod's address in
+            // the source's family, else its first.
+            let ips = given
                 .iter()
-                .filter(|ip| ip.is_ipv4() == src_ip.is_ipv4())
+                .chain(p.ips.iter().filter(|ip| ip.is_ipv4() == src_ip.is_ipv4()))
                 .chain(p.ips.iter())
                 .take(1);
             (p.key(), ips.map(|ip| (Some(*pod), *ip, port)).collect())
@@ -522,7 +536,16 @@ fn judge(
                 &format!("ingress at {name}"),
             );
             let authorization = if tcp {
-                authorize(dc, ends, dst_ip, port, is_mtls)?
+                // The caller's sidecar tunnels a non-HTTP Service port only
+                // over mTLS; a plaintext connection is detected at the
+                // destination, which knows its own opaque ports.
+                let opaque = opaque_port_reason(compiler, dp, dc, port).or_else(|| {
+                    ends.opaque_app_protocol
+                        .clone()
+                        .filter(|_| is_mtls)
+                        .map(|why| format!("{why}, so the caller's sidecar tunnels it"))
+                });
+                authorize(dc, ends, dst_ip, port, is_mtls, opaque.as_deref())?
             } else {
                 skip_authz("authorization: not applicable to non-TCP traffic")
             };
@@ -635,6 +658,19 @@ fn service_sni(cluster: &crate::cluster::Cluster, req: &CheckRequest) -> Option<
             })
             .flatten();
     }
+    let (svc, sp) = called_service_port(cluster, req)?;
+    palisade_api::sni::outbound_sni(
+        &format!("{}/{}", svc.namespace, svc.name),
+        sp.port,
+        &cluster.mesh.cluster_domain,
+    )
+}
+
+/// The Service and Service port `req` calls, for a Service destination.
+fn called_service_port<'c>(
+    cluster: &'c crate::cluster::Cluster,
+    req: &CheckRequest,
+) -> Option<(&'c Service, &'c ServicePort)> {
     let Destination::Service { service } = &req.destination else {
         return None;
     };
@@ -646,11 +682,73 @@ fn service_sni(cluster: &crate::cluster::Cluster, req: &CheckRequest) -> Option<
                 PortRef::Name(name) => sp.name.as_deref() == Some(name.as_str()),
             }
     })?;
-    palisade_api::sni::outbound_sni(
-        &format!("{}/{}", svc.namespace, svc.name),
-        sp.port,
-        &cluster.mesh.cluster_domain,
-    )
+    Some((svc, sp))
+}
+
+/// A Service port whose `appProtocol` is not HTTP: the caller's sidecar
+/// tunnels connections to it as opaque TCP (and says so in the mesh ALPN),
+/// whatever the destination's own ports are.
+fn opaque_app_protocol(cluster: &crate::cluster::Cluster, req: &CheckRequest) -> Option<String> {
+    let (svc, sp) = called_service_port(cluster, req)?;
+    let app = sp.app_protocol.as_deref()?;
+    (!is_http_app_protocol(app)).then(|| {
+        format!(
+            "Service {}/{} port {} has appProtocol {app:?}, which is not HTTP",
+            svc.namespace, svc.name, sp.port
+        )
+    })
+}
+
+/// Why the sidecars treat `port` of `dst_pod` as opaque TCP, if they do:
+/// the destination's sidecar skips protocol detection on the ports its
+/// config lists as opaque (`palisade.dev/opaque-ports`, opaque Service
+/// ports that target the pod, server-first container ports) and on the
+/// built-in server-first ports, and a caller's sidecar tunnels to those
+/// ports without looking at the bytes. Such a connection is authorized
+/// once, as TCP.
+fn opaque_port_reason(
+    compiler: &Compiler<'_>,
+    dst_pod: usize,
+    dc: &ProxyConfig,
+    port: u16,
+) -> Option<String> {
+    let cluster = compiler.cluster();
+    let pod = &cluster.pods[dst_pod];
+    if pod.opaque_ports.contains(&port) {
+        return Some(format!(
+            "port {port} is listed in the pod's {OPAQUE_PORTS_ANNOTATION} annotation"
+        ));
+    }
+    if dc.workload.opaque_ports.contains(&port) {
+        for svc in &cluster.services {
+            if !selected_pods(compiler.index(), svc).contains(&dst_pod) {
+                continue;
+            }
+            let opaque_sp = svc.ports.iter().find(|sp| {
+                is_opaque(sp) && target_port(pod, &sp.target, sp.protocol) == Some(port)
+            });
+            if let Some(sp) = opaque_sp {
+                let what = match (&sp.app_protocol, &sp.name) {
+                    (Some(app), _) => format!("has appProtocol {app:?}"),
+                    (None, Some(name)) => format!("is named {name:?}"),
+                    (None, None) => "is opaque".to_string(),
+                };
+                return Some(format!(
+                    "Service {}/{} port {} targets it and {what} (Istio protocol selection: not HTTP)",
+                    svc.namespace, svc.name, sp.port
+                ));
+            }
+        }
+    }
+    let listed = dc.workload.opaque_ports.contains(&port);
+    if PROXY_SERVER_FIRST_PORTS.contains(&port)
+        || (listed && COMPILED_SERVER_FIRST_PORTS.contains(&port))
+    {
+        return Some(format!(
+            "port {port} is a well-known server-first port, on which the sidecar skips protocol detection"
+        ));
+    }
+    listed.then(|| format!("the destination's config lists port {port} as opaque"))
 }
 
 fn authorize(
@@ -659,6 +757,7 @@ fn authorize(
     dst_ip: IpAddr,
     port: u16,
     is_mtls: bool,
+    opaque: Option<&str>,
 ) -> Result<AuthzLayer, CheckInputError> {
     let compiled = CompiledAuthz::new(&dc.authorization, &dc.mesh)
         .map_err(|e| CheckInputError(format!("invalid authorization policy: {e}")))?;
@@ -680,8 +779,19 @@ fn authorize(
         ctx = ctx.with_sni(sni);
     }
     let mut headers = http::HeaderMap::new();
-    let (decision, traffic, detail_prefix) = match &ends.req.http {
-        Some(h) => {
+    let (decision, traffic, detail_prefix) = match (&ends.req.http, opaque) {
+        // Istio: on TCP traffic an ALLOW rule with HTTP-only fields is
+        // skipped and a DENY rule matches without them (the evaluator's
+        // TCP context does both).
+        (Some(h), Some(why)) => (
+            compiled.evaluate(&ctx),
+            "tcp",
+            format!(
+                "authorization (TCP connection: {} {} was not considered, because the port is opaque: {why}; the sidecar tunnels it as TCP and authorizes the connection with the L4-applicable fields only)",
+                h.method, h.path
+            ),
+        ),
+        (Some(h), None) => {
             let normalized = match palisade_api::normalize::normalize_path(
                 &h.path,
                 dc.mesh.path_normalization,
@@ -731,7 +841,12 @@ fn authorize(
                 ),
             )
         }
-        None => (
+        (None, Some(why)) => (
+            compiled.evaluate(&ctx),
+            "tcp",
+            format!("authorization (TCP connection; the port is opaque: {why})"),
+        ),
+        (None, None) => (
             compiled.evaluate(&ctx),
             "tcp",
             "authorization (TCP connection; give --method/--path for an HTTP request)".to_string(),

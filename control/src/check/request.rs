@@ -36,6 +36,10 @@ pub enum Source {
 pub enum Destination {
     Pod {
         pod: usize,
+        /// The address the connection is sent to, when `--to` named one of
+        /// the pod's IPs; `None` (`--to NS/POD`) takes the pod's address in
+        /// the source's family, else its first.
+        ip: Option<IpAddr>,
     },
     Service {
         service: usize,
@@ -242,7 +246,7 @@ pub fn parse_destination(cluster: &Cluster, s: &str) -> Result<Destination, Chec
             return Ok(Destination::ServiceEntry { entry });
         }
         return Ok(match pod_owning(cluster, ip) {
-            Some(pod) => Destination::Pod { pod },
+            Some(pod) => Destination::Pod { pod, ip: Some(ip) },
             None => Destination::External { ip },
         });
     }
@@ -253,7 +257,7 @@ pub fn parse_destination(cluster: &Cluster, s: &str) -> Result<Destination, Chec
             no_ip_why(&cluster.pods[pod])
         )));
     }
-    Ok(Destination::Pod { pod })
+    Ok(Destination::Pod { pod, ip: None })
 }
 
 /// `NAME:VALUE` from `--header`.

@@ -53,6 +53,18 @@ fn host_nets(index: &ClusterIndex<'_>, pods: &[usize]) -> Vec<IpNet> {
     IpNet::aggregate(&hosts)
 }
 
+/// Whether a rule's resolved peers admit the address `ip`: it lies in one
+/// peer's nets and in none of that peer's excepts. No peers (`to`/`from`
+/// absent) admits every address.
+fn peers_admit(peers: Option<&[ResolvedPeer]>, ip: IpAddr) -> bool {
+    peers.is_none_or(|list| {
+        list.iter().any(|p| {
+            p.l4.nets.iter().any(|n| n.contains(&ip))
+                && !p.l4.except.iter().any(|e| e.contains(&ip))
+        })
+    })
+}
+
 fn resolve_peer(index: &ClusterIndex<'_>, np: &NetworkPolicy, peer: &NetpolPeer) -> ResolvedPeer {
     match peer {
         NetpolPeer::Pods { namespaces, pods } => {
@@ -195,8 +207,12 @@ pub fn resolve(index: &ClusterIndex<'_>, np: &NetworkPolicy) -> ResolvedPolicy {
                     pod_set(&peers),
                 ));
             }
-            // "egress: the destination pod's" container port of that name.
-            let mut by_port: BTreeMap<PortRange, Vec<usize>> = BTreeMap::new();
+            // "egress: the destination pod's" container port of that name,
+            // towards those of its addresses the rule's peers admit: the
+            // destination IP itself must be in a peer (an ipBlock's cidr
+            // minus except), not merely some other address of the same pod
+            // (a dual-stack pod's other family, or an excepted address).
+            let mut by_port: BTreeMap<PortRange, (Vec<usize>, Vec<IpNet>)> = BTreeMap::new();
             for &pi in &candidates {
                 let pod = &index.cluster.pods[pi];
                 if pod.host_network {
@@ -204,20 +220,30 @@ pub fn resolve(index: &ClusterIndex<'_>, np: &NetworkPolicy) -> ResolvedPolicy {
                     // ports would open its node's address.
                     continue;
                 }
+                let admitted: Vec<IpNet> = pod
+                    .ips
+                    .iter()
+                    .filter(|ip| peers_admit(peers.as_deref(), **ip))
+                    .map(|ip| IpNet::from(*ip))
+                    .collect();
+                if admitted.is_empty() {
+                    continue;
+                }
                 for (name, proto) in &names {
                     if let Some(n) = pod.named_port(name, *proto) {
-                        by_port
+                        let (pods, hosts) = by_port
                             .entry(PortRange {
                                 protocol: *proto,
                                 port: n,
                                 end_port: n,
                             })
-                            .or_default()
-                            .push(pi);
+                            .or_default();
+                        pods.push(pi);
+                        hosts.extend_from_slice(&admitted);
                     }
                 }
             }
-            for (range, mut pods) in by_port {
+            for (range, (mut pods, hosts)) in by_port {
                 pods.sort_unstable();
                 pods.dedup();
                 let names_desc: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
@@ -231,7 +257,7 @@ pub fn resolve(index: &ClusterIndex<'_>, np: &NetworkPolicy) -> ResolvedPolicy {
                                 names_desc.join("|"),
                                 range.port
                             ),
-                            nets: host_nets(index, &pods),
+                            nets: IpNet::aggregate(&hosts),
                             except: Vec::new(),
                         }]),
                         ports: Some(vec![range]),

@@ -169,7 +169,7 @@ fn plan(state: &LabState, cluster: &crate::cluster::Cluster, opts: &ProbeOptions
                 ip: pod.ip,
                 ports,
                 expect: vec![pod.key.clone()],
-                destination: Destination::Pod { pod: i },
+                destination: Destination::Pod { pod: i, ip: None },
             });
         }
         for ip in &state.plan.externals {

@@ -17,6 +17,7 @@ use crate::cluster::{Cluster, Origin};
 mod cidr;
 mod istio;
 mod kube;
+pub use kube::OPAQUE_PORTS_ANNOTATION;
 mod mesh;
 mod meta;
 mod names;

@@ -186,7 +186,7 @@ pub fn request(
             pod: src,
             ip: cluster.pods[src].ips[0],
         },
-        destination: Destination::Pod { pod: dst },
+        destination: Destination::Pod { pod: dst, ip: None },
         port: PortRef::Number(port),
         protocol,
         http: None,
