@@ -102,14 +102,16 @@ impl Field {
             Values::Sni(p) => ctx
                 .sni
                 .is_some_and(|sni| p.iter().any(|p| p.matches_ignore_case(sni.as_bytes()))),
+            // `:method` and `:authority` are header matchers in Istio's
+            // RBAC (`"*"` is `present_match`), and both are always present.
             Values::Method(p) => match &ctx.http {
-                Some(http) => any_str(p, Some(http.method)),
+                Some(http) => p.iter().any(|p| p.matches_header(http.method.as_bytes())),
                 None => return true,
             },
             Values::Host(p) => match &ctx.http {
                 Some(http) => p
                     .iter()
-                    .any(|p| p.matches_ignore_case(http.host.as_bytes())),
+                    .any(|p| p.matches_header_ignore_case(http.host.as_bytes())),
                 None => return true,
             },
             Values::Path(p) => match &ctx.http {
@@ -124,7 +126,7 @@ impl Field {
                         HeaderKey::Method => Some(Cow::Borrowed(http.method.as_bytes())),
                     };
                     let v = value.as_deref();
-                    v.is_some_and(|v| p.iter().any(|p| p.matches(v)))
+                    v.is_some_and(|v| p.iter().any(|p| p.matches_header(v)))
                 }
                 None => return true,
             },

@@ -8,6 +8,11 @@
 //! match on value "abc". Prefix match: "abc*" will match on value "abc" and
 //! "abcd". Suffix match: "*abc" will match on value "abc" and "xabc".
 //! Presence match: "*" will match when value is not empty."
+//! Istio's generator differs for header matchers: `request.headers[...]`,
+//! `hosts` and `methods` turn `"*"` into Envoy's `present_match`
+//! (matcher/header.go), which a present header with an empty value
+//! satisfies (`StrPattern::matches_header`); the other string fields get
+//! the regex `.+` (matcher/string.go), so a non-empty value.
 //! A `*` anywhere else is refused at compile time rather than matched
 //! literally, so a typo never silently narrows a DENY policy. Namespaces
 //! and service accounts are Istio regexes over the whole SPIFFE ID instead
@@ -66,6 +71,18 @@ impl StrPattern {
             StrPattern::Suffix(s) => v.len() >= s.len() && bytes_eq(&v[v.len() - s.len()..], s),
             StrPattern::Presence => !v.is_empty(),
         }
+    }
+
+    /// A header matcher as Istio generates it (`matcher.HeaderMatcher`):
+    /// `"*"` is `present_match`, true for any value of a present header,
+    /// an empty one included; the other forms as `matches`.
+    pub(crate) fn matches_header(&self, v: &[u8]) -> bool {
+        matches!(self, StrPattern::Presence) || self.matches(v)
+    }
+
+    /// `matches_header`, case-insensitive (`matcher.HostMatcher`).
+    pub(crate) fn matches_header_ignore_case(&self, v: &[u8]) -> bool {
+        matches!(self, StrPattern::Presence) || self.matches_ignore_case(v)
     }
 
     /// Case-insensitive match; the pattern was parsed with `ignore_case`.
