@@ -19,6 +19,26 @@ fn to(field: &str, values: &str) -> CompiledAuthz {
     rule("ALLOW", &format!("  - to:\n    - {field}: {values}\n"))
 }
 
+/// `hosts` and `methods` are header matchers in Istio's generator
+/// (`HostMatcher`, `HeaderMatcher` on `:authority` and `:method`): `"*"` is
+/// Envoy's `present_match`, and the two pseudo-headers are always present,
+/// so `"*"` matches every HTTP request, one with an empty or missing Host
+/// included.
+#[test]
+fn star_hosts_and_methods_are_present_match() {
+    let any_host = to("hosts", r#"["*"]"#);
+    assert!(get("/").http("GET", "/", "").allowed(&any_host));
+    assert!(get("/").http("GET", "/", "a.example").allowed(&any_host));
+    let deny_any_host = rule("DENY", "  - to:\n    - hosts: [\"*\"]\n");
+    assert!(!get("/").http("GET", "/", "").allowed(&deny_any_host));
+    let any_method = to("methods", r#"["*"]"#);
+    assert!(
+        get("/")
+            .http("PATCH", "/", "a.example")
+            .allowed(&any_method)
+    );
+}
+
 #[test]
 fn hosts_case_insensitive_port_not_stripped() {
     let authz = to("hosts", r#"["httpbin.example.com", "*.bar.com", "api.*"]"#);
@@ -185,18 +205,35 @@ fn when_keys() {
             .allowed(&merged)
     );
     assert!(!get("/").header("x-role", "admin").allowed(&merged));
-    // istio.io, Authorization Policy: "Presence match: "*" will match when
-    // value is not empty", the spec Palisade follows (DESIGN.md). Istio's
-    // own header matcher (matcher/header.go) emits Envoy's `present_match`,
-    // which an empty value satisfies; istio/istio#42821 proposed ".+" to
-    // match the reference and was closed unmerged. Kept on the reference's
-    // side on purpose: a DENY on `notValues: ["*"]` also stops `x-token:`.
+    // istio.io, Authorization Policy, says "Presence match: "*" will match
+    // when value is not empty", but Istio's generator (matcher/header.go)
+    // turns a header value of `"*"` into Envoy's `present_match`, which a
+    // header sent with an empty value satisfies (istio/istio#42821 proposed
+    // ".+" and was closed unmerged). Palisade follows what Istio enforces,
+    // so a DENY on `values: ["*"]` also stops `x-token:` sent empty.
     let present = w("request.headers[x-token]", r#"["*"]"#);
     assert!(get("/").header("x-token", "v").allowed(&present));
     assert!(
-        !get("/").header("x-token", "").allowed(&present),
-        "presence needs a value"
+        get("/").header("x-token", "").allowed(&present),
+        "present with an empty value"
     );
+    assert!(!get("/").allowed(&present), "absent");
+    let deny_present = rule(
+        "DENY",
+        "  - when:\n    - key: request.headers[x-token]\n      values: [\"*\"]\n",
+    );
+    assert!(!get("/").header("x-token", "").allowed(&deny_present));
+    assert!(get("/").allowed(&deny_present));
+    // `notValues: ["*"]` is `not present_match`: only an absent header.
+    let deny_absent = rule(
+        "DENY",
+        "  - when:\n    - key: request.headers[x-token]\n      notValues: [\"*\"]\n",
+    );
+    assert!(!get("/").allowed(&deny_absent));
+    assert!(get("/").header("x-token", "").allowed(&deny_absent));
+    // `:authority` and `:method` keys are header matchers too.
+    let any_authority = w("request.headers[:authority]", r#"["*"]"#);
+    assert!(get("/").http("GET", "/", "").allowed(&any_authority));
 
     let src = w("source.ip", r#"["198.18.0.0/24", "192.0.2.1"]"#);
     assert!(tcp_from(None).src("198.18.0.77").allowed(&src));

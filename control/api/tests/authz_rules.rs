@@ -220,6 +220,87 @@ fn namespaces_and_service_accounts() {
     assert!(tcp_from(Some("cluster.local/ns/default/sa/other")).allowed(&not_sa));
 }
 
+/// Istio matches `namespaces` (and `source.namespace`) with the principal
+/// regex `.*/ns/<ns>/.*` and `serviceAccounts` with
+/// `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?` (model/generator.go), so a
+/// federated peer whose ID has segments before `/ns/`, between the
+/// namespace and `sa/` or after the service account is still in namespace
+/// `bar`: a DENY on it must hold.
+#[test]
+fn namespaces_and_service_accounts_match_ids_with_more_segments() {
+    let deny = |source: &str| {
+        compile(&format!(
+            "- name: foo/deny\n  action: DENY\n  rules:\n  - from:\n    - {source}\n"
+        ))
+    };
+    let deny_ns = deny(r#"namespaces: ["bar"]"#);
+    let deny_sa = deny(r#"serviceAccounts: ["bar/client"]"#);
+    let deny_when_ns = compile(
+        "- name: foo/deny\n  action: DENY\n  rules:\n  - when:\n    - key: source.namespace\n      values: [\"bar\"]\n",
+    );
+    let deny_when_sa = compile(
+        "- name: foo/deny\n  action: DENY\n  rules:\n  - when:\n    - key: source.serviceAccount\n      values: [\"bar/client\"]\n",
+    );
+    for peer in [
+        "remote.example/ns/bar/sa/client/extra",
+        "remote.example/cluster/c1/ns/bar/sa/client",
+        "remote.example/ns/bar/pod/p1/sa/client",
+        "cluster.local/ns/bar/sa/client",
+    ] {
+        for (name, authz) in [
+            ("namespaces", &deny_ns),
+            ("serviceAccounts", &deny_sa),
+            ("source.namespace", &deny_when_ns),
+            ("source.serviceAccount", &deny_when_sa),
+        ] {
+            assert!(!tcp_from(Some(peer)).allowed(authz), "{name} on {peer}");
+        }
+    }
+    // Not in namespace bar, or another service account.
+    for peer in [
+        "remote.example/ns/barn/sa/client",
+        "remote.example/ns/foo/sa/bar",
+        "remote.example/ns/bar/sa/clients",
+        "remote.example/ns/bar/sa/client/",
+    ] {
+        assert!(
+            tcp_from(Some(peer)).allowed(&deny_sa),
+            "serviceAccounts on {peer}"
+        );
+    }
+    assert!(tcp_from(Some("remote.example/ns/barn/sa/client")).allowed(&deny_ns));
+    assert!(tcp_from(Some("remote.example/ns/foo/sa/bar")).allowed(&deny_ns));
+    // Prefix, suffix and inner `*` become `.*`, which spans segments.
+    let prefix = deny(r#"namespaces: ["ba*"]"#);
+    assert!(!tcp_from(Some("td/cluster/c1/ns/bar/sa/x")).allowed(&prefix));
+    let suffix = deny(r#"namespaces: ["*ar"]"#);
+    assert!(!tcp_from(Some("td/ns/bar/sa/x/extra")).allowed(&suffix));
+    let inner = deny(r#"namespaces: ["b*r"]"#);
+    assert!(!tcp_from(Some("td/ns/bar/sa/x")).allowed(&inner));
+    assert!(tcp_from(Some("td/ns/baz/sa/x")).allowed(&inner));
+    // notNamespaces: a federated peer of bar is in bar, so not let in by
+    // an ALLOW on everything but bar; plaintext still is (ISTIO-SECURITY-2021-004).
+    let allow_not_bar = allow("  - from:\n    - notNamespaces: [\"bar\"]\n");
+    assert!(!tcp_from(Some("remote.example/cluster/c1/ns/bar/sa/x")).allowed(&allow_not_bar));
+    assert!(tcp_from(Some("remote.example/cluster/c1/ns/foo/sa/x")).allowed(&allow_not_bar));
+    assert!(tcp_from(None).allowed(&allow_not_bar));
+}
+
+#[test]
+fn namespaces_with_regex_operators_are_refused() {
+    // Istio pastes the value into its regex unescaped (`a.b` would match
+    // `axb`); Kubernetes names never contain these.
+    for source in [
+        r#"namespaces: ["a.b"]"#,
+        r#"notNamespaces: ["a+"]"#,
+        r#"serviceAccounts: ["a.b/c"]"#,
+    ] {
+        let yaml = format!("- name: foo/p\n  action: DENY\n  rules:\n  - from:\n    - {source}\n");
+        let err = CompiledAuthz::new(&policies(&yaml), &mesh()).err();
+        assert!(err.is_some(), "{source}");
+    }
+}
+
 #[test]
 fn trust_domain_aliases() {
     let mesh = MeshSettings {

@@ -95,19 +95,20 @@ impl HttpRequest<'_> {
 }
 
 /// What the matchers read of one `RequestContext`, prepared once per
-/// evaluation: the peer's SPIFFE ID split into principal, namespace and
-/// service account (with fingerprints for quick rejection), and the
-/// addresses with IPv4-mapped IPv6 turned into IPv4.
+/// evaluation: the peer's SPIFFE ID (whole, for `namespaces` and
+/// `serviceAccounts`, and without `spiffe://` as the principal, with a
+/// fingerprint for quick rejection), and the addresses with IPv4-mapped
+/// IPv6 turned into IPv4.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Subject<'a> {
+    /// The whole ID, `spiffe://td/ns/x/sa/y`, when it has a principal:
+    /// what Istio's namespace and service-account regexes are matched
+    /// against (Envoy's `principal_name`, the URI SAN).
+    pub(crate) identity: Option<&'a str>,
     /// The ID without `spiffe://`: `td/ns/x/sa/y` (`source.principal`).
     pub(crate) principal: Option<&'a str>,
     /// `matchers::fingerprint` of `principal`.
     pub(crate) principal_fingerprint: u64,
-    pub(crate) namespace: Option<&'a str>,
-    /// `matchers::fingerprint` of `namespace`.
-    pub(crate) namespace_fingerprint: u64,
-    pub(crate) service_account: Option<&'a str>,
     pub(crate) source_ip: IpAddr,
     pub(crate) remote_ip: IpAddr,
     pub(crate) destination_ip: IpAddr,
@@ -117,14 +118,11 @@ pub(crate) struct Subject<'a> {
 
 impl<'a> Subject<'a> {
     pub(crate) fn new(ctx: &RequestContext<'a>) -> Self {
-        let (principal, namespace, service_account) = split_identity(ctx.peer_identity);
-        let fp = |v: Option<&str>| v.map(|v| fingerprint(v.as_bytes())).unwrap_or(0);
+        let principal = principal_of(ctx.peer_identity);
         Subject {
+            identity: principal.and(ctx.peer_identity),
             principal,
-            principal_fingerprint: fp(principal),
-            namespace,
-            namespace_fingerprint: fp(namespace),
-            service_account,
+            principal_fingerprint: principal.map_or(0, |p| fingerprint(p.as_bytes())),
             source_ip: canonical_ip(ctx.source_ip),
             remote_ip: canonical_ip(ctx.remote_ip),
             destination_ip: canonical_ip(ctx.destination_ip),
@@ -144,32 +142,13 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-type IdentityParts<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
-
 /// An identity that is not a `spiffe://` URI has no principal, as in
-/// ztunnel ("Istio matches all assumes spiffe:// prefix"); namespace and
-/// service account come from the `td/ns/<ns>/sa/<sa>` form only.
-fn split_identity(identity: Option<&str>) -> IdentityParts<'_> {
-    let Some(principal) = identity.and_then(|i| i.strip_prefix("spiffe://")) else {
-        return (None, None, None);
-    };
-    if principal.is_empty() {
-        return (None, None, None);
-    }
-    let mut parts = principal.split('/');
-    match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some(td), Some("ns"), Some(ns), Some("sa"), Some(sa), None)
-            if !td.is_empty() && !ns.is_empty() && !sa.is_empty() =>
-        {
-            (Some(principal), Some(ns), Some(sa))
-        }
-        _ => (Some(principal), None, None),
-    }
+/// ztunnel ("Istio matches all assumes spiffe:// prefix"). Namespaces and
+/// service accounts are not split out here: Istio matches them by regex
+/// against the whole ID (`matchers::IdentityGlob`), wherever in the path
+/// `/ns/<ns>/` and `/sa/<sa>` stand.
+fn principal_of(identity: Option<&str>) -> Option<&str> {
+    identity
+        .and_then(|i| i.strip_prefix("spiffe://"))
+        .filter(|p| !p.is_empty())
 }

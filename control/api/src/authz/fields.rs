@@ -18,10 +18,7 @@ use http::header::HeaderName;
 use ipnet::IpNet;
 
 use super::context::{RequestContext, Subject};
-use super::matchers::{PathPattern, StrPattern};
-
-/// A `serviceAccounts` value: `(namespace, service account)`.
-pub(crate) type ServiceAccount = (Box<str>, Box<str>);
+use super::matchers::{IdentityGlob, PathPattern, ServiceAccountPattern, StrPattern};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Field {
@@ -37,8 +34,10 @@ pub(crate) enum Values {
     RemoteIp(Vec<IpNet>),
     DestinationIp(Vec<IpNet>),
     Principal(Vec<StrPattern>),
-    Namespace(Vec<StrPattern>),
-    ServiceAccount(Vec<ServiceAccount>),
+    /// Matched against the whole SPIFFE ID, as Istio's regexes are.
+    Namespace(Vec<IdentityGlob>),
+    /// Matched against the whole SPIFFE ID, as Istio's regexes are.
+    ServiceAccount(Vec<ServiceAccountPattern>),
     Sni(Vec<StrPattern>),
     Method(Vec<StrPattern>),
     /// Patterns lower-cased; matched case-insensitively.
@@ -94,21 +93,25 @@ impl Field {
             Values::RemoteIp(nets) => any_net(nets, peer.remote_ip),
             Values::DestinationIp(nets) => any_net(nets, peer.destination_ip),
             Values::Principal(p) => any_str(p, peer.principal),
-            Values::Namespace(p) => any_str(p, peer.namespace),
-            Values::ServiceAccount(accounts) => accounts.iter().any(|(ns, sa)| {
-                peer.namespace == Some(&**ns) && peer.service_account == Some(&**sa)
-            }),
+            Values::Namespace(p) => peer
+                .identity
+                .is_some_and(|id| p.iter().any(|p| p.matches(id.as_bytes()))),
+            Values::ServiceAccount(p) => peer
+                .identity
+                .is_some_and(|id| p.iter().any(|p| p.matches(id.as_bytes()))),
             Values::Sni(p) => ctx
                 .sni
                 .is_some_and(|sni| p.iter().any(|p| p.matches_ignore_case(sni.as_bytes()))),
+            // `:method` and `:authority` are header matchers in Istio's
+            // RBAC (`"*"` is `present_match`), and both are always present.
             Values::Method(p) => match &ctx.http {
-                Some(http) => any_str(p, Some(http.method)),
+                Some(http) => p.iter().any(|p| p.matches_header(http.method.as_bytes())),
                 None => return true,
             },
             Values::Host(p) => match &ctx.http {
                 Some(http) => p
                     .iter()
-                    .any(|p| p.matches_ignore_case(http.host.as_bytes())),
+                    .any(|p| p.matches_header_ignore_case(http.host.as_bytes())),
                 None => return true,
             },
             Values::Path(p) => match &ctx.http {
@@ -123,7 +126,7 @@ impl Field {
                         HeaderKey::Method => Some(Cow::Borrowed(http.method.as_bytes())),
                     };
                     let v = value.as_deref();
-                    v.is_some_and(|v| p.iter().any(|p| p.matches(v)))
+                    v.is_some_and(|v| p.iter().any(|p| p.matches_header(v)))
                 }
                 None => return true,
             },

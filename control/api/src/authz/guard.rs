@@ -1,9 +1,10 @@
 //! Quick rejection of a rule by the peer's identity: when every source of a
-//! rule requires one of a few exact principals (or namespaces), comparing
-//! one precomputed fingerprint of the peer's principal (namespace) against
-//! the rule's few fingerprints rejects it without walking its fields. Equal
-//! strings always have equal fingerprints, so a guard never rejects a
-//! request the rule would match.
+//! rule requires one of a few exact principals, comparing one precomputed
+//! fingerprint of the peer's principal against the rule's few fingerprints
+//! rejects it without walking its fields. Equal strings always have equal
+//! fingerprints, so a guard never rejects a request the rule would match.
+//! (Namespaces have no such guard: Istio matches them anywhere in the ID,
+//! so a peer has no single namespace to fingerprint.)
 use super::context::Subject;
 use super::fields::{Field, Values};
 use super::matchers::{StrPattern, fingerprint};
@@ -58,44 +59,34 @@ impl<T: Copy + Default + PartialEq> Keys<T> {
     }
 }
 
-/// The fingerprints of every principal (or namespace) a rule can match; a
-/// peer whose fingerprint is not among them cannot match the rule.
+/// The fingerprints of every principal a rule can match; a peer whose
+/// fingerprint is not among them cannot match the rule.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Guard {
-    on_namespace: bool,
     fingerprints: Keys<u64>,
 }
 
 impl Guard {
+    /// Some when each source has a positive `principals` field of exact
+    /// values only, at most `MAX_KEYS` of them in all.
     pub(super) fn new(from: &[Vec<Field>]) -> Option<Self> {
-        Self::on(from, false).or_else(|| Self::on(from, true))
-    }
-
-    /// Some when each source has a positive `principals` (`namespaces`)
-    /// field of exact values only, at most `MAX_KEYS` of them in all.
-    fn on(from: &[Vec<Field>], on_namespace: bool) -> Option<Self> {
         let fingerprints = Keys::of_every_clause(
             from,
             |v| match v {
-                Values::Principal(p) if !on_namespace => Some(p.as_slice()),
-                Values::Namespace(p) if on_namespace => Some(p.as_slice()),
+                Values::Principal(p) => Some(p.as_slice()),
                 _ => None,
             },
             |p: &StrPattern| p.exact().map(fingerprint),
         )?;
-        Some(Guard {
-            on_namespace,
-            fingerprints,
-        })
+        Some(Guard { fingerprints })
     }
 
     pub(super) fn may_match(&self, peer: &Subject<'_>) -> bool {
-        let (value, fp) = if self.on_namespace {
-            (peer.namespace, peer.namespace_fingerprint)
-        } else {
-            (peer.principal, peer.principal_fingerprint)
-        };
-        value.is_some() && self.fingerprints.as_slice().contains(&fp)
+        peer.principal.is_some()
+            && self
+                .fingerprints
+                .as_slice()
+                .contains(&peer.principal_fingerprint)
     }
 }
 

@@ -8,8 +8,15 @@
 //! match on value "abc". Prefix match: "abc*" will match on value "abc" and
 //! "abcd". Suffix match: "*abc" will match on value "abc" and "xabc".
 //! Presence match: "*" will match when value is not empty."
+//! Istio's generator differs for header matchers: `request.headers[...]`,
+//! `hosts` and `methods` turn `"*"` into Envoy's `present_match`
+//! (matcher/header.go), which a present header with an empty value
+//! satisfies (`StrPattern::matches_header`); the other string fields get
+//! the regex `.+` (matcher/string.go), so a non-empty value.
 //! A `*` anywhere else is refused at compile time rather than matched
-//! literally, so a typo never silently narrows a DENY policy.
+//! literally, so a typo never silently narrows a DENY policy. Namespaces
+//! and service accounts are Istio regexes over the whole SPIFFE ID instead
+//! (`IdentityGlob`, `ServiceAccountPattern`).
 
 /// A compiled string value: exact, prefix, suffix or presence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +71,18 @@ impl StrPattern {
             StrPattern::Suffix(s) => v.len() >= s.len() && bytes_eq(&v[v.len() - s.len()..], s),
             StrPattern::Presence => !v.is_empty(),
         }
+    }
+
+    /// A header matcher as Istio generates it (`matcher.HeaderMatcher`):
+    /// `"*"` is `present_match`, true for any value of a present header,
+    /// an empty one included; the other forms as `matches`.
+    pub(crate) fn matches_header(&self, v: &[u8]) -> bool {
+        matches!(self, StrPattern::Presence) || self.matches(v)
+    }
+
+    /// `matches_header`, case-insensitive (`matcher.HostMatcher`).
+    pub(crate) fn matches_header_ignore_case(&self, v: &[u8]) -> bool {
+        matches!(self, StrPattern::Presence) || self.matches_ignore_case(v)
     }
 
     /// Case-insensitive match; the pattern was parsed with `ignore_case`.
@@ -229,6 +248,185 @@ fn template_matches(pieces: &[TemplatePiece], path: &[u8]) -> bool {
     rest.is_empty()
 }
 
+/// Characters with a meaning in RE2 other than `*`. Istio pastes
+/// `namespaces` and `serviceAccounts` values into a regex unescaped
+/// (`srcNamespaceGenerator`, `serviceAccountRegex`), so `a.b` there also
+/// matches `axb`; Kubernetes names never hold these, and a value that does
+/// is refused rather than matched differently from Istio.
+const REGEX_META: &[char] = &[
+    '\\', '.', '+', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
+];
+
+/// One step of an `IdentityGlob`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlobToken {
+    Byte(u8),
+    /// Regex `.`: one character but a newline. Always followed by `AnyRun`
+    /// here, so one byte or one UTF-8 character makes no difference.
+    AnyByte,
+    /// Regex `.*`: any run of characters without a newline.
+    AnyRun,
+}
+
+/// A pattern matched against the whole SPIFFE ID (`spiffe://...`), with
+/// literals and the regex operators `.*` and `.+` only: what Istio's
+/// principal regexes for `namespaces` and `serviceAccounts` use. Envoy
+/// matches those regexes against the whole URI SAN; matching the same
+/// language as a glob needs no regex engine and no allocation per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdentityGlob {
+    tokens: Box<[GlobToken]>,
+}
+
+impl IdentityGlob {
+    fn build(parts: &[GlobPart<'_>]) -> Self {
+        let mut tokens = Vec::new();
+        for part in parts {
+            match part {
+                GlobPart::Literal(text) => tokens.extend(text.bytes().map(GlobToken::Byte)),
+                GlobPart::Glob(text) => tokens.extend(text.bytes().map(|b| match b {
+                    b'*' => GlobToken::AnyRun,
+                    b => GlobToken::Byte(b),
+                })),
+                GlobPart::AnyRun => tokens.push(GlobToken::AnyRun),
+                GlobPart::OneOrMore => tokens.extend([GlobToken::AnyByte, GlobToken::AnyRun]),
+            }
+        }
+        IdentityGlob {
+            tokens: tokens.into(),
+        }
+    }
+
+    /// A `namespaces`/`notNamespaces` value or a `source.namespace`
+    /// condition value. Istio's `srcNamespaceGenerator` replaces every `*`
+    /// with `.*` and matches the regex `.*/ns/<value>/.*`, so `bar` matches
+    /// any ID with a `/ns/bar/` in it (`spiffe://td/cluster/c1/ns/bar/sa/x`,
+    /// `spiffe://td/ns/bar/sa/x/extra`), and a `*` anywhere in the value
+    /// matches any run of characters, slashes included.
+    pub(crate) fn namespace(value: &str) -> Result<Self, String> {
+        if value.is_empty() {
+            return Err("empty value".into());
+        }
+        refuse_regex_meta(value)?;
+        Ok(Self::build(&[
+            GlobPart::AnyRun,
+            GlobPart::Literal("/ns/"),
+            GlobPart::Glob(value),
+            GlobPart::Literal("/"),
+            GlobPart::AnyRun,
+        ]))
+    }
+
+    pub(crate) fn matches(&self, identity: &[u8]) -> bool {
+        glob_matches(&self.tokens, identity)
+    }
+}
+
+/// A `serviceAccounts`/`notServiceAccounts` value or a
+/// `source.serviceAccount` condition value, `<namespace>/<name>`. Istio's
+/// `serviceAccountRegex` is `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?`: any
+/// trust domain and segments before `/ns/`, any segments between the
+/// namespace and `sa/`, and any after the service account. Its four
+/// alternatives are each a glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceAccountPattern {
+    alternatives: [IdentityGlob; 4],
+}
+
+impl ServiceAccountPattern {
+    pub(crate) fn new(namespace: &str, service_account: &str) -> Result<Self, String> {
+        refuse_regex_meta(namespace)?;
+        refuse_regex_meta(service_account)?;
+        let with = |between: &[GlobPart<'_>], after: &[GlobPart<'_>]| {
+            let mut parts = vec![
+                GlobPart::Literal("spiffe://"),
+                GlobPart::OneOrMore,
+                GlobPart::Literal("/ns/"),
+                GlobPart::Literal(namespace),
+                GlobPart::Literal("/"),
+            ];
+            parts.extend_from_slice(between);
+            parts.extend([GlobPart::Literal("sa/"), GlobPart::Literal(service_account)]);
+            parts.extend_from_slice(after);
+            IdentityGlob::build(&parts)
+        };
+        let segments_between = [GlobPart::OneOrMore, GlobPart::Literal("/")];
+        let segments_after = [GlobPart::Literal("/"), GlobPart::OneOrMore];
+        Ok(ServiceAccountPattern {
+            alternatives: [
+                with(&[], &[]),
+                with(&segments_between, &[]),
+                with(&[], &segments_after),
+                with(&segments_between, &segments_after),
+            ],
+        })
+    }
+
+    pub(crate) fn matches(&self, identity: &[u8]) -> bool {
+        self.alternatives.iter().any(|g| g.matches(identity))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum GlobPart<'a> {
+    /// Matched as written.
+    Literal(&'a str),
+    /// Matched as written except `*`, which is `.*`.
+    Glob(&'a str),
+    /// `.*`
+    AnyRun,
+    /// `.+`
+    OneOrMore,
+}
+
+fn refuse_regex_meta(value: &str) -> Result<(), String> {
+    match value.chars().find(|c| REGEX_META.contains(c)) {
+        Some(c) => Err(format!(
+            "{value:?}: {c:?} is refused: Istio pastes this value into a regex unescaped, \
+             where it is an operator; Kubernetes names never contain it"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whole-text glob match: `AnyRun` matches any run of bytes, `AnyByte` one
+/// byte, neither a newline (RE2's `.`). Backtracks to the last `AnyRun`
+/// only, which is exact for globs: an earlier run could only take what
+/// the last one gives up.
+fn glob_matches(pattern: &[GlobToken], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // The pattern index after the last `AnyRun` seen and the text index it
+    // was last resumed at.
+    let mut resume: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(GlobToken::AnyRun) => {
+                resume = Some((p + 1, t));
+                p += 1;
+            }
+            Some(GlobToken::AnyByte) if text[t] != b'\n' => {
+                p += 1;
+                t += 1;
+            }
+            Some(GlobToken::Byte(b)) if *b == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match resume {
+                // No run may take a newline, so none can give way past it.
+                Some((_, run_start)) if text[run_start] == b'\n' => return false,
+                Some((after_run, run_start)) => {
+                    p = after_run;
+                    t = run_start + 1;
+                    resume = Some((after_run, run_start + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&tok| tok == GlobToken::AnyRun)
+}
+
 /// The trust domain of the mesh and its aliases, for principal expansion.
 pub(crate) struct TrustDomains<'a> {
     pub(crate) all: Vec<&'a str>,
@@ -310,4 +508,163 @@ pub(crate) fn fingerprint(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IdentityGlob, ServiceAccountPattern};
+    use std::sync::LazyLock;
+
+    use proptest::prelude::*;
+    use regex::Regex;
+
+    /// What Istio's `srcNamespaceGenerator` emits, anchored as Envoy's
+    /// `safe_regex` matches (the whole string).
+    fn istio_namespace_regex(value: &str) -> Regex {
+        let v = value.replace('*', ".*");
+        Regex::new(&format!("^(?:.*/ns/{v}/.*)$")).unwrap()
+    }
+
+    /// What Istio's `serviceAccountRegex` emits, anchored likewise.
+    fn istio_service_account_regex(ns: &str, sa: &str) -> Regex {
+        Regex::new(&format!("^(?:spiffe://.+/ns/{ns}/(.+/|)sa/{sa}(/.+)?)$")).unwrap()
+    }
+
+    const NAMESPACES: &[&str] = &["bar", "ba*", "*ar", "*", "b*r", "**", "ns", "sa", "*/sa"];
+    const SERVICE_ACCOUNTS: &[(&str, &str)] = &[
+        ("bar", "client"),
+        ("ns", "sa"),
+        ("bar", "sa"),
+        ("sa", "bar"),
+    ];
+
+    #[test]
+    fn namespaces_match_anywhere_in_the_id() {
+        let bar = IdentityGlob::namespace("bar").unwrap();
+        for id in [
+            "spiffe://cluster.local/ns/bar/sa/client",
+            "spiffe://remote.example/ns/bar/sa/client/extra",
+            "spiffe://remote.example/cluster/c1/ns/bar/sa/client",
+            "spiffe://td/ns/bar/",
+            // The trust domain `ns`: Istio's `.*/ns/` sees the `//` too.
+            "spiffe://ns/bar/sa/x",
+        ] {
+            assert!(bar.matches(id.as_bytes()), "{id}");
+        }
+        for id in [
+            "spiffe://td/ns/bar",
+            "spiffe://td/ns/barn/sa/x",
+            "spiffe://td/ns/foo/sa/bar",
+            "spiffe://td/NS/bar/sa/x",
+        ] {
+            assert!(!bar.matches(id.as_bytes()), "{id}");
+        }
+        // A `*` spans slashes, as `.*` does.
+        let glob = IdentityGlob::namespace("b*r").unwrap();
+        assert!(glob.matches(b"spiffe://td/ns/b/x/r/sa/y"));
+        assert!(
+            IdentityGlob::namespace("*")
+                .unwrap()
+                .matches(b"spiffe://td/ns//")
+        );
+    }
+
+    #[test]
+    fn service_accounts_match_istios_regex_shapes() {
+        let sa = ServiceAccountPattern::new("bar", "client").unwrap();
+        for id in [
+            "spiffe://cluster.local/ns/bar/sa/client",
+            "spiffe://remote.example/ns/bar/sa/client/extra",
+            "spiffe://remote.example/cluster/c1/ns/bar/sa/client",
+            "spiffe://td/ns/bar/x/y/sa/client/z",
+        ] {
+            assert!(sa.matches(id.as_bytes()), "{id}");
+        }
+        for id in [
+            "spiffe://td/ns/bar/sa/clientx",
+            "spiffe://td/ns/bar/sa/client/",
+            "spiffe://td/ns/barx/sa/client",
+            "spiffe:///ns/bar/sa/client",
+            "td/ns/bar/sa/client",
+            "spiffe://td/ns/bar//sa/client",
+        ] {
+            assert!(!sa.matches(id.as_bytes()), "{id}");
+        }
+    }
+
+    #[test]
+    fn regex_operators_are_refused() {
+        for v in [
+            "a.b", "a+", "(a)", "a|b", "a?", "^a", "a$", "a[b]", "a{2}", "a\\d",
+        ] {
+            assert!(IdentityGlob::namespace(v).is_err(), "{v}");
+            assert!(ServiceAccountPattern::new(v, "x").is_err(), "{v}");
+            assert!(ServiceAccountPattern::new("x", v).is_err(), "{v}");
+        }
+        assert!(IdentityGlob::namespace("").is_err());
+    }
+
+    static NAMESPACE_PAIRS: LazyLock<Vec<(&str, IdentityGlob, Regex)>> = LazyLock::new(|| {
+        NAMESPACES
+            .iter()
+            .map(|v| {
+                (
+                    *v,
+                    IdentityGlob::namespace(v).unwrap(),
+                    istio_namespace_regex(v),
+                )
+            })
+            .collect()
+    });
+
+    static SERVICE_ACCOUNT_PAIRS: LazyLock<Vec<(String, ServiceAccountPattern, Regex)>> =
+        LazyLock::new(|| {
+            SERVICE_ACCOUNTS
+                .iter()
+                .map(|(ns, sa)| {
+                    (
+                        format!("{ns}/{sa}"),
+                        ServiceAccountPattern::new(ns, sa).unwrap(),
+                        istio_service_account_regex(ns, sa),
+                    )
+                })
+                .collect()
+        });
+
+    fn identity() -> impl Strategy<Value = String> {
+        let segment = prop::sample::select(vec![
+            "ns", "sa", "bar", "ba", "ar", "client", "x", "", "b", "r", "a\nb",
+        ]);
+        (
+            prop::sample::select(vec!["spiffe://", "spiffe:/", "", "x://"]),
+            prop::collection::vec(segment, 0..8),
+        )
+            .prop_map(|(scheme, segments)| format!("{scheme}{}", segments.join("/")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn namespace_glob_is_istios_regex(id in identity()) {
+            for (v, glob, regex) in NAMESPACE_PAIRS.iter() {
+                prop_assert_eq!(
+                    glob.matches(id.as_bytes()),
+                    regex.is_match(&id),
+                    "namespace {:?} on {:?}", v, id
+                );
+            }
+        }
+
+        #[test]
+        fn service_account_globs_are_istios_regex(id in identity()) {
+            for (v, pattern, regex) in SERVICE_ACCOUNT_PAIRS.iter() {
+                prop_assert_eq!(
+                    pattern.matches(id.as_bytes()),
+                    regex.is_match(&id),
+                    "service account {} on {:?}", v, id
+                );
+            }
+        }
+    }
 }

@@ -20,9 +20,9 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 use super::context::{RequestContext, Subject};
-use super::fields::{Field, HeaderKey, ServiceAccount, Values, all_match};
+use super::fields::{Field, HeaderKey, Values, all_match};
 use super::guard::Guard;
-use super::matchers::{PathPattern, StrPattern, TrustDomains};
+use super::matchers::{IdentityGlob, PathPattern, ServiceAccountPattern, StrPattern, TrustDomains};
 use super::path_guard::PathGuard;
 use crate::config::{AuthzCondition, AuthzOperation, AuthzRule, AuthzSource};
 
@@ -207,7 +207,7 @@ impl Compiler<'_> {
         &self,
         at: &str,
         values: &[String],
-    ) -> Result<Vec<ServiceAccount>, AuthzError> {
+    ) -> Result<Vec<ServiceAccountPattern>, AuthzError> {
         values
             .iter()
             .enumerate()
@@ -218,13 +218,22 @@ impl Compiler<'_> {
                         && !sa.contains('/')
                         && !v.contains('*') =>
                 {
-                    Ok((ns.into(), sa.into()))
+                    ServiceAccountPattern::new(ns, sa)
+                        .map_err(|m| self.err(format!("{at}[{i}]"), m))
                 }
                 _ => Err(self.err(
                     format!("{at}[{i}]"),
                     format!("{v:?}: expected <namespace>/<serviceaccount> without wildcards"),
                 )),
             })
+            .collect()
+    }
+
+    fn namespaces(&self, at: &str, values: &[String]) -> Result<Vec<IdentityGlob>, AuthzError> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| IdentityGlob::namespace(v).map_err(|m| self.err(format!("{at}[{i}]"), m)))
             .collect()
     }
 
@@ -270,8 +279,8 @@ impl Compiler<'_> {
         );
         push(
             &mut f,
-            self.strings(&format!("{at}.namespaces"), &s.namespaces, false)?,
-            self.strings(&format!("{at}.notNamespaces"), &s.not_namespaces, false)?,
+            self.namespaces(&format!("{at}.namespaces"), &s.namespaces)?,
+            self.namespaces(&format!("{at}.notNamespaces"), &s.not_namespaces)?,
             Values::Namespace,
         );
         push(
@@ -411,8 +420,8 @@ impl Compiler<'_> {
             ),
             ConditionKey::SourceNamespace => push(
                 out,
-                strings("values", pos)?,
-                strings("notValues", neg)?,
+                self.namespaces(&format!("{at}.values"), pos)?,
+                self.namespaces(&format!("{at}.notValues"), neg)?,
                 Values::Namespace,
             ),
             // A server name is a DNS name: case-insensitive, and a DENY
