@@ -4,10 +4,13 @@
 //! `palisade check`, which must judge them the same way.
 
 /// Well-known server-first ports on which the sidecar skips protocol
-/// detection, as linkerd and Istio's "Application Requirements" list them
-/// (SMTP, MySQL, NATS, Galera, PostgreSQL, Redis, Elasticsearch transport,
-/// memcached).
-pub const SERVER_FIRST_PORTS: &[u16] = &[25, 587, 3306, 4222, 4444, 5432, 6379, 9300, 11211];
+/// detection and which the compiler lists as opaque when a container
+/// declares them: linkerd's default opaque ports (SMTP 25/587, MySQL 3306,
+/// Galera 4444, PostgreSQL 5432, Redis 6379, Elasticsearch transport 9300,
+/// memcached 11211) plus NATS 4222 and MongoDB 27017 (Istio "Application
+/// Requirements", server-first protocols). One list for the compiler, the
+/// sidecar and `palisade check`.
+pub const SERVER_FIRST_PORTS: &[u16] = &[25, 587, 3306, 4222, 4444, 5432, 6379, 9300, 11211, 27017];
 
 /// Service `appProtocol` values that mean HTTP (Kubernetes names and the
 /// Istio ones); any other declared value makes the port opaque.

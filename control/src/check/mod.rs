@@ -24,15 +24,11 @@ pub use layers::{
 
 pub use request::{CheckInputError, CheckRequest, Destination, HttpSpec, Source};
 
-use palisade_api::protocol::{
-    SERVER_FIRST_PORTS as PROXY_SERVER_FIRST_PORTS, is_http_app_protocol,
-};
+use palisade_api::protocol::{SERVER_FIRST_PORTS, is_http_app_protocol};
 
 use crate::cluster::{PortRef, Service, ServicePort};
 use crate::compile::Compiler;
-use crate::compile::services::{
-    SERVER_FIRST_PORTS as COMPILED_SERVER_FIRST_PORTS, is_opaque, selected_pods, target_port,
-};
+use crate::compile::services::{is_opaque, selected_pods, target_port};
 use crate::load::OPAQUE_PORTS_ANNOTATION;
 
 fn skip_l4(reason: &'static str, detail: impl Into<String>) -> L4Layer {
@@ -740,15 +736,15 @@ fn opaque_port_reason(
             }
         }
     }
-    let listed = dc.workload.opaque_ports.contains(&port);
-    if PROXY_SERVER_FIRST_PORTS.contains(&port)
-        || (listed && COMPILED_SERVER_FIRST_PORTS.contains(&port))
-    {
+    if SERVER_FIRST_PORTS.contains(&port) {
         return Some(format!(
             "port {port} is a well-known server-first port, on which the sidecar skips protocol detection"
         ));
     }
-    listed.then(|| format!("the destination's config lists port {port} as opaque"))
+    dc.workload
+        .opaque_ports
+        .contains(&port)
+        .then(|| format!("the destination's config lists port {port} as opaque"))
 }
 
 fn authorize(

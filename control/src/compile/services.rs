@@ -9,11 +9,7 @@ use palisade_api::{Endpoint, Protocol, Service as ApiService, ServicePort as Api
 use super::index::ClusterIndex;
 use crate::cluster::{Pod, PortRef, Service};
 
-/// Ports of server-first protocols, opaque by default (Istio "Application
-/// Requirements", server-first protocols; the list linkerd uses plus NATS and
-/// MongoDB): SMTP 25/587, MySQL 3306, NATS 4222, PostgreSQL 5432, Redis 6379,
-/// Elasticsearch transport 9300, memcached 11211, MongoDB 27017.
-pub const SERVER_FIRST_PORTS: &[u16] = &[25, 587, 3306, 4222, 5432, 6379, 9300, 11211, 27017];
+pub use palisade_api::protocol::SERVER_FIRST_PORTS;
 
 /// `appProtocol` values (or port-name prefixes, Istio "Protocol Selection":
 /// `<protocol>[-<suffix>]`) whose traffic is not HTTP and must not be sniffed.
