@@ -222,7 +222,7 @@ pub async fn start(
 
     let id = control_id(ca.trust_domain());
     let serving = Arc::new(tls::ServingCert::new(&ca.issue_keyed(&id, SERVING_TTL)?)?);
-    let client_roots = tls::ClientRoots::new(ca.bundle_pem())?;
+    let client_roots = tls::ClientRoots::new(ca.inner().bundle())?;
     let tls_config = Arc::new(tls::server_config(serving.clone(), client_roots.clone())?);
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -412,7 +412,7 @@ async fn follow_ca(cell: Arc<CaCell>, holders: CaHolders) {
     let mut changes = cell.subscribe();
     while changes.changed().await.is_ok() {
         let ca = cell.current();
-        if let Err(e) = holders.client_roots.set(ca.bundle_pem()) {
+        if let Err(e) = holders.client_roots.set(ca.inner().bundle()) {
             tracing::error!(error = %e, "cannot verify clients against the new roots");
         }
         renew_serving_svid(&ca, &holders.serving);
