@@ -413,3 +413,99 @@ fn verify_accepts_a_spiffe_bundle_document() {
         stderr(&o)
     );
 }
+
+/// `cert verify` holds the anchoring root to its validity window and its
+/// pathLenConstraint, as `openssl verify` and go-spiffe do: an expired root,
+/// or a pathlen 0 root above an intermediate, vouches for nothing.
+#[test]
+fn verify_refuses_an_expired_root_and_a_root_path_length_exceeded() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose, SanType,
+    };
+    use std::time::Duration;
+    use time::OffsetDateTime;
+    let now = OffsetDateTime::now_utc();
+    let day = Duration::from_secs(86400);
+    let ca_params = |cn: &str, constraint: BasicConstraints| {
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.subject_alt_names = vec![SanType::URI("spiffe://mesh.test".try_into().unwrap())];
+        p.is_ca = IsCa::Ca(constraint);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.not_before = now - day;
+        p.not_after = now + 30 * day;
+        p
+    };
+    let mut leaf = CertificateParams::default();
+    leaf.subject_alt_names = vec![SanType::URI(ID.try_into().unwrap())];
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    leaf.not_before = now - day;
+    leaf.not_after = now + day;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pems: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pems.concat()).unwrap();
+        path
+    };
+    let cert_verify = |bundle: &Path, cert: &Path| {
+        palisade(&["cert", "verify", "--bundle", s(bundle), "--cert", s(cert)])
+    };
+
+    // An expired root; the leaf it signed is within its own window.
+    let mut expired = ca_params("expired root", BasicConstraints::Unconstrained);
+    expired.not_before = now - 400 * day;
+    expired.not_after = now - day;
+    let expired_key = KeyPair::generate().unwrap();
+    let expired_cert = expired.self_signed(&expired_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &Issuer::new(expired, expired_key))
+        .unwrap();
+    let o = cert_verify(
+        &write("expired-root.pem", &[expired_cert.pem()]),
+        &write("expired-root-leaf.pem", &[leaf_cert.pem()]),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).is_empty());
+    let err = stderr(&o);
+    assert!(
+        err.contains("expired root") && err.contains("expired"),
+        "{err}"
+    );
+
+    // A pathlen 0 root above an intermediate; pathlen 1 is fine.
+    for (path_len, accepted) in [(0, false), (1, true)] {
+        let root = ca_params("root", BasicConstraints::Constrained(path_len));
+        let root_key = KeyPair::generate().unwrap();
+        let root_cert = root.self_signed(&root_key).unwrap();
+        let int = ca_params("intermediate", BasicConstraints::Constrained(0));
+        let int_key = KeyPair::generate().unwrap();
+        let int_cert = int
+            .signed_by(&int_key, &Issuer::new(root, root_key))
+            .unwrap();
+        let leaf_cert = leaf
+            .signed_by(&leaf_key, &Issuer::new(int, int_key))
+            .unwrap();
+        let o = cert_verify(
+            &write("root.pem", &[root_cert.pem()]),
+            &write("chain.pem", &[leaf_cert.pem(), int_cert.pem()]),
+        );
+        if accepted {
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            assert_eq!(stdout(&o), format!("{ID}\n"));
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+            assert!(
+                stderr(&o).contains("path length constraint"),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
+}

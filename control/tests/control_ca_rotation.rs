@@ -479,7 +479,12 @@ fn status_shows_the_rotation_and_warns_before_the_signer_expires() {
 async fn a_ca_replaced_in_place_keeps_its_old_root_for_a_grace_period() {
     use palisade_control::server::ca_reload::{CaCell, CaFollow};
     let fx = Fixture::new();
-    let srv = following_server(&fx, |o| o.ca_grace_period = Some(Duration::from_secs(5))).await;
+    let srv = following_server(&fx, |o| {
+        o.ca_grace_period = Some(Duration::from_secs(5));
+        o.bundle_endpoint = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await;
+    let endpoint = srv.bundle_endpoint.unwrap();
     let start = |workload: &str| {
         let mut o = fx.client_options(srv.addr, workload);
         o.reissue_spread = Duration::from_millis(500);
@@ -512,23 +517,63 @@ async fn a_ca_replaced_in_place_keeps_its_old_root_for_a_grace_period() {
         .collect();
     assert_eq!(graced.len(), 1);
     assert!(!graced[0].signing);
-    // A restart within the grace period trusts the old root again at once.
+    let (keys, graced_sequence) = served_bundle(endpoint);
+    assert_eq!(keys, 2, "the bundle endpoint serves the old root too");
+    // A restart within the grace period trusts the old root again at once,
+    // and numbers the same roots as before.
     let follow = CaFollow {
         dir: fx.ca_dir.clone(),
         trust_domain: None,
         grace_period: Duration::from_secs(5),
         grace_file: Some(fx.state.join(palisade_control::server::CA_GRACE_FILE)),
+        sequence_file: Some(
+            fx.state
+                .join(palisade_control::server::BUNDLE_SEQUENCE_FILE),
+        ),
     };
     let restarted = CaCell::new(
         Arc::new(palisade_control::server::CaAuthority::load_dir(&fx.ca_dir, None).unwrap()),
         Some(follow.clone()),
     );
     assert_eq!(restarted.current().inner().bundle().roots().len(), 2);
+    assert_eq!(
+        restarted.bundle_sequence(restarted.current().inner().bundle()),
+        graced_sequence
+    );
 
     // After the grace period only the new root is trusted.
     eventually(within, || roots(&web) == 1 && roots(&api) == 1)
         .await
         .expect("the old root leaves when its grace period ends");
+    // No CA file changed, but the served document did: so did its
+    // spiffe_sequence (SPIFFE Trust Domain and Bundle 4.1.1).
+    eventually(within, || served_bundle(endpoint).0 == 1)
+        .await
+        .expect("the bundle endpoint drops the old root");
+    let (_, after_grace_sequence) = served_bundle(endpoint);
+    assert!(
+        after_grace_sequence > graced_sequence,
+        "spiffe_sequence {after_grace_sequence} after the old root left, {graced_sequence} before"
+    );
+    // A control plane restarted now goes on from there: the restarted cell
+    // still holds both roots; once its grace is over too, its number is
+    // past the one served, never behind it.
+    let roots_after_grace = srv.ca.current().inner().bundle().clone();
+    let next = restarted.bundle_sequence(&roots_after_grace);
+    assert!(
+        next >= after_grace_sequence,
+        "{next} < {after_grace_sequence}"
+    );
+    let cold = CaCell::new(
+        Arc::new(palisade_control::server::CaAuthority::load_dir(&fx.ca_dir, None).unwrap()),
+        Some(follow.clone()),
+    );
+    assert_eq!(cold.current().inner().bundle().roots().len(), 1);
+    assert_eq!(
+        cold.bundle_sequence(cold.current().inner().bundle()),
+        next,
+        "a restart serves the same roots under the same number"
+    );
     eventually(within, || load.ok.load(Ordering::Relaxed) > 20)
         .await
         .expect("requests flow");
@@ -546,6 +591,7 @@ async fn a_ca_replaced_in_place_keeps_its_old_root_for_a_grace_period() {
         Some(CaFollow {
             grace_period: Duration::ZERO,
             grace_file: None,
+            sequence_file: None,
             ..follow
         }),
     );

@@ -483,3 +483,89 @@ async fn an_https_web_endpoint_is_followed_by_sequence() {
     assert_eq!(compiled_roots(&local, "untrusted.test"), None);
     local.shutdown().await;
 }
+
+/// A valid bundle document with no `x509-svid` entry says the trust domain
+/// does not support X509-SVID (X509-SVID 6.2), and it is the latest bundle
+/// (SPIFFE Federation 4.2): it replaces the roots held, fetched and
+/// configured alike, so no sidecar accepts that trust domain's X509-SVIDs
+/// until a bundle with roots comes back. It is a successful fetch, kept on
+/// disk, and `palisade status` says the trust domain has no X.509 roots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_bundle_without_x509_roots_withdraws_the_trust_domains_roots() {
+    let root = tempfile::tempdir().unwrap();
+    let web = web_endpoint().await;
+    let configured = CaAuthority::generate(REMOTE_TD).unwrap();
+    let fetched = CaAuthority::generate(REMOTE_TD).unwrap();
+    *web.document.lock().unwrap() = document(&fetched, 10);
+    let roots_file = root.path().join("web-roots.pem");
+    std::fs::write(&roots_file, &web.ca_pem).unwrap();
+
+    let fx = Fixture::new();
+    write_mesh_config(
+        &fx,
+        &format!(
+            "    - trustDomain: {REMOTE_TD}\n      bundleEndpointURL: https://{}/bundle\n      bundleEndpointProfile: {{type: https_web}}\n      trustDomainBundle: |\n{}",
+            web.addr,
+            indented(configured.bundle_pem(), 8)
+        ),
+    );
+    let mut o = fx.options();
+    o.federation_web_roots = Some(roots_file);
+    let local = fx.start_with(o).await;
+    let status = || {
+        local
+            .federation
+            .status()
+            .get(REMOTE_TD)
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for("the fetched bundle", || {
+        compiled_roots(&local, REMOTE_TD) == Some(roots_of(fetched.bundle_pem()))
+    })
+    .await;
+
+    // Only a JWT-SVID key now: no X.509 root of the trust domain is left.
+    let no_x509 = format!(
+        r#"{{"keys": [{{"use": "jwt-svid", "kty": "EC", "kid": "k1", "crv": "P-256", "x": "{x}", "y": "{x}"}}], "spiffe_sequence": 11, "spiffe_refresh_hint": 1}}"#,
+        x = "AAAA"
+    );
+    *web.document.lock().unwrap() = no_x509.clone();
+    wait_for("the roots to be withdrawn", || {
+        compiled_roots(&local, REMOTE_TD).is_none()
+    })
+    .await;
+    let s = status();
+    assert!(
+        s.fetched && s.last_error.is_none(),
+        "a successful fetch: {s:?}"
+    );
+    assert_eq!(s.sequence, Some(11));
+    assert_eq!(local.federation.current_pem(REMOTE_TD), None);
+    assert_eq!(
+        std::fs::read_to_string(fx.state.join("federation/remote.test.json")).unwrap(),
+        no_x509,
+        "the latest document is kept"
+    );
+    let f = federation_status(&local, &fx).await;
+    assert_eq!((f.bundle_source.as_str(), f.roots), ("fetched", 0), "{f:?}");
+    // A sidecar with this config refuses the trust domain's SVIDs, whether
+    // from the configured or the formerly fetched root.
+    let config = local
+        .state
+        .subscribe("shop/web-0")
+        .borrow()
+        .clone()
+        .unwrap()
+        .decode_for("shop/web-0")
+        .unwrap();
+    assert!(!config.mesh.federated_bundles.contains_key(REMOTE_TD));
+
+    // Roots served again: they are trusted again.
+    *web.document.lock().unwrap() = document(&fetched, 12);
+    wait_for("the roots to come back", || {
+        compiled_roots(&local, REMOTE_TD) == Some(roots_of(fetched.bundle_pem()))
+    })
+    .await;
+    local.shutdown().await;
+}

@@ -13,6 +13,8 @@ pub enum BundleError {
     Empty,
     #[error("trust bundle root {index} is not a usable trust anchor: {source}")]
     BadRoot { index: usize, source: webpki::Error },
+    #[error("trust bundle root {index}: cannot read its validity or basic constraints: {reason}")]
+    UnreadableRoot { index: usize, reason: String },
     #[error(transparent)]
     Pem(#[from] PemError),
     #[error(
@@ -36,6 +38,46 @@ pub struct TrustBundle {
     aliases: Vec<TrustDomain>,
     roots: Vec<CertificateDer<'static>>,
     anchors: Vec<TrustAnchor<'static>>,
+    /// What webpki drops of each root when it makes it a trust anchor, in
+    /// the order of `roots`.
+    root_limits: Vec<RootLimits>,
+}
+
+/// The parts of a root certificate that a trust anchor does not keep
+/// (webpki keeps its subject, key and name constraints), and that path
+/// validation must still honour as Go's crypto/x509 and OpenSSL do: the
+/// validity window and the basic constraints' pathLenConstraint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RootLimits {
+    /// The root's subject, for messages.
+    pub(crate) subject: String,
+    /// notBefore and notAfter, seconds since the Unix epoch.
+    pub(crate) not_before_unix: i64,
+    pub(crate) not_after_unix: i64,
+    /// pathLenConstraint: how many intermediates may sit below the root.
+    pub(crate) max_intermediates: Option<u32>,
+}
+
+impl RootLimits {
+    fn of(der: &CertificateDer<'_>) -> Result<Self, String> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let cert = match X509Certificate::from_der(der) {
+            Ok(([], cert)) => cert,
+            Ok(_) => return Err("trailing data after certificate".into()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let max_intermediates = cert
+            .basic_constraints()
+            .map_err(|e| e.to_string())?
+            .filter(|bc| bc.value.ca)
+            .and_then(|bc| bc.value.path_len_constraint);
+        Ok(Self {
+            subject: cert.subject().to_string(),
+            not_before_unix: cert.validity().not_before.timestamp(),
+            not_after_unix: cert.validity().not_after.timestamp(),
+            max_intermediates,
+        })
+    }
 }
 
 impl TrustBundle {
@@ -56,11 +98,19 @@ impl TrustBundle {
                     .map_err(|source| BundleError::BadRoot { index, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let root_limits = roots
+            .iter()
+            .enumerate()
+            .map(|(index, der)| {
+                RootLimits::of(der).map_err(|reason| BundleError::UnreadableRoot { index, reason })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             trust_domain,
             aliases: Vec::new(),
             roots,
             anchors,
+            root_limits,
         })
     }
 
@@ -85,10 +135,16 @@ impl TrustBundle {
     /// A bundle with the roots of both `self` and `other` (for CA rotation).
     pub fn merged_with(&self, other: &TrustBundle) -> Self {
         let mut merged = self.clone();
-        for (root, anchor) in other.roots.iter().zip(&other.anchors) {
+        for ((root, anchor), limits) in other
+            .roots
+            .iter()
+            .zip(&other.anchors)
+            .zip(&other.root_limits)
+        {
             if !merged.roots.contains(root) {
                 merged.roots.push(root.clone());
                 merged.anchors.push(anchor.clone());
+                merged.root_limits.push(limits.clone());
             }
         }
         merged
@@ -112,6 +168,20 @@ impl TrustBundle {
     /// The roots as webpki trust anchors.
     pub fn anchors(&self) -> &[TrustAnchor<'static>] {
         &self.anchors
+    }
+
+    /// The validity windows and path length limits of the roots whose
+    /// trust anchor is `anchor` (usually one; a root reissued with the same
+    /// name and key gives two).
+    pub(crate) fn limits_of_anchor<'a>(
+        &'a self,
+        anchor: &'a TrustAnchor<'a>,
+    ) -> impl Iterator<Item = &'a RootLimits> + 'a {
+        self.anchors
+            .iter()
+            .zip(&self.root_limits)
+            .filter(move |(a, _)| **a == *anchor)
+            .map(|(_, limits)| limits)
     }
 
     /// The roots as PEM text.

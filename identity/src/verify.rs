@@ -47,6 +47,30 @@ pub enum SvidError {
     NotYetValid { not_before: u64, now: u64 },
     #[error("path validation failed: {0}")]
     Path(String),
+    #[error(
+        "certificate has expired or is not yet valid: the trust bundle root {subject} expired at {not_after} (unix), now is {now}; an expired root vouches for no SVID (RFC 5280 6.1.3, as crypto/x509 and OpenSSL check)"
+    )]
+    RootExpired {
+        subject: String,
+        not_after: i64,
+        now: i64,
+    },
+    #[error(
+        "certificate has expired or is not yet valid: the trust bundle root {subject} is valid from {not_before} (unix), now is {now}; a root vouches for no SVID before its validity window starts"
+    )]
+    RootNotYetValid {
+        subject: String,
+        not_before: i64,
+        now: i64,
+    },
+    #[error(
+        "too many intermediates for path length constraint: the trust bundle root {subject} allows {max_intermediates} intermediate certificate(s) below it (pathLenConstraint), the chain has {intermediates}"
+    )]
+    RootPathLenExceeded {
+        subject: String,
+        max_intermediates: u32,
+        intermediates: usize,
+    },
     #[error("certificate contains no URI SAN: an X509-SVID carries exactly one")]
     NoUriSan,
     #[error(
@@ -118,6 +142,8 @@ impl SvidError {
             SvidError::Expired { .. } => "expired",
             SvidError::NotYetValid { .. } => "not-yet-valid",
             SvidError::Path(_) => "path-validation",
+            SvidError::RootExpired { .. } | SvidError::RootNotYetValid { .. } => "root-validity",
+            SvidError::RootPathLenExceeded { .. } => "root-path-length",
             SvidError::NoUriSan => "no-uri-san",
             SvidError::MultipleUriSans { .. } => "multiple-uri-sans",
             SvidError::NotSpiffeScheme { .. } | SvidError::InvalidSpiffeId { .. } => {
@@ -250,11 +276,42 @@ pub fn verify_svid_federated(
     };
 
     // 3. Path validation (X509-SVID 5.1: "MUST follow RFC 5280 path validation").
+    verify_path_to_bundle(bundle, leaf, intermediates, now, role, provider)?;
+    Ok(id)
+}
+
+/// Path validation of `leaf` (with the `intermediates` the peer sent) to a
+/// root of `bundle` at `now` (X509-SVID 5.1: "MUST follow RFC 5280 path
+/// validation"): webpki's checks, the anchoring root's validity window and
+/// pathLenConstraint, and the signing-certificate rules for each
+/// intermediate. No leaf rule and no trust domain check: for a verifier
+/// that checks those its own way (the control plane's client auth).
+pub fn verify_path_to_bundle(
+    bundle: &TrustBundle,
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    role: PeerRole,
+    provider: &CryptoProvider,
+) -> Result<(), SvidError> {
     let ee =
         webpki::EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(e.to_string()))?;
     let usage = match role {
         PeerRole::Client => webpki::KeyUsage::client_auth(),
         PeerRole::Server => webpki::KeyUsage::server_auth(),
+    };
+    // webpki keeps a root's subject, key and name constraints only; the
+    // root's own validity window and pathLenConstraint are checked on each
+    // candidate path here, so that path building goes on to another root
+    // (a reissued one) when one is refused, and the refusal is reported
+    // when no root is left.
+    let root_refusal = std::cell::RefCell::new(None);
+    let check_root = |path: &webpki::VerifiedPath<'_>| {
+        let intermediates = path.intermediate_certificates().count();
+        check_anchoring_root(bundle, path.anchor(), intermediates, now).map_err(|refusal| {
+            root_refusal.borrow_mut().get_or_insert(refusal);
+            webpki::Error::UnknownIssuer
+        })
     };
     let path = ee
         .verify_for_usage(
@@ -264,16 +321,72 @@ pub fn verify_svid_federated(
             now,
             usage,
             None,
-            None,
+            Some(&check_root),
         )
-        .map_err(|e| map_path_error(e, now, role))?;
+        .map_err(|e| {
+            root_refusal
+                .take()
+                .unwrap_or_else(|| map_path_error(e, now, role))
+        })?;
     // webpki ignores key usage on CA certificates; RFC 5280 6.1.4 (n) and
     // X509-SVID 4.3 do not: each signing certificate of the path (the trust
     // anchor is not one) must set keyCertSign.
     for cert in path.intermediate_certificates() {
         check_signing_cert(&cert.der())?;
     }
-    Ok(id)
+    Ok(())
+}
+
+/// The rules for the root a path ends at, which webpki does not keep in a
+/// trust anchor: the root is within its validity window at `now`, and its
+/// pathLenConstraint, if any, allows the `intermediates` below it (RFC 5280
+/// 6.1: the trust anchor's own constraints; crypto/x509 `isValid` checks
+/// both for the root too). When several roots of `bundle` share the
+/// anchor (a root reissued with the same name and key), one that passes is
+/// enough; otherwise the first refusal is returned.
+fn check_anchoring_root(
+    bundle: &TrustBundle,
+    anchor: &rustls::pki_types::TrustAnchor<'_>,
+    intermediates: usize,
+    now: UnixTime,
+) -> Result<(), SvidError> {
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let mut refusal = None;
+    for root in bundle.limits_of_anchor(anchor) {
+        let verdict = if now > root.not_after_unix {
+            Err(SvidError::RootExpired {
+                subject: root.subject.clone(),
+                not_after: root.not_after_unix,
+                now,
+            })
+        } else if now < root.not_before_unix {
+            Err(SvidError::RootNotYetValid {
+                subject: root.subject.clone(),
+                not_before: root.not_before_unix,
+                now,
+            })
+        } else {
+            match root.max_intermediates {
+                Some(max) if usize::try_from(max).is_ok_and(|max| intermediates > max) => {
+                    Err(SvidError::RootPathLenExceeded {
+                        subject: root.subject.clone(),
+                        max_intermediates: max,
+                        intermediates,
+                    })
+                }
+                _ => Ok(()),
+            }
+        };
+        match verdict {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                refusal.get_or_insert(e);
+            }
+        }
+    }
+    // Every anchor comes from the bundle, so a root was found; fail closed
+    // anyway if not.
+    Err(refusal.unwrap_or(SvidError::UnknownIssuer))
 }
 
 /// True when `signer`'s key signed `cert`: the question a sidecar asks of

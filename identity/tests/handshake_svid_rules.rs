@@ -355,3 +355,63 @@ async fn a_well_formed_peer_svid_passes_both_ways() {
         .unwrap();
     assert_eq!(client_id, Some(id(ID)));
 }
+
+/// The anchoring root's own limits (validity window, pathLenConstraint),
+/// which webpki's trust anchors do not carry, fail the handshake both ways.
+#[tokio::test]
+async fn a_root_out_of_its_validity_or_path_length_fails_the_handshake_both_ways() {
+    let now = OffsetDateTime::now_utc();
+    let day = Duration::from_secs(86400);
+    let expired = TestCa::root_with(TD, "expired root", |p| {
+        p.not_before = now - 400 * day;
+        p.not_after = now - day;
+    });
+    let future = TestCa::root_with(TD, "future root", |p| {
+        p.not_before = now + day;
+        p.not_after = now + 30 * day;
+    });
+    let pathlen0 = TestCa::root_with(TD, "root pathlen 0", |p| {
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    });
+    let pathlen0_int = pathlen0.intermediate(TD);
+    /// A case's name, its root, the intermediate sent along, the verdict.
+    type RootCase<'a> = (
+        &'a str,
+        &'a TestCa,
+        Option<&'a TestCa>,
+        fn(&SvidError) -> bool,
+    );
+    let cases: [RootCase<'_>; 3] = [
+        ("expired root", &expired, None, |e| {
+            matches!(e, SvidError::RootExpired { .. })
+        }),
+        ("root not yet valid", &future, None, |e| {
+            matches!(e, SvidError::RootNotYetValid { .. })
+        }),
+        (
+            "pathlen 0 root with an intermediate",
+            &pathlen0,
+            Some(&pathlen0_int),
+            |e| matches!(e, SvidError::RootPathLenExceeded { .. }),
+        ),
+    ];
+    for (name, root, via, expect) in cases {
+        let err = our_server_rejects(root, bad_svid(root, via, |_| {})).await;
+        let rule = svid_error(&err);
+        assert!(
+            rule.as_ref().is_some_and(expect),
+            "{name}: server side got {rule:?} ({err})"
+        );
+        let err = our_client_rejects(root, bad_svid(root, via, |_| {})).await;
+        let rule = svid_error(&err);
+        assert!(
+            rule.as_ref().is_some_and(expect),
+            "{name}: client side got {rule:?} ({err})"
+        );
+    }
+    // The control case: a pathlen 0 root signing the leaf itself.
+    let client_id = our_server_handshake(&pathlen0, bad_svid(&pathlen0, None, |_| {}))
+        .await
+        .unwrap();
+    assert_eq!(client_id, Some(id(ID)));
+}

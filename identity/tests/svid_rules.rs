@@ -713,3 +713,138 @@ fn upstream_parse_error_texts() {
         "signing certificate must have 'keyCertSign' set as key usage",
     );
 }
+
+// === The anchoring root's own limits ===
+//
+// webpki turns a root into a trust anchor of subject, key and name
+// constraints only; crypto/x509 (go-spiffe) and OpenSSL also hold the root
+// to its validity window and its pathLenConstraint.
+
+/// A root of `TD` whose parameters `tweak` changed.
+fn root_with(cn: &str, tweak: impl FnOnce(&mut rcgen::CertificateParams)) -> TestCa {
+    TestCa::root_with(TD, cn, tweak)
+}
+
+fn expired(p: &mut rcgen::CertificateParams) {
+    p.not_before = OffsetDateTime::now_utc() - Duration::from_secs(400 * 86400);
+    p.not_after = OffsetDateTime::now_utc() - Duration::from_secs(86400);
+}
+
+#[test]
+fn rejects_an_svid_whose_root_has_expired() {
+    let root = root_with("expired root", expired);
+    // The leaf itself is within its validity window.
+    let (leaf, _) = root.sign(&good_leaf(ID));
+    let err = verify(&root.bundle(TD), &[leaf]).unwrap_err();
+    assert!(matches!(err, SvidError::RootExpired { .. }), "{err}");
+    assert_eq!(err.code(), "root-validity");
+    assert!(err.to_string().contains("expired root"), "{err}");
+    // Through an intermediate too.
+    let int = root.intermediate(TD);
+    let (leaf, _) = int.sign(&good_leaf(ID));
+    let err = verify(&root.bundle(TD), &[leaf, int.cert.clone()]).unwrap_err();
+    assert!(matches!(err, SvidError::RootExpired { .. }), "{err}");
+}
+
+#[test]
+fn rejects_an_svid_whose_root_is_not_yet_valid() {
+    let root = root_with("future root", |p| {
+        p.not_before = OffsetDateTime::now_utc() + Duration::from_secs(86400);
+        p.not_after = OffsetDateTime::now_utc() + Duration::from_secs(30 * 86400);
+    });
+    let (leaf, _) = root.sign(&good_leaf(ID));
+    let err = verify(&root.bundle(TD), &[leaf]).unwrap_err();
+    assert!(matches!(err, SvidError::RootNotYetValid { .. }), "{err}");
+}
+
+#[test]
+fn a_root_is_checked_at_the_verification_time() {
+    use palisade_identity::provider::default_provider;
+    use palisade_identity::{PeerRole, verify_svid_chain};
+    use rustls::pki_types::UnixTime;
+    let root = root_with("short root", |p| {
+        p.not_after = OffsetDateTime::now_utc() + Duration::from_secs(600);
+    });
+    let mut params = good_leaf(ID);
+    params.not_after = OffsetDateTime::now_utc() + Duration::from_secs(86400);
+    let (leaf, _) = root.sign(&params);
+    let at = |secs_from_now: u64| {
+        let t = std::time::SystemTime::now() + Duration::from_secs(secs_from_now);
+        verify_svid_chain(
+            &root.bundle(TD),
+            std::slice::from_ref(&leaf),
+            UnixTime::since_unix_epoch(t.duration_since(std::time::UNIX_EPOCH).unwrap()),
+            PeerRole::Client,
+            &default_provider(),
+        )
+    };
+    assert_eq!(at(0).unwrap(), id(ID));
+    // An hour on the leaf is still valid, the root is not.
+    let err = at(3600).unwrap_err();
+    assert!(matches!(err, SvidError::RootExpired { .. }), "{err}");
+}
+
+#[test]
+fn a_root_path_length_constraint_limits_the_intermediates_below_it() {
+    // pathLenConstraint 0: the root signs leaves only.
+    let pl0 = root_with("root pathlen 0", |p| {
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0))
+    });
+    let (leaf, _) = pl0.sign(&good_leaf(ID));
+    assert_eq!(verify(&pl0.bundle(TD), &[leaf]).unwrap(), id(ID));
+    let int = pl0.intermediate(TD);
+    let (leaf, _) = int.sign(&good_leaf(ID));
+    let err = verify(&pl0.bundle(TD), &[leaf, int.cert.clone()]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SvidError::RootPathLenExceeded {
+                max_intermediates: 0,
+                intermediates: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.code(), "root-path-length");
+    // pathLenConstraint 1: one intermediate is fine.
+    let pl1 = root_with("root pathlen 1", |p| {
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(1))
+    });
+    let int = pl1.intermediate(TD);
+    let (leaf, _) = int.sign(&good_leaf(ID));
+    assert_eq!(
+        verify(&pl1.bundle(TD), &[leaf, int.cert.clone()]).unwrap(),
+        id(ID)
+    );
+}
+
+#[test]
+fn a_reissued_root_vouches_when_its_expired_predecessor_does_not() {
+    // The same name and key under two certificates, the expired one first:
+    // path building goes on to the valid one.
+    let cn = "reissued root";
+    let old = root_with(cn, expired);
+    let new = old.reissued(TD, cn, |_| {});
+    let (leaf, _) = old.sign(&good_leaf(ID));
+    let both = TrustBundle::new(td(TD), vec![old.cert.clone(), new.cert.clone()]).unwrap();
+    assert_eq!(verify(&both, std::slice::from_ref(&leaf)).unwrap(), id(ID));
+    let err = verify(&old.bundle(TD), &[leaf]).unwrap_err();
+    assert!(matches!(err, SvidError::RootExpired { .. }), "{err}");
+}
+
+#[test]
+fn an_expired_root_beside_a_valid_one_vouches_for_nothing() {
+    // During a rotation: the old root expired, the new one vouches for its
+    // own SVIDs only.
+    let old = root_with("old root", expired);
+    let new = TestCa::named(TD, "new root");
+    let bundle = TrustBundle::new(td(TD), vec![old.cert.clone(), new.cert.clone()]).unwrap();
+    let (from_new, _) = new.sign(&good_leaf(ID));
+    assert_eq!(verify(&bundle, &[from_new]).unwrap(), id(ID));
+    let (from_old, _) = old.sign(&good_leaf(ID));
+    let err = verify(&bundle, std::slice::from_ref(&from_old)).unwrap_err();
+    assert!(matches!(err, SvidError::RootExpired { .. }), "{err}");
+    // And it anchors nothing for the rotation bookkeeping either.
+    assert!(palisade_identity::verify::anchoring_root(&bundle, &[from_old]).is_none());
+}

@@ -400,6 +400,11 @@ fn federation_line(f: &palisade_api::stream::FederatedTrustDomain) -> String {
     if f.roots_expire_unix > 0 {
         line.push_str(&format!(", first expiry {}", when(f.roots_expire_unix)));
     }
+    if f.roots == 0 && matches!(f.bundle_source.as_str(), "fetched" | "kept") {
+        line.push_str(
+            " (NO X.509 ROOTS: the bundle has no x509-svid entries, so the trust domain's X509-SVIDs are refused)",
+        );
+    }
     if let Some(seq) = f.sequence {
         line.push_str(&format!(", sequence {seq}"));
     }

@@ -55,6 +55,10 @@ pub struct CaFollow {
     pub grace_period: Duration,
     /// Where the roots kept for their grace period are written.
     pub grace_file: Option<PathBuf>,
+    /// Where the last `spiffe_sequence` served, and the roots it was
+    /// served for, are written: the number never goes back, also across
+    /// a restart.
+    pub sequence_file: Option<PathBuf>,
 }
 
 /// A root kept after its CA was replaced in place, and until when.
@@ -65,11 +69,22 @@ pub struct GraceRoot {
     pub until_unix: i64,
 }
 
+/// The last `spiffe_sequence` of the served bundle, and what it numbered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedSequence {
+    pub sequence: u64,
+    /// SHA-256 fingerprints of the roots served with it, in document order.
+    pub roots: Vec<String>,
+}
+
 /// The CA in force, swapped whole on a reload.
 pub struct CaCell {
     current: ArcSwap<CaAuthority>,
     follow: Option<CaFollow>,
     grace: Mutex<Vec<GraceRoot>>,
+    /// The last sequence number handed out for the served bundle.
+    served: Mutex<Option<ServedSequence>>,
     report: RwLock<CaReport>,
     /// Bumped on every swap, so followers learn of it.
     generation: watch::Sender<u64>,
@@ -91,10 +106,16 @@ impl CaCell {
             .and_then(|path| std::fs::read(path).ok())
             .and_then(|bytes| serde_json::from_slice::<Vec<GraceRoot>>(&bytes).ok())
             .unwrap_or_default();
+        let served = follow
+            .as_ref()
+            .and_then(|f| f.sequence_file.as_ref())
+            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|bytes| serde_json::from_slice::<ServedSequence>(&bytes).ok());
         let cell = Arc::new(Self {
             current: ArcSwap::new(ca),
             follow,
             grace: Mutex::new(grace),
+            served: Mutex::new(served),
             report: RwLock::new(CaReport {
                 loaded_unix: now_unix(),
                 error: None,
@@ -137,18 +158,54 @@ impl CaCell {
         self.generation.subscribe()
     }
 
-    /// `spiffe_sequence` of the served bundle: when a file of the CA
-    /// directory last changed, in milliseconds since the epoch (every
+    /// `spiffe_sequence` for serving `bundle` (the roots of the CA in
+    /// force): the number served last while the roots are the same, and a
+    /// greater one as soon as they differ in any way (a rotation step, a
+    /// root leaving at the end of its grace period, a CA replaced while the
+    /// control plane was down), as SPIFFE Trust Domain and Bundle 4.1.1
+    /// demands ("MUST be changed whenever the contents of the bundle are
+    /// updated", monotonically increasing). The new number is the greater of
+    /// the last one plus one and [`Self::sequence_from_files`]; it is written
+    /// to the state dir, so a restart continues from it.
+    pub fn bundle_sequence(&self, bundle: &palisade_identity::TrustBundle) -> u64 {
+        let roots: Vec<String> = bundle
+            .roots()
+            .iter()
+            .map(palisade_identity::verify::fingerprint)
+            .collect();
+        let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(last) = served.as_ref()
+            && last.roots == roots
+        {
+            return last.sequence;
+        }
+        let from_files = self.sequence_from_files(bundle);
+        let sequence = match served.as_ref() {
+            Some(last) => from_files.max(last.sequence.saturating_add(1)),
+            None => from_files,
+        };
+        let next = ServedSequence { sequence, roots };
+        if let Some(path) = self
+            .follow
+            .as_ref()
+            .and_then(|f| f.sequence_file.as_deref())
+        {
+            persist_json(path, &next, "cannot keep the bundle's sequence number");
+        }
+        *served = Some(next);
+        sequence
+    }
+
+    /// The sequence number the CA files alone suggest: when a file of the
+    /// CA directory last changed, in milliseconds since the epoch (every
     /// rotation step rewrites `bundle.pem`, cert-manager rewrites
     /// `ca.crt`), and never less than the newest root's `notBefore` in
-    /// seconds. It grows with each change of the files and survives a
-    /// restart; a root leaving at the end of its grace period changes the
-    /// document but not the files, so not the number.
-    pub fn bundle_sequence(&self) -> Option<u64> {
-        let ca = self.current();
-        let newest_root = ca
-            .inner()
-            .bundle()
+    /// seconds. The numbering starts there, and a change the files show
+    /// moves it on by more than one; a change they do not show (a root
+    /// leaving at the end of its grace period) is numbered by
+    /// [`Self::bundle_sequence`] all the same.
+    fn sequence_from_files(&self, bundle: &palisade_identity::TrustBundle) -> u64 {
+        let newest_root = bundle
             .roots()
             .iter()
             .filter_map(|der| {
@@ -167,7 +224,7 @@ impl CaCell {
                 .filter_map(|d| u64::try_from(d.as_millis()).ok())
                 .max()
         });
-        newest_root.max(written)
+        newest_root.max(written).unwrap_or(0)
     }
 
     /// Loads the directory again, with the roots in their grace period;
@@ -332,9 +389,16 @@ fn persist(path: Option<&Path>, grace: &[GraceRoot]) {
     let Some(path) = path else {
         return;
     };
-    let body = serde_json::to_string_pretty(grace).unwrap_or_default();
-    if let Err(e) = palisade_identity::pem::write_public(path, &body) {
-        tracing::error!(path = %path.display(), error = %e, "cannot keep the roots in their grace period");
+    persist_json(path, &grace, "cannot keep the roots in their grace period");
+}
+
+/// Writes `value` as JSON to `path` (atomically); logs `what` on failure.
+fn persist_json(path: &Path, value: &impl serde::Serialize, what: &str) {
+    let written = serde_json::to_string_pretty(value)
+        .map_err(std::io::Error::other)
+        .and_then(|body| palisade_identity::pem::write_public(path, &body));
+    if let Err(e) = written {
+        tracing::error!(path = %path.display(), error = %e, "{what}");
     }
 }
 

@@ -197,6 +197,7 @@ pub async fn start(
             trust_domain: opts.ca_trust_domain.clone(),
             grace_period: opts.ca_grace_period.unwrap_or(opts.svid_ttl),
             grace_file: Some(opts.state_dir.join(CA_GRACE_FILE)),
+            sequence_file: Some(opts.state_dir.join(BUNDLE_SEQUENCE_FILE)),
         }),
     );
     // Roots kept from before a restart are in the cell's CA.
@@ -222,7 +223,7 @@ pub async fn start(
 
     let id = control_id(ca.trust_domain());
     let serving = Arc::new(tls::ServingCert::new(&ca.issue_keyed(&id, SERVING_TTL)?)?);
-    let client_roots = tls::ClientRoots::new(ca.bundle_pem())?;
+    let client_roots = tls::ClientRoots::new(ca.inner().bundle())?;
     let tls_config = Arc::new(tls::server_config(serving.clone(), client_roots.clone())?);
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -240,7 +241,7 @@ pub async fn start(
     let served_bundle = Arc::new(federation::serve::ServedDocument::from_pointee(
         federation::serve::bundle_document(
             ca.inner().bundle(),
-            cell.bundle_sequence(),
+            Some(cell.bundle_sequence(ca.inner().bundle())),
             opts.bundle_refresh_hint,
         )
         .map_err(ServerError::BundleEndpoint)?,
@@ -367,6 +368,9 @@ pub async fn start(
 /// Where roots replaced in place are kept for their grace period.
 pub const CA_GRACE_FILE: &str = "ca-grace.json";
 
+/// Where the bundle endpoint's last `spiffe_sequence` is kept.
+pub const BUNDLE_SEQUENCE_FILE: &str = "bundle-sequence.json";
+
 /// Lifetime of the control plane's own serving SVID.
 const SERVING_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -412,7 +416,7 @@ async fn follow_ca(cell: Arc<CaCell>, holders: CaHolders) {
     let mut changes = cell.subscribe();
     while changes.changed().await.is_ok() {
         let ca = cell.current();
-        if let Err(e) = holders.client_roots.set(ca.bundle_pem()) {
+        if let Err(e) = holders.client_roots.set(ca.inner().bundle()) {
             tracing::error!(error = %e, "cannot verify clients against the new roots");
         }
         renew_serving_svid(&ca, &holders.serving);
@@ -423,7 +427,7 @@ async fn follow_ca(cell: Arc<CaCell>, holders: CaHolders) {
         );
         match federation::serve::bundle_document(
             ca.inner().bundle(),
-            cell.bundle_sequence(),
+            Some(cell.bundle_sequence(ca.inner().bundle())),
             holders.refresh_hint,
         ) {
             Ok(doc) => holders.served_bundle.store(Arc::new(doc)),

@@ -30,6 +30,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
+use palisade_identity::TrustBundle;
+use palisade_identity::verify::{PeerRole, verify_path_to_bundle};
+
 use super::pki::{KeyedSvid, not_after_unix, now_unix};
 
 /// How long a client may take to finish the TLS handshake.
@@ -153,33 +156,56 @@ impl ResolvesServerCert for ServingCert {
 /// handshake uses the roots in force when it starts.
 #[derive(Debug)]
 pub struct ClientRoots {
-    current: ArcSwap<Arc<dyn ClientCertVerifier>>,
+    current: ArcSwap<ClientTrust>,
+}
+
+/// One set of roots: rustls' WebPKI verifier for them, and the bundle for
+/// the rules of the anchoring root that WebPKI's trust anchors drop.
+#[derive(Debug)]
+struct ClientTrust {
+    webpki: Arc<dyn ClientCertVerifier>,
+    bundle: TrustBundle,
+}
+
+impl ClientTrust {
+    fn new(bundle: &TrustBundle) -> Result<Self, TlsError> {
+        Ok(Self {
+            webpki: webpki_verifier(bundle.roots())?,
+            bundle: bundle.clone(),
+        })
+    }
 }
 
 impl ClientRoots {
-    pub fn new(bundle_pem: &str) -> Result<Arc<Self>, TlsError> {
+    pub fn new(bundle: &TrustBundle) -> Result<Arc<Self>, TlsError> {
         Ok(Arc::new(Self {
-            current: ArcSwap::from_pointee(webpki_verifier(bundle_pem)?),
+            current: ArcSwap::from_pointee(ClientTrust::new(bundle)?),
         }))
     }
 
-    /// Verifies client certificates against `bundle_pem` from now on.
-    pub fn set(&self, bundle_pem: &str) -> Result<(), TlsError> {
-        self.current.store(Arc::new(webpki_verifier(bundle_pem)?));
+    /// Verifies client certificates against `bundle` from now on.
+    pub fn set(&self, bundle: &TrustBundle) -> Result<(), TlsError> {
+        self.current.store(Arc::new(ClientTrust::new(bundle)?));
         Ok(())
     }
 
+    fn trust(&self) -> Arc<ClientTrust> {
+        self.current.load_full()
+    }
+
     fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
-        Arc::clone(&self.current.load())
+        Arc::clone(&self.current.load().webpki)
     }
 }
 
-fn webpki_verifier(bundle_pem: &str) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for c in parse_certs(bundle_pem, "trust bundle")? {
-        roots.add(c)?;
+fn webpki_verifier(
+    roots: &[CertificateDer<'static>],
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for c in roots {
+        store.add(c.clone())?;
     }
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
+    WebPkiClientVerifier::builder_with_provider(Arc::new(store), crypto_provider())
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))
@@ -214,8 +240,11 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let inner = self.roots.verifier();
-        match inner.verify_client_cert(end_entity, intermediates, now) {
+        let trust = self.roots.trust();
+        let (verified, at) = match trust
+            .webpki
+            .verify_client_cert(end_entity, intermediates, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::Expired | CertificateError::ExpiredContext { .. },
             )) => {
@@ -226,10 +255,32 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
                 )?;
                 let at =
                     UnixTime::since_unix_epoch(Duration::from_secs((not_after - 1).max(0) as u64));
-                inner.verify_client_cert(end_entity, intermediates, at)
+                (
+                    trust
+                        .webpki
+                        .verify_client_cert(end_entity, intermediates, at)?,
+                    at,
+                )
             }
-            other => other,
-        }
+            other => (other?, now),
+        };
+        // WebPKI keeps a root's subject, key and name constraints only: the
+        // SVID path rules (shared with every SVID verifier) also hold the
+        // anchoring root to its validity window and pathLenConstraint.
+        verify_path_to_bundle(
+            &trust.bundle,
+            end_entity,
+            intermediates,
+            at,
+            PeerRole::Client,
+            &crypto_provider(),
+        )
+        .map_err(|e| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                Arc::new(e),
+            )))
+        })?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -435,5 +486,135 @@ pub fn check_not_expired(svid: &ClientSvid) -> Result<(), String> {
         ))
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose, SanType,
+    };
+    use time::OffsetDateTime;
+
+    const TD: &str = "mesh.test";
+
+    struct Ca {
+        cert: CertificateDer<'static>,
+        key: KeyPair,
+    }
+
+    fn ca_params(cn: &str, path_len: BasicConstraints) -> CertificateParams {
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.subject_alt_names = vec![SanType::URI(format!("spiffe://{TD}").try_into().unwrap())];
+        p.is_ca = IsCa::Ca(path_len);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.not_before = OffsetDateTime::now_utc() - Duration::from_secs(3600);
+        p.not_after = OffsetDateTime::now_utc() + Duration::from_secs(30 * 86400);
+        p
+    }
+
+    fn root(cn: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut p = ca_params(cn, BasicConstraints::Unconstrained);
+        tweak(&mut p);
+        let cert = p.self_signed(&key).unwrap().der().clone();
+        Ca { cert, key }
+    }
+
+    fn signed_by(issuer: &Ca, params: &CertificateParams) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let issuer = Issuer::from_ca_cert_der(&issuer.cert, &issuer.key).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap().der().clone();
+        Ca { cert, key }
+    }
+
+    fn leaf_params() -> CertificateParams {
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = vec![SanType::URI(
+            format!("spiffe://{TD}/ns/shop/sa/web").try_into().unwrap(),
+        )];
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        p.not_before = OffsetDateTime::now_utc() - Duration::from_secs(300);
+        p.not_after = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+        p
+    }
+
+    /// The control plane's client verifier, trusting `root` alone, on
+    /// `chain` (leaf first).
+    fn verify_client(
+        root: &Ca,
+        chain: &[CertificateDer<'static>],
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let bundle = TrustBundle::new(
+            palisade_identity::TrustDomain::new(TD).unwrap(),
+            vec![root.cert.clone()],
+        )
+        .unwrap();
+        let verifier = ExpiryTolerantVerifier {
+            roots: ClientRoots::new(&bundle).unwrap(),
+        };
+        verifier.verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+    }
+
+    fn svid_rule(err: &rustls::Error) -> Option<&palisade_identity::SvidError> {
+        palisade_identity::SvidError::from_tls_error(err)
+    }
+
+    #[test]
+    fn client_auth_refuses_an_svid_whose_root_has_expired() {
+        let expired = root("expired root", |p| {
+            p.not_before = OffsetDateTime::now_utc() - Duration::from_secs(400 * 86400);
+            p.not_after = OffsetDateTime::now_utc() - Duration::from_secs(86400);
+        });
+        let leaf = signed_by(&expired, &leaf_params());
+        let err = verify_client(&expired, &[leaf.cert]).unwrap_err();
+        assert!(
+            matches!(
+                svid_rule(&err),
+                Some(palisade_identity::SvidError::RootExpired { .. })
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn client_auth_holds_a_root_to_its_path_length_constraint() {
+        let pathlen0 = root("root pathlen 0", |p| {
+            p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        });
+        let pathlen1 = root("root pathlen 1", |p| {
+            p.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        });
+        for (root, accepted) in [(pathlen0, false), (pathlen1, true)] {
+            let int = signed_by(
+                &root,
+                &ca_params("intermediate", BasicConstraints::Constrained(0)),
+            );
+            let leaf = signed_by(&int, &leaf_params());
+            let verdict = verify_client(&root, &[leaf.cert.clone(), int.cert.clone()]);
+            if accepted {
+                assert!(verdict.is_ok(), "{verdict:?}");
+            } else {
+                let err = verdict.unwrap_err();
+                assert!(
+                    matches!(
+                        svid_rule(&err),
+                        Some(palisade_identity::SvidError::RootPathLenExceeded { .. })
+                    ),
+                    "{err}"
+                );
+            }
+            // The root signing the leaf itself is fine either way.
+            let direct = signed_by(&root, &leaf_params());
+            assert!(verify_client(&root, &[direct.cert]).is_ok());
+        }
     }
 }

@@ -29,16 +29,30 @@ impl TestCa {
 
     /// A root with the given common name (same name, other key: an impostor).
     pub fn named(td: &str, cn: &str) -> Self {
+        Self::root_with(td, cn, |_| {})
+    }
+
+    /// A root named `cn`, its parameters changed by `tweak` before it signs
+    /// itself (a validity window or a path length constraint).
+    pub fn root_with(td: &str, cn: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Self {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.subject_alt_names = vec![SanType::URI(format!("spiffe://{td}").try_into().unwrap())];
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(3600);
-        params.not_after = OffsetDateTime::now_utc() + Duration::from_secs(30 * 86400);
-        let cert = params.self_signed(&key).unwrap().der().clone();
+        let cert = root_params(td, cn, tweak)
+            .self_signed(&key)
+            .unwrap()
+            .der()
+            .clone();
+        Self { cert, key }
+    }
+
+    /// This root's key under another self-signed certificate of the same
+    /// name made from `root_params(td, cn, tweak)`: a reissued root.
+    pub fn reissued(&self, td: &str, cn: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Self {
+        let key = KeyPair::from_pem(&self.key.serialize_pem()).unwrap();
+        let cert = root_params(td, cn, tweak)
+            .self_signed(&key)
+            .unwrap()
+            .der()
+            .clone();
         Self { cert, key }
     }
 
@@ -80,6 +94,25 @@ impl TestCa {
         let cert = params.signed_by(&key, &issuer).unwrap().der().clone();
         TestCa { cert, key }
     }
+}
+
+/// Parameters of a root CA for `td` named `cn`, valid from an hour ago for
+/// 30 days, after `tweak`.
+pub fn root_params(
+    td: &str,
+    cn: &str,
+    tweak: impl FnOnce(&mut CertificateParams),
+) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.subject_alt_names = vec![SanType::URI(format!("spiffe://{td}").try_into().unwrap())];
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(3600);
+    params.not_after = OffsetDateTime::now_utc() + Duration::from_secs(30 * 86400);
+    tweak(&mut params);
+    params
 }
 
 /// Parameters of a well-formed leaf SVID for `id`; tests change one field.

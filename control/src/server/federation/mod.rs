@@ -4,7 +4,10 @@
 //!
 //! A fetched bundle replaces the MeshConfig's `trustDomainBundle` for its
 //! trust domain in every compiled `ProxyConfig`, so a remote CA's rotation
-//! reaches the sidecars without anyone editing a manifest. A fetch that
+//! reaches the sidecars without anyone editing a manifest. A fetched
+//! bundle without `x509-svid` entries replaces it too: the trust domain
+//! no longer supports X509-SVID (X509-SVID 6.2), and no sidecar accepts
+//! its SVIDs until a bundle with roots is fetched again. A fetch that
 //! fails, or returns a bundle older than the one held (by
 //! `spiffe_sequence`), changes nothing: the last good bundle stays.
 use std::collections::BTreeMap;
@@ -35,7 +38,8 @@ pub const FETCHED_DIR: &str = "federation";
 /// A bundle fetched from a bundle endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedBundle {
-    /// The X.509 authorities as PEM.
+    /// The X.509 authorities as PEM; empty when the document has none (the
+    /// trust domain does not support X509-SVID).
     pub pem: String,
     pub sequence: Option<u64>,
     pub refresh_hint: Option<Duration>,
@@ -49,17 +53,32 @@ impl FetchedBundle {
         let trust_domain =
             TrustDomain::new(td).map_err(|e| FetchError::Bundle(format!("trust domain: {e}")))?;
         let doc = SpiffeBundle::parse(json).map_err(|e| FetchError::Bundle(e.to_string()))?;
-        let bundle = TrustBundle::new(trust_domain, doc.x509_authorities)
-            .map_err(|e| FetchError::Bundle(e.to_string()))?;
+        // "If no x509-svid JWK entries are present in the bundle, then the
+        // trust domain does not support X509-SVID" (X509-SVID 6.2): a valid
+        // document without them is the trust domain's latest bundle all the
+        // same, and it vouches for no X509-SVID.
+        let pem = if doc.x509_authorities.is_empty() {
+            String::new()
+        } else {
+            TrustBundle::new(trust_domain, doc.x509_authorities)
+                .map_err(|e| FetchError::Bundle(e.to_string()))?
+                .to_pem()
+        };
         let refresh_hint = doc
             .refresh_hint
             .map(|s| Duration::from_secs(u64::try_from(s.max(0)).unwrap_or(0)));
         Ok(Self {
-            pem: bundle.to_pem(),
+            pem,
             sequence: doc.sequence_number,
             refresh_hint,
             json: json.to_string(),
         })
+    }
+
+    /// False when the document has no `x509-svid` entry: the trust domain's
+    /// X509-SVIDs are refused while it is the bundle in force.
+    pub fn has_x509_roots(&self) -> bool {
+        !self.pem.is_empty()
     }
 
     /// How long until the next poll.
@@ -213,7 +232,14 @@ impl Federation {
             s.url.clone_from(&endpoint.url);
         }
         for (td, f) in fetched.iter() {
-            mesh.federated_bundles.insert(td.clone(), f.pem.clone());
+            if f.has_x509_roots() {
+                mesh.federated_bundles.insert(td.clone(), f.pem.clone());
+            } else {
+                // The latest bundle has no X.509 roots: no root, neither
+                // fetched before nor configured, vouches for the trust
+                // domain's X509-SVIDs any more (fail closed).
+                mesh.federated_bundles.remove(td);
+            }
         }
     }
 
@@ -222,15 +248,14 @@ impl Federation {
         self.read().endpoints.clone()
     }
 
-    /// The bundle of federated trust domain `td` in force: fetched, else
-    /// configured.
+    /// The X.509 roots (PEM) of federated trust domain `td` in force:
+    /// fetched, else configured; none when the fetched bundle has none.
     pub fn current_pem(&self, td: &str) -> Option<String> {
         let inner = self.read();
-        inner
-            .fetched
-            .get(td)
-            .map(|f| f.pem.clone())
-            .or_else(|| inner.configured.get(td).cloned())
+        match inner.fetched.get(td) {
+            Some(f) => f.has_x509_roots().then(|| f.pem.clone()),
+            None => inner.configured.get(td).cloned(),
+        }
     }
 
     pub fn fetched(&self, td: &str) -> Option<FetchedBundle> {
@@ -428,7 +453,11 @@ pub async fn refresh_loop(federation: Arc<Federation>, ctx: FetchContext) {
                 keep(dir, td, json);
             }
             if recorded.changed {
-                tracing::info!(trust_domain = %td, url = %endpoint.url, "federated bundle changed; recompiling");
+                if federation.fetched(td).is_some_and(|f| !f.has_x509_roots()) {
+                    tracing::warn!(trust_domain = %td, url = %endpoint.url, "the federated bundle has no x509-svid entries: the trust domain does not support X509-SVID, and its SVIDs are refused from now on; recompiling");
+                } else {
+                    tracing::info!(trust_domain = %td, url = %endpoint.url, "federated bundle changed; recompiling");
+                }
                 federation.notify_changed();
             }
         }
