@@ -8,6 +8,7 @@
 #
 #   bash bench/instructions.sh BIN [BIN...]     # one line per binary
 #   REQUESTS=20000 CONNS=16 bash bench/instructions.sh a/palisade-proxy b/palisade-proxy
+#   CALLGRIND_OUT=dir ...   keeps the callgrind files (callgrind_annotate dir/cg-in.*.1)
 #
 # Each binary: both hops under callgrind, a nginx backend (1 KiB body),
 # h2load --h1 as the client; 2000 warm-up requests, counters zeroed, then
@@ -98,6 +99,10 @@ count() { # BIN -> "outbound inbound both" instructions per request
   callgrind_control -d "$out_pid" >/dev/null 2>&1
   kill "$in_pid" "$out_pid"
   wait "$in_pid" "$out_pid" 2>/dev/null || true
+  if [[ -n ${CALLGRIND_OUT:-} ]]; then
+    mkdir -p "$CALLGRIND_OUT"
+    cp "$run"/cg-* "$CALLGRIND_OUT"/
+  fi
   # The dump after zeroing is the file with a ".1" part; sum its totals
   # over every thread.
   local out_ir in_ir

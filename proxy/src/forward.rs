@@ -72,6 +72,11 @@ pub fn caller_body_failed(e: &hyper::Error) -> bool {
 /// 7.6.1), plus those the `Connection` header names. Upgrade requests keep
 /// `connection`/`upgrade` so the upgrade reaches the next hop.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most requests carry none of them: one pass over the names (standard
+    // ones compare as enum tags) instead of a hashed removal per name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if let Some(conn) = headers.get(header::CONNECTION)
         && !keep_upgrade
     {
@@ -94,6 +99,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     headers.remove(header::PROXY_AUTHORIZATION);
     headers.remove(header::TE);
     headers.remove(header::TRAILER);
+}
+
+/// A header that describes one hop (RFC 9110 7.6.1, and what HTTP/2
+/// forbids in a message, RFC 9113 8.2.2), or one that names others to
+/// drop (`connection`).
+pub fn is_hop_by_hop(name: &header::HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::UPGRADE
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::PROXY_AUTHORIZATION
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 /// True for an HTTP/1.1 `Connection: upgrade` request.

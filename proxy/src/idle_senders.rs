@@ -9,7 +9,6 @@
 //! whenever their endpoint's list is touched, and by [`IdleSenders::sweep`],
 //! which the sidecar runs periodically; dropping the last sender of a
 //! connection closes it.
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,7 +32,7 @@ impl<B> Endpoint<B> {
 
 /// Idle senders of requests with bodies of type `B`.
 pub struct IdleSenders<B> {
-    by_endpoint: Mutex<HashMap<SocketAddr, Endpoint<B>>>,
+    by_endpoint: Mutex<crate::fast_map::FastMap<SocketAddr, Endpoint<B>>>,
     max_per_endpoint: usize,
     idle_timeout: Duration,
 }
@@ -41,7 +40,7 @@ pub struct IdleSenders<B> {
 impl<B> IdleSenders<B> {
     pub fn new(max_per_endpoint: usize, idle_timeout: Duration) -> Self {
         Self {
-            by_endpoint: Mutex::new(HashMap::new()),
+            by_endpoint: Mutex::default(),
             max_per_endpoint,
             idle_timeout,
         }
@@ -56,11 +55,22 @@ impl<B> IdleSenders<B> {
             map.remove(&addr);
             return None;
         }
+        // Closed and expired senders met on the way are dropped; the rest
+        // wait for the sweep, so a request does not pay a clock comparison
+        // per idle connection.
         let now = Instant::now();
-        endpoint.expire(now, self.idle_timeout);
-        let i = endpoint.senders.iter().position(|(s, _)| s.is_ready())?;
-        let (sender, since) = endpoint.senders.swap_remove(i);
-        Some((sender, now.duration_since(since)))
+        let mut i = 0;
+        while let Some((s, since)) = endpoint.senders.get(i) {
+            if s.is_closed() || now.duration_since(*since) >= self.idle_timeout {
+                endpoint.senders.swap_remove(i);
+            } else if s.is_ready() {
+                let (sender, since) = endpoint.senders.swap_remove(i);
+                return Some((sender, now.duration_since(since)));
+            } else {
+                i += 1;
+            }
+        }
+        None
     }
 
     /// Keeps `sender` for later requests to `addr` (unless it is closed or

@@ -18,6 +18,7 @@ pub mod control_mode;
 pub mod ctx;
 pub mod detect;
 pub mod drain;
+pub mod fast_map;
 pub mod forward;
 pub mod grpc;
 pub mod h2_windows;

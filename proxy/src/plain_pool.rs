@@ -18,7 +18,6 @@
 //! slow body, an HTTP/2 client with many streams) makes the sidecar open
 //! as many connections to the app. Past the cap a request is refused at
 //! once with 503 and counted, and the app is not touched.
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,7 +58,7 @@ pub enum PlainError {
 }
 
 /// Open connections by destination, shared with each connection's task.
-type OpenCounts = Arc<Mutex<HashMap<SocketAddr, usize>>>;
+type OpenCounts = Arc<Mutex<crate::fast_map::FastMap<SocketAddr, usize>>>;
 
 /// One open connection's place in the count; given back on drop.
 struct OpenSlot {

@@ -2,7 +2,9 @@
 //! hot path never walks or clones the config: peers by IP, Services by
 //! virtual IP and port, opaque ports, and the compiled policy evaluators.
 //! Swapped atomically as a whole (`ArcSwap<Snapshot>`).
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::fast_map::FastMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -29,8 +31,8 @@ pub struct Snapshot {
     pub policy: CompiledPolicy,
     /// Peers by IP: the index into `config.peers` and the peer's SPIFFE
     /// ID, shared (a route hands it out per request).
-    peers: HashMap<IpAddr, (usize, Arc<str>)>,
-    services: HashMap<SocketAddr, Arc<ServiceTarget>>,
+    peers: FastMap<IpAddr, (usize, Arc<str>)>,
+    services: FastMap<SocketAddr, Arc<ServiceTarget>>,
     opaque_inbound: HashSet<u16>,
     /// The federated trust domains' bundles the config carries.
     pub federation: Arc<FederatedBundles>,
@@ -96,7 +98,7 @@ impl Snapshot {
             .enumerate()
             .map(|(i, p)| (p.ip.to_canonical(), (i, Arc::from(p.identity.as_str()))))
             .collect();
-        let mut services = HashMap::new();
+        let mut services = FastMap::default();
         // Keyed as kube-proxy keys a Service port, by cluster IP, port and
         // protocol: this table serves captured TCP, so only TCP ports (a
         // UDP port of the same number must not take their place). And per

@@ -197,6 +197,9 @@ async fn with_body(
 /// Removes what HTTP/2 forbids in a request head (RFC 9113 8.2.2), so a
 /// stray header costs the header rather than the request.
 fn strip_connection_headers(headers: &mut HeaderMap) {
+    if !headers.keys().any(crate::forward::is_hop_by_hop) {
+        return;
+    }
     if let Some(named) = headers.remove(CONNECTION)
         && let Ok(named) = named.to_str()
     {

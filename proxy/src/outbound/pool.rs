@@ -3,12 +3,12 @@
 //! with the expected identity checked, multiplexing every request to that
 //! peer, so a client that opens a connection per request costs no TLS
 //! handshake.
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::ctx::H2Keepalive;
 use crate::detect::MeshInner;
+use crate::fast_map::FastMap;
 use crate::h2_windows::H2Windows;
 
 use super::connect::{ConnectError, MeshDialer};
@@ -25,11 +25,11 @@ pub struct MeshPool {
     keepalive: H2Keepalive,
     /// By endpoint and server name; an endpoint has one identity, a
     /// different expected one replaces the entry.
-    conns: Mutex<HashMap<PeerKey, Pooled>>,
+    conns: Mutex<FastMap<PeerKey, Pooled>>,
     /// One connection attempt per key at a time: requests that find no
     /// connection wait for the attempt under way instead of each opening
     /// their own.
-    connecting: Mutex<HashMap<PeerKey, Arc<tokio::sync::Mutex<()>>>>,
+    connecting: Mutex<FastMap<PeerKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// One pooled connection: the identity expected, its sender, and the
