@@ -9,6 +9,8 @@
 #   bash bench/instructions.sh BIN [BIN...]     # one line per binary
 #   REQUESTS=20000 CONNS=16 bash bench/instructions.sh a/palisade-proxy b/palisade-proxy
 #   CALLGRIND_OUT=dir ...   keeps the callgrind files (callgrind_annotate dir/cg-in.*.1)
+#   CLOSE=1 ...             a new client connection per request (wrk with
+#                           'Connection: close' for CLOSE_SECONDS=20)
 #
 # Each binary: both hops under callgrind, a nginx backend (1 KiB body),
 # h2load --h1 as the client; 2000 warm-up requests, counters zeroed, then
@@ -16,7 +18,7 @@
 # the outbound hop, the inbound hop and both. Loopback ports 18070-18079.
 set -euo pipefail
 [[ $# -ge 1 ]] || { sed -n 2,15p "$0"; exit 2; }
-for tool in valgrind:valgrind callgrind_control:valgrind h2load:nghttp2-client nginx:nginx-light openssl:openssl curl:curl; do
+for tool in valgrind:valgrind callgrind_control:valgrind h2load:nghttp2-client wrk:wrk nginx:nginx-light openssl:openssl curl:curl; do
   command -v "${tool%%:*}" >/dev/null || {
     echo "instructions.sh: needs ${tool%%:*} (Debian package ${tool#*:})" >&2
     exit 2
@@ -93,8 +95,16 @@ count() { # BIN -> "outbound inbound both" instructions per request
   callgrind_control -z "$in_pid" >/dev/null 2>&1
   callgrind_control -z "$out_pid" >/dev/null 2>&1
   local done
-  done=$(h2load --h1 -n "$REQUESTS" -c "$CONNS" "http://$PEERS_OUT_LISTEN/" | awk '/^requests:/ {print $8}')
-  [[ $done == "$REQUESTS" ]] || { echo "instructions.sh: $done of $REQUESTS requests succeeded" >&2; exit 1; }
+  if [[ ${CLOSE:-0} == 1 ]]; then
+    # A new client connection per request, as peers.sh's close mode: wrk
+    # for CLOSE_SECONDS, counting the requests it completed.
+    done=$(wrk -t1 -c "$CONNS" -d "${CLOSE_SECONDS:-20}s" -H 'Connection: close' \
+      "http://$PEERS_OUT_LISTEN/" | awk '/requests in/ {print $1}')
+    [[ ${done:-0} -gt 0 ]] || { echo "instructions.sh: no request completed" >&2; exit 1; }
+  else
+    done=$(h2load --h1 -n "$REQUESTS" -c "$CONNS" "http://$PEERS_OUT_LISTEN/" | awk '/^requests:/ {print $8}')
+    [[ $done == "$REQUESTS" ]] || { echo "instructions.sh: $done of $REQUESTS requests succeeded" >&2; exit 1; }
+  fi
   callgrind_control -d "$in_pid" >/dev/null 2>&1
   callgrind_control -d "$out_pid" >/dev/null 2>&1
   kill "$in_pid" "$out_pid"
@@ -108,7 +118,7 @@ count() { # BIN -> "outbound inbound both" instructions per request
   local out_ir in_ir
   out_ir=$(cat "$run"/cg-out.*.1* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s + 0}')
   in_ir=$(cat "$run"/cg-in.*.1* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s + 0}')
-  awk -v o="$out_ir" -v i="$in_ir" -v n="$REQUESTS" \
+  awk -v o="$out_ir" -v i="$in_ir" -v n="$done" \
     'BEGIN { printf "%.0f %.0f %.0f\n", o / n, i / n, (o + i) / n }'
 }
 
