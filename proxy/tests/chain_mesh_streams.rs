@@ -14,6 +14,17 @@ use hyper_util::rt::TokioIo;
 use support::*;
 use tokio::io::AsyncWriteExt;
 
+/// The client sidecar opened one mTLS connection to its peer: everything
+/// went over the pooled link.
+async fn assert_one_mesh_handshake(proxy: &palisade_proxy::app::Proxy) {
+    let m = metrics(proxy).await;
+    assert_eq!(
+        metric_value(&m, "palisade_tls_handshakes_total{direction=\"Outbound\"}"),
+        1.0,
+        "{m}"
+    );
+}
+
 /// `n` bytes of a pattern no run of the link could produce by accident.
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
@@ -104,12 +115,7 @@ async fn uploads_larger_than_the_stream_window_cross_the_mesh_intact() {
         assert_eq!(status, 200);
         assert!(got[..] == sent[..]);
     }
-    let m = metrics(&c.a).await;
-    assert_eq!(
-        metric_value(&m, "palisade_tls_handshakes_total{direction=\"Outbound\"}"),
-        1.0,
-        "{m}"
-    );
+    assert_one_mesh_handshake(&c.a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,12 +161,7 @@ async fn a_caller_body_that_breaks_off_costs_only_its_own_stream() {
         assert_eq!(status, 200);
         assert_eq!(got.len(), 1000 + i);
     }
-    let m = metrics(&c.a).await;
-    assert_eq!(
-        metric_value(&m, "palisade_tls_handshakes_total{direction=\"Outbound\"}"),
-        1.0,
-        "{m}"
-    );
+    assert_one_mesh_handshake(&c.a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
