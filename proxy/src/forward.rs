@@ -77,29 +77,30 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    if let Some(conn) = headers.get(header::CONNECTION)
-        && !keep_upgrade
-    {
-        let named: Vec<header::HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
-    }
     if !keep_upgrade {
-        headers.remove(header::CONNECTION);
+        // The headers `Connection` names go too; `close` and `keep-alive`
+        // name none (keep-alive goes below anyway).
+        if let Some(conn) = headers.remove(header::CONNECTION) {
+            for named in conn.to_str().unwrap_or("").split(',').map(str::trim) {
+                if !named.is_empty()
+                    && !named.eq_ignore_ascii_case("close")
+                    && !named.eq_ignore_ascii_case("keep-alive")
+                {
+                    headers.remove(named);
+                }
+            }
+        }
         headers.remove(header::UPGRADE);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
     headers.remove(header::PROXY_AUTHORIZATION);
     headers.remove(header::TE);
     headers.remove(header::TRAILER);
 }
+
+const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: header::HeaderName = header::HeaderName::from_static("proxy-connection");
 
 /// A header that describes one hop (RFC 9110 7.6.1, and what HTTP/2
 /// forbids in a message, RFC 9113 8.2.2), or one that names others to
@@ -111,8 +112,8 @@ pub fn is_hop_by_hop(name: &header::HeaderName) -> bool {
         || *name == header::TRAILER
         || *name == header::TRANSFER_ENCODING
         || *name == header::PROXY_AUTHORIZATION
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+        || *name == KEEP_ALIVE
+        || *name == PROXY_CONNECTION
 }
 
 /// True for an HTTP/1.1 `Connection: upgrade` request.
@@ -185,5 +186,66 @@ pub async fn send_plain(
             tracing::debug!(error = %e, "upstream request failed");
             local_response(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<&str> {
+        let mut n: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        n.sort_unstable();
+        n
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
+        let mut h = headers(&[
+            ("host", "svc"),
+            ("connection", "close, X-Hop, keep-alive"),
+            ("x-hop", "1"),
+            ("x-end", "2"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic x"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("upgrade", "websocket"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(names(&h), ["host", "x-end"]);
+    }
+
+    #[test]
+    fn an_upgrade_keeps_connection_and_upgrade() {
+        let mut h = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("keep-alive", "timeout=5"),
+            ("x-end", "2"),
+        ]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(names(&h), ["connection", "upgrade", "x-end"]);
+    }
+
+    #[test]
+    fn end_to_end_headers_are_left_alone() {
+        let mut h = headers(&[("host", "svc"), ("accept", "*/*"), ("x-close", "1")]);
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+        assert!(!h.keys().any(is_hop_by_hop));
     }
 }
