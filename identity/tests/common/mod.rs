@@ -36,6 +36,16 @@ impl TestCa {
     /// itself (a validity window or a path length constraint).
     pub fn root_with(td: &str, cn: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Self {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        Self::self_signed(key, td, cn, tweak)
+    }
+
+    /// `key` under a self-signed certificate made from `root_params`.
+    fn self_signed(
+        key: KeyPair,
+        td: &str,
+        cn: &str,
+        tweak: impl FnOnce(&mut CertificateParams),
+    ) -> Self {
         let cert = root_params(td, cn, tweak)
             .self_signed(&key)
             .unwrap()
@@ -48,12 +58,7 @@ impl TestCa {
     /// name made from `root_params(td, cn, tweak)`: a reissued root.
     pub fn reissued(&self, td: &str, cn: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Self {
         let key = KeyPair::from_pem(&self.key.serialize_pem()).unwrap();
-        let cert = root_params(td, cn, tweak)
-            .self_signed(&key)
-            .unwrap()
-            .der()
-            .clone();
-        Self { cert, key }
+        Self::self_signed(key, td, cn, tweak)
     }
 
     pub fn bundle(&self, td: &str) -> TrustBundle {
