@@ -12,6 +12,10 @@
 //! server's idle timer cannot close a connection in continuous use): the
 //! copy of its head this needs is only made for such connections.
 //!
+//! A server that answers before reading the whole body and closes (a 413
+//! for an upload) resets the connection under the rest of the body; its
+//! answer still reaches the caller ([`crate::early_response`]).
+//!
 //! Connections per destination are capped (Envoy's circuit breaker
 //! `max_connections`, 1024 by default): an HTTP/1 connection carries one
 //! request at a time, so without a cap a caller holding requests open (a
@@ -29,6 +33,7 @@ use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper_util::rt::TokioIo;
 
+use crate::early_response::EarlyResponseIo;
 use crate::idle_senders::IdleSenders;
 use crate::outbound::connect::ConnectError;
 
@@ -233,7 +238,7 @@ where
         })?;
         let stream = crate::outbound::connect::tcp(addr, self.connect_timeout).await?;
         let (sender, conn) = Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(EarlyResponseIo::new(stream)))
             .await
             .map_err(|source| PlainError::Http { addr, source })?;
         tokio::spawn(async move {

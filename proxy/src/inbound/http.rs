@@ -74,7 +74,10 @@ where
     let activity = HttpActivity::new();
     let svc_ctx = ctx.clone();
     let svc_activity = watched.then(|| activity.clone());
-    let svc = service_fn(move |req| {
+    // Closes with a linger when the client may still be sending.
+    let (io, bodies) = crate::linger::Lingering::new(io);
+    let svc = service_fn(move |req: Request<Incoming>| {
+        bodies.note(!hyper::body::Body::is_end_stream(req.body()));
         let ctx = svc_ctx.clone();
         let conn = conn.clone();
         let meter = meter.clone();

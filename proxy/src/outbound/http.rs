@@ -68,7 +68,10 @@ pub async fn serve<I>(
     let svc_ctx = ctx.clone();
     let svc_activity = watched.then(|| activity.clone());
     let meters = Arc::new(MeterCache::default());
-    let svc = service_fn(move |req| {
+    // Closes with a linger when the client may still be sending.
+    let (io, bodies) = crate::linger::Lingering::new(io);
+    let svc = service_fn(move |req: Request<Incoming>| {
+        bodies.note(!hyper::body::Body::is_end_stream(req.body()));
         let ctx = svc_ctx.clone();
         let meters = meters.clone();
         let mark = svc_activity.as_ref().map(|a| a.begin());
