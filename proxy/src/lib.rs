@@ -25,6 +25,7 @@ pub mod grpc;
 pub mod h2_windows;
 pub mod heap;
 pub mod http_activity;
+pub mod http_server;
 pub mod identity_metrics;
 pub mod idle_senders;
 pub mod inbound;

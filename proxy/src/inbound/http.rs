@@ -8,8 +8,9 @@ use http::header::{HOST, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
+
+use crate::http_server::ServerLimits;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::ctx::Ctx;
@@ -27,34 +28,17 @@ use crate::tracker::Closing;
 pub const DENIED_BY_HEADER: &str = "x-palisade-denied-by";
 pub const DENIED_BODY: &str = "RBAC: access denied";
 
-/// A hyper server builder with the configured limits.
-pub fn server_builder(ctx: &Ctx, inner: Option<MeshInner>) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    // Between requests hyper's header read timer runs, so it is also the
-    // idle limit of an HTTP/1 connection: the shorter of the two.
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(ctx.opts.header_read_timeout.min(ctx.opts.idle_timeout))
-        .max_buf_size(ctx.opts.max_header_bytes.max(8192))
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(ctx.opts.max_header_bytes).unwrap_or(u32::MAX))
-        .initial_stream_window_size(ctx.opts.h2_windows.stream)
-        .initial_connection_window_size(ctx.opts.h2_windows.connection)
-        .max_concurrent_streams(1024)
-        .keep_alive_interval(ctx.opts.h2_keepalive.interval)
-        .keep_alive_timeout(ctx.opts.h2_keepalive.timeout);
-    match inner {
-        Some(MeshInner::H2) => b.http2_only(),
-        Some(MeshInner::Http1) => b.http1_only(),
-        _ => b,
+/// The limits inbound connections are served under.
+pub fn server_limits(ctx: &Ctx) -> ServerLimits {
+    ServerLimits {
+        max_concurrent_streams: Some(1024),
+        ..ServerLimits::from_opts(&ctx.opts)
     }
 }
 
 /// Serves HTTP on `io` until the connection ends, a config change denies
 /// it at L4, or a drain asks it to finish.
-pub async fn serve<I>(ctx: Arc<Ctx>, io: I, conn: InboundConn, inner: Option<MeshInner>)
+pub async fn serve<I>(ctx: Arc<Ctx>, io: I, conn: InboundConn, inner: MeshInner)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -67,10 +51,9 @@ where
     };
     let meter = Arc::new(ctx.metrics.request_meter(Direction::Inbound, peer));
     let conn = Arc::new(conn);
-    let builder = server_builder(&ctx, inner);
     // HTTP/1 needs no watch: hyper's header read timer bounds its idle time
-    // (see `server_builder`) and it has no streams to reset.
-    let watched = inner != Some(MeshInner::Http1);
+    // (see `ServerLimits`) and it has no streams to reset.
+    let watched = inner != MeshInner::Http1;
     let activity = HttpActivity::new();
     let svc_ctx = ctx.clone();
     let svc_activity = watched.then(|| activity.clone());
@@ -91,7 +74,7 @@ where
             crate::forward::ok(resp.map(|body| TrackedBody::new(body, in_flight)))
         })
     });
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let served = crate::http_server::serve(&server_limits(&ctx), inner, TokioIo::new(io), svc);
     tokio::pin!(served);
     let close = tokio::select! {
         r = served.as_mut() => {

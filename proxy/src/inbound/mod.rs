@@ -157,8 +157,8 @@ pub async fn handle(ctx: Arc<Ctx>, mut tcp: TcpStream, client: ClientAddr, orig:
         return;
     }
     match detected {
-        Detected::Http1 => http::serve(ctx, io, conn, Some(MeshInner::Http1)).await,
-        Detected::H2 => http::serve(ctx, io, conn, Some(MeshInner::H2)).await,
+        Detected::Http1 => http::serve(ctx, io, conn, MeshInner::Http1).await,
+        Detected::H2 => http::serve(ctx, io, conn, MeshInner::H2).await,
         _ => forward::opaque(ctx, io, conn).await,
     }
 }
@@ -203,7 +203,7 @@ async fn serve_mesh(
     }
     match inner {
         MeshInner::Opaque => forward::opaque(ctx, tls, conn).await,
-        http => http::serve(ctx, tls, conn, Some(http)).await,
+        http => http::serve(ctx, tls, conn, http).await,
     }
 }
 

@@ -10,8 +10,7 @@ use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::TrySendError;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::addrs::ClientAddr;
@@ -42,25 +41,6 @@ pub async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    // Between requests hyper's header read timer runs, so it is also the
-    // idle limit of an HTTP/1 connection: the shorter of the two.
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(ctx.opts.header_read_timeout.min(ctx.opts.idle_timeout))
-        .max_buf_size(ctx.opts.max_header_bytes.max(8192));
-    b.http2()
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(ctx.opts.h2_windows.stream)
-        .initial_connection_window_size(ctx.opts.h2_windows.connection)
-        .keep_alive_interval(ctx.opts.h2_keepalive.interval)
-        .keep_alive_timeout(ctx.opts.h2_keepalive.timeout)
-        .max_header_list_size(u32::try_from(ctx.opts.max_header_bytes).unwrap_or(u32::MAX));
-    let b = if inner == MeshInner::H2 {
-        b.http2_only()
-    } else {
-        b.http1_only()
-    };
     // HTTP/1 needs no watch: hyper's header read timer bounds its idle time
     // (above) and it has no streams to reset.
     let watched = inner == MeshInner::H2;
@@ -89,7 +69,8 @@ pub async fn serve<I>(
             crate::forward::ok(resp.map(|body| TrackedBody::new(body, in_flight)))
         })
     });
-    let served = b.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let limits = crate::http_server::ServerLimits::from_opts(&ctx.opts);
+    let served = crate::http_server::serve(&limits, inner, TokioIo::new(io), svc);
     tokio::pin!(served);
     let close = tokio::select! {
         r = served.as_mut() => {
