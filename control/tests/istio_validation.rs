@@ -336,3 +336,149 @@ fn ip_values_parse_as_go_netip_does() {
         }
     }
 }
+
+// The rest of upstream `TestValidateAuthorizationPolicy`'s table, each
+// refused at the field it names: nil and empty sources and operations
+// ("`from.source` must not be nil", "`to.operation` must not be empty"),
+// an empty string in any list (`security.CheckEmptyValues`), conditions
+// without a key, without values, with a bad IP or an unknown key, and the
+// CUSTOM cases (Palisade refuses CUSTOM by name) and "provider-wrong-action".
+#[test]
+fn upstream_invalid_policies_are_refused_at_their_field() {
+    let rule = |r: &str| ap(&format!("  rules:\n  - {r}"));
+    let src = |f: &str| rule(&format!("from:\n    - source: {{{f}: [\"v1\", \"\"]}}"));
+    let op = |f: &str| rule(&format!("to:\n    - operation: {{{f}: [\"v1\", \"\"]}}"));
+    let mut cases = vec![
+        (
+            "from-empty",
+            rule("from: []"),
+            "spec.rules[0].from".to_owned(),
+        ),
+        (
+            "source-nil",
+            rule("from:\n    - {}"),
+            "spec.rules[0].from[0].source".to_owned(),
+        ),
+        (
+            "source-empty",
+            rule("from:\n    - source: {}"),
+            "spec.rules[0].from[0].source".to_owned(),
+        ),
+        ("to-empty", rule("to: []"), "spec.rules[0].to".to_owned()),
+        (
+            "operation-nil",
+            rule("to:\n    - {}"),
+            "spec.rules[0].to[0].operation".to_owned(),
+        ),
+        (
+            "operation-empty",
+            rule("to:\n    - operation: {}"),
+            "spec.rules[0].to[0].operation".to_owned(),
+        ),
+        (
+            "condition-key-missing",
+            rule("when:\n    - values: [v1, v2]"),
+            "spec.rules[0].when[0]".to_owned(),
+        ),
+        (
+            "condition-key-empty",
+            rule("when:\n    - {key: '', values: [v1, v2]}"),
+            "spec.rules[0].when[0].key".to_owned(),
+        ),
+        (
+            "condition-value-missing",
+            rule("when:\n    - key: source.principal"),
+            "spec.rules[0].when[0]".to_owned(),
+        ),
+        (
+            "condition-value-invalid",
+            rule("when:\n    - {key: source.ip, values: [a.b.c.d]}"),
+            "spec.rules[0].when[0].values[0]".to_owned(),
+        ),
+        (
+            "condition-notValue-invalid",
+            rule("when:\n    - {key: source.ip, notValues: [a.b.c.d]}"),
+            "spec.rules[0].when[0].notValues[0]".to_owned(),
+        ),
+        (
+            "condition-unknown",
+            rule("when:\n    - {key: key1, values: [v1]}"),
+            "spec.rules[0].when[0].key".to_owned(),
+        ),
+        (
+            "custom-good",
+            ap("  action: CUSTOM\n  provider: {name: my-custom-authz}\n  rules: [{}]"),
+            "spec.action".to_owned(),
+        ),
+        (
+            "custom-nil-provider",
+            ap("  action: CUSTOM\n  rules: [{}]"),
+            "spec.action".to_owned(),
+        ),
+        (
+            "provider-wrong-action",
+            ap("  action: ALLOW\n  provider: {name: ''}\n  rules: [{}]"),
+            "spec.provider".to_owned(),
+        ),
+    ];
+    // The `*-empty` cases: "empty value not allowed, found in <field>".
+    for f in [
+        "principals",
+        "notPrincipals",
+        "namespaces",
+        "notNamespaces",
+        "ipBlocks",
+        "notIpBlocks",
+        "remoteIpBlocks",
+        "notRemoteIpBlocks",
+    ] {
+        let field = format!("spec.rules[0].from[0].source.{f}[1]");
+        cases.push(("source value empty", src(f), field));
+    }
+    for f in [
+        "hosts",
+        "notHosts",
+        "ports",
+        "notPorts",
+        "methods",
+        "notMethods",
+        "paths",
+        "notPaths",
+    ] {
+        let field = format!("spec.rules[0].to[0].operation.{f}[1]");
+        cases.push(("operation value empty", op(f), field));
+    }
+    for (case, doc, field) in &cases {
+        invalid(case, doc, field);
+    }
+}
+
+// `security.CheckValidPathTemplate` (pkg/config/security/security.go) and
+// its `TestCheckValidPathTemplate`: `{*}` and `{**}` only as whole
+// segments, `{**}` the last operator, no other `{`/`}`, no `*`/`**` glob
+// beside a template, and the other segments RFC 3986 pchars.
+#[test]
+fn upstream_path_templates() {
+    let paths = |p: &str| {
+        ap(&format!(
+            "  rules:\n  - to:\n    - operation: {{paths: [{p:?}]}}"
+        ))
+    };
+    for ok in ["/{*}/foo", "/foo/{**}/bar", "/foo/{*}/{**}", "/{**}"] {
+        valid(ok, &paths(ok));
+    }
+    for bad in [
+        "/{*}/foo/{}/bar",
+        "/foo/{*}/bar/*",
+        "/foo/{*}/bar/**/buzz",
+        "/foo/{buzz}/bar/{**}.txt",
+        "/foo/{buzz=*}/bar/{**}.txt",
+        "/{*}/foo/{buzz=**}/bar",
+        "/foo/{**}/{*}",
+        "/foo/{**}/bar/{**}",
+        "/foo/{*}.txt",
+        "/foo/{bar}",
+    ] {
+        invalid(bad, &paths(bad), "spec.rules[0].to[0].operation.paths[0]");
+    }
+}

@@ -322,6 +322,21 @@ fn condition_keys_are_validated() {
         let err = validate_condition_key(bad).expect_err(bad);
         assert!(err.to_string().contains("supported keys"), "{err}");
     }
+    // pkg/config/security/security_test.go `TestValidateCondition`: Istio
+    // refuses these keys with their replacement, and Palisade says the
+    // same rather than "unknown key"; `request.experimental.inline.headers`
+    // (security.go, `attrRequestInlineHeader`) is an experimental key.
+    for (bad, reason) in [
+        ("destination.namespace", "metadata.namespace"),
+        ("destination.labels[app]", "spec.selector.matchLabels"),
+        ("destination.name", "v1alpha1"),
+        ("destination.user", "v1alpha1"),
+        ("request.experimental.inline.headers[x-a]", "experimental"),
+        ("source.user", "unknown key"),
+    ] {
+        let err = validate_condition_key(bad).expect_err(bad).to_string();
+        assert!(err.contains(reason), "{bad}: {err}");
+    }
 }
 
 #[test]

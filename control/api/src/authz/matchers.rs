@@ -127,7 +127,13 @@ impl PathPattern {
             return StrPattern::parse(value, false).map(PathPattern::Str);
         }
         if !value.starts_with('/') {
-            return Err(format!("path template {value:?} must start with '/'"));
+            // Istio's validation trims the slashes and lets `{**}/x` pass;
+            // Envoy refuses the `uri_template` it becomes (`**/x`:
+            // `parseURLPatternSyntax` wants `^/[[:graph:]]*$`).
+            return Err(format!(
+                "path template {value:?} must start with '/' (Envoy refuses a path template \
+                 that does not, so Istio's sidecar would reject its whole config)"
+            ));
         }
         let mut pieces = Vec::new();
         let mut literal = String::new();

@@ -112,8 +112,27 @@ pub(crate) fn parse_condition_key(key: &str) -> Result<ConditionKey, ConditionKe
         k if k.starts_with("request.auth.") => {
             return Err(err("JWT request authentication is not supported"));
         }
-        k if k.starts_with("experimental.") => {
+        // `experimental.envoy.filters.*[...]` and Istio's newer
+        // `request.experimental.inline.headers[...]`.
+        k if k.starts_with("experimental.") || k.starts_with("request.experimental.") => {
             return Err(err("experimental keys are not supported"));
+        }
+        // Istio's `security.ValidateAttribute` refuses these with their
+        // replacement; say the same.
+        "destination.namespace" => {
+            return Err(err(
+                "replaced by the policy's metadata.namespace (Istio refuses it too)",
+            ));
+        }
+        k if k.starts_with("destination.labels") => {
+            return Err(err(
+                "replaced by the workload selector spec.selector.matchLabels (Istio refuses it too)",
+            ));
+        }
+        "destination.name" | "destination.user" => {
+            return Err(err(
+                "deprecated, only supported by Istio's v1alpha1 RBAC (Istio refuses it too)",
+            ));
         }
         _ => return Err(err("unknown key")),
     })
