@@ -1549,3 +1549,63 @@ fn repeated_policy_types_are_accepted_and_name_the_directions() {
     r.expect_all_ingress("x/a", false);
     validate(&ingress_only, 80, Tcp, &r);
 }
+
+// NetworkPolicy applies to pods, after kube-proxy has translated a Service's
+// virtual IP (upstream e2e probes Services by name, and policy-assistant's
+// generator has the "service" cases): an egress ipBlock that covers a
+// cluster IP, but not the pods behind it, must not let a client reach those
+// pods through the cluster IP. `check` judges the endpoints; the sidecar
+// does the same only when the Service is in the client's config, so the
+// config lists it although egress allows none of its endpoints.
+#[test]
+fn egress_ip_block_over_a_cluster_ip_does_not_open_its_denied_endpoints() {
+    let svc = "---\napiVersion: v1\nkind: Service\nmetadata:\n  namespace: y\n  name: web\nspec:\n  selector: {pod: b}\n  clusterIP: 10.96.0.20\n  ports:\n    - {port: 80}\n";
+    let p = np(
+        "x",
+        "outside-only",
+        "  podSelector:\n    matchLabels: {pod: a}\n  egress:\n    - to:\n        - ipBlock: {cidr: 0.0.0.0/0, except: [198.18.0.0/15]}",
+    );
+    let topology = xyz_topology() + svc;
+    let cluster = load(&[&topology, &p]);
+    let compiler = Compiler::new(&cluster);
+    let req = CheckRequest {
+        source: Source::Pod {
+            pod: cluster.pod_index("x", "a").unwrap(),
+            ip: xyz_ip("x/a").parse().unwrap(),
+        },
+        destination: Destination::Service {
+            service: cluster
+                .services
+                .iter()
+                .position(|s| s.name == "web")
+                .unwrap(),
+        },
+        port: PortRef::Number(80),
+        protocol: Tcp,
+        http: None,
+        plaintext: false,
+        sni: None,
+    };
+    assert!(!allowed(&check::check(&compiler, &req).unwrap()));
+    // The sidecar of x/a knows 10.96.0.20:80 as the Service (whose only
+    // endpoint its egress denies), not as an outside address the ipBlock
+    // allows.
+    let cfg = compiler.compile_named("x/a").unwrap();
+    let web = cfg.services.iter().find(|s| s.name == "y/web");
+    assert!(web.is_some(), "{:#?}", cfg.services);
+    let egress = CompiledDirection::new(&cfg.outbound.egress);
+    assert!(
+        egress
+            .evaluate("10.96.0.20".parse().unwrap(), 80, Tcp)
+            .is_allowed()
+    );
+    let ep = &web.unwrap().ports[0].endpoints[0];
+    assert!(!egress.evaluate(ep.ip, ep.port, Tcp).is_allowed());
+    // A Service whose address the policy does not allow either stays out.
+    let tight = p
+        .replace("0.0.0.0/0", "203.0.113.0/24")
+        .replace("except: [198.18.0.0/15]", "except: [203.0.113.128/25]");
+    let cluster = load(&[&topology, &tight]);
+    let cfg = Compiler::new(&cluster).compile_named("x/a").unwrap();
+    assert!(cfg.services.iter().all(|s| s.name != "y/web"));
+}

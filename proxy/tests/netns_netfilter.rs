@@ -264,3 +264,63 @@ fn sctp_is_dropped_unless_allowed() {
         b"udp-9999"
     ));
 }
+
+/// NetworkPolicy judges pods, after a Service's address is translated: an
+/// egress-isolated pod that may send UDP 5353 to the DNS pod reaches it
+/// through the Service `10.96.0.10:53` (target port 5353), and gets the
+/// answer from the Service address; a Service whose only endpoint egress
+/// denies stays closed.
+#[test]
+fn udp_to_a_service_is_judged_at_its_endpoint() {
+    let net = net("nfsvc");
+    let app = net.pod("app").unwrap();
+    let dns = net.pod("dns").unwrap();
+    let other = net.pod("other").unwrap();
+    app.exec_ok(&["ip", "route", "add", "10.96.0.0/16", "dev", "eth0"])
+        .unwrap();
+    let mut cfg = config(
+        "svc-1",
+        &app.ip.to_string(),
+        "{ isolated: true, policies: [x/default-deny] }",
+        &format!(
+            r#"{{ isolated: true, policies: [x/allow-dns], rules: [
+                {{ policy: x/allow-dns, rule: 0,
+                   peers: [{{ description: "dns pod", nets: ["{}/32"] }}],
+                   ports: [{{ protocol: UDP, port: 5353, endPort: 5353 }}] }} ] }}"#,
+            dns.ip
+        ),
+    );
+    cfg.services = serde_yaml::from_str(&format!(
+        r#"
+- name: y/dns
+  clusterIps: [10.96.0.10]
+  ports: [{{ port: 53, protocol: UDP, endpoints: [{{ ip: {}, port: 5353, workload: y/dns }}] }}]
+- name: y/other
+  clusterIps: [10.96.0.11]
+  ports: [{{ port: 53, protocol: UDP, endpoints: [{{ ip: {}, port: 53, workload: y/other }}] }}]
+"#,
+        dns.ip, other.ip
+    ))
+    .unwrap();
+    apply(&app, &cfg);
+
+    let app_sock = udp(&app, "0.0.0.0:6000");
+    let dns5353 = udp(&dns, "0.0.0.0:5353");
+    let other53 = udp(&other, "0.0.0.0:53");
+    assert!(delivered(&app_sock, "10.96.0.10:53", &dns5353, b"query"));
+    // The answer comes back from the Service address the app asked.
+    dns5353
+        .send_to(b"answer", format!("{}:6000", app.ip))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    app_sock
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let (n, from) = app_sock.recv_from(&mut buf).expect("the answer");
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"answer"[..], "10.96.0.10:53".parse().unwrap())
+    );
+    // Egress allows no endpoint of y/other.
+    assert!(!delivered(&app_sock, "10.96.0.11:53", &other53, b"denied"));
+}

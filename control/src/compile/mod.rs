@@ -198,7 +198,12 @@ impl<'a> Compiler<'a> {
         }
         let refs: Vec<&ResolvedPolicy> = selecting.iter().map(|&i| &self.policies[i]).collect();
         let (policy, reach) = netpol::egress_for(&refs);
-        // Services with at least one endpoint the egress policy allows.
+        // Services with at least one endpoint the egress policy allows, and
+        // those with a virtual IP the policy allows as a plain address (an
+        // ipBlock such as 0.0.0.0/0): kube-proxy would lead a connection to
+        // that address on to the endpoints, which the policy may deny
+        // (policy applies to pods, after translation). Known as a Service,
+        // the sidecar judges the endpoints instead, as `check` does.
         let compiled = palisade_api::l4::CompiledDirection::new(&policy);
         let services = self
             .services
@@ -206,9 +211,12 @@ impl<'a> Compiler<'a> {
             .enumerate()
             .filter(|(_, s)| {
                 s.ports.iter().any(|sp| {
-                    sp.endpoints
-                        .iter()
-                        .any(|e| compiled.evaluate(e.ip, e.port, sp.protocol).is_allowed())
+                    let allowed = |ip, port| compiled.evaluate(ip, port, sp.protocol).is_allowed();
+                    sp.endpoints.iter().any(|e| allowed(e.ip, e.port))
+                        || s.cluster_ips
+                            .iter()
+                            .chain(&s.external_ips)
+                            .any(|vip| allowed(*vip, sp.port))
                 })
             })
             .map(|(i, _)| i)

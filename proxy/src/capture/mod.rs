@@ -13,6 +13,7 @@ mod command;
 pub mod init;
 pub mod netfilter;
 pub mod orig_dst;
+pub mod service_nat;
 
 pub use addrs::{ClientAddr, OrigDstAddr, to_canonical};
 pub use cidr::Cidr;

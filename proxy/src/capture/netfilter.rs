@@ -15,7 +15,9 @@
 //! original direction meet the rules every time, not only the first, so a
 //! new config version also cuts the flows it no longer allows. Kubernetes defines NetworkPolicy for TCP, UDP and
 //! SCTP only; an isolated pod here drops other protocols (e.g. ICMP echo),
-//! which fails closed. A direction that is not isolated gets no chain.
+//! which fails closed. A direction that is not isolated gets no chain. An
+//! isolated egress also translates UDP/SCTP Service addresses to endpoints
+//! first ([`super::service_nat`]), so its rules judge pods, not Services.
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -64,14 +66,19 @@ pub fn ruleset(config: &ProxyConfig, proxy_uid: u32) -> String {
             Direction::Ingress,
             &config.inbound.ingress,
             proxy_uid,
+            &[],
             &mut sets,
         ));
     }
     if config.outbound.egress.isolated {
+        // Datagrams to a Service are judged at the endpoint they go to.
+        let services = super::service_nat::rules(config, proxy_uid);
+        chains.push_str(&services.chain);
         chains.push_str(&chain(
             Direction::Egress,
             &config.outbound.egress,
             proxy_uid,
+            &services.drops,
             &mut sets,
         ));
     }
@@ -129,7 +136,14 @@ impl Direction {
     }
 }
 
-fn chain(dir: Direction, policy: &DirectionPolicy, proxy_uid: u32, sets: &mut String) -> String {
+/// One direction's filter chain; `drops` go before the rules' accepts.
+fn chain(
+    dir: Direction,
+    policy: &DirectionPolicy,
+    proxy_uid: u32,
+    drops: &[String],
+    sets: &mut String,
+) -> String {
     let name = dir.name();
     let mut c = String::new();
     let _ = writeln!(c, "  chain {name} {{");
@@ -151,6 +165,9 @@ fn chain(dir: Direction, policy: &DirectionPolicy, proxy_uid: u32, sets: &mut St
     );
     if dir == Direction::Egress {
         let _ = writeln!(c, "    meta skuid {proxy_uid} accept");
+    }
+    for line in drops {
+        let _ = writeln!(c, "    {line}");
     }
     for (index, rule) in policy.rules.iter().enumerate() {
         for line in rule_lines(dir, index, rule, sets) {
@@ -260,7 +277,7 @@ fn declare_set(sets: &mut String, name: &str, addr_type: &str, elements: &[Strin
 
 /// Policy names come from Kubernetes object names (DNS labels); keep only
 /// characters that cannot end an nft string.
-fn sanitize(s: &str) -> String {
+pub(super) fn sanitize(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '.' | '_'))
         .collect()

@@ -135,3 +135,73 @@ fn host_bits_are_masked_and_names_sanitized() {
         "{text}"
     );
 }
+
+/// `CONFIG` with UDP and SCTP Services: `y/dns` (cluster IP and an external
+/// IP, two endpoints egress allows on 53 and one it excepts), `y/sticky`
+/// (ClientIP affinity), `y/denied` (an endpoint egress does not allow), and
+/// a TCP port the sidecar translates itself.
+fn config_with_services() -> ProxyConfig {
+    let mut cfg = config();
+    let services = r#"
+- name: y/dns
+  clusterIps: [10.96.0.10, "fd00:96::10"]
+  externalIps: [203.0.113.10]
+  ports:
+    - { port: 53, protocol: UDP, endpoints: [
+        { ip: 198.18.0.3, port: 53, workload: y/dns-1 },
+        { ip: 198.18.0.4, port: 53, workload: y/dns-2 },
+        { ip: 198.18.0.9, port: 53, workload: y/excepted } ] }
+    - { port: 53, protocol: TCP, endpoints: [{ ip: 198.18.0.3, port: 53, workload: y/dns-1 }] }
+- name: y/sticky
+  clusterIps: [10.96.0.11]
+  sessionAffinity: { timeoutSeconds: 10800 }
+  ports:
+    - { port: 53, protocol: UDP, endpoints: [
+        { ip: 198.18.0.3, port: 53, workload: y/dns-1 },
+        { ip: 198.18.0.4, port: 53, workload: y/dns-2 } ] }
+- name: y/denied
+  clusterIps: [10.96.0.12]
+  ports:
+    - { port: 5000, protocol: SCTP, endpoints: [{ ip: 198.18.0.3, port: 5000, workload: y/dns-1 }] }
+"#;
+    cfg.services = serde_yaml::from_str(services).unwrap();
+    cfg
+}
+
+#[test]
+fn egress_isolated_pod_sends_service_datagrams_to_allowed_endpoints() {
+    let text = ruleset(&config_with_services(), 1337);
+    let nat = r#"  chain service_nat {
+    type nat hook output priority -100; policy accept;
+    meta skuid 1337 return
+    ip daddr 10.96.0.10 udp dport 53 dnat ip to numgen random mod 2 map { 0 : 198.18.0.3 . 53, 1 : 198.18.0.4 . 53 } comment "y/dns udp 53"
+    ip daddr 203.0.113.10 udp dport 53 dnat ip to numgen random mod 2 map { 0 : 198.18.0.3 . 53, 1 : 198.18.0.4 . 53 } comment "y/dns udp 53"
+    ip daddr 10.96.0.11 udp dport 53 dnat ip to jhash ip saddr mod 2 seed 0x0 map { 0 : 198.18.0.3 . 53, 1 : 198.18.0.4 . 53 } comment "y/sticky udp 53"
+  }
+"#;
+    assert!(text.contains(nat), "{text}");
+    // No IPv6 endpoint: the v6 cluster IP leads nowhere, and is dropped.
+    assert!(
+        text.contains("    meta skuid 1337 accept\n    ip6 daddr fd00:96::10 udp dport 53 counter drop comment \"y/dns udp 53\"\n    ip daddr 10.96.0.12 sctp dport 5000 counter drop comment \"y/denied sctp 5000\"\n    ip daddr @egress_r0_p0_v4"),
+        "{text}"
+    );
+    assert!(!text.contains("tcp dport"), "{text}");
+}
+
+#[test]
+fn one_allowed_endpoint_is_a_plain_dnat_and_no_isolation_no_nat() {
+    let mut cfg = config_with_services();
+    cfg.services[0].ports[0].endpoints.truncate(1);
+    let text = ruleset(&cfg, 0);
+    assert!(
+        text.contains("ip daddr 10.96.0.10 udp dport 53 dnat ip to 198.18.0.3:53 comment"),
+        "{text}"
+    );
+    // Not isolated: kube-proxy translates on the node, nothing to judge here.
+    cfg.outbound.egress = DirectionPolicy::default();
+    let text = ruleset(&cfg, 0);
+    assert!(
+        !text.contains("service_nat") && !text.contains("dnat"),
+        "{text}"
+    );
+}
