@@ -34,6 +34,10 @@ pub enum SvidError {
     )]
     UnknownIssuer,
     #[error(
+        "certificate signed by unknown authority: the bundle of trust domain {trust_domain} holds no X.509 root (its SPIFFE bundle has no x509-svid entry), so every X509-SVID of the trust domain is refused"
+    )]
+    NoRoots { trust_domain: String },
+    #[error(
         "certificate signed by unknown authority: path validation found a signature in the chain that does not verify under the trust bundle's keys"
     )]
     BadSignature,
@@ -137,7 +141,7 @@ impl SvidError {
         match self {
             SvidError::NoCertificate => "no-certificate",
             SvidError::Malformed(_) => "malformed",
-            SvidError::UnknownIssuer => "unknown-issuer",
+            SvidError::UnknownIssuer | SvidError::NoRoots { .. } => "unknown-issuer",
             SvidError::BadSignature => "bad-signature",
             SvidError::Expired { .. } => "expired",
             SvidError::NotYetValid { .. } => "not-yet-valid",
@@ -294,6 +298,13 @@ pub fn verify_path_to_bundle(
     role: PeerRole,
     provider: &CryptoProvider,
 ) -> Result<(), SvidError> {
+    // A trust domain whose bundle has no root (it revoked its keys, or does
+    // not support X509-SVID) vouches for nothing.
+    if bundle.roots().is_empty() {
+        return Err(SvidError::NoRoots {
+            trust_domain: bundle.trust_domain().to_string(),
+        });
+    }
     let ee =
         webpki::EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(e.to_string()))?;
     let usage = match role {
