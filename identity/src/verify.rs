@@ -21,8 +21,8 @@ pub enum PeerRole {
 }
 
 /// Why a certificate chain is not an acceptable X509-SVID. One variant per rule.
-/// Each text starts with go-spiffe's (`svid/x509svid` `Verify` and `Parse`) and
-/// then names the X509-SVID rule.
+/// Each text starts with go-spiffe's (`svid/x509svid` `Verify`), carries its
+/// `Parse` text where that differs, and names the X509-SVID rule.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SvidError {
     #[error("empty certificates chain: the peer presented no certificate")]
@@ -90,16 +90,20 @@ pub enum SvidError {
     #[error("leaf SVID SPIFFE ID {id} has no path: a leaf SPIFFE ID MUST have a non-root path")]
     IdWithoutPath { id: String },
     #[error(
-        "leaf certificate with CA flag set to true: basic constraints cA MUST be false on a leaf SVID"
+        "leaf certificate with CA flag set to true: the leaf certificate must not have CA flag set to true (basic constraints cA MUST be false on a leaf SVID)"
     )]
     LeafIsCa,
     #[error(
         "leaf certificate must have 'digitalSignature' set as key usage: it has no key usage extension, which MUST be set on all SVIDs"
     )]
     NoKeyUsage,
-    #[error("leaf certificate with KeyCertSign key usage: leaf SVIDs MUST NOT set keyCertSign")]
+    #[error(
+        "leaf certificate with KeyCertSign key usage: the leaf certificate must not have 'keyCertSign' set as key usage (leaf SVIDs MUST NOT set keyCertSign)"
+    )]
     LeafKeyCertSign,
-    #[error("leaf certificate with KeyCrlSign key usage: leaf SVIDs MUST NOT set cRLSign")]
+    #[error(
+        "leaf certificate with KeyCrlSign key usage: the leaf certificate must not have 'cRLSign' set as key usage (leaf SVIDs MUST NOT set cRLSign)"
+    )]
     LeafCrlSign,
     #[error(
         "leaf certificate must have 'digitalSignature' set as key usage: leaf SVIDs MUST set digitalSignature"

@@ -697,6 +697,28 @@ fn upstream_parse_error_texts() {
         "Leaf certificate without digitalSignature as key usage",
         "leaf certificate must have 'digitalSignature' set as key usage",
     );
+    // "Leaf certificate with CA flag set to true", "Leaf certificate with
+    // certSign as key usage", "Leaf certificate with cRLSign as key usage":
+    // Parse words these rules apart from Verify ("leaf certificate with CA
+    // flag set to true", ...); our one text per rule carries both.
+    let (l, k) = leaf(&|p| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained));
+    assert_upstream_text(
+        creds(vec![l], k),
+        "Leaf certificate with CA flag set to true",
+        "leaf certificate must not have CA flag set to true",
+    );
+    let (l, k) = leaf(&|p| p.key_usages.push(KeyUsagePurpose::KeyCertSign));
+    assert_upstream_text(
+        creds(vec![l], k),
+        "Leaf certificate with certSign as key usage",
+        "leaf certificate must not have 'keyCertSign' set as key usage",
+    );
+    let (l, k) = leaf(&|p| p.key_usages.push(KeyUsagePurpose::CrlSign));
+    assert_upstream_text(
+        creds(vec![l], k),
+        "Leaf certificate with cRLSign as key usage",
+        "leaf certificate must not have 'cRLSign' set as key usage",
+    );
     let via = |tweak: &dyn Fn(&mut rcgen::CertificateParams)| {
         let int = root.intermediate_with(TD, "tweaked intermediate", |p| tweak(p));
         let (l, k) = int.sign(&good_leaf(ID));
