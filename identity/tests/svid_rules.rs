@@ -27,6 +27,22 @@ fn accepts_a_well_formed_svid() {
 }
 
 #[test]
+fn accepts_other_san_types_beside_the_one_uri_san() {
+    // "An X.509 SVID MAY contain any number of other SAN field types,
+    // including DNS SANs." (X509-SVID 2): only URI SANs are counted.
+    let id = verify_tweaked(|p| {
+        p.subject_alt_names.extend([
+            SanType::DnsName("web.default.svc".try_into().unwrap()),
+            SanType::DnsName("web.default.svc.cluster.local".try_into().unwrap()),
+            SanType::IpAddress("10.0.0.7".parse().unwrap()),
+            SanType::Rfc822Name("ops@mesh.test".try_into().unwrap()),
+        ]);
+    })
+    .unwrap();
+    assert_eq!(id, ID);
+}
+
+#[test]
 fn accepts_svids_issued_by_our_ca_with_and_without_intermediate() {
     for intermediate in [false, true] {
         let opts = CaOptions {
