@@ -25,7 +25,9 @@ pub enum BundleError {
         "bundle roots name different trust domains ({0} and {1}); give the trust domain explicitly"
     )]
     MixedTrustDomains(TrustDomain, TrustDomain),
-    #[error("bundle root carries an invalid SPIFFE ID: {0}")]
+    #[error(
+        "cannot tell the trust domain: a bundle root carries an invalid SPIFFE ID ({0}); give the trust domain explicitly"
+    )]
     BadRootId(SpiffeIdError),
     #[error("SPIFFE bundle: {0}")]
     SpiffeBundle(#[from] SpiffeBundleError),
