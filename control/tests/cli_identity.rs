@@ -509,3 +509,53 @@ fn verify_refuses_an_expired_root_and_a_root_path_length_exceeded() {
         }
     }
 }
+
+#[test]
+fn verify_refuses_svids_of_a_trust_domain_whose_spiffe_bundle_has_no_x509_svid_entry() {
+    // SPIFFE Trust Domain and Bundle 4.1.3: an empty `keys` array revokes
+    // every key, and "workloads MUST treat all SVIDs from the trust domain as
+    // invalid and untrusted"; go-spiffe x509svid verify_test "no roots":
+    // "certificate signed by unknown authority". A rule broken by the chain
+    // (exit 1), not bad input (exit 2).
+    let (_ca, local) = ca_and_svid(false, ID, "24h");
+    let remote_id = "spiffe://remote.test/ns/shop/sa/cart";
+    let (_remote_ca, remote) = ca_and_svid_in("remote.test", false, remote_id, "24h");
+    let docs = tempfile::tempdir().unwrap();
+    let revoked = docs.path().join("remote.test.json");
+    std::fs::write(&revoked, r#"{"spiffe_sequence": 2, "keys": []}"#).unwrap();
+    let o = palisade(&[
+        "cert",
+        "verify",
+        "--bundle",
+        s(&local.path().join("bundle.pem")),
+        "--cert",
+        s(&remote.path().join("svid.pem")),
+        "--federated",
+        s(&revoked),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    assert!(
+        stderr(&o).contains("certificate signed by unknown authority")
+            && stderr(&o).contains("remote.test"),
+        "{}",
+        stderr(&o)
+    );
+    // The same document as the bundle of the chain's own trust domain.
+    let o = palisade(&[
+        "cert",
+        "verify",
+        "--bundle",
+        s(&revoked),
+        "--trust-domain",
+        "remote.test",
+        "--cert",
+        s(&remote.path().join("svid.pem")),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("certificate signed by unknown authority"),
+        "{}",
+        stderr(&o)
+    );
+}

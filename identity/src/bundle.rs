@@ -25,7 +25,9 @@ pub enum BundleError {
         "bundle roots name different trust domains ({0} and {1}); give the trust domain explicitly"
     )]
     MixedTrustDomains(TrustDomain, TrustDomain),
-    #[error("bundle root carries an invalid SPIFFE ID: {0}")]
+    #[error(
+        "cannot tell the trust domain: a bundle root carries an invalid SPIFFE ID ({0}); give the trust domain explicitly"
+    )]
     BadRootId(SpiffeIdError),
     #[error("SPIFFE bundle: {0}")]
     SpiffeBundle(#[from] SpiffeBundleError),
@@ -397,6 +399,38 @@ impl TrustBundle {
     /// 6.2): [`BundleError::Empty`].
     pub fn from_spiffe_bundle(trust_domain: TrustDomain, json: &str) -> Result<Self, BundleError> {
         Self::new(trust_domain, SpiffeBundle::parse(json)?.x509_authorities)
+    }
+
+    /// Like [`TrustBundle::from_spiffe_bundle`], but a valid document without
+    /// `x509-svid` entries (an empty `keys` array included) gives a bundle
+    /// without roots, which vouches for no X509-SVID, instead of an error: "A
+    /// trust domain which publishes an empty key array indicates that the
+    /// trust domain has revoked any previously-published keys ... workloads
+    /// MUST treat all SVIDs from the trust domain as invalid and untrusted"
+    /// (SPIFFE Trust Domain and Bundle 4.1.3; X509-SVID 6.2). For the bundle
+    /// of a trust domain a document names the latest keys of (federation).
+    pub fn from_spiffe_bundle_or_none(
+        trust_domain: TrustDomain,
+        json: &str,
+    ) -> Result<Self, BundleError> {
+        let roots = SpiffeBundle::parse(json)?.x509_authorities;
+        if roots.is_empty() {
+            return Ok(Self::without_roots(trust_domain));
+        }
+        Self::new(trust_domain, roots)
+    }
+
+    /// A bundle of `trust_domain` with no root: every X509-SVID of the trust
+    /// domain is refused ([`crate::SvidError::NoRoots`]), as go-spiffe's
+    /// `x509svid.Verify` refuses them with an X.509 bundle without authorities.
+    pub fn without_roots(trust_domain: TrustDomain) -> Self {
+        Self {
+            trust_domain,
+            aliases: Vec::new(),
+            roots: Vec::new(),
+            anchors: Vec::new(),
+            root_limits: Vec::new(),
+        }
     }
 
     /// Like [`TrustBundle::from_spiffe_bundle`], the trust domain read from

@@ -37,7 +37,13 @@ pub enum CredentialsError {
     Bundle(#[from] BundleError),
     #[error("own SVID is not a valid X509-SVID: {0}")]
     Svid(#[from] SvidError),
-    #[error("private key does not fit the SVID or is unsupported: {0}")]
+    /// go-spiffe `x509svid.Parse`: "private key validation failed: leaf
+    /// certificate does not match private key".
+    #[error(
+        "private key validation failed: leaf certificate does not match private key (the key is not the one the SVID certifies)"
+    )]
+    KeyMismatch,
+    #[error("private key is unsupported or unusable: {0}")]
     Key(rustls::Error),
     #[error("no private key given")]
     NoKey,
@@ -80,8 +86,12 @@ impl Credentials {
         for cert in chain.iter().skip(1) {
             check_signing_cert(cert)?;
         }
-        let certified_key =
-            CertifiedKey::from_der(chain, key, provider).map_err(CredentialsError::Key)?;
+        let certified_key = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                CredentialsError::KeyMismatch
+            }
+            other => CredentialsError::Key(other),
+        })?;
         Ok(Self {
             id,
             certified_key: Arc::new(certified_key),

@@ -155,8 +155,12 @@ pub fn read_bundle_file(path: &Path) -> Result<TrustBundle, FederationError> {
         path: shown.clone(),
         source,
     })?;
+    // A SPIFFE bundle without x509-svid entries is the trust domain's latest
+    // word all the same: its keys are revoked, or it does not support
+    // X509-SVID. A bundle without roots, not an error that would keep the
+    // roots loaded before in force.
     let bundle = if spiffe_json {
-        TrustBundle::from_spiffe_bundle(td, &text)
+        TrustBundle::from_spiffe_bundle_or_none(td, &text)
     } else {
         TrustBundle::from_pem(td, &text)
     };

@@ -11,9 +11,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// Why PEM text could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PemError {
-    #[error("no PEM CERTIFICATE block found")]
+    /// go-spiffe `x509svid.Parse`: "no certificates found".
+    #[error("no certificates found: no PEM CERTIFICATE block")]
     NoCertificate,
-    #[error("no PEM private key block found")]
+    /// go-spiffe `x509svid.Parse`: "no private key found".
+    #[error("no private key found: no PEM private key block")]
     NoKey,
     #[error("malformed PEM: {0}")]
     Malformed(String),

@@ -21,8 +21,8 @@ pub enum PeerRole {
 }
 
 /// Why a certificate chain is not an acceptable X509-SVID. One variant per rule.
-/// Each text starts with go-spiffe's (`svid/x509svid` `Verify` and `Parse`) and
-/// then names the X509-SVID rule.
+/// Each text starts with go-spiffe's (`svid/x509svid` `Verify`), carries its
+/// `Parse` text where that differs, and names the X509-SVID rule.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SvidError {
     #[error("empty certificates chain: the peer presented no certificate")]
@@ -33,6 +33,10 @@ pub enum SvidError {
         "certificate signed by unknown authority: path validation found no path to a root of the trust bundle"
     )]
     UnknownIssuer,
+    #[error(
+        "certificate signed by unknown authority: the bundle of trust domain {trust_domain} holds no X.509 root (its SPIFFE bundle has no x509-svid entry), so every X509-SVID of the trust domain is refused"
+    )]
+    NoRoots { trust_domain: String },
     #[error(
         "certificate signed by unknown authority: path validation found a signature in the chain that does not verify under the trust bundle's keys"
     )]
@@ -86,16 +90,20 @@ pub enum SvidError {
     #[error("leaf SVID SPIFFE ID {id} has no path: a leaf SPIFFE ID MUST have a non-root path")]
     IdWithoutPath { id: String },
     #[error(
-        "leaf certificate with CA flag set to true: basic constraints cA MUST be false on a leaf SVID"
+        "leaf certificate with CA flag set to true: the leaf certificate must not have CA flag set to true (basic constraints cA MUST be false on a leaf SVID)"
     )]
     LeafIsCa,
     #[error(
         "leaf certificate must have 'digitalSignature' set as key usage: it has no key usage extension, which MUST be set on all SVIDs"
     )]
     NoKeyUsage,
-    #[error("leaf certificate with KeyCertSign key usage: leaf SVIDs MUST NOT set keyCertSign")]
+    #[error(
+        "leaf certificate with KeyCertSign key usage: the leaf certificate must not have 'keyCertSign' set as key usage (leaf SVIDs MUST NOT set keyCertSign)"
+    )]
     LeafKeyCertSign,
-    #[error("leaf certificate with KeyCrlSign key usage: leaf SVIDs MUST NOT set cRLSign")]
+    #[error(
+        "leaf certificate with KeyCrlSign key usage: the leaf certificate must not have 'cRLSign' set as key usage (leaf SVIDs MUST NOT set cRLSign)"
+    )]
     LeafCrlSign,
     #[error(
         "leaf certificate must have 'digitalSignature' set as key usage: leaf SVIDs MUST set digitalSignature"
@@ -137,7 +145,7 @@ impl SvidError {
         match self {
             SvidError::NoCertificate => "no-certificate",
             SvidError::Malformed(_) => "malformed",
-            SvidError::UnknownIssuer => "unknown-issuer",
+            SvidError::UnknownIssuer | SvidError::NoRoots { .. } => "unknown-issuer",
             SvidError::BadSignature => "bad-signature",
             SvidError::Expired { .. } => "expired",
             SvidError::NotYetValid { .. } => "not-yet-valid",
@@ -294,6 +302,13 @@ pub fn verify_path_to_bundle(
     role: PeerRole,
     provider: &CryptoProvider,
 ) -> Result<(), SvidError> {
+    // A trust domain whose bundle has no root (it revoked its keys, or does
+    // not support X509-SVID) vouches for nothing.
+    if bundle.roots().is_empty() {
+        return Err(SvidError::NoRoots {
+            trust_domain: bundle.trust_domain().to_string(),
+        });
+    }
     let ee =
         webpki::EndEntityCert::try_from(leaf).map_err(|e| SvidError::Malformed(e.to_string()))?;
     let usage = match role {

@@ -51,7 +51,15 @@ fn refuses_a_key_that_does_not_fit_the_svid() {
     let a = ca.issue(&id(ID), Duration::from_secs(600)).unwrap();
     let b = ca.issue(&id(ID), Duration::from_secs(600)).unwrap();
     let err = Credentials::new(a.chain, b.key.unwrap(), ca.bundle().clone()).unwrap_err();
-    assert!(matches!(err, CredentialsError::Key(_)), "{err}");
+    assert!(matches!(err, CredentialsError::KeyMismatch), "{err}");
+    // go-spiffe x509svid svid_test TestParse "Certificate does not match
+    // private key": "x509svid: private key validation failed: leaf
+    // certificate does not match private key".
+    assert!(
+        err.to_string()
+            .contains("private key validation failed: leaf certificate does not match private key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -99,4 +107,37 @@ fn refuses_a_chain_whose_signing_certificates_are_not_signing_certificates() {
     let (leaf, key) = int.sign(&common::good_leaf(ID));
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     Credentials::new(vec![leaf, int.cert.clone()], key, root.bundle(TD)).unwrap();
+}
+
+#[test]
+fn upstream_parse_cases_of_the_files() {
+    // go-spiffe x509svid svid_test TestParse, the file cases, through the
+    // SVID directory: "Missing certificate" (the key file as certificates):
+    // "no certificates found"; "Missing private key" (the certificate file as
+    // key): "no private key found"; "Corrupt certificate": refused.
+    let ca = ca(false);
+    let svid = ca.issue(&id(ID), Duration::from_secs(600)).unwrap();
+    let fresh = || {
+        let dir = tempfile::tempdir().unwrap();
+        write_svid_dir(dir.path(), &svid.chain, svid.key.as_ref(), ca.bundle()).unwrap();
+        dir
+    };
+    let dir = fresh();
+    std::fs::copy(dir.path().join("svid.key"), dir.path().join("svid.pem")).unwrap();
+    let err = Credentials::load_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("no certificates found"), "{err}");
+    assert!(err.to_string().contains("svid.pem"), "{err}");
+    let dir = fresh();
+    std::fs::copy(dir.path().join("svid.pem"), dir.path().join("svid.key")).unwrap();
+    let err = Credentials::load_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("no private key found"), "{err}");
+    assert!(err.to_string().contains("svid.key"), "{err}");
+    let dir = fresh();
+    std::fs::write(
+        dir.path().join("svid.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let err = Credentials::load_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, CredentialsError::Svid(_)), "{err:?}");
 }

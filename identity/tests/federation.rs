@@ -221,3 +221,79 @@ fn a_bad_federated_bundle_refuses_the_whole_directory() {
         Err(CredentialsError::Federation(FederationError::Duplicate(td))) if td == REMOTE
     ));
 }
+
+#[test]
+fn a_federated_spiffe_bundle_without_x509_svid_entries_refuses_the_trust_domain() {
+    // SPIFFE Trust Domain and Bundle 4.1.3: "A trust domain which publishes
+    // an empty key array indicates that the trust domain has revoked any
+    // previously-published keys ... workloads MUST treat all SVIDs from the
+    // trust domain as invalid and untrusted"; X509-SVID 6.2: "If no
+    // `x509-svid` JWK entries are present in the bundle, then the trust
+    // domain does not support X509-SVID". go-spiffe x509svid verify_test "no
+    // roots" (a bundle of the trust domain without authorities): "x509:
+    // certificate signed by unknown authority". Such a document loaded before
+    // as an error, so a reload kept the revoked roots in force (and a first
+    // load refused the whole SVID directory).
+    let local = CertificateAuthority::create(&td(LOCAL), &CaOptions::default()).unwrap();
+    let remote = CertificateAuthority::create(&td(REMOTE), &CaOptions::default()).unwrap();
+    let dir = svid_dir(&local, "spiffe://local.test/ns/a/sa/b");
+    let fed = dir.path().join(FEDERATED_DIR);
+    std::fs::create_dir(&fed).unwrap();
+    let remote_svid = remote
+        .issue(
+            &id("spiffe://remote.test/ns/shop/sa/cart"),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    let file = fed.join("remote.test.json");
+    std::fs::write(
+        &file,
+        remote.bundle().to_spiffe_bundle(Some(1), None).unwrap(),
+    )
+    .unwrap();
+    let creds = Credentials::load_dir(dir.path()).unwrap();
+    assert!(verify(creds.bundle(), creds.federated(), &remote_svid.chain).is_ok());
+
+    let jwt_only = r#"{"spiffe_sequence": 3, "keys": [{"kty": "EC", "use": "jwt-svid",
+        "kid": "k1", "crv": "P-256",
+        "x": "fK-wKTnKL7KFLM27lqq5DC-bxrVaH6rDV-IcCSEOeL4",
+        "y": "wq-g3TQWxYlV51TCPH030yXsRxvujD4hUUaIQrXk4KI"}]}"#;
+    for doc in [r#"{"spiffe_sequence": 2, "keys": []}"#, jwt_only] {
+        std::fs::write(&file, doc).unwrap();
+        let creds = Credentials::load_dir(dir.path()).unwrap_or_else(|e| panic!("{doc}: {e}"));
+        let names: Vec<&str> = creds.federated().trust_domains().collect();
+        assert_eq!(names, [REMOTE], "{doc}");
+        let err = verify(creds.bundle(), creds.federated(), &remote_svid.chain).unwrap_err();
+        assert!(matches!(err, SvidError::NoRoots { .. }), "{doc}: {err:?}");
+        assert_eq!(err.code(), "unknown-issuer");
+        let text = err.to_string();
+        assert!(
+            text.contains("certificate signed by unknown authority") && text.contains(REMOTE),
+            "{text}"
+        );
+        // The local trust domain is untouched.
+        let ours = local
+            .issue(
+                &id("spiffe://local.test/ns/x/sa/y"),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        assert!(verify(creds.bundle(), creds.federated(), &ours.chain).is_ok());
+    }
+}
+
+#[test]
+fn upstream_verify_no_roots() {
+    // go-spiffe x509svid verify_test TestVerify "no roots": bundle
+    // x509bundle.New(domain1.test), no authorities -> "x509svid: could not
+    // verify leaf certificate: x509: certificate signed by unknown authority".
+    let ca1 = TestCa::new("domain1.test");
+    let (leaf, _) = ca1.sign(&good_leaf("spiffe://domain1.test/workload"));
+    let empty = TrustBundle::without_roots(td("domain1.test"));
+    let err = verify(&empty, &FederatedBundles::none(), &[leaf]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("certificate signed by unknown authority"),
+        "{err}"
+    );
+}

@@ -310,3 +310,30 @@ fn writes_rsa_roots_with_n_and_e() {
         vec![root]
     );
 }
+
+#[test]
+fn a_root_whose_uri_san_is_no_valid_spiffe_id_names_no_trust_domain() {
+    // SPIFFE Trust Domain and Bundle, Appendix A: the example root carries
+    // `URI:spiffe://example.com/`, which go-spiffe's parser refuses ("path
+    // cannot have a trailing slash"). The trust domain cannot be read from
+    // it; the message says to give it, and with it the root is a root.
+    let root = TestCa::root_with("example.com", "example.com", |p| {
+        p.subject_alt_names = vec![rcgen::SanType::URI(
+            "spiffe://example.com/".try_into().unwrap(),
+        )];
+    });
+    let pem = palisade_identity::pem::encode_certs(std::slice::from_ref(&root.cert));
+    let err = TrustBundle::from_pem_infer(&pem).unwrap_err();
+    assert!(matches!(err, BundleError::BadRootId(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("trailing slash") && text.contains("give the trust domain explicitly"),
+        "{text}"
+    );
+    let bundle = TrustBundle::from_pem(td("example.com"), &pem).unwrap();
+    let (leaf, _) = root.sign(&good_leaf("spiffe://example.com/workload"));
+    assert_eq!(
+        verify(&bundle, &[leaf]).unwrap(),
+        id("spiffe://example.com/workload")
+    );
+}

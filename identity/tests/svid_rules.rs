@@ -27,6 +27,22 @@ fn accepts_a_well_formed_svid() {
 }
 
 #[test]
+fn accepts_other_san_types_beside_the_one_uri_san() {
+    // "An X.509 SVID MAY contain any number of other SAN field types,
+    // including DNS SANs." (X509-SVID 2): only URI SANs are counted.
+    let id = verify_tweaked(|p| {
+        p.subject_alt_names.extend([
+            SanType::DnsName("web.default.svc".try_into().unwrap()),
+            SanType::DnsName("web.default.svc.cluster.local".try_into().unwrap()),
+            SanType::IpAddress("10.0.0.7".parse().unwrap()),
+            SanType::Rfc822Name("ops@mesh.test".try_into().unwrap()),
+        ]);
+    })
+    .unwrap();
+    assert_eq!(id, ID);
+}
+
+#[test]
 fn accepts_svids_issued_by_our_ca_with_and_without_intermediate() {
     for intermediate in [false, true] {
         let opts = CaOptions {
@@ -696,6 +712,28 @@ fn upstream_parse_error_texts() {
         creds(vec![l], k),
         "Leaf certificate without digitalSignature as key usage",
         "leaf certificate must have 'digitalSignature' set as key usage",
+    );
+    // "Leaf certificate with CA flag set to true", "Leaf certificate with
+    // certSign as key usage", "Leaf certificate with cRLSign as key usage":
+    // Parse words these rules apart from Verify ("leaf certificate with CA
+    // flag set to true", ...); our one text per rule carries both.
+    let (l, k) = leaf(&|p| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained));
+    assert_upstream_text(
+        creds(vec![l], k),
+        "Leaf certificate with CA flag set to true",
+        "leaf certificate must not have CA flag set to true",
+    );
+    let (l, k) = leaf(&|p| p.key_usages.push(KeyUsagePurpose::KeyCertSign));
+    assert_upstream_text(
+        creds(vec![l], k),
+        "Leaf certificate with certSign as key usage",
+        "leaf certificate must not have 'keyCertSign' set as key usage",
+    );
+    let (l, k) = leaf(&|p| p.key_usages.push(KeyUsagePurpose::CrlSign));
+    assert_upstream_text(
+        creds(vec![l], k),
+        "Leaf certificate with cRLSign as key usage",
+        "leaf certificate must not have 'cRLSign' set as key usage",
     );
     let via = |tweak: &dyn Fn(&mut rcgen::CertificateParams)| {
         let int = root.intermediate_with(TD, "tweaked intermediate", |p| tweak(p));

@@ -236,11 +236,13 @@ fn cert_verify(
         Err(e) => return fail(BAD_INPUT, format_args!("{}: {e}", cert_path.display())),
     };
     // PEM roots, or a SPIFFE bundle (JWK Set) document, which does not name
-    // its trust domain either.
+    // its trust domain either. A document without x509-svid entries vouches
+    // for no X509-SVID of the trust domain (its keys are revoked): the chain
+    // is refused, as go-spiffe refuses it with a bundle without authorities.
     let spiffe = is_spiffe_bundle(&bundle_pem);
     let bundle = match trust_domain {
         Some(td) => match TrustDomain::new(td) {
-            Ok(td) if spiffe => TrustBundle::from_spiffe_bundle(td, &bundle_pem),
+            Ok(td) if spiffe => TrustBundle::from_spiffe_bundle_or_none(td, &bundle_pem),
             Ok(td) => TrustBundle::from_pem(td, &bundle_pem),
             Err(e) => return fail(BAD_INPUT, format_args!("--trust-domain: {e}")),
         },
