@@ -31,8 +31,9 @@ impl<I> EarlyResponseIo<I> {
     }
 }
 
-/// The server closed its read side: what is written goes nowhere.
-fn peer_stopped_reading(e: &io::Error) -> bool {
+/// The other side closed or reset the connection: what is written goes
+/// nowhere.
+pub(crate) fn closed_by_peer(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
@@ -54,7 +55,7 @@ impl<I: AsyncWrite + Unpin> EarlyResponseIo<I> {
     /// reports `len` bytes written that were dropped.
     fn settle(&mut self, r: Poll<io::Result<usize>>, len: usize) -> Poll<io::Result<usize>> {
         match r {
-            Poll::Ready(Err(e)) if peer_stopped_reading(&e) => {
+            Poll::Ready(Err(e)) if closed_by_peer(&e) => {
                 tracing::debug!(error = %e, "the server stopped reading; the rest of the request is dropped and its response awaited");
                 self.writes_refused = true;
                 Poll::Ready(Ok(len))
@@ -99,7 +100,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for EarlyResponseIo<I> {
             return Poll::Ready(Ok(()));
         }
         match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Ready(Err(e)) if peer_stopped_reading(&e) => {
+            Poll::Ready(Err(e)) if closed_by_peer(&e) => {
                 self.writes_refused = true;
                 Poll::Ready(Ok(()))
             }
@@ -148,7 +149,7 @@ mod tests {
             match io.read(&mut buf).await {
                 Ok(0) => return Ok(answer),
                 Ok(n) => answer.extend_from_slice(&buf[..n]),
-                Err(e) if !answer.is_empty() && peer_stopped_reading(&e) => return Ok(answer),
+                Err(e) if !answer.is_empty() && closed_by_peer(&e) => return Ok(answer),
                 Err(e) => return Err(e),
             }
         }
@@ -175,7 +176,7 @@ mod tests {
         let addr = impatient_server(b"").await;
         let mut io = EarlyResponseIo::new(TcpStream::connect(addr).await.unwrap());
         match upload_then_read(&mut io).await {
-            Err(e) => assert!(peer_stopped_reading(&e), "{e}"),
+            Err(e) => assert!(closed_by_peer(&e), "{e}"),
             Ok(answer) => assert!(answer.is_empty(), "an empty read is the end"),
         }
     }

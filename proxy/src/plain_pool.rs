@@ -283,10 +283,7 @@ fn closed_without_response(e: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            );
+            return crate::early_response::closed_by_peer(io);
         }
         source = s.source();
     }
