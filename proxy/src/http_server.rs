@@ -4,20 +4,24 @@
 //! would read the first 24 bytes again to tell the two apart, even when
 //! told which one to serve, and hand hyper those 24 bytes as a first read:
 //! the head was never complete on the first parse, and hyper grew (and
-//! copied) its 8 KiB read buffer on every new connection.
+//! copied) its 8 KiB read buffer on every new connection. Every served
+//! connection lingers on close while its client may still be sending
+//! ([`crate::linger`]).
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::Request;
 use hyper::body::{Body, Incoming};
-use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
-use hyper::service::HttpService;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::service::{HttpService, Service};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::detect::MeshInner;
 use crate::h2_windows::H2Windows;
+use crate::linger::{BodyMark, Lingering};
 
 /// The limits a served connection runs under.
 #[derive(Debug, Clone, Copy)]
@@ -48,31 +52,76 @@ impl ServerLimits {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The connection as hyper sees it: lingering on close while the client
+/// may still be sending ([`crate::linger`]).
+pub type ServedIo<I> = TokioIo<Lingering<I>>;
+
+/// What hyper needs of a service to serve it over HTTP/1 and HTTP/2 on
+/// Tokio, written once.
+pub trait ServedHttp:
+    HttpService<
+        Incoming,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+        ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+    >
+{
+}
+impl<S> ServedHttp for S where
+    S: HttpService<
+            Incoming,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+            ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+        >
+{
+}
+
+/// The service, noting each request that carries a body: such a
+/// connection lingers when it closes.
+pub struct NotingBodies<S> {
+    inner: S,
+    bodies: BodyMark,
+}
+
+impl<S: Service<Request<Incoming>>> Service<Request<Incoming>> for NotingBodies<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.bodies.note(!req.body().is_end_stream());
+        self.inner.call(req)
+    }
+}
+
 /// An HTTP connection being served. The HTTP/1 connection, the common
 /// case (one per app connection), stays inline: no allocation per
 /// connection.
 #[allow(clippy::large_enum_variant)]
 pub enum Served<I, S>
 where
-    S: HttpService<Incoming>,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    NotingBodies<S>: ServedHttp,
 {
-    Http1(http1::UpgradeableConnection<I, S>),
+    Http1(http1::UpgradeableConnection<ServedIo<I>, NotingBodies<S>>),
     /// Boxed: larger than an HTTP/1 connection, and much rarer (one per
     /// peer sidecar or HTTP/2 client).
-    H2(Box<http2::Connection<I, S, TokioExecutor>>),
+    H2(Box<http2::Connection<ServedIo<I>, NotingBodies<S>, TokioExecutor>>),
 }
 
-/// Serves `io` as `protocol` (HTTP/1 unless `MeshInner::H2`) with `svc`.
-pub fn serve<I, S, B>(limits: &ServerLimits, protocol: MeshInner, io: I, svc: S) -> Served<I, S>
+/// Serves `io` as `protocol` (HTTP/1 unless `MeshInner::H2`) with `svc`;
+/// the connection lingers on close while its client may still be sending.
+pub fn serve<I, S>(limits: &ServerLimits, protocol: MeshInner, io: I, svc: S) -> Served<I, S>
 where
-    I: Read + Write + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B>,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    NotingBodies<S>: ServedHttp,
 {
+    let (io, bodies) = Lingering::new(io);
+    let io = TokioIo::new(io);
+    let svc = NotingBodies { inner: svc, bodies };
     match protocol {
         MeshInner::H2 => {
             let mut b = http2::Builder::new(TokioExecutor::new());
@@ -98,15 +147,10 @@ where
     }
 }
 
-impl<I, S, B> Served<I, S>
+impl<I, S> Served<I, S>
 where
-    I: Read + Write + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B>,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    NotingBodies<S>: ServedHttp,
 {
     /// Finish the requests in flight, take no new ones (HTTP/2: GOAWAY).
     pub fn graceful_shutdown(self: Pin<&mut Self>) {
@@ -117,15 +161,10 @@ where
     }
 }
 
-impl<I, S, B> Future for Served<I, S>
+impl<I, S> Future for Served<I, S>
 where
-    I: Read + Write + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B>,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    NotingBodies<S>: ServedHttp,
 {
     type Output = Result<(), hyper::Error>;
 

@@ -33,8 +33,9 @@ where
     request_bodies: BodyMark,
 }
 
-/// Set by the request handler when a request arrives with a body: the
-/// connection may close before the body was read.
+/// Set for each request that arrives with a body (by
+/// [`crate::http_server::NotingBodies`]): the connection may close before
+/// the body was read.
 #[derive(Clone, Default)]
 pub struct BodyMark(Arc<AtomicBool>);
 

@@ -8,7 +8,6 @@ use http::header::{HOST, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 
 use crate::http_server::ServerLimits;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -57,10 +56,7 @@ where
     let activity = HttpActivity::new();
     let svc_ctx = ctx.clone();
     let svc_activity = watched.then(|| activity.clone());
-    // Closes with a linger when the client may still be sending.
-    let (io, bodies) = crate::linger::Lingering::new(io);
     let svc = service_fn(move |req: Request<Incoming>| {
-        bodies.note(!hyper::body::Body::is_end_stream(req.body()));
         let ctx = svc_ctx.clone();
         let conn = conn.clone();
         let meter = meter.clone();
@@ -74,7 +70,7 @@ where
             crate::forward::ok(resp.map(|body| TrackedBody::new(body, in_flight)))
         })
     });
-    let served = crate::http_server::serve(&server_limits(&ctx), inner, TokioIo::new(io), svc);
+    let served = crate::http_server::serve(&server_limits(&ctx), inner, io, svc);
     tokio::pin!(served);
     let close = tokio::select! {
         r = served.as_mut() => {

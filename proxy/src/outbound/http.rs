@@ -48,10 +48,7 @@ pub async fn serve<I>(
     let svc_ctx = ctx.clone();
     let svc_activity = watched.then(|| activity.clone());
     let meters = Arc::new(MeterCache::default());
-    // Closes with a linger when the client may still be sending.
-    let (io, bodies) = crate::linger::Lingering::new(io);
     let svc = service_fn(move |req: Request<Incoming>| {
-        bodies.note(!hyper::body::Body::is_end_stream(req.body()));
         let ctx = svc_ctx.clone();
         let meters = meters.clone();
         let mark = svc_activity.as_ref().map(|a| a.begin());
@@ -70,7 +67,7 @@ pub async fn serve<I>(
         })
     });
     let limits = crate::http_server::ServerLimits::from_opts(&ctx.opts);
-    let served = crate::http_server::serve(&limits, inner, TokioIo::new(io), svc);
+    let served = crate::http_server::serve(&limits, inner, io, svc);
     tokio::pin!(served);
     let close = tokio::select! {
         r = served.as_mut() => {
