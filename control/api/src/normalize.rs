@@ -16,8 +16,9 @@
 //! forwarded request carries it. Case is preserved (`/Admin` is not
 //! `/admin`, as in Istio). Paths that cannot be normalized safely are refused
 //! in every mode (the proxy answers 400): not origin-form, raw control or
-//! non-ASCII bytes, a fragment, invalid percent-encoding, or an encoded
-//! control character such as `%00`.
+//! non-ASCII bytes, a fragment, invalid percent-encoding, or `%00`. Other
+//! encoded control characters (`%01`, `%0d`, `%7f`) are matched and forwarded
+//! as sent, still encoded, as Envoy does.
 use std::borrow::Cow;
 use std::fmt;
 
@@ -73,8 +74,8 @@ pub enum PathError {
     ForbiddenByte { offset: usize, byte: u8 },
     #[error("invalid percent-encoding at offset {offset} of the request path")]
     InvalidPercentEncoding { offset: usize },
-    #[error("percent-encoded control character %{byte:02X} at offset {offset} of the request path")]
-    EncodedControl { offset: usize, byte: u8 },
+    #[error("percent-encoded NUL (%00) at offset {offset} of the request path")]
+    EncodedNul { offset: usize },
 }
 
 /// Normalizes an origin-form request target (`/path?query`) with `mode`.
@@ -169,8 +170,11 @@ fn validate_percent_encoding(path: &str) -> Result<(), PathError> {
         if bytes[i] == b'%' {
             let byte =
                 decode_triplet(bytes, i).ok_or(PathError::InvalidPercentEncoding { offset: i })?;
-            if byte < 0x20 || byte == 0x7f {
-                return Err(PathError::EncodedControl { offset: i, byte });
+            // Envoy refuses `%00` only; every other escape, control
+            // characters included, is matched and forwarded still encoded
+            // (istio `normalization_test.go`: `/admin%01` reaches the app).
+            if byte == 0 {
+                return Err(PathError::EncodedNul { offset: i });
             }
             i += 3;
         } else {

@@ -158,19 +158,10 @@ fn unsafe_paths_are_refused_in_every_mode() {
         }),
         ("?a=b", |e| matches!(e, PathError::NotOriginForm(_))),
         ("/a%00", |e| {
-            matches!(e, PathError::EncodedControl { byte: 0, .. })
+            matches!(e, PathError::EncodedNul { offset: 2 })
         }),
         ("/admin%00.html", |e| {
-            matches!(e, PathError::EncodedControl { byte: 0, .. })
-        }),
-        ("/a%0d%0aSet-Cookie:x", |e| {
-            matches!(e, PathError::EncodedControl { byte: 0x0d, .. })
-        }),
-        ("/a%7f", |e| {
-            matches!(e, PathError::EncodedControl { byte: 0x7f, .. })
-        }),
-        ("/a%1F", |e| {
-            matches!(e, PathError::EncodedControl { byte: 0x1f, .. })
+            matches!(e, PathError::EncodedNul { .. })
         }),
         ("/a%zz", |e| {
             matches!(e, PathError::InvalidPercentEncoding { offset: 2 })
@@ -219,6 +210,19 @@ fn unsafe_paths_are_refused_in_every_mode() {
                     assert!(!e.to_string().is_empty());
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn encoded_control_characters_stay_encoded() {
+    // Envoy refuses only %00; the others are matched and forwarded as sent
+    // (istio normalization_test.go, "PercentEncoded"), so a rule on
+    // `/a\r\n...` never matches the encoded form and nothing is decoded
+    // into a header.
+    for mode in MODES {
+        for path in ["/a%0d%0aSet-Cookie:x", "/a%7f", "/a%1F", "/a%01"] {
+            assert_eq!(normalize_path(path, mode).unwrap().path(), path, "{mode:?}");
         }
     }
 }
