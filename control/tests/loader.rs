@@ -412,7 +412,22 @@ fn mesh_config_federated_trust_domains() {
         let configs = palisade_control::compile::Compiler::new(&c).compile_all();
         assert_eq!(configs[0].mesh.federated_bundles["remote.test"], pem);
     }
+    // A SPIFFE bundle with no keys (SPIFFE Trust Domain and Bundle 4.1.3:
+    // the trust domain revoked its keys) or no x509-svid entry (X509-SVID
+    // 6.2) loads as no X.509 root, as a fetched one does: no bundle in any
+    // compiled config, so the trust domain's X509-SVIDs are refused.
+    for empty in [r#"{"keys": []}"#, r#"{"spiffe_sequence": 4, "keys": []}"#] {
+        let c = load(&[NS_X, POD, &mesh(&[("remote.test", empty)])]);
+        assert!(c.mesh.federated_bundles.is_empty(), "{empty}");
+        let configs = palisade_control::compile::Compiler::new(&c).compile_all();
+        assert!(configs[0].mesh.federated_bundles.is_empty(), "{empty}");
+    }
     let cases = [
+        (
+            mesh(&[("remote.test", r#"{"keys": 1}"#)]),
+            "trustDomainBundle",
+            "SPIFFE bundle",
+        ),
         (
             mesh(&[("Remote.Test", &pem)]),
             "trustDomain",

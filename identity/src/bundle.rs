@@ -1,8 +1,9 @@
 //! The trust bundle: the roots a trust domain's SVIDs chain to. It holds several
 //! roots, so a CA rotates with the old and the new root side by side.
-use rustls::pki_types::{CertificateDer, TrustAnchor};
+use rustls::pki_types::{CertificateDer, Der, TrustAnchor};
 
 use crate::b64;
+use crate::name_constraints::{NameConstraints, without_uri_subtrees};
 use crate::pem::{self, PemError};
 use crate::spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 
@@ -13,7 +14,9 @@ pub enum BundleError {
     Empty,
     #[error("trust bundle root {index} is not a usable trust anchor: {source}")]
     BadRoot { index: usize, source: webpki::Error },
-    #[error("trust bundle root {index}: cannot read its validity or basic constraints: {reason}")]
+    #[error(
+        "trust bundle root {index}: cannot read its validity, basic constraints or name constraints: {reason}"
+    )]
     UnreadableRoot { index: usize, reason: String },
     #[error(transparent)]
     Pem(#[from] PemError),
@@ -58,6 +61,9 @@ pub(crate) struct RootLimits {
     pub(crate) not_after_unix: i64,
     /// pathLenConstraint: how many intermediates may sit below the root.
     pub(crate) max_intermediates: Option<u32>,
+    /// The root's name constraints, if any. Its URI subtrees are left out
+    /// of its trust anchor (webpki refuses them) and checked on each path.
+    pub(crate) name_constraints: Option<NameConstraints>,
 }
 
 impl RootLimits {
@@ -78,6 +84,7 @@ impl RootLimits {
             not_before_unix: cert.validity().not_before.timestamp(),
             not_after_unix: cert.validity().not_after.timestamp(),
             max_intermediates,
+            name_constraints: NameConstraints::of(&cert)?,
         })
     }
 }
@@ -95,9 +102,18 @@ impl TrustBundle {
             .iter()
             .enumerate()
             .map(|(index, der)| {
-                webpki::anchor_from_trusted_cert(der)
+                let mut anchor = webpki::anchor_from_trusted_cert(der)
                     .map(|a| a.to_owned())
-                    .map_err(|source| BundleError::BadRoot { index, source })
+                    .map_err(|source| BundleError::BadRoot { index, source })?;
+                // webpki refuses every SVID below a URI subtree; path
+                // validation checks the root's URI subtrees itself
+                // (`RootLimits::name_constraints`), webpki the others.
+                if let Some(nc) = &anchor.name_constraints {
+                    anchor.name_constraints = without_uri_subtrees(nc.as_ref())
+                        .map_err(|reason| BundleError::UnreadableRoot { index, reason })?
+                        .map(Der::from);
+                }
+                Ok::<_, BundleError>(anchor)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let root_limits = roots
@@ -170,6 +186,11 @@ impl TrustBundle {
     /// The roots as webpki trust anchors.
     pub fn anchors(&self) -> &[TrustAnchor<'static>] {
         &self.anchors
+    }
+
+    /// What the trust anchors drop of each root, in the order of `roots`.
+    pub(crate) fn root_limits(&self) -> &[RootLimits] {
+        &self.root_limits
     }
 
     /// The validity windows and path length limits of the roots whose

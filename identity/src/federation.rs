@@ -159,8 +159,13 @@ pub fn read_bundle_file(path: &Path) -> Result<TrustBundle, FederationError> {
     // word all the same: its keys are revoked, or it does not support
     // X509-SVID. A bundle without roots, not an error that would keep the
     // roots loaded before in force.
+    // An empty (or blank) .pem file is the same word: the trust domain has no
+    // X.509 root, so its SVIDs are refused ("…holds no X.509 root"). Text
+    // that is not blank must hold certificates.
     let bundle = if spiffe_json {
         TrustBundle::from_spiffe_bundle_or_none(td, &text)
+    } else if text.trim().is_empty() {
+        Ok(TrustBundle::without_roots(td))
     } else {
         TrustBundle::from_pem(td, &text)
     };

@@ -7,8 +7,9 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::bundle::TrustBundle;
+use crate::bundle::{RootLimits, TrustBundle};
 use crate::federation::FederatedBundles;
+use crate::name_constraints::NameConstraints;
 use crate::spiffe_id::{SpiffeId, SpiffeIdError};
 
 /// Which side the peer plays: decides the extended key usage webpki demands.
@@ -134,6 +135,14 @@ pub enum SvidError {
         trust_domain_of(.id)
     )]
     TrustDomainMismatch { id: String, expected: String },
+    #[error(
+        "a root or intermediate certificate is not authorized for this name: the URI name constraints of signing certificate {subject} refuse the chain: {detail} (RFC 5280 4.2.1.10, X509-SVID 4.2)"
+    )]
+    UriNameConstraint { subject: String, detail: String },
+    #[error(
+        "cannot evaluate the name constraints of signing certificate {subject}: {detail}; the chain is refused"
+    )]
+    NameConstraintUnsupported { subject: String, detail: String },
     #[error("peer identity: got {got}, expected {expected}")]
     UnexpectedId { got: String, expected: String },
 }
@@ -169,6 +178,9 @@ impl SvidError {
             SvidError::SigningCertNotCa
             | SvidError::SigningCertNoKeyCertSign { .. }
             | SvidError::SigningCertIdWithPath { .. } => "signing-certificate",
+            SvidError::UriNameConstraint { .. } | SvidError::NameConstraintUnsupported { .. } => {
+                "name-constraints"
+            }
             SvidError::TrustDomainMismatch { .. } => "unknown-trust-domain",
             SvidError::UnexpectedId { .. } => "unexpected-identity",
         }
@@ -322,27 +334,43 @@ pub fn verify_path_to_bundle(
     // when no root is left.
     let root_refusal = std::cell::RefCell::new(None);
     let check_root = |path: &webpki::VerifiedPath<'_>| {
-        let intermediates = path.intermediate_certificates().count();
-        check_anchoring_root(bundle, path.anchor(), intermediates, now).map_err(|refusal| {
+        let certs: Vec<CertificateDer<'_>> = std::iter::once(path.end_entity().der())
+            .chain(path.intermediate_certificates().map(|c| c.der()))
+            .collect();
+        check_anchoring_root(bundle, path.anchor(), &certs, now).map_err(|refusal| {
             root_refusal.borrow_mut().get_or_insert(refusal);
             webpki::Error::UnknownIssuer
         })
     };
-    let path = ee
-        .verify_for_usage(
-            provider.signature_verification_algorithms.all,
-            bundle.anchors(),
-            intermediates,
-            now,
-            usage,
-            None,
-            Some(&check_root),
-        )
-        .map_err(|e| {
-            root_refusal
+    let path = match ee.verify_for_usage(
+        provider.signature_verification_algorithms.all,
+        bundle.anchors(),
+        intermediates,
+        now,
+        usage,
+        None,
+        Some(&check_root),
+    ) {
+        Ok(path) => path,
+        Err(e) => {
+            let refusal = root_refusal
                 .take()
-                .unwrap_or_else(|| map_path_error(e, now, role))
-        })?;
+                .unwrap_or_else(|| map_path_error(e, now, role));
+            // webpki refuses any chain through an intermediate with URI
+            // name constraints: try those paths the way crypto/x509 does.
+            return match crate::constrained_path::verify_through_uri_constrained(
+                bundle,
+                leaf,
+                intermediates,
+                now,
+                role,
+                provider,
+            ) {
+                Some(result) => result,
+                None => Err(refusal),
+            };
+        }
+    };
     // webpki ignores key usage on CA certificates; RFC 5280 6.1.4 (n) and
     // X509-SVID 4.3 do not: each signing certificate of the path (the trust
     // anchor is not one) must set keyCertSign.
@@ -353,45 +381,33 @@ pub fn verify_path_to_bundle(
 }
 
 /// The rules for the root a path ends at, which webpki does not keep in a
-/// trust anchor: the root is within its validity window at `now`, and its
+/// trust anchor: the root is within its validity window at `now`, its
 /// pathLenConstraint, if any, allows the `intermediates` below it (RFC 5280
 /// 6.1: the trust anchor's own constraints; crypto/x509 `isValid` checks
-/// both for the root too). When several roots of `bundle` share the
-/// anchor (a root reissued with the same name and key), one that passes is
-/// enough; otherwise the first refusal is returned.
+/// both for the root too), and its URI name constraints, if any, permit the
+/// URI SANs of the certificates below it (`path`: leaf first). When several
+/// roots of `bundle` share the anchor (a root reissued with the same name
+/// and key), one that passes is enough; otherwise the first refusal is
+/// returned.
 fn check_anchoring_root(
     bundle: &TrustBundle,
     anchor: &rustls::pki_types::TrustAnchor<'_>,
-    intermediates: usize,
+    path: &[CertificateDer<'_>],
     now: UnixTime,
 ) -> Result<(), SvidError> {
-    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let intermediates = path.len().saturating_sub(1);
+    let mut names = None;
     let mut refusal = None;
     for root in bundle.limits_of_anchor(anchor) {
-        let verdict = if now > root.not_after_unix {
-            Err(SvidError::RootExpired {
-                subject: root.subject.clone(),
-                not_after: root.not_after_unix,
-                now,
-            })
-        } else if now < root.not_before_unix {
-            Err(SvidError::RootNotYetValid {
-                subject: root.subject.clone(),
-                not_before: root.not_before_unix,
-                now,
-            })
-        } else {
-            match root.max_intermediates {
-                Some(max) if usize::try_from(max).is_ok_and(|max| intermediates > max) => {
-                    Err(SvidError::RootPathLenExceeded {
-                        subject: root.subject.clone(),
-                        max_intermediates: max,
-                        intermediates,
-                    })
-                }
-                _ => Ok(()),
+        let mut verdict = check_root_limits(root, intermediates, now);
+        if verdict.is_ok()
+            && let Some(nc) = root.name_constraints.as_ref().filter(|nc| nc.has_uri())
+        {
+            if names.is_none() {
+                names = Some(uri_sans_of_path(path)?);
             }
-        };
+            verdict = check_uri_constraints(&root.subject, nc, names.iter().flatten());
+        }
         match verdict {
             Ok(()) => return Ok(()),
             Err(e) => {
@@ -402,6 +418,67 @@ fn check_anchoring_root(
     // Every anchor comes from the bundle, so a root was found; fail closed
     // anyway if not.
     Err(refusal.unwrap_or(SvidError::UnknownIssuer))
+}
+
+/// A root's validity window at `now` and pathLenConstraint over the
+/// `intermediates` below it.
+pub(crate) fn check_root_limits(
+    root: &RootLimits,
+    intermediates: usize,
+    now: UnixTime,
+) -> Result<(), SvidError> {
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    if now > root.not_after_unix {
+        return Err(SvidError::RootExpired {
+            subject: root.subject.clone(),
+            not_after: root.not_after_unix,
+            now,
+        });
+    }
+    if now < root.not_before_unix {
+        return Err(SvidError::RootNotYetValid {
+            subject: root.subject.clone(),
+            not_before: root.not_before_unix,
+            now,
+        });
+    }
+    match root.max_intermediates {
+        Some(max) if usize::try_from(max).is_ok_and(|max| intermediates > max) => {
+            Err(SvidError::RootPathLenExceeded {
+                subject: root.subject.clone(),
+                max_intermediates: max,
+                intermediates,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The URI SANs of every certificate of `path`.
+pub(crate) fn uri_sans_of_path(path: &[CertificateDer<'_>]) -> Result<Vec<String>, SvidError> {
+    let mut names = Vec::new();
+    for cert in path {
+        names.extend(uri_sans(cert)?);
+    }
+    Ok(names)
+}
+
+/// The URI name constraints of the signing certificate `subject` against
+/// the URI SANs of the certificates below it (crypto/x509 checks each).
+pub(crate) fn check_uri_constraints<'n>(
+    subject: &str,
+    constraints: &NameConstraints,
+    names: impl IntoIterator<Item = &'n String>,
+) -> Result<(), SvidError> {
+    for name in names {
+        constraints
+            .check_uri(name)
+            .map_err(|detail| SvidError::UriNameConstraint {
+                subject: subject.to_owned(),
+                detail,
+            })?;
+    }
+    Ok(())
 }
 
 /// True when `signer`'s key signed `cert`: the question a sidecar asks of
@@ -595,7 +672,7 @@ pub fn uri_sans(der: &[u8]) -> Result<Vec<String>, SvidError> {
         .unwrap_or_default())
 }
 
-fn parse<'a>(der: &'a [u8]) -> Result<X509Certificate<'a>, SvidError> {
+pub(crate) fn parse<'a>(der: &'a [u8]) -> Result<X509Certificate<'a>, SvidError> {
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(SvidError::Malformed(
@@ -644,7 +721,7 @@ fn leaf_id(cert: &X509Certificate<'_>) -> Result<SpiffeId, SvidError> {
 }
 
 #[allow(deprecated)] // older webpki variants may still be returned
-fn map_path_error(e: webpki::Error, now: UnixTime, role: PeerRole) -> SvidError {
+pub(crate) fn map_path_error(e: webpki::Error, now: UnixTime, role: PeerRole) -> SvidError {
     use webpki::Error as E;
     let now_s = now.as_secs();
     match e {

@@ -258,8 +258,17 @@ fn a_federated_spiffe_bundle_without_x509_svid_entries_refuses_the_trust_domain(
         "kid": "k1", "crv": "P-256",
         "x": "fK-wKTnKL7KFLM27lqq5DC-bxrVaH6rDV-IcCSEOeL4",
         "y": "wq-g3TQWxYlV51TCPH030yXsRxvujD4hUUaIQrXk4KI"}]}"#;
-    for doc in [r#"{"spiffe_sequence": 2, "keys": []}"#, jwt_only] {
-        std::fs::write(&file, doc).unwrap();
+    // An empty or blank federated .pem says the same: no X.509 root.
+    let pem_file = fed.join("remote.test.pem");
+    for (path, doc) in [
+        (&file, r#"{"spiffe_sequence": 2, "keys": []}"#),
+        (&file, jwt_only),
+        (&pem_file, ""),
+        (&pem_file, " \n\t\n"),
+    ] {
+        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_file(&pem_file);
+        std::fs::write(path, doc).unwrap();
         let creds = Credentials::load_dir(dir.path()).unwrap_or_else(|e| panic!("{doc}: {e}"));
         let names: Vec<&str> = creds.federated().trust_domains().collect();
         assert_eq!(names, [REMOTE], "{doc}");

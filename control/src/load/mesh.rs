@@ -157,9 +157,12 @@ pub(super) fn mesh_config(
         };
         match (&fed.trust_domain_bundle, &endpoint) {
             (Some(text), _) => match federated_bundle(td, text) {
-                Ok(pem) => {
+                Ok(Some(pem)) => {
                     mesh.federated_bundles.insert(fed.trust_domain.clone(), pem);
                 }
+                // No X.509 root: as for a fetched bundle without one, no
+                // root vouches for the trust domain's X509-SVIDs.
+                Ok(None) => {}
                 Err(e) => errors.push(field_error(e)),
             },
             (None, Some(_)) => {}
@@ -284,15 +287,21 @@ fn check_endpoint_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A federated trust domain's bundle as PEM, or the field at fault and why.
-fn federated_bundle(td: TrustDomain, text: &str) -> Result<String, (&'static str, String)> {
+/// A federated trust domain's bundle as PEM, None when it holds no X.509
+/// root, or the field at fault and why. A SPIFFE bundle may have no keys:
+/// "A trust domain which publishes an empty key array indicates that the
+/// trust domain has revoked any previously-published keys" (SPIFFE Trust
+/// Domain and Bundle 4.1.3), and without `x509-svid` entries "the trust
+/// domain does not support X509-SVID" (X509-SVID 6.2); either way its
+/// X509-SVIDs are refused, as when a fetched bundle has no root.
+fn federated_bundle(td: TrustDomain, text: &str) -> Result<Option<String>, (&'static str, String)> {
     let bundle = if is_spiffe_bundle(text) {
-        TrustBundle::from_spiffe_bundle(td, text)
+        TrustBundle::from_spiffe_bundle_or_none(td, text)
     } else {
         TrustBundle::from_pem(td, text)
     };
     bundle
-        .map(|b| b.to_pem())
+        .map(|b| (!b.roots().is_empty()).then(|| b.to_pem()))
         .map_err(|e| ("trustDomainBundle", e.to_string()))
 }
 

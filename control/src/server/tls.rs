@@ -20,9 +20,9 @@ use arc_swap::ArcSwap;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -31,7 +31,7 @@ use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
 use palisade_identity::TrustBundle;
-use palisade_identity::verify::{PeerRole, verify_path_to_bundle};
+use palisade_identity::verify::{PeerRole, SvidError, verify_path_to_bundle};
 
 use super::pki::{KeyedSvid, not_after_unix, now_unix};
 
@@ -159,18 +159,22 @@ pub struct ClientRoots {
     current: ArcSwap<ClientTrust>,
 }
 
-/// One set of roots: rustls' WebPKI verifier for them, and the bundle for
-/// the rules of the anchoring root that WebPKI's trust anchors drop.
+/// One set of roots: the bundle whose roots client SVIDs must chain to,
+/// with the SVID path rules of every Palisade verifier (the anchoring
+/// root's validity window and pathLenConstraint, URI name constraints).
 #[derive(Debug)]
 struct ClientTrust {
-    webpki: Arc<dyn ClientCertVerifier>,
     bundle: TrustBundle,
 }
 
 impl ClientTrust {
     fn new(bundle: &TrustBundle) -> Result<Self, TlsError> {
+        if bundle.roots().is_empty() {
+            return Err(TlsError::Verifier(
+                "the mesh bundle holds no root to verify client certificates with".into(),
+            ));
+        }
         Ok(Self {
-            webpki: webpki_verifier(bundle.roots())?,
             bundle: bundle.clone(),
         })
     }
@@ -192,28 +196,11 @@ impl ClientRoots {
     fn trust(&self) -> Arc<ClientTrust> {
         self.current.load_full()
     }
-
-    fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
-        Arc::clone(&self.current.load().webpki)
-    }
-}
-
-fn webpki_verifier(
-    roots: &[CertificateDer<'static>],
-) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    let mut store = RootCertStore::empty();
-    for c in roots {
-        store.add(c.clone())?;
-    }
-    WebPkiClientVerifier::builder_with_provider(Arc::new(store), crypto_provider())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))
 }
 
 // === impl ExpiryTolerantVerifier ===
 
-/// WebPKI client verification against the mesh bundle, with expiry deferred
+/// SVID path validation against the mesh bundle, with expiry deferred
 /// to the RPC layer (see module docs).
 #[derive(Debug)]
 struct ExpiryTolerantVerifier {
@@ -241,13 +228,25 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let trust = self.roots.trust();
-        let (verified, at) = match trust
-            .webpki
-            .verify_client_cert(end_entity, intermediates, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::Expired | CertificateError::ExpiredContext { .. },
-            )) => {
+        let provider = crypto_provider();
+        let verify_at = |at: UnixTime| {
+            verify_path_to_bundle(
+                &trust.bundle,
+                end_entity,
+                intermediates,
+                at,
+                PeerRole::Client,
+                &provider,
+            )
+        };
+        let refused = |e: SvidError| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                Arc::new(e),
+            )))
+        };
+        match verify_at(now) {
+            Ok(()) => {}
+            Err(SvidError::Expired { .. }) => {
                 // Valid apart from its age? Check the chain as of one second
                 // before the leaf expired; the RPC layer refuses it by name.
                 let not_after = not_after_unix(end_entity).ok_or(
@@ -255,32 +254,11 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
                 )?;
                 let at =
                     UnixTime::since_unix_epoch(Duration::from_secs((not_after - 1).max(0) as u64));
-                (
-                    trust
-                        .webpki
-                        .verify_client_cert(end_entity, intermediates, at)?,
-                    at,
-                )
+                verify_at(at).map_err(refused)?;
             }
-            other => (other?, now),
-        };
-        // WebPKI keeps a root's subject, key and name constraints only: the
-        // SVID path rules (shared with every SVID verifier) also hold the
-        // anchoring root to its validity window and pathLenConstraint.
-        verify_path_to_bundle(
-            &trust.bundle,
-            end_entity,
-            intermediates,
-            at,
-            PeerRole::Client,
-            &crypto_provider(),
-        )
-        .map_err(|e| {
-            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
-                Arc::new(e),
-            )))
-        })?;
-        Ok(verified)
+            Err(e) => return Err(refused(e)),
+        }
+        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -289,9 +267,12 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.roots
-            .verifier()
-            .verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &crypto_provider().signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -300,13 +281,18 @@ impl ClientCertVerifier for ExpiryTolerantVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.roots
-            .verifier()
-            .verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &crypto_provider().signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.roots.verifier().supported_verify_schemes()
+        crypto_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -615,6 +601,53 @@ mod tests {
             // The root signing the leaf itself is fine either way.
             let direct = signed_by(&root, &leaf_params());
             assert!(verify_client(&root, &[direct.cert]).is_ok());
+        }
+    }
+
+    /// A critical nameConstraints extension with one permitted URI subtree
+    /// (rcgen has no URI subtree of its own).
+    fn permitted_uri(host: &str) -> rcgen::CustomExtension {
+        let der = |tag: u8, body: &[u8]| [&[tag, body.len() as u8][..], body].concat();
+        let value = der(0x30, &der(0xa0, &der(0x30, &der(0x86, host.as_bytes()))));
+        let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 30], value);
+        ext.set_criticality(true);
+        ext
+    }
+
+    /// X509-SVID 4.2: signing certificates MAY carry URI name constraints;
+    /// the control plane's client auth enforces them (go-spiffe/crypto/x509
+    /// do) instead of refusing every such chain as webpki alone does.
+    #[test]
+    fn client_auth_enforces_uri_name_constraints() {
+        for (host, accepted) in [(TD, true), ("other.test", false)] {
+            let constrained = root("constrained root", |p| {
+                p.custom_extensions.push(permitted_uri(host));
+            });
+            let leaf = signed_by(&constrained, &leaf_params());
+            let verdict = verify_client(&constrained, &[leaf.cert]);
+            assert_eq!(verdict.is_ok(), accepted, "root {host}: {verdict:?}");
+
+            let plain = root("plain root", |_| {});
+            let mut params =
+                ca_params("constrained intermediate", BasicConstraints::Constrained(0));
+            params.custom_extensions.push(permitted_uri(host));
+            let int = signed_by(&plain, &params);
+            let leaf = signed_by(&int, &leaf_params());
+            let verdict = verify_client(&plain, &[leaf.cert, int.cert]);
+            assert_eq!(
+                verdict.is_ok(),
+                accepted,
+                "intermediate {host}: {verdict:?}"
+            );
+            if let Err(err) = verdict {
+                assert!(
+                    matches!(
+                        svid_rule(&err),
+                        Some(palisade_identity::SvidError::UriNameConstraint { .. })
+                    ),
+                    "{err}"
+                );
+            }
         }
     }
 }
