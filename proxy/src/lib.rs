@@ -11,6 +11,7 @@ pub mod admin;
 pub mod app;
 pub mod app_probe;
 pub mod batched_io;
+pub mod cached_family;
 pub mod capture;
 pub mod config_watch;
 pub mod control_client;

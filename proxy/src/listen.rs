@@ -82,7 +82,10 @@ pub async fn accept_loop<F, Fut>(
         let gauge = active.clone();
         tokio::spawn(async move {
             gauge.inc();
-            handler(ctx, tcp, client, orig).await;
+            // Boxed: the task then holds a pointer instead of the handler's
+            // whole state (kilobytes), which tokio would copy on every move
+            // of the task and allocate with `posix_memalign`.
+            Box::pin(handler(ctx, tcp, client, orig)).await;
             gauge.dec();
             drop(permit);
             drop(in_flight);
