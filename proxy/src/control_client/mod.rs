@@ -262,6 +262,7 @@ pub async fn start(opts: ClientOptions) -> Result<ControlClient, ClientError> {
         issued_unix: now_unix(),
         expires_unix: expires,
         renew_at: tokio::time::Instant::now(),
+        renewed_unvouched_for: None,
         config_tx,
         status_tx,
     };
@@ -320,6 +321,41 @@ async fn sign(
 
 /// What a pushed config says of the mesh's CA, checked before the config
 /// is ACKed: a bundle or signer that does not parse NACKs the config.
+/// A signing certificate and the roots in force beside it.
+type SignerAndRoots = (
+    rustls::pki_types::CertificateDer<'static>,
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+);
+
+/// What a pushed signing certificate asks of the SVID held now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EarlyRenewal {
+    /// Issued by that signer and vouched for by a root: nothing.
+    NotNeeded,
+    /// Issued by another signer (a CA rotation) and still vouched for:
+    /// renew at a random point of the spread, so a mesh does not ask at once.
+    Spread,
+    /// No root vouches for it: renew now.
+    Now,
+    /// No root vouches for it, and a renewal for this signer and these roots
+    /// was already asked for: another would change nothing (the signer
+    /// itself chains to no root, e.g. its root expired).
+    Futile,
+}
+
+fn early_renewal(
+    issued_by_signer: bool,
+    chains_to_bundle: bool,
+    renewed_for_these_already: bool,
+) -> EarlyRenewal {
+    match (issued_by_signer, chains_to_bundle) {
+        (true, true) => EarlyRenewal::NotNeeded,
+        (false, true) => EarlyRenewal::Spread,
+        (_, false) if renewed_for_these_already => EarlyRenewal::Futile,
+        (_, false) => EarlyRenewal::Now,
+    }
+}
+
 struct PushedIdentity {
     bundle: Option<TrustBundle>,
     signer: Option<rustls::pki_types::CertificateDer<'static>>,
@@ -370,6 +406,10 @@ struct Runner {
     expires_unix: i64,
     /// When to renew next: half-life, or sooner when the signer changed.
     renew_at: tokio::time::Instant,
+    /// The signer and roots an early renewal was last asked for because no
+    /// root vouched for the SVID: asking again for the same pair would get
+    /// an SVID from the same signer that no root vouches for either.
+    renewed_unvouched_for: Option<SignerAndRoots>,
     config_tx: watch::Sender<Option<Arc<ProxyConfig>>>,
     status_tx: watch::Sender<ClientStatus>,
 }
@@ -471,15 +511,30 @@ impl Runner {
             &creds.certified_key().cert,
         )
         .is_ok();
-        if palisade_identity::verify::issued_by(leaf, &signer) && chains_to_bundle {
-            return;
-        }
-        // No bundle root vouches for our SVID any more: renew now. Otherwise
-        // at a random point of the spread.
-        let delay = if chains_to_bundle {
-            self.opts.reissue_spread.mul_f64(rand::random::<f64>())
-        } else {
-            Duration::ZERO
+        let issued_by_signer = palisade_identity::verify::issued_by(leaf, &signer);
+        let these = (signer, creds.bundle().roots().to_vec());
+        let decision = early_renewal(
+            issued_by_signer,
+            chains_to_bundle,
+            self.renewed_unvouched_for.as_ref() == Some(&these),
+        );
+        let delay = match decision {
+            EarlyRenewal::NotNeeded => return,
+            EarlyRenewal::Futile => {
+                tracing::warn!(
+                    "no root in force vouches for the SVID the control plane's signer issues; not renewing again until the signer or the roots change"
+                );
+                self.set_error(
+                    "no root in force vouches for the SVID the control plane's signer issues"
+                        .into(),
+                );
+                return;
+            }
+            EarlyRenewal::Spread => self.opts.reissue_spread.mul_f64(rand::random::<f64>()),
+            EarlyRenewal::Now => {
+                self.renewed_unvouched_for = Some(these);
+                Duration::ZERO
+            }
         };
         let due = tokio::time::Instant::now() + delay;
         if due < self.renew_at {
@@ -591,6 +646,20 @@ mod tests {
     use palisade_identity::{CaOptions, CertificateAuthority, TrustDomain};
 
     use super::*;
+
+    #[test]
+    fn an_unvouched_svid_is_renewed_once_per_signer_and_roots() {
+        use EarlyRenewal::*;
+        assert_eq!(early_renewal(true, true, false), NotNeeded);
+        assert_eq!(early_renewal(false, true, false), Spread);
+        // No root vouches: renew now, whoever issued it...
+        assert_eq!(early_renewal(false, false, false), Now);
+        assert_eq!(early_renewal(true, false, false), Now);
+        // ...but not again for the same signer and roots (a root expired:
+        // every config push used to ask the CA for another useless SVID).
+        assert_eq!(early_renewal(true, false, true), Futile);
+        assert_eq!(early_renewal(false, false, true), Futile);
+    }
 
     fn config_with(bundle: &str, signer: &str) -> ProxyConfig {
         let mut config = crate::state::test_snapshot("{ isolated: false }", "  []").config;
