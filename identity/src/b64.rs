@@ -51,6 +51,12 @@ pub fn decode_url_safe(text: &str) -> Option<Vec<u8>> {
     GO_RAW_URL.decode(text.trim_end_matches('=')).ok()
 }
 
+/// An `x5t` or `x5t#S256` thumbprint, as go-jose reads it: Go's
+/// `base64.RawURLEncoding` (no padding allowed, line breaks ignored).
+pub fn decode_raw_url(text: &str) -> Option<Vec<u8>> {
+    GO_RAW_URL.decode(without_line_breaks(text).as_bytes()).ok()
+}
+
 /// Padded standard base64 (PEM bodies, `x5c`).
 pub fn encode_standard(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)

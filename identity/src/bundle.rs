@@ -261,6 +261,11 @@ pub enum SpiffeBundleError {
         "unable to parse JWKS: invalid JWK {index}: public key does not match its x5c certificate"
     )]
     KeyMismatch { index: usize },
+    /// go-jose: an `x5t` or `x5t#S256` thumbprint that is not base64url, is
+    /// not a SHA-1 (SHA-256) digest long, or is not the digest of the `x5c`
+    /// certificate (RFC 7517 4.8, 4.9).
+    #[error("unable to parse JWKS: invalid JWK {index}: {reason}")]
+    Thumbprint { index: usize, reason: String },
     /// go-spiffe: a `jwt-svid` entry needs a key ID.
     #[error("error adding authority {index} of JWKS: keyID cannot be empty")]
     MissingKeyId { index: usize },
@@ -285,7 +290,8 @@ pub struct SpiffeBundle {
 impl SpiffeBundle {
     /// Parses a SPIFFE bundle document, as go-spiffe `spiffebundle.Parse`:
     /// `keys` must be present; an `x509-svid` entry must carry exactly one
-    /// `x5c` certificate whose public key is the entry's key; a `jwt-svid`
+    /// `x5c` certificate whose public key is the entry's key (and whose
+    /// digests are the `x5t`/`x5t#S256` thumbprints where given); a `jwt-svid`
     /// entry must have a `kid` (JWT keys are checked, not kept). Entries with
     /// another or no `use`, or with a key type other than `EC`, `RSA` or `OKP`,
     /// are ignored ("Clients encountering unknown key types or uses MUST ignore
@@ -333,6 +339,7 @@ impl SpiffeBundle {
             if !matches!(string("kty"), Some("EC" | "RSA" | "OKP")) {
                 continue;
             }
+            let thumbprints = Thumbprints::of(key, index)?;
             match string("use") {
                 Some(X509_SVID_USE) => {
                     let x5c = match key.get("x5c") {
@@ -362,6 +369,7 @@ impl SpiffeBundle {
                     if !jwk_matches(key, &jwk) {
                         return Err(SpiffeBundleError::KeyMismatch { index });
                     }
+                    thumbprints.check(&der, index)?;
                     let der = CertificateDer::from(der);
                     if !x509_authorities.contains(&der) {
                         x509_authorities.push(der);
@@ -538,6 +546,78 @@ fn cert_jwk(der: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, St
         return Err(format!("unsupported public key algorithm {alg}"));
     }
     Ok(jwk)
+}
+
+/// The `x5t` (SHA-1) and `x5t#S256` (SHA-256) thumbprints of a JWK, read
+/// as go-jose's `JSONWebKey.UnmarshalJSON` reads them: unpadded base64url
+/// of the digest, or of its hex (RFC 7517 is ambiguous; go-jose takes
+/// both), and of the digest's exact length.
+struct Thumbprints {
+    sha1: Option<Vec<u8>>,
+    sha256: Option<Vec<u8>>,
+}
+
+impl Thumbprints {
+    fn of(
+        key: &serde_json::Map<String, serde_json::Value>,
+        index: usize,
+    ) -> Result<Self, SpiffeBundleError> {
+        let read = |name: &str, size: usize| -> Result<Option<Vec<u8>>, SpiffeBundleError> {
+            let bad = |reason: String| SpiffeBundleError::Thumbprint { index, reason };
+            let text = match key.get(name) {
+                None | Some(serde_json::Value::Null) => return Ok(None),
+                Some(serde_json::Value::String(text)) => text,
+                Some(_) => return Err(bad(format!("{name} is not a string"))),
+            };
+            let mut digest = b64::decode_raw_url(text)
+                .ok_or_else(|| bad(format!("{name} header has invalid encoding")))?;
+            if digest.len() == 2 * size {
+                digest = std::str::from_utf8(&digest)
+                    .ok()
+                    .and_then(hex_decode)
+                    .ok_or_else(|| bad(format!("unable to hex decode {name}")))?;
+            }
+            match digest.len() {
+                0 => Ok(None),
+                n if n == size => Ok(Some(digest)),
+                _ => Err(bad(format!("{name} header is of incorrect size"))),
+            }
+        };
+        Ok(Self {
+            sha1: read("x5t", 20)?,
+            sha256: read("x5t#S256", 32)?,
+        })
+    }
+
+    /// Both thumbprints, where given, are digests of `cert` (DER).
+    fn check(&self, cert: &[u8], index: usize) -> Result<(), SpiffeBundleError> {
+        use sha1::Digest as _;
+        let mismatch = |name: &str| SpiffeBundleError::Thumbprint {
+            index,
+            reason: format!("x5c thumbprint does not match {name} value"),
+        };
+        if let Some(want) = &self.sha1
+            && sha1::Sha1::digest(cert).as_slice() != want.as_slice()
+        {
+            return Err(mismatch("x5t"));
+        }
+        if let Some(want) = &self.sha256
+            && sha2::Sha256::digest(cert).as_slice() != want.as_slice()
+        {
+            return Err(mismatch("x5t#S256"));
+        }
+        Ok(())
+    }
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// True if the key parameters of `entry` are those of the certificate

@@ -337,3 +337,91 @@ fn a_root_whose_uri_san_is_no_valid_spiffe_id_names_no_trust_domain() {
         id("spiffe://example.com/workload")
     );
 }
+
+/// go-jose's `JSONWebKey.UnmarshalJSON`, through which go-spiffe parses
+/// every key: `x5t` and `x5t#S256` (RFC 7517 4.8, 4.9), where given, are the
+/// SHA-1 and SHA-256 digests of the `x5c` certificate, in unpadded base64url,
+/// of the digest itself or of its hex.
+#[test]
+fn x5t_thumbprints_must_be_the_digests_of_the_x5c_certificate() {
+    use sha2::Digest as _;
+    let ca = TestCa::new(TD);
+    let der = ca.cert.as_ref().to_vec();
+    let url = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let sha1 = sha1::Sha1::digest(&der).to_vec();
+    let sha256 = sha2::Sha256::digest(&der).to_vec();
+    let with = |member: &str, value: Value| {
+        let mut key = x509_entry(&ca);
+        key[member] = value;
+        json!({ "keys": [key] })
+    };
+    // Accepted: the digests, raw or as hex, and an empty value (none given).
+    for (member, value) in [
+        ("x5t", url(&sha1)),
+        ("x5t", url(hex(&sha1).as_bytes())),
+        ("x5t#S256", url(&sha256)),
+        ("x5t#S256", url(hex(&sha256).as_bytes())),
+        ("x5t", String::new()),
+    ] {
+        let parsed = parse(&with(member, json!(value)));
+        assert_eq!(
+            parsed.map(|b| b.x509_authorities.len()),
+            Ok(1),
+            "{member}: {value}"
+        );
+    }
+    // Refused, each with go-jose's reason.
+    let other = sha2::Sha256::digest(b"another certificate").to_vec();
+    for (member, value, reason) in [
+        (
+            "x5t",
+            url(&other[..20]),
+            "x5c thumbprint does not match x5t value",
+        ),
+        (
+            "x5t#S256",
+            url(&other),
+            "x5c thumbprint does not match x5t#S256 value",
+        ),
+        ("x5t", url(&sha256), "x5t header is of incorrect size"),
+        (
+            "x5t#S256",
+            url(&sha1),
+            "x5t#S256 header is of incorrect size",
+        ),
+        (
+            "x5t",
+            format!("{}=", url(&sha1)),
+            "x5t header has invalid encoding",
+        ),
+        (
+            "x5t",
+            "not base64!".into(),
+            "x5t header has invalid encoding",
+        ),
+        ("x5t", url(&[b'z'; 40]), "unable to hex decode x5t"),
+    ] {
+        let err = parse(&with(member, json!(value))).unwrap_err();
+        assert!(
+            matches!(err, SpiffeBundleError::Thumbprint { index: 0, .. }),
+            "{member}: {value}: {err:?}"
+        );
+        assert!(err.to_string().contains(reason), "{err}");
+    }
+    assert!(matches!(
+        parse(&with("x5t", json!(42))).unwrap_err(),
+        SpiffeBundleError::Thumbprint { .. }
+    ));
+    // A jwt-svid key's malformed thumbprint fails the document too (go-jose
+    // reads every key before go-spiffe looks at its use).
+    let mut jwt = jwt_entry();
+    jwt["x5t"] = json!("%%%");
+    assert!(matches!(
+        parse(&json!({ "keys": [x509_entry(&ca), jwt] })).unwrap_err(),
+        SpiffeBundleError::Thumbprint { index: 1, .. }
+    ));
+}
