@@ -1,0 +1,500 @@
+//! Plain scalars as kubectl reads them. `kubectl apply` turns YAML into JSON
+//! with sigs.k8s.io/yaml (`YAMLToJSON`), which parses with a fork of go-yaml
+//! v2: YAML 1.1, where an unquoted `yes`, `no`, `on`, `off`, `y` or `n` is a
+//! boolean and `1_000`, `017` or `0b101` a number (goyaml.v2/resolve.go).
+//! serde_yaml follows YAML 1.2 and reads those as strings, so
+//! `matchLabels: {enabled: yes}` would select on the string `yes` here while
+//! the API server refuses the object ("cannot unmarshal bool into Go struct
+//! field ... of type string").
+//!
+//! The loader parses each file a second time with an event parser that tells
+//! plain scalars from quoted ones, resolves every plain, untagged scalar as
+//! go-yaml v2 does and writes the result into serde_yaml's tree. Mapping keys
+//! become strings as `YAMLToJSON` makes them (`yes:` is the key `true`). A
+//! field that wants a string then refuses a boolean or a number, as the API
+//! server does, and [`Originals`] keeps the text as written so the error can
+//! say what to quote.
+//!
+//! One leniency: a value that is just `y`, `Y`, `n` or `N` stays a string,
+//! with a warning. go-yaml v2 is alone in reading those as booleans (PyYAML
+//! and go-yaml v3 do not), and the upstream NetworkPolicy suite names its
+//! namespaces `x`, `y` and `z`: refusing `namespace: y` would refuse the
+//! manifests most often written for it, while the cluster would hold no
+//! other value (it refuses the object; it never reads it as `true`). Keys
+//! get no such leniency: there the cluster does hold `true`.
+use std::collections::HashMap;
+
+use granit_parser::{Event, Parser, ScalarStyle};
+use serde_yaml::Value;
+
+use super::FieldError;
+
+/// A document's shape as the event parser saw it: just enough to find the
+/// plain scalars in serde_yaml's tree.
+#[derive(Debug, Clone)]
+pub(super) enum Node {
+    /// A plain scalar without a tag, as written.
+    Plain(String),
+    /// Any other scalar (quoted, block, tagged), or an unknown alias.
+    Other,
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+/// The documents of `text`, in order, each with aliases expanded as
+/// serde_yaml expands them. Stops at the first syntax error (serde_yaml
+/// reports it); the documents before it are returned.
+pub(super) fn documents(text: &str) -> Vec<Node> {
+    struct Open {
+        map: bool,
+        anchor: usize,
+        items: Vec<Node>,
+    }
+    let mut docs = Vec::new();
+    let mut open: Vec<Open> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    for event in Parser::new_from_str(text) {
+        let Ok((event, _)) = event else { break };
+        let (node, anchor) = match event {
+            Event::DocumentStart(..) => {
+                anchors.clear();
+                open.clear();
+                continue;
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let node = if style == ScalarStyle::Plain && tag.is_none() {
+                    Node::Plain(value.into_owned())
+                } else {
+                    Node::Other
+                };
+                (node, anchor)
+            }
+            Event::Alias(id) => (anchors.get(&id).cloned().unwrap_or(Node::Other), 0),
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
+                let map = matches!(event, Event::MappingStart(..));
+                open.push(Open {
+                    map,
+                    anchor,
+                    items: Vec::new(),
+                });
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(done) = open.pop() else { break };
+                let node = if done.map {
+                    let mut items = done.items.into_iter();
+                    let mut pairs = Vec::new();
+                    while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                        pairs.push((k, v));
+                    }
+                    Node::Map(pairs)
+                } else {
+                    Node::Seq(done.items)
+                };
+                (node, done.anchor)
+            }
+            _ => continue,
+        };
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match open.last_mut() {
+            Some(parent) => parent.items.push(node),
+            None => docs.push(node),
+        }
+    }
+    docs
+}
+
+/// What go-yaml v2 makes of a plain scalar (resolve.go, `resolve` with no
+/// tag). Timestamps need no case of their own: go-yaml hands them to an
+/// `interface{}` as the string they were, and none of them reads as a number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Resolved {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Str,
+}
+
+pub(super) fn resolve(s: &str) -> Resolved {
+    match s {
+        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Resolved::Bool(true);
+        }
+        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Resolved::Bool(false);
+        }
+        "" | "~" | "null" | "Null" | "NULL" => return Resolved::Null,
+        ".nan" | ".NaN" | ".NAN" => return Resolved::Float(f64::NAN),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Resolved::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Resolved::Float(f64::NEG_INFINITY),
+        _ => {}
+    }
+    match s.as_bytes().first() {
+        Some(b'.') => match s.parse::<f64>() {
+            Ok(f) => Resolved::Float(f),
+            Err(_) => Resolved::Str,
+        },
+        Some(b'0'..=b'9' | b'+' | b'-') => {
+            let plain = s.replace('_', "");
+            if let Some(r) = go_parse_int(&plain) {
+                return r;
+            }
+            if yaml_style_float(&plain)
+                && let Ok(f) = plain.parse::<f64>()
+            {
+                return Resolved::Float(f);
+            }
+            Resolved::Str
+        }
+        _ => Resolved::Str,
+    }
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`, then `ParseUint(s, 0, 64)`: an
+/// optional sign (ParseInt only), then `0x`, `0o`, `0b` or a bare leading
+/// `0` (octal) for the base. A well-formed number beyond 64 bits is still a
+/// number to go-yaml (a `big.Int`): it is given here as a float.
+fn go_parse_int(s: &str) -> Option<Resolved> {
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let Ok(magnitude) = u128::from_str_radix(digits, radix) else {
+        let big = if neg {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        };
+        return Some(Resolved::Float(big));
+    };
+    if magnitude > u128::from(u64::MAX) {
+        let f = magnitude as f64;
+        return Some(Resolved::Float(if neg { -f } else { f }));
+    }
+    let signed = if neg {
+        -(magnitude as i128)
+    } else {
+        magnitude as i128
+    };
+    Some(if let Ok(i) = i64::try_from(signed) {
+        Resolved::Int(i)
+    } else if let (false, Ok(u)) = (s.starts_with('+'), u64::try_from(signed)) {
+        Resolved::Uint(u)
+    } else {
+        Resolved::Float(signed as f64)
+    })
+}
+
+/// go-yaml v2's `yamlStyleFloat`:
+/// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`.
+fn yaml_style_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'-' | b'+')));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    } else {
+        if digits(&mut i) == 0 {
+            return false;
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            digits(&mut i);
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'-' | b'+')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// A mapping key as `YAMLToJSON` writes it into JSON: booleans as
+/// `true`/`false`, integers in decimal, floats as Go's
+/// `FormatFloat(f, 'g', -1, 32)`. A null key has no JSON form.
+fn key_string(s: &str) -> Option<String> {
+    Some(match resolve(s) {
+        Resolved::Null => return None,
+        Resolved::Bool(b) => b.to_string(),
+        Resolved::Int(i) => i.to_string(),
+        Resolved::Uint(u) => u.to_string(),
+        Resolved::Float(f) => go_format_float32(f),
+        Resolved::Str => s.to_string(),
+    })
+}
+
+/// `strconv.FormatFloat(f, 'g', -1, 32)`, with go-yaml's spelling of the
+/// infinities and NaN: the shortest digits of the `float32`, in exponent
+/// form when the exponent is below -4 or at least 6 (`%g`'s rule for the
+/// shortest precision).
+fn go_format_float32(f: f64) -> String {
+    let f = f as f32;
+    if f.is_nan() {
+        return ".nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { ".inf" } else { "-.inf" }.into();
+    }
+    let sci = format!("{f:e}"); // e.g. "1.234567e6", "-1e-5"
+    let Some((mantissa, exp)) = sci.split_once('e') else {
+        return f.to_string();
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        f.to_string()
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
+    }
+}
+
+/// Unquoted scalars that kubectl reads as a boolean or a number, by the
+/// field path serde_path_to_error gives (`spec.podSelector.matchLabels.x`),
+/// with the text as written.
+#[derive(Debug, Default)]
+pub(super) struct Originals(HashMap<String, String>);
+
+impl Originals {
+    /// `message` for an error at `field`, with what to quote when the field
+    /// held such a scalar.
+    pub(super) fn explain(&self, field: &str, message: String) -> String {
+        match self.0.get(field) {
+            Some(text) => format!(
+                "{message} (kubectl reads YAML 1.1, where the unquoted `{text}` is not a string; write \"{text}\" for a string)"
+            ),
+            None => message,
+        }
+    }
+}
+
+/// What [`apply`] found besides the values it rewrote.
+#[derive(Debug, Default)]
+pub(super) struct Applied {
+    /// What kubectl refuses outright (a key with no JSON form).
+    pub errors: Vec<FieldError>,
+    /// Values kept as strings although kubectl reads them as booleans: the
+    /// single letters `y` and `n` (see the module documentation).
+    pub warnings: Vec<FieldError>,
+}
+
+/// Writes what go-yaml v2 makes of each plain scalar of `node` into `value`,
+/// the same document as serde_yaml read it. Where the two trees disagree in
+/// shape, that part is left alone.
+pub(super) fn apply(value: &mut Value, node: &Node, originals: &mut Originals) -> Applied {
+    let mut applied = Applied::default();
+    walk(value, node, "", originals, &mut applied);
+    applied
+}
+
+/// The single-letter booleans of go-yaml v2, kept as strings in values.
+fn single_letter(text: &str) -> bool {
+    matches!(text, "y" | "Y" | "n" | "N")
+}
+
+fn join_key(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn walk(
+    value: &mut Value,
+    node: &Node,
+    path: &str,
+    originals: &mut Originals,
+    applied: &mut Applied,
+) {
+    match (value, node) {
+        (Value::Tagged(t), _) => walk(&mut t.value, node, path, originals, applied),
+        (Value::String(s), Node::Plain(text)) if single_letter(text) && s == text => {
+            applied.warnings.push(FieldError::new(
+                path,
+                format!("kubectl reads the unquoted `{text}` as a boolean (YAML 1.1) and the API server then refuses a string field; it is read here as the string \"{text}\": quote it"),
+            ));
+        }
+        (value, Node::Plain(text))
+            if !value.is_sequence()
+                && !value.is_mapping()
+                && value.as_str().is_none_or(|s| s == text) =>
+        {
+            let resolved = resolve(text);
+            *value = match resolved {
+                Resolved::Null => Value::Null,
+                Resolved::Bool(b) => Value::Bool(b),
+                Resolved::Int(i) => Value::Number(i.into()),
+                Resolved::Uint(u) => Value::Number(u.into()),
+                Resolved::Float(f) => Value::Number(f.into()),
+                Resolved::Str => Value::String(text.clone()),
+            };
+            if !matches!(resolved, Resolved::Null | Resolved::Str) {
+                originals.0.insert(path.to_string(), text.clone());
+            }
+        }
+        (Value::Sequence(items), Node::Seq(nodes)) if items.len() == nodes.len() => {
+            for (i, (item, node)) in items.iter_mut().zip(nodes).enumerate() {
+                walk(item, node, &format!("{path}[{i}]"), originals, applied);
+            }
+        }
+        (Value::Mapping(map), Node::Map(pairs)) if map.len() == pairs.len() => {
+            let old = std::mem::take(map);
+            for ((key, mut item), (key_node, item_node)) in old.into_iter().zip(pairs) {
+                let key = match (&key, key_node) {
+                    (Value::String(_) | Value::Bool(_) | Value::Number(_), Node::Plain(text)) => {
+                        match key_string(text) {
+                            Some(k) => Value::String(k),
+                            None => {
+                                applied.errors.push(FieldError::new(
+                                    path,
+                                    format!("the unquoted key `{text}` is null, which kubectl cannot turn into JSON (unsupported map key); quote it"),
+                                ));
+                                key
+                            }
+                        }
+                    }
+                    _ => key,
+                };
+                let child = match &key {
+                    Value::String(k) => join_key(path, k),
+                    _ => join_key(path, "?"),
+                };
+                walk(&mut item, item_node, &child, originals, applied);
+                map.insert(key, item);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// goyaml.v2/resolve.go's table and number rules, and the cases of
+    /// goyaml.v2/decode_test.go that decode into `interface{}`.
+    #[test]
+    fn resolves_as_go_yaml_v2() {
+        use Resolved::*;
+        let cases: &[(&str, Resolved)] = &[
+            ("yes", Bool(true)),
+            ("Y", Bool(true)),
+            ("on", Bool(true)),
+            ("TRUE", Bool(true)),
+            ("n", Bool(false)),
+            ("Off", Bool(false)),
+            ("NO", Bool(false)),
+            ("nO", Str),
+            ("~", Null),
+            ("", Null),
+            ("1", Int(1)),
+            ("+1", Int(1)),
+            ("-1", Int(-1)),
+            ("1_000", Int(1000)),
+            ("017", Int(15)),
+            ("0o17", Int(15)),
+            ("0x1F", Int(31)),
+            ("0b101", Int(5)),
+            ("-0b101", Int(-5)),
+            ("18446744073709551615", Uint(u64::MAX)),
+            ("1.10", Float(1.1)),
+            ("1.", Float(1.0)),
+            (".5", Float(0.5)),
+            ("1e3", Float(1000.0)),
+            ("08", Float(8.0)),
+            ("+.inf", Float(f64::INFINITY)),
+            ("0x", Str),
+            ("1.2.3", Str),
+            ("2001-12-14", Str),
+            ("v1", Str),
+            ("nan", Str),
+            ("-", Str),
+            ("<<", Str),
+        ];
+        for (text, want) in cases {
+            assert_eq!(resolve(text), *want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn keys_as_yaml_to_json_writes_them() {
+        for (text, want) in [
+            ("yes", "true"),
+            ("off", "false"),
+            ("0x10", "16"),
+            ("1.10", "1.1"),
+            ("1000000.0", "1e+06"),
+            (".inf", ".inf"),
+            ("app", "app"),
+        ] {
+            assert_eq!(key_string(text).as_deref(), Some(want), "{text:?}");
+        }
+        assert_eq!(key_string("~"), None);
+    }
+
+    #[test]
+    fn plain_scalars_become_what_kubectl_reads() {
+        let text = "a: yes\nb: 'yes'\nc: [on, \"on\", !!str on]\nd: &x {y: 1_0}\ne: *x\n";
+        let mut value: Value = serde_yaml::from_str(text).unwrap();
+        let docs = documents(text);
+        let mut originals = Originals::default();
+        let applied = apply(&mut value, &docs[0], &mut originals);
+        assert!(applied.errors.is_empty() && applied.warnings.is_empty());
+        let want: Value = serde_yaml::from_str(
+            "a: true\nb: 'yes'\nc: [true, 'on', 'on']\nd: {'true': 10}\ne: {'true': 10}\n",
+        )
+        .unwrap();
+        assert_eq!(value, want);
+        assert!(originals.explain("a", "m".into()).contains("`yes`"));
+        assert!(originals.explain("e.true", "m".into()).contains("`1_0`"));
+        assert_eq!(originals.explain("b", "m".into()), "m");
+    }
+
+    #[test]
+    fn single_letter_values_stay_strings_with_a_warning() {
+        let text = "metadata: {name: y, labels: {n: N, y: x}}\n";
+        let mut value: Value = serde_yaml::from_str(text).unwrap();
+        let applied = apply(&mut value, &documents(text)[0], &mut Originals::default());
+        let want: Value =
+            serde_yaml::from_str("metadata: {name: y, labels: {'false': N, 'true': x}}\n").unwrap();
+        assert_eq!(value, want);
+        let fields: Vec<_> = applied.warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(fields, ["metadata.name", "metadata.labels.false"]);
+    }
+}
