@@ -22,7 +22,7 @@ mod mesh;
 mod meta;
 mod names;
 mod service_entry;
-mod yaml11;
+pub(crate) mod yaml11;
 pub(crate) use names::valid_port_name;
 
 /// One problem in the configuration.

@@ -403,6 +403,52 @@ fn walk(
     }
 }
 
+/// The documents of `text` as kubectl reads them: serde_yaml's tree with
+/// every plain scalar resolved as go-yaml v2 resolves it (see [`apply`]),
+/// the single letters `y` and `n` kept as strings as the loader keeps them.
+/// The error carries the index of the document that is not valid YAML.
+pub(crate) fn read_documents(text: &str) -> Result<Vec<Value>, (usize, serde_yaml::Error)> {
+    use serde::Deserialize;
+    let shapes = documents(text);
+    let mut out = Vec::new();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let mut value = Value::deserialize(doc).map_err(|e| (index, e))?;
+        if let Some(shape) = shapes.get(index) {
+            apply(&mut value, shape, &mut Originals::default());
+        }
+        out.push(value);
+    }
+    Ok(out)
+}
+
+/// `value` as YAML that kubectl (and this loader) reads back as the same
+/// value. serde_yaml writes YAML 1.2 and leaves `yes`, `on`, `1_000`, `y`
+/// unquoted, which go-yaml v2 would read as a boolean or a number: those
+/// strings are single-quoted.
+pub(crate) fn to_string(value: &Value) -> Result<String, serde_yaml::Error> {
+    let text = serde_yaml::to_string(value)?;
+    let mut quote = Vec::new();
+    for event in Parser::new_from_str(&text) {
+        let Ok((Event::Scalar(v, ScalarStyle::Plain, _, None), span)) = event else {
+            continue;
+        };
+        let misread = !matches!(resolve(&v), Resolved::Str | Resolved::Null)
+            && matches!(serde_yaml::from_str::<Value>(&v), Ok(Value::String(_)));
+        if misread && let Some(range) = span.byte_range() {
+            quote.push(range);
+        }
+    }
+    let mut out = text;
+    for range in quote.into_iter().rev() {
+        let Some(plain) = out.get(range.clone()) else {
+            continue;
+        };
+        let quoted = format!("'{}'", plain.replace('\'', "''"));
+        out.replace_range(range, &quoted);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,6 +530,19 @@ mod tests {
         assert!(originals.explain("a", "m".into()).contains("`yes`"));
         assert!(originals.explain("e.true", "m".into()).contains("`1_0`"));
         assert_eq!(originals.explain("b", "m".into()), "m");
+    }
+
+    #[test]
+    fn written_strings_read_back_as_strings() {
+        let text =
+            "a: 'yes'\nb: \"1_000\"\nc: ['on', 'y', N, 'v1', '017']\nd: yes\n'off': x\ne: 1\n";
+        let docs = read_documents(text).unwrap();
+        let out = to_string(&docs[0]).unwrap();
+        assert_eq!(
+            out,
+            "a: 'yes'\nb: '1_000'\nc:\n- 'on'\n- 'y'\n- 'N'\n- v1\n- '017'\nd: true\n'off': x\ne: 1\n"
+        );
+        assert_eq!(read_documents(&out).unwrap(), docs);
     }
 
     #[test]
