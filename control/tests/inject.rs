@@ -131,7 +131,12 @@ fn host_network_opt_out_says_why_and_a_non_boolean_is_refused() {
 fn output_means_to_kubectl_what_the_input_meant() {
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  labels: {enabled: \"yes\", mode: \"on\", count: \"1_000\", v: \"1.10\"}\nspec:\n  containers: [{name: c, image: nginx}]\n";
     let out = inject(pod, &InjectOptions::default());
-    for line in ["enabled: 'yes'", "mode: 'on'", "count: '1_000'", "v: '1.10'"] {
+    for line in [
+        "enabled: 'yes'",
+        "mode: 'on'",
+        "count: '1_000'",
+        "v: '1.10'",
+    ] {
         assert!(out.contains(line), "{line}:\n{out}");
     }
     let host = pod.replace("spec:\n", "spec:\n  hostNetwork: yes\n");
