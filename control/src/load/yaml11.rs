@@ -347,7 +347,7 @@ fn walk(
         (Value::String(s), Node::Plain(text)) if single_letter(text) && s == text => {
             applied.warnings.push(FieldError::new(
                 path,
-                format!("kubectl reads the unquoted `{text}` as a boolean (YAML 1.1) and the API server then refuses a string field; it is read here as the string \"{text}\": quote it"),
+                format!("kubectl reads the unquoted `{text}` as a boolean (YAML 1.1), which the API server refuses where a string belongs; read here as the string \"{text}\": quote it"),
             ));
         }
         (value, Node::Plain(text))
