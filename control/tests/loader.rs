@@ -1143,3 +1143,23 @@ fn yaml_1_1_keys_become_their_json_strings() {
     assert_eq!(x.labels.get("16").map(String::as_str), Some("c"));
     assert!(!x.labels.contains_key("y"));
 }
+
+/// A merge key (`<<: *anchor`) is applied as kubectl's YAML parser applies
+/// it (goyaml.v2 decode.go, `merge`): the anchored entries land where `<<`
+/// stands. serde_yaml alone would keep a literal `<<` key, which a typed
+/// read ignores: this Service would have silently lost its selector.
+#[test]
+fn yaml_merge_keys_are_applied() {
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {namespace: x, name: s}\nspec:\n  <<: {selector: {app: a}}\n  ports:\n    - {port: 8080, targetPort: 80}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: x, name: t}\nspec:\n  selector: {app: a}\n  ports:\n    - &p {port: 8080, targetPort: 80, name: one}\n    - {<<: [{name: ignored, port: 1}, *p], name: other}\n";
+    let c = load(&[NS_X, POD, svc]);
+    let s = c.services.iter().find(|s| s.name == "s").unwrap();
+    assert_eq!(
+        s.selector.as_ref().map(|m| m.required_pairs().to_vec()),
+        Some(vec![("app".to_string(), "a".to_string())])
+    );
+    // In a list of mappings the earlier one wins; keys after `<<` win.
+    let t = c.services.iter().find(|s| s.name == "t").unwrap();
+    assert_eq!(t.ports.len(), 2, "{:?}", t.ports);
+    assert_eq!(t.ports[1].port, 1);
+    assert_eq!(t.ports[1].name.as_deref(), Some("other"));
+}

@@ -391,6 +391,21 @@ fn walk(
                     }
                     _ => key,
                 };
+                if matches!(key_node, Node::Plain(t) if t == "<<") {
+                    // A merge key: its mappings' entries land at this level.
+                    match (&mut item, item_node) {
+                        (Value::Sequence(items), Node::Seq(nodes))
+                            if items.len() == nodes.len() =>
+                        {
+                            for (item, node) in items.iter_mut().zip(nodes) {
+                                walk(item, node, path, originals, applied);
+                            }
+                        }
+                        _ => walk(&mut item, item_node, path, originals, applied),
+                    }
+                    merge(map, item, path, applied);
+                    continue;
+                }
                 let child = match &key {
                     Value::String(k) => join_key(path, k),
                     _ => join_key(path, "?"),
@@ -401,6 +416,45 @@ fn walk(
         }
         _ => {}
     }
+}
+
+/// go-yaml v2's merge key (decode.go, `merge`), where it stands: the
+/// entries of a mapping, or of each mapping of a list (the earlier ones
+/// winning), replace those written before the `<<`; keys written after it
+/// replace them in turn.
+fn merge(map: &mut serde_yaml::Mapping, value: Value, path: &str, applied: &mut Applied) {
+    let maps = match value {
+        Value::Mapping(m) => vec![m],
+        Value::Sequence(items) => {
+            let mut maps = Vec::new();
+            for item in items.into_iter().rev() {
+                match item {
+                    Value::Mapping(m) => maps.push(m),
+                    _ => {
+                        applied.errors.push(merge_error(path));
+                        return;
+                    }
+                }
+            }
+            maps
+        }
+        _ => {
+            applied.errors.push(merge_error(path));
+            return;
+        }
+    };
+    for m in maps {
+        for (k, v) in m {
+            map.insert(k, v);
+        }
+    }
+}
+
+fn merge_error(path: &str) -> FieldError {
+    FieldError::new(
+        path,
+        "the merge key `<<` needs a mapping or a list of mappings as its value (go-yaml, as kubectl reads YAML: \"map merge requires map or sequence of maps as the value\")",
+    )
 }
 
 /// The documents of `text` as kubectl reads them: serde_yaml's tree with
@@ -543,6 +597,27 @@ mod tests {
             "a: 'yes'\nb: '1_000'\nc:\n- 'on'\n- 'y'\n- 'N'\n- v1\n- '017'\nd: true\n'off': x\ne: 1\n"
         );
         assert_eq!(read_documents(&out).unwrap(), docs);
+    }
+
+    /// goyaml.v2 decode_test.go's merge cases: the anchored mapping's
+    /// entries come in where `<<` stands, a list of them with the earlier
+    /// ones winning; a quoted `"<<"` is an ordinary key.
+    #[test]
+    fn merge_keys_as_go_yaml_v2() {
+        let text = "a: &a {p: 1, q: 2}\nb: &b {p: 3, r: 4}\nc: {<<: *a, p: 9}\nd: {p: 9, <<: *a}\ne: {<<: [*b, *a]}\nf: {'<<': *a}\n";
+        let mut value: Value = serde_yaml::from_str(text).unwrap();
+        let applied = apply(&mut value, &documents(text)[0], &mut Originals::default());
+        assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+        let want: Value = serde_yaml::from_str(
+            "a: {p: 1, q: 2}\nb: {p: 3, r: 4}\nc: {p: 9, q: 2}\nd: {p: 1, q: 2}\ne: {p: 3, r: 4, q: 2}\nf: {'<<': {p: 1, q: 2}}\n",
+        )
+        .unwrap();
+        assert_eq!(value, want);
+        let text = "a: {<<: 1}\n";
+        let mut value: Value = serde_yaml::from_str(text).unwrap();
+        let applied = apply(&mut value, &documents(text)[0], &mut Originals::default());
+        assert_eq!(applied.errors.len(), 1);
+        assert_eq!(applied.errors[0].field, "a");
     }
 
     #[test]
