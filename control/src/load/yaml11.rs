@@ -350,11 +350,7 @@ fn walk(
                 format!("kubectl reads the unquoted `{text}` as a boolean (YAML 1.1), which the API server refuses where a string belongs; read here as the string \"{text}\": quote it"),
             ));
         }
-        (value, Node::Plain(text))
-            if !value.is_sequence()
-                && !value.is_mapping()
-                && value.as_str().is_none_or(|s| s == text) =>
-        {
+        (value, Node::Plain(text)) if agrees(value, node) => {
             let resolved = resolve(text);
             *value = match resolved {
                 Resolved::Null => Value::Null,
@@ -373,7 +369,10 @@ fn walk(
                 walk(item, node, &format!("{path}[{i}]"), originals, applied);
             }
         }
-        (Value::Mapping(map), Node::Map(pairs)) if map.len() == pairs.len() => {
+        (Value::Mapping(map), Node::Map(pairs))
+            if map.len() == pairs.len()
+                && map.keys().zip(pairs).all(|(k, (n, _))| agrees(k, n)) =>
+        {
             let old = std::mem::take(map);
             for ((key, mut item), (key_node, item_node)) in old.into_iter().zip(pairs) {
                 let key = match (&key, key_node) {
@@ -415,6 +414,21 @@ fn walk(
             }
         }
         _ => {}
+    }
+}
+
+/// Whether serde_yaml's scalar `value` is what the event parser saw as
+/// `node`, so that the two trees are walked in step: a plain scalar must
+/// read back as that very value in serde_yaml. Other scalars are not
+/// compared.
+fn agrees(value: &Value, node: &Node) -> bool {
+    match (value, node) {
+        (Value::String(s), Node::Plain(text)) => s == text,
+        (Value::Null | Value::Bool(_) | Value::Number(_), Node::Plain(text)) => {
+            serde_yaml::from_str::<Value>(text).is_ok_and(|v| v == *value)
+        }
+        (_, Node::Plain(_)) => false,
+        _ => true,
     }
 }
 
@@ -618,6 +632,30 @@ mod tests {
         let applied = apply(&mut value, &documents(text)[0], &mut Originals::default());
         assert_eq!(applied.errors.len(), 1);
         assert_eq!(applied.errors[0].field, "a");
+    }
+
+    /// Document boundaries as serde_yaml counts them, so each document
+    /// meets its own shape; and a shape that does not match is left alone.
+    #[test]
+    fn documents_line_up_with_serde_yaml() {
+        use serde::Deserialize;
+        for text in [
+            "a: yes\n",
+            "---\na: yes\n",
+            "# c\n---\n---\na: yes\n---\n",
+            "a: 1\n---\n\n---\nb: yes\n...\n---\nc: on\n",
+            "--- yes\n--- [on]\n",
+        ] {
+            let shapes = documents(text);
+            let values: Vec<Value> = serde_yaml::Deserializer::from_str(text)
+                .map(|d| Value::deserialize(d).unwrap())
+                .collect();
+            assert_eq!(shapes.len(), values.len(), "{text:?}: {shapes:?}");
+        }
+        let mut value: Value = serde_yaml::from_str("a: yes\n").unwrap();
+        let other = &documents("b: yes\n")[0];
+        apply(&mut value, other, &mut Originals::default());
+        assert_eq!(value, serde_yaml::from_str::<Value>("a: 'yes'\n").unwrap());
     }
 
     #[test]
