@@ -121,6 +121,32 @@ fn host_network_opt_out_says_why_and_a_non_boolean_is_refused() {
     );
 }
 
+/// `kubectl apply` reads YAML 1.1 (sigs.k8s.io/yaml's goyaml.v2,
+/// resolve.go): the output must mean to it what the input meant. A quoted
+/// `"yes"` or `"1_000"` stays a quoted string (written bare, kubectl would
+/// read a boolean and a number, which the API server refuses in a label),
+/// and an unquoted `yes` for `hostNetwork` stays the boolean true (the pod
+/// is not injected).
+#[test]
+fn output_means_to_kubectl_what_the_input_meant() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  labels: {enabled: \"yes\", mode: \"on\", count: \"1_000\", v: \"1.10\"}\nspec:\n  containers: [{name: c, image: nginx}]\n";
+    let out = inject(pod, &InjectOptions::default());
+    for line in [
+        "enabled: 'yes'",
+        "mode: 'on'",
+        "count: '1_000'",
+        "v: '1.10'",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    let host = pod.replace("spec:\n", "spec:\n  hostNetwork: yes\n");
+    let (_, outcomes) = inject_documents(&host, &InjectOptions::default()).unwrap();
+    assert!(
+        matches!(&outcomes[0], Outcome::OptedOut(r) if r.contains("hostNetwork")),
+        "{outcomes:?}"
+    );
+}
+
 fn container<'a>(spec: &'a Value, list: &str, name: &str) -> &'a Value {
     spec[list]
         .as_sequence()

@@ -464,7 +464,14 @@ fn upstream_path_templates() {
             "  rules:\n  - to:\n    - operation: {{paths: [{p:?}]}}"
         ))
     };
-    for ok in ["/{*}/foo", "/foo/{**}/bar", "/foo/{*}/{**}", "/{**}"] {
+    for ok in [
+        "/{*}/foo",
+        "/{*}/foo/",
+        "/foo/{**}/bar",
+        "/foo/bar/{**}",
+        "/foo/{*}/{**}",
+        "/{**}",
+    ] {
         valid(ok, &paths(ok));
     }
     for bad in [
@@ -478,6 +485,21 @@ fn upstream_path_templates() {
         "/foo/{**}/bar/{**}",
         "/foo/{*}.txt",
         "/foo/{bar}",
+        // The rest of TestCheckValidPathTemplate's table.
+        "/foo/{**}buzz/bar",
+        "/foo/{buzz}/bar",
+        "/{buzz}",
+        "/foo/{buzz}/bar/{**}",
+        "/foo/{buzz=*}/bar/{**}",
+        "/{*}/foo/{**}bar",
+        "/{*}/foo/{*}.txt",
+        "/{*}/foo/{temp",
+        "/{*}/foo/temp}/bar",
+        "/{*}/foo/temp}/*",
+        "/{**}/foo/temp/{*}/bar",
+        "/{**}/{**}",
+        "/{**}/foo/temp/{**}/bar",
+        "/{*}/foo/?abc",
     ] {
         invalid(bad, &paths(bad), "spec.rules[0].to[0].operation.paths[0]");
     }

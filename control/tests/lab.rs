@@ -286,6 +286,19 @@ fn zero_trust_lab_agrees_with_check_at_l4_l7_and_through_services() {
         "allow"
     );
 
+    // UDP Services: a datagram to kube-dns's cluster IP reaches an endpoint,
+    // translated by an egress-isolated pod's sidecar (frontend) or else by
+    // the lab's stand-in for kube-proxy (ingress-nginx is not isolated);
+    // every cell agrees with check, which judges each endpoint.
+    let dns = lab.probe(&["--services", "--protocol", "UDP", "--port", "53"]);
+    for from in [web, "ingress-nginx/ingress-nginx-controller-0"] {
+        assert_eq!(
+            observed(&dns, from, "svc:kube-system/kube-dns", 53, "UDP"),
+            "allow",
+            "{from}"
+        );
+    }
+
     // On the wire between two meshed pods: TLS records, no cleartext request.
     let out = lab.run(&[
         "capture",

@@ -599,7 +599,11 @@ fn pods_read_spec_host_network() {
     let with = |v: &str| POD.replace("spec:\n", &format!("spec:\n  hostNetwork: {v}\n"));
     assert!(load(&[&with("true")]).pods[0].host_network);
     assert!(!load(&[&with("false")]).pods[0].host_network);
-    for bad in ["\"true\"", "yes", "1", "[true]"] {
+    // kubectl reads YAML 1.1 (sigs.k8s.io/yaml's goyaml.v2, resolve.go):
+    // an unquoted `yes` or `on` is the boolean true, quoted it is a string.
+    assert!(load(&[&with("yes")]).pods[0].host_network);
+    assert!(!load(&[&with("Off")]).pods[0].host_network);
+    for bad in ["\"true\"", "'yes'", "1", "[true]"] {
         let e = errors(&[&with(bad)]);
         assert_eq!(e.len(), 1, "{bad}: {e:?}");
         assert!(
@@ -1082,4 +1086,95 @@ fn service_entries_compile_into_peers_and_services() {
     // exportTo: ["."]: namespace y sees neither.
     assert!(!y.peers.iter().any(|p| p.workload == "x/remote"));
     assert!(!y.services.iter().any(|s| s.name == "x/remote"));
+}
+
+/// kubectl reads manifests with sigs.k8s.io/yaml, whose YAMLToJSON parses
+/// YAML 1.1 (its goyaml.v2 fork, resolve.go): an unquoted `yes`, `on`, `y`,
+/// `true` is a boolean and `1` or `1.10` a number, and the API server
+/// refuses either where a string belongs ("cannot unmarshal bool into Go
+/// struct field LabelSelector.spec.podSelector.matchLabels of type string").
+/// The loader refuses them too, naming the field and what to quote, rather
+/// than selecting on the string `yes`.
+#[test]
+fn yaml_1_1_booleans_and_numbers_are_not_strings() {
+    let np = |labels: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: x\n  name: p\nspec:\n  podSelector:\n    matchLabels: {labels}\n"
+        )
+    };
+    for (labels, text) in [
+        ("{enabled: yes}", "yes"),
+        ("{enabled: on}", "on"),
+        ("{enabled: NO}", "NO"),
+        ("{enabled: true}", "true"),
+        ("{version: 1}", "1"),
+        ("{version: 1.10}", "1.10"),
+        ("{version: 1_000}", "1_000"),
+    ] {
+        let e = errors(&[NS_X, &np(labels)]);
+        assert_eq!(e.len(), 1, "{labels}: {e:?}");
+        let key = labels[1..].split(':').next().unwrap_or_default();
+        assert!(
+            e[0].contains(&format!("field spec.podSelector.matchLabels.{key}:"))
+                && e[0].contains(&format!("`{text}`"))
+                && e[0].contains(&format!("\"{text}\"")),
+            "{labels}: {}",
+            e[0]
+        );
+    }
+    // Quoted, or not a YAML 1.1 boolean or number: strings, as before.
+    for labels in [
+        "{enabled: \"yes\"}",
+        "{enabled: 'on'}",
+        "{version: \"1.10\"}",
+        "{version: v1}",
+        "{enabled: Yes-please}",
+        "{day: 2001-12-14}",
+        // go-yaml v2's single-letter booleans stay strings, with a warning:
+        // the upstream suite's namespace is `y` (see load/yaml11.rs).
+        "{ns: y}",
+        "{ns: N}",
+    ] {
+        let c = load(&[NS_X, &np(labels)]);
+        assert_eq!(c.network_policies.len(), 1, "{labels}");
+    }
+    // Metadata labels and the name itself are refused the same way.
+    let e = errors(&[&POD.replace("{app: a}", "{app: a, canary: yes}")]);
+    assert!(
+        e[0].contains("field metadata.labels.canary:") && e[0].contains("\"yes\""),
+        "{}",
+        e[0]
+    );
+}
+
+/// YAMLToJSON turns a key that YAML 1.1 reads as a boolean or number into
+/// its JSON string (`yes` becomes `true`, `0x10` becomes `16`): the label
+/// the cluster holds is that one.
+#[test]
+fn yaml_1_1_keys_become_their_json_strings() {
+    let c = load(&[&NS_X.replace("{team: a}", "{team: a, y: b, 0x10: c}")]);
+    let x = &c.namespaces["x"];
+    assert_eq!(x.labels.get("true").map(String::as_str), Some("b"));
+    assert_eq!(x.labels.get("16").map(String::as_str), Some("c"));
+    assert!(!x.labels.contains_key("y"));
+}
+
+/// A merge key (`<<: *anchor`) is applied as kubectl's YAML parser applies
+/// it (goyaml.v2 decode.go, `merge`): the anchored entries land where `<<`
+/// stands. serde_yaml alone would keep a literal `<<` key, which a typed
+/// read ignores: this Service would have silently lost its selector.
+#[test]
+fn yaml_merge_keys_are_applied() {
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {namespace: x, name: s}\nspec:\n  <<: {selector: {app: a}}\n  ports:\n    - {port: 8080, targetPort: 80}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: x, name: t}\nspec:\n  selector: {app: a}\n  ports:\n    - &p {port: 8080, targetPort: 80, name: one}\n    - {<<: [{name: ignored, port: 1}, *p], name: other}\n";
+    let c = load(&[NS_X, POD, svc]);
+    let s = c.services.iter().find(|s| s.name == "s").unwrap();
+    assert_eq!(
+        s.selector.as_ref().map(|m| m.required_pairs().to_vec()),
+        Some(vec![("app".to_string(), "a".to_string())])
+    );
+    // In a list of mappings the earlier one wins; keys after `<<` win.
+    let t = c.services.iter().find(|s| s.name == "t").unwrap();
+    assert_eq!(t.ports.len(), 2, "{:?}", t.ports);
+    assert_eq!(t.ports[1].port, 1);
+    assert_eq!(t.ports[1].name.as_deref(), Some("other"));
 }

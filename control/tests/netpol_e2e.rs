@@ -997,6 +997,18 @@ fn traffic_to_and_from_the_pods_own_node_is_always_allowed() {
     assert!(allowed(&r), "{r:#?}");
     assert_eq!(r.endpoints[0].egress.reason, "node-traffic");
     assert!(r.endpoints[0].egress.detail.contains(NODE_REASON));
+    // An address outside the mesh: UDP is not proxied and never mTLS, so
+    // the detail says "plain UDP", not "plain TCP".
+    assert_eq!(
+        r.endpoints[0].mtls.detail,
+        "mtls: 10.0.0.1 is outside the mesh: plain UDP, not proxied"
+    );
+    assert_eq!(
+        to_ip(&compiler, "x/a", "10.0.0.1", 443, Tcp).endpoints[0]
+            .mtls
+            .detail,
+        "mtls: 10.0.0.1 is outside the mesh: plain TCP"
+    );
     assert!(allowed(&to_ip(&compiler, "x/a", "10.0.0.1", 443, Tcp)));
     assert!(!allowed(&to_ip(&compiler, "x/a", "10.0.0.2", 443, Tcp)));
     assert!(!allowed(&to_ip(&compiler, "x/c", "10.0.0.1", 443, Tcp)));
@@ -1334,6 +1346,18 @@ fn host_network_pods_are_not_isolated_and_get_no_config() {
     );
     assert!(!e.mtls.mtls && e.mtls.mode.is_none(), "{:#?}", e.mtls);
     assert_eq!(e.authorization.verdict, check::LayerVerdict::Skip);
+
+    // Over UDP and SCTP there is no sidecar on the way at all: the detail
+    // names the protocol rather than "plain TCP".
+    for proto in [Udp, Sctp] {
+        let r = check_pods(&compiler, "y/a", "x/h", 9100, proto);
+        let detail = &r.endpoints[0].mtls.detail;
+        let name = check::protocol_name(proto);
+        assert!(
+            detail.ends_with(&format!("runs no sidecar: plain {name}, not proxied")),
+            "{detail}"
+        );
+    }
 
     // From x/h: not isolated for egress either, and without an identity.
     let r = check_pods(&compiler, "x/h", "y/a", 80, Tcp);

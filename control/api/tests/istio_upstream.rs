@@ -91,6 +91,36 @@ fn path_template_literals_must_be_pchars() {
     }
 }
 
+/// `CheckValidPathTemplate` trims every leading and trailing slash
+/// (`strings.Trim(path, "/")`) before it looks at the segments, so a
+/// template that starts or ends with `//` passes Istio's validation; Envoy's
+/// `parsePathPatternSyntax` (source/extensions/path/uri_template_lib/
+/// uri_template_internal.cc, `validateNoDoublePathSeparator`) refuses it:
+/// "Double slashes (/) detected in uri_template, this is not allowed.", so
+/// the sidecar would reject its whole config. Palisade refuses the policy,
+/// as it refuses a template that does not start with `/`.
+#[test]
+fn path_template_with_double_slashes_is_refused() {
+    let compiles = |field: &str, path: &str| {
+        let yaml =
+            format!("- name: ns/p\n  action: DENY\n  rules:\n  - to:\n    - {field}: [{path:?}]\n");
+        CompiledAuthz::new(&policies(&yaml), &mesh()).map(|_| ())
+    };
+    for field in ["paths", "notPaths"] {
+        for bad in ["/foo/{*}//", "//foo/{*}", "/foo/{**}//", "//{**}", "///{*}"] {
+            let err = compiles(field, bad).expect_err(bad).to_string();
+            assert!(
+                err.contains(&format!("{field}[0]")) && err.contains("'//'"),
+                "{bad}: {err}"
+            );
+        }
+        // One trailing slash is a literal `/` (Envoy's `/api/*/*/`).
+        for ok in ["/foo/{*}/", "/foo/{**}/", "/{**}"] {
+            assert!(compiles(field, ok).is_ok(), "{ok}");
+        }
+    }
+}
+
 /// Istio `authz/model/model.go` (`New`): `case k == attrSrcServiceAccount:`
 /// the `when` key `source.serviceAccount` ("e.g. \"default/productpage\"")
 /// matches like `serviceAccounts`; `security.ValidateAttribute` checks its

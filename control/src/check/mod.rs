@@ -552,7 +552,8 @@ fn judge(
             let name = cluster.pods[dp].key();
             (
                 plain_mtls(format!(
-                    "mtls: {name} is a hostNetwork pod, which runs no sidecar: plain TCP"
+                    "mtls: {name} is a hostNetwork pod, which runs no sidecar: {}",
+                    plain_transport(proto)
                 )),
                 host_network_l4(&format!("ingress at {name}")),
                 skip_authz(format!(
@@ -579,7 +580,10 @@ fn judge(
             )
         }
         _ => (
-            plain_mtls(format!("mtls: {dst_ip} is outside the mesh: plain TCP")),
+            plain_mtls(format!(
+                "mtls: {dst_ip} is outside the mesh: {}",
+                plain_transport(proto)
+            )),
             skip_l4(
                 "outside-cluster",
                 format!("ingress: {dst_ip} is outside the cluster; no NetworkPolicy applies"),
@@ -881,6 +885,17 @@ pub fn mode_name(m: MtlsMode) -> &'static str {
         MtlsMode::Strict => "STRICT",
         MtlsMode::Permissive => "PERMISSIVE",
         MtlsMode::Disable => "DISABLE",
+    }
+}
+
+/// How a connection that no mTLS applies to travels: a TCP connection in
+/// the clear (through the caller's sidecar, if it has one), UDP and SCTP
+/// never through a sidecar at all (a TCP proxy does not see them; only the
+/// netfilter rules of NetworkPolicy do).
+fn plain_transport(p: Protocol) -> String {
+    match p {
+        Protocol::Tcp => "plain TCP".into(),
+        other => format!("plain {}, not proxied", protocol_name(other)),
     }
 }
 

@@ -22,8 +22,9 @@ mod workload;
 
 pub use options::{InjectOptions, Resources};
 
-use serde::Deserialize;
 use serde_yaml::Value;
+
+use crate::load::yaml11;
 use thiserror::Error;
 
 /// Annotation that opts a workload out of injection (`"false"`).
@@ -72,9 +73,11 @@ pub fn inject_documents(
 ) -> Result<(String, Vec<Outcome>), InjectError> {
     let mut docs = Vec::new();
     let mut outcomes = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
-        let mut value =
-            Value::deserialize(document).map_err(|source| InjectError::Yaml { index, source })?;
+    // Read and written as kubectl reads YAML (1.1: an unquoted `yes` is a
+    // boolean), so the output means to kubectl what the input meant.
+    let values = yaml11::read_documents(input)
+        .map_err(|(index, source)| InjectError::Yaml { index, source })?;
+    for (index, mut value) in values.into_iter().enumerate() {
         if value.is_null() {
             continue;
         }
@@ -93,7 +96,7 @@ pub fn inject_documents(
             out.push_str("---\n");
         }
         let text =
-            serde_yaml::to_string(doc).map_err(|source| InjectError::Yaml { index: i, source })?;
+            yaml11::to_string(doc).map_err(|source| InjectError::Yaml { index: i, source })?;
         out.push_str(&text);
     }
     Ok((out, outcomes))

@@ -91,7 +91,8 @@ pub struct ProbeArgs {
     /// Send an HTTP request: `--http METHOD PATH`.
     #[arg(long, num_args = 2, value_names = ["METHOD", "PATH"])]
     pub http: Option<Vec<String>>,
-    /// Probe every Service's cluster IP and port instead of pods.
+    /// Probe every Service's cluster IP and port instead of pods (TCP and
+    /// UDP ports; UDP translated as kube-proxy would where no sidecar does).
     #[arg(long)]
     pub services: bool,
     #[arg(long, value_enum, default_value = "text")]

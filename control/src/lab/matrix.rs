@@ -142,11 +142,16 @@ fn plan(state: &LabState, cluster: &crate::cluster::Cluster, opts: &ProbeOptions
                     .into_iter()
                     .map(|p| cluster.pods[p].key())
                     .collect();
+            // UDP only without --http; SCTP is not probed at all.
             let ports = lab
                 .ports
                 .iter()
                 .copied()
-                .filter(|(p, proto)| *proto == Protocol::Tcp && wanted(*p, *proto))
+                .filter(|(p, proto)| match proto {
+                    Protocol::Tcp => wanted(*p, *proto),
+                    Protocol::Udp => opts.http.is_none() && wanted(*p, *proto),
+                    Protocol::Sctp => false,
+                })
                 .collect();
             destinations.push(Target {
                 name: format!("svc:{key}"),

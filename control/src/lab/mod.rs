@@ -7,7 +7,8 @@
 //!   `palisade-br0` (198.19.254.1/15) and the control plane;
 //! - `palisade-lab-p<i>`: one namespace per Pod, `eth0` at its
 //!   `status.podIP` (from 198.18.0.0/15), running the capture rules, the
-//!   sidecar and `palisade lab echo`;
+//!   sidecar, `palisade lab echo` and, for UDP and SCTP Services, the
+//!   lab's stand-in for kube-proxy (`kube_proxy`);
 //! - `palisade-lab-outside`: the world outside the cluster, holding every
 //!   external address as a host address and answering on every port.
 //!
@@ -18,6 +19,7 @@ mod capture;
 pub mod cli;
 mod echo;
 mod host;
+mod kube_proxy;
 mod matrix;
 mod plan;
 mod probe;

@@ -13,6 +13,7 @@ use serde_yaml::Value;
 
 use super::LabError;
 use crate::cluster::{Cluster, NetpolPeer};
+use crate::load::yaml11;
 
 /// Pods live in 198.18.0.0/15 (RFC 2544), Services in 198.19.255.0/24.
 pub const POD_RANGE: Ipv4Net = ipv4net(198, 18, 0, 0, 15);
@@ -196,7 +197,6 @@ fn sample_address(net: &Ipv4Net, except: &[Ipv4Net]) -> Option<Ipv4Addr> {
 /// IPv4 `status.podIP` and each Service without a `clusterIP` an address.
 /// Returns the `NS/POD` keys of pods that opted out of injection.
 fn assign_addresses(from: &Path, to: &Path) -> Result<BTreeSet<String>, LabError> {
-    use serde::Deserialize;
     if to.exists() {
         std::fs::remove_dir_all(to)?;
     }
@@ -214,10 +214,11 @@ fn assign_addresses(from: &Path, to: &Path) -> Result<BTreeSet<String>, LabError
     for file in &files {
         let text = std::fs::read_to_string(file)?;
         let mut docs = Vec::new();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = Value::deserialize(doc).map_err(|e| {
-                LabError::Precondition(format!("{}: not valid YAML: {e}", file.display()))
-            })?;
+        // Read and written back as the loader (and kubectl) reads YAML.
+        let values = yaml11::read_documents(&text).map_err(|(_, e)| {
+            LabError::Precondition(format!("{}: not valid YAML: {e}", file.display()))
+        })?;
+        for value in values {
             // The loader takes lists apart; the lab's own pass over pods
             // (addresses, hostNetwork) reads top-level documents only.
             if value
@@ -311,7 +312,7 @@ fn assign_addresses(from: &Path, to: &Path) -> Result<BTreeSet<String>, LabError
             if i > 0 {
                 out.push_str("---\n");
             }
-            out.push_str(&serde_yaml::to_string(doc).map_err(|e| LabError::Setup(e.to_string()))?);
+            out.push_str(&yaml11::to_string(doc).map_err(|e| LabError::Setup(e.to_string()))?);
         }
         let rel = file.strip_prefix(from).unwrap_or(file);
         let dest = to.join(rel);

@@ -168,6 +168,12 @@ fn build(opts: &UpOptions, palisade: &str, proxy: &str) -> Result<LabState, LabE
         )?;
         let dir = opts.state.join("pods").join(format!("p{i}"));
         std::fs::create_dir_all(&dir)?;
+        // Datagrams to a Service's virtual IP, as kube-proxy would send them.
+        if let Some(rules) = super::kube_proxy::ruleset(&compiler.compile(i).services) {
+            let path = dir.join("kube-proxy.nft");
+            std::fs::write(&path, rules)?;
+            in_netns(&pod.netns, &["nft", "-f", &path.display().to_string()])?;
+        }
         if pod.meshed {
             let source = if opts.static_mode {
                 let svid = dir.join("svid");

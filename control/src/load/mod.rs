@@ -22,6 +22,7 @@ mod mesh;
 mod meta;
 mod names;
 mod service_entry;
+pub(crate) mod yaml11;
 pub(crate) use names::valid_port_name;
 
 /// One problem in the configuration.
@@ -174,12 +175,13 @@ fn is_manifest(path: &Path) -> bool {
 pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors> {
     let mut loading = Loading::default();
     for (file, text) in sources {
+        let shapes = yaml11::documents(text);
         for (document, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let origin = Origin {
                 file: file.clone(),
                 document,
             };
-            let value = match serde_yaml::Value::deserialize(doc) {
+            let mut value = match serde_yaml::Value::deserialize(doc) {
                 Ok(v) => v,
                 Err(e) => {
                     let fe = FieldError::new("", format!("invalid YAML: {e}"));
@@ -191,8 +193,19 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors
             if value.is_null() {
                 continue; // empty document, e.g. a trailing `---`
             }
+            // Plain scalars as kubectl reads them (YAML 1.1).
+            let mut originals = yaml11::Originals::default();
+            if let Some(shape) = shapes.get(document) {
+                let applied = yaml11::apply(&mut value, shape, &mut originals);
+                for fe in applied.errors {
+                    loading.errors.push(load_error(&origin, None, fe));
+                }
+                for w in applied.warnings {
+                    tracing::warn!(file = %origin.file.display(), document, field = %w.field, "{}", w.message);
+                }
+            }
             for (prefix, value) in list_items(value) {
-                loading.object(&origin, &prefix, value);
+                loading.object(&origin, &prefix, value, &originals);
             }
         }
     }
@@ -259,9 +272,18 @@ struct Loading {
 impl Loading {
     /// Reads one object of the document at `origin`, found at `prefix` (a
     /// list item, or empty), into the cluster, or its errors.
-    fn object(&mut self, origin: &Origin, prefix: &str, value: serde_yaml::Value) {
-        let err =
-            |object: Option<String>, fe: FieldError| load_error(origin, object, fe.under(prefix));
+    fn object(
+        &mut self,
+        origin: &Origin,
+        prefix: &str,
+        value: serde_yaml::Value,
+        originals: &yaml11::Originals,
+    ) {
+        let err = |object: Option<String>, fe: FieldError| {
+            let mut fe = fe.under(prefix);
+            fe.message = originals.explain(&fe.field, fe.message);
+            load_error(origin, object, fe)
+        };
         let head = match ObjectHead::read(&value) {
             Ok(h) => h,
             Err(fe) => {

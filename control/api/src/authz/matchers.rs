@@ -135,6 +135,17 @@ impl PathPattern {
                  that does not, so Istio's sidecar would reject its whole config)"
             ));
         }
+        if value.contains("//") {
+            // Istio's validation trims the leading and trailing slashes
+            // before looking at the segments, so `/a/{*}//` passes it; Envoy
+            // refuses the `uri_template` (`validateNoDoublePathSeparator`:
+            // "Double slashes (/) detected in uri_template, this is not
+            // allowed.").
+            return Err(format!(
+                "path template {value:?} has an empty segment ('//'); Envoy refuses a path \
+                 template with double slashes, so Istio's sidecar would reject its whole config"
+            ));
+        }
         let mut pieces = Vec::new();
         let mut literal = String::new();
         let mut seen_many = false;
