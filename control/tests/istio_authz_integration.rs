@@ -1197,3 +1197,94 @@ fn deny_in_root_namespace() {
         ],
     );
 }
+
+// authz_test.go `TestAuthz_TrustDomain` (allow-trust-domain.yaml.tmpl):
+// `trustDomains`/`notTrustDomains` match the trust domain of the peer's
+// SPIFFE ID; without mTLS there is none, so `notTrustDomains` matches
+// (as `notNamespaces` does, ISTIO-SECURITY-2021-004).
+#[test]
+fn trust_domains() {
+    let op = |path: &str| {
+        format!(
+            "        - operation: {{ports: [\"{HTTP}\", \"{HTTP2}\"], paths: [\"{path}\"], methods: [GET]}}"
+        )
+    };
+    let policies = ap(
+        "ns1",
+        "b",
+        &format!(
+            "  selector:\n    matchLabels: {{app: b}}\n  action: ALLOW\n  rules:\n    - to:\n{}\n      from:\n        - source: {{trustDomains: [cluster.local]}}\n    - to:\n{}\n      from:\n        - source: {{trustDomains: [bad.example.com]}}\n    - to:\n{}\n      from:\n        - source: {{notTrustDomains: [cluster.local]}}\n    - to:\n{}\n      from:\n        - source: {{notTrustDomains: [bad.example.com]}}\n    - to:\n        - operation: {{ports: [\"{GRPC}\"], paths: [\"{ECHO}\"], methods: [POST]}}\n      from:\n        - source: {{trustDomains: [cluster.local]}}\n    - to:\n        - operation: {{ports: [\"{TCP}\"]}}\n      from:\n        - source: {{trustDomains: [cluster.local]}}",
+            op("/allow"),
+            op("/deny"),
+            op("/not-trust-domain"),
+            op("/not-deny")
+        ),
+    );
+    let mut rows = Vec::new();
+    for from in ["ns1/a", "ns2/a"] {
+        for port in [HTTP, HTTP2] {
+            rows.push(("/allow", http(from, "ns1/b", port, "GET", "/allow"), true));
+            rows.push(("/deny", http(from, "ns1/b", port, "GET", "/deny"), false));
+            rows.push((
+                "/not-trust-domain",
+                http(from, "ns1/b", port, "GET", "/not-trust-domain"),
+                false,
+            ));
+            rows.push((
+                "/not-deny",
+                http(from, "ns1/b", port, "GET", "/not-deny"),
+                true,
+            ));
+        }
+        rows.push(("grpc", grpc(from, "ns1/b"), true));
+        rows.push(("tcp", tcp(from, "ns1/b", TCP), true));
+    }
+    rows.push((
+        "plaintext /allow",
+        get("ns1/a", "ns1/b", "/allow").plaintext(),
+        false,
+    ));
+    rows.push((
+        "plaintext /not-trust-domain",
+        get("ns1/a", "ns1/b", "/not-trust-domain").plaintext(),
+        true,
+    ));
+    rows.push((
+        "plaintext tcp",
+        tcp("ns1/a", "ns1/b", TCP).plaintext(),
+        false,
+    ));
+    expect(&policies, &rows);
+    // A mesh with another trust domain: `cluster.local` is not its name.
+    let td = "---\napiVersion: palisade.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec:\n  trustDomain: example.org\n";
+    expect(
+        &(td.to_string() + &policies),
+        &[
+            (
+                "other trust domain /allow",
+                get("ns1/a", "ns1/b", "/allow"),
+                false,
+            ),
+            (
+                "other trust domain /not-trust-domain",
+                get("ns1/a", "ns1/b", "/not-trust-domain"),
+                true,
+            ),
+        ],
+    );
+    for bad in ["\"*.local\"", "\"\"", "Cluster.Local"] {
+        let doc = ap(
+            "ns1",
+            "b",
+            &format!("  rules:\n    - from:\n        - source: {{notTrustDomains: [{bad}]}}"),
+        );
+        let err = policy_support::try_load(&[&doc])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("notTrustDomains[0]"),
+            "{bad} must be refused: {err}"
+        );
+    }
+}
