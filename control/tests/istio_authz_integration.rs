@@ -1288,3 +1288,71 @@ fn trust_domains() {
         );
     }
 }
+
+// model.go `New`: `namespaces` and `principals` are mTLS-only
+// (`principalAuthenticated`), so an unmeshed caller has neither and only
+// their `not` forms match it; `ipBlocks` is the connection's own address
+// (`principalDirectRemoteIP`), whatever X-Forwarded-For says; and
+// `request.headers[<name>]` is Envoy's HeaderMatcher on a header name,
+// which HTTP compares without regard to case, while the value is matched
+// exactly (StringMatcher, `ignore_case` unset).
+#[test]
+fn unmeshed_callers_ip_blocks_and_header_names() {
+    let policies = ap(
+        "ns1",
+        "b-allow",
+        "  selector:\n    matchLabels: {app: b}\n  action: ALLOW\n  rules:\n    - from:\n        - source: {namespaces: [ns1]}\n    - from:\n        - source: {ipBlocks: [\"192.0.2.0/28\"]}\n      to:\n        - operation: {paths: [/ip]}\n    - to:\n        - operation: {paths: [/header]}\n      when:\n        - key: request.headers[X-FOO]\n          values: [foo]",
+    ) + &ap(
+        "ns1",
+        "c-deny",
+        "  selector:\n    matchLabels: {app: c}\n  action: DENY\n  rules:\n    - from:\n        - source: {namespaces: [ns2]}",
+    );
+    expect(
+        &policies,
+        &[
+            ("namespaces, meshed", get("ns1/a", "ns1/b", "/"), true),
+            (
+                "namespaces, unmeshed",
+                get("ext:192.0.2.100", "ns1/b", "/"),
+                false,
+            ),
+            (
+                "namespaces, unmeshed tcp",
+                tcp("ext:192.0.2.100", "ns1/b", TCP),
+                false,
+            ),
+            (
+                "DENY namespaces, unmeshed",
+                get("ext:192.0.2.100", "ns1/c", "/"),
+                true,
+            ),
+            ("DENY namespaces, meshed", get("ns2/a", "ns1/c", "/"), false),
+            ("ipBlocks in", get("ext:192.0.2.10", "ns1/b", "/ip"), true),
+            (
+                "ipBlocks in, X-Forwarded-For out",
+                get("ext:192.0.2.10", "ns1/b", "/ip").header("x-forwarded-for", "203.0.113.9"),
+                true,
+            ),
+            (
+                "ipBlocks out, X-Forwarded-For in",
+                get("ext:203.0.113.9", "ns1/b", "/ip").header("x-forwarded-for", "192.0.2.10"),
+                false,
+            ),
+            (
+                "header name case",
+                get("ns2/a", "ns1/b", "/header").header("x-foo", "foo"),
+                true,
+            ),
+            (
+                "header name case 2",
+                get("ns2/a", "ns1/b", "/header").header("X-Foo", "foo"),
+                true,
+            ),
+            (
+                "header value case",
+                get("ns2/a", "ns1/b", "/header").header("x-foo", "FOO"),
+                false,
+            ),
+        ],
+    );
+}
