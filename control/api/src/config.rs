@@ -439,6 +439,11 @@ pub struct AuthzSource {
     pub remote_ip_blocks: Vec<IpNet>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_remote_ip_blocks: Vec<IpNet>,
+    /// The trust domain of the peer's SPIFFE ID (Istio's `trustDomains`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_domains: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_trust_domains: Vec<String>,
 }
 
 /// Fields AND'ed, values within a field OR'ed; an empty list is "not set".

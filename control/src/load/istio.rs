@@ -313,6 +313,10 @@ struct SourceSpec {
     remote_ip_blocks: Vec<String>,
     #[serde(default)]
     not_remote_ip_blocks: Vec<String>,
+    #[serde(default)]
+    trust_domains: Vec<String>,
+    #[serde(default)]
+    not_trust_domains: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -428,6 +432,8 @@ fn source(
             &s.not_remote_ip_blocks,
             errors,
         ),
+        trust_domains: s.trust_domains.clone(),
+        not_trust_domains: s.not_trust_domains.clone(),
     }
 }
 

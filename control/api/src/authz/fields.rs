@@ -38,6 +38,8 @@ pub(crate) enum Values {
     Namespace(Vec<IdentityGlob>),
     /// Matched against the whole SPIFFE ID, as Istio's regexes are.
     ServiceAccount(Vec<ServiceAccountPattern>),
+    /// The trust domain of the peer's SPIFFE ID, compared whole.
+    TrustDomain(Vec<Box<str>>),
     Sni(Vec<StrPattern>),
     Method(Vec<StrPattern>),
     /// Patterns lower-cased; matched case-insensitively.
@@ -79,6 +81,7 @@ impl Field {
             Values::Principal(_)
             | Values::Namespace(_)
             | Values::ServiceAccount(_)
+            | Values::TrustDomain(_)
             | Values::Sni(_) => 3,
             Values::Host(_) => 4,
             Values::Path(_) => 5,
@@ -99,6 +102,10 @@ impl Field {
             Values::ServiceAccount(p) => peer
                 .identity
                 .is_some_and(|id| p.iter().any(|p| p.matches(id.as_bytes()))),
+            Values::TrustDomain(tds) => peer
+                .principal
+                .map(|p| p.split_once('/').map_or(p, |(td, _)| td))
+                .is_some_and(|td| tds.iter().any(|t| **t == *td)),
             Values::Sni(p) => ctx
                 .sni
                 .is_some_and(|sni| p.iter().any(|p| p.matches_ignore_case(sni.as_bytes()))),

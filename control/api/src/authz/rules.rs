@@ -248,6 +248,35 @@ impl Compiler<'_> {
             .collect()
     }
 
+    /// `trustDomains`/`notTrustDomains` values: whole trust domain names.
+    /// Istio's matching of a `*` in them is not documented, so a `*` is
+    /// refused rather than guessed (a DENY must not be narrowed silently).
+    fn trust_domains(&self, at: &str, values: &[String]) -> Result<Vec<Box<str>>, AuthzError> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let ok = !v.is_empty()
+                    && v.bytes().all(|b| {
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'.' | b'-' | b'_')
+                    });
+                if ok {
+                    Ok(v.as_str().into())
+                } else {
+                    Err(self.err(
+                        format!("{at}[{i}]"),
+                        format!(
+                            "{v:?} is not a trust domain name (SPIFFE: lowercase letters, digits, \
+                             '.', '-' and '_'; no wildcards)"
+                        ),
+                    ))
+                }
+            })
+            .collect()
+    }
+
     fn namespaces(&self, at: &str, values: &[String]) -> Result<Vec<IdentityGlob>, AuthzError> {
         values
             .iter()
@@ -301,6 +330,12 @@ impl Compiler<'_> {
             self.namespaces(&format!("{at}.namespaces"), &s.namespaces)?,
             self.namespaces(&format!("{at}.notNamespaces"), &s.not_namespaces)?,
             Values::Namespace,
+        );
+        push(
+            &mut f,
+            self.trust_domains(&format!("{at}.trustDomains"), &s.trust_domains)?,
+            self.trust_domains(&format!("{at}.notTrustDomains"), &s.not_trust_domains)?,
+            Values::TrustDomain,
         );
         push(
             &mut f,
