@@ -1178,3 +1178,27 @@ fn yaml_merge_keys_are_applied() {
     assert_eq!(t.ports[1].port, 1);
     assert_eq!(t.ports[1].name.as_deref(), Some("other"));
 }
+
+/// Nested aliases ("billion laughs": ten levels of nine) expand to 9^10
+/// nodes. Both readers of a file must refuse it at once with an error
+/// instead of expanding it: the event reader that finds the plain scalars
+/// once cloned every alias and ran out of memory before serde_yaml's
+/// repetition limit was reached.
+#[test]
+fn nested_aliases_are_refused_without_being_expanded() {
+    let mut doc = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb, namespace: x}\ndata:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        doc.push_str(&format!("  a{i}: &a{i} [{refs}]\n"));
+    }
+    let started = std::time::Instant::now();
+    let e = errors(&[&doc]);
+    assert!(
+        e.iter().any(|e| e.contains("repetition limit exceeded")),
+        "{e:?}"
+    );
+    // Bounded, not timed: an expansion would take minutes and gigabytes.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

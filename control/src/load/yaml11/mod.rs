@@ -23,6 +23,7 @@
 //! other value (it refuses the object; it never reads it as `true`). Keys
 //! get no such leniency: there the cluster does hold `true`.
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use granit_parser::{Event, Parser, ScalarStyle};
 use serde_yaml::Value;
@@ -40,8 +41,10 @@ pub(super) enum Node {
     Plain(String),
     /// Any other scalar (quoted, block, tagged), or an unknown alias.
     Other,
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
+    /// Shared, so that an alias costs a pointer: a document of nested
+    /// aliases (a "billion laughs") stays the size it is written in.
+    Seq(Rc<Vec<Node>>),
+    Map(Rc<Vec<(Node, Node)>>),
 }
 
 /// The documents of `text`, in order, each with aliases expanded as
@@ -90,9 +93,9 @@ pub(super) fn documents(text: &str) -> Vec<Node> {
                     while let (Some(k), Some(v)) = (items.next(), items.next()) {
                         pairs.push((k, v));
                     }
-                    Node::Map(pairs)
+                    Node::Map(Rc::new(pairs))
                 } else {
-                    Node::Seq(done.items)
+                    Node::Seq(Rc::new(done.items))
                 };
                 (node, done.anchor)
             }
@@ -190,16 +193,16 @@ fn walk(
             }
         }
         (Value::Sequence(items), Node::Seq(nodes)) if items.len() == nodes.len() => {
-            for (i, (item, node)) in items.iter_mut().zip(nodes).enumerate() {
+            for (i, (item, node)) in items.iter_mut().zip(nodes.iter()).enumerate() {
                 walk(item, node, &format!("{path}[{i}]"), originals, applied);
             }
         }
         (Value::Mapping(map), Node::Map(pairs))
             if map.len() == pairs.len()
-                && map.keys().zip(pairs).all(|(k, (n, _))| agrees(k, n)) =>
+                && map.keys().zip(pairs.iter()).all(|(k, (n, _))| agrees(k, n)) =>
         {
             let old = std::mem::take(map);
-            for ((key, mut item), (key_node, item_node)) in old.into_iter().zip(pairs) {
+            for ((key, mut item), (key_node, item_node)) in old.into_iter().zip(pairs.iter()) {
                 let key = match (&key, key_node) {
                     (Value::String(_) | Value::Bool(_) | Value::Number(_), Node::Plain(text)) => {
                         match key_string(text) {
@@ -221,7 +224,7 @@ fn walk(
                         (Value::Sequence(items), Node::Seq(nodes))
                             if items.len() == nodes.len() =>
                         {
-                            for (item, node) in items.iter_mut().zip(nodes) {
+                            for (item, node) in items.iter_mut().zip(nodes.iter()) {
                                 walk(item, node, path, originals, applied);
                             }
                         }
