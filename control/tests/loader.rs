@@ -1202,3 +1202,33 @@ fn nested_aliases_are_refused_without_being_expanded() {
     // Bounded, not timed: an expansion would take minutes and gigabytes.
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// Collections nested deeper than serde_yaml's recursion limit (128) are
+/// refused before serde_yaml reads the file: its scanner checks every open
+/// flow level on each token, so 100,000 levels of `{a: ` took minutes to
+/// refuse. The error names the document and the line.
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    let depth = 100_000;
+    let doc = format!(
+        "{NS_X}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: d, namespace: x}}\ndata:\n  a: {}1{}\n",
+        "{a: ".repeat(depth),
+        "}".repeat(depth)
+    );
+    let e = errors(&[&doc]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("test-0.yaml: document 1: invalid YAML: collections nested more than 128 levels deep at line 11"),
+        "{}",
+        e[0]
+    );
+    // 128 levels are read (serde_yaml's own limit is what refuses more).
+    let ok = format!(
+        "{NS_X}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: d, namespace: x}}\ndata:\n  a: {}1{}\n",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    if let Err(e) = try_load(&[&ok]) {
+        assert!(!e.to_string().contains("nested more than"), "{e}");
+    }
+}

@@ -46,7 +46,7 @@ pub enum InjectError {
     Yaml {
         index: usize,
         #[source]
-        source: serde_yaml::Error,
+        source: crate::load::yaml11::ReadError,
     },
     #[error("document {index} ({object}): {message}")]
     Invalid {
@@ -95,8 +95,10 @@ pub fn inject_documents(
         if i > 0 {
             out.push_str("---\n");
         }
-        let text =
-            yaml11::to_string(doc).map_err(|source| InjectError::Yaml { index: i, source })?;
+        let text = yaml11::to_string(doc).map_err(|source| InjectError::Yaml {
+            index: i,
+            source: source.into(),
+        })?;
         out.push_str(&text);
     }
     Ok((out, outcomes))

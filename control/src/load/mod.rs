@@ -175,7 +175,18 @@ fn is_manifest(path: &Path) -> bool {
 pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Cluster, LoadErrors> {
     let mut loading = Loading::default();
     for (file, text) in sources {
-        let shapes = yaml11::documents(text);
+        let shapes = match yaml11::documents(text) {
+            Ok(shapes) => shapes,
+            Err(deep) => {
+                let origin = Origin {
+                    file: file.clone(),
+                    document: deep.document,
+                };
+                let fe = FieldError::new("", format!("invalid YAML: {deep}"));
+                loading.errors.push(load_error(&origin, None, fe));
+                continue;
+            }
+        };
         for (document, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let origin = Origin {
                 file: file.clone(),

@@ -47,10 +47,37 @@ pub(super) enum Node {
     Map(Rc<Vec<(Node, Node)>>),
 }
 
+/// Collections nested deeper than this are refused before serde_yaml reads
+/// the file: its own recursion limit is 128, but its scanner (libyaml's)
+/// checks every open flow level on each token, so `{a: {a: ...` 100,000
+/// levels deep took minutes to refuse.
+pub const MAX_DEPTH: usize = 128;
+
+/// A document nested deeper than [`MAX_DEPTH`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "collections nested more than {MAX_DEPTH} levels deep at line {line} (the recursion limit of serde_yaml and of kubectl's JSON)"
+)]
+pub struct TooDeep {
+    /// 0-based index of the document.
+    pub document: usize,
+    pub line: usize,
+}
+
+/// Why a file could not be read as YAML.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    TooDeep(#[from] TooDeep),
+    #[error(transparent)]
+    Syntax(#[from] serde_yaml::Error),
+}
+
 /// The documents of `text`, in order, each with aliases expanded as
 /// serde_yaml expands them. Stops at the first syntax error (serde_yaml
-/// reports it); the documents before it are returned.
-pub(super) fn documents(text: &str) -> Vec<Node> {
+/// reports it); the documents before it are returned. A document nested
+/// deeper than [`MAX_DEPTH`] is an error: serde_yaml must not see the file.
+pub(super) fn documents(text: &str) -> Result<Vec<Node>, TooDeep> {
     struct Open {
         map: bool,
         anchor: usize,
@@ -60,7 +87,7 @@ pub(super) fn documents(text: &str) -> Vec<Node> {
     let mut open: Vec<Open> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     for event in Parser::new_from_str(text) {
-        let Ok((event, _)) = event else { break };
+        let Ok((event, span)) = event else { break };
         let (node, anchor) = match event {
             Event::DocumentStart(..) => {
                 anchors.clear();
@@ -78,6 +105,12 @@ pub(super) fn documents(text: &str) -> Vec<Node> {
             Event::Alias(id) => (anchors.get(&id).cloned().unwrap_or(Node::Other), 0),
             Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
                 let map = matches!(event, Event::MappingStart(..));
+                if open.len() >= MAX_DEPTH {
+                    return Err(TooDeep {
+                        document: docs.len(),
+                        line: span.start.line(),
+                    });
+                }
                 open.push(Open {
                     map,
                     anchor,
@@ -109,7 +142,7 @@ pub(super) fn documents(text: &str) -> Vec<Node> {
             None => docs.push(node),
         }
     }
-    docs
+    Ok(docs)
 }
 
 /// Unquoted scalars that kubectl reads as a boolean or a number, by the
@@ -303,12 +336,12 @@ fn merge_error(path: &str) -> FieldError {
 /// every plain scalar resolved as go-yaml v2 resolves it (see [`apply`]),
 /// the single letters `y` and `n` kept as strings as the loader keeps them.
 /// The error carries the index of the document that is not valid YAML.
-pub(crate) fn read_documents(text: &str) -> Result<Vec<Value>, (usize, serde_yaml::Error)> {
+pub(crate) fn read_documents(text: &str) -> Result<Vec<Value>, (usize, ReadError)> {
     use serde::Deserialize;
-    let shapes = documents(text);
+    let shapes = documents(text).map_err(|deep| (deep.document, deep.into()))?;
     let mut out = Vec::new();
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let mut value = Value::deserialize(doc).map_err(|e| (index, e))?;
+        let mut value = Value::deserialize(doc).map_err(|e| (index, e.into()))?;
         if let Some(shape) = shapes.get(index) {
             apply(&mut value, shape, &mut Originals::default());
         }
@@ -353,7 +386,7 @@ mod tests {
     fn plain_scalars_become_what_kubectl_reads() {
         let text = "a: yes\nb: 'yes'\nc: [on, \"on\", !!str on]\nd: &x {y: 1_0}\ne: *x\n";
         let mut value: Value = serde_yaml::from_str(text).unwrap();
-        let docs = documents(text);
+        let docs = documents(text).unwrap();
         let mut originals = Originals::default();
         let applied = apply(&mut value, &docs[0], &mut originals);
         assert!(applied.errors.is_empty() && applied.warnings.is_empty());
@@ -387,7 +420,11 @@ mod tests {
     fn merge_keys_as_go_yaml_v2() {
         let text = "a: &a {p: 1, q: 2}\nb: &b {p: 3, r: 4}\nc: {<<: *a, p: 9}\nd: {p: 9, <<: *a}\ne: {<<: [*b, *a]}\nf: {'<<': *a}\n";
         let mut value: Value = serde_yaml::from_str(text).unwrap();
-        let applied = apply(&mut value, &documents(text)[0], &mut Originals::default());
+        let applied = apply(
+            &mut value,
+            &documents(text).unwrap()[0],
+            &mut Originals::default(),
+        );
         assert!(applied.errors.is_empty(), "{:?}", applied.errors);
         let want: Value = serde_yaml::from_str(
             "a: {p: 1, q: 2}\nb: {p: 3, r: 4}\nc: {p: 9, q: 2}\nd: {p: 1, q: 2}\ne: {p: 3, r: 4, q: 2}\nf: {'<<': {p: 1, q: 2}}\n",
@@ -396,7 +433,11 @@ mod tests {
         assert_eq!(value, want);
         let text = "a: {<<: 1}\n";
         let mut value: Value = serde_yaml::from_str(text).unwrap();
-        let applied = apply(&mut value, &documents(text)[0], &mut Originals::default());
+        let applied = apply(
+            &mut value,
+            &documents(text).unwrap()[0],
+            &mut Originals::default(),
+        );
         assert_eq!(applied.errors.len(), 1);
         assert_eq!(applied.errors[0].field, "a");
     }
@@ -413,14 +454,14 @@ mod tests {
             "a: 1\n---\n\n---\nb: yes\n...\n---\nc: on\n",
             "--- yes\n--- [on]\n",
         ] {
-            let shapes = documents(text);
+            let shapes = documents(text).unwrap();
             let values: Vec<Value> = serde_yaml::Deserializer::from_str(text)
                 .map(|d| Value::deserialize(d).unwrap())
                 .collect();
             assert_eq!(shapes.len(), values.len(), "{text:?}: {shapes:?}");
         }
         let mut value: Value = serde_yaml::from_str("a: yes\n").unwrap();
-        let other = &documents("b: yes\n")[0];
+        let other = &documents("b: yes\n").unwrap()[0];
         apply(&mut value, other, &mut Originals::default());
         assert_eq!(value, serde_yaml::from_str::<Value>("a: 'yes'\n").unwrap());
     }
@@ -429,7 +470,11 @@ mod tests {
     fn single_letter_values_stay_strings_with_a_warning() {
         let text = "metadata: {name: y, labels: {n: N, y: x}}\n";
         let mut value: Value = serde_yaml::from_str(text).unwrap();
-        let applied = apply(&mut value, &documents(text)[0], &mut Originals::default());
+        let applied = apply(
+            &mut value,
+            &documents(text).unwrap()[0],
+            &mut Originals::default(),
+        );
         let want: Value =
             serde_yaml::from_str("metadata: {name: y, labels: {'false': N, 'true': x}}\n").unwrap();
         assert_eq!(value, want);
