@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod sni;
 pub mod stream;
 pub mod version;
+pub mod yaml_depth;
 
 pub use compiled::CompiledConfig;
 pub use config::*;

@@ -16,6 +16,8 @@ pub enum ConfigError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("invalid ProxyConfig YAML: {0}")]
+    TooDeep(#[from] crate::yaml_depth::TooDeep),
     #[error("invalid ProxyConfig YAML{}: {source}", location_suffix(.source))]
     Yaml {
         #[source]
@@ -62,6 +64,7 @@ impl ProxyConfig {
                 source,
             })
         } else {
+            crate::yaml_depth::check_depth(text)?;
             serde_yaml::from_str(text).map_err(|source| ConfigError::Yaml { source })
         }
     }

@@ -211,3 +211,21 @@ fn compiled_config_evaluates_the_loaded_config() {
     let err = CompiledConfig::new(&bad).unwrap_err();
     assert!(err.to_string().contains("default/allow-sleep"), "{err}");
 }
+
+/// A sidecar's `--config` file is YAML or JSON: YAML nested deeper than
+/// serde_yaml reads is refused before serde_yaml's scanner, which takes
+/// minutes over 100,000 levels of `{a: `, sees it (JSON has serde_json's
+/// own limit of 128, reached in linear time).
+#[test]
+fn deeply_nested_yaml_config_is_refused_before_parsing() {
+    let n = 100_000;
+    let text = format!("mesh: {}1{}\n", "{a: ".repeat(n), "}".repeat(n));
+    match palisade_api::ProxyConfig::from_yaml_or_json(&text) {
+        Err(palisade_api::version::ConfigError::TooDeep(deep)) => {
+            assert_eq!((deep.document, deep.line), (0, 1));
+        }
+        other => panic!("expected TooDeep, got {other:?}"),
+    }
+    let json = format!("{{\"mesh\": {}1{}}}", "[".repeat(n), "]".repeat(n));
+    assert!(palisade_api::ProxyConfig::from_yaml_or_json(&json).is_err());
+}

@@ -47,22 +47,7 @@ pub(super) enum Node {
     Map(Rc<Vec<(Node, Node)>>),
 }
 
-/// Collections nested deeper than this are refused before serde_yaml reads
-/// the file: its own recursion limit is 128, but its scanner (libyaml's)
-/// checks every open flow level on each token, so `{a: {a: ...` 100,000
-/// levels deep took minutes to refuse.
-pub const MAX_DEPTH: usize = 128;
-
-/// A document nested deeper than [`MAX_DEPTH`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "collections nested more than {MAX_DEPTH} levels deep at line {line} (the recursion limit of serde_yaml and of kubectl's JSON)"
-)]
-pub struct TooDeep {
-    /// 0-based index of the document.
-    pub document: usize,
-    pub line: usize,
-}
+pub use palisade_api::yaml_depth::TooDeep;
 
 /// Why a file could not be read as YAML.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +61,10 @@ pub enum ReadError {
 /// The documents of `text`, in order, each with aliases expanded as
 /// serde_yaml expands them. Stops at the first syntax error (serde_yaml
 /// reports it); the documents before it are returned. A document nested
-/// deeper than [`MAX_DEPTH`] is an error: serde_yaml must not see the file.
+/// too deep for serde_yaml is an error (`palisade_api::yaml_depth`):
+/// serde_yaml must not see the file.
 pub(super) fn documents(text: &str) -> Result<Vec<Node>, TooDeep> {
+    palisade_api::yaml_depth::check_depth(text)?;
     struct Open {
         map: bool,
         anchor: usize,
@@ -87,7 +74,7 @@ pub(super) fn documents(text: &str) -> Result<Vec<Node>, TooDeep> {
     let mut open: Vec<Open> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     for event in Parser::new_from_str(text) {
-        let Ok((event, span)) = event else { break };
+        let Ok((event, _)) = event else { break };
         let (node, anchor) = match event {
             Event::DocumentStart(..) => {
                 anchors.clear();
@@ -105,12 +92,6 @@ pub(super) fn documents(text: &str) -> Result<Vec<Node>, TooDeep> {
             Event::Alias(id) => (anchors.get(&id).cloned().unwrap_or(Node::Other), 0),
             Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
                 let map = matches!(event, Event::MappingStart(..));
-                if open.len() >= MAX_DEPTH {
-                    return Err(TooDeep {
-                        document: docs.len(),
-                        line: span.start.line(),
-                    });
-                }
                 open.push(Open {
                     map,
                     anchor,
