@@ -131,6 +131,12 @@ pub struct Pod {
     /// Such a pod is in no selector's IP set, is isolated by no policy, runs
     /// no sidecar (no config, no peer entry), but stays a Service endpoint.
     pub host_network: bool,
+    /// Why the pod runs no sidecar although it is on the pod network: its
+    /// injection was opted out (`load::injection_opt_out`). Istio's
+    /// "naked" workload: it stays in selectors and Service endpoints, but
+    /// gets no config and is no mesh peer, so it presents no identity, is
+    /// reached in plaintext, and nothing enforces policy at it.
+    pub no_sidecar: Option<String>,
     pub ports: Vec<PodPort>,
     /// From the `palisade.dev/opaque-ports` annotation.
     pub opaque_ports: Vec<u16>,
@@ -150,6 +156,12 @@ impl Pod {
     /// `NS/POD`
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether a sidecar runs beside the pod: not for a hostNetwork pod,
+    /// nor for one whose injection was opted out.
+    pub fn has_sidecar(&self) -> bool {
+        !self.host_network && self.no_sidecar.is_none()
     }
 
     /// In phase `Succeeded` or `Failed`: every container has terminated and

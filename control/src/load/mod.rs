@@ -17,7 +17,7 @@ use crate::cluster::{Cluster, Origin};
 mod cidr;
 mod istio;
 mod kube;
-pub use kube::OPAQUE_PORTS_ANNOTATION;
+pub use kube::{INJECT_ANNOTATION, ISTIO_INJECT_KEY, OPAQUE_PORTS_ANNOTATION, injection_opt_out};
 mod mesh;
 mod meta;
 mod names;
