@@ -318,3 +318,42 @@ fn naked_app_has_no_sidecar() {
         assert!(allowed(&call(&c, "a", "naked", 80)), "{opt_out}");
     }
 }
+
+/// Upstream's DestinationRule templates (`global-dr.yaml.tmpl`,
+/// `migration.yaml.tmpl`) load, and `lint` names every client TLS mode in
+/// them as not applied: where upstream's `global mtls strict` expects the
+/// ISTIO_MUTUAL call to the naked app to fail, or `global plaintext to
+/// mtls permissive` expects plaintext, Palisade's auto mTLS decides instead.
+#[test]
+fn destination_rule_tls_modes_are_named_by_lint() {
+    let global_dr = "---\napiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata:\n  namespace: istio-system\n  name: default\nspec:\n  host: \"*\"\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n---\napiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata:\n  namespace: istio-system\n  name: eastwest-opt-out\nspec:\n  exportTo: [.]\n  host: \"*\"\n  trafficPolicy:\n    loadBalancer:\n      simple: UNSPECIFIED\n";
+    let migration = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  namespace: echo1\n  name: migration\nspec:\n  host: migration.echo1.svc.cluster.local\n  subsets:\n  - name: vistio\n    labels: {version: vistio}\n    trafficPolicy:\n      tls: {mode: ISTIO_MUTUAL}\n  - name: vlegacy\n    labels: {version: vlegacy}\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n    portLevelSettings:\n    - port: {number: 80}\n      tls: {mode: DISABLE}\n";
+    let c = load(&[
+        &mesh(),
+        &global_peer_authn("PERMISSIVE"),
+        global_dr,
+        migration,
+    ]);
+    let findings: Vec<String> = palisade_control::lint::lint(&c)
+        .into_iter()
+        .filter(|f| f.code == "destination-rule-tls-ignored")
+        .map(|f| format!("{}: {}", f.object, f.message))
+        .collect();
+    let expected = [
+        "DestinationRule istio-system/default: spec.trafficPolicy.tls.mode DISABLE",
+        "DestinationRule echo1/migration: spec.trafficPolicy.tls.mode ISTIO_MUTUAL",
+        "DestinationRule echo1/migration: spec.trafficPolicy.portLevelSettings[0].tls.mode DISABLE",
+        "DestinationRule echo1/migration: spec.subsets[0].trafficPolicy.tls.mode ISTIO_MUTUAL",
+    ];
+    assert_eq!(findings.len(), expected.len(), "{findings:#?}");
+    for e in expected {
+        assert!(
+            findings.iter().any(|f| f.starts_with(e)),
+            "{e} not in {findings:#?}"
+        );
+    }
+    // The call upstream's `global plaintext to mtls permissive` makes in
+    // plaintext is mTLS here: auto mTLS between sidecars.
+    let r = call(&c, "a", "b", 80);
+    assert!(allowed(&r) && r.endpoints[0].mtls.mtls);
+}

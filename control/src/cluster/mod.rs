@@ -408,6 +408,21 @@ pub struct Cluster {
     pub peer_authentications: Vec<PeerAuthentication>,
     pub authorization_policies: Vec<AuthorizationPolicy>,
     pub service_entries: Vec<ServiceEntry>,
+    /// Client TLS modes set by DestinationRules, which Palisade does not
+    /// apply (its sidecars use Istio's auto mTLS); `lint` warns of each.
+    pub ignored_client_tls: Vec<IgnoredClientTls>,
+}
+
+/// A `tls.mode` of a DestinationRule (`networking.istio.io`), read only to
+/// say that it is not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredClientTls {
+    /// `DestinationRule ns/name`
+    pub object: String,
+    /// The field path, such as `spec.trafficPolicy.tls.mode`.
+    pub field: String,
+    pub mode: String,
+    pub origin: Origin,
 }
 
 /// An Istio `ServiceEntry` with `resolution: STATIC` (the subset the
