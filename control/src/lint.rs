@@ -76,6 +76,7 @@ pub fn lint(cluster: &Cluster) -> Vec<Finding> {
     selectors_without_labels(cluster, &mut out);
     services_without_endpoints(&compiler, &mut out);
     service_entry_identities(cluster, &mut out);
+    destination_rule_tls(cluster, &mut out);
     let mut v = out.0;
     v.sort();
     v.dedup();
@@ -584,5 +585,24 @@ fn service_entry_identities(cluster: &Cluster, out: &mut Out) {
                 }
             }
         }
+    }
+}
+
+/// A DestinationRule's client TLS mode is not applied: Palisade's sidecars
+/// always use Istio's auto mTLS, so where the rule would differ (upstream's
+/// `reachability_test.go`: `DISABLE` sends plaintext that a STRICT port
+/// refuses; `ISTIO_MUTUAL` sends mTLS that a pod without a sidecar, or a
+/// DISABLE port, cannot take), `check` and the sidecars do not follow it.
+fn destination_rule_tls(cluster: &Cluster, out: &mut Out) {
+    for t in &cluster.ignored_client_tls {
+        out.push(
+            Severity::Warning,
+            "destination-rule-tls-ignored",
+            &t.object,
+            format!(
+                "{} {} is not applied ({}): Palisade reads no DestinationRule, and its sidecars use Istio's auto mTLS (mTLS to a sidecar unless the port is DISABLE, plaintext to a pod without one)",
+                t.field, t.mode, t.origin
+            ),
+        );
     }
 }

@@ -351,3 +351,34 @@ fn which(cmd: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+// Istio's opt-out, `sidecar.istio.io/inject: "false"` as a pod template
+// label or annotation, is honoured as Palisade's own: existing Istio
+// manifests keep their sidecar-less workloads, and the control plane
+// (`load::injection_opt_out`) judges those pods as outside the mesh.
+#[test]
+fn istio_opt_out_label_and_annotation_are_honoured() {
+    let pod = |meta: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: naked\n  {meta}\nspec:\n  containers: [{{name: app, image: echo}}]\n"
+        )
+    };
+    for meta in [
+        "labels: {sidecar.istio.io/inject: \"false\"}",
+        "annotations: {sidecar.istio.io/inject: \"false\"}",
+    ] {
+        let input = pod(meta);
+        let (out, outcomes) = inject_documents(&input, &InjectOptions::default()).unwrap();
+        assert_eq!(docs(&out), docs(&input), "{meta}");
+        assert!(
+            matches!(&outcomes[0], Outcome::OptedOut(r) if r.contains("sidecar.istio.io/inject")),
+            "{meta}: {outcomes:?}"
+        );
+    }
+    let (_, outcomes) = inject_documents(
+        &pod("labels: {sidecar.istio.io/inject: \"true\"}"),
+        &InjectOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(outcomes[0], Outcome::Injected);
+}

@@ -56,6 +56,39 @@ fn plain_mtls(detail: impl Into<String>) -> MtlsLayer {
     }
 }
 
+/// An L4 layer at a pod that runs no sidecar (its injection was opted
+/// out): nothing there enforces the NetworkPolicies that select it.
+fn no_sidecar_l4(compiler: &Compiler<'_>, pod: usize, at: &str, why: &str) -> L4Layer {
+    let cluster = compiler.cluster();
+    let p = &cluster.pods[pod];
+    let policies: Vec<String> = compiler
+        .selecting_policies(p)
+        .into_iter()
+        .map(|i| {
+            let np = &cluster.network_policies[i];
+            format!("{}/{}", np.namespace, np.name)
+        })
+        .collect();
+    let unenforced = if policies.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the NetworkPolicies selecting it ({}) are not enforced there",
+            policies.join(", ")
+        )
+    };
+    L4Layer {
+        policies,
+        ..skip_l4(
+            "not-meshed",
+            format!(
+                "{at}: {} runs no sidecar ({why}): nothing enforces policy there{unenforced}",
+                p.key()
+            ),
+        )
+    }
+}
+
 /// The authorization layer where it does not apply (not proxied, not TCP,
 /// outside the mesh).
 fn skip_authz(detail: impl Into<String>) -> AuthzLayer {
@@ -183,6 +216,8 @@ struct Ends<'a> {
     src_config: Option<std::rc::Rc<ProxyConfig>>,
     configs: &'a ConfigCache,
     src_host_network: bool,
+    /// Why the source pod runs no sidecar, when its injection was opted out.
+    src_no_sidecar: Option<String>,
     src_name: String,
     src_ip: IpAddr,
     src_pod: Option<usize>,
@@ -217,19 +252,23 @@ pub fn check_cached(
         Source::Identity { id, ip, pod } => (*pod, *ip, id.clone(), Some(id.clone())),
         Source::External { ip } => (None, *ip, ip.to_string(), None),
     };
-    // A hostNetwork pod runs no sidecar: it presents no mesh identity.
+    // A hostNetwork pod runs no sidecar: it presents no mesh identity; nor
+    // does a pod whose injection was opted out (Istio's "naked" workload).
     let src_host_network = src_pod.is_some_and(|p| cluster.pods[p].host_network);
-    let identity = if req.plaintext || src_host_network {
+    let src_no_sidecar = src_pod.and_then(|p| cluster.pods[p].no_sidecar.clone());
+    let src_sidecar = !src_host_network && src_no_sidecar.is_none();
+    let identity = if req.plaintext || !src_sidecar {
         None
     } else {
         identity
     };
     let ends = Ends {
         src_config: src_pod
-            .filter(|_| !src_host_network)
+            .filter(|_| src_sidecar)
             .map(|p| configs.get(compiler, p)),
         configs,
         src_host_network,
+        src_no_sidecar,
         src_name,
         src_ip,
         src_pod,
@@ -439,6 +478,9 @@ fn judge(
     }
     let egress = match &ends.src_config {
         None if ends.src_host_network => host_network_l4(&format!("egress at {}", ends.src_name)),
+        None if let (Some(why), Some(sp)) = (&ends.src_no_sidecar, ends.src_pod) => {
+            no_sidecar_l4(compiler, sp, &format!("egress at {}", ends.src_name), why)
+        }
         Some(c) => l4_layer(
             &c.outbound.egress,
             dst_ip,
@@ -455,8 +497,10 @@ fn judge(
         ),
     };
     let dst_host_network = dst_pod.filter(|&p| cluster.pods[p].host_network);
+    let dst_no_sidecar =
+        dst_pod.and_then(|p| cluster.pods[p].no_sidecar.as_deref().map(|why| (p, why)));
     let dst_config = dst_pod
-        .filter(|_| dst_host_network.is_none())
+        .filter(|_| dst_host_network.is_none() && dst_no_sidecar.is_none())
         .map(|p| ends.configs.get(compiler, p));
     let tcp = proto == Protocol::Tcp;
     let (mtls, ingress, authorization) = match (&dst_config, dst_pod) {
@@ -558,6 +602,21 @@ fn judge(
                 host_network_l4(&format!("ingress at {name}")),
                 skip_authz(format!(
                     "authorization: {name} is a hostNetwork pod, which runs no sidecar"
+                )),
+            )
+        }
+        // Injection opted out: the caller's sidecar sends plaintext (it is
+        // no mesh peer), and nothing at the pod judges the connection.
+        _ if let Some((dp, why)) = dst_no_sidecar => {
+            let name = cluster.pods[dp].key();
+            (
+                plain_mtls(format!(
+                    "mtls: {name} runs no sidecar ({why}): {}",
+                    plain_transport(proto)
+                )),
+                no_sidecar_l4(compiler, dp, &format!("ingress at {name}"), why),
+                skip_authz(format!(
+                    "authorization: {name} runs no sidecar ({why}): no policy is enforced there"
                 )),
             )
         }

@@ -131,6 +131,12 @@ pub struct Pod {
     /// Such a pod is in no selector's IP set, is isolated by no policy, runs
     /// no sidecar (no config, no peer entry), but stays a Service endpoint.
     pub host_network: bool,
+    /// Why the pod runs no sidecar although it is on the pod network: its
+    /// injection was opted out (`load::injection_opt_out`). Istio's
+    /// "naked" workload: it stays in selectors and Service endpoints, but
+    /// gets no config and is no mesh peer, so it presents no identity, is
+    /// reached in plaintext, and nothing enforces policy at it.
+    pub no_sidecar: Option<String>,
     pub ports: Vec<PodPort>,
     /// From the `palisade.dev/opaque-ports` annotation.
     pub opaque_ports: Vec<u16>,
@@ -150,6 +156,12 @@ impl Pod {
     /// `NS/POD`
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether a sidecar runs beside the pod: not for a hostNetwork pod,
+    /// nor for one whose injection was opted out.
+    pub fn has_sidecar(&self) -> bool {
+        !self.host_network && self.no_sidecar.is_none()
     }
 
     /// In phase `Succeeded` or `Failed`: every container has terminated and
@@ -396,6 +408,21 @@ pub struct Cluster {
     pub peer_authentications: Vec<PeerAuthentication>,
     pub authorization_policies: Vec<AuthorizationPolicy>,
     pub service_entries: Vec<ServiceEntry>,
+    /// Client TLS modes set by DestinationRules, which Palisade does not
+    /// apply (its sidecars use Istio's auto mTLS); `lint` warns of each.
+    pub ignored_client_tls: Vec<IgnoredClientTls>,
+}
+
+/// A `tls.mode` of a DestinationRule (`networking.istio.io`), read only to
+/// say that it is not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredClientTls {
+    /// `DestinationRule ns/name`
+    pub object: String,
+    /// The field path, such as `spec.trafficPolicy.tls.mode`.
+    pub field: String,
+    pub mode: String,
+    pub origin: Origin,
 }
 
 /// An Istio `ServiceEntry` with `resolution: STATIC` (the subset the

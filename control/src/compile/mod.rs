@@ -35,6 +35,11 @@ pub enum CompileError {
         "pod {0} has spec.hostNetwork: true: it runs in its node's network namespace, where no sidecar can run, so it has no proxy config (NetworkPolicy does not apply to it; its traffic is the node's)"
     )]
     HostNetwork(String),
+    /// Its injection was opted out: no sidecar asks for a config.
+    #[error(
+        "pod {0} runs no sidecar ({1}), so it has no proxy config: it is outside the mesh, reached in plaintext, and nothing enforces policy at it"
+    )]
+    NoSidecar(String, String),
 }
 
 struct EgressView {
@@ -124,8 +129,10 @@ impl<'a> Compiler<'a> {
             .map(|(i, p)| {
                 let identity = cluster.identity(p);
                 // A hostNetwork pod is no mesh peer: no sidecar answers at
-                // its (node's) address, so traffic to it is plain.
-                let ips: &[std::net::IpAddr] = if p.host_network { &[] } else { &p.ips };
+                // its (node's) address, so traffic to it is plain; nor is a
+                // pod whose injection was opted out (Istio's auto mTLS
+                // sends plaintext to a workload without a sidecar).
+                let ips: &[std::net::IpAddr] = if p.has_sidecar() { &p.ips } else { &[] };
                 ips.iter()
                     .map(|ip| Peer {
                         ip: *ip,
@@ -243,8 +250,12 @@ impl<'a> Compiler<'a> {
             .cluster
             .pod_index(ns, name)
             .ok_or_else(|| CompileError::UnknownWorkload(workload.to_string()))?;
-        if self.index.cluster.pods[i].host_network {
+        let pod = &self.index.cluster.pods[i];
+        if pod.host_network {
             return Err(CompileError::HostNetwork(workload.to_string()));
+        }
+        if let Some(why) = &pod.no_sidecar {
+            return Err(CompileError::NoSidecar(workload.to_string(), why.clone()));
         }
         Ok(self.compile(i))
     }
@@ -355,11 +366,12 @@ impl<'a> Compiler<'a> {
     }
 
     /// Compiles every workload that runs a sidecar, in pod order: every pod
-    /// but the hostNetwork ones (`CompileError::HostNetwork`).
+    /// but the hostNetwork ones (`CompileError::HostNetwork`) and those
+    /// opted out of injection (`CompileError::NoSidecar`).
     pub fn compile_all(&self) -> Vec<ProxyConfig> {
         let pods = &self.index.cluster.pods;
         (0..pods.len())
-            .filter(|&i| !pods[i].host_network)
+            .filter(|&i| pods[i].has_sidecar())
             .map(|i| self.compile(i))
             .collect()
     }

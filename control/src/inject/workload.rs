@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_yaml::{Mapping, Value};
 
-use super::{ANNOTATION_INJECT, ANNOTATION_STATUS};
+use super::ANNOTATION_STATUS;
 
 /// The pod template of a workload: its metadata and its pod spec.
 pub struct PodTemplate<'a> {
@@ -95,9 +95,14 @@ pub fn pod_template(value: &mut Value) -> Result<Option<PodTemplate<'_>>, String
 }
 
 fn annotations_of(metadata: Option<&Value>) -> BTreeMap<String, String> {
+    string_map_of(metadata, "annotations")
+}
+
+/// The string entries of `metadata.KEY` (labels or annotations).
+fn string_map_of(metadata: Option<&Value>, key: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if let Some(map) = metadata
-        .and_then(|m| m.get("annotations"))
+        .and_then(|m| m.get(key))
         .and_then(Value::as_mapping)
     {
         for (k, v) in map {
@@ -123,16 +128,17 @@ impl PodTemplate<'_> {
     /// `hostNetwork` that is not a boolean (the API server refuses it).
     pub fn opt_out_reason(&self) -> Result<Option<String>, String> {
         let pod = self.annotations();
-        for (source, annotations) in [
-            ("pod template", &pod),
-            ("workload", &self.owner_annotations),
+        let labels = string_map_of(Some(&Value::Mapping(self.metadata.clone())), "labels");
+        let none = BTreeMap::new();
+        // The control plane reads the same keys on the pods it sees
+        // (`load::injection_opt_out`), so what is not injected is judged
+        // as outside the mesh.
+        for (source, labels, annotations) in [
+            ("pod template", &labels, &pod),
+            ("workload", &none, &self.owner_annotations),
         ] {
-            if let Some(v) = annotations.get(ANNOTATION_INJECT)
-                && v.eq_ignore_ascii_case("false")
-            {
-                return Ok(Some(format!(
-                    "{source} annotation {ANNOTATION_INJECT}: \"false\""
-                )));
+            if let Some(why) = crate::load::injection_opt_out(labels, annotations) {
+                return Ok(Some(format!("{source} {why}")));
             }
         }
         match self.spec.get("hostNetwork") {

@@ -108,7 +108,7 @@ impl LabPlan {
                 ip,
                 tcp_ports: ports(Protocol::Tcp),
                 udp_ports: ports(Protocol::Udp),
-                meshed: !opted_out.contains(&pod.key()),
+                meshed: !opted_out.contains(&pod.key()) && pod.no_sidecar.is_none(),
             });
         }
         let services = cluster

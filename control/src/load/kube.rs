@@ -24,6 +24,35 @@ use crate::cluster::{
 /// Annotation listing extra opaque (server-first) ports of a pod.
 pub const OPAQUE_PORTS_ANNOTATION: &str = "palisade.dev/opaque-ports";
 
+/// Palisade's injection opt-out (`"false"`), on a pod or its workload.
+pub const INJECT_ANNOTATION: &str = "palisade.dev/inject";
+/// Istio's injection opt-out, as a label or an annotation (`"false"`):
+/// Istio's injector honours both (the label first), and existing Istio
+/// manifests mark their sidecar-less ("naked") workloads with it.
+pub const ISTIO_INJECT_KEY: &str = "sidecar.istio.io/inject";
+
+/// Why a pod with these labels and annotations runs no sidecar (its
+/// injection was opted out), or `None`. The webhook skips such a pod, and
+/// the control plane treats it as outside the mesh: it presents no
+/// identity, its callers' sidecars reach it in plaintext, and nothing
+/// enforces policy at it.
+pub fn injection_opt_out(
+    labels: &std::collections::BTreeMap<String, String>,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    [
+        ("label", ISTIO_INJECT_KEY, labels),
+        ("annotation", INJECT_ANNOTATION, annotations),
+        ("annotation", ISTIO_INJECT_KEY, annotations),
+    ]
+    .into_iter()
+    .find_map(|(what, key, map)| {
+        map.get(key)
+            .filter(|v| v.eq_ignore_ascii_case("false"))
+            .map(|v| format!("{what} {key}: {v:?}"))
+    })
+}
+
 fn expect_version(head: &ObjectHead, versions: &[&str]) -> Result<(), Vec<FieldError>> {
     if versions.contains(&head.version()) {
         Ok(())
@@ -240,6 +269,13 @@ pub(super) fn pod(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let no_sidecar = injection_opt_out(
+        pod.metadata.labels.as_ref().unwrap_or(&Default::default()),
+        pod.metadata
+            .annotations
+            .as_ref()
+            .unwrap_or(&Default::default()),
+    );
     Ok(Pod {
         namespace: head.namespace.clone(),
         name: head.name.clone(),
@@ -255,6 +291,7 @@ pub(super) fn pod(
         // A non-boolean is already refused by the typed read, with the
         // field's path (`spec.hostNetwork`).
         host_network: spec.host_network.unwrap_or(false),
+        no_sidecar,
         ports,
         opaque_ports,
         ready: !finished && condition_ready,

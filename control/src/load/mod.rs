@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::cluster::{Cluster, Origin};
+use crate::cluster::{Cluster, IgnoredClientTls, Origin};
 
 mod cidr;
 mod istio;
 mod kube;
-pub use kube::OPAQUE_PORTS_ANNOTATION;
+pub use kube::{INJECT_ANNOTATION, ISTIO_INJECT_KEY, OPAQUE_PORTS_ANNOTATION, injection_opt_out};
 mod mesh;
 mod meta;
 mod names;
@@ -328,6 +328,22 @@ impl Loading {
                 service_entry::service_entry(&head, value, origin.clone())
                     .map(|e| cluster.service_entries.push(e))
             }
+            ("networking.istio.io", "DestinationRule") => {
+                // Not applied (see `IgnoredClientTls`); its TLS modes are
+                // kept for `lint` to name.
+                let object = head.describe();
+                cluster.ignored_client_tls.extend(
+                    destination_rule_tls_modes(&value)
+                        .into_iter()
+                        .map(|(field, mode)| IgnoredClientTls {
+                            object: object.clone(),
+                            field,
+                            mode,
+                            origin: origin.clone(),
+                        }),
+                );
+                Ok(())
+            }
             ("palisade.dev", "MeshConfig") => {
                 if let Some(first) = &self.mesh_origin {
                     Err(vec![FieldError::new(
@@ -486,4 +502,54 @@ impl ObjectHead {
             format!("{} {}/{}", self.kind, self.namespace, self.name)
         }
     }
+}
+
+/// The `tls.mode`s a DestinationRule sets, with their field paths: in
+/// `spec.trafficPolicy`, its `portLevelSettings`, and the same in each of
+/// `spec.subsets`.
+fn destination_rule_tls_modes(value: &serde_yaml::Value) -> Vec<(String, String)> {
+    fn policy(at: &str, p: Option<&serde_yaml::Value>, out: &mut Vec<(String, String)>) {
+        let Some(p) = p else { return };
+        let mode = |v: &serde_yaml::Value| {
+            v.get("tls")
+                .and_then(|t| t.get("mode"))
+                .and_then(serde_yaml::Value::as_str)
+                .map(str::to_string)
+        };
+        if let Some(m) = mode(p) {
+            out.push((format!("{at}.tls.mode"), m));
+        }
+        for (i, pls) in p
+            .get("portLevelSettings")
+            .and_then(serde_yaml::Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(m) = mode(pls) {
+                out.push((format!("{at}.portLevelSettings[{i}].tls.mode"), m));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let spec = value.get("spec");
+    policy(
+        "spec.trafficPolicy",
+        spec.and_then(|s| s.get("trafficPolicy")),
+        &mut out,
+    );
+    for (i, subset) in spec
+        .and_then(|s| s.get("subsets"))
+        .and_then(serde_yaml::Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        policy(
+            &format!("spec.subsets[{i}].trafficPolicy"),
+            subset.get("trafficPolicy"),
+            &mut out,
+        );
+    }
+    out
 }
