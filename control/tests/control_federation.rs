@@ -19,7 +19,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use palisade_control::cluster::{BundleEndpoint, EndpointProfile, Mesh};
 use palisade_control::server::federation::{
-    Federation, FetchContext, FetchError, FetchedBundle, MAX_BUNDLE_BYTES, WebRoots, fetch_bundle,
+    Federation, FetchContext, FetchError, FetchedBundle, LocalBundle, MAX_BUNDLE_BYTES, WebRoots,
+    fetch_bundle,
 };
 use palisade_control::server::{self, CaAuthority, RunningServer, ServerOptions};
 use palisade_identity::{TrustBundle, TrustDomain};
@@ -373,15 +374,28 @@ async fn scripted_web_endpoint(respond: Respond) -> (SocketAddr, String) {
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
+    let addr = scripted_endpoint(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        respond,
+    )
+    .await;
+    (addr, ca_cert.pem())
+}
+
+/// An HTTPS server on 127.0.0.1 presenting `chain`, answering every
+/// request with `respond`.
+async fn scripted_endpoint(
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    respond: Respond,
+) -> SocketAddr {
     let provider = palisade_identity::provider::default_provider();
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-        )
+        .with_single_cert(chain, key)
         .unwrap();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
@@ -408,7 +422,7 @@ async fn scripted_web_endpoint(respond: Respond) -> (SocketAddr, String) {
             });
         }
     });
-    (addr, ca_cert.pem())
+    addr
 }
 
 fn document(ca: &CaAuthority, sequence: u64) -> String {
@@ -621,7 +635,9 @@ fn respond(
 fn fetch_context(web_roots: WebRoots) -> FetchContext {
     let local = CaAuthority::generate(TD).unwrap();
     FetchContext {
-        local: TrustBundle::from_pem(TrustDomain::new(TD).unwrap(), local.bundle_pem()).unwrap(),
+        local: Arc::new(LocalBundle::from_pointee(
+            TrustBundle::from_pem(TrustDomain::new(TD).unwrap(), local.bundle_pem()).unwrap(),
+        )),
         web_roots,
         state_dir: None,
         timeout: Duration::from_secs(2),
@@ -783,6 +799,7 @@ async fn upstream_fetch_bundle_cases_over_https_web() {
     let got = fetch_bundle(REMOTE_TD, &endpoint, &federation, &ctx).await;
     assert!(matches!(got, Err(FetchError::Timeout(_))), "{got:?}");
     held.abort();
+    let _ = held.await; // the listener is closed once the task is gone
     // Nobody listening.
     let endpoint = BundleEndpoint {
         url: format!("https://{silent_addr}/"),
@@ -1048,6 +1065,56 @@ async fn a_changed_bundle_endpoint_is_fetched_at_once() {
     write_mesh_config(&fx, &entry(b.addr));
     wait_for("the new endpoint's bundle", || {
         compiled_roots(&local, REMOTE_TD) == Some(roots_of(second.bundle_pem()))
+    })
+    .await;
+    local.shutdown().await;
+}
+
+/// SPIFFE Federation 5.2.2.4: a non-self-serving endpoint is verified
+/// against "the latest available SPIFFE bundle corresponding to the trust
+/// domain of the endpoint's SPIFFE ID". Here that trust domain is the
+/// mesh's own, whose CA is replaced while the control plane runs: the
+/// endpoint, whose SVID comes from the new CA, is believed once the new
+/// root is in force, not verified against the roots of the start forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_in_the_mesh_trust_domain_follows_the_mesh_ca() {
+    let remote = CaAuthority::generate(REMOTE_TD).unwrap();
+    let new_ca = CaAuthority::generate(TD).unwrap();
+    let endpoint_id = format!("spiffe://{TD}/bundle-server");
+    let svid = new_ca
+        .inner()
+        .issue(
+            &palisade_identity::SpiffeId::parse(&endpoint_id).unwrap(),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let addr = scripted_endpoint(
+        svid.chain.clone(),
+        svid.key.unwrap(),
+        respond(
+            200,
+            Some("application/json"),
+            None,
+            document(&remote, 1).into_bytes(),
+        ),
+    )
+    .await;
+    let fx = Fixture::new();
+    write_mesh_config(
+        &fx,
+        &format!(
+            "    - trustDomain: {REMOTE_TD}\n      bundleEndpointURL: https://{addr}/\n      bundleEndpointProfile:\n        type: https_spiffe\n        endpointSPIFFEID: {endpoint_id}\n"
+        ),
+    );
+    let mut o = fx.options();
+    o.ca_dir = Some(fx.ca_dir.clone());
+    o.ca_poll_interval = Duration::from_millis(100);
+    let local = fx.start_with(o).await;
+    wait_for_failed_fetch(&local).await;
+    assert_eq!(compiled_roots(&local, REMOTE_TD), None);
+    new_ca.save_dir(&fx.ca_dir).unwrap();
+    wait_for("the bundle, once the new mesh root is in force", || {
+        compiled_roots(&local, REMOTE_TD) == Some(roots_of(remote.bundle_pem()))
     })
     .await;
     local.shutdown().await;

@@ -143,8 +143,9 @@ fn client_config(
             let expected =
                 SpiffeId::parse(endpoint_id).map_err(|e| FetchError::Url(e.to_string()))?;
             let endpoint_td = expected.trust_domain_str();
-            let bundle = if ctx.local.accepts_trust_domain(endpoint_td) {
-                ctx.local.clone()
+            let local = ctx.local.load_full();
+            let bundle = if local.accepts_trust_domain(endpoint_td) {
+                (*local).clone()
             } else {
                 // Self-serving (endpoint_td == td) or another federated
                 // trust domain: its bundle in force.

@@ -503,11 +503,18 @@ fn forget_kept(state_dir: &Path, td: &str) {
     }
 }
 
+/// The mesh's own bundle, as the fetcher reads it.
+pub type LocalBundle = arc_swap::ArcSwap<TrustBundle>;
+
 /// What the fetcher needs besides the federation state.
 #[derive(Clone)]
 pub struct FetchContext {
-    /// The mesh's own bundle, for endpoints whose SPIFFE ID is local.
-    pub local: TrustBundle,
+    /// The mesh's own bundle in force, for endpoints whose SPIFFE ID is
+    /// local: replaced at each CA change, so such an endpoint is verified
+    /// against "the latest available SPIFFE bundle" of its trust domain
+    /// (SPIFFE Federation 5.2.2.4), not the roots of the control plane's
+    /// start.
+    pub local: Arc<LocalBundle>,
     pub web_roots: WebRoots,
     pub state_dir: Option<PathBuf>,
     pub timeout: Duration,
