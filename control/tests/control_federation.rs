@@ -17,6 +17,11 @@ use control_support::*;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use palisade_control::cluster::{BundleEndpoint, EndpointProfile, Mesh};
+use palisade_control::server::federation::{
+    Federation, FetchContext, FetchError, FetchedBundle, LocalBundle, MAX_BUNDLE_BYTES, WebRoots,
+    fetch_bundle,
+};
 use palisade_control::server::{self, CaAuthority, RunningServer, ServerOptions};
 use palisade_identity::{TrustBundle, TrustDomain};
 use rustls::pki_types::CertificateDer;
@@ -233,6 +238,10 @@ async fn a_self_serving_https_spiffe_endpoint_replaces_the_configured_bundle() {
         compiled_roots(&local, REMOTE_TD).as_ref() == Some(&stale_roots)
     })
     .await;
+    // "Terminating a federation relationship is as simple as deleting the
+    // local copy" (SPIFFE Federation 6.3): the kept bundle is gone from
+    // disk too, so a relationship set up again after a restart starts over.
+    assert!(!fx.state.join("federation/remote.test.json").exists());
     let f = federation_status(&local, &fx).await;
     assert_eq!(f.bundle_source, "configured", "{f:?}");
     assert_eq!(f.roots, 2);
@@ -333,6 +342,27 @@ struct WebEndpoint {
 }
 
 async fn web_endpoint() -> WebEndpoint {
+    let document = Arc::new(Mutex::new(String::new()));
+    let doc = document.clone();
+    let (addr, ca_pem) = scripted_web_endpoint(Arc::new(move || {
+        let body = doc.lock().unwrap().clone();
+        http::Response::new(Full::new(Bytes::from(body)))
+    }))
+    .await;
+    WebEndpoint {
+        addr,
+        document,
+        ca_pem,
+    }
+}
+
+/// What a scripted endpoint answers to every request.
+type Respond = Arc<dyn Fn() -> http::Response<Full<Bytes>> + Send + Sync>;
+
+/// A web CA and an HTTPS server on 127.0.0.1 with a certificate from it
+/// (for the name 127.0.0.1 only), answering every request with `respond`;
+/// its address and the CA's PEM.
+async fn scripted_web_endpoint(respond: Respond) -> (SocketAddr, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -344,36 +374,47 @@ async fn web_endpoint() -> WebEndpoint {
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
+    let addr = scripted_endpoint(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        respond,
+    )
+    .await;
+    (addr, ca_cert.pem())
+}
+
+/// An HTTPS server on 127.0.0.1 presenting `chain`, answering every
+/// request with `respond`.
+async fn scripted_endpoint(
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    respond: Respond,
+) -> SocketAddr {
     let provider = palisade_identity::provider::default_provider();
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-        )
+        .with_single_cert(chain, key)
         .unwrap();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let document = Arc::new(Mutex::new(String::new()));
-    let doc = document.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
             let acceptor = acceptor.clone();
-            let doc = doc.clone();
+            let respond = respond.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let svc = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
-                    let body = doc.lock().unwrap().clone();
-                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body)))) }
+                    let response = respond();
+                    async move { Ok::<_, Infallible>(response) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), svc)
@@ -381,11 +422,7 @@ async fn web_endpoint() -> WebEndpoint {
             });
         }
     });
-    WebEndpoint {
-        addr,
-        document,
-        ca_pem: ca_cert.pem(),
-    }
+    addr
 }
 
 fn document(ca: &CaAuthority, sequence: u64) -> String {
@@ -565,6 +602,519 @@ async fn a_fetched_bundle_without_x509_roots_withdraws_the_trust_domains_roots()
     *web.document.lock().unwrap() = document(&fetched, 12);
     wait_for("the roots to come back", || {
         compiled_roots(&local, REMOTE_TD) == Some(roots_of(fetched.bundle_pem()))
+    })
+    .await;
+    local.shutdown().await;
+}
+
+// === Upstream cases: go-spiffe v2/federation/{fetch,handler}_test.go ===
+
+/// A response with `status`, an optional content type and location, and
+/// `body`.
+fn respond(
+    status: u16,
+    content_type: Option<&'static str>,
+    location: Option<&'static str>,
+    body: Vec<u8>,
+) -> Respond {
+    Arc::new(move || {
+        let mut r = http::Response::new(Full::new(Bytes::from(body.clone())));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        if let Some(ty) = content_type {
+            r.headers_mut()
+                .insert(http::header::CONTENT_TYPE, ty.parse().unwrap());
+        }
+        if let Some(l) = location {
+            r.headers_mut()
+                .insert(http::header::LOCATION, l.parse().unwrap());
+        }
+        r
+    })
+}
+
+fn fetch_context(web_roots: WebRoots) -> FetchContext {
+    let local = CaAuthority::generate(TD).unwrap();
+    FetchContext {
+        local: Arc::new(LocalBundle::from_pointee(
+            TrustBundle::from_pem(TrustDomain::new(TD).unwrap(), local.bundle_pem()).unwrap(),
+        )),
+        web_roots,
+        state_dir: None,
+        timeout: Duration::from_secs(2),
+    }
+}
+
+type FetchResult = Result<FetchedBundle, FetchError>;
+
+/// One fetch from an `https_web` endpoint per case, each a real HTTPS
+/// server answering as scripted: go-spiffe's `FetchBundle` cases
+/// (v2/federation/fetch_test.go) and the SPIFFE Federation rules on
+/// consuming an `https_web` endpoint (5.2.1.4: RFC 6125 name check against
+/// a locally trusted CA; 5.2.1.3: a UTF-8 bundle, `Content-Type` only a
+/// SHOULD; 7.5.1: redirects, which Palisade does not follow). Every
+/// failure is an error naming what went wrong, never a bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_fetch_bundle_cases_over_https_web() {
+    let remote = CaAuthority::generate(REMOTE_TD).unwrap();
+    let doc = document(&remote, 3).into_bytes();
+    let want_pem = roots_pem(remote.bundle_pem());
+    let json = Some("application/json");
+    let is_bundle = |r: &FetchResult| {
+        r.as_ref()
+            .is_ok_and(|f| f.pem == want_pem && f.sequence == Some(3))
+    };
+    type Check<'a> = Box<dyn Fn(&FetchResult) -> bool + 'a>;
+    let cases: Vec<(&str, Respond, &str, bool, Check<'_>)> = vec![
+        (
+            "fetch_test.go TestFetchBundle_WebPKIRoots",
+            respond(200, json, None, doc.clone()),
+            "127.0.0.1",
+            true,
+            Box::new(is_bundle),
+        ),
+        (
+            "fetch_test.go TestFetchBundle_ErrorReadingBundleBody (empty body)",
+            respond(200, json, None, Vec::new()),
+            "127.0.0.1",
+            true,
+            Box::new(|r| matches!(r, Err(FetchError::Bundle(_)))),
+        ),
+        (
+            "5.2.1.3: Content-Type is a SHOULD of the server; text/plain is read",
+            respond(200, Some("text/plain"), None, doc.clone()),
+            "127.0.0.1",
+            true,
+            Box::new(is_bundle),
+        ),
+        (
+            "5.2.1.3: no Content-Type at all",
+            respond(200, None, None, doc.clone()),
+            "127.0.0.1",
+            true,
+            Box::new(is_bundle),
+        ),
+        (
+            "404: not a bundle",
+            respond(
+                404,
+                Some("text/plain"),
+                None,
+                b"404 page not found\n".to_vec(),
+            ),
+            "127.0.0.1",
+            true,
+            Box::new(|r| {
+                matches!(
+                    r,
+                    Err(FetchError::Status {
+                        status: 404,
+                        location: None
+                    })
+                )
+            }),
+        ),
+        (
+            "handler_test.go 'bundle not found': 500 with the document of another error",
+            respond(500, Some("text/plain"), None, doc.clone()),
+            "127.0.0.1",
+            true,
+            Box::new(|r| matches!(r, Err(FetchError::Status { status: 500, .. }))),
+        ),
+        (
+            "7.5.1: a redirect is named, not followed",
+            respond(
+                302,
+                None,
+                Some("https://elsewhere.example/bundle"),
+                Vec::new(),
+            ),
+            "127.0.0.1",
+            true,
+            Box::new(|r| {
+                matches!(r, Err(FetchError::Status { status: 302, location: Some(l) })
+                    if l == "https://elsewhere.example/bundle")
+                    && r.as_ref().unwrap_err().to_string().contains("not followed")
+            }),
+        ),
+        (
+            "a body over the size limit",
+            respond(200, json, None, vec![b' '; MAX_BUNDLE_BYTES + 1]),
+            "127.0.0.1",
+            true,
+            Box::new(|r| matches!(r, Err(FetchError::Http(m)) if m.contains("body"))),
+        ),
+        (
+            "5.2.1.3: the bundle MUST be UTF-8",
+            respond(200, json, None, b"{\"keys\": [\"\xff\"]}".to_vec()),
+            "127.0.0.1",
+            true,
+            Box::new(|r| matches!(r, Err(FetchError::Bundle(m)) if m.contains("UTF-8"))),
+        ),
+        (
+            "5.2.1.4: the certificate must name the URL's host (RFC 6125)",
+            respond(200, json, None, doc.clone()),
+            "localhost",
+            true,
+            Box::new(|r| matches!(r, Err(FetchError::Tls(_)))),
+        ),
+        (
+            "5.2.1.4: the certificate must come from a locally trusted CA",
+            respond(200, json, None, doc.clone()),
+            "127.0.0.1",
+            false,
+            Box::new(|r| matches!(r, Err(FetchError::Tls(_)))),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let federation = Federation::new();
+    for (name, answer, host, trusted, check) in cases {
+        let (addr, ca_pem) = scripted_web_endpoint(answer).await;
+        let roots = dir.path().join("roots.pem");
+        std::fs::write(&roots, &ca_pem).unwrap();
+        let web_roots = WebRoots::load(trusted.then_some(roots.as_path())).unwrap();
+        let endpoint = BundleEndpoint {
+            url: format!("https://{host}:{}/bundle.json", addr.port()),
+            profile: EndpointProfile::HttpsWeb,
+        };
+        let got = fetch_bundle(REMOTE_TD, &endpoint, &federation, &fetch_context(web_roots)).await;
+        assert!(check(&got), "{name}: {got:?}");
+    }
+
+    // An endpoint that accepts and never answers: the fetch times out
+    // (go-spiffe's TestFetchBundle_ErrorGettingBundle, a fetch that does
+    // not complete, is a failed fetch).
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let endpoint = BundleEndpoint {
+        url: format!("https://{silent_addr}/"),
+        profile: EndpointProfile::HttpsWeb,
+    };
+    let ctx = fetch_context(WebRoots::load(None).unwrap());
+    let got = fetch_bundle(REMOTE_TD, &endpoint, &federation, &ctx).await;
+    assert!(matches!(got, Err(FetchError::Timeout(_))), "{got:?}");
+    held.abort();
+    let _ = held.await; // the listener is closed once the task is gone
+    // Nobody listening.
+    let endpoint = BundleEndpoint {
+        url: format!("https://{silent_addr}/"),
+        profile: EndpointProfile::HttpsWeb,
+    };
+    let got = fetch_bundle(REMOTE_TD, &endpoint, &federation, &ctx).await;
+    assert!(matches!(got, Err(FetchError::Connect(_))), "{got:?}");
+}
+
+/// go-spiffe's `FetchBundle` with SPIFFE authentication
+/// (v2/federation/fetch_test.go TestFetchBundle_SPIFFEAuth and
+/// TestFetchBundle_SPIFFEAuth_UnexpectedID) against a real bundle
+/// endpoint: the server's X509-SVID must name exactly the endpoint SPIFFE
+/// ID (SPIFFE Federation 5.2.2.4) and verify against the bundle of that
+/// ID's trust domain; with no bundle for it, nothing is fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_fetch_bundle_cases_over_https_spiffe() {
+    let root = tempfile::tempdir().unwrap();
+    let (remote, ca) = remote_control_plane(root.path()).await;
+    let url = format!("https://{}/", remote.bundle_endpoint.unwrap());
+    let other = CaAuthority::generate(REMOTE_TD).unwrap();
+    let ctx = fetch_context(WebRoots::load(None).unwrap());
+    let control = server::control_id(REMOTE_TD);
+    type Check<'a> = Box<dyn Fn(&FetchResult) -> bool + 'a>;
+    let cases: Vec<(&str, &str, &str, Check<'_>)> = vec![
+        (
+            "TestFetchBundle_SPIFFEAuth",
+            control.as_str(),
+            ca.bundle_pem(),
+            Box::new(|r: &FetchResult| {
+                r.as_ref()
+                    .is_ok_and(|f| f.pem == roots_pem(ca.bundle_pem()) && f.sequence.is_some())
+            }),
+        ),
+        (
+            "TestFetchBundle_SPIFFEAuth_UnexpectedID",
+            "spiffe://remote.test/other/id",
+            ca.bundle_pem(),
+            Box::new(
+                |r: &FetchResult| matches!(r, Err(FetchError::Tls(m)) if m.to_lowercase().contains("unexpected")),
+            ),
+        ),
+        (
+            "5.2.2.4: the SVID must verify against the endpoint trust domain's bundle",
+            control.as_str(),
+            other.bundle_pem(),
+            Box::new(|r: &FetchResult| matches!(r, Err(FetchError::Tls(_)))),
+        ),
+        (
+            "5.2.2.2: an endpoint in a trust domain with no bundle",
+            "spiffe://third.test/bundle-server",
+            ca.bundle_pem(),
+            Box::new(
+                |r: &FetchResult| matches!(r, Err(FetchError::NoEndpointBundle(td)) if td == "third.test"),
+            ),
+        ),
+    ];
+    for (name, endpoint_id, configured, check) in cases {
+        let federation = Federation::new();
+        let mut mesh = Mesh::default();
+        mesh.federated_bundles
+            .insert(REMOTE_TD.to_string(), configured.to_string());
+        federation.apply(&mut mesh);
+        let endpoint = BundleEndpoint {
+            url: url.clone(),
+            profile: EndpointProfile::HttpsSpiffe {
+                endpoint_id: endpoint_id.to_string(),
+            },
+        };
+        let got = fetch_bundle(REMOTE_TD, &endpoint, &federation, &ctx).await;
+        assert!(check(&got), "{name}: {got:?}");
+    }
+    remote.shutdown().await;
+}
+
+/// go-spiffe's `federation.Handler` (v2/federation/handler_test.go
+/// TestHandler): a GET is answered 200 with exactly one `Content-Type:
+/// application/json` and the bundle, any other method 405 "method is not
+/// allowed" (HEAD, which HTTP makes a GET without the body, is answered as
+/// a GET), over real HTTPS with curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_handler_cases_against_the_bundle_endpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let (remote, ca) = remote_control_plane(root.path()).await;
+    let at = remote.bundle_endpoint.unwrap();
+    for (method, status, content_type, body) in [
+        ("GET", "200", "application/json", None),
+        ("HEAD", "200", "application/json", None),
+        ("POST", "405", "text/plain", Some("method is not allowed\n")),
+        ("PUT", "405", "text/plain", Some("method is not allowed\n")),
+        (
+            "DELETE",
+            "405",
+            "text/plain",
+            Some("method is not allowed\n"),
+        ),
+        (
+            "PATCH",
+            "405",
+            "text/plain",
+            Some("method is not allowed\n"),
+        ),
+    ] {
+        let body_file = root.path().join("body");
+        let _ = std::fs::remove_file(&body_file);
+        let mut cmd = tokio::process::Command::new("curl");
+        cmd.args(["-sk", "--max-time", "10", "-D", "-", "-o"])
+            .arg(&body_file)
+            .args(["-w", "%{http_code}"]);
+        if method == "HEAD" {
+            cmd.arg("--head");
+        } else {
+            cmd.args(["-X", method]);
+        }
+        let out = cmd.arg(format!("https://{at}/")).output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(stdout.ends_with(status), "{method}: {stdout}");
+        let types: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            })
+            .map(|(_, v)| v.trim())
+            .collect();
+        assert_eq!(types, [content_type], "{method}: {stdout}");
+        // (curl --head writes the headers where the body would go.)
+        let got = std::fs::read_to_string(&body_file).unwrap_or_default();
+        match body {
+            Some(want) => assert_eq!(got, want, "{method}"),
+            None if method == "HEAD" => {}
+            None => assert_eq!(roots_pem_of_json(&got), roots_pem(ca.bundle_pem())),
+        }
+    }
+    remote.shutdown().await;
+}
+
+// === Relationship lifecycle ===
+
+/// SPIFFE Federation 4.2: "Operators MAY locally update the SPIFFE bundle
+/// of a foreign trust domain at any time. In this case, the locally
+/// updated version of the bundle is considered the latest until replaced
+/// by a subsequent refresh." The remote trust domain is rebuilt with a new
+/// CA, so the fetched bundle held (and kept on disk) no longer
+/// authenticates its self-serving endpoint (5.2.2.4); the operator
+/// re-bootstraps with the new bundle, which replaces the fetched one at
+/// once and authenticates the next fetch. The same when the update is
+/// made while the control plane is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_update_of_the_bundle_replaces_the_fetched_one() {
+    let root = tempfile::tempdir().unwrap();
+    let control = server::control_id(REMOTE_TD);
+    let (first, first_ca) = remote_control_plane(&root.path().join("first")).await;
+    let url = |srv: &RunningServer| format!("https://{}/", srv.bundle_endpoint.unwrap());
+    let fx = Fixture::new();
+    write_mesh_config(
+        &fx,
+        &spiffe_entry(&url(&first), &control, first_ca.bundle_pem()),
+    );
+    let local = fx.start().await;
+    let fetched_from = |srv: &RunningServer, ca: &CaAuthority| {
+        let s = srv
+            .federation
+            .status()
+            .get(REMOTE_TD)
+            .cloned()
+            .unwrap_or_default();
+        s.fetched
+            && s.last_error.is_none()
+            && compiled_roots(srv, REMOTE_TD) == Some(roots_of(ca.bundle_pem()))
+    };
+    wait_for("the first remote's bundle", || {
+        fetched_from(&local, &first_ca)
+    })
+    .await;
+    first.shutdown().await;
+
+    let (second, second_ca) = remote_control_plane(&root.path().join("second")).await;
+    write_mesh_config(
+        &fx,
+        &spiffe_entry(&url(&second), &control, second_ca.bundle_pem()),
+    );
+    wait_for("the rebuilt remote's bundle, fetched", || {
+        fetched_from(&local, &second_ca)
+    })
+    .await;
+    let kept = std::fs::read_to_string(fx.state.join("federation/remote.test.json")).unwrap();
+    assert_eq!(roots_pem_of_json(&kept), roots_pem(second_ca.bundle_pem()));
+
+    // Rebuilt again while the local control plane is down.
+    local.shutdown().await;
+    second.shutdown().await;
+    let (third, third_ca) = remote_control_plane(&root.path().join("third")).await;
+    write_mesh_config(
+        &fx,
+        &spiffe_entry(&url(&third), &control, third_ca.bundle_pem()),
+    );
+    let local = fx.start().await;
+    wait_for(
+        "the third remote's bundle, fetched after the restart",
+        || fetched_from(&local, &third_ca),
+    )
+    .await;
+
+    // A restart without a local update keeps the fetched bundle in force,
+    // not the configured one.
+    local.shutdown().await;
+    third.shutdown().await;
+    let stale = CaAuthority::generate(REMOTE_TD).unwrap();
+    let kept = std::fs::read_to_string(fx.state.join("federation/remote.test.json")).unwrap();
+    assert_eq!(roots_pem_of_json(&kept), roots_pem(third_ca.bundle_pem()));
+    let local = fx.start().await;
+    assert_eq!(
+        compiled_roots(&local, REMOTE_TD),
+        Some(roots_of(third_ca.bundle_pem()))
+    );
+    // ...until the operator updates it.
+    write_mesh_config(
+        &fx,
+        &spiffe_entry("https://127.0.0.1:9/", &control, stale.bundle_pem()),
+    );
+    wait_for("the locally updated bundle in force", || {
+        compiled_roots(&local, REMOTE_TD) == Some(roots_of(stale.bundle_pem()))
+    })
+    .await;
+    assert!(!fx.state.join("federation/remote.test.json").exists());
+    local.shutdown().await;
+}
+
+/// A bundle endpoint whose URL changes is a new relationship (SPIFFE
+/// Federation 6.1): it is fetched at once, not when the old endpoint's
+/// refresh hint (an hour here) comes due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_bundle_endpoint_is_fetched_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let first = CaAuthority::generate(REMOTE_TD).unwrap();
+    let second = CaAuthority::generate(REMOTE_TD).unwrap();
+    let hourly = |ca: &CaAuthority, seq: u64| {
+        TrustBundle::from_pem(TrustDomain::new(REMOTE_TD).unwrap(), ca.bundle_pem())
+            .unwrap()
+            .to_spiffe_bundle(Some(seq), Some(3600))
+            .unwrap()
+    };
+    let (a, b) = (web_endpoint().await, web_endpoint().await);
+    *a.document.lock().unwrap() = hourly(&first, 10);
+    *b.document.lock().unwrap() = hourly(&second, 11);
+    let roots_file = root.path().join("web-roots.pem");
+    std::fs::write(&roots_file, format!("{}{}", a.ca_pem, b.ca_pem)).unwrap();
+    let entry = |at: SocketAddr| {
+        format!(
+            "    - trustDomain: {REMOTE_TD}\n      bundleEndpointURL: https://{at}/bundle\n      bundleEndpointProfile: {{type: https_web}}\n"
+        )
+    };
+    let fx = Fixture::new();
+    write_mesh_config(&fx, &entry(a.addr));
+    let mut o = fx.options();
+    o.federation_web_roots = Some(roots_file);
+    let local = fx.start_with(o).await;
+    wait_for("the first endpoint's bundle", || {
+        compiled_roots(&local, REMOTE_TD) == Some(roots_of(first.bundle_pem()))
+    })
+    .await;
+    write_mesh_config(&fx, &entry(b.addr));
+    wait_for("the new endpoint's bundle", || {
+        compiled_roots(&local, REMOTE_TD) == Some(roots_of(second.bundle_pem()))
+    })
+    .await;
+    local.shutdown().await;
+}
+
+/// SPIFFE Federation 5.2.2.4: a non-self-serving endpoint is verified
+/// against "the latest available SPIFFE bundle corresponding to the trust
+/// domain of the endpoint's SPIFFE ID". Here that trust domain is the
+/// mesh's own, whose CA is replaced while the control plane runs: the
+/// endpoint, whose SVID comes from the new CA, is believed once the new
+/// root is in force, not verified against the roots of the start forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_in_the_mesh_trust_domain_follows_the_mesh_ca() {
+    let remote = CaAuthority::generate(REMOTE_TD).unwrap();
+    let new_ca = CaAuthority::generate(TD).unwrap();
+    let endpoint_id = format!("spiffe://{TD}/bundle-server");
+    let svid = new_ca
+        .inner()
+        .issue(
+            &palisade_identity::SpiffeId::parse(&endpoint_id).unwrap(),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let addr = scripted_endpoint(
+        svid.chain.clone(),
+        svid.key.unwrap(),
+        respond(
+            200,
+            Some("application/json"),
+            None,
+            document(&remote, 1).into_bytes(),
+        ),
+    )
+    .await;
+    let fx = Fixture::new();
+    write_mesh_config(
+        &fx,
+        &format!(
+            "    - trustDomain: {REMOTE_TD}\n      bundleEndpointURL: https://{addr}/\n      bundleEndpointProfile:\n        type: https_spiffe\n        endpointSPIFFEID: {endpoint_id}\n"
+        ),
+    );
+    let mut o = fx.options();
+    o.ca_dir = Some(fx.ca_dir.clone());
+    o.ca_poll_interval = Duration::from_millis(100);
+    let local = fx.start_with(o).await;
+    wait_for_failed_fetch(&local).await;
+    assert_eq!(compiled_roots(&local, REMOTE_TD), None);
+    new_ca.save_dir(&fx.ca_dir).unwrap();
+    wait_for("the bundle, once the new mesh root is in force", || {
+        compiled_roots(&local, REMOTE_TD) == Some(roots_of(remote.bundle_pem()))
     })
     .await;
     local.shutdown().await;

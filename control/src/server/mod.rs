@@ -278,10 +278,13 @@ pub async fn start(
             .unwrap_or_else(|| format!("directory {}", opts.manifests.display())),
         source_report: opts.source_report.clone(),
     });
+    let fetch_local = Arc::new(federation::LocalBundle::from_pointee(
+        ca.inner().bundle().clone(),
+    ));
     tasks.push(tokio::spawn(federation::refresh_loop(
         opts.federation.clone(),
         federation::FetchContext {
-            local: ca.inner().bundle().clone(),
+            local: fetch_local.clone(),
             web_roots,
             state_dir: Some(opts.state_dir.clone()),
             timeout: opts.federation_fetch_timeout,
@@ -311,6 +314,7 @@ pub async fn start(
             client_roots,
             serving: serving.clone(),
             served_bundle,
+            fetch_local,
             refresh_hint: opts.bundle_refresh_hint,
             state_dir: opts.state_dir.clone(),
         },
@@ -403,6 +407,9 @@ struct CaHolders {
     client_roots: Arc<tls::ClientRoots>,
     serving: Arc<tls::ServingCert>,
     served_bundle: Arc<federation::serve::ServedDocument>,
+    /// The mesh's roots the federation fetcher verifies local endpoint
+    /// SPIFFE IDs against.
+    fetch_local: Arc<federation::LocalBundle>,
     refresh_hint: Duration,
     state_dir: PathBuf,
 }
@@ -410,8 +417,9 @@ struct CaHolders {
 /// After each CA change: client SVIDs verify against the new roots, the
 /// serving SVID comes from the new signer (every sidecar already trusts
 /// its root, pushed at prepare), every config carries the new roots and
-/// signer, the bundle endpoint serves the new roots, and new join tokens
-/// carry them.
+/// signer, the bundle endpoint serves the new roots, bundle endpoints with
+/// a local SPIFFE ID are verified against them, and new join tokens carry
+/// them.
 async fn follow_ca(cell: Arc<CaCell>, holders: CaHolders) {
     let mut changes = cell.subscribe();
     while changes.changed().await.is_ok() {
@@ -420,6 +428,9 @@ async fn follow_ca(cell: Arc<CaCell>, holders: CaHolders) {
             tracing::error!(error = %e, "cannot verify clients against the new roots");
         }
         renew_serving_svid(&ca, &holders.serving);
+        holders
+            .fetch_local
+            .store(Arc::new(ca.inner().bundle().clone()));
         let report = holders.state.set_identity(identity_stamp(&ca));
         tracing::info!(
             configs = report.changed.len(),

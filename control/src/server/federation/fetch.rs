@@ -99,9 +99,19 @@ struct Target {
 
 fn target(url: &str) -> Result<Target, FetchError> {
     let uri: http::Uri = url.parse().map_err(|e| FetchError::Url(format!("{e}")))?;
+    // SPIFFE Federation 5.2.1.1 and 5.2.2.1, as the MeshConfig loader
+    // checks them: the fetch itself refuses any other URL too.
+    if uri.scheme_str() != Some("https") {
+        return Err(FetchError::Url(format!(
+            "{url:?}: the scheme must be https"
+        )));
+    }
     let authority = uri
         .authority()
         .ok_or_else(|| FetchError::Url("no host".into()))?;
+    if authority.as_str().contains('@') {
+        return Err(FetchError::Url(format!("{url:?}: userinfo is not allowed")));
+    }
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -143,8 +153,9 @@ fn client_config(
             let expected =
                 SpiffeId::parse(endpoint_id).map_err(|e| FetchError::Url(e.to_string()))?;
             let endpoint_td = expected.trust_domain_str();
-            let bundle = if ctx.local.accepts_trust_domain(endpoint_td) {
-                ctx.local.clone()
+            let local = ctx.local.load_full();
+            let bundle = if local.accepts_trust_domain(endpoint_td) {
+                (*local).clone()
             } else {
                 // Self-serving (endpoint_td == td) or another federated
                 // trust domain: its bundle in force.
@@ -246,5 +257,23 @@ mod tests {
         assert_eq!(t.port, 443);
         let t = target("https://example.com").unwrap();
         assert_eq!(t.path, "/");
+    }
+
+    /// SPIFFE Federation 5.2.1.1 and 5.2.2.1: scheme `https`, no userinfo.
+    #[test]
+    fn targets_must_be_https_without_userinfo() {
+        for url in [
+            "http://example.com/bundle",
+            "ftp://example.com/bundle",
+            "https://user@example.com/bundle",
+            "https://user:pw@example.com/bundle",
+            "/bundle",
+        ] {
+            assert!(
+                matches!(target(url), Err(FetchError::Url(_))),
+                "{url}: {:?}",
+                target(url).ok().map(|t| t.host)
+            );
+        }
     }
 }

@@ -10,6 +10,13 @@
 //! its SVIDs until a bundle with roots is fetched again. A fetch that
 //! fails, or returns a bundle older than the one held (by
 //! `spiffe_sequence`), changes nothing: the last good bundle stays.
+//!
+//! An operator's local update of a trust domain's bundle (a changed
+//! `trustDomainBundle`) "is considered the latest until replaced by a
+//! subsequent refresh" (SPIFFE Federation 4.2): it replaces the fetched
+//! bundle, in force and on disk, and authenticates the next fetch of a
+//! self-serving endpoint, so a relationship whose kept bundle no longer
+//! verifies the endpoint recovers by re-bootstrapping, across a restart too.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -23,7 +30,7 @@ use crate::cluster::{BundleEndpoint, Mesh};
 mod fetch;
 pub mod serve;
 
-pub use fetch::{FetchError, WebRoots};
+pub use fetch::{FetchError, MAX_BUNDLE_BYTES, WebRoots, fetch as fetch_bundle};
 
 /// Poll interval when a bundle has no `spiffe_refresh_hint` (SPIFFE
 /// Federation 4: "five minutes is recommended").
@@ -34,6 +41,10 @@ pub const MIN_REFRESH: Duration = Duration::from_secs(1);
 pub const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
 /// Where fetched bundles are kept across restarts, under the state dir.
 pub const FETCHED_DIR: &str = "federation";
+/// Next to a kept `<td>.json`: the configured bundle (PEM; empty when
+/// none) at the time, to tell a local update made while the control plane
+/// was down.
+const CONFIGURED_SUFFIX: &str = ".configured.pem";
 
 /// A bundle fetched from a bundle endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +190,13 @@ struct Inner {
     configured: BTreeMap<String, String>,
     fetched: BTreeMap<String, FetchedBundle>,
     status: BTreeMap<String, EndpointStatus>,
+    /// A MeshConfig has been applied: `configured` is the last one's.
+    applied: bool,
+    /// From `load_kept`: the configured bundle when each kept bundle was
+    /// fetched (`None`: none was configured).
+    kept_configured: BTreeMap<String, Option<String>>,
+    /// Where fetched bundles are kept, once `load_kept` has run.
+    state_dir: Option<PathBuf>,
 }
 
 /// Federated bundles shared by the manifest compiler (which puts the
@@ -214,18 +232,44 @@ impl Federation {
     /// Called with each mesh the compiler loads: records its bundle
     /// endpoints and puts the fetched bundles in place of the configured
     /// ones. A trust domain whose endpoint is gone from the MeshConfig
-    /// loses its fetched bundle (SPIFFE Federation 6.3).
+    /// loses its fetched bundle (SPIFFE Federation 6.3), and so does one
+    /// whose configured bundle changed (a local update, SPIFFE Federation
+    /// 4.2: the latest until the next refresh).
     pub fn apply(&self, mesh: &mut Mesh) {
         let mut inner = self.write();
+        let updated = inner.locally_updated(&mesh.federated_bundles);
+        inner.applied = true;
+        inner.kept_configured.clear();
         inner.endpoints = mesh.bundle_endpoints.clone();
         inner.configured = mesh.federated_bundles.clone();
         let Inner {
             endpoints,
             fetched,
             status,
+            state_dir,
             ..
         } = &mut *inner;
-        fetched.retain(|td, _| endpoints.contains_key(td));
+        for td in &updated {
+            if fetched.remove(td).is_some() {
+                tracing::info!(trust_domain = %td, "the configured bundle changed: it replaces the fetched one until the next fetch (SPIFFE Federation 4.2)");
+            }
+            if let Some(s) = status.get_mut(td) {
+                s.fetched = false;
+                s.sequence = None;
+            }
+            if let Some(dir) = state_dir {
+                forget_kept(dir, td);
+            }
+        }
+        fetched.retain(|td, _| {
+            let keep = endpoints.contains_key(td);
+            if let (false, Some(dir)) = (keep, &state_dir) {
+                // "Deleting the local copy" (SPIFFE Federation 6.3): a
+                // relationship set up again starts over.
+                forget_kept(dir, td);
+            }
+            keep
+        });
         status.retain(|td, _| endpoints.contains_key(td));
         for (td, endpoint) in endpoints.iter() {
             let s = status.entry(td.clone()).or_default();
@@ -241,6 +285,13 @@ impl Federation {
                 mesh.federated_bundles.remove(td);
             }
         }
+    }
+
+    /// Keeps a fetched document of `td` in `state_dir`, with the bundle
+    /// configured for it now.
+    fn keep(&self, state_dir: &Path, td: &str, json: &str) {
+        let configured = self.read().configured.get(td).cloned().unwrap_or_default();
+        keep(state_dir, td, json, &configured);
     }
 
     /// The bundle endpoints of the last MeshConfig that loaded.
@@ -360,6 +411,7 @@ impl Federation {
     /// self-serving endpoint is authenticated with the latest bundle, not
     /// the (possibly rotated-away) configured one.
     pub fn load_kept(&self, state_dir: &Path) {
+        self.write().state_dir = Some(state_dir.to_path_buf());
         let dir = state_dir.join(FETCHED_DIR);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
@@ -380,6 +432,11 @@ impl Federation {
             {
                 Ok(f) => {
                     inner.fetched.insert(td.to_string(), f);
+                    let marker = dir.join(format!("{td}{CONFIGURED_SUFFIX}"));
+                    if let Ok(configured) = std::fs::read_to_string(marker) {
+                        let configured = (!configured.is_empty()).then_some(configured);
+                        inner.kept_configured.insert(td.to_string(), configured);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring a kept federated bundle");
@@ -389,23 +446,75 @@ impl Federation {
     }
 }
 
-fn keep(state_dir: &Path, td: &str, json: &str) {
-    let dir = state_dir.join(FETCHED_DIR);
-    let path = dir.join(format!("{td}.json"));
-    let tmp = dir.join(format!(".{td}.json.tmp"));
-    let written = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&tmp, json))
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        tracing::warn!(path = %path.display(), error = %e, "cannot keep the fetched bundle");
+impl Inner {
+    /// The trust domains whose configured bundle in `configured` is a local
+    /// update: set, and not the one configured before (by the last
+    /// MeshConfig, or, first after a restart, when the kept bundle was
+    /// fetched).
+    fn locally_updated(&self, configured: &BTreeMap<String, String>) -> Vec<String> {
+        configured
+            .iter()
+            .filter(|(td, pem)| {
+                let before = if self.applied {
+                    Some(self.configured.get(*td))
+                } else {
+                    self.kept_configured.get(*td).map(Option::as_ref)
+                };
+                before.is_some_and(|b| b != Some(*pem))
+            })
+            .map(|(td, _)| td.clone())
+            .collect()
     }
 }
+
+/// Writes `name` in `dir` by write-then-rename.
+fn write_file(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, text))
+        .and_then(|()| std::fs::rename(&tmp, dir.join(name)))
+}
+
+fn keep(state_dir: &Path, td: &str, json: &str, configured: &str) {
+    let dir = state_dir.join(FETCHED_DIR);
+    // The document first: should the marker not follow, the bundle looks
+    // superseded at the next start and the configured one is used, rather
+    // than an older document passing for a newer local update's successor.
+    let written = write_file(&dir, &format!("{td}.json"), json)
+        .and_then(|()| write_file(&dir, &format!("{td}{CONFIGURED_SUFFIX}"), configured));
+    if let Err(e) = written {
+        tracing::warn!(dir = %dir.display(), trust_domain = %td, error = %e, "cannot keep the fetched bundle");
+    }
+}
+
+/// Removes the kept bundle of `td`: superseded by a local update, or the
+/// relationship ended.
+fn forget_kept(state_dir: &Path, td: &str) {
+    let dir = state_dir.join(FETCHED_DIR);
+    for name in [format!("{td}.json"), format!("{td}{CONFIGURED_SUFFIX}")] {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove the superseded kept bundle");
+            }
+        }
+    }
+}
+
+/// The mesh's own bundle, as the fetcher reads it.
+pub type LocalBundle = arc_swap::ArcSwap<TrustBundle>;
 
 /// What the fetcher needs besides the federation state.
 #[derive(Clone)]
 pub struct FetchContext {
-    /// The mesh's own bundle, for endpoints whose SPIFFE ID is local.
-    pub local: TrustBundle,
+    /// The mesh's own bundle in force, for endpoints whose SPIFFE ID is
+    /// local: replaced at each CA change, so such an endpoint is verified
+    /// against "the latest available SPIFFE bundle" of its trust domain
+    /// (SPIFFE Federation 5.2.2.4), not the roots of the control plane's
+    /// start.
+    pub local: Arc<LocalBundle>,
     pub web_roots: WebRoots,
     pub state_dir: Option<PathBuf>,
     pub timeout: Duration,
@@ -415,15 +524,20 @@ pub struct FetchContext {
 /// (five minutes without one), retries a failed fetch after 1 s, doubling
 /// up to the poll interval, and wakes the compiler when a bundle changed.
 pub async fn refresh_loop(federation: Arc<Federation>, ctx: FetchContext) {
-    let mut due: BTreeMap<String, (Instant, Duration)> = BTreeMap::new();
+    // When each endpoint is due, the retry backoff, and the endpoint it was
+    // scheduled for: one whose URL or profile changed is a new relationship
+    // (SPIFFE Federation 6.1), fetched at once, not at the old one's
+    // refresh hint (up to a day away).
+    let mut due: BTreeMap<String, (Instant, Duration, BundleEndpoint)> = BTreeMap::new();
     loop {
         let endpoints = federation.endpoints();
-        due.retain(|td, _| endpoints.contains_key(td));
+        due.retain(|td, (_, _, scheduled)| endpoints.get(td) == Some(&*scheduled));
         let now = Instant::now();
         for (td, endpoint) in &endpoints {
-            let (at, backoff) = *due
+            let (at, backoff, _) = due
                 .entry(td.clone())
-                .or_insert((now, Duration::from_secs(1)));
+                .or_insert_with(|| (now, Duration::from_secs(1), endpoint.clone()));
+            let (at, backoff) = (*at, *backoff);
             if at > now {
                 continue;
             }
@@ -439,18 +553,25 @@ pub async fn refresh_loop(federation: Arc<Federation>, ctx: FetchContext) {
                     tracing::debug!(trust_domain = %td, url = %endpoint.url, sequence = ?f.sequence, "fetched federated bundle");
                     due.insert(
                         td.clone(),
-                        (Instant::now() + interval, Duration::from_secs(1)),
+                        (
+                            Instant::now() + interval,
+                            Duration::from_secs(1),
+                            endpoint.clone(),
+                        ),
                     );
                 }
                 Err(e) => {
                     tracing::warn!(trust_domain = %td, url = %endpoint.url, error = %e, retry_in = ?backoff, "cannot fetch federated bundle; the last good one stays");
                     let next = (backoff * 2).min(interval);
-                    due.insert(td.clone(), (Instant::now() + backoff, next));
+                    due.insert(
+                        td.clone(),
+                        (Instant::now() + backoff, next, endpoint.clone()),
+                    );
                 }
             }
             let recorded = federation.record(td, result);
             if let (Some(dir), Some(json)) = (&ctx.state_dir, &recorded.keep) {
-                keep(dir, td, json);
+                federation.keep(dir, td, json);
             }
             if recorded.changed {
                 if federation.fetched(td).is_some_and(|f| !f.has_x509_roots()) {
@@ -463,7 +584,7 @@ pub async fn refresh_loop(federation: Arc<Federation>, ctx: FetchContext) {
         }
         let next = due
             .values()
-            .map(|(at, _)| *at)
+            .map(|(at, _, _)| *at)
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         // Re-read the endpoints at least every second: a MeshConfig change

@@ -67,7 +67,9 @@ fn answer(method: &http::Method, document: &str) -> http::Response<Full<Bytes>> 
             let mut r = response(
                 http::StatusCode::METHOD_NOT_ALLOWED,
                 "text/plain",
-                Bytes::from_static(b"only GET\n"),
+                // go-spiffe's federation.Handler answers the same
+                // (v2/federation/handler_test.go, "invalid method").
+                Bytes::from_static(b"method is not allowed\n"),
             );
             r.headers_mut().insert(
                 http::header::ALLOW,
