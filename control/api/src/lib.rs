@@ -10,6 +10,7 @@ pub mod dns;
 pub mod l4;
 pub mod normalize;
 pub mod protocol;
+pub mod service_dnat;
 pub mod sni;
 pub mod stream;
 pub mod version;

@@ -40,23 +40,13 @@ pub fn ruleset(services: &[Service]) -> Option<String> {
                 .collect();
             endpoints.sort_unstable();
             endpoints.dedup();
-            let to = match endpoints.as_slice() {
-                // No endpoint: kube-proxy rejects; here the datagram is lost.
-                [] => continue,
-                [(ip, port)] => format!("{ip}:{port}"),
-                many => {
-                    let choice = if svc.session_affinity.is_some() {
-                        format!("jhash ip saddr mod {} seed 0x0", many.len())
-                    } else {
-                        format!("numgen random mod {}", many.len())
-                    };
-                    let map: Vec<String> = many
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (ip, port))| format!("{i} : {ip} . {port}"))
-                        .collect();
-                    format!("{choice} map {{ {} }}", map.join(", "))
-                }
+            // No endpoint: kube-proxy rejects; here the datagram is lost.
+            let Some(to) = palisade_api::service_dnat::dnat_target(
+                &endpoints,
+                svc.session_affinity.is_some(),
+                "ip",
+            ) else {
+                continue;
             };
             for vip in svc
                 .cluster_ips

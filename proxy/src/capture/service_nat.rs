@@ -61,25 +61,13 @@ pub fn rules(config: &ProxyConfig, proxy_uid: u32) -> ServiceRules {
                     .collect();
                 endpoints.sort_unstable();
                 endpoints.dedup();
-                let to = match endpoints.as_slice() {
-                    [] => {
-                        drops.push(format!("{matched} counter drop {comment}"));
-                        continue;
-                    }
-                    [(ip, port)] => address(*ip, *port),
-                    many => {
-                        let choice = if svc.session_affinity.is_some() {
-                            format!("jhash {family} saddr mod {} seed 0x0", many.len())
-                        } else {
-                            format!("numgen random mod {}", many.len())
-                        };
-                        let map: Vec<String> = many
-                            .iter()
-                            .enumerate()
-                            .map(|(i, (ip, port))| format!("{i} : {ip} . {port}"))
-                            .collect();
-                        format!("{choice} map {{ {} }}", map.join(", "))
-                    }
+                let Some(to) = palisade_api::service_dnat::dnat_target(
+                    &endpoints,
+                    svc.session_affinity.is_some(),
+                    family,
+                ) else {
+                    drops.push(format!("{matched} counter drop {comment}"));
+                    continue;
                 };
                 lines.push(format!("{matched} dnat {family} to {to} {comment}"));
             }
@@ -99,12 +87,4 @@ pub fn rules(config: &ProxyConfig, proxy_uid: u32) -> ServiceRules {
         let _ = writeln!(chain, "  }}");
     }
     ServiceRules { chain, drops }
-}
-
-/// `ip:port`, or `[ip]:port` for IPv6, as `dnat to` takes one address.
-fn address(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("{v4}:{port}"),
-        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-    }
 }
