@@ -151,8 +151,11 @@ const CASES: &[(&str, &[&str], &[&str], bool)] = &[
     ),
 ];
 
+/// Verifies an SVID of an ID under a CA with permitted and excluded subtrees.
+type VerifyUnder = fn(&str, &[&str], &[&str]) -> Result<String, SvidError>;
+
 /// Every case of [`CASES`] through `verify`.
-fn enforce_cases(verify: fn(&str, &[&str], &[&str]) -> Result<String, SvidError>) {
+fn enforce_cases(verify: VerifyUnder) {
     for (id, permitted, excluded, accepted) in CASES {
         let got = verify(id, permitted, excluded);
         assert_eq!(
