@@ -32,17 +32,14 @@ pub fn ruleset(services: &[Service]) -> Option<String> {
                 Protocol::Sctp => "sctp",
                 Protocol::Tcp => continue,
             };
-            let mut endpoints: Vec<_> = sp
+            // No endpoint: kube-proxy rejects; here the datagram is lost.
+            let endpoints = sp
                 .endpoints
                 .iter()
                 .filter(|e| e.ip.is_ipv4())
-                .map(|e| (e.ip, e.port))
-                .collect();
-            endpoints.sort_unstable();
-            endpoints.dedup();
-            // No endpoint: kube-proxy rejects; here the datagram is lost.
+                .map(|e| (e.ip, e.port));
             let Some(to) = palisade_api::service_dnat::dnat_target(
-                &endpoints,
+                endpoints,
                 svc.session_affinity.is_some(),
                 "ip",
             ) else {

@@ -14,7 +14,6 @@
 //! A Service port none of whose endpoints egress allows is dropped at its
 //! virtual IP. The sidecar's own UID is left alone.
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use palisade_api::l4::CompiledDirection;
 use palisade_api::{Protocol, ProxyConfig};
@@ -52,17 +51,14 @@ pub fn rules(config: &ProxyConfig, proxy_uid: u32) -> ServiceRules {
             for vip in svc.cluster_ips.iter().chain(&svc.external_ips) {
                 let family = if vip.is_ipv4() { "ip" } else { "ip6" };
                 let matched = format!("{family} daddr {vip} {keyword} dport {}", sp.port);
-                let mut endpoints: Vec<(IpAddr, u16)> = sp
+                let endpoints = sp
                     .endpoints
                     .iter()
                     .filter(|e| e.ip.is_ipv4() == vip.is_ipv4())
                     .filter(|e| egress.evaluate(e.ip, e.port, sp.protocol).is_allowed())
-                    .map(|e| (e.ip, e.port))
-                    .collect();
-                endpoints.sort_unstable();
-                endpoints.dedup();
+                    .map(|e| (e.ip, e.port));
                 let Some(to) = palisade_api::service_dnat::dnat_target(
-                    &endpoints,
+                    endpoints,
                     svc.session_affinity.is_some(),
                     family,
                 ) else {
