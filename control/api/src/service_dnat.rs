@@ -2,7 +2,7 @@
 //! nftables `dnat`: shared by the sidecar's UDP/SCTP Service translation
 //! (`palisade-proxy`'s `capture::service_nat`) and the lab's kube-proxy
 //! stand-in, so both spread datagrams the same way.
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The target of an nftables `dnat` to `endpoints` (sorted here, and
 /// duplicates dropped, so the rules do not change with their order) as
@@ -19,7 +19,8 @@ pub fn dnat_target(
     endpoints.dedup();
     match endpoints.as_slice() {
         [] => None,
-        [(ip, port)] => Some(address(*ip, *port)),
+        // `ip:port`, or `[ip]:port` for IPv6, as `dnat to` takes one address.
+        [(ip, port)] => Some(SocketAddr::new(*ip, *port).to_string()),
         many => {
             let choice = if client_affinity {
                 format!("jhash {family} saddr mod {} seed 0x0", many.len())
@@ -33,14 +34,6 @@ pub fn dnat_target(
                 .collect();
             Some(format!("{choice} map {{ {} }}", map.join(", ")))
         }
-    }
-}
-
-/// `ip:port`, or `[ip]:port` for IPv6, as `dnat to` takes one address.
-fn address(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("{v4}:{port}"),
-        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
     }
 }
 

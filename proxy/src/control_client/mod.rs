@@ -512,11 +512,13 @@ impl Runner {
         )
         .is_ok();
         let issued_by_signer = palisade_identity::verify::issued_by(leaf, &signer);
-        let these = (signer, creds.bundle().roots().to_vec());
+        let roots = creds.bundle().roots();
         let decision = early_renewal(
             issued_by_signer,
             chains_to_bundle,
-            self.renewed_unvouched_for.as_ref() == Some(&these),
+            self.renewed_unvouched_for
+                .as_ref()
+                .is_some_and(|(s, r)| *s == signer && r.as_slice() == roots),
         );
         let delay = match decision {
             EarlyRenewal::NotNeeded => return,
@@ -532,7 +534,7 @@ impl Runner {
             }
             EarlyRenewal::Spread => self.opts.reissue_spread.mul_f64(rand::random::<f64>()),
             EarlyRenewal::Now => {
-                self.renewed_unvouched_for = Some(these);
+                self.renewed_unvouched_for = Some((signer, roots.to_vec()));
                 Duration::ZERO
             }
         };
