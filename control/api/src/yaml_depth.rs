@@ -3,7 +3,7 @@
 //! but its scanner (libyaml's) checks every open flow level on each token:
 //! a document of 100,000 nested `{a: ` took minutes to refuse. The event
 //! parser reads it in linear time.
-use granit_parser::{ErrorKind, Event, Parser};
+use granit_parser::{ErrorKind, Event, Parser, ScanError, Span};
 
 /// The deepest nesting read; serde_yaml refuses deeper ones anyway.
 pub const MAX_DEPTH: usize = 128;
@@ -20,19 +20,29 @@ pub struct TooDeep {
     pub line: usize,
 }
 
-/// Refuses `text` if a document nests collections deeper than
-/// [`MAX_DEPTH`]. Syntax errors are left to serde_yaml, which names them.
-pub fn check_depth(text: &str) -> Result<(), TooDeep> {
-    let mut depth = 0usize;
-    let mut document = 0usize;
-    for event in Parser::new_from_str(text) {
-        let (event, span) = match event {
+/// Follows the events of one parse and says when a document nests
+/// collections deeper than [`MAX_DEPTH`], so that a reader that walks the
+/// events anyway needs no second parse.
+#[derive(Debug, Default)]
+pub struct DepthGuard {
+    depth: usize,
+    document: usize,
+}
+
+impl DepthGuard {
+    /// Takes the parser's next item. A syntax error other than the event
+    /// parser's own nesting limit is not this guard's to report.
+    pub fn follow<'i>(
+        &mut self,
+        item: &Result<(Event<'i>, Span), ScanError>,
+    ) -> Result<(), TooDeep> {
+        let (event, span) = match item {
             Ok(event) => event,
             // The event parser's own limit on flow nesting, met while it
             // scans ahead of the events.
             Err(e) if matches!(e.kind(), ErrorKind::RecursionLimitExceeded) => {
                 return Err(TooDeep {
-                    document,
+                    document: self.document,
                     line: e.marker().line(),
                 });
             }
@@ -40,20 +50,33 @@ pub fn check_depth(text: &str) -> Result<(), TooDeep> {
         };
         match event {
             Event::SequenceStart(..) | Event::MappingStart(..) => {
-                depth += 1;
-                if depth > MAX_DEPTH {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
                     return Err(TooDeep {
-                        document,
+                        document: self.document,
                         line: span.start.line(),
                     });
                 }
             }
-            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::SequenceEnd | Event::MappingEnd => self.depth = self.depth.saturating_sub(1),
             Event::DocumentEnd => {
-                document += 1;
-                depth = 0;
+                self.document += 1;
+                self.depth = 0;
             }
             _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Refuses `text` if a document nests collections deeper than
+/// [`MAX_DEPTH`]. Syntax errors are left to serde_yaml, which names them.
+pub fn check_depth(text: &str) -> Result<(), TooDeep> {
+    let mut guard = DepthGuard::default();
+    for item in Parser::new_from_str(text) {
+        guard.follow(&item)?;
+        if item.is_err() {
+            break;
         }
     }
     Ok(())

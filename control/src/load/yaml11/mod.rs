@@ -64,7 +64,7 @@ pub enum ReadError {
 /// too deep for serde_yaml is an error (`palisade_api::yaml_depth`):
 /// serde_yaml must not see the file.
 pub(super) fn documents(text: &str) -> Result<Vec<Node>, TooDeep> {
-    palisade_api::yaml_depth::check_depth(text)?;
+    let mut depth = palisade_api::yaml_depth::DepthGuard::default();
     struct Open {
         map: bool,
         anchor: usize,
@@ -74,6 +74,7 @@ pub(super) fn documents(text: &str) -> Result<Vec<Node>, TooDeep> {
     let mut open: Vec<Open> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     for event in Parser::new_from_str(text) {
+        depth.follow(&event)?;
         let Ok((event, _)) = event else { break };
         let (node, anchor) = match event {
             Event::DocumentStart(..) => {
